@@ -1,0 +1,114 @@
+"""yolov5 7.0.14 on today's torch/numpy/setuptools: every adaptation, in one place.
+
+Imported only by the trial's child process (:mod:`search.trainer`). Nothing here touches the user's
+files: fonts go to a folder memfront owns, and all patches live in the child's memory. The breaks
+and their measurements are listed in ``shared/notes/yolov5-on-todays-stack.md``; each function below
+says which one it answers.
+
+| break | answer |
+|---|---|
+| ``import yolov5`` needs ``pkg_resources`` | ``setuptools<81`` in pyproject (nothing to do at run time) |
+| numpy 2 removed ``np.trapz`` (validation crashes) | :func:`patch_numpy` aliases ``np.trapezoid`` |
+| torch >= 2.6 loads checkpoints ``weights_only`` | :func:`child_environment` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` for the child only |
+| ``check_font`` downloads Arial.ttf | :func:`prepare_config_dir` gives yolov5 a config dir holding a local font |
+| no AMP switch; ``check_amp`` may download | :func:`patch_amp` replaces ``yolov5.train.check_amp`` |
+| mutable default ``Callbacks()`` | the trainer passes a fresh ``Callbacks()``, one trial per process |
+| ``parse_opt`` reads ``sys.argv`` | :func:`isolate_argv` |
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = [
+    "child_environment",
+    "decide_amp",
+    "isolate_argv",
+    "patch_amp",
+    "patch_numpy",
+    "prepare_config_dir",
+]
+
+# yolov5 asks for Arial.ttf, or Arial.Unicode.ttf for non-ASCII class names.
+_FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+
+
+def child_environment(config_dir: Path) -> dict[str, str]:
+    """Environment variables the child process needs before it imports torch or yolov5.
+
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``: yolov5 checkpoints pickle whole objects; torch >= 2.6
+    refuses them by default. Set for the trial's process only: it loads the run's own checkpoints
+    (and the ``.pt`` the user chose to fine-tune from, which yolov5 cannot load any other way).
+    """
+    return {
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+        "YOLOV5_CONFIG_DIR": str(config_dir),
+        # Keep yolov5's optional integrations (W&B, Comet, ClearML) from reaching out.
+        "WANDB_MODE": "disabled",
+        "COMET_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def prepare_config_dir(config_dir: Path) -> None:
+    """Puts a TrueType font where yolov5's ``check_font`` looks, so it never downloads one.
+
+    matplotlib (a dependency) ships DejaVuSans.ttf; yolov5 only needs some TrueType font to label
+    plots.
+    """
+    import matplotlib
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name in _FONT_NAMES:
+        target = config_dir / name
+        if not target.exists():
+            shutil.copyfile(source, target)
+
+
+def patch_numpy() -> None:
+    """numpy 2 removed ``np.trapz``, which yolov5's ``compute_ap`` calls during validation."""
+    import numpy as np
+
+    if not hasattr(np, "trapz"):
+        np.trapz = np.trapezoid  # type: ignore[attr-defined]
+
+
+def isolate_argv() -> None:
+    """yolov5's ``parse_opt`` reads ``sys.argv``: give it nothing of the trial's own command line."""
+    sys.argv = [sys.argv[0]]
+
+
+def decide_amp(*, requested: bool, cuda: bool) -> tuple[bool, str]:
+    """Decides whether AMP really runs, and why.
+
+    yolov5 wraps its forward pass in ``torch.cuda.amp.autocast`` and its scaler in
+    ``torch.cuda.amp.GradScaler``: both are CUDA-only, so on a CPU trial AMP is off whatever was
+    asked.
+
+    Returns:
+        (AMP on, the reason in words).
+    """
+    if not requested:
+        return False, "off as requested"
+    if not cuda:
+        return False, "requested, but AMP needs a CUDA device (yolov5 autocasts with torch.cuda.amp)"
+    return True, "on as requested (yolov5's own AMP check skipped)"
+
+
+def patch_amp(train_module: ModuleType, enabled: bool) -> None:
+    """Replaces ``yolov5.train.check_amp`` so that AMP is what :func:`decide_amp` chose.
+
+    The original runs the model once in FP32 and once under autocast and, on CUDA, may download
+    ``yolov5n.pt`` to compare: slow, online, and not the user's decision.
+    """
+
+    def check_amp(model: Any) -> bool:
+        return enabled
+
+    train_module.check_amp = check_amp  # type: ignore[attr-defined]

@@ -1,0 +1,117 @@
+"""Parsing and formatting of memory sizes and durations given by users."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["format_bytes", "format_seconds", "parse_duration", "parse_size"]
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+_DURATION_RE = re.compile(r"([0-9]*\.?[0-9]+)\s*(h|m|s|ms)?", re.IGNORECASE)
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
+
+
+def parse_size(text: str | int | float) -> int:
+    """Parses a memory size such as ``6GiB``, ``512MB`` or ``1.5G`` into bytes.
+
+    Decimal units (``GB``, ``G``) are powers of 1000, binary units (``GiB``) powers of 1024.
+
+    Args:
+        text: The size, or a plain number of bytes.
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        ValueError: If ``text`` is not a positive size.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"not a memory size: {text!r}")
+    if isinstance(text, (int, float)):
+        value, unit = float(text), ""
+    else:
+        match = _SIZE_RE.match(text)
+        if match is None:
+            raise ValueError(f"not a memory size: {text!r} (expected e.g. 6GiB, 512MB)")
+        value, unit = float(match.group(1)), match.group(2).lower()
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"unknown size unit {unit!r} in {text!r} (use B, KB, MB, GB, KiB, MiB, GiB)")
+    size = int(value * _SIZE_UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"memory size must be positive: {text!r}")
+    return size
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Parses a duration such as ``10m``, ``90s``, ``1h30m`` or ``600`` (seconds).
+
+    Args:
+        text: The duration, or a plain number of seconds.
+
+    Returns:
+        The duration in seconds.
+
+    Raises:
+        ValueError: If ``text`` is not a positive duration.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        stripped = text.strip()
+        parts = list(_DURATION_RE.finditer(stripped))
+        if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != stripped.replace(
+            " ", ""
+        ):
+            raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 1h30m)")
+        seconds = sum(
+            float(p.group(1)) * _DURATION_UNITS[p.group(2).lower() if p.group(2) else None]
+            for p in parts
+        )
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def format_bytes(size: float | None) -> str:
+    """Formats a byte count with a binary unit, e.g. ``1.50 GiB``; ``-`` for None."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(value)} B"
+    return f"{value:.2f} {unit}" if unit == "GiB" else f"{value:.0f} {unit}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Formats seconds for a human, e.g. ``4.2 s`` or ``3 min 05 s``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
