@@ -30,7 +30,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MemoryReport", "ProcessTree", "TreeSampler", "read_pss_bytes", "read_vmhwm_bytes"]
+__all__ = [
+    "MemoryReport",
+    "ProcessTree",
+    "Proportional",
+    "Resident",
+    "TreeSampler",
+    "read_pss",
+    "read_pss_bytes",
+    "read_resident",
+    "read_vmhwm_bytes",
+]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _MAX_SERIES_POINTS = 400
@@ -55,22 +65,81 @@ def _parse_stat(data: bytes) -> tuple[int, int, int, int]:
     return int(fields[1]), int(fields[2]), int(fields[7]), int(fields[21])
 
 
-def read_pss_bytes(pid: int) -> tuple[int, int] | None:
-    """Reads (PSS, RSS) in bytes of one process from ``/proc/PID/smaps_rollup``; None if gone."""
+@dataclasses.dataclass(frozen=True)
+class Resident:
+    """Resident memory of one process by kind, in bytes (``/proc/PID/status``)."""
+
+    anon: int
+    file: int
+    shmem: int
+    hwm: int
+
+    @property
+    def total(self) -> int:
+        """RSS."""
+        return self.anon + self.file + self.shmem
+
+
+def read_resident(pid: int) -> Resident | None:
+    """Reads RssAnon, RssFile, RssShmem and VmHWM of a process; None if it is gone."""
+    data = _read(f"/proc/{pid}/status")
+    if data is None:
+        return None
+    values = {}
+    for line in data.splitlines():
+        if line.startswith((b"RssAnon:", b"RssFile:", b"RssShmem:", b"VmHWM:")):
+            key, value = line.split(b":", 1)
+            values[key] = int(value.split()[0]) * 1024
+    if b"RssAnon" not in values:
+        return None  # a zombie: no memory left
+    return Resident(
+        anon=values[b"RssAnon"], file=values.get(b"RssFile", 0),
+        shmem=values.get(b"RssShmem", 0), hwm=values.get(b"VmHWM", 0),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Proportional:
+    """PSS of one process by kind, in bytes (``/proc/PID/smaps_rollup``)."""
+
+    anon: int
+    file: int
+    shmem: int
+
+    @property
+    def total(self) -> int:
+        """PSS."""
+        return self.anon + self.file + self.shmem
+
+
+def read_pss(pid: int) -> Proportional | None:
+    """Reads the PSS of a process by kind from ``/proc/PID/smaps_rollup``; None if it is gone.
+
+    This is the expensive read: the kernel walks every resident page of the process.
+    """
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
             data = handle.read()
     except OSError:
         return None
-    pss = rss = None
+    values = {}
     for line in data.splitlines():
-        if line.startswith(b"Pss:"):
-            pss = int(line.split()[1]) * 1024
-        elif line.startswith(b"Rss:"):
-            rss = int(line.split()[1]) * 1024
-        if pss is not None and rss is not None:
-            return pss, rss
-    return None
+        if line.startswith((b"Pss:", b"Pss_Anon:", b"Pss_File:", b"Pss_Shmem:")):
+            key, value = line.split(b":", 1)
+            values[key] = int(value.split()[0]) * 1024
+    if b"Pss" not in values:
+        return None
+    if b"Pss_Anon" not in values:  # kernels before 5.7 do not split PSS by kind
+        return Proportional(anon=values[b"Pss"], file=0, shmem=0)
+    return Proportional(
+        anon=values[b"Pss_Anon"], file=values.get(b"Pss_File", 0), shmem=values.get(b"Pss_Shmem", 0)
+    )
+
+
+def read_pss_bytes(pid: int) -> int | None:
+    """PSS of one process in bytes; None if it is gone."""
+    pss = read_pss(pid)
+    return None if pss is None else pss.total
 
 
 def read_vmhwm_bytes(pid: int | str) -> int | None:
@@ -156,8 +225,18 @@ class MemoryReport:
 
 @dataclasses.dataclass
 class _Anchor:
-    pss: int
-    rss: int
+    pss: Proportional
+    resident: Resident
+
+    def estimate(self, now: Resident) -> tuple[int, int]:
+        """(central, upper) PSS of the process now, carried from this anchor."""
+        # New anonymous memory is private to the process that allocated it; file-backed and
+        # shared memory keep the proportion the last PSS read measured.
+        file_ratio = self.pss.file / self.resident.file if self.resident.file else 1.0
+        shmem_ratio = self.pss.shmem / self.resident.shmem if self.resident.shmem else 1.0
+        shared = int(now.file * file_ratio + now.shmem * shmem_ratio)
+        delta_anon = now.anon - self.resident.anon
+        return max(0, self.pss.anon + delta_anon) + shared, self.pss.anon + max(0, delta_anon) + shared
 
 
 class TreeSampler:
@@ -165,11 +244,12 @@ class TreeSampler:
 
     Args:
         root_pid: The trial's main process (leader of its own process group).
-        fast_hz: Rate of the cheap RSS/fault reads, which also enforce ``limit_bytes``.
+        fast_hz: Rate of the cheap reads, which also enforce ``limit_bytes``; it rises to
+            ``near_limit_hz`` once the estimate passes 75% of the limit.
         pss_cpu_budget: Fraction of one core that PSS reads may use on average.
         limit_bytes: Host memory limit; when the estimated tree PSS crosses it, ``on_limit`` runs.
         on_limit: Called once from the sampler thread with the estimate that crossed the limit.
-        on_sample: Called after each fast sample with the current estimate (for progress display).
+        near_limit_hz: Rate of the cheap reads close to the limit.
     """
 
     def __init__(
@@ -177,21 +257,21 @@ class TreeSampler:
         *,
         root_pid: int,
         fast_hz: float = 50.0,
-        pss_cpu_budget: float = 0.02,
+        pss_cpu_budget: float = 0.01,
         limit_bytes: int | None = None,
         on_limit: Callable[[int], None] | None = None,
-        on_sample: Callable[[int], None] | None = None,
+        near_limit_hz: float = 400.0,
     ) -> None:
         self._tree = ProcessTree(root_pid=root_pid)
         self._interval = 1.0 / fast_hz
+        self._near_interval = 1.0 / near_limit_hz
         self._budget = pss_cpu_budget
         self._limit = limit_bytes
         self._on_limit = on_limit
-        self._on_sample = on_sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memfront-sampler", daemon=True)
         self._anchors: dict[int, _Anchor] = {}
-        self._baseline_rss: dict[int, int] = {root_pid: 0}
+        self._first_seen: dict[int, Resident] = {}
         self._fault_mark: dict[int, tuple[int, int]] = {}
         self._start = 0.0
         self._cpu = 0.0
@@ -231,98 +311,101 @@ class TreeSampler:
 
     def _run(self) -> None:
         cpu0 = time.thread_time()
-        scan_every = 5
-        scan_cost = 0.0
+        next_scan = 0.0
+        scan_period = 0.1
         last_pss = -1e9
         pss_period = 1.0
-        tick = 0
-        rows: dict[int, tuple[int, int, int, int]] = {}
+        unexplained = 0
         while not self._stop.is_set():
             now = time.monotonic() - self._start
-            if tick % scan_every == 0:
+            if now >= next_scan:
                 t0 = time.thread_time()
-                rows = self._tree.scan()
-                scan_cost = time.thread_time() - t0
+                unexplained = self._unexplained_faults(self._tree.scan())
                 # Keep /proc scans under ~1% of a core however many processes the machine runs.
-                scan_every = max(2, min(50, int(scan_cost / (0.01 * self._interval)) + 1))
-            else:
-                rows = self._tree.read()
-            tick += 1
-            if rows:
-                for pid, row in rows.items():
-                    if pid not in self._baseline_rss and pid not in self._anchors:
-                        self._baseline_rss[pid] = row[3] * PAGE_SIZE
-                estimate, upper, rss_sum, unexplained = self._estimate(rows)
-                elapsed_cpu = time.thread_time() - cpu0
-                allowance = self._budget * now + 0.25 - self._pss_cpu
+                scan_period = max(0.1, (time.thread_time() - t0) / 0.01)
+                next_scan = now + scan_period
+            resident = {pid: r for pid in self._tree.pids if (r := read_resident(pid)) is not None}
+            if resident:
+                estimate, upper = self._estimate(resident)
                 want_pss = (
-                    any(pid not in self._anchors for pid in rows)
-                    or estimate > self._peak_pss * 1.02
+                    any(pid not in self._anchors for pid in resident)
+                    or estimate > self._peak_pss * 1.03
                     or unexplained > 0.01 * max(estimate, 1)
                     or now - last_pss >= pss_period
                 )
-                if want_pss and allowance > 0:
+                allowance = self._budget * now + 0.1 - self._pss_cpu
+                if want_pss and allowance > 0 and not self._near_limit(estimate):
                     t0 = time.thread_time()
-                    measured = self._read_pss(list(rows))
+                    measured = self._read_pss(list(resident))
                     cost = time.thread_time() - t0
                     self._pss_cpu += cost
-                    last_pss = now
-                    pss_period = max(0.5, cost / self._budget)
+                    last_pss, unexplained = now, 0
+                    pss_period = max(1.0, cost / self._budget)
                     if measured is not None:
                         estimate = upper = measured
                         self._peak_pss = max(self._peak_pss, measured)
                         self._pss_t.append(now)
                         self._pss_v.append(measured)
-                self._record(now, estimate, upper, rss_sum)
-                if self._fast_samples % 25 == 1:
-                    hwm = read_vmhwm_bytes(self._tree.root_pid)
-                    if hwm is not None:
-                        self._vmhwm = hwm
+                root = resident.get(self._tree.root_pid)
+                if root is not None:
+                    self._vmhwm = root.hwm
+                self._record(now, estimate, upper, sum(r.total for r in resident.values()))
                 if self._limit is not None and estimate >= self._limit and not self._limit_hit:
                     self._limit_hit = True
                     if self._on_limit is not None:
                         self._on_limit(estimate)
-                if self._on_sample is not None:
-                    self._on_sample(estimate)
-                self._cpu = elapsed_cpu
-            elif tick > 1 and self._tree.root_pid not in rows:
-                # Root gone and nothing left of the tree.
-                pass
-            delay = self._interval - ((time.monotonic() - self._start) - now)
+            interval = self._near_interval if self._near_limit(self.current_bytes) else self._interval
+            delay = interval - ((time.monotonic() - self._start) - now)
             if delay > 0:
                 self._stop.wait(delay)
         self._cpu = time.thread_time() - cpu0
 
-    def _estimate(self, rows: dict[int, tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
-        estimate = upper = rss_sum = unexplained = 0
+    def _near_limit(self, estimate: int) -> bool:
+        return self._limit is not None and estimate >= 0.75 * self._limit
+
+    def _unexplained_faults(self, rows: dict[int, tuple[int, int, int, int]]) -> int:
+        # A copy-on-write break raises PSS without raising RSS, but it is a minor fault: faults that
+        # RSS growth does not explain are a cheap sign that the last PSS read has gone stale.
+        unexplained = 0
         for pid, (_, _, minflt, rss_pages) in rows.items():
-            rss = rss_pages * PAGE_SIZE
-            rss_sum += rss
+            mark = self._fault_mark.get(pid)
+            if mark is not None:
+                faulted = (minflt - mark[0]) * PAGE_SIZE
+                unexplained += max(0, faulted - max(0, rss_pages * PAGE_SIZE - mark[1]))
+        return unexplained
+
+    def _estimate(self, resident: dict[int, Resident]) -> tuple[int, int]:
+        estimate = upper = 0
+        for pid, now in resident.items():
             anchor = self._anchors.get(pid)
             if anchor is not None:
-                estimate += max(0, anchor.pss + rss - anchor.rss)
-                upper += anchor.pss + max(0, rss - anchor.rss)
-                mark = self._fault_mark.get(pid)
-                if mark is not None:
-                    faulted = (minflt - mark[0]) * PAGE_SIZE
-                    unexplained += max(0, faulted - max(0, rss - mark[1]))
-            else:
-                estimate += max(0, rss - self._baseline_rss.get(pid, 0))
-                upper += rss
-        return estimate, upper, rss_sum, unexplained
+                central, high = anchor.estimate(now)
+                estimate += central
+                upper += high
+                continue
+            first = self._first_seen.setdefault(pid, now)
+            # A forked worker starts by sharing its parent's pages: only what it adds is new. The
+            # root was exec'ed, so all of its memory is its own.
+            base = 0 if pid == self._tree.root_pid else first.anon
+            estimate += max(0, now.anon - base) + (
+                now.file + now.shmem if pid == self._tree.root_pid else 0
+            )
+            upper += now.total
+        return estimate, upper
 
     def _read_pss(self, pids: list[int]) -> int | None:
         total = 0
         anchors: dict[int, _Anchor] = {}
         for pid in pids:
-            read = read_pss_bytes(pid)
+            pss = read_pss(pid)
+            resident = read_resident(pid)
             data = _read(f"/proc/{pid}/stat")
-            if read is None or data is None:
+            if pss is None or resident is None or data is None:
                 continue
+            anchors[pid] = _Anchor(pss=pss, resident=resident)
             _, _, minflt, rss_pages = _parse_stat(data)
-            anchors[pid] = _Anchor(pss=read[0], rss=rss_pages * PAGE_SIZE)
             self._fault_mark[pid] = (minflt, rss_pages * PAGE_SIZE)
-            total += read[0]
+            total += pss.total
         if not anchors:
             return None
         self._anchors = anchors

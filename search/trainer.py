@@ -42,6 +42,21 @@ def _raise_oom_score() -> None:
         pass
 
 
+def _die_with_parent(parent_pid: int | None) -> None:
+    # The child runs in its own session, so a search killed with SIGKILL would leave it running:
+    # ask the kernel to kill it with its parent (dataloader workers notice their manager's death).
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(EXIT_FAILED)
+
+
 def _vmhwm_bytes() -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -199,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the child process."""
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
+    _die_with_parent(spec.get("parent_pid"))
     _raise_oom_score()
     events = EventWriter(spec["events"])
     try:

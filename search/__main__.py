@@ -1,0 +1,9 @@
+"""``python -m search`` is the ``memfront`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from search.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Device memory of a process tree as NVML sees it, from the parent, when NVML is there.
+
+The child reports its own allocator peaks (``torch.cuda.max_memory_reserved``); NVML adds what the
+allocator does not see (the CUDA context, cuDNN workspaces, other libraries). Both are optional: on a
+machine without an NVIDIA driver or without ``nvidia-ml-py`` this reports None, never 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["NvmlProbe"]
+
+
+class NvmlProbe:
+    """Reads the device memory used by given processes through NVML."""
+
+    def __init__(self) -> None:
+        self._nvml: Any = None
+        self.unavailable_reason: str | None = None
+        try:
+            import pynvml  # nvidia-ml-py; optional (extra "gpu")
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+        except Exception as error:  # noqa: BLE001 - missing module, driver or GPU alike
+            self.unavailable_reason = f"NVML unavailable: {type(error).__name__}: {error}"
+
+    @property
+    def available(self) -> bool:
+        """Whether NVML answered."""
+        return self._nvml is not None
+
+    def used_bytes(self, pids: set[int]) -> int | None:
+        """Device memory used by these processes, summed over all GPUs; None without NVML."""
+        if self._nvml is None:
+            return None
+        nvml = self._nvml
+        total = 0
+        try:
+            for index in range(nvml.nvmlDeviceGetCount()):
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid in pids and proc.usedGpuMemory is not None:
+                        total += int(proc.usedGpuMemory)
+        except Exception:  # noqa: BLE001 - a driver hiccup must not end the trial
+            return None
+        return total
+
+    def close(self) -> None:
+        """Releases NVML."""
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:  # noqa: BLE001
+                pass
+            self._nvml = None

@@ -1,0 +1,55 @@
+"""The record of one trial: what was asked, what ran, what it scored and what it cost."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STATUSES", "TrialRecord"]
+
+STATUSES = ("ok", "memory_limit", "timeout", "failed", "interrupted")
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """Everything a trial produced. Sizes in bytes, times in seconds.
+
+    ``map50``, ``map50_95`` and ``fitness`` are those of the epoch with the best yolov5 fitness
+    (0.1 mAP50 + 0.9 mAP50-95): the epoch yolov5 keeps as ``best.pt``.
+    ``peak_gpu_bytes`` is None when the trial did not use CUDA (not 0: nothing was measured).
+    """
+
+    status: str
+    map50: float | None
+    map50_95: float | None
+    fitness: float | None
+    peak_host_bytes: int | None
+    peak_gpu_bytes: int | None
+    epoch_seconds: float | None
+    wall_seconds: float
+    requested: dict[str, Any]
+    used: dict[str, Any]
+    limits: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    memory: dict[str, Any]
+    gpu: dict[str, Any]
+    exit_code: int | None
+    error: str | None = None
+    log_tail: list[str] = dataclasses.field(default_factory=list)
+    versions: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the record as JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        """Rebuilds a record from :meth:`to_dict` output (unknown keys are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def write_json(self, path: str | Path) -> None:
+        """Writes the record as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
