@@ -91,7 +91,8 @@ def _print_trial(record: TrialRecord) -> None:
         f"{format_bytes(record.peak_host_bytes)}  (PSS of {memory.get('max_processes')} processes; "
         f"read {format_bytes(memory.get('peak_host_lower_bytes'))}, bound "
         f"{format_bytes(memory.get('peak_host_upper_bytes'))}; RSS sum "
-        f"{format_bytes(memory.get('peak_rss_tree_bytes'))}, VmHWM {format_bytes(memory.get('vmhwm_bytes'))})",
+        f"{format_bytes(memory.get('peak_rss_tree_bytes'))}, "
+        f"VmHWM {format_bytes(memory.get('vmhwm_bytes'))})",
     )
     gpu = "- (no CUDA)" if not record.gpu.get("cuda") else format_bytes(record.peak_gpu_bytes)
     table.add_row("peak GPU memory", gpu)
@@ -115,7 +116,9 @@ def _print_trial(record: TrialRecord) -> None:
 @app.command()
 def trial(
     data: Annotated[str, typer.Option(help="YOLOv5 data yaml.")],
-    model: Annotated[str, typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune).")] = "yolov5n.yaml",
+    model: Annotated[
+        str, typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune).")
+    ] = "yolov5n.yaml",
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size (rounded up to a multiple of 32).")] = 640,
     cache: Annotated[str, typer.Option(help="Image cache: none, ram or disk.")] = "none",
@@ -139,8 +142,17 @@ def trial(
         fail(f"--amp: expected on or off, got {amp!r}")
     try:
         config = TrialConfig(
-            data=data, model=model, batch=batch, imgsz=imgsz, cache=cache, workers=workers,  # type: ignore[arg-type]
-            amp=amp == "on", epochs=epochs, device=device, seed=seed, train_images=train_images,
+            data=data,
+            model=model,
+            batch=batch,
+            imgsz=imgsz,
+            cache=cache,
+            workers=workers,
+            amp=amp == "on",
+            epochs=epochs,
+            device=device,
+            seed=seed,
+            train_images=train_images,
             train_fraction=train_fraction,
         )
     except ValidationError as error:
@@ -151,14 +163,19 @@ def trial(
         time_limit_s=duration_option(time_limit, "--time-limit"),
     )
     with Progress(
-        TextColumn("[bold]trial[/]"), BarColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=console, transient=True,
+        TextColumn("[bold]trial[/]"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         task = bar.add_task("starting", total=config.epochs)
 
         def show(progress: Any) -> None:
             bar.update(
-                task, completed=progress.epoch or 0,
+                task,
+                completed=progress.epoch or 0,
                 description=f"epoch {progress.epoch or 0}/{progress.epochs}  "
                 f"host {format_bytes(progress.host_bytes)}",
             )

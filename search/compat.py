@@ -5,15 +5,13 @@ files: fonts go to a folder memfront owns, and all patches live in the child's m
 and their measurements are listed in ``shared/notes/yolov5-on-todays-stack.md``; each function below
 says which one it answers.
 
-| break | answer |
-|---|---|
-| ``import yolov5`` needs ``pkg_resources`` | ``setuptools<81`` in pyproject (nothing to do at run time) |
-| numpy 2 removed ``np.trapz`` (validation crashes) | :func:`patch_numpy` aliases ``np.trapezoid`` |
-| torch >= 2.6 loads checkpoints ``weights_only`` | :func:`child_environment` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` for the child only |
-| ``check_font`` downloads Arial.ttf | :func:`prepare_config_dir` gives yolov5 a config dir holding a local font |
-| no AMP switch; ``check_amp`` may download | :func:`patch_amp` replaces ``yolov5.train.check_amp`` |
-| mutable default ``Callbacks()`` | the trainer passes a fresh ``Callbacks()``, one trial per process |
-| ``parse_opt`` reads ``sys.argv`` | :func:`isolate_argv` |
+* ``import yolov5`` needs ``pkg_resources``: ``setuptools<81`` in pyproject.
+* numpy 2 removed ``np.trapz`` (validation crashes): :func:`patch_numpy`.
+* torch >= 2.6 loads checkpoints ``weights_only``: :func:`child_environment`, child only.
+* ``check_font`` downloads Arial.ttf: :func:`prepare_config_dir` (a local font).
+* no AMP switch, and ``check_amp`` may download: :func:`patch_amp`.
+* mutable default ``Callbacks()``: the trainer passes a fresh one, one trial per process.
+* ``parse_opt`` reads ``sys.argv``: :func:`isolate_argv`.
 """
 
 from __future__ import annotations

@@ -166,8 +166,7 @@ def write_trial_data_yaml(
     trial_yaml = folder / "data.yaml"
     trial_yaml.write_text(
         yaml.safe_dump(
-            {"path": str(folder), "train": str(train_list), "val": str(val_list),
-             "names": dataset.names},
+            {"path": str(folder), "train": str(train_list), "val": str(val_list), "names": dataset.names},
             sort_keys=False,
         )
     )

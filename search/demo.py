@@ -39,9 +39,7 @@ def _overlaps(box: tuple[float, float, float, float], boxes: list[tuple[float, .
     return False
 
 
-def _draw_image(
-    rng: np.random.Generator, size: int, max_objects: int
-) -> tuple[Image.Image, list[str]]:
+def _draw_image(rng: np.random.Generator, size: int, max_objects: int) -> tuple[Image.Image, list[str]]:
     image = Image.fromarray(_background(rng, size))
     draw = ImageDraw.Draw(image)
     placed: list[tuple[float, ...]] = []

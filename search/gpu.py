@@ -7,6 +7,7 @@ machine without an NVIDIA driver or without ``nvidia-ml-py`` this reports None, 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 __all__ = ["NvmlProbe"]
@@ -23,7 +24,7 @@ class NvmlProbe:
 
             pynvml.nvmlInit()
             self._nvml = pynvml
-        except Exception as error:  # noqa: BLE001 - missing module, driver or GPU alike
+        except Exception as error:
             self.unavailable_reason = f"NVML unavailable: {type(error).__name__}: {error}"
 
     @property
@@ -43,15 +44,13 @@ class NvmlProbe:
                 for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
                     if proc.pid in pids and proc.usedGpuMemory is not None:
                         total += int(proc.usedGpuMemory)
-        except Exception:  # noqa: BLE001 - a driver hiccup must not end the trial
+        except Exception:
             return None
         return total
 
     def close(self) -> None:
         """Releases NVML."""
         if self._nvml is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001
-                pass
             self._nvml = None

@@ -93,8 +93,10 @@ def read_resident(pid: int) -> Resident | None:
     if b"RssAnon" not in values:
         return None  # a zombie: no memory left
     return Resident(
-        anon=values[b"RssAnon"], file=values.get(b"RssFile", 0),
-        shmem=values.get(b"RssShmem", 0), hwm=values.get(b"VmHWM", 0),
+        anon=values[b"RssAnon"],
+        file=values.get(b"RssFile", 0),
+        shmem=values.get(b"RssShmem", 0),
+        hwm=values.get(b"VmHWM", 0),
     )
 
 
@@ -387,9 +389,7 @@ class TreeSampler:
             # A forked worker starts by sharing its parent's pages: only what it adds is new. The
             # root was exec'ed, so all of its memory is its own.
             base = 0 if pid == self._tree.root_pid else first.anon
-            estimate += max(0, now.anon - base) + (
-                now.file + now.shmem if pid == self._tree.root_pid else 0
-            )
+            estimate += max(0, now.anon - base) + (now.file + now.shmem if pid == self._tree.root_pid else 0)
             upper += now.total
         return estimate, upper
 

@@ -156,11 +156,14 @@ def run_trial(
     model = resolve_model(config.model)
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="memfront-trial-", dir=workdir))
-    npy_before = snapshot_cache_files(dataset.train_images) if config.cache == "disk" else set()
+    npy_before = snapshot_cache_files(dataset.all_images) if config.cache == "disk" else set()
     try:
         data_yaml, _ = write_trial_data_yaml(
-            dataset, folder, train_images=config.train_images,
-            train_fraction=config.train_fraction, seed=config.seed,
+            dataset,
+            folder,
+            train_images=config.train_images,
+            train_fraction=config.train_fraction,
+            seed=config.seed,
         )
         spec = {
             **config.model_dump(),
@@ -175,7 +178,12 @@ def run_trial(
         }
         (folder / "spec.json").write_text(json.dumps(spec))
         record = _supervise(
-            config, limits, folder, started, on_progress, fast_hz=fast_hz,
+            config,
+            limits,
+            folder,
+            started,
+            on_progress,
+            fast_hz=fast_hz,
             pss_cpu_budget=pss_cpu_budget,
         )
         if keep_run is not None and (folder / "run").is_dir():
@@ -183,7 +191,7 @@ def run_trial(
         return record
     finally:
         if config.cache == "disk" and not keep_cache:
-            for npy in snapshot_cache_files(dataset.train_images) - npy_before:
+            for npy in snapshot_cache_files(dataset.all_images) - npy_before:
                 with contextlib.suppress(OSError):
                     npy.unlink()
         shutil.rmtree(folder, ignore_errors=True)
@@ -207,8 +215,12 @@ def _supervise(
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "search.trainer", str(folder / "spec.json")],
-            cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     pgid = child.pid
     stopped_for: dict[str, int] = {}
@@ -221,7 +233,9 @@ def _supervise(
         _kill_tree(pgid, sampler.pids)
 
     sampler = TreeSampler(
-        root_pid=child.pid, fast_hz=fast_hz, pss_cpu_budget=pss_cpu_budget,
+        root_pid=child.pid,
+        fast_hz=fast_hz,
+        pss_cpu_budget=pss_cpu_budget,
         limit_bytes=limits.memory_limit_bytes,
         on_limit=lambda estimate: stop("memory_limit", estimate),
     )
@@ -246,12 +260,16 @@ def _supervise(
                     nvml_peak = max(nvml_peak or 0, used)
             if on_progress is not None:
                 last_epoch = events.last("epoch")
-                on_progress(TrialProgress(
-                    phase="training" if events.last("used") else "starting",
-                    epoch=(last_epoch["epoch"] + 1) if last_epoch else None,
-                    epochs=config.epochs, host_bytes=sampler.current_bytes, elapsed_s=elapsed,
-                    last_map50_95=last_epoch["map50_95"] if last_epoch else None,
-                ))
+                on_progress(
+                    TrialProgress(
+                        phase="training" if events.last("used") else "starting",
+                        epoch=(last_epoch["epoch"] + 1) if last_epoch else None,
+                        epochs=config.epochs,
+                        host_bytes=sampler.current_bytes,
+                        elapsed_s=elapsed,
+                        last_map50_95=last_epoch["map50_95"] if last_epoch else None,
+                    )
+                )
             time.sleep(0.1)
     except KeyboardInterrupt:
         stop("interrupted")
@@ -269,9 +287,16 @@ def _supervise(
             nvml.close()
     events.poll()
     return _build_record(
-        config, limits, events, memory.to_dict(), child.returncode, stopped_for,
-        wall=time.monotonic() - started, log_tail=_log_tail(log_path),
-        rusage_maxrss=rusage_maxrss, nvml_peak=nvml_peak,
+        config,
+        limits,
+        events,
+        memory.to_dict(),
+        child.returncode,
+        stopped_for,
+        wall=time.monotonic() - started,
+        log_tail=_log_tail(log_path),
+        rusage_maxrss=rusage_maxrss,
+        nvml_peak=nvml_peak,
         nvml_reason=None if nvml is None else nvml.unavailable_reason,
     )
 
@@ -319,8 +344,11 @@ def _build_record(
 
     best = _best_epoch(epochs)
     epoch_times = [e["seconds"] for e in epochs if e.get("seconds") is not None]
-    gpu_peaks = [e["gpu"]["reserved_peak_bytes"] for e in [*epochs, end or {}]
-                 if e.get("gpu") and e["gpu"].get("reserved_peak_bytes") is not None]
+    gpu_peaks = [
+        e["gpu"]["reserved_peak_bytes"]
+        for e in [*epochs, end or {}]
+        if e.get("gpu") and e["gpu"].get("reserved_peak_bytes") is not None
+    ]
     cuda = bool(start.get("cuda"))
     peak_gpu = max([*gpu_peaks, nvml_peak or 0]) if cuda and (gpu_peaks or nvml_peak) else None
     vmhwm_child = (end or {}).get("vmhwm_bytes")

@@ -10,6 +10,7 @@ Exit codes: 0 trained; 1 failed (traceback in the log); 3 CUDA out of memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -36,10 +37,8 @@ class EventWriter:
 
 def _raise_oom_score() -> None:
     # If the kernel must kill something, it should be the trial, not the search; workers inherit it.
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text("1000")
-    except OSError:
-        pass
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
@@ -205,8 +204,12 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     except torch.cuda.OutOfMemoryError as error:
         events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
         return EXIT_CUDA_OOM
-    events.write("end", vmhwm_bytes=_vmhwm_bytes(), gpu=_gpu_peaks(torch, device),
-                 save_dir=str(Path(spec["project"]) / spec["name"]))
+    events.write(
+        "end",
+        vmhwm_bytes=_vmhwm_bytes(),
+        gpu=_gpu_peaks(torch, device),
+        save_dir=str(Path(spec["project"]) / spec["name"]),
+    )
     return 0
 
 
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     events = EventWriter(spec["events"])
     try:
         return run(spec, events)
-    except BaseException as error:  # noqa: BLE001 - the parent needs every failure as an event
+    except BaseException as error:
         traceback.print_exc()
         sys.stderr.flush()
         message = "".join(traceback.format_exception_only(type(error), error)).strip()

@@ -77,13 +77,10 @@ def parse_duration(text: str | int | float) -> float:
     else:
         stripped = text.strip()
         parts = list(_DURATION_RE.finditer(stripped))
-        if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != stripped.replace(
-            " ", ""
-        ):
+        if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != stripped.replace(" ", ""):
             raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 1h30m)")
         seconds = sum(
-            float(p.group(1)) * _DURATION_UNITS[p.group(2).lower() if p.group(2) else None]
-            for p in parts
+            float(p.group(1)) * _DURATION_UNITS[p.group(2).lower() if p.group(2) else None] for p in parts
         )
     if seconds <= 0:
         raise ValueError(f"duration must be positive: {text!r}")
@@ -110,7 +107,7 @@ def format_seconds(seconds: float | None) -> str:
         return "-"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny real dataset and helpers to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.demo import make_demo_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 training and 16 validation images of 96 px: enough for a real 1-epoch trial."""
+    return make_demo_dataset(tmp_path_factory.mktemp("shapes"), images=16, val_images=16, size=96)
+
+
+def trainer_processes() -> list[int]:
+    """Live processes running a memfront trial child, machine-wide."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"search.trainer" in cmdline and state != b"Z":
+            found.append(int(name))
+    return found
+
+
+def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -m search ARGS`` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+    )

@@ -1,0 +1,136 @@
+"""The command line as a user runs it: real subprocesses, real trials."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, run_cli, trainer_processes
+
+REQUIRED_KEYS = {
+    "status",
+    "map50",
+    "map50_95",
+    "fitness",
+    "peak_host_bytes",
+    "peak_gpu_bytes",
+    "epoch_seconds",
+    "requested",
+    "used",
+    "epochs",
+    "memory",
+}
+
+
+def test_parent_side_never_imports_torch_or_yolov5() -> None:
+    code = (
+        "import sys, search, search.cli, search.supervisor, search.memory;"
+        "bad = [m for m in ('torch', 'yolov5') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_trial_command_prints_summary_and_writes_json(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    done = run_cli(
+        "trial",
+        "--data",
+        str(tiny_data),
+        "--batch",
+        "8",
+        "--imgsz",
+        "64",
+        "--epochs",
+        "1",
+        "--cache",
+        "ram",
+        "--workers",
+        "1",
+        "--amp",
+        "off",
+        "--memory-limit",
+        "8GiB",
+        "--time-limit",
+        "5m",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "status" in done.stderr and "mAP50-95" in done.stderr and "peak host memory" in done.stderr
+    record = json.loads(out.read_text())
+    assert set(record) >= REQUIRED_KEYS
+    assert record["status"] == "ok"
+    assert {"vmhwm_bytes", "fast_hz", "series"} <= set(record["memory"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "missing.yaml"], "data yaml not found"),
+        (["--batch", "0"], "--batch"),
+        (["--epochs", "-1"], "--epochs"),
+        (["--cache", "gpu"], "--cache"),
+        (["--memory-limit", "lots"], "--memory-limit"),
+        (["--time-limit", "soon"], "--time-limit"),
+        (["--amp", "maybe"], "--amp"),
+        (["--model", "nowhere.pt"], "not found"),
+        (["--model", "yolov5n.txt"], "model must be"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], message: str) -> None:
+    full = ["trial", "--data", str(tiny_data), *args] if args[0] != "--data" else ["trial", *args]
+    done = run_cli(*full, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            "trial",
+            "--data",
+            str(tiny_data),
+            "--imgsz",
+            "64",
+            "--epochs",
+            "50",
+            "--workers",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not trainer_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)
+    cli.send_signal(signal.SIGINT)
+    _, stderr = cli.communicate(timeout=30)
+    assert cli.returncode == 130, stderr
+    assert json.loads(out.read_text())["status"] == "interrupted"
+    assert trainer_processes() == []
+
+
+def test_demo_data_command(tmp_path: Path) -> None:
+    done = run_cli("demo-data", str(tmp_path / "shapes"), "--images", "4", "--size", "64")
+    assert done.returncode == 0
+    assert Path(done.stdout.strip()).name == "data.yaml"
+    assert len(list((tmp_path / "shapes" / "images" / "train").iterdir())) == 4
+    bad = run_cli("demo-data", str(tmp_path / "x"), "--images", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

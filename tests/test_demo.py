@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from search.demo import CLASS_NAMES, make_demo_dataset
+
+
+def _digest(root: Path) -> str:
+    sha = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".jpg", ".txt"):
+            sha.update(path.relative_to(root).as_posix().encode())
+            sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+def test_same_arguments_give_identical_files(tmp_path: Path) -> None:
+    make_demo_dataset(tmp_path / "a", images=8, size=64, seed=3)
+    make_demo_dataset(tmp_path / "b", images=8, size=64, seed=3)
+    make_demo_dataset(tmp_path / "c", images=8, size=64, seed=4)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_layout_and_labels(tmp_path: Path) -> None:
+    data_yaml = make_demo_dataset(tmp_path, images=20, val_images=6, size=80)
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data["names"] == dict(enumerate(CLASS_NAMES))
+    assert len(list((tmp_path / "images" / "train").glob("*.jpg"))) == 20
+    assert len(list((tmp_path / "images" / "val").glob("*.jpg"))) == 6
+    for label in (tmp_path / "labels").rglob("*.txt"):
+        rows = [line.split() for line in label.read_text().splitlines()]
+        assert rows, label
+        for cls, *box in rows:
+            assert 0 <= int(cls) < len(CLASS_NAMES)
+            assert all(0.0 < float(v) <= 1.0 for v in box)

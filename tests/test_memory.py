@@ -1,0 +1,99 @@
+"""The PSS accounting on controlled children whose true footprint is known."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+from search.memory import TreeSampler, read_pss_bytes, read_resident
+
+MB = 1024**2
+
+# Allocates SIZE_MB of private, written pages, then forks two workers that only read them.
+_SHARED_CHILD = textwrap.dedent(
+    """
+    import mmap, os, sys, time
+    size = int(sys.argv[1]) * 1024 * 1024
+    block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    time.sleep(0.5)
+    workers = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            total = 0
+            for _ in range(3):
+                for offset in range(0, size, mmap.PAGESIZE):
+                    total += block[offset]
+                time.sleep(0.3)
+            os._exit(0)
+        workers.append(pid)
+    for pid in workers:
+        os.waitpid(pid, 0)
+    """
+)
+
+# Grows by 20 MB every 10 ms until killed.
+_GROWING_CHILD = textwrap.dedent(
+    """
+    import time
+    chunks = []
+    while True:
+        chunks.append(bytearray(b"x" * (20 * 1024 * 1024)))
+        time.sleep(0.01)
+    """
+)
+
+
+def _sample(script: str, *args: str, **sampler_options: object) -> tuple[object, subprocess.Popen]:
+    child = subprocess.Popen([sys.executable, "-c", script, *args], start_new_session=True)
+    sampler = TreeSampler(root_pid=child.pid, **sampler_options)  # type: ignore[arg-type]
+    sampler.start()
+    return sampler, child
+
+
+def test_shared_pages_of_forked_workers_count_once() -> None:
+    size_mb = 400
+    sampler, child = _sample(_SHARED_CHILD, str(size_mb))
+    child.wait(timeout=120)
+    report = sampler.stop()  # type: ignore[attr-defined]
+    assert report.max_processes == 3
+    assert report.pss_samples >= 2
+    # Three processes map the 400 MB: RSS counts it three times, PSS once (plus ~3 interpreters).
+    assert report.peak_rss_tree_bytes > 2.5 * size_mb * MB
+    assert size_mb * MB < report.peak_host_bytes < (size_mb + 60) * MB
+    assert report.peak_host_lower_bytes <= report.peak_host_bytes <= report.peak_host_upper_bytes
+    assert report.series["t_s"] and len(report.series["t_s"]) == len(report.series["host_bytes"])
+
+
+def test_limit_is_enforced_fast() -> None:
+    crossed: list[int] = []
+
+    def kill(estimate: int) -> None:
+        crossed.append(estimate)
+        child.kill()
+
+    limit = 300 * MB
+    child = subprocess.Popen([sys.executable, "-c", _GROWING_CHILD], start_new_session=True)
+    sampler = TreeSampler(root_pid=child.pid, limit_bytes=limit, on_limit=kill)
+    started = time.monotonic()
+    sampler.start()
+    child.wait(timeout=60)
+    reaction = time.monotonic() - started
+    report = sampler.stop()
+    assert report.limit_exceeded and len(crossed) == 1
+    assert limit <= crossed[0] < limit * 1.1
+    assert reaction < 10
+
+
+def test_readers_on_own_process() -> None:
+    import os
+
+    resident = read_resident(os.getpid())
+    pss = read_pss_bytes(os.getpid())
+    assert resident is not None and pss is not None
+    assert 0 < pss <= resident.total + MB
+    assert read_resident(2**22 + 12345) is None

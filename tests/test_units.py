@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from search.units import format_bytes, parse_duration, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("6GiB", 6 * 1024**3),
+        ("512MB", 512 * 10**6),
+        ("1.5G", 1_500_000_000),
+        ("100", 100),
+        (" 2 kib ", 2048),
+        (4096, 4096),
+    ],
+)
+def test_parse_size(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "6 GiBs", "-1GB", "0", "", "1.2.3G", True])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("10m", 600.0), ("90s", 90.0), ("1h30m", 5400.0), ("600", 600.0), (2.5, 2.5)]
+)
+def test_parse_duration(text: str | float, expected: float) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["soon", "10 minutes", "0s", "-5m", "m"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_format_bytes() -> None:
+    assert format_bytes(None) == "-"
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(3 * 1024**2) == "3 MiB"
+    assert format_bytes(int(1.5 * 1024**3)) == "1.50 GiB"
