@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import click
 import typer
+import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -136,8 +137,6 @@ def trial(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full record here.")] = None,
 ) -> None:
     """Run one measured YOLOv5 training trial in a child process."""
-    from search.supervisor import run_trial
-
     if amp not in ("on", "off"):
         fail(f"--amp: expected on or off, got {amp!r}")
     try:
@@ -162,8 +161,89 @@ def trial(
         gpu_memory_limit_bytes=size_option(gpu_memory_limit, "--gpu-memory-limit"),
         time_limit_s=duration_option(time_limit, "--time-limit"),
     )
+    record = _run_with_bar(config, limits, keep_cache=keep_cache)
+    _print_trial(record)
+    if json_path is not None:
+        record.write_json(json_path)
+    if record.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None, typer.Option(help="Train options from `memfront export --format yaml`.")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="YOLOv5 data yaml.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model yaml or local .pt.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Image size.")] = None,
+    cache: Annotated[str | None, typer.Option(help="none, ram or disk.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Dataloader workers.")] = None,
+    amp: Annotated[str | None, typer.Option(help="on or off.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or a CUDA device.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
+    name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
+    memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full record here.")] = None,
+) -> None:
+    """Run a full YOLOv5 training with memfront's adaptations (what `export` prints)."""
+    options: dict[str, Any] = {}
+    if config is not None:
+        if not config.is_file():
+            fail(f"--config: file not found: {config}")
+        try:
+            loaded = yaml.safe_load(config.read_text())
+        except yaml.YAMLError as error:
+            fail(f"--config: not valid YAML: {str(error).splitlines()[0]}")
+        if not isinstance(loaded, dict):
+            fail("--config: expected a mapping of train options")
+        options.update(loaded)
+    if amp is not None and amp not in ("on", "off"):
+        fail(f"--amp: expected on or off, got {amp!r}")
+    flags = {
+        "data": data,
+        "model": model,
+        "epochs": epochs,
+        "batch": batch,
+        "imgsz": imgsz,
+        "cache": cache,
+        "workers": workers,
+        "amp": None if amp is None else amp == "on",
+        "device": device,
+        "seed": seed,
+    }
+    options.update({k: v for k, v in flags.items() if v is not None})
+    if "data" not in options:
+        fail("give --config or --data")
+    try:
+        trial_config = TrialConfig(**options)
+    except ValidationError as error:
+        fail(f"--{validation_message(error).replace('_', '-')}")
+    destination = project / name
+    record = _run_with_bar(
+        trial_config,
+        TrialLimits(memory_limit_bytes=size_option(memory_limit, "--memory-limit")),
+        keep_run=destination,
+    )
+    _print_trial(record)
+    if record.status == "ok":
+        console.print(f"weights and results in {destination}")
+    if json_path is not None:
+        record.write_json(json_path)
+    if record.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if record.status != "ok":
+        raise typer.Exit(1)
+
+
+def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> TrialRecord:
+    from search.supervisor import run_trial
+
     with Progress(
-        TextColumn("[bold]trial[/]"),
+        TextColumn("[bold]training[/]"),
         BarColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
@@ -180,12 +260,12 @@ def trial(
                 f"host {format_bytes(progress.host_bytes)}",
             )
 
-        record = run_trial(config, limits=limits, keep_cache=keep_cache, on_progress=show)
-    _print_trial(record)
-    if json_path is not None:
-        record.write_json(json_path)
-    if record.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        return run_trial(config, limits=limits, on_progress=show, **options)
+
+
+from search import study_cli  # noqa: E402 - registers run, report, plot, export on `app`
+
+study_cli.register(app)
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:

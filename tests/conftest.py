@@ -45,3 +45,34 @@ def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
         timeout=timeout,
         cwd=cwd or ROOT,
     )
+
+
+TINY_STUDY = """\
+name: tiny
+data: {data}
+epochs: 1
+n_trials: 3
+memory_limit: 6GiB
+sampler: random
+seed: 1
+space:
+  batch: [4, 8]
+  imgsz: {{low: 64, high: 96, step: 32}}
+  cache: [none, ram]
+  workers: [0, 1]
+  amp: [false, true]
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real study of 3 tiny trials in SQLite, run once for the whole session; returns its yaml.
+
+    Tests that only read it (report, plot, export, notebook) share it; tests that add trials copy it.
+    """
+    folder = tmp_path_factory.mktemp("study")
+    spec_path = folder / "tiny.yaml"
+    spec_path.write_text(TINY_STUDY.format(data=tiny_data))
+    done = run_cli("run", str(spec_path))
+    assert done.returncode == 0, done.stderr
+    return spec_path

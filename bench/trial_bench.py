@@ -1,0 +1,629 @@
+"""Benchmark of memfront's trial runner: its time overhead, the accuracy of its peak, its limit reaction.
+
+What it measures, side by side in one run, on a synthetic demo dataset (``search.demo``):
+
+1. Overhead. The wall time of a trial under memfront (``search.supervisor.run_trial``: a
+   ``python -m search.trainer`` child whose tree is sampled) against the *same* yolov5 training run
+   started bare: a plain subprocess that applies the same ``search.compat`` adaptations and calls
+   ``yolov5.train.main`` with the same options, with nothing sampling it. Runs alternate
+   (bare, memfront, memfront, bare, ...) in pairs; goal: median ratio memfront/bare <= 1.03. The
+   memfront time is the whole ``run_trial`` call (everything memfront adds); the bare time is its
+   process from start to exit. The sampler's own CPU seconds are shown as a fraction of the wall time.
+2. Peak accuracy, ``workers=0``: memfront's ``peak_host_bytes`` against the kernel's ``VmHWM`` of
+   the same (single) process; goal within 2%.
+3. Peak accuracy, ``workers=2`` and ``cache=ram``: against a reference run of the same config in a
+   bare subprocess, sampled by an expensive reference sampler (the PSS of every process of the
+   child's process group, read from ``/proc/PID/smaps_rollup`` at up to 20 Hz); goal within 3%.
+4. Limit reaction: trials with a memory limit L at 40/60/80% of the ``workers=0`` peak; how far
+   above L the trial got before it was stopped, by memfront's own peak and by the kernel's
+   ``ru_maxrss`` of the (single) child; goal <= 1.03 x L.
+
+Run from the repository root (about 2 minutes with ``--quick``; the full run takes much longer)::
+
+    .venv/bin/python bench/trial_bench.py [--quick] [--out bench/results/trial_bench.json]
+
+The bench process itself never imports torch, yolov5 or numpy: pages of their libraries mapped by
+the bench would be shared with the trial and lower the trial's PSS below its RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from search import compat
+from search.config import TrialConfig, TrialLimits, resolve_model
+from search.dataset import load_dataset, write_trial_data_yaml
+from search.memory import read_pss_bytes, read_resident
+from search.record import TrialRecord
+from search.supervisor import run_trial
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+GOAL_OVERHEAD = 1.03
+GOAL_PEAK_W0 = 0.02
+GOAL_PEAK_W2 = 0.03
+GOAL_LIMIT = 1.03
+LIMIT_FRACTIONS = (0.4, 0.6, 0.8)
+
+# The bare run: the same compat adaptations as search.trainer, then yolov5's own main, nothing else.
+BARE_SCRIPT = """\
+import json
+import sys
+from pathlib import Path
+
+from search import compat
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+compat.prepare_config_dir(Path(spec["config_dir"]))
+compat.isolate_argv()
+compat.patch_numpy()
+
+from yolov5 import train
+from yolov5.utils.callbacks import Callbacks
+
+compat.patch_amp(train, False)
+opt = train.parse_opt(True)
+for key, value in spec["opt"].items():
+    setattr(opt, key, value)
+train.main(opt, callbacks=Callbacks())
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """The scale of the benchmark."""
+
+    images: int
+    image_size: int
+    imgsz: int
+    batch: int
+    epochs: int
+    pairs: int
+    reference_hz: float = 20.0
+
+
+FULL = BenchConfig(images=256, image_size=320, imgsz=160, batch=16, epochs=3, pairs=3)
+QUICK = BenchConfig(images=16, image_size=96, imgsz=64, batch=16, epochs=1, pairs=2)
+
+
+@dataclasses.dataclass
+class BareResult:
+    """One bare run: its wall time, exit and (optionally) the reference sampler's figures."""
+
+    wall_s: float
+    exit_code: int
+    ru_maxrss_bytes: int
+    reference: dict[str, Any] | None = None
+    log_tail: list[str] = dataclasses.field(default_factory=list)
+
+
+class PssReference:
+    """The expensive reference: the summed PSS of a process group, as often as it can (<= ``hz``)."""
+
+    def __init__(self, pgid: int, hz: float) -> None:
+        self.pgid = pgid
+        self.interval = 1.0 / hz
+        self.peak_pss = 0
+        self.peak_rss = 0
+        self.samples = 0
+        self.max_processes = 0
+        self._start = 0.0
+        self._duration = 0.0
+        self._cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pss-reference", daemon=True)
+
+    def start(self) -> None:
+        """Starts sampling."""
+        self._start = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any]:
+        """Stops sampling and returns what it saw."""
+        self._stop.set()
+        self._thread.join()
+        self._duration = time.monotonic() - self._start
+        return {
+            "peak_pss_tree_bytes": self.peak_pss or None,
+            "peak_rss_tree_bytes": self.peak_rss or None,
+            "samples": self.samples,
+            "hz": self.samples / max(self._duration, 1e-9),
+            "cpu_seconds": self._cpu,
+            "max_processes": self.max_processes,
+        }
+
+    def _members(self) -> list[int]:
+        members = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            if int(data[data.rindex(b")") + 2 :].split()[2]) == self.pgid:
+                members.append(int(name))
+        return members
+
+    def _run(self) -> None:
+        cpu0 = time.thread_time()
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            pids = self._members()
+            pss = sum(read_pss_bytes(pid) or 0 for pid in pids)
+            rss = sum(r.total for pid in pids if (r := read_resident(pid)) is not None)
+            self.peak_pss = max(self.peak_pss, pss)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.max_processes = max(self.max_processes, len(pids))
+            self.samples += 1
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+        self._cpu = time.thread_time() - cpu0
+
+
+def _child_env(config_dir: Path) -> dict[str, str]:
+    env = {**os.environ, **compat.child_environment(config_dir)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _tail(path: Path, lines: int = 15) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
+
+
+def run_bare(config: TrialConfig, root: Path, *, reference_hz: float | None = None) -> BareResult:
+    """Runs the trial's yolov5 training in a plain subprocess, optionally under the reference sampler."""
+    dataset = load_dataset(config.data)
+    folder = Path(tempfile.mkdtemp(prefix="bare-", dir=root))
+    try:
+        data_yaml, _ = write_trial_data_yaml(dataset, folder, seed=config.seed)
+        model = resolve_model(config.model)
+        opt = {
+            "data": str(data_yaml),
+            "cfg": model if model.endswith(".yaml") else "",
+            "weights": model if model.endswith(".pt") else "",
+            "epochs": config.epochs,
+            "batch_size": config.batch,
+            "imgsz": config.imgsz,
+            "cache": None if config.cache == "none" else config.cache,
+            "workers": config.workers,
+            "device": config.device,
+            "seed": config.seed,
+            "project": str(folder),
+            "name": "run",
+            "exist_ok": True,
+            "noplots": True,
+            "noval": False,
+        }
+        config_dir = folder / "yolov5-config"
+        (folder / "spec.json").write_text(json.dumps({"config_dir": str(config_dir), "opt": opt}))
+        script = folder / "bare_train.py"
+        script.write_text(BARE_SCRIPT)
+        log_path = folder / "bare.log"
+        with open(log_path, "wb") as log:
+            started = time.monotonic()
+            child = subprocess.Popen(
+                [sys.executable, str(script), str(folder / "spec.json")],
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(config_dir),
+                start_new_session=True,
+            )
+        sampler = PssReference(child.pid, reference_hz) if reference_hz else None
+        if sampler is not None:
+            sampler.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+            wall = time.monotonic() - started
+        finally:
+            reference = sampler.stop() if sampler is not None else None
+            _kill_group(child.pid)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        return BareResult(
+            wall_s=wall,
+            exit_code=child.returncode,
+            ru_maxrss_bytes=usage.ru_maxrss * 1024,
+            reference=reference,
+            log_tail=_tail(log_path) if child.returncode else [],
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_memfront(
+    config: TrialConfig, root: Path, limits: TrialLimits | None = None
+) -> tuple[TrialRecord, float, float]:
+    """Runs the trial under memfront; returns its record, the call's wall time and the parent's CPU."""
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    record = run_trial(config, limits=limits, workdir=root)
+    wall = time.monotonic() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    parent_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return record, wall, parent_cpu
+
+
+def _check_bare(result: BareResult, what: str) -> None:
+    if result.exit_code != 0:
+        tail = "\n  ".join(result.log_tail)
+        raise SystemExit(f"bare run ({what}) failed with exit code {result.exit_code}:\n  {tail}")
+
+
+def _check_record(record: TrialRecord, what: str, expected: str = "ok") -> None:
+    if record.status != expected:
+        tail = "\n  ".join(record.log_tail)
+        raise SystemExit(f"memfront run ({what}) ended {record.status} ({record.error}):\n  {tail}")
+
+
+def _memory(record: TrialRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.memory.items() if k != "series"}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / MIB:,.1f} MiB"
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("PASS" if ok else "MISS")
+
+
+def _libtorch_holders(exclude: set[int]) -> int:
+    """How many other processes map libtorch now (their sharing lowers a trial's PSS below its RSS)."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in exclude:
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{name}/maps", "rb") as handle:
+            if b"libtorch_cpu" in handle.read():
+                count += 1
+    return count
+
+
+def machine() -> dict[str, Any]:
+    """The machine and the versions the bench ran on (torch and yolov5 are not imported)."""
+    mem_total = None
+    with contextlib.suppress(OSError), open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                mem_total = int(line.split()[1]) * 1024
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "mem_total_bytes": mem_total,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "yolov5": version("yolov5"),
+        "numpy": version("numpy"),
+        "loadavg_start": os.getloadavg(),
+        "other_libtorch_processes_start": _libtorch_holders({os.getpid()}),
+    }
+
+
+def make_dataset(root: Path, scale: BenchConfig) -> Path:
+    """Writes the demo dataset in a subprocess (so that this process stays free of numpy)."""
+    code = (
+        "import sys; from search.demo import make_demo_dataset; "
+        "print(make_demo_dataset(sys.argv[1], images=int(sys.argv[2]), size=int(sys.argv[3])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(scale.images), str(scale.image_size)],
+        env=_child_env(root / "unused"),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def warm_up() -> float:
+    """Imports torch and yolov5's trainer once, untimed, so that no timed run pays for a cold disk cache."""
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-c", "import torch, yolov5.train"],
+        env=_child_env(Path(tempfile.gettempdir()) / "memfront-bench-warmup"),
+        check=False,
+        capture_output=True,
+    )
+    return time.monotonic() - started
+
+
+def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
+    """Runs all four measurements and returns their figures."""
+    data_yaml = make_dataset(root / "dataset", scale)
+    log(f"dataset: {scale.images} train images of {scale.image_size} px; warming up ...")
+    log(f"warm-up import: {warm_up():.1f} s")
+    base = TrialConfig(
+        data=str(data_yaml),
+        model="yolov5n.yaml",
+        batch=scale.batch,
+        imgsz=scale.imgsz,
+        cache="none",
+        workers=0,
+        epochs=scale.epochs,
+        seed=0,
+    )
+
+    # 1 + 2: alternating pairs, workers=0.
+    pairs: list[dict[str, Any]] = []
+    for index in range(scale.pairs):
+        order = ("bare", "memfront") if index % 2 == 0 else ("memfront", "bare")
+        pair: dict[str, Any] = {"order": list(order)}
+        for which in order:
+            if which == "bare":
+                bare = run_bare(base, root)
+                _check_bare(bare, f"pair {index + 1}")
+                pair["bare_wall_s"] = bare.wall_s
+                pair["bare_ru_maxrss_bytes"] = bare.ru_maxrss_bytes
+            else:
+                record, wall, parent_cpu = run_memfront(base, root)
+                _check_record(record, f"pair {index + 1}")
+                memory = record.memory
+                pair.update(
+                    memfront_wall_s=wall,
+                    memfront_record_wall_s=record.wall_seconds,
+                    memfront_parent_cpu_s=parent_cpu,
+                    sampler_cpu_s=memory.get("sampler_cpu_seconds"),
+                    sampler_cpu_fraction=_ratio(memory.get("sampler_cpu_seconds"), wall),
+                    peak_host_bytes=record.peak_host_bytes,
+                    vmhwm_bytes=memory.get("vmhwm_bytes"),
+                    ru_maxrss_bytes=memory.get("ru_maxrss_bytes"),
+                    peak_vs_vmhwm=_ratio(record.peak_host_bytes, memory.get("vmhwm_bytes")),
+                    memory=_memory(record),
+                )
+        pair["ratio"] = pair["memfront_wall_s"] / pair["bare_wall_s"]
+        pairs.append(pair)
+        log(
+            f"pair {index + 1}/{scale.pairs} ({' then '.join(order)}): bare {pair['bare_wall_s']:.1f} s, "
+            f"memfront {pair['memfront_wall_s']:.1f} s, ratio {pair['ratio']:.3f}; "
+            f"peak {_mib(pair['peak_host_bytes'])} vs VmHWM {_mib(pair['vmhwm_bytes'])}"
+        )
+
+    # 3: workers=2, cache=ram, against the reference sampler.
+    config_w2 = base.model_copy(update={"workers": 2, "cache": "ram"})
+    reference = run_bare(config_w2, root, reference_hz=scale.reference_hz)
+    _check_bare(reference, "workers=2 reference")
+    record_w2, wall_w2, _ = run_memfront(config_w2, root)
+    _check_record(record_w2, "workers=2")
+    ref = reference.reference or {}
+    workers2 = {
+        "reference": {**ref, "wall_s": reference.wall_s, "root_ru_maxrss_bytes": reference.ru_maxrss_bytes},
+        "memfront_wall_s": wall_w2,
+        "used": record_w2.used,
+        "peak_host_bytes": record_w2.peak_host_bytes,
+        "peak_host_lower_bytes": record_w2.memory.get("peak_host_lower_bytes"),
+        "peak_host_upper_bytes": record_w2.memory.get("peak_host_upper_bytes"),
+        "peak_rss_tree_bytes": record_w2.memory.get("peak_rss_tree_bytes"),
+        "vmhwm_bytes": record_w2.memory.get("vmhwm_bytes"),
+        "peak_vs_reference": _ratio(record_w2.peak_host_bytes, ref.get("peak_pss_tree_bytes")),
+        "memory": _memory(record_w2),
+    }
+    log(
+        f"workers=2 cache=ram (used: workers {record_w2.used.get('workers')}, "
+        f"cache {record_w2.used.get('cache')}): memfront {_mib(record_w2.peak_host_bytes)} vs reference "
+        f"PSS {_mib(ref.get('peak_pss_tree_bytes'))} ({ref.get('hz', 0):.1f} Hz)"
+    )
+
+    # 4: limit reaction, workers=0.
+    framework_peak = int(statistics.median(p["peak_host_bytes"] for p in pairs))
+    limits: list[dict[str, Any]] = []
+    for fraction in LIMIT_FRACTIONS:
+        limit = int(framework_peak * fraction)
+        record, wall, _ = run_memfront(base, root, TrialLimits(memory_limit_bytes=limit))
+        _check_record(record, f"limit {fraction:.0%}", expected="memory_limit")
+        maxrss = record.memory.get("ru_maxrss_bytes")
+        limits.append(
+            {
+                "fraction": fraction,
+                "limit_bytes": limit,
+                "status": record.status,
+                "wall_s": wall,
+                "peak_host_bytes": record.peak_host_bytes,
+                "peak_time_s": record.memory.get("peak_time_s"),
+                "ru_maxrss_bytes": maxrss,
+                "memfront_over_limit": _ratio(record.peak_host_bytes, limit),
+                "maxrss_over_limit": _ratio(maxrss, limit),
+            }
+        )
+        log(
+            f"limit {fraction:.0%} = {_mib(limit)}: {record.status} after {wall:.1f} s, "
+            f"memfront peak/L {_fmt(limits[-1]['memfront_over_limit'])}, "
+            f"ru_maxrss/L {_fmt(limits[-1]['maxrss_over_limit'])}"
+        )
+    return {
+        "base_config": base.model_dump(),
+        "pairs": pairs,
+        "median_ratio": statistics.median(p["ratio"] for p in pairs),
+        "workers2": workers2,
+        "framework_peak_bytes": framework_peak,
+        "limits": limits,
+    }
+
+
+def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The summary rows: (figure, value, goal, verdict)."""
+    pairs = results["pairs"]
+    rows: list[tuple[str, str, str, str]] = []
+    for index, pair in enumerate(pairs):
+        rows.append(
+            (
+                f"1. wall memfront/bare, pair {index + 1}",
+                f"{pair['ratio']:.3f} ({pair['memfront_wall_s']:.1f}/{pair['bare_wall_s']:.1f} s)",
+                "",
+                "",
+            )
+        )
+    median = results["median_ratio"]
+    rows.append(("1. wall memfront/bare, median", f"{median:.3f}", f"<= {GOAL_OVERHEAD}", _verdict(median <= GOAL_OVERHEAD)))
+    fractions = [p["sampler_cpu_fraction"] for p in pairs if p["sampler_cpu_fraction"] is not None]
+    parent = [p["memfront_parent_cpu_s"] / p["memfront_wall_s"] for p in pairs]
+    rows.append(("1. sampler CPU / trial wall (max)", f"{max(fractions):.2%}" if fractions else "-", "info", ""))
+    rows.append(("1. memfront parent CPU / wall (max)", f"{max(parent):.2%}", "info", ""))
+    for index, pair in enumerate(pairs):
+        ratio = pair["peak_vs_vmhwm"]
+        ok = None if ratio is None else abs(ratio - 1) <= GOAL_PEAK_W0
+        rows.append(
+            (
+                f"2. w=0 peak/VmHWM, run {index + 1}",
+                f"{_fmt(ratio)} ({_mib(pair['peak_host_bytes'])} / {_mib(pair['vmhwm_bytes'])})",
+                f"1 +- {GOAL_PEAK_W0:.0%}",
+                _verdict(ok),
+            )
+        )
+    w2 = results["workers2"]
+    ref = w2["reference"]
+    ratio = w2["peak_vs_reference"]
+    rows.append(
+        (
+            "3. w=2 ram peak/reference PSS",
+            f"{_fmt(ratio)} ({_mib(w2['peak_host_bytes'])} / {_mib(ref.get('peak_pss_tree_bytes'))})",
+            f"1 +- {GOAL_PEAK_W2:.0%}",
+            _verdict(None if ratio is None else abs(ratio - 1) <= GOAL_PEAK_W2),
+        )
+    )
+    rows.append(
+        (
+            "3.   memfront lower .. upper",
+            f"{_mib(w2['peak_host_lower_bytes'])} .. {_mib(w2['peak_host_upper_bytes'])}",
+            "info",
+            "",
+        )
+    )
+    rows.append(("3.   memfront RSS tree sum", _mib(w2["peak_rss_tree_bytes"]), "info", ""))
+    rows.append(("3.   VmHWM (main process)", _mib(w2["vmhwm_bytes"]), "info", ""))
+    rows.append(
+        (
+            "3.   reference: RSS sum, rate",
+            f"{_mib(ref.get('peak_rss_tree_bytes'))}, {ref.get('hz', 0):.1f} Hz, "
+            f"{ref.get('max_processes')} procs",
+            "info",
+            "",
+        )
+    )
+    for entry in results["limits"]:
+        label = f"4. L={entry['fraction']:.0%} of peak ({_mib(entry['limit_bytes'])})"
+        for key, name in (("memfront_over_limit", "memfront peak/L"), ("maxrss_over_limit", "ru_maxrss/L")):
+            value = entry[key]
+            rows.append(
+                (
+                    f"{label}: {name}",
+                    _fmt(value),
+                    f"<= {GOAL_LIMIT}",
+                    _verdict(None if value is None else value <= GOAL_LIMIT),
+                )
+            )
+    return rows
+
+
+def render(rows: list[tuple[str, str, str, str]]) -> str:
+    """Formats the summary rows as an aligned text table."""
+    header = ("figure", "value", "goal", "")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark, prints the report and writes the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny scale (16 images, imgsz 64, 1 epoch, 2 pairs)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "trial_bench.json")
+    args = parser.parse_args(argv)
+    scale = QUICK if args.quick else FULL
+    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    info = machine()
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    log(f"command: {command}")
+    log(
+        f"machine: {info['nproc']} cores, {_mib(info['mem_total_bytes'])} RAM, kernel {info['kernel']}, "
+        f"python {info['python']}, torch {info['torch']}, yolov5 {info['yolov5']}, "
+        f"load {' '.join(f'{x:.2f}' for x in info['loadavg_start'])}"
+    )
+    if info["other_libtorch_processes_start"]:
+        log(
+            f"note: {info['other_libtorch_processes_start']} other process(es) map libtorch: shared library "
+            "pages lower a trial's PSS below its RSS/VmHWM (affects 2 and 4)"
+        )
+    log(f"scale: {dataclasses.asdict(scale)}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="memfront-bench-") as tmp:
+        results = bench(scale, Path(tmp), log)
+    info["loadavg_end"] = os.getloadavg()
+    info["other_libtorch_processes_end"] = _libtorch_holders({os.getpid()})
+    rows = table(results)
+    log("")
+    log(render(rows))
+    log(f"\ntotal {time.monotonic() - started:.0f} s; load at end {' '.join(f'{x:.2f}' for x in info['loadavg_end'])}")
+    if args.quick:
+        log("(--quick: toy scale, start-up dominates; the goals are meant for the full run)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = {
+        "command": command,
+        "quick": args.quick,
+        "scale": dataclasses.asdict(scale),
+        "machine": info,
+        "goals": {
+            "overhead_ratio_max": GOAL_OVERHEAD,
+            "peak_vs_vmhwm_workers0": GOAL_PEAK_W0,
+            "peak_vs_reference_workers2": GOAL_PEAK_W2,
+            "limit_overshoot_max": GOAL_LIMIT,
+        },
+        "summary": [dict(zip(("figure", "value", "goal", "verdict"), row, strict=True)) for row in rows],
+        **results,
+    }
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The best configuration for a memory budget, as a command and as train options."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from search.report import front
+from search.studyfile import StudySpec
+from search.units import format_bytes
+
+__all__ = ["best_config", "closest_config", "memfront_command", "train_options", "upstream_command"]
+
+
+def best_config(frame: pd.DataFrame, *, max_memory_bytes: int, accuracy: str) -> pd.Series | None:
+    """The most accurate feasible Pareto trial whose measured peak fits the budget, or None."""
+    fitting = front(frame, accuracy)
+    fitting = fitting[fitting["peak_host_bytes"] <= max_memory_bytes]
+    if fitting.empty:
+        return None
+    return fitting.sort_values([accuracy, "peak_host_bytes"], ascending=[False, True]).iloc[0]
+
+
+def closest_config(frame: pd.DataFrame, *, accuracy: str) -> pd.Series | None:
+    """The feasible Pareto trial that needed the least memory, or None if there is none."""
+    chosen = front(frame, accuracy)
+    return None if chosen.empty else chosen.sort_values("peak_host_bytes").iloc[0]
+
+
+def train_options(row: pd.Series, spec: StudySpec, data: str, *, epochs: int | None = None) -> dict[str, Any]:
+    """The options of a full training run with the trial's knobs (all training images)."""
+    return {
+        "data": data,
+        "model": spec.model,
+        "epochs": int(epochs or spec.epochs),
+        "batch": int(row["batch"]),
+        "imgsz": int(row["imgsz"]),
+        "cache": str(row["cache"]),
+        "workers": int(row["workers"]),
+        "amp": bool(row["amp"]),
+        "device": spec.device,
+        "seed": spec.seed,
+    }
+
+
+def memfront_command(options: dict[str, Any]) -> str:
+    """A ``memfront train`` command line that runs as printed, with yolov5's adaptations applied."""
+    parts = ["memfront", "train"]
+    for key, value in options.items():
+        if key == "amp":
+            value = "on" if value else "off"
+        parts += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def upstream_command(options: dict[str, Any]) -> str:
+    """The equivalent upstream ``yolov5 train`` flags (needs the stack fixes memfront applies)."""
+    model = str(options["model"])
+    parts = ["yolov5", "train", "--data", str(options["data"])]
+    parts += ["--cfg", model, "--weights", ""] if model.endswith((".yaml", ".yml")) else ["--weights", model]
+    parts += [
+        "--epochs",
+        str(options["epochs"]),
+        "--batch-size",
+        str(options["batch"]),
+        "--img",
+        str(options["imgsz"]),
+        "--workers",
+        str(options["workers"]),
+        "--device",
+        str(options["device"]),
+        "--seed",
+        str(options["seed"]),
+    ]
+    if options["cache"] != "none":
+        parts += ["--cache", str(options["cache"])]
+    return shlex.join(parts)
+
+
+def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str) -> str:
+    """The train options as YAML, with where they came from as comments."""
+    header = (
+        f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} "
+        f"{float(row[accuracy]):.4f}, measured peak host memory {format_bytes(row['peak_host_bytes'])}\n"
+        f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
+        f"# upstream flags (yolov5 7.0.14 needs memfront's stack fixes): {upstream_command(options)}\n"
+    )
+    return header + yaml.safe_dump(options, sort_keys=False)
+
+
+def write_text(path: Path | None, text: str) -> None:
+    """Writes to a file, or prints when no path is given."""
+    if path is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+    else:
+        path.write_text(text if text.endswith("\n") else text + "\n")

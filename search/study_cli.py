@@ -1,0 +1,308 @@
+"""The study commands of the CLI: ``run``, ``report``, ``plot``, ``export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from search.errors import InputError
+from search.record import TrialRecord
+from search.units import format_bytes, format_seconds, parse_size
+
+__all__ = ["register"]
+
+console = Console(stderr=True)
+out = Console()
+StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/demo.yaml.")]
+StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    amp = "on" if config.get("amp") else "off"
+    return (
+        f"batch {config.get('batch')}, imgsz {config.get('imgsz')}, cache {config.get('cache')}, "
+        f"workers {config.get('workers')}, amp {amp}"
+    )
+
+
+def _trial_line(number: int, record: TrialRecord) -> str:
+    colour = {"ok": "green", "memory_limit": "yellow"}.get(record.status, "red")
+    figures = (
+        f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
+    ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
+    return f"trial {number:>3} [{colour}]{record.status:<12}[/] {_config_text(record.requested)}  {figures}"
+
+
+def run(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+) -> None:
+    """Create or resume a study and train until n_trials configurations are done."""
+    from search.study import StudyEvents, run_study
+    from search.studyfile import load_study_spec
+
+    spec = load_study_spec(study_file)
+    with Progress(
+        TextColumn("[bold]{task.fields[name]}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("", total=spec.n_trials, name=spec.name)
+        current: dict[str, Any] = {}
+
+        def on_start(number: int, params: dict[str, Any]) -> None:
+            current.update(number=number, params=params)
+            bar.update(task, description=f"trial {number}: {_config_text(params)}")
+
+        def on_progress(progress: Any) -> None:
+            epoch = f"epoch {progress.epoch}/{progress.epochs}" if progress.epoch else progress.phase
+            bar.update(
+                task,
+                description=f"trial {current.get('number')}: {_config_text(current.get('params', {}))}"
+                f"  {epoch}  host {format_bytes(progress.host_bytes)}",
+            )
+
+        def on_end(number: int, record: TrialRecord, note: str | None) -> None:
+            bar.console.print(_trial_line(number, record))
+            bar.advance(task)
+
+        def on_notes(notes: tuple[str, ...]) -> None:
+            for note in notes:
+                bar.console.print(f"[dim]note: {note}[/]")
+
+        events = StudyEvents(
+            on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
+        )
+        outcome = run_study(spec, study_file, storage=storage, events=events)
+    console.print(
+        f"{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
+        f"({outcome.trained} trained now, {outcome.duplicates} repeated proposals skipped) in "
+        f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
+    )
+    if outcome.interrupted:
+        console.print("interrupted: everything finished is stored; run the same command to continue")
+        raise typer.Exit(130)
+
+
+def _open(study_file: Path, storage: str | None) -> tuple[Any, Any, Any]:
+    from search.report import trials_frame
+    from search.study import open_study, storage_url
+    from search.studyfile import load_study_spec
+
+    spec = load_study_spec(study_file)
+    study = open_study(spec, storage_url(spec, study_file, storage), create=False)
+    return spec, study, trials_frame(study)
+
+
+def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
+    rows = []
+    for _, row in frame.iterrows():
+        rows.append(
+            {
+                "number": int(row["number"]),
+                "state": row["state"],
+                "status": row["status"],
+                "feasible": bool(row["feasible"]),
+                "pareto": bool(row["pareto"]),
+                "duplicate_of": None
+                if row["duplicate_of"] is None or row["duplicate_of"] != row["duplicate_of"]
+                else int(row["duplicate_of"]),
+                "config": {k: _plain(row[k]) for k in ("batch", "imgsz", "cache", "workers", "amp")},
+                "cache_used": row["cache_used"],
+                accuracy: _plain(row[accuracy]),
+                "map50": _plain(row["map50"]),
+                "map50_95": _plain(row["map50_95"]),
+                "peak_host_bytes": _plain(row["peak_host_bytes"]),
+                "peak_gpu_bytes": _plain(row["peak_gpu_bytes"]),
+                "epoch_seconds": _plain(row["epoch_seconds"]),
+                "error": row["error"],
+            }
+        )
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def report(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+    all_trials: Annotated[
+        bool, typer.Option("--all", help="Also list dominated and infeasible trials.")
+    ] = False,
+    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write front and trials as JSON.")] = None,
+) -> None:
+    """The Pareto front as a table, its hypervolume and the status counts."""
+    from search.report import front, hypervolume, status_counts
+
+    spec, _, frame = _open(study_file, storage)
+    accuracy = spec.objectives[0]
+    pareto = front(frame, accuracy)
+    shown = frame[frame["duplicate_of"].isna()] if all_trials else pareto
+    table = Table(
+        title=f"{spec.name}: {'all trials' if all_trials else 'Pareto front'} "
+        f"({accuracy} vs peak host memory, limit {format_bytes(spec.memory_limit)})"
+    )
+    for column in (
+        "trial",
+        "batch",
+        "imgsz",
+        "cache",
+        "workers",
+        "amp",
+        accuracy,
+        "mAP50",
+        "peak host",
+        "s/epoch",
+        "status",
+    ):
+        table.add_column(column, justify="right")
+    for _, row in shown.iterrows():
+        acc = row[accuracy]
+        table.add_row(
+            str(row["number"]) + ("*" if row["pareto"] and all_trials else ""),
+            str(row["batch"]),
+            str(row["imgsz"]),
+            f"{row['cache']}"
+            + (f"->{row['cache_used']}" if row["cache_used"] not in (None, row["cache"]) else ""),
+            str(row["workers"]),
+            "on" if row["amp"] else "off",
+            "-" if acc is None or acc != acc else f"{acc:.3f}",
+            "-" if row["map50"] is None or row["map50"] != row["map50"] else f"{row['map50']:.3f}",
+            format_bytes(_plain(row["peak_host_bytes"])),
+            format_seconds(_plain(row["epoch_seconds"])),
+            row["status"],
+        )
+    out.print(table)
+    counts = status_counts(frame)
+    volume = hypervolume(frame, accuracy=accuracy, memory_limit=spec.memory_limit)
+    out.print(
+        f"front: {len(pareto)} trials; hypervolume {volume:.4f} ({accuracy} x GiB under the limit); "
+        f"status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
+    if csv is not None:
+        shown.to_csv(csv, index=False)
+    if json_path is not None:
+        payload = {
+            "study": spec.name,
+            "objectives": spec.objectives,
+            "memory_limit_bytes": spec.memory_limit,
+            "hypervolume": volume,
+            "status_counts": counts,
+            "front": _figure_columns(pareto, accuracy),
+            "trials": _figure_columns(frame, accuracy),
+        }
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def plot(
+    study_file: StudyFile,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="front.png (matplotlib) or front.html (plotly).")
+    ],
+    storage: StorageOption = None,
+) -> None:
+    """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
+    from search.plot import pareto_plot_data, write_plot
+
+    spec, _, frame = _open(study_file, storage)
+    data = pareto_plot_data(
+        frame, accuracy=spec.objectives[0], memory_limit=spec.memory_limit, study_name=spec.name
+    )
+    written = write_plot(data, output)
+    console.print(f"wrote {written}")
+
+
+def export(
+    study_file: StudyFile,
+    max_memory: Annotated[str, typer.Option(help="Memory budget, e.g. 4GiB.")],
+    output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the full run (default: the study's).")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """The most accurate measured config that fits a memory budget, ready to run."""
+    from search.export import (
+        best_config,
+        closest_config,
+        export_yaml,
+        memfront_command,
+        train_options,
+        upstream_command,
+        write_text,
+    )
+    from search.study import resolve_data
+
+    if output_format not in ("cmd", "yaml", "json"):
+        raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
+    try:
+        budget = parse_size(max_memory)
+    except ValueError as error:
+        raise InputError(f"--max-memory: {error}") from None
+    if epochs is not None and epochs <= 0:
+        raise InputError("--epochs: must be positive")
+    spec, _, frame = _open(study_file, storage)
+    accuracy = spec.objectives[0]
+    row = best_config(frame, max_memory_bytes=budget, accuracy=accuracy)
+    if row is None:
+        nearest = closest_config(frame, accuracy=accuracy)
+        hint = (
+            f"; closest: trial {int(nearest['number'])} ({_config_text(nearest.to_dict())}) needed "
+            f"{format_bytes(nearest['peak_host_bytes'])}"
+            if nearest is not None
+            else "; the study has no feasible trial at all"
+        )
+        console.print(f"memfront: no measured configuration fits {format_bytes(budget)}{hint}")
+        raise typer.Exit(1)
+    options = train_options(row, spec, resolve_data(spec, study_file), epochs=epochs)
+    console.print(
+        f"trial {int(row['number'])}: {accuracy} {float(row[accuracy]):.4f}, measured peak "
+        f"{format_bytes(row['peak_host_bytes'])} <= {format_bytes(budget)}"
+    )
+    if output_format == "cmd":
+        text = f"{memfront_command(options)}\n# upstream flags: {upstream_command(options)}\n"
+    elif output_format == "yaml":
+        text = export_yaml(options, row, spec, accuracy)
+    else:
+        text = (
+            json.dumps(
+                {
+                    "trial": int(row["number"]),
+                    accuracy: float(row[accuracy]),
+                    "peak_host_bytes": int(row["peak_host_bytes"]),
+                    "options": options,
+                    "command": memfront_command(options),
+                    "upstream": upstream_command(options),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    write_text(output, text)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the study commands to the CLI."""
+    app.command()(run)
+    app.command()(report)
+    app.command()(plot)
+    app.command()(export)

@@ -1,0 +1,168 @@
+"""Study definitions: ``studies/<name>.yaml``, validated on load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search.errors import InputError
+from search.units import parse_duration, parse_size
+
+__all__ = [
+    "ACCURACY_OBJECTIVES",
+    "DIRECTIONS",
+    "MEMORY_OBJECTIVES",
+    "IntRange",
+    "SearchSpace",
+    "StudySpec",
+    "load_study_spec",
+]
+
+ACCURACY_OBJECTIVES = ("map50_95", "map50", "fitness")
+MEMORY_OBJECTIVES = ("peak_host", "peak_gpu")
+DIRECTIONS = {
+    "map50_95": "maximize",
+    "map50": "maximize",
+    "fitness": "maximize",
+    "peak_host": "minimize",
+    "peak_gpu": "minimize",
+    "epoch_seconds": "minimize",
+}
+
+
+class IntRange(BaseModel):
+    """An integer range ``{low, high, step}``; both ends included."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: int
+    high: int
+    step: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) > high ({self.high})")
+        return self
+
+    def values(self) -> list[int]:
+        """Every value of the range."""
+        return list(range(self.low, self.high + 1, self.step))
+
+
+class SearchSpace(BaseModel):
+    """The knobs the study searches. A list is a set of choices; a mapping an integer range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch: list[int] | IntRange = Field(default_factory=lambda: [8, 16])
+    imgsz: list[int] | IntRange = Field(default_factory=lambda: [320])
+    cache: list[Literal["none", "ram", "disk"]] = Field(default_factory=lambda: ["none"])
+    workers: list[int] | IntRange = Field(default_factory=lambda: [0])
+    amp: list[bool] = Field(default_factory=lambda: [False])
+
+    @field_validator("batch", "imgsz", "cache", "workers", "amp")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("must list at least one value")
+        return value
+
+    @model_validator(mode="after")
+    def _positive(self) -> SearchSpace:
+        for name, minimum in (("batch", 1), ("imgsz", 1), ("workers", 0)):
+            values = self.choices(name)
+            if min(values) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {min(values)}")
+        return self
+
+    def choices(self, name: str) -> list[Any]:
+        """The values a knob can take, in order."""
+        value = getattr(self, name)
+        return value.values() if isinstance(value, IntRange) else list(dict.fromkeys(value))
+
+
+class StudySpec(BaseModel):
+    """A study definition as written in ``studies/<name>.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    data: str = Field(description="a YOLOv5 data yaml, or 'demo' for the synthetic dataset")
+    model: str = "yolov5n.yaml"
+    epochs: int = Field(5, gt=0)
+    train_images: int | None = Field(None, gt=0)
+    n_trials: int = Field(12, gt=0)
+    timeout: float | None = None
+    memory_limit: int
+    gpu_memory_limit: int | None = None
+    objectives: list[str] = Field(default_factory=lambda: ["map50_95", "peak_host"])
+    sampler: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
+    seed: int = 0
+    storage: str | None = None
+    device: str = "cpu"
+    trial_time_limit: float | None = None
+    demo_images: int = Field(256, gt=0)
+    demo_size: int = Field(256, gt=0)
+    space: SearchSpace = Field(default_factory=SearchSpace)
+
+    @field_validator("memory_limit", "gpu_memory_limit", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return None if value is None else parse_size(value)
+
+    @field_validator("timeout", "trial_time_limit", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[str]) -> list[str]:
+        if len(value) not in (2, 3):
+            raise ValueError("give an accuracy and a memory objective, optionally epoch_seconds")
+        if value[0] not in ACCURACY_OBJECTIVES:
+            raise ValueError(f"first objective must be one of {', '.join(ACCURACY_OBJECTIVES)}")
+        if value[1] not in MEMORY_OBJECTIVES:
+            raise ValueError(f"second objective must be one of {', '.join(MEMORY_OBJECTIVES)}")
+        if len(value) == 3 and value[2] != "epoch_seconds":
+            raise ValueError("the optional third objective is epoch_seconds")
+        return value
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna directions, one per objective."""
+        return [DIRECTIONS[name] for name in self.objectives]
+
+
+def load_study_spec(path: str | Path) -> StudySpec:
+    """Reads and validates a study file.
+
+    Raises:
+        InputError: Naming the file and the bad key, for any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"study file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a study file is a mapping of keys (name, data, space, ...)")
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as error:
+        errors = error.errors()
+        # For a union (list or range), the error of the branch the user meant says most.
+        first = next((e for e in errors if e["type"] == "value_error"), errors[0])
+        where = ".".join(
+            str(p) for p in first["loc"] if not str(p).startswith(("list[", "IntRange", "function-"))
+        )
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise InputError(f"{path}: {where or 'study'}: {message}") from None
