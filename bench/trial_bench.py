@@ -22,6 +22,11 @@ Run from the repository root (about 2 minutes with ``--quick``; the full run tak
 
     .venv/bin/python bench/trial_bench.py [--quick] [--out bench/results/trial_bench.json]
 
+Beside 2 and 4 it prints RSS-only cross-checks (memfront's sampled RSS peak against the kernel's
+``ru_maxrss``), which do not depend on PSS: when another process on the machine maps libtorch, the
+trial shares those pages, its PSS falls below its RSS and the RSS-based references overstate it; the
+bench counts such processes before every run and warns.
+
 The bench process itself never imports torch, yolov5 or numpy: pages of their libraries mapped by
 the bench would be shared with the trial and lower the trial's PSS below its RSS.
 """
@@ -201,6 +206,7 @@ def _tail(path: Path, lines: int = 15) -> list[str]:
 
 def run_bare(config: TrialConfig, root: Path, *, reference_hz: float | None = None) -> BareResult:
     """Runs the trial's yolov5 training in a plain subprocess, optionally under the reference sampler."""
+    _note_other_torch()
     dataset = load_dataset(config.data)
     folder = Path(tempfile.mkdtemp(prefix="bare-", dir=root))
     try:
@@ -264,6 +270,7 @@ def run_memfront(
     config: TrialConfig, root: Path, limits: TrialLimits | None = None
 ) -> tuple[TrialRecord, float, float]:
     """Runs the trial under memfront; returns its record, the call's wall time and the parent's CPU."""
+    _note_other_torch()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
     record = run_trial(config, limits=limits, workdir=root)
@@ -317,6 +324,14 @@ def _libtorch_holders(exclude: set[int]) -> int:
     return count
 
 
+# Most other processes that mapped libtorch, seen before any run of the bench (none of its own runs).
+_OTHER_TORCH: list[int] = []
+
+
+def _note_other_torch() -> None:
+    _OTHER_TORCH.append(_libtorch_holders({os.getpid()}))
+
+
 def machine() -> dict[str, Any]:
     """The machine and the versions the bench ran on (torch and yolov5 are not imported)."""
     mem_total = None
@@ -353,7 +368,7 @@ def make_dataset(root: Path, scale: BenchConfig) -> Path:
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(root), str(scale.images), str(scale.image_size)],
-        env=_child_env(root / "unused"),
+        env=_child_env(root / "dataset-config"),
         check=True,
         capture_output=True,
         text=True,
@@ -361,12 +376,12 @@ def make_dataset(root: Path, scale: BenchConfig) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def warm_up() -> float:
+def warm_up(root: Path) -> float:
     """Imports torch and yolov5's trainer once, untimed, so that no timed run pays for a cold disk cache."""
     started = time.monotonic()
     subprocess.run(
         [sys.executable, "-c", "import torch, yolov5.train"],
-        env=_child_env(Path(tempfile.gettempdir()) / "memfront-bench-warmup"),
+        env=_child_env(root / "warmup-config"),
         check=False,
         capture_output=True,
     )
@@ -377,7 +392,7 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
     """Runs all four measurements and returns their figures."""
     data_yaml = make_dataset(root / "dataset", scale)
     log(f"dataset: {scale.images} train images of {scale.image_size} px; warming up ...")
-    log(f"warm-up import: {warm_up():.1f} s")
+    log(f"warm-up import: {warm_up(root):.1f} s")
     base = TrialConfig(
         data=str(data_yaml),
         model="yolov5n.yaml",
@@ -414,6 +429,10 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
                     vmhwm_bytes=memory.get("vmhwm_bytes"),
                     ru_maxrss_bytes=memory.get("ru_maxrss_bytes"),
                     peak_vs_vmhwm=_ratio(record.peak_host_bytes, memory.get("vmhwm_bytes")),
+                    peak_vs_maxrss=_ratio(record.peak_host_bytes, memory.get("ru_maxrss_bytes")),
+                    rss_sampled_vs_maxrss=_ratio(
+                        memory.get("peak_rss_tree_bytes"), memory.get("ru_maxrss_bytes")
+                    ),
                     memory=_memory(record),
                 )
         pair["ratio"] = pair["memfront_wall_s"] / pair["bare_wall_s"]
@@ -466,14 +485,18 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
                 "peak_host_bytes": record.peak_host_bytes,
                 "peak_time_s": record.memory.get("peak_time_s"),
                 "ru_maxrss_bytes": maxrss,
+                "peak_rss_sampled_bytes": record.memory.get("peak_rss_tree_bytes"),
                 "memfront_over_limit": _ratio(record.peak_host_bytes, limit),
                 "maxrss_over_limit": _ratio(maxrss, limit),
+                # Growth after memfront's last read (kill latency), independent of PSS vs RSS.
+                "maxrss_over_sampled_rss": _ratio(maxrss, record.memory.get("peak_rss_tree_bytes")),
             }
         )
         log(
             f"limit {fraction:.0%} = {_mib(limit)}: {record.status} after {wall:.1f} s, "
             f"memfront peak/L {_fmt(limits[-1]['memfront_over_limit'])}, "
-            f"ru_maxrss/L {_fmt(limits[-1]['maxrss_over_limit'])}"
+            f"ru_maxrss/L {_fmt(limits[-1]['maxrss_over_limit'])}, "
+            f"ru_maxrss/sampled RSS {_fmt(limits[-1]['maxrss_over_sampled_rss'])}"
         )
     return {
         "base_config": base.model_dump(),
@@ -482,6 +505,7 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
         "workers2": workers2,
         "framework_peak_bytes": framework_peak,
         "limits": limits,
+        "other_libtorch_processes_per_run": list(_OTHER_TORCH),
     }
 
 
@@ -499,10 +523,19 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
         )
     median = results["median_ratio"]
-    rows.append(("1. wall memfront/bare, median", f"{median:.3f}", f"<= {GOAL_OVERHEAD}", _verdict(median <= GOAL_OVERHEAD)))
+    rows.append(
+        (
+            "1. wall memfront/bare, median",
+            f"{median:.3f}",
+            f"<= {GOAL_OVERHEAD}",
+            _verdict(median <= GOAL_OVERHEAD),
+        )
+    )
     fractions = [p["sampler_cpu_fraction"] for p in pairs if p["sampler_cpu_fraction"] is not None]
     parent = [p["memfront_parent_cpu_s"] / p["memfront_wall_s"] for p in pairs]
-    rows.append(("1. sampler CPU / trial wall (max)", f"{max(fractions):.2%}" if fractions else "-", "info", ""))
+    rows.append(
+        ("1. sampler CPU / trial wall (max)", f"{max(fractions):.2%}" if fractions else "-", "info", "")
+    )
     rows.append(("1. memfront parent CPU / wall (max)", f"{max(parent):.2%}", "info", ""))
     for index, pair in enumerate(pairs):
         ratio = pair["peak_vs_vmhwm"]
@@ -515,6 +548,15 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(ok),
             )
         )
+        rows.append(
+            (
+                "2.   peak/ru_maxrss (whole life)",
+                f"{_fmt(pair['peak_vs_maxrss'])} (ru_maxrss {_mib(pair['ru_maxrss_bytes'])})",
+                "info",
+                "",
+            )
+        )
+        rows.append(("2.   sampled RSS peak/ru_maxrss", _fmt(pair["rss_sampled_vs_maxrss"]), "info", ""))
     w2 = results["workers2"]
     ref = w2["reference"]
     ratio = w2["peak_vs_reference"]
@@ -557,6 +599,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     _verdict(None if value is None else value <= GOAL_LIMIT),
                 )
             )
+        rows.append((f"{label}: ru_maxrss/sampled RSS", _fmt(entry["maxrss_over_sampled_rss"]), "info", ""))
     return rows
 
 
@@ -564,15 +607,20 @@ def render(rows: list[tuple[str, str, str, str]]) -> str:
     """Formats the summary rows as an aligned text table."""
     header = ("figure", "value", "goal", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark, prints the report and writes the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny scale (16 images, imgsz 64, 1 epoch, 2 pairs)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny scale (16 images, imgsz 64, 1 epoch, 2 pairs)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "trial_bench.json")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
@@ -602,7 +650,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = table(results)
     log("")
     log(render(rows))
-    log(f"\ntotal {time.monotonic() - started:.0f} s; load at end {' '.join(f'{x:.2f}' for x in info['loadavg_end'])}")
+    shared = max(results["other_libtorch_processes_per_run"], default=0)
+    if shared:
+        log(
+            f"\nwarning: up to {shared} other process(es) mapped libtorch before the runs: the trial shares "
+            "those library pages, so its PSS (what memfront measures) is below its RSS, and the RSS-based "
+            "references (VmHWM, ru_maxrss in 2 and 4) overstate it. Rerun with no other torch process."
+        )
+    load_end = " ".join(f"{x:.2f}" for x in info["loadavg_end"])
+    log(f"\ntotal {time.monotonic() - started:.0f} s; load at end {load_end}")
     if args.quick:
         log("(--quick: toy scale, start-up dominates; the goals are meant for the full run)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -130,6 +130,7 @@ def trial(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     train_images: Annotated[int | None, typer.Option(help="Train on this many images only.")] = None,
     train_fraction: Annotated[float | None, typer.Option(help="Train on this fraction only.")] = None,
+    hyp: Annotated[str | None, typer.Option(help="yolov5 hyperparameter yaml, or demo.")] = None,
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
     gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
@@ -153,6 +154,7 @@ def trial(
             seed=seed,
             train_images=train_images,
             train_fraction=train_fraction,
+            hyp=hyp,
         )
     except ValidationError as error:
         fail(f"--{validation_message(error).replace('_', '-')}")
@@ -184,6 +186,7 @@ def train(
     amp: Annotated[str | None, typer.Option(help="on or off.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or a CUDA device.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    hyp: Annotated[str | None, typer.Option(help="yolov5 hyperparameter yaml, or demo.")] = None,
     project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
@@ -214,6 +217,7 @@ def train(
         "amp": None if amp is None else amp == "on",
         "device": device,
         "seed": seed,
+        "hyp": hyp,
     }
     options.update({k: v for k, v in flags.items() if v is not None})
     if "data" not in options:

@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from search.errors import InputError
 
-__all__ = ["CACHE_MODES", "TrialConfig", "TrialLimits", "resolve_model", "validation_message"]
+__all__ = [
+    "CACHE_MODES",
+    "TrialConfig",
+    "TrialLimits",
+    "resolve_hyp",
+    "resolve_model",
+    "validation_message",
+]
 
 CACHE_MODES = ("none", "ram", "disk")
 
@@ -35,6 +42,7 @@ class TrialConfig(BaseModel):
     seed: int = 0
     train_images: int | None = Field(None, gt=0)
     train_fraction: float | None = Field(None, gt=0, le=1)
+    hyp: str | None = Field(None, description="yolov5 hyperparameter yaml, or 'demo'; default scratch-low")
 
     def knobs(self) -> dict[str, Any]:
         """The searched knobs as a plain mapping."""
@@ -80,3 +88,19 @@ def resolve_model(model: str) -> str:
         if shipped.is_file():
             return str(shipped)
     raise InputError(f"model yaml not found: {model} (neither a file nor one of yolov5's models)")
+
+
+def resolve_hyp(hyp: str | None) -> str | None:
+    """Returns the absolute path of a hyperparameter yaml; ``demo`` is memfront's own.
+
+    Raises:
+        InputError: If the file does not exist.
+    """
+    if hyp is None:
+        return None
+    if hyp == "demo":
+        return str(Path(__file__).resolve().parent / "hyps" / "demo.yaml")
+    path = Path(hyp).expanduser()
+    if not path.is_file():
+        raise InputError(f"hyp yaml not found: {hyp}")
+    return str(path.resolve())

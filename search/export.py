@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from search.config import resolve_hyp
 from search.report import front
 from search.studyfile import StudySpec
 from search.units import format_bytes
@@ -31,9 +32,11 @@ def closest_config(frame: pd.DataFrame, *, accuracy: str) -> pd.Series | None:
     return None if chosen.empty else chosen.sort_values("peak_host_bytes").iloc[0]
 
 
-def train_options(row: pd.Series, spec: StudySpec, data: str, *, epochs: int | None = None) -> dict[str, Any]:
+def train_options(
+    row: pd.Series, spec: StudySpec, data: str, *, hyp: str | None = None, epochs: int | None = None
+) -> dict[str, Any]:
     """The options of a full training run with the trial's knobs (all training images)."""
-    return {
+    options: dict[str, Any] = {
         "data": data,
         "model": spec.model,
         "epochs": int(epochs or spec.epochs),
@@ -45,6 +48,9 @@ def train_options(row: pd.Series, spec: StudySpec, data: str, *, epochs: int | N
         "device": spec.device,
         "seed": spec.seed,
     }
+    if hyp is not None:
+        options["hyp"] = hyp
+    return options
 
 
 def memfront_command(options: dict[str, Any]) -> str:
@@ -78,6 +84,8 @@ def upstream_command(options: dict[str, Any]) -> str:
     ]
     if options["cache"] != "none":
         parts += ["--cache", str(options["cache"])]
+    if options.get("hyp"):
+        parts += ["--hyp", str(resolve_hyp(options["hyp"]))]
     return shlex.join(parts)
 
 

@@ -36,20 +36,9 @@ __all__ = [
 GIB = 1024**3
 ACCURACY_NAMES = {"map50_95": "mAP50-95", "map50": "mAP50", "fitness": "fitness"}
 POINT_COLUMNS = [
-    "number",
-    "accuracy",
-    "y",
-    "peak_host_bytes",
-    "peak_gib",
-    "status",
-    "feasible",
-    "pareto",
-    "dominated",
-    "infeasible",
-    "label",
-    "config",
-    "hover",
-]
+    "number", "accuracy", "y", "peak_host_bytes", "peak_gib", "status", "feasible", "pareto",
+    "dominated", "infeasible", "label", "config", "hover",
+]  # fmt: skip
 _MATPLOTLIB_SUFFIXES = (".png", ".svg", ".pdf")
 _PLOTTED_STATES = ("COMPLETE",)
 _FRONT_COLOR = "#1f77b4"
@@ -99,8 +88,11 @@ class ParetoPlotData:
     @property
     def front(self) -> pd.DataFrame:
         """The front's points, least memory first."""
-        chosen = self.points[self.points["pareto"]]
-        return chosen.sort_values(["peak_gib", "y"], kind="stable")
+        return _front(self.points)
+
+
+def _front(points: pd.DataFrame) -> pd.DataFrame:
+    return points[points["pareto"]].sort_values(["peak_gib", "y"], kind="stable")
 
 
 def _is_missing(value: Any) -> bool:
@@ -133,12 +125,9 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
     config = _config_text(row)
     shown = "n/a" if math.isnan(measured) else f"{measured:.3f}"
     verdict = "on the front" if pareto else ("dominated" if feasible else f"over the limit ({row['status']})")
-    hover = "<br>".join(
-        [
-            f"trial {int(row['number'])}: {verdict}",
-            f"{accuracy_name} {shown}, peak host {format_bytes(peak_bytes)}",
-            config,
-        ]
+    hover = (
+        f"trial {int(row['number'])}: {verdict}<br>{accuracy_name} {shown}, "
+        f"peak host {format_bytes(peak_bytes)}<br>{config}"
     )
     return {
         "number": int(row["number"]),
@@ -214,7 +203,7 @@ def pareto_plot_data(
         points[column] = points[column].astype(bool)
     points = points.sort_values("number").reset_index(drop=True)
     not_plotted = {str(k): int(v) for k, v in originals[~plotted]["status"].value_counts().items()}
-    front = points[points["pareto"]].sort_values(["peak_gib", "y"], kind="stable")
+    front = _front(points)
     step_x, step_y = _step_line(front)
     limit_gib = memory_limit / GIB
     if front.empty:
@@ -238,9 +227,40 @@ def pareto_plot_data(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Layer:
+    """One group of points, drawn alike by both renderers."""
+
+    name: str
+    points: pd.DataFrame
+    color: str
+    marker: str  # matplotlib marker; plotly gets the matching symbol
+    size: float
+    opacity: float
+
+
+def _layers(data: ParetoPlotData) -> list[_Layer]:
+    points = data.points
+    dominated, infeasible = points[points["dominated"]], points[points["infeasible"]]
+    layers = [
+        _Layer(f"dominated ({len(dominated)})", dominated, _DOMINATED_COLOR, "o", 9, 0.4),
+        _Layer(f"over the memory limit ({len(infeasible)})", infeasible, _INFEASIBLE_COLOR, "x", 11, 1.0),
+        _Layer(f"Pareto front ({len(data.front)})", data.front, _FRONT_COLOR, "o", 12, 1.0),
+    ]
+    return [layer for layer in layers if not layer.points.empty]
+
+
 def _x_range(data: ParetoPlotData) -> tuple[float, float]:
     top = max([data.memory_limit_gib, *data.points["peak_gib"].tolist()])
     return 0.0, top * 1.1
+
+
+def _y_range(data: ParetoPlotData) -> tuple[float, float] | None:
+    """Autoscale, except that points placed at 0 (over the limit, no accuracy) stay in view."""
+    if not data.points["infeasible"].any():
+        return None
+    top = float(data.points["y"].max()) or 1.0
+    return -0.05 * top, 1.1 * top
 
 
 def _limit_text(data: ParetoPlotData) -> str:
@@ -266,58 +286,44 @@ def render_matplotlib(data: ParetoPlotData, path: Path) -> Path:
         raise InputError(f"{path}: a static plot is {', '.join(_MATPLOTLIB_SUFFIXES)}")
     fig = Figure(figsize=(9, 6), dpi=110, layout=ConstrainedLayoutEngine(rect=(0, 0.035, 1, 0.965)))
     ax = fig.add_subplot()
-    points = data.points
-    dominated = points[points["dominated"]]
-    infeasible = points[points["infeasible"]]
-    front = data.front
-    ax.scatter(
-        dominated["peak_gib"],
-        dominated["y"],
-        s=36,
-        color=_DOMINATED_COLOR,
-        alpha=0.35,
-        label=f"dominated ({len(dominated)})",
-        zorder=2,
-    )
-    ax.scatter(
-        infeasible["peak_gib"],
-        infeasible["y"],
-        s=60,
-        marker="x",
-        color=_INFEASIBLE_COLOR,
-        label=f"over the memory limit ({len(infeasible)})",
-        zorder=3,
-    )
     if data.step_x:
         ax.plot(data.step_x, data.step_y, color=_FRONT_COLOR, linewidth=1.8, zorder=3)
-    ax.scatter(
-        front["peak_gib"],
-        front["y"],
-        s=70,
-        color=_FRONT_COLOR,
-        edgecolors="black",
-        linewidths=0.8,
-        label=f"Pareto front ({len(front)})",
-        zorder=4,
-    )
+    for zorder, layer in enumerate(_layers(data), start=2):
+        front = layer.color == _FRONT_COLOR
+        ax.scatter(
+            layer.points["peak_gib"],
+            layer.points["y"],
+            s=layer.size**2 / 2,
+            marker=layer.marker,
+            color=layer.color,
+            alpha=layer.opacity,
+            label=layer.name,
+            zorder=zorder,
+            edgecolors="black" if front else None,
+            linewidths=0.8 if front else 1.5,
+        )
     ax.axvline(
-        data.memory_limit_gib,
-        color=_LIMIT_COLOR,
-        linestyle="--",
-        linewidth=1.2,
-        label=_limit_text(data),
-        zorder=1,
+        data.memory_limit_gib, color=_LIMIT_COLOR, linestyle="--", linewidth=1.2, label=_limit_text(data)
     )
-    for _, row in points.iterrows():
+    ranks = data.points.groupby(["pareto", "dominated"])["peak_gib"].rank(method="first")
+    for _, row in data.points.iterrows():
+        # Neighbours on the front (or among the dominated) alternate labels above and below; points
+        # over the limit often share accuracy 0, so theirs are slanted.
+        below = ranks[row.name] % 2 == 0 and not row["infeasible"]
         ax.annotate(
             row["label"],
             (row["peak_gib"], row["y"]),
-            xytext=(5, 5),
+            xytext=(4, -11 if below else 6),
             textcoords="offset points",
             fontsize=7,
             alpha=0.45 if row["dominated"] else 0.9,
+            rotation=40 if row["infeasible"] else 0,
+            rotation_mode="anchor",
         )
+    ax.margins(y=0.1)
     ax.set_xlim(*_x_range(data))
+    if (y_range := _y_range(data)) is not None:
+        ax.set_ylim(*y_range)
     ax.set_xlabel(data.x_title)
     ax.set_ylabel(data.y_title)
     ax.set_title(data.title, fontsize=11)
@@ -333,62 +339,41 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
     """Draws the plot as an interactive plotly figure; hovering a point shows its full configuration."""
     import plotly.graph_objects as go
 
-    points = data.points
-    dominated = points[points["dominated"]]
-    infeasible = points[points["infeasible"]]
-    front = data.front
     fig = go.Figure()
-    template = "%{text}<extra></extra>"
-    fig.add_trace(
-        go.Scatter(
-            x=dominated["peak_gib"].tolist(),
-            y=dominated["y"].tolist(),
-            mode="markers",
-            name=f"dominated ({len(dominated)})",
-            text=dominated["hover"].tolist(),
-            hovertemplate=template,
-            marker={"color": _DOMINATED_COLOR, "size": 9, "opacity": 0.4},
-        )
+    step = go.Scatter(
+        x=data.step_x,
+        y=data.step_y,
+        mode="lines",
+        name="front step line",
+        hoverinfo="skip",
+        line={"color": _FRONT_COLOR, "width": 2},
+        showlegend=False,
     )
-    fig.add_trace(
-        go.Scatter(
-            x=infeasible["peak_gib"].tolist(),
-            y=infeasible["y"].tolist(),
-            mode="markers",
-            name=f"over the memory limit ({len(infeasible)})",
-            text=infeasible["hover"].tolist(),
-            hovertemplate=template,
-            marker={"color": _INFEASIBLE_COLOR, "size": 11, "symbol": "x"},
+    fig.add_trace(step)
+    for layer in _layers(data):
+        front = layer.color == _FRONT_COLOR
+        marker: dict[str, Any] = {"color": layer.color, "size": layer.size, "opacity": layer.opacity}
+        marker["symbol"] = "x" if layer.marker == "x" else "circle"
+        if front:
+            marker["line"] = {"color": "black", "width": 1}
+        fig.add_trace(
+            go.Scatter(
+                x=layer.points["peak_gib"].tolist(),
+                y=layer.points["y"].tolist(),
+                name=layer.name,
+                mode="markers+text" if front else "markers",
+                text=layer.points["label"].tolist(),
+                textposition="top center",
+                customdata=layer.points["hover"].tolist(),
+                hovertemplate="%{customdata}<extra></extra>",
+                marker=marker,
+            )
         )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data.step_x,
-            y=data.step_y,
-            mode="lines",
-            name="front step line",
-            hoverinfo="skip",
-            line={"color": _FRONT_COLOR, "width": 2},
-            showlegend=False,
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=front["peak_gib"].tolist(),
-            y=front["y"].tolist(),
-            mode="markers+text",
-            name=f"Pareto front ({len(front)})",
-            text=front["label"].tolist(),
-            textposition="top center",
-            customdata=front["hover"].tolist(),
-            hovertemplate="%{customdata}<extra></extra>",
-            marker={"color": _FRONT_COLOR, "size": 12, "line": {"color": "black", "width": 1}},
-        )
-    )
+    limit = data.memory_limit_gib
     fig.add_shape(
         type="line",
-        x0=data.memory_limit_gib,
-        x1=data.memory_limit_gib,
+        x0=limit,
+        x1=limit,
         xref="x",
         y0=0,
         y1=1,
@@ -396,7 +381,7 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
         line={"color": _LIMIT_COLOR, "dash": "dash", "width": 1.5},
     )
     fig.add_annotation(
-        x=data.memory_limit_gib,
+        x=limit,
         y=1,
         xref="x",
         yref="paper",
@@ -409,7 +394,7 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
     fig.update_layout(
         title={"text": f"{data.title}<br><sup>{data.caption}</sup>"},
         xaxis={"title": {"text": data.x_title}, "range": list(_x_range(data))},
-        yaxis={"title": {"text": data.y_title}},
+        yaxis={"title": {"text": data.y_title}, "range": _y_range(data)},
         template="plotly_white",
         legend={"orientation": "h", "yanchor": "top", "y": -0.15},
         margin={"t": 90},

@@ -18,6 +18,8 @@ class TrialRecord:
 
     ``map50``, ``map50_95`` and ``fitness`` are those of the epoch with the best yolov5 fitness
     (0.1 mAP50 + 0.9 mAP50-95): the epoch yolov5 keeps as ``best.pt``.
+    ``phases`` splits the child's life: start-up (imports, dataset scan, caching), training (yolov5's
+    loop with validation), shut-down.
     ``peak_gpu_bytes`` is None when the trial did not use CUDA (not 0: nothing was measured).
     """
 
@@ -29,6 +31,7 @@ class TrialRecord:
     peak_gpu_bytes: int | None
     epoch_seconds: float | None
     wall_seconds: float
+    phases: dict[str, float | None]
     requested: dict[str, Any]
     used: dict[str, Any]
     limits: dict[str, Any]

@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from search.config import TrialConfig, TrialLimits
+from search.config import TrialConfig, TrialLimits, resolve_hyp
 from search.errors import InputError
 from search.record import TrialRecord
 from search.studyfile import IntRange, StudySpec
@@ -30,6 +30,7 @@ __all__ = [
     "objective_values",
     "open_study",
     "resolve_data",
+    "resolve_hyp_path",
     "run_study",
     "storage_url",
 ]
@@ -174,6 +175,14 @@ def resolve_data(spec: StudySpec, spec_path: Path) -> str:
     return str(data_yaml)
 
 
+def resolve_hyp_path(spec: StudySpec, spec_path: Path) -> str | None:
+    """The study's hyp yaml: ``demo``, or a path relative to the study file."""
+    if spec.hyp is None or spec.hyp == "demo":
+        return spec.hyp
+    path = Path(spec.hyp).expanduser()
+    return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
+
+
 def objective_values(record: TrialRecord, objectives: list[str]) -> list[float] | None:
     """The trial's objective values in study order; None if any is missing."""
     figures = {
@@ -268,7 +277,8 @@ def run_study(
     data = resolve_data(spec, spec_path)
     from search.dataset import load_dataset
 
-    load_dataset(data)  # bad data is an error before any trial starts
+    load_dataset(data)  # bad data or hyp is an error before any trial starts
+    resolve_hyp(resolve_hyp_path(spec, spec_path))
     study = open_study(spec, storage_url(spec, spec_path, storage), create=True, space=space)
     study.set_user_attr("notes", list(space.notes))
     if space.notes and events.on_notes:

@@ -250,7 +250,7 @@ def export(
         upstream_command,
         write_text,
     )
-    from search.study import resolve_data
+    from search.study import resolve_data, resolve_hyp_path
 
     if output_format not in ("cmd", "yaml", "json"):
         raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
@@ -273,7 +273,9 @@ def export(
         )
         console.print(f"memfront: no measured configuration fits {format_bytes(budget)}{hint}")
         raise typer.Exit(1)
-    options = train_options(row, spec, resolve_data(spec, study_file), epochs=epochs)
+    options = train_options(
+        row, spec, resolve_data(spec, study_file), hyp=resolve_hyp_path(spec, study_file), epochs=epochs
+    )
     console.print(
         f"trial {int(row['number'])}: {accuracy} {float(row[accuracy]):.4f}, measured peak "
         f"{format_bytes(row['peak_host_bytes'])} <= {format_bytes(budget)}"

@@ -23,7 +23,8 @@ __all__ = [
 
 ACCURACY_OBJECTIVES = ("map50_95", "map50", "fitness")
 MEMORY_OBJECTIVES = ("peak_host", "peak_gpu")
-DIRECTIONS = {
+CacheMode = Literal["none", "ram", "disk"]
+DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "map50_95": "maximize",
     "map50": "maximize",
     "fitness": "maximize",
@@ -60,7 +61,7 @@ class SearchSpace(BaseModel):
 
     batch: list[int] | IntRange = Field(default_factory=lambda: [8, 16])
     imgsz: list[int] | IntRange = Field(default_factory=lambda: [320])
-    cache: list[Literal["none", "ram", "disk"]] = Field(default_factory=lambda: ["none"])
+    cache: list[CacheMode] = Field(default_factory=lambda: list[CacheMode](["none"]))
     workers: list[int] | IntRange = Field(default_factory=lambda: [0])
     amp: list[bool] = Field(default_factory=lambda: [False])
 
@@ -93,6 +94,7 @@ class StudySpec(BaseModel):
     name: str = Field(min_length=1)
     data: str = Field(description="a YOLOv5 data yaml, or 'demo' for the synthetic dataset")
     model: str = "yolov5n.yaml"
+    hyp: str | None = None
     epochs: int = Field(5, gt=0)
     train_images: int | None = Field(None, gt=0)
     n_trials: int = Field(12, gt=0)
@@ -133,7 +135,7 @@ class StudySpec(BaseModel):
         return value
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
         """Optuna directions, one per objective."""
         return [DIRECTIONS[name] for name in self.objectives]
 

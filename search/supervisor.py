@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from search import compat
-from search.config import TrialConfig, TrialLimits, resolve_model
+from search.config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.dataset import load_dataset, snapshot_cache_files, write_trial_data_yaml
 from search.gpu import NvmlProbe
 from search.memory import TreeSampler
@@ -154,6 +154,7 @@ def run_trial(
     limits = limits or TrialLimits()
     dataset = load_dataset(config.data)
     model = resolve_model(config.model)
+    hyp = resolve_hyp(config.hyp)
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="memfront-trial-", dir=workdir))
     npy_before = snapshot_cache_files(dataset.all_images) if config.cache == "disk" else set()
@@ -169,6 +170,7 @@ def run_trial(
             **config.model_dump(),
             "data": str(data_yaml),
             "model": model,
+            "hyp": hyp,
             "project": str(folder),
             "name": "run",
             "events": str(folder / "events.jsonl"),
@@ -212,6 +214,7 @@ def _supervise(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     log_path = folder / "trial.log"
     events = _Events(folder / "events.jsonl")
+    spawned_at = time.time()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "search.trainer", str(folder / "spec.json")],
@@ -243,11 +246,13 @@ def _supervise(
     nvml = NvmlProbe() if config.device != "cpu" else None
     nvml_peak: int | None = None
     exit_status: int | None = None
+    exited_at: float | None = None
     rusage_maxrss: int | None = None
     try:
         while True:
             pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
             if pid:
+                exited_at = time.time()
                 exit_status, rusage_maxrss = status, rusage.ru_maxrss * 1024
                 break
             elapsed = time.monotonic() - started
@@ -274,6 +279,7 @@ def _supervise(
     except KeyboardInterrupt:
         stop("interrupted")
         _, exit_status, rusage = os.wait4(child.pid, 0)
+        exited_at = time.time()
         rusage_maxrss = rusage.ru_maxrss * 1024
     finally:
         child.returncode = -1 if exit_status is None else os.waitstatus_to_exitcode(exit_status)
@@ -294,11 +300,25 @@ def _supervise(
         child.returncode,
         stopped_for,
         wall=time.monotonic() - started,
+        phases=_phases(events, spawned_at, exited_at or time.time()),
         log_tail=_log_tail(log_path),
         rusage_maxrss=rusage_maxrss,
         nvml_peak=nvml_peak,
         nvml_reason=None if nvml is None else nvml.unavailable_reason,
     )
+
+
+def _phases(events: _Events, spawned_at: float, exited_at: float) -> dict[str, float | None]:
+    """Seconds the child spent starting (imports, dataset scan), training, and shutting down."""
+    used, end = events.last("used"), events.last("end")
+    train_start = used["time"] if used else None
+    train_end = end["time"] if end else None
+    return {
+        "startup_s": None if train_start is None else train_start - spawned_at,
+        "training_s": None if train_start is None else (train_end or exited_at) - train_start,
+        "shutdown_s": None if train_end is None else exited_at - train_end,
+        "process_s": exited_at - spawned_at,
+    }
 
 
 def _build_record(
@@ -310,6 +330,7 @@ def _build_record(
     stopped_for: dict[str, int],
     *,
     wall: float,
+    phases: dict[str, float | None],
     log_tail: list[str],
     rusage_maxrss: int | None,
     nvml_peak: int | None,
@@ -351,10 +372,12 @@ def _build_record(
     ]
     cuda = bool(start.get("cuda"))
     peak_gpu = max([*gpu_peaks, nvml_peak or 0]) if cuda and (gpu_peaks or nvml_peak) else None
-    vmhwm_child = (end or {}).get("vmhwm_bytes")
+    # The child's own last word and the sampler's last read before the exit: the later (higher) wins,
+    # since interpreter shutdown can still allocate after the child reported.
+    vmhwm = max(filter(None, [(end or {}).get("vmhwm_bytes"), memory.get("vmhwm_bytes")]), default=None)
     memory = {
         **memory,
-        "vmhwm_bytes": vmhwm_child or memory.get("vmhwm_bytes"),
+        "vmhwm_bytes": vmhwm,
         "ru_maxrss_bytes": rusage_maxrss,
         "limit_bytes": limits.memory_limit_bytes,
     }
@@ -368,6 +391,7 @@ def _build_record(
         peak_gpu_bytes=peak_gpu,
         epoch_seconds=statistics.median(epoch_times) if epoch_times else None,
         wall_seconds=wall,
+        phases=phases,
         requested=config.model_dump(),
         used=used,
         limits=limits.model_dump(),

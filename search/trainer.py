@@ -197,6 +197,10 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         "noplots": spec.get("noplots", True),
         "noval": spec.get("noval", False),
     }
+    if spec.get("hyp"):
+        overrides["hyp"] = spec["hyp"]
+    if spec.get("optimizer"):
+        overrides["optimizer"] = spec["optimizer"]
     for key, value in overrides.items():
         setattr(opt, key, value)
     try:

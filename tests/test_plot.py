@@ -58,8 +58,8 @@ def test_data_matches_the_frame(tiny_frame: tuple[pd.DataFrame, int], plot_data:
     assert plot_data.step_x[0] == front["peak_gib"].iloc[0]
     assert plot_data.step_x[-1] == front["peak_gib"].iloc[-1]
     assert len(plot_data.step_x) == 2 * len(front) - 1
-    assert all(b >= a for a, b in zip(plot_data.step_x, plot_data.step_x[1:]))
-    assert all(b >= a for a, b in zip(plot_data.step_y, plot_data.step_y[1:]))
+    assert all(b >= a for a, b in zip(plot_data.step_x, plot_data.step_x[1:], strict=False))
+    assert all(b >= a for a, b in zip(plot_data.step_y, plot_data.step_y[1:], strict=False))
     assert plot_data.memory_limit_bytes == limit
     assert plot_data.memory_limit_gib == pytest.approx(limit / GIB)
     assert plot_data.accuracy_name == "mAP50-95"
@@ -73,7 +73,15 @@ def test_png_and_html(plot_data: ParetoPlotData, tmp_path: Path) -> None:
     png = write_plot(plot_data, tmp_path / "front.png")
     _assert_image(png)
     html = write_plot(plot_data, tmp_path / "out" / "front.html").read_text()
-    assert "Pareto front (" in html and "dominated (" in html and "over the memory limit (" in html
+    points = plot_data.points
+    layers = {
+        "Pareto front": points["pareto"],
+        "dominated": points["dominated"],
+        "over the memory limit": points["infeasible"],
+    }
+    for name, members in layers.items():
+        assert (f'"name":"{name} ({int(members.sum())})"' in html) == bool(members.any()), name
+    assert '"name":"front step line"' in html
     assert "memory limit 6.00 GiB" in html
     assert "<script src=" not in html or "cdn.plot.ly" not in html  # self-contained: no CDN
     assert len(html) > 1_000_000  # plotly.js is inlined
@@ -89,7 +97,12 @@ def test_unknown_suffix(plot_data: ParetoPlotData, tmp_path: Path) -> None:
 
 
 def _constructed_trial(
-    number: int, *, status: str, config: dict[str, Any], peak: int | None, limit: int,
+    number: int,
+    *,
+    status: str,
+    config: dict[str, Any],
+    peak: int | None,
+    limit: int,
     map50_95: float | None = None,
 ) -> optuna.trial.FrozenTrial:
     distributions = {
@@ -100,23 +113,35 @@ def _constructed_trial(
         "status": status,
         "config": config,
         "record": {"status": status, "memory": {}, "used": {}, "wall_seconds": 1.0, "error": None},
-        "map50": map50_95, "map50_95": map50_95, "fitness": map50_95,
-        "peak_host_bytes": peak, "peak_gpu_bytes": None, "epoch_seconds": 2.5 if peak else None,
+        "map50": map50_95,
+        "map50_95": map50_95,
+        "fitness": map50_95,
+        "peak_host_bytes": peak,
+        "peak_gpu_bytes": None,
+        "epoch_seconds": 2.5 if peak else None,
     }
     params = {"batch": config["batch"], "imgsz": config["imgsz"]}
     if status == "memory_limit":
         attrs["constraint"] = [max(1.0, float((peak or limit) - limit))]
         return optuna.trial.create_trial(
-            params=params, distributions=distributions, values=[0.0, float(peak or limit)], user_attrs=attrs,
+            params=params,
+            distributions=distributions,
+            values=[0.0, float(peak or limit)],
+            user_attrs=attrs,
         )
     if status == "ok":
         attrs["constraint"] = [float((peak or 0) - limit)]
         return optuna.trial.create_trial(
-            params=params, distributions=distributions, values=[float(map50_95 or 0), float(peak or 0)],
+            params=params,
+            distributions=distributions,
+            values=[float(map50_95 or 0), float(peak or 0)],
             user_attrs=attrs,
         )
     return optuna.trial.create_trial(
-        params=params, distributions=distributions, state=optuna.trial.TrialState.FAIL, user_attrs=attrs,
+        params=params,
+        distributions=distributions,
+        state=optuna.trial.TrialState.FAIL,
+        user_attrs=attrs,
     )
 
 
@@ -131,7 +156,9 @@ def test_all_infeasible_still_renders(tmp_path: Path) -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     for number, (batch, imgsz, peak) in enumerate([(4, 64, limit + 10_000_000), (8, 96, limit + 90_000_000)]):
         config = {"batch": batch, "imgsz": imgsz, "cache": "ram", "workers": 1, "amp": False}
-        study.add_trial(_constructed_trial(number, status="memory_limit", config=config, peak=peak, limit=limit))
+        study.add_trial(
+            _constructed_trial(number, status="memory_limit", config=config, peak=peak, limit=limit)
+        )
     failed = {"batch": 8, "imgsz": 64, "cache": "none", "workers": 0, "amp": False}
     study.add_trial(_constructed_trial(2, status="failed", config=failed, peak=None, limit=limit))
     frame = trials_frame(study)
@@ -147,4 +174,4 @@ def test_all_infeasible_still_renders(tmp_path: Path) -> None:
     assert "no feasible trial" in html and "memory limit 256 MiB" in html
     figure = render_plotly(data)
     names = [trace.name for trace in figure.data]
-    assert "over the memory limit (2)" in names and "Pareto front (0)" in names
+    assert names == ["front step line", "over the memory limit (2)"]

@@ -1,0 +1,72 @@
+"""The Pareto notebook runs headless against a real study and shows its plots."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+kernelspec = pytest.importorskip("jupyter_client.kernelspec")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+def _python3_kernel_runs_this_python() -> bool:
+    """The ``python3`` kernelspec starts ``python`` (jupyter_client swaps in ``sys.executable``) or us."""
+    try:
+        argv = kernelspec.get_kernel_spec("python3").argv
+    except kernelspec.NoSuchKernel:
+        return False
+    return argv[0] in (
+        "python",
+        "python3",
+        f"python{sys.version_info[0]}.{sys.version_info[1]}",
+        sys.executable,
+    )
+
+
+def test_notebook_is_generated_from_the_script(tmp_path: Path) -> None:
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import make_notebook
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    assert make_notebook.main([str(tmp_path / "pareto.ipynb")]) == 0
+    assert (tmp_path / "pareto.ipynb").read_text() == (NOTEBOOKS / "pareto.ipynb").read_text(), (
+        "notebooks/pareto.ipynb is stale: run python notebooks/make_notebook.py"
+    )
+
+
+def test_notebook_runs_against_the_tiny_study(tiny_study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _python3_kernel_runs_this_python():
+        pytest.skip(f"the python3 kernelspec does not run {sys.executable}")
+    monkeypatch.setenv("MEMFRONT_STUDY", str(tiny_study))  # the kernel inherits this environment
+    monkeypatch.delenv("MEMFRONT_STORAGE", raising=False)
+    notebook = nbformat.read(NOTEBOOKS / "pareto.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()  # raises CellExecutionError naming the cell if any cell raised
+
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    figures = [o["data"][PLOTLY_MIME] for o in outputs if PLOTLY_MIME in o.get("data", {})]
+    # Ours, Optuna's, and the two knob plots.
+    assert len(figures) == 4
+    ours = figures[0]
+    names = [trace.get("name") for trace in ours["data"]]
+    assert any(name.startswith("Pareto front (") for name in names if name)
+    assert any("memory limit" in a.get("text", "") for a in ours["layout"].get("annotations", []))
+    assert "Pareto-front" in str(figures[1]["layout"]["title"])  # Optuna's title
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "study tiny: " in text
+    assert "best configuration within 6.00 GiB: trial " in text
+    table = next(
+        o for o in outputs if "text/html" in o.get("data", {}) and "peak host (GiB)" in o["data"]["text/html"]
+    )
+    assert "mAP50-95" in table["data"]["text/html"]

@@ -1,0 +1,181 @@
+"""Real studies end to end through the CLI: run, resume, report, export, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.study import open_study, storage_url
+from search.studyfile import load_study_spec
+
+from .conftest import TINY_STUDY, run_cli
+
+
+def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
+    shutil.copy(tiny_study.with_name("tiny.db"), folder / "tiny.db")
+    text = tiny_study.read_text()
+    for key, value in changes.items():
+        text = "\n".join(
+            f"{key}: {value}" if line.startswith(f"{key}:") else line for line in text.splitlines()
+        )
+    target = folder / "tiny.yaml"
+    target.write_text(text + "\n")
+    return target
+
+
+def _trials(spec_path: Path) -> list[optuna.trial.FrozenTrial]:
+    spec = load_study_spec(spec_path)
+    return open_study(spec, storage_url(spec, spec_path), create=False).get_trials()
+
+
+def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> None:
+    trials = _trials(tiny_study)
+    trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 3
+    configs = [tuple(sorted(t.user_attrs["config"].items())) for t in trained]
+    assert len(set(configs)) == 3  # no configuration trained twice
+    for trial in trained:
+        assert trial.user_attrs["status"] == "ok"
+        assert trial.user_attrs["config"]["amp"] is False  # fixed off on the CPU
+        assert trial.user_attrs["record"]["epochs"] and trial.user_attrs["constraint"][0] < 0
+        assert len(trial.values) == 2
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("optuna")),
+            "best-trials",
+            "--study-name",
+            "tiny",
+            "--storage",
+            storage_url(load_study_spec(tiny_study), tiny_study),
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)
+
+
+def test_resume_adds_only_the_missing_trials(tiny_study: Path, tmp_path: Path) -> None:
+    study = _copy_study(tiny_study, tmp_path, n_trials="4")
+    before = len([t for t in _trials(study) if "duplicate_of" not in t.user_attrs])
+    done = run_cli("run", str(study))
+    assert done.returncode == 0, done.stderr
+    after = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
+    assert (before, len(after)) == (3, 4)
+    assert "1 trained now" in " ".join(done.stderr.split())
+
+
+def test_report_json_csv_and_table(tiny_study: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "report",
+        str(tiny_study),
+        "--all",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hypervolume" in done.stdout
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["front"] and len(payload["trials"]) >= 3
+    assert {"number", "state", "status", "config", "peak_host_bytes"} <= set(payload["trials"][0])
+    front_numbers = {t["number"] for t in payload["front"]}
+    assert front_numbers <= {t["number"] for t in payload["trials"] if t["feasible"]}
+    assert (tmp_path / "r.csv").read_text().startswith("number,")
+
+
+def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
+    done = run_cli("export", str(tiny_study), "--max-memory", "8GiB")
+    assert done.returncode == 0, done.stderr
+    command = done.stdout.splitlines()[0]
+    assert command.startswith("memfront train ") and "upstream flags: yolov5 train" in done.stdout
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    ran = subprocess.run(
+        [*shlex.split(command), "--project", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "exp" / "weights" / "best.pt").is_file()
+    as_yaml = run_cli(
+        "export",
+        str(tiny_study),
+        "--max-memory",
+        "8GiB",
+        "--format",
+        "yaml",
+        "-o",
+        str(tmp_path / "best.yaml"),
+    )
+    assert as_yaml.returncode == 0
+    assert "batch:" in (tmp_path / "best.yaml").read_text()
+
+
+def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "tiny.yaml"
+    study.write_text(
+        TINY_STUDY.format(data=tiny_data).replace("6GiB", "300MiB").replace("n_trials: 3", "n_trials: 2")
+    )
+    done = run_cli("run", str(study))
+    assert done.returncode == 0, done.stderr
+    trials = _trials(study)
+    assert all(t.user_attrs["status"] == "memory_limit" for t in trials)
+    assert all(
+        t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["constraint"][0] > 0 for t in trials
+    )
+    report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text())["front"] == []
+    assert report.returncode == 0
+    export = run_cli("export", str(study), "--max-memory", "100GiB")
+    assert export.returncode == 1 and "no feasible trial" in export.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("space: [unclosed", "not valid YAML"),
+        ("colour: blue", "colour: unknown key"),
+        ("space: {batch: []}", "space.batch: must list at least one value"),
+        ("space: {imgsz: {low: 320, high: 128}}", "low (320) > high (128)"),
+        ("space: {imgsz: [0, 64]}", "imgsz must be >= 1"),
+        ("storage: sqlite:////no/such/folder/x.db", "cannot be opened"),
+    ],
+)
+def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: str) -> None:
+    base = TINY_STUDY.format(data=tiny_data).split("space:")[0]
+    study = tmp_path / "bad.yaml"
+    study.write_text(base + change + "\n")
+    done = run_cli("run", str(study), timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_other_objectives_refused_and_nothing_lost(tiny_study: Path, tmp_path: Path) -> None:
+    study = _copy_study(tiny_study, tmp_path)
+    before = sqlite3.connect(tmp_path / "tiny.db").execute("select count(*) from trials").fetchone()
+    study.write_text(study.read_text() + "objectives: [map50, peak_host]\n")
+    done = run_cli("run", str(study), timeout=60)
+    assert done.returncode == 2 and "has objectives" in done.stderr
+    after = sqlite3.connect(tmp_path / "tiny.db").execute("select count(*) from trials").fetchone()
+    assert before == after
+
+
+def test_missing_study_for_report(tiny_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "new.yaml"
+    study.write_text(TINY_STUDY.format(data=tiny_data))
+    done = run_cli("report", str(study), timeout=60)
+    assert done.returncode == 2 and "run it first" in done.stderr
