@@ -56,7 +56,7 @@ from typing import Any
 from search import compat
 from search.config import TrialConfig, TrialLimits, resolve_model
 from search.dataset import load_dataset, write_trial_data_yaml
-from search.memory import read_pss_bytes, read_resident
+from search.procfs import read_pss_bytes, read_resident
 from search.record import TrialRecord
 from search.supervisor import run_trial
 

@@ -1,6 +1,7 @@
 """Writes ``notebooks/pareto.ipynb``: run ``python notebooks/make_notebook.py`` after editing the cells here.
 
-The notebook is generated (without outputs) so that it can be reviewed as code and regenerated.
+The notebook is generated so that it can be reviewed as code and regenerated; ``--execute`` saves it
+with the outputs of the demo study (``memfront run studies/demo.yaml`` first).
 """
 
 from __future__ import annotations
@@ -175,20 +176,17 @@ prints the same choice as a ready-to-run command.
 """
 
 EXPORT = """\
+from search.export import best_config
+
 MAX_MEMORY = spec.memory_limit  # lower it to pick a leaner configuration, e.g. 2 * GIB
 
-try:
-    from search.export import best_config
-except ImportError:
-    print("search.export.best_config is not available in this version of memfront")
+chosen = best_config(frame, max_memory_bytes=MAX_MEMORY, accuracy=ACCURACY)
+if chosen is None:
+    print(f"no feasible front trial fits in {MAX_MEMORY / GIB:.2f} GiB")
 else:
-    chosen = best_config(frame, max_memory_bytes=MAX_MEMORY, accuracy=ACCURACY)
-    if chosen is None:
-        print(f"no feasible front trial fits in {MAX_MEMORY / GIB:.2f} GiB")
-    else:
-        print(f"best configuration within {MAX_MEMORY / GIB:.2f} GiB: trial {int(chosen['number'])}")
-        print(chosen[["batch", "imgsz", "cache", "workers", "amp"]].to_string())
-        print(f"{ACCURACY_NAME} {chosen[ACCURACY]:.3f}, peak host {chosen['peak_host_bytes'] / GIB:.2f} GiB")
+    print(f"best configuration within {MAX_MEMORY / GIB:.2f} GiB: trial {int(chosen['number'])}")
+    print(chosen[["batch", "imgsz", "cache", "workers", "amp"]].to_string())
+    print(f"{ACCURACY_NAME} {chosen[ACCURACY]:.3f}, peak host {chosen['peak_host_bytes'] / GIB:.2f} GiB")
 """
 
 
@@ -225,11 +223,24 @@ def build() -> nbformat.NotebookNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Writes the notebook (to the path given, else ``notebooks/pareto.ipynb``)."""
+    """Writes the notebook (to the path given, else ``notebooks/pareto.ipynb``).
+
+    With ``--execute``, runs it first against ``../studies/demo.yaml`` (or ``MEMFRONT_STUDY``) and
+    saves it with its outputs: the copy in the repository shows a real demo study.
+    """
     args = sys.argv[1:] if argv is None else argv
-    target = Path(args[0]) if args else NOTEBOOK
+    execute = "--execute" in args
+    paths = [a for a in args if a != "--execute"]
+    target = Path(paths[0]) if paths else NOTEBOOK
     notebook = build()
     nbformat.validate(notebook)
+    if execute:
+        import nbclient
+
+        client = nbclient.NotebookClient(
+            notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(HERE)}}
+        )
+        client.execute()
     nbformat.write(notebook, target)
     print(f"wrote {target}")
     return 0

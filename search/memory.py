@@ -24,179 +24,24 @@ and an upper bound (every unanchored page counted as private).
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = [
-    "MemoryReport",
-    "ProcessTree",
-    "Proportional",
-    "Resident",
-    "TreeSampler",
-    "read_pss",
-    "read_pss_bytes",
-    "read_resident",
-    "read_vmhwm_bytes",
-]
+from search.procfs import (
+    PAGE_SIZE,
+    ProcessTree,
+    Proportional,
+    Resident,
+    read_pss,
+    read_resident,
+    read_stat,
+)
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+__all__ = ["MemoryReport", "TreeSampler"]
+
 _MAX_SERIES_POINTS = 400
-
-
-def _read(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _parse_stat(data: bytes) -> tuple[int, int, int, int]:
-    """Returns (ppid, pgrp, minflt, rss_pages) from a ``/proc/PID/stat`` line."""
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[1]), int(fields[2]), int(fields[7]), int(fields[21])
-
-
-@dataclasses.dataclass(frozen=True)
-class Resident:
-    """Resident memory of one process by kind, in bytes (``/proc/PID/status``)."""
-
-    anon: int
-    file: int
-    shmem: int
-    hwm: int
-
-    @property
-    def total(self) -> int:
-        """RSS."""
-        return self.anon + self.file + self.shmem
-
-
-def read_resident(pid: int) -> Resident | None:
-    """Reads RssAnon, RssFile, RssShmem and VmHWM of a process; None if it is gone."""
-    data = _read(f"/proc/{pid}/status")
-    if data is None:
-        return None
-    values = {}
-    for line in data.splitlines():
-        if line.startswith((b"RssAnon:", b"RssFile:", b"RssShmem:", b"VmHWM:")):
-            key, value = line.split(b":", 1)
-            values[key] = int(value.split()[0]) * 1024
-    if b"RssAnon" not in values:
-        return None  # a zombie: no memory left
-    return Resident(
-        anon=values[b"RssAnon"],
-        file=values.get(b"RssFile", 0),
-        shmem=values.get(b"RssShmem", 0),
-        hwm=values.get(b"VmHWM", 0),
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Proportional:
-    """PSS of one process by kind, in bytes (``/proc/PID/smaps_rollup``)."""
-
-    anon: int
-    file: int
-    shmem: int
-
-    @property
-    def total(self) -> int:
-        """PSS."""
-        return self.anon + self.file + self.shmem
-
-
-def read_pss(pid: int) -> Proportional | None:
-    """Reads the PSS of a process by kind from ``/proc/PID/smaps_rollup``; None if it is gone.
-
-    This is the expensive read: the kernel walks every resident page of the process.
-    """
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    values = {}
-    for line in data.splitlines():
-        if line.startswith((b"Pss:", b"Pss_Anon:", b"Pss_File:", b"Pss_Shmem:")):
-            key, value = line.split(b":", 1)
-            values[key] = int(value.split()[0]) * 1024
-    if b"Pss" not in values:
-        return None
-    if b"Pss_Anon" not in values:  # kernels before 5.7 do not split PSS by kind
-        return Proportional(anon=values[b"Pss"], file=0, shmem=0)
-    return Proportional(
-        anon=values[b"Pss_Anon"], file=values.get(b"Pss_File", 0), shmem=values.get(b"Pss_Shmem", 0)
-    )
-
-
-def read_pss_bytes(pid: int) -> int | None:
-    """PSS of one process in bytes; None if it is gone."""
-    pss = read_pss(pid)
-    return None if pss is None else pss.total
-
-
-def read_vmhwm_bytes(pid: int | str) -> int | None:
-    """Reads the kernel's resident high-water mark (``VmHWM``) of one process, in bytes."""
-    data = _read(f"/proc/{pid}/status")
-    if data is None:
-        return None
-    for line in data.splitlines():
-        if line.startswith(b"VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-class ProcessTree:
-    """The processes of a trial: the root, its descendants, and its process group.
-
-    Args:
-        root_pid: The trial's main process; it leads its own process group.
-    """
-
-    def __init__(self, *, root_pid: int) -> None:
-        self.root_pid = root_pid
-        self.pids: set[int] = {root_pid}
-
-    def scan(self) -> dict[int, tuple[int, int, int, int]]:
-        """Scans ``/proc`` and returns {pid: (ppid, pgrp, minflt, rss_pages)} of the tree."""
-        table: dict[int, tuple[int, int, int, int]] = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            data = _read(f"/proc/{name}/stat")
-            if data is not None:
-                table[int(name)] = _parse_stat(data)
-        members = {pid for pid, row in table.items() if row[1] == self.root_pid}
-        if self.root_pid in table:
-            members.add(self.root_pid)
-        # Descendants that left the group (setsid) are still the trial's: follow ppid links.
-        grew = True
-        while grew:
-            grew = False
-            for pid, row in table.items():
-                if pid not in members and row[0] in members:
-                    members.add(pid)
-                    grew = True
-        self.pids = members
-        return {pid: table[pid] for pid in members}
-
-    def read(self) -> dict[int, tuple[int, int, int, int]]:
-        """Reads the known members' stat lines without rescanning ``/proc``."""
-        rows = {}
-        for pid in self.pids:
-            data = _read(f"/proc/{pid}/stat")
-            if data is not None:
-                rows[pid] = _parse_stat(data)
-        return rows
 
 
 @dataclasses.dataclass
@@ -399,11 +244,11 @@ class TreeSampler:
         for pid in pids:
             pss = read_pss(pid)
             resident = read_resident(pid)
-            data = _read(f"/proc/{pid}/stat")
-            if pss is None or resident is None or data is None:
+            stat = read_stat(pid)
+            if pss is None or resident is None or stat is None:
                 continue
             anchors[pid] = _Anchor(pss=pss, resident=resident)
-            _, _, minflt, rss_pages = _parse_stat(data)
+            _, _, minflt, rss_pages = stat
             self._fault_mark[pid] = (minflt, rss_pages * PAGE_SIZE)
             total += pss.total
         if not anchors:

@@ -24,11 +24,13 @@ from search.supervisor import TrialProgress, run_trial
 
 __all__ = [
     "EffectiveSpace",
+    "PreparedStudy",
     "StudyEvents",
     "StudyOutcome",
     "effective_space",
     "objective_values",
     "open_study",
+    "prepare_study",
     "resolve_data",
     "resolve_hyp_path",
     "run_study",
@@ -256,30 +258,48 @@ def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: S
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def run_study(
-    spec: StudySpec, spec_path: Path, *, storage: str | None = None, events: StudyEvents | None = None
-) -> StudyOutcome:
-    """Creates or resumes the study and trains until ``n_trials`` configurations are done.
+@dataclasses.dataclass(frozen=True)
+class PreparedStudy:
+    """A study checked and opened, ready to run: every bad input has been reported by now."""
+
+    spec: StudySpec
+    study: optuna.Study
+    space: EffectiveSpace
+    data: str
+    hyp: str | None
+
+
+def prepare_study(spec: StudySpec, spec_path: Path, *, storage: str | None = None) -> PreparedStudy:
+    """Checks everything a run needs and creates or loads the study.
+
+    Raises:
+        InputError: For a bad dataset, hyp, objective or storage; nothing is stored then.
+    """
+    if "peak_gpu" in spec.objectives and spec.device == "cpu":
+        raise InputError("objective peak_gpu needs a CUDA device: set device in the study file")
+    from search.dataset import load_dataset
+
+    space = effective_space(spec)
+    data = resolve_data(spec, spec_path)
+    load_dataset(data)
+    hyp = resolve_hyp_path(spec, spec_path)
+    resolve_hyp(hyp)
+    study = open_study(spec, storage_url(spec, spec_path, storage), create=True, space=space)
+    return PreparedStudy(spec=spec, study=study, space=space, data=data, hyp=hyp)
+
+
+def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
+    """Trains until ``n_trials`` configurations of the study are done (resuming what is stored).
 
     Args:
-        spec: The validated study definition.
-        spec_path: Where it was read from (the default storage and demo data go beside it).
-        storage: An Optuna storage URL overriding the study file's.
+        prepared: The study from :func:`prepare_study`.
         events: Progress hooks.
 
     Returns:
         How the run ended.
     """
     events = events or StudyEvents()
-    if "peak_gpu" in spec.objectives and spec.device == "cpu":
-        raise InputError("objective peak_gpu needs a CUDA device: set device in the study file")
-    space = effective_space(spec)
-    data = resolve_data(spec, spec_path)
-    from search.dataset import load_dataset
-
-    load_dataset(data)  # bad data or hyp is an error before any trial starts
-    resolve_hyp(resolve_hyp_path(spec, spec_path))
-    study = open_study(spec, storage_url(spec, spec_path, storage), create=True, space=space)
+    spec, study, space, data = prepared.spec, prepared.study, prepared.space, prepared.data
     study.set_user_attr("notes", list(space.notes))
     if space.notes and events.on_notes:
         events.on_notes(space.notes)
@@ -327,6 +347,7 @@ def run_study(
         config = TrialConfig(
             data=data,
             model=spec.model,
+            hyp=prepared.hyp,
             epochs=spec.epochs,
             device=spec.device,
             seed=spec.seed,

@@ -17,7 +17,7 @@ from search.units import format_bytes, format_seconds, parse_size
 
 __all__ = ["register"]
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/demo.yaml.")]
 StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
@@ -44,10 +44,11 @@ def run(
     storage: StorageOption = None,
 ) -> None:
     """Create or resume a study and train until n_trials configurations are done."""
-    from search.study import StudyEvents, run_study
+    from search.study import StudyEvents, prepare_study, run_study
     from search.studyfile import load_study_spec
 
     spec = load_study_spec(study_file)
+    prepared = prepare_study(spec, study_file, storage=storage)
     with Progress(
         TextColumn("[bold]{task.fields[name]}[/]"),
         BarColumn(),
@@ -82,7 +83,7 @@ def run(
         events = StudyEvents(
             on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
         )
-        outcome = run_study(spec, study_file, storage=storage, events=events)
+        outcome = run_study(prepared, events=events)
     console.print(
         f"{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
         f"({outcome.trained} trained now, {outcome.duplicates} repeated proposals skipped) in "

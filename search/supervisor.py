@@ -30,6 +30,7 @@ from search.config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.dataset import load_dataset, snapshot_cache_files, write_trial_data_yaml
 from search.gpu import NvmlProbe
 from search.memory import TreeSampler
+from search.procfs import group_alive
 from search.record import TrialRecord
 
 __all__ = ["TrialProgress", "run_trial"]
@@ -78,23 +79,6 @@ class _Events:
     def last(self, kind: str) -> dict[str, Any] | None:
         found = self.of(kind)
         return found[-1] if found else None
-
-
-def _group_alive(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
-    alive = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            alive.append(int(name))
-    return alive
 
 
 def _kill_tree(pgid: int, pids: set[int]) -> None:
@@ -286,7 +270,7 @@ def _supervise(
         # Whatever ended the child, its workers must not outlive it.
         _kill_tree(pgid, sampler.pids)
         deadline = time.monotonic() + 10
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
         memory = sampler.stop()
         if nvml is not None:

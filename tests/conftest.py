@@ -50,6 +50,7 @@ def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
 TINY_STUDY = """\
 name: tiny
 data: {data}
+hyp: demo
 epochs: 1
 n_trials: 3
 memory_limit: 6GiB

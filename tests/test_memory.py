@@ -7,7 +7,7 @@ import sys
 import textwrap
 import time
 
-from search.memory import TreeSampler, read_pss_bytes, read_resident
+from search.memory import TreeSampler
 
 MB = 1024**2
 
@@ -87,13 +87,3 @@ def test_limit_is_enforced_fast() -> None:
     assert report.limit_exceeded and len(crossed) == 1
     assert limit <= crossed[0] < limit * 1.1
     assert reaction < 10
-
-
-def test_readers_on_own_process() -> None:
-    import os
-
-    resident = read_resident(os.getpid())
-    pss = read_pss_bytes(os.getpid())
-    assert resident is not None and pss is not None
-    assert 0 < pss <= resident.total + MB
-    assert read_resident(2**22 + 12345) is None

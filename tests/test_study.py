@@ -46,6 +46,7 @@ def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> Non
     for trial in trained:
         assert trial.user_attrs["status"] == "ok"
         assert trial.user_attrs["config"]["amp"] is False  # fixed off on the CPU
+        assert trial.user_attrs["record"]["requested"]["hyp"] == "demo"
         assert trial.user_attrs["record"]["epochs"] and trial.user_attrs["constraint"][0] < 0
         assert len(trial.values) == 2
     done = subprocess.run(
@@ -121,7 +122,8 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
         str(tmp_path / "best.yaml"),
     )
     assert as_yaml.returncode == 0
-    assert "batch:" in (tmp_path / "best.yaml").read_text()
+    exported = (tmp_path / "best.yaml").read_text()
+    assert "batch:" in exported and "hyp: demo" in exported and "--hyp " in exported
 
 
 def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
