@@ -267,9 +267,10 @@ def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> T
         return run_trial(config, limits=limits, on_progress=show, **options)
 
 
-from search import study_cli  # noqa: E402 - registers run, report, plot, export on `app`
+from search import predict_cli, study_cli  # noqa: E402 - register their commands on `app`
 
 study_cli.register(app)
+predict_cli.register(app)
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:

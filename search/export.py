@@ -17,10 +17,20 @@ from search.units import format_bytes
 __all__ = ["best_config", "closest_config", "memfront_command", "train_options", "upstream_command"]
 
 
-def best_config(frame: pd.DataFrame, *, max_memory_bytes: int, accuracy: str) -> pd.Series | None:
-    """The most accurate feasible Pareto trial whose measured peak fits the budget, or None."""
+def best_config(
+    frame: pd.DataFrame, *, max_memory_bytes: int, accuracy: str, check_prediction: bool = False
+) -> pd.Series | None:
+    """The most accurate feasible Pareto trial whose measured peak fits the budget, or None.
+
+    Args:
+        check_prediction: Also require the peak predicted for the whole dataset (column
+            ``predicted_full_bytes``, where known) to fit.
+    """
     fitting = front(frame, accuracy)
     fitting = fitting[fitting["peak_host_bytes"] <= max_memory_bytes]
+    if check_prediction and "predicted_full_bytes" in fitting:
+        predicted = pd.to_numeric(fitting["predicted_full_bytes"], errors="coerce")
+        fitting = fitting[predicted.isna() | (predicted <= max_memory_bytes)]
     if fitting.empty:
         return None
     return fitting.sort_values([accuracy, "peak_host_bytes"], ascending=[False, True]).iloc[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["STATUSES", "TrialRecord"]
 
-STATUSES = ("ok", "memory_limit", "timeout", "failed", "interrupted")
+STATUSES = ("ok", "memory_limit", "predicted", "timeout", "failed", "interrupted")
 
 
 @dataclasses.dataclass

@@ -18,6 +18,8 @@ import optuna
 
 from search.config import TrialConfig, TrialLimits, resolve_hyp
 from search.errors import InputError
+from search.predict import DatasetStats, Prediction
+from search.preflight import Preflight
 from search.record import TrialRecord
 from search.studyfile import IntRange, StudySpec
 from search.supervisor import TrialProgress, run_trial
@@ -220,6 +222,8 @@ class StudyOutcome:
     stop_reason: str
     wall_seconds: float
     train_wall_seconds: float
+    preflight_skipped: int = 0
+    preflight_seconds_saved: float = 0.0
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -248,7 +252,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: S
         peak = record.peak_host_bytes or 0
         trial.set_user_attr("constraint", [float(peak - spec.memory_limit)])
         study.tell(trial, values)
-    elif record.status == "memory_limit":
+    elif record.status in ("memory_limit", "predicted"):
         peak = record.peak_host_bytes or spec.memory_limit
         violation = max(1.0, float(peak - spec.memory_limit))
         trial.set_user_attr("constraint", [violation])
@@ -267,6 +271,7 @@ class PreparedStudy:
     space: EffectiveSpace
     data: str
     hyp: str | None
+    preflight: Preflight | None
 
 
 def prepare_study(spec: StudySpec, spec_path: Path, *, storage: str | None = None) -> PreparedStudy:
@@ -281,11 +286,23 @@ def prepare_study(spec: StudySpec, spec_path: Path, *, storage: str | None = Non
 
     space = effective_space(spec)
     data = resolve_data(spec, spec_path)
-    load_dataset(data)
+    dataset = load_dataset(data)
     hyp = resolve_hyp_path(spec, spec_path)
     resolve_hyp(hyp)
     study = open_study(spec, storage_url(spec, spec_path, storage), create=True, space=space)
-    return PreparedStudy(spec=spec, study=study, space=space, data=data, hyp=hyp)
+    preflight = None
+    if spec.preflight_margin is not None:
+        from search.calibration import calibrate, load_calibration
+
+        calibration = (
+            calibrate(model=spec.model, device=spec.device) if spec.calibrate
+            else load_calibration(spec.model, spec.device)
+        )  # fmt: skip
+        preflight = Preflight(
+            stats=DatasetStats.read(dataset), limit_bytes=spec.memory_limit,
+            margin=spec.preflight_margin, calibration=calibration,
+        )  # fmt: skip
+    return PreparedStudy(spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight)
 
 
 def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
@@ -310,6 +327,9 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
             study.enqueue_trial(frozen.user_attrs["config"])
             requeued.add(frozen.number)
     study.set_user_attr("requeued", sorted(requeued))
+    preflight = prepared.preflight
+    if preflight is not None:
+        preflight.load(study.get_trials(deepcopy=False))
     started = time.monotonic()
     trained = duplicates = consecutive = 0
     train_wall = 0.0
@@ -361,6 +381,16 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
             gpu_memory_limit_bytes=spec.gpu_memory_limit,
             time_limit_s=time_limit,
         )
+        if preflight is not None:
+            prediction = preflight.predict(params, train_images=spec.train_images)
+            trial.set_user_attr("predicted_peak_bytes", prediction.total_bytes)
+            if preflight.should_skip(prediction):
+                skipped = _predicted_record(config, limits, prediction, preflight)
+                _tell(study, trial, skipped, spec)
+                preflight.skipped += 1
+                if events.on_trial_end:
+                    events.on_trial_end(trial.number, skipped, None)
+                continue
         if events.on_trial_start:
             events.on_trial_start(trial.number, params)
         try:
@@ -372,6 +402,8 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         train_wall += record.wall_seconds
+        if preflight is not None:
+            preflight.observe(record)
         _tell(study, trial, record, spec)
         trained += 1
         if events.on_trial_end:
@@ -387,4 +419,34 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
         stop_reason=stop_reason,
         wall_seconds=time.monotonic() - started,
         train_wall_seconds=train_wall,
+        preflight_skipped=0 if preflight is None else preflight.skipped,
+        preflight_seconds_saved=0.0 if preflight is None else preflight.seconds_saved(),
+    )
+
+
+def _predicted_record(
+    config: TrialConfig, limits: TrialLimits, prediction: Prediction, preflight: Preflight
+) -> TrialRecord:
+    """The record of a configuration skipped by pre-flight: infeasible by prediction, not trained."""
+    return TrialRecord(
+        status="predicted",
+        map50=None,
+        map50_95=None,
+        fitness=None,
+        peak_host_bytes=int(prediction.total_bytes),
+        peak_gpu_bytes=None,
+        epoch_seconds=None,
+        wall_seconds=0.0,
+        phases={},
+        requested=config.model_dump(),
+        used={},
+        limits=limits.model_dump(),
+        epochs=[],
+        memory={"prediction": prediction.to_dict(), "model": preflight.model.to_dict()},
+        gpu={},
+        exit_code=None,
+        error=(
+            f"not trained: predicted peak {prediction.total_bytes / 1024**3:.2f} GiB exceeds the limit "
+            f"{preflight.limit_bytes / 1024**3:.2f} GiB by more than {100 * preflight.margin:.0f}%"
+        ),
     )

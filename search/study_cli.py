@@ -32,7 +32,7 @@ def _config_text(config: dict[str, Any]) -> str:
 
 
 def _trial_line(number: int, record: TrialRecord) -> str:
-    colour = {"ok": "green", "memory_limit": "yellow"}.get(record.status, "red")
+    colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
     figures = (
         f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
     ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
@@ -89,6 +89,11 @@ def run(
         f"({outcome.trained} trained now, {outcome.duplicates} repeated proposals skipped) in "
         f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
     )
+    if outcome.preflight_skipped:
+        console.print(
+            f"pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were not "
+            f"trained (about {format_seconds(outcome.preflight_seconds_saved)} saved)"
+        )
     if outcome.interrupted:
         console.print("interrupted: everything finished is stored; run the same command to continue")
         raise typer.Exit(130)
@@ -101,7 +106,26 @@ def _open(study_file: Path, storage: str | None) -> tuple[Any, Any, Any]:
 
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    return spec, study, trials_frame(study)
+    frame = trials_frame(study)
+    frame["predicted_full_bytes"] = _full_size_predictions(spec, study_file, study, frame)
+    return spec, study, frame
+
+
+def _full_size_predictions(spec: Any, study_file: Path, study: Any, frame: Any) -> list[float | None]:
+    """Each configuration's predicted peak on the whole dataset; None where the data is not at hand."""
+    from search.dataset import load_dataset
+    from search.predict import DatasetStats
+    from search.preflight import full_size_predictions, study_memory_model
+    from search.study import resolve_data
+
+    try:
+        stats = DatasetStats.read(load_dataset(resolve_data(spec, study_file)))
+    except InputError:
+        return [None] * len(frame)
+    model = study_memory_model(
+        study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device
+    )
+    return full_size_predictions(frame, model, stats)
 
 
 def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
@@ -171,6 +195,7 @@ def report(
         accuracy,
         "mAP50",
         "peak host",
+        "full data (pred.)",
         "s/epoch",
         "status",
     ):
@@ -188,6 +213,7 @@ def report(
             "-" if acc is None or acc != acc else f"{acc:.3f}",
             "-" if row["map50"] is None or row["map50"] != row["map50"] else f"{row['map50']:.3f}",
             format_bytes(_plain(row["peak_host_bytes"])),
+            format_bytes(_plain(row["predicted_full_bytes"])),
             format_seconds(_plain(row["epoch_seconds"])),
             row["status"],
         )
@@ -239,9 +265,17 @@ def export(
         Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the full run (default: the study's).")] = None,
+    ignore_prediction: Annotated[
+        bool,
+        typer.Option(help="Trust the measured peak even if the full-dataset prediction exceeds the budget."),
+    ] = False,
     storage: StorageOption = None,
 ) -> None:
-    """The most accurate measured config that fits a memory budget, ready to run."""
+    """The most accurate measured config that fits a memory budget, ready to run.
+
+    When trials used a subset of the training images, a config is also refused if its peak predicted
+    for the whole dataset exceeds the budget (``--ignore-prediction`` overrides).
+    """
     from search.export import (
         best_config,
         closest_config,
@@ -263,7 +297,16 @@ def export(
         raise InputError("--epochs: must be positive")
     spec, _, frame = _open(study_file, storage)
     accuracy = spec.objectives[0]
-    row = best_config(frame, max_memory_bytes=budget, accuracy=accuracy)
+    measured_best = best_config(frame, max_memory_bytes=budget, accuracy=accuracy)
+    row = best_config(
+        frame, max_memory_bytes=budget, accuracy=accuracy, check_prediction=not ignore_prediction
+    )
+    if measured_best is not None and (row is None or row["number"] != measured_best["number"]):
+        console.print(
+            f"trial {int(measured_best['number'])} fits {format_bytes(budget)} as measured on "
+            f"{measured_best['train_images']} images, but its peak predicted for the whole dataset is "
+            f"{format_bytes(measured_best['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
+        )
     if row is None:
         nearest = closest_config(frame, accuracy=accuracy)
         hint = (

@@ -107,6 +107,8 @@ class StudySpec(BaseModel):
     storage: str | None = None
     device: str = "cpu"
     trial_time_limit: float | None = None
+    preflight_margin: float | None = Field(0.1, ge=0)
+    calibrate: bool = False
     demo_images: int = Field(256, gt=0)
     demo_size: int = Field(256, gt=0)
     space: SearchSpace = Field(default_factory=SearchSpace)

@@ -1,0 +1,216 @@
+"""Predicting a trial's peak host memory before it runs, from interpretable terms.
+
+``peak PSS ≈ Σ coefficient × feature`` over these terms, each known before training:
+
+* ``framework``: 1 — Python, torch, yolov5, the model, its optimizer and EMA copy (bytes);
+* ``activations``: batch × imgsz² — what a batch costs in flight (the larger of training's batch and
+  validation's doubled batch without gradients; bytes per pixel of the batch);
+* ``ram_cache``: the bytes of every train and val image resized as yolov5 caches them (long side =
+  imgsz), when ``cache=ram`` (coefficient ~1);
+* ``worker_processes``: how many dataloader processes run (train workers + validation's doubled
+  workers, as yolov5 caps them): what each adds of its own (bytes per process);
+* ``worker_cache_copies``: the RAM cache again when workers run, for the part of it forked workers
+  end up copying (reference counts touch the cached arrays' pages).
+
+Coefficients start from a short calibration on this machine (:mod:`search.calibration`) and are
+refined by non-negative least squares on relative error from every measured trial. A term whose
+feature never varied in the data keeps its prior: it cannot be fitted, only assumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from search.dataset import DatasetSpec
+from search.errors import InputError
+
+__all__ = [
+    "PRIORS",
+    "TERMS",
+    "DatasetStats",
+    "MemoryModel",
+    "Prediction",
+    "features",
+    "loader_workers",
+]
+
+TERMS = ("framework", "activations", "ram_cache", "worker_processes", "worker_cache_copies")
+# Priors used until data says otherwise: measured on a 2-core CPU machine with yolov5n (see README).
+PRIORS = {
+    "framework": 1.3e9,
+    "activations": 60.0,
+    "ram_cache": 1.0,
+    "worker_processes": 60e6,
+    "worker_cache_copies": 0.5,
+}
+
+
+def loader_workers(workers: int, batch: int, cpus: int | None = None) -> tuple[int, int]:
+    """Dataloader processes yolov5 really starts: (train, validation).
+
+    yolov5's ``create_dataloader`` takes ``min(cpu_count, batch if batch > 1 else 0, workers)``;
+    validation asks for twice the batch and twice the workers.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    train = min(cpus, batch if batch > 1 else 0, workers)
+    val = min(cpus, 2 * batch if 2 * batch > 1 else 0, 2 * workers)
+    return train, val
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetStats:
+    """Pixel sizes (width, height) of a dataset's images, read from the files' headers."""
+
+    train_sizes: tuple[tuple[int, int], ...]
+    val_sizes: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def read(cls, dataset: DatasetSpec) -> DatasetStats:
+        """Reads every image's size from its header (no decoding).
+
+        Raises:
+            InputError: Naming the first image that cannot be read.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        def sizes(paths: Sequence[Path]) -> tuple[tuple[int, int], ...]:
+            found = []
+            for path in paths:
+                try:
+                    with Image.open(path) as image:
+                        found.append((int(image.width), int(image.height)))
+                except (OSError, UnidentifiedImageError) as error:
+                    raise InputError(f"cannot read image {path}: {error}") from None
+            return tuple(found)
+
+        return cls(train_sizes=sizes(dataset.train_images), val_sizes=sizes(dataset.val_images))
+
+    @staticmethod
+    def _resized_bytes(sizes: Iterable[tuple[int, int]], imgsz: int) -> float:
+        total = 0.0
+        for width, height in sizes:
+            ratio = imgsz / max(width, height)
+            total += math.ceil(width * ratio) * math.ceil(height * ratio) * 3
+        return total
+
+    def cache_bytes(self, imgsz: int, *, train_images: int | None = None) -> float:
+        """Bytes of the RAM cache: train and val images resized as yolov5 does (uint8, 3 channels).
+
+        Args:
+            imgsz: The image size (after rounding to the stride).
+            train_images: Count of training images to assume (the mean image scaled): a subset,
+                or a larger dataset of the same kind.
+        """
+        train = self._resized_bytes(self.train_sizes, imgsz)
+        if train_images is not None and self.train_sizes:
+            train *= train_images / len(self.train_sizes)
+        return train + self._resized_bytes(self.val_sizes, imgsz)
+
+
+def round_imgsz(imgsz: int, stride: int = 32) -> int:
+    """yolov5 rounds imgsz up to a multiple of the stride (and at least twice it)."""
+    return max(math.ceil(imgsz / stride) * stride, 2 * stride)
+
+
+def features(
+    *, batch: int, imgsz: int, cache: str, workers: int, stats: DatasetStats, train_images: int | None = None
+) -> dict[str, float]:
+    """The model's features for one configuration."""
+    size = round_imgsz(imgsz)
+    cache_bytes = stats.cache_bytes(size, train_images=train_images) if cache == "ram" else 0.0
+    train_workers, val_workers = loader_workers(workers, batch)
+    return {
+        "framework": 1.0,
+        "activations": float(batch * size * size),
+        "ram_cache": cache_bytes,
+        "worker_processes": float(train_workers + val_workers),
+        "worker_cache_copies": cache_bytes if train_workers + val_workers > 0 else 0.0,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """A predicted peak and its breakdown by term (bytes)."""
+
+    total_bytes: float
+    terms: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"total_bytes": int(self.total_bytes), "terms": {k: int(v) for k, v in self.terms.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryModel:
+    """Coefficients per term, and how well they fit what was measured."""
+
+    coefficients: dict[str, float]
+    fitted_terms: tuple[str, ...] = ()
+    samples: int = 0
+    median_error: float | None = None
+    max_error: float | None = None
+
+    @classmethod
+    def prior(cls) -> MemoryModel:
+        """The model before any measurement."""
+        return cls(coefficients=dict(PRIORS))
+
+    def predict(self, feature_values: dict[str, float]) -> Prediction:
+        """Predicts the peak host memory of a configuration."""
+        terms = {name: self.coefficients[name] * feature_values[name] for name in TERMS}
+        return Prediction(total_bytes=sum(terms.values()), terms=terms)
+
+    def fit(self, rows: Sequence[tuple[dict[str, float], float]]) -> MemoryModel:
+        """Refits on measured (features, peak bytes) rows, minimising the relative error.
+
+        Terms whose feature does not vary among the rows keep this model's coefficient.
+        """
+        import numpy as np
+        from scipy.optimize import nnls
+
+        usable = [(f, float(y)) for f, y in rows if y and y > 0]
+        if not usable:
+            return self
+        matrix = np.array([[f[name] for name in TERMS] for f, _ in usable], dtype=float)
+        target = np.array([y for _, y in usable], dtype=float)
+        spread = np.ptp(matrix, axis=0)
+        magnitude = np.maximum(np.abs(matrix).max(axis=0), 1.0)
+        free = [i for i, name in enumerate(TERMS) if name == "framework" or spread[i] > 1e-9 * magnitude[i]]
+        fixed = [i for i in range(len(TERMS)) if i not in free]
+        prior = np.array([self.coefficients[name] for name in TERMS], dtype=float)
+        residual_target = target - matrix[:, fixed] @ prior[fixed]
+        # Relative error: divide each row by its measurement; scale columns for conditioning.
+        weighted = matrix[:, free] / target[:, None]
+        scale = np.maximum(np.abs(weighted).max(axis=0), 1e-30)
+        solution, _ = nnls(weighted / scale, residual_target / target)
+        coefficients = prior.copy()
+        coefficients[free] = solution / scale
+        predicted = matrix @ coefficients
+        errors = np.abs(predicted - target) / target
+        return MemoryModel(
+            coefficients={name: float(c) for name, c in zip(TERMS, coefficients, strict=True)},
+            fitted_terms=tuple(TERMS[i] for i in free),
+            samples=len(usable),
+            median_error=float(np.median(errors)),
+            max_error=float(errors.max()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryModel:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            coefficients={k: float(v) for k, v in data["coefficients"].items()},
+            fitted_terms=tuple(data.get("fitted_terms", ())),
+            samples=int(data.get("samples", 0)),
+            median_error=data.get("median_error"),
+            max_error=data.get("max_error"),
+        )

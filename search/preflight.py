@@ -1,0 +1,157 @@
+"""Pre-flight: skip a configuration the memory model says cannot fit, before training it.
+
+The model (:mod:`search.predict`) starts from the machine's calibration when there is one and is
+refitted after every measured trial of the study. A configuration is skipped only when its predicted
+peak exceeds the limit by more than a margin, and only once the model has seen enough measured runs:
+trials near the limit still run and are measured.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+
+from search.calibration import Calibration
+from search.predict import DatasetStats, MemoryModel, Prediction, features
+from search.record import TrialRecord
+
+__all__ = ["Preflight", "full_size_predictions", "record_features", "study_memory_model", "study_rows"]
+
+
+def record_features(record: dict[str, Any], stats: DatasetStats) -> dict[str, float]:
+    """The model's features of a measured trial, from its stored record."""
+    requested, used = record["requested"], record.get("used") or {}
+    return features(
+        batch=int(requested["batch"]),
+        imgsz=int(used.get("imgsz") or requested["imgsz"]),
+        cache=str(used.get("cache") or requested["cache"]),
+        workers=int(requested["workers"]),
+        stats=stats,
+        train_images=used.get("train_images") or requested.get("train_images"),
+    )
+
+
+def study_rows(
+    trials: Iterable[optuna.trial.FrozenTrial], stats: DatasetStats
+) -> list[tuple[dict[str, float], float]]:
+    """(features, measured peak) of every trial that trained to the end (a stopped trial's peak is
+    only a lower bound, so it is left out)."""
+    rows = []
+    for trial in trials:
+        record = trial.user_attrs.get("record")
+        if (
+            record
+            and record.get("status") == "ok"
+            and record.get("peak_host_bytes")
+            and "duplicate_of" not in trial.user_attrs
+        ):
+            rows.append((record_features(record, stats), float(record["peak_host_bytes"])))
+    return rows
+
+
+class Preflight:
+    """The study's memory model and the decision to skip.
+
+    Args:
+        stats: Pixel sizes of the study's dataset.
+        limit_bytes: The per-trial host memory limit.
+        margin: Skip only predictions above ``limit * (1 + margin)``.
+        calibration: The machine's calibration, if any (its rows join the fit).
+        min_samples: Measured runs needed before any configuration is skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        stats: DatasetStats,
+        limit_bytes: int,
+        margin: float,
+        calibration: Calibration | None = None,
+        min_samples: int = 3,
+    ) -> None:
+        self.stats = stats
+        self.limit_bytes = limit_bytes
+        self.margin = margin
+        self.min_samples = min_samples
+        self._base_rows = list(calibration.rows) if calibration else []
+        self._rows: list[tuple[dict[str, float], float]] = []
+        self._walls: list[float] = []
+        self._model: MemoryModel | None = None
+        self.skipped = 0
+
+    def load(self, trials: Iterable[optuna.trial.FrozenTrial]) -> None:
+        """Learns from a resumed study's measured trials."""
+        trials = list(trials)
+        self._rows.extend(study_rows(trials, self.stats))
+        self._walls.extend(
+            float(t.user_attrs["record"]["wall_seconds"])
+            for t in trials
+            if (t.user_attrs.get("record") or {}).get("status") == "ok"
+        )
+        self._model = None
+
+    def observe(self, record: TrialRecord) -> None:
+        """Learns from a trial that just ran."""
+        if record.status == "ok" and record.peak_host_bytes:
+            self._rows.append((record_features(record.to_dict(), self.stats), float(record.peak_host_bytes)))
+            self._walls.append(record.wall_seconds)
+            self._model = None
+
+    @property
+    def model(self) -> MemoryModel:
+        """The model fitted on calibration and study rows so far."""
+        if self._model is None:
+            self._model = MemoryModel.prior().fit(self._base_rows + self._rows)
+        return self._model
+
+    def predict(self, knobs: dict[str, Any], *, train_images: int | None) -> Prediction:
+        """Predicted peak of a configuration on ``train_images`` training images (None: all)."""
+        if train_images is not None:
+            train_images = min(train_images, len(self.stats.train_sizes))
+        return self.model.predict(
+            features(
+                stats=self.stats,
+                train_images=train_images,
+                **{k: knobs[k] for k in ("batch", "imgsz", "cache", "workers")},
+            )
+        )
+
+    def should_skip(self, prediction: Prediction) -> bool:
+        """Whether to record the configuration as infeasible without training it."""
+        trusted = len(self._base_rows) + len(self._rows) >= self.min_samples
+        return trusted and prediction.total_bytes > self.limit_bytes * (1 + self.margin)
+
+    def seconds_saved(self) -> float:
+        """Skipped trials times the median wall time of a measured one."""
+        return self.skipped * (statistics.median(self._walls) if self._walls else 0.0)
+
+
+def full_size_predictions(frame: Any, model: MemoryModel, stats: DatasetStats) -> list[float | None]:
+    """Predicted peak of each trial's configuration trained on the whole dataset (None if unknown)."""
+    predicted: list[float | None] = []
+    for _, row in frame.iterrows():
+        if any(row[k] is None or row[k] != row[k] for k in ("batch", "imgsz", "cache", "workers")):
+            predicted.append(None)
+            continue
+        knobs: dict[str, Any] = {
+            "batch": int(row["batch"]),
+            "imgsz": int(row["imgsz"]),
+            "cache": str(row["cache"]),
+            "workers": int(row["workers"]),
+        }
+        predicted.append(model.predict(features(stats=stats, train_images=None, **knobs)).total_bytes)
+    return predicted
+
+
+def study_memory_model(
+    trials: Iterable[optuna.trial.FrozenTrial], stats: DatasetStats, *, model_name: str, device: str
+) -> MemoryModel:
+    """The memory model fitted on the machine's calibration (if cached) and the study's measured trials."""
+    from search.calibration import load_calibration
+
+    calibration = load_calibration(model_name, device)
+    rows = (list(calibration.rows) if calibration else []) + study_rows(trials, stats)
+    return MemoryModel.prior().fit(rows)

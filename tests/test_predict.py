@@ -1,0 +1,148 @@
+"""The memory model: its terms on controlled inputs, its fit, and the predict command."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from search.dataset import load_dataset
+from search.demo import make_demo_dataset
+from search.errors import InputError
+from search.predict import TERMS, DatasetStats, MemoryModel, features, loader_workers
+
+from .conftest import run_cli
+
+
+def test_cache_term_is_the_bytes_of_the_resized_images(tmp_path: Path) -> None:
+    data_yaml = make_demo_dataset(tmp_path, images=6, val_images=3, size=200)
+    # One landscape image among them: yolov5 resizes the long side to imgsz, keeping the aspect.
+    Image.new("RGB", (300, 120)).save(tmp_path / "images" / "train" / "000000.jpg")
+    stats = DatasetStats.read(load_dataset(data_yaml))
+    expected = 0
+    for path in sorted((tmp_path / "images").rglob("*.jpg")):
+        with Image.open(path) as image:
+            ratio = 128 / max(image.size)
+            expected += math.ceil(image.width * ratio) * math.ceil(image.height * ratio) * 3
+    assert stats.cache_bytes(128) == expected
+    ram = features(batch=8, imgsz=128, cache="ram", workers=0, stats=stats)
+    none = features(batch=8, imgsz=128, cache="none", workers=0, stats=stats)
+    assert ram["ram_cache"] == expected and none["ram_cache"] == 0 and ram["worker_cache_copies"] == 0
+    # imgsz is rounded up to the stride, as yolov5 does.
+    assert features(batch=8, imgsz=100, cache="none", workers=0, stats=stats)["activations"] == 8 * 128 * 128
+    # A larger dataset of the same kind: the mean training image scaled, val unchanged.
+    scaled = stats.cache_bytes(128, train_images=60)
+    train_only = stats.cache_bytes(128) - stats._resized_bytes(stats.val_sizes, 128)
+    assert scaled == pytest.approx(train_only * 10 + stats._resized_bytes(stats.val_sizes, 128))
+
+
+def test_workers_as_yolov5_caps_them() -> None:
+    assert loader_workers(8, 16, cpus=2) == (2, 2)
+    assert loader_workers(1, 16, cpus=4) == (1, 2)
+    assert loader_workers(4, 1, cpus=8) == (0, 2)  # yolov5 uses no worker for a batch of 1
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    truth = {
+        "framework": 1.2e9,
+        "activations": 80.0,
+        "ram_cache": 1.1,
+        "worker_processes": 9e7,
+        "worker_cache_copies": 0.4,
+    }
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(30):
+        cache = float(rng.uniform(0, 5e8)) if rng.random() < 0.6 else 0.0
+        workers = float(rng.integers(0, 4))
+        row = {
+            "framework": 1.0,
+            "activations": float(rng.integers(4, 64) * 320**2),
+            "ram_cache": cache,
+            "worker_processes": workers,
+            "worker_cache_copies": cache if workers else 0.0,
+        }
+        rows.append((row, sum(truth[k] * row[k] for k in TERMS)))
+    model = MemoryModel.prior().fit(rows)
+    for name in TERMS:
+        assert model.coefficients[name] == pytest.approx(truth[name], rel=1e-3)
+    assert model.max_error is not None and model.max_error < 1e-6 and model.samples == 30
+
+
+def test_terms_that_never_varied_keep_their_prior() -> None:
+    rows = [
+        (
+            {
+                "framework": 1.0,
+                "activations": a,
+                "ram_cache": 0.0,
+                "worker_processes": 0.0,
+                "worker_cache_copies": 0.0,
+            },
+            1e9 + 50 * a,
+        )
+        for a in (1e6, 4e6, 9e6)
+    ]
+    model = MemoryModel.prior().fit(rows)
+    assert set(model.fitted_terms) == {"framework", "activations"}
+    assert model.coefficients["ram_cache"] == MemoryModel.prior().coefficients["ram_cache"]
+    assert model.coefficients["activations"] == pytest.approx(50, rel=1e-6)
+
+
+def test_predict_command(tiny_data: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "predict",
+        "--data",
+        str(tiny_data),
+        "--batch",
+        "16",
+        "--imgsz",
+        "640",
+        "--cache",
+        "ram",
+        "--workers",
+        "8",
+        "--images",
+        "37000",
+        "--max-memory",
+        "32GB",
+        "--json",
+        str(tmp_path / "p.json"),
+    )
+    assert done.returncode == 0, done.stderr
+    payload = json.loads((tmp_path / "p.json").read_text())
+    assert set(payload["terms"]) == set(TERMS)
+    assert payload["total_bytes"] == pytest.approx(sum(payload["terms"].values()), abs=len(TERMS))
+    assert payload["terms"]["ram_cache"] > 37000 * 640 * 640 * 3 * 0.9  # 37k images at 640 px
+    assert "largest_batch" in payload["fits"] and "cache_modes" in payload["fits"]
+    assert "total" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "0"], "--batch"),
+        (["--images", "0"], "--images"),
+        (["--max-memory", "lots"], "--max-memory"),
+    ],
+)
+def test_predict_bad_input(tiny_data: Path, args: list[str], message: str) -> None:
+    done = run_cli("predict", "--data", str(tiny_data), *args, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+
+
+def test_predict_unreadable_image_and_no_images(tmp_path: Path) -> None:
+    data_yaml = make_demo_dataset(tmp_path, images=3, val_images=2, size=32)
+    (tmp_path / "images" / "train" / "000001.jpg").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot read image"):
+        DatasetStats.read(load_dataset(data_yaml))
+    done = run_cli("predict", "--data", str(data_yaml), timeout=60)
+    assert done.returncode == 2 and "cannot read image" in done.stderr
+    for image in (tmp_path / "images" / "train").iterdir():
+        image.unlink()
+    done = run_cli("predict", "--data", str(data_yaml), timeout=60)
+    assert done.returncode == 2 and "no images" in done.stderr
