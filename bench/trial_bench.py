@@ -10,7 +10,7 @@ What it measures, side by side in one run, on a synthetic demo dataset (``search
    memfront time is the whole ``run_trial`` call (everything memfront adds); the bare time is its
    process from start to exit. The sampler's own CPU seconds are shown as a fraction of the wall time.
 2. Peak accuracy, ``workers=0``: memfront's ``peak_host_bytes`` against the kernel's ``VmHWM`` of
-   the same (single) process; goal within 2%.
+   the same (single) process at its exit, which ``wait4`` returns as ``ru_maxrss``; goal within 2%.
 3. Peak accuracy, ``workers=2`` and ``cache=ram``: against a reference run of the same config in a
    bare subprocess, sampled by an expensive reference sampler (the PSS of every process of the
    child's process group, read from ``/proc/PID/smaps_rollup`` at up to 20 Hz); goal within 3%.
@@ -106,7 +106,8 @@ class BenchConfig:
     reference_hz: float = 20.0
 
 
-FULL = BenchConfig(images=256, image_size=320, imgsz=160, batch=16, epochs=3, pairs=3)
+# Wall times of identical runs vary by +-15% on this kind of machine: 5 alternating pairs, median.
+FULL = BenchConfig(images=256, image_size=320, imgsz=160, batch=16, epochs=2, pairs=5)
 QUICK = BenchConfig(images=16, image_size=96, imgsz=64, batch=16, epochs=1, pairs=2)
 
 
@@ -444,7 +445,9 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
         )
 
     # 3: workers=2, cache=ram, against the reference sampler.
-    config_w2 = base.model_copy(update={"workers": 2, "cache": "ram"})
+    # One epoch: the 20 Hz reference sampler walks every page of 5 processes almost without pause and
+    # slows the run it measures several times over (its overhead does not matter, its duration does).
+    config_w2 = base.model_copy(update={"workers": 2, "cache": "ram", "epochs": 1})
     reference = run_bare(config_w2, root, reference_hz=scale.reference_hz)
     _check_bare(reference, "workers=2 reference")
     record_w2, wall_w2, _ = run_memfront(config_w2, root)
@@ -538,20 +541,22 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     )
     rows.append(("1. memfront parent CPU / wall (max)", f"{max(parent):.2%}", "info", ""))
     for index, pair in enumerate(pairs):
-        ratio = pair["peak_vs_vmhwm"]
+        # The kernel's VmHWM of the (single) process at its exit is what wait4 returns as ru_maxrss;
+        # a VmHWM read from /proc before the exit misses what interpreter shutdown still allocates.
+        ratio = pair["peak_vs_maxrss"]
         ok = None if ratio is None else abs(ratio - 1) <= GOAL_PEAK_W0
         rows.append(
             (
-                f"2. w=0 peak/VmHWM, run {index + 1}",
-                f"{_fmt(ratio)} ({_mib(pair['peak_host_bytes'])} / {_mib(pair['vmhwm_bytes'])})",
+                f"2. w=0 peak/VmHWM at exit (ru_maxrss), run {index + 1}",
+                f"{_fmt(ratio)} ({_mib(pair['peak_host_bytes'])} / {_mib(pair['ru_maxrss_bytes'])})",
                 f"1 +- {GOAL_PEAK_W0:.0%}",
                 _verdict(ok),
             )
         )
         rows.append(
             (
-                "2.   peak/ru_maxrss (whole life)",
-                f"{_fmt(pair['peak_vs_maxrss'])} (ru_maxrss {_mib(pair['ru_maxrss_bytes'])})",
+                "2.   peak/VmHWM last read before exit",
+                f"{_fmt(pair['peak_vs_vmhwm'])} (VmHWM {_mib(pair['vmhwm_bytes'])})",
                 "info",
                 "",
             )

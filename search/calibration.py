@@ -33,6 +33,7 @@ CALIBRATION_RUNS: tuple[tuple[int, int, str, int, int], ...] = (
     (8, 160, "none", 2, 64),
     (8, 320, "ram", 2, 320),
 )
+# For tests: seconds, not minutes.
 TINY_RUNS: tuple[tuple[int, int, str, int, int], ...] = ((4, 64, "none", 0, 16), (8, 96, "ram", 1, 16))
 
 

@@ -8,17 +8,20 @@ cannot be read at 20 Hz on a 2-core machine without slowing the trial.
 
 :class:`TreeSampler` therefore combines two reads:
 
-* a *fast* read of ``/proc/PID/stat`` (resident pages and minor faults, a few microseconds a
-  process) at ``fast_hz`` for every process of the tree; the tree itself is found by scanning
-  ``/proc`` at a lower, self-adjusting rate;
+* a *fast* read of ``/proc/PID/statm`` (resident pages, anonymous vs file-backed; ~4 us a process)
+  at ``fast_hz`` for every process of the tree, rising near the limit. The tree is found by
+  scanning ``/proc`` for the process group (~0.5 ms), but only when the kernel's last PID moved (a
+  fork happened somewhere) and every 2 s otherwise;
 * a *PSS* read of ``/proc/PID/smaps_rollup`` for the whole tree, rationed by a CPU budget and spent
   where it matters: on a new process (a fork), on a new high, on minor faults that RSS does not
-  explain (copy-on-write breaks raise PSS without raising RSS), and periodically.
+  explain (copy-on-write breaks raise PSS without raising RSS; checked 4 times a second from
+  ``/proc/PID/stat``), and periodically.
 
-Between PSS reads, each process's PSS is carried forward by its RSS change since its last anchor
-(new allocations are private); a forked process whose pages are not yet anchored counts only what it
-grew since it was first seen. The result is reported with a lower bound (the highest PSS really read)
-and an upper bound (every unanchored page counted as private).
+Between PSS reads, each process's PSS is carried forward: new anonymous memory counts in full (it is
+private); file-backed and shared memory keep the proportion the last PSS read measured; a forked
+process whose pages are not yet anchored counts only what it grew since it was first seen. The
+result is reported with a lower bound (the highest PSS really read) and an upper bound (every
+unanchored page counted as private).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from search.procfs import (
     ProcessTree,
     Proportional,
     Resident,
+    last_pid,
     read_pss,
     read_resident,
     read_stat,
+    read_statm,
 )
 
 __all__ = ["MemoryReport", "TreeSampler"]
@@ -61,6 +66,7 @@ class MemoryReport:
     fast_hz: float
     pss_hz: float
     sampler_cpu_seconds: float
+    pss_cpu_seconds: float
     max_processes: int
     limit_exceeded: bool
     series: dict[str, list[float | None]]
@@ -73,15 +79,15 @@ class MemoryReport:
 @dataclasses.dataclass
 class _Anchor:
     pss: Proportional
-    resident: Resident
+    resident: Resident  # as read by read_statm: file holds file + shmem
 
     def estimate(self, now: Resident) -> tuple[int, int]:
         """(central, upper) PSS of the process now, carried from this anchor."""
         # New anonymous memory is private to the process that allocated it; file-backed and
         # shared memory keep the proportion the last PSS read measured.
-        file_ratio = self.pss.file / self.resident.file if self.resident.file else 1.0
-        shmem_ratio = self.pss.shmem / self.resident.shmem if self.resident.shmem else 1.0
-        shared = int(now.file * file_ratio + now.shmem * shmem_ratio)
+        base = self.resident.shared
+        shared_ratio = (self.pss.file + self.pss.shmem) / base if base else 1.0
+        shared = int(now.shared * shared_ratio)
         delta_anon = now.anon - self.resident.anon
         return max(0, self.pss.anon + delta_anon) + shared, self.pss.anon + max(0, delta_anon) + shared
 
@@ -103,7 +109,7 @@ class TreeSampler:
         self,
         *,
         root_pid: int,
-        fast_hz: float = 50.0,
+        fast_hz: float = 25.0,
         pss_cpu_budget: float = 0.01,
         limit_bytes: int | None = None,
         on_limit: Callable[[int], None] | None = None,
@@ -158,20 +164,27 @@ class TreeSampler:
 
     def _run(self) -> None:
         cpu0 = time.thread_time()
-        next_scan = 0.0
-        scan_period = 0.1
+        next_check = 0.0
+        next_full_scan = 0.0
+        seen_pid = -1
         last_pss = -1e9
         pss_period = 1.0
         unexplained = 0
         while not self._stop.is_set():
             now = time.monotonic() - self._start
-            if now >= next_scan:
-                t0 = time.thread_time()
-                unexplained = self._unexplained_faults(self._tree.scan())
-                # Keep /proc scans under ~1% of a core however many processes the machine runs.
-                scan_period = max(0.1, (time.thread_time() - t0) / 0.01)
-                next_scan = now + scan_period
-            resident = {pid: r for pid in self._tree.pids if (r := read_resident(pid)) is not None}
+            if now >= next_check:
+                # Rescanning /proc costs ~0.5 ms: only when a process was created since the last
+                # scan (the kernel's last PID moved), and every 2 s in case that sign was missed.
+                newest = last_pid()
+                if newest != seen_pid or now >= next_full_scan:
+                    self._tree.scan()
+                    seen_pid, next_full_scan = newest, now + 2.0
+                unexplained = self._unexplained_faults()
+                root_status = read_resident(self._tree.root_pid)
+                if root_status is not None:
+                    self._vmhwm = root_status.hwm
+                next_check = now + 0.25
+            resident = {pid: r for pid in self._tree.pids if (r := read_statm(pid)) is not None}
             if resident:
                 estimate, upper = self._estimate(resident)
                 want_pss = (
@@ -193,9 +206,6 @@ class TreeSampler:
                         self._peak_pss = max(self._peak_pss, measured)
                         self._pss_t.append(now)
                         self._pss_v.append(measured)
-                root = resident.get(self._tree.root_pid)
-                if root is not None:
-                    self._vmhwm = root.hwm
                 self._record(now, estimate, upper, sum(r.total for r in resident.values()))
                 if self._limit is not None and estimate >= self._limit and not self._limit_hit:
                     self._limit_hit = True
@@ -210,13 +220,15 @@ class TreeSampler:
     def _near_limit(self, estimate: int) -> bool:
         return self._limit is not None and estimate >= 0.75 * self._limit
 
-    def _unexplained_faults(self, rows: dict[int, tuple[int, int, int, int]]) -> int:
+    def _unexplained_faults(self) -> int:
         # A copy-on-write break raises PSS without raising RSS, but it is a minor fault: faults that
         # RSS growth does not explain are a cheap sign that the last PSS read has gone stale.
         unexplained = 0
-        for pid, (_, _, minflt, rss_pages) in rows.items():
+        for pid in self._tree.pids:
+            stat = read_stat(pid)
             mark = self._fault_mark.get(pid)
-            if mark is not None:
+            if stat is not None and mark is not None:
+                _, _, minflt, rss_pages = stat
                 faulted = (minflt - mark[0]) * PAGE_SIZE
                 unexplained += max(0, faulted - max(0, rss_pages * PAGE_SIZE - mark[1]))
         return unexplained
@@ -243,7 +255,7 @@ class TreeSampler:
         anchors: dict[int, _Anchor] = {}
         for pid in pids:
             pss = read_pss(pid)
-            resident = read_resident(pid)
+            resident = read_statm(pid)
             stat = read_stat(pid)
             if pss is None or resident is None or stat is None:
                 continue
@@ -290,6 +302,7 @@ class TreeSampler:
             fast_hz=self._fast_samples / duration,
             pss_hz=self._pss_samples / duration,
             sampler_cpu_seconds=self._cpu,
+            pss_cpu_seconds=self._pss_cpu,
             max_processes=self._max_processes,
             limit_exceeded=self._limit_hit,
             series=self._downsampled_series(),

@@ -16,11 +16,13 @@ __all__ = [
     "Proportional",
     "Resident",
     "group_alive",
+    "last_pid",
     "parse_stat",
     "read_pss",
     "read_pss_bytes",
     "read_resident",
     "read_stat",
+    "read_statm",
     "read_vmhwm_bytes",
 ]
 
@@ -59,6 +61,32 @@ class Resident:
     def total(self) -> int:
         """RSS."""
         return self.anon + self.file + self.shmem
+
+    @property
+    def shared(self) -> int:
+        """File-backed and shared-memory pages: those other processes may map too."""
+        return self.file + self.shmem
+
+
+def read_statm(pid: int) -> Resident | None:
+    """The cheapest resident read (``/proc/PID/statm``): anon, and file + shmem together as ``file``.
+
+    ``VmHWM`` is not in it (``hwm`` is 0); a zombie reads as None.
+    """
+    data = _read(f"/proc/{pid}/statm")
+    if data is None:
+        return None
+    fields = data.split()
+    resident, shared = int(fields[1]) * PAGE_SIZE, int(fields[2]) * PAGE_SIZE
+    if resident == 0:
+        return None
+    return Resident(anon=resident - shared, file=shared, shmem=0, hwm=0)
+
+
+def last_pid() -> int:
+    """The most recently created process or thread ID (``/proc/loadavg``): a new one means a fork."""
+    data = _read("/proc/loadavg")
+    return int(data.split()[-1]) if data else -1
 
 
 def read_resident(pid: int) -> Resident | None:

@@ -300,7 +300,7 @@ def prepare_study(spec: StudySpec, spec_path: Path, *, storage: str | None = Non
         )  # fmt: skip
         preflight = Preflight(
             stats=DatasetStats.read(dataset), limit_bytes=spec.memory_limit,
-            margin=spec.preflight_margin, calibration=calibration,
+            margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
         )  # fmt: skip
     return PreparedStudy(spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight)
 

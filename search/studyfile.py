@@ -108,6 +108,7 @@ class StudySpec(BaseModel):
     device: str = "cpu"
     trial_time_limit: float | None = None
     preflight_margin: float | None = Field(0.1, ge=0)
+    preflight_min_samples: int = Field(3, ge=0)
     calibrate: bool = False
     demo_images: int = Field(256, gt=0)
     demo_size: int = Field(256, gt=0)

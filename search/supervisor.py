@@ -114,7 +114,7 @@ def run_trial(
     keep_run: Path | None = None,
     workdir: Path | None = None,
     on_progress: Callable[[TrialProgress], None] | None = None,
-    fast_hz: float = 50.0,
+    fast_hz: float = 25.0,
     pss_cpu_budget: float = 0.01,
 ) -> TrialRecord:
     """Runs one trial in a child process and returns its record.

@@ -14,6 +14,12 @@ from search.demo import make_demo_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads or writes the user's calibration cache (and so none depends on it)."""
+    os.environ["MEMFRONT_CACHE_DIR"] = str(tmp_path_factory.mktemp("memfront-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 training and 16 validation images of 96 px: enough for a real 1-epoch trial."""

@@ -1,0 +1,77 @@
+"""Pre-flight in a real study, and the calibration cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.calibration import TINY_RUNS, cache_dir, calibrate, load_calibration
+from search.study import open_study, storage_url
+from search.studyfile import load_study_spec
+
+from .conftest import run_cli
+
+STUDY = """\
+name: preflight
+data: {data}
+epochs: 1
+n_trials: 2
+memory_limit: 4GiB
+sampler: grid
+seed: 0
+preflight_margin: 0.1
+# No calibration here: the priors are trusted from the first trial (a 4096 px batch of 64 needs
+# tens of GiB by any coefficient), so the test does not depend on this machine's figures.
+preflight_min_samples: 0
+space:
+  batch: [4]
+  imgsz: [64, 4096]
+  cache: [none]
+  workers: [0]
+"""
+
+
+def test_configuration_predicted_over_the_limit_is_not_trained(tiny_data: Path, tmp_path: Path) -> None:
+    study_file = tmp_path / "preflight.yaml"
+    study_file.write_text(STUDY.format(data=tiny_data))
+    done = run_cli("run", str(study_file))
+    assert done.returncode == 0, done.stderr
+    assert "pre-flight: 1 configurations predicted over the limit were not trained" in done.stderr
+    spec = load_study_spec(study_file)
+    trials = {
+        t.params["imgsz"]: t
+        for t in open_study(spec, storage_url(spec, study_file), create=False).get_trials()
+    }
+    skipped, trained = trials[4096], trials[64]
+    assert skipped.state == optuna.trial.TrialState.COMPLETE and skipped.user_attrs["status"] == "predicted"
+    assert skipped.user_attrs["constraint"][0] > 0  # infeasible, by prediction
+    record = skipped.user_attrs["record"]
+    assert record["memory"]["prediction"]["total_bytes"] > 4 * 1024**3 and record["wall_seconds"] == 0
+    assert set(record["memory"]["prediction"]["terms"]) >= {"framework", "activations"}
+    assert trained.user_attrs["status"] == "ok" and trained.user_attrs["predicted_peak_bytes"] > 0
+    report = run_cli("report", str(study_file), "--all", "--json", str(tmp_path / "r.json"))
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert report.returncode == 0 and payload["status_counts"] == {"ok": 1, "predicted": 1}
+    assert all(t["predicted_full_bytes"] for t in payload["trials"])
+
+
+def test_calibration_is_measured_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(tmp_path / "cache"))
+    assert load_calibration("yolov5n.yaml", "cpu") is None
+    first = calibrate(runs=TINY_RUNS)
+    assert len(first.rows) == len(TINY_RUNS) and first.model.samples == len(TINY_RUNS)
+    files = list((cache_dir() / "calibration").glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith("yolov5n-cpu-")
+    started = time.monotonic()
+    again = calibrate(runs=TINY_RUNS)
+    assert time.monotonic() - started < 1.0  # read from the cache, no trial run
+    assert again.model.coefficients == first.model.coefficients
+    assert load_calibration("yolov5s.yaml", "cpu") is None  # another model is another calibration
+    files[0].write_text("{damaged")
+    assert load_calibration("yolov5n.yaml", "cpu") is None
+    assert os.environ["MEMFRONT_CACHE_DIR"] == str(tmp_path / "cache")
