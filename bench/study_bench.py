@@ -40,8 +40,8 @@ def _sum(values: list[float | None]) -> float:
     return float(sum(v for v in values if v is not None))
 
 
-def run(study_file: Path) -> dict[str, Any]:
-    """Runs the study in a temporary copy and returns the figures."""
+def run(study_file: Path, keep_db: Path | None = None) -> dict[str, Any]:
+    """Runs the study in a temporary copy and returns the figures; optionally keeps its database."""
     with tempfile.TemporaryDirectory(prefix="memfront-study-bench-") as tmp:
         copy = Path(tmp) / study_file.name
         shutil.copy(study_file, copy)
@@ -55,6 +55,8 @@ def run(study_file: Path) -> dict[str, Any]:
         spec = load_study_spec(copy)
         study = open_study(spec, storage_url(spec, copy), create=False)
         frame = trials_frame(study)
+        if keep_db is not None:
+            shutil.copy(Path(storage_url(spec, copy).removeprefix("sqlite:///")), keep_db)
         records = [
             t.user_attrs["record"]
             for t in study.get_trials()
@@ -134,8 +136,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", type=Path, default=ROOT / "studies" / "demo.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "study_bench.json")
+    parser.add_argument("--keep-db", type=Path, help="copy the SQLite file here (e.g. studies/demo.db)")
     args = parser.parse_args()
-    result = run(args.study)
+    result = run(args.study, args.keep_db)
     print(render(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

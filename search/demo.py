@@ -39,14 +39,16 @@ def _overlaps(box: tuple[float, float, float, float], boxes: list[tuple[float, .
     return False
 
 
-def _draw_image(rng: np.random.Generator, size: int, max_objects: int) -> tuple[Image.Image, list[str]]:
+def _draw_image(
+    rng: np.random.Generator, size: int, max_objects: int, object_size: tuple[float, float]
+) -> tuple[Image.Image, list[str]]:
     image = Image.fromarray(_background(rng, size))
     draw = ImageDraw.Draw(image)
     placed: list[tuple[float, ...]] = []
     labels: list[str] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _attempt in range(20):
-            side = float(rng.uniform(0.18, 0.42)) * size
+            side = float(rng.uniform(*object_size)) * size
             x0 = float(rng.uniform(0, size - side))
             y0 = float(rng.uniform(0, size - side))
             box = (x0, y0, x0 + side, y0 + side)
@@ -75,7 +77,8 @@ def make_demo_dataset(
     images: int = 256,
     val_images: int | None = None,
     size: int = 320,
-    max_objects: int = 3,
+    max_objects: int = 4,
+    object_size: tuple[float, float] = (0.07, 0.2),
     seed: int = 0,
 ) -> Path:
     """Writes the synthetic shapes dataset in YOLOv5 layout and returns its data yaml.
@@ -88,6 +91,8 @@ def make_demo_dataset(
         val_images: Number of validation images; defaults to a quarter of ``images`` (at least 16).
         size: Side of the square images in pixels.
         max_objects: Most shapes in one image.
+        object_size: Range of a shape's side, as a fraction of the image side. Small shapes make
+            resolution matter: a larger imgsz is more accurate and costs more memory.
         seed: Random seed.
 
     Returns:
@@ -108,7 +113,7 @@ def make_demo_dataset(
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            image, labels = _draw_image(rng, size, max_objects)
+            image, labels = _draw_image(rng, size, max_objects, object_size)
             image.save(image_dir / f"{index:06d}.jpg", quality=92)
             (label_dir / f"{index:06d}.txt").write_text("\n".join(labels) + "\n")
     data_yaml = root / "data.yaml"

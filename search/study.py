@@ -8,7 +8,6 @@ region; crashed and timed-out trials are FAIL (samplers ignore those).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +20,14 @@ from search.errors import InputError
 from search.predict import DatasetStats, Prediction
 from search.preflight import Preflight
 from search.record import TrialRecord
-from search.studyfile import IntRange, StudySpec
+from search.space import KNOBS, EffectiveSpace, effective_space, suggest
+from search.studyfile import StudySpec
 from search.supervisor import TrialProgress, run_trial
 
 __all__ = [
-    "EffectiveSpace",
     "PreparedStudy",
     "StudyEvents",
     "StudyOutcome",
-    "effective_space",
     "objective_values",
     "open_study",
     "prepare_study",
@@ -39,7 +37,6 @@ __all__ = [
     "storage_url",
 ]
 
-_KNOBS = ("batch", "imgsz", "cache", "workers", "amp")
 _MAX_CONSECUTIVE_DUPLICATES = 30
 
 
@@ -114,57 +111,6 @@ def open_study(
     return study
 
 
-@dataclasses.dataclass(frozen=True)
-class EffectiveSpace:
-    """The knobs as searched on this machine: choices per knob, and what was fixed and why."""
-
-    choices: dict[str, list[Any]]
-    notes: tuple[str, ...]
-
-    @property
-    def searched(self) -> list[str]:
-        """Knobs with more than one choice."""
-        return [k for k in _KNOBS if len(self.choices[k]) > 1]
-
-    @property
-    def size(self) -> int:
-        """Number of distinct configurations."""
-        total = 1
-        for values in self.choices.values():
-            total *= len(values)
-        return total
-
-
-def effective_space(spec: StudySpec) -> EffectiveSpace:
-    """Removes the knobs that cannot matter here, saying so: AMP on a CPU, workers beyond the cores."""
-    choices = {name: spec.space.choices(name) for name in _KNOBS}
-    notes = []
-    if spec.device == "cpu" and True in choices["amp"]:
-        choices["amp"] = [False]
-        notes.append("amp fixed off: this study runs on the CPU and yolov5's AMP is CUDA-only")
-    cpus = os.cpu_count() or 1
-    if max(choices["workers"]) > cpus:
-        clipped = sorted({min(w, cpus) for w in choices["workers"]})
-        notes.append(f"workers clipped to this machine's {cpus} CPUs: {choices['workers']} -> {clipped}")
-        choices["workers"] = clipped
-    return EffectiveSpace(choices=choices, notes=tuple(notes))
-
-
-def _suggest(trial: optuna.Trial, spec: StudySpec, space: EffectiveSpace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name in _KNOBS:
-        values = space.choices[name]
-        declared = getattr(spec.space, name)
-        if len(values) == 1:
-            params[name] = values[0]
-            trial.set_user_attr(f"fixed_{name}", values[0])
-        elif isinstance(declared, IntRange) and spec.sampler != "grid" and values == declared.values():
-            params[name] = trial.suggest_int(name, declared.low, declared.high, step=declared.step)
-        else:
-            params[name] = trial.suggest_categorical(name, values)
-    return params
-
-
 def resolve_data(spec: StudySpec, spec_path: Path) -> str:
     """The data yaml to train on; ``demo`` generates the synthetic dataset beside the study file."""
     if spec.data != "demo":
@@ -237,14 +183,14 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _config_key(params: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(params[k] for k in _KNOBS)
+    return tuple(params[k] for k in KNOBS)
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: StudySpec) -> None:
     slim = record.to_dict()
     trial.set_user_attr("record", slim)
     trial.set_user_attr("status", record.status)
-    trial.set_user_attr("config", {k: record.requested[k] for k in _KNOBS})
+    trial.set_user_attr("config", {k: record.requested[k] for k in KNOBS})
     for key in ("map50", "map50_95", "fitness", "peak_host_bytes", "peak_gpu_bytes", "epoch_seconds"):
         trial.set_user_attr(key, getattr(record, key))
     values = objective_values(record, spec.objectives)
@@ -283,7 +229,14 @@ def prepare_study(spec: StudySpec, spec_path: Path, *, storage: str | None = Non
     if "peak_gpu" in spec.objectives and spec.device == "cpu":
         raise InputError("objective peak_gpu needs a CUDA device: set device in the study file")
     from search.dataset import load_dataset
+    from search.footprint import framework_footprint_bytes
 
+    footprint = framework_footprint_bytes(device=spec.device)
+    if spec.memory_limit <= footprint:
+        raise InputError(
+            f"memory_limit {spec.memory_limit / 1024**2:.0f} MiB is below the framework's own footprint "
+            f"({footprint / 1024**2:.0f} MiB: Python with torch and yolov5 imported, nothing trained)"
+        )
     space = effective_space(spec)
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
@@ -348,7 +301,7 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
             stop_reason = "study timeout reached"
             break
         trial = study.ask()
-        params = _suggest(trial, spec, space)
+        params = suggest(trial, spec, space)
         earlier = seen.get(_config_key(params))
         if earlier is not None:
             duplicates += 1

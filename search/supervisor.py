@@ -161,6 +161,8 @@ def run_trial(
             "config_dir": str(folder / "yolov5-config"),
             "gpu_memory_limit_bytes": limits.gpu_memory_limit_bytes,
             "parent_pid": os.getpid(),
+            # A kept run is a real training: let yolov5 draw its usual plots; a trial skips them.
+            "noplots": keep_run is None,
         }
         (folder / "spec.json").write_text(json.dumps(spec))
         record = _supervise(

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from search.footprint import framework_footprint_bytes
 from search.study import open_study, storage_url
 from search.studyfile import load_study_spec
 
@@ -127,14 +128,16 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
 
 
 def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
+    # Just above what importing torch and yolov5 costs, far below what any trial needs.
+    limit = framework_footprint_bytes() + 64 * 1024**2
     study = tmp_path / "tiny.yaml"
-    study.write_text(
-        TINY_STUDY.format(data=tiny_data).replace("6GiB", "300MiB").replace("n_trials: 3", "n_trials: 2")
-    )
+    text = TINY_STUDY.format(data=tiny_data).replace("6GiB", str(limit)).replace("n_trials: 3", "n_trials: 2")
+    study.write_text(text)
     done = run_cli("run", str(study))
     assert done.returncode == 0, done.stderr
-    trials = _trials(study)
-    assert all(t.user_attrs["status"] == "memory_limit" for t in trials)
+    trials = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
+    assert len(trials) == 2
+    assert all(t.user_attrs["status"] in ("memory_limit", "predicted") for t in trials)
     assert all(
         t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["constraint"][0] > 0 for t in trials
     )
@@ -143,6 +146,15 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     assert report.returncode == 0
     export = run_cli("export", str(study), "--max-memory", "100GiB")
     assert export.returncode == 1 and "no feasible trial" in export.stderr
+
+
+def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY_STUDY.format(data=tiny_data).replace("6GiB", "300MiB"))
+    done = run_cli("run", str(study), timeout=120)
+    assert done.returncode == 2 and "below the framework's own footprint" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "tiny.db").exists() or not _trials(study)
 
 
 @pytest.mark.parametrize(

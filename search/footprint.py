@@ -1,0 +1,48 @@
+"""The framework's own footprint: what a trial costs before it trains anything.
+
+A Python process that has imported torch and yolov5's training module, measured as PSS. A memory
+limit below it cannot fit any trial: ``run`` reports that as bad input instead of running a study of
+certain failures. Measured once per machine and software (a few seconds) and cached beside the
+calibrations.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from search.calibration import cache_dir, calibration_key
+from search.errors import InputError
+
+__all__ = ["framework_footprint_bytes"]
+
+_PROBE = """\
+import torch  # noqa: F401
+import yolov5.train  # noqa: F401
+for line in open("/proc/self/smaps_rollup"):
+    if line.startswith("Pss:"):
+        print(int(line.split()[1]) * 1024)
+"""
+
+
+def framework_footprint_bytes(*, device: str = "cpu") -> int:
+    """PSS of a process that imported torch and yolov5's trainer (cached).
+
+    Raises:
+        InputError: If the probe cannot import them (a broken installation).
+    """
+    path = cache_dir() / "footprint" / f"{calibration_key('framework', device)}.json"
+    if path.is_file():
+        try:
+            return int(json.loads(path.read_text())["pss_bytes"])
+        except (ValueError, KeyError, TypeError):
+            pass  # damaged: measure again
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not done.stdout.strip().isdigit():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"cannot import torch and yolov5 to measure the framework's footprint: {last}")
+    footprint = int(done.stdout.strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")
+    return footprint

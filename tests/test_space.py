@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+
+import optuna
+
+from search.space import effective_space, suggest
+from search.studyfile import StudySpec
+
+
+def _spec(**space: object) -> StudySpec:
+    return StudySpec.model_validate({"name": "s", "data": "demo", "memory_limit": "1GiB", "space": space})
+
+
+def test_amp_is_fixed_off_on_cpu_and_said_once() -> None:
+    space = effective_space(_spec(amp=[False, True]))
+    assert space.choices["amp"] == [False]
+    assert len([n for n in space.notes if "amp" in n]) == 1
+    gpu = effective_space(
+        StudySpec.model_validate(
+            {
+                "name": "s",
+                "data": "demo",
+                "memory_limit": "1GiB",
+                "device": "0",
+                "space": {"amp": [False, True]},
+            }
+        )
+    )
+    assert gpu.choices["amp"] == [False, True] and not gpu.notes
+
+
+def test_workers_beyond_the_cpus_are_clipped() -> None:
+    cpus = os.cpu_count() or 1
+    space = effective_space(_spec(workers={"low": 0, "high": cpus + 6, "step": 2}))
+    assert max(space.choices["workers"]) == cpus
+    assert any("clipped" in note for note in space.notes)
+
+
+def test_suggest_samples_within_the_space_and_fixes_single_choices() -> None:
+    spec = _spec(batch=[4, 8], imgsz={"low": 64, "high": 128, "step": 32}, cache=["ram"])
+    space = effective_space(spec)
+    assert space.size == 2 * 3 and space.searched == ["batch", "imgsz"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        trial = study.ask()
+        params = suggest(trial, spec, space)
+        assert params["batch"] in (4, 8) and params["imgsz"] in (64, 96, 128) and params["cache"] == "ram"
+        assert trial.user_attrs["fixed_cache"] == "ram"
+        study.tell(trial, 0.0)
