@@ -67,6 +67,7 @@ class MemoryReport:
     pss_hz: float
     sampler_cpu_seconds: float
     pss_cpu_seconds: float
+    root_pss_ratio: float | None
     max_processes: int
     limit_exceeded: bool
     series: dict[str, list[float | None]]
@@ -129,6 +130,7 @@ class TreeSampler:
         self._start = 0.0
         self._cpu = 0.0
         self._pss_cpu = 0.0
+        self._root_pss_ratio: float | None = None
         self._fast_samples = 0
         self._pss_samples = 0
         self._max_processes = 0
@@ -193,14 +195,17 @@ class TreeSampler:
                     or unexplained > 0.01 * max(estimate, 1)
                     or now - last_pss >= pss_period
                 )
-                allowance = self._budget * now + 0.1 - self._pss_cpu
+                # A PSS read costs in proportion to the processes it walks: scale the budget with
+                # them (up to 4x), so that a tree with workers is re-anchored about as often.
+                budget = self._budget * min(4, len(resident))
+                allowance = budget * now + 0.1 - self._pss_cpu
                 if want_pss and allowance > 0 and not self._near_limit(estimate):
                     t0 = time.thread_time()
                     measured = self._read_pss(list(resident))
                     cost = time.thread_time() - t0
                     self._pss_cpu += cost
                     last_pss, unexplained = now, 0
-                    pss_period = max(1.0, cost / self._budget)
+                    pss_period = max(1.0, cost / budget)
                     if measured is not None:
                         estimate = upper = measured
                         self._peak_pss = max(self._peak_pss, measured)
@@ -260,6 +265,8 @@ class TreeSampler:
             if pss is None or resident is None or stat is None:
                 continue
             anchors[pid] = _Anchor(pss=pss, resident=resident)
+            if pid == self._tree.root_pid and resident.total:
+                self._root_pss_ratio = pss.total / resident.total
             _, _, minflt, rss_pages = stat
             self._fault_mark[pid] = (minflt, rss_pages * PAGE_SIZE)
             total += pss.total
@@ -303,6 +310,7 @@ class TreeSampler:
             pss_hz=self._pss_samples / duration,
             sampler_cpu_seconds=self._cpu,
             pss_cpu_seconds=self._pss_cpu,
+            root_pss_ratio=self._root_pss_ratio,
             max_processes=self._max_processes,
             limit_exceeded=self._limit_hit,
             series=self._downsampled_series(),

@@ -8,6 +8,7 @@ region; crashed and timed-out trials are FAIL (samplers ignore those).
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -285,6 +286,10 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
         preflight.load(study.get_trials(deepcopy=False))
     started = time.monotonic()
     trained = duplicates = consecutive = 0
+    walls = [
+        float(t.user_attrs["record"]["wall_seconds"]) for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("status") == "ok" and "record" in t.user_attrs
+    ]  # fmt: skip
     train_wall = 0.0
     interrupted = False
     stop_reason = "n_trials reached"
@@ -299,6 +304,10 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
         elapsed = time.monotonic() - started
         if spec.timeout is not None and elapsed >= spec.timeout:
             stop_reason = "study timeout reached"
+            break
+        if spec.timeout is not None and walls and spec.timeout - elapsed < 0.8 * statistics.median(walls):
+            # A trial cut by the study's timeout measures nothing: do not start one that cannot end.
+            stop_reason = "too little of the study's timeout left for another trial"
             break
         trial = study.ask()
         params = suggest(trial, spec, space)
@@ -355,6 +364,8 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         train_wall += record.wall_seconds
+        if record.status == "ok":
+            walls.append(record.wall_seconds)
         if preflight is not None:
             preflight.observe(record)
         _tell(study, trial, record, spec)

@@ -198,6 +198,10 @@ def _supervise(
     env = {**os.environ, **compat.child_environment(folder / "yolov5-config")}
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    # Whatever the child and its workers put in a temp dir (multiprocessing's pymp-* folders, which a
+    # killed child never removes) goes inside the trial's folder, removed with it.
+    (folder / "tmp").mkdir()
+    env["TMPDIR"] = str(folder / "tmp")
     log_path = folder / "trial.log"
     events = _Events(folder / "events.jsonl")
     spawned_at = time.time()
@@ -294,6 +298,30 @@ def _supervise(
     )
 
 
+def _apply_kernel_floor(memory: dict[str, Any]) -> None:
+    """Raises the peak to the main process's kernel high-water mark, in PSS terms, if it is higher.
+
+    Sampling can miss a spike shorter than its interval (interpreter shutdown allocates in the last
+    ~100 ms); the kernel's VmHWM cannot. For a tree that never had another process, ``ru_maxrss``
+    from ``wait4`` is that process's VmHWM at exit; otherwise the last VmHWM read before the exit is
+    used. Scaled by the process's PSS/RSS ratio at its last PSS read, it is a floor of the tree's PSS.
+    """
+    ratio = memory.get("root_pss_ratio")
+    single = memory.get("max_processes") == 1
+    hwm = memory.get("ru_maxrss_bytes") if single else memory.get("vmhwm_bytes")
+    peak = memory.get("peak_host_bytes")
+    if ratio is None or not hwm or peak is None:
+        return
+    floor = int(hwm * min(1.0, ratio))
+    if floor > peak:
+        memory["peak_host_bytes"] = floor
+        memory["peak_host_upper_bytes"] = max(floor, memory.get("peak_host_upper_bytes") or 0)
+        memory["method"] += (
+            "; raised to the main process's kernel high-water mark (VmHWM) times its PSS/RSS ratio, "
+            "above every sample"
+        )
+
+
 def _phases(events: _Events, spawned_at: float, exited_at: float) -> dict[str, float | None]:
     """Seconds the child spent starting (imports, dataset scan), training, and shutting down."""
     used, end = events.last("used"), events.last("end")
@@ -367,6 +395,7 @@ def _build_record(
         "ru_maxrss_bytes": rusage_maxrss,
         "limit_bytes": limits.memory_limit_bytes,
     }
+    _apply_kernel_floor(memory)
     used = {k: v for k, v in (events.last("used") or {}).items() if k not in ("event", "time")}
     return TrialRecord(
         status=status,

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,15 +117,23 @@ def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Pa
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not trainer_processes() and time.monotonic() < deadline:
+    started = time.time()
+    deadline = time.monotonic() + 120
+    # Wait until the dataloader worker is up, so that Ctrl-C lands mid-training with a whole tree.
+    while len(trainer_processes()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(3)
+    assert len(trainer_processes()) >= 2
+    time.sleep(1)
     cli.send_signal(signal.SIGINT)
     _, stderr = cli.communicate(timeout=30)
     assert cli.returncode == 130, stderr
     assert json.loads(out.read_text())["status"] == "interrupted"
     assert trainer_processes() == []
+    temp = Path(tempfile.gettempdir())
+    leftovers = [
+        p for p in [*temp.glob("memfront-trial-*"), *temp.glob("pymp-*")] if p.stat().st_mtime >= started
+    ]
+    assert leftovers == []
 
 
 def test_demo_data_command(tmp_path: Path) -> None:

@@ -18,10 +18,13 @@ from search.supervisor import run_trial
 from .conftest import trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
+_STARTED = time.time()
 
 
 def _leftover_trial_dirs() -> list[Path]:
-    return list(Path(tempfile.gettempdir()).glob("memfront-trial-*"))
+    """Trial folders, and the multiprocessing folders of dataloader workers, left in the temp dir."""
+    temp = Path(tempfile.gettempdir())
+    return [*temp.glob("memfront-trial-*"), *(p for p in temp.glob("pymp-*") if p.stat().st_mtime > _STARTED)]
 
 
 def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path) -> None:
