@@ -56,7 +56,7 @@ from search.report import front, status_counts, trials_frame  # noqa: E402
 from search.study import open_study, storage_url  # noqa: E402
 from search.studyfile import load_study_spec  # noqa: E402
 
-pio.renderers.default = "plotly_mimetype+notebook"  # JupyterLab, VS Code and classic Notebook, offline
+pio.renderers.default = "plotly_mimetype"  # JupyterLab, VS Code, Notebook 7: offline, no JS in the file
 GIB = 1024**3
 
 spec_path = Path(STUDY)  # relative paths are relative to this notebook's folder

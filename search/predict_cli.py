@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from search.units import format_bytes, parse_size
 __all__ = ["largest_fitting", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
 _DESCRIPTIONS = {
     "framework": "framework + model + optimizer",
     "activations": "batch activations (batch x imgsz^2)",

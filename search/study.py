@@ -54,6 +54,23 @@ def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
     return list(trial.user_attrs.get("constraint", [0.0]))
 
 
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for ask-and-tell.
+
+    Its ``after_trial`` calls ``study.stop()`` once the grid is exhausted, which raises outside
+    ``study.optimize``; :func:`run_study` stops by itself when every configuration is evaluated.
+    """
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Any,
+    ) -> None:
+        return None
+
+
 def _sampler(spec: StudySpec, space: EffectiveSpace) -> optuna.samplers.BaseSampler:
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=spec.seed, constraints_func=_constraints, multivariate=True)
@@ -61,7 +78,7 @@ def _sampler(spec: StudySpec, space: EffectiveSpace) -> optuna.samplers.BaseSamp
         return optuna.samplers.NSGAIISampler(seed=spec.seed, constraints_func=_constraints, population_size=8)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.GridSampler({k: space.choices[k] for k in space.searched}, seed=spec.seed)
+    return _AskTellGridSampler({k: space.choices[k] for k in space.searched}, seed=spec.seed)
 
 
 def _safe_url(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from search.units import format_bytes, format_seconds, parse_size
 __all__ = ["register"]
 
 console = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
 StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/demo.yaml.")]
 StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
 
@@ -147,6 +148,7 @@ def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
                 "map50": _plain(row["map50"]),
                 "map50_95": _plain(row["map50_95"]),
                 "peak_host_bytes": _plain(row["peak_host_bytes"]),
+                "predicted_full_bytes": _plain(row.get("predicted_full_bytes")),
                 "peak_gpu_bytes": _plain(row["peak_gpu_bytes"]),
                 "epoch_seconds": _plain(row["epoch_seconds"]),
                 "error": row["error"],

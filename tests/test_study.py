@@ -6,9 +6,11 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -18,7 +20,7 @@ from search.footprint import framework_footprint_bytes
 from search.study import open_study, storage_url
 from search.studyfile import load_study_spec
 
-from .conftest import TINY_STUDY, run_cli
+from .conftest import TINY_STUDY, run_cli, trainer_processes
 
 
 def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
@@ -193,3 +195,36 @@ def test_missing_study_for_report(tiny_data: Path, tmp_path: Path) -> None:
     study.write_text(TINY_STUDY.format(data=tiny_data))
     done = run_cli("report", str(study), timeout=60)
     assert done.returncode == 2 and "run it first" in done.stderr
+
+
+def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
+    tiny_study: Path, tmp_path: Path
+) -> None:
+    study = _copy_study(tiny_study, tmp_path, n_trials="4", epochs="40")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(study)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not trainer_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(4)
+    cli.send_signal(signal.SIGINT)
+    _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 130, stderr
+    assert trainer_processes() == []
+    trials = _trials(study)
+    interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0].state == optuna.trial.TrialState.FAIL
+    assert len([t for t in trials if t.user_attrs.get("status") == "ok"]) == 3  # nothing stored was lost
+    study.write_text(study.read_text().replace("epochs: 40", "epochs: 1"))
+    done = run_cli("run", str(study))
+    assert done.returncode == 0, done.stderr
+    resumed = [
+        t for t in _trials(study) if t.number > interrupted[0].number and "duplicate_of" not in t.user_attrs
+    ]
+    assert resumed and resumed[0].user_attrs["config"] == interrupted[0].user_attrs["config"]
+    assert resumed[0].user_attrs["status"] == "ok"
