@@ -126,6 +126,7 @@ def _full_size_predictions(spec: Any, study_file: Path, study: Any, frame: Any) 
     model = study_memory_model(
         study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device
     )
+    frame.attrs["memory_model"] = model.to_dict()
     return full_size_predictions(frame, model, stats)
 
 
@@ -226,6 +227,12 @@ def report(
         f"front: {len(pareto)} trials; hypervolume {volume:.4f} ({accuracy} x GiB under the limit); "
         f"status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+    fitted = frame.attrs.get("memory_model")
+    if fitted and fitted.get("median_error") is not None:
+        out.print(
+            f"memory model (full-data predictions): fitted on {fitted['samples']} measured runs, "
+            f"median error {100 * fitted['median_error']:.1f}%, max {100 * fitted['max_error']:.1f}%"
+        )
     if csv is not None:
         shown.to_csv(csv, index=False)
     if json_path is not None:
@@ -235,6 +242,7 @@ def report(
             "memory_limit_bytes": spec.memory_limit,
             "hypervolume": volume,
             "status_counts": counts,
+            "memory_model": frame.attrs.get("memory_model"),
             "front": _figure_columns(pareto, accuracy),
             "trials": _figure_columns(frame, accuracy),
         }
