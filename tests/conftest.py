@@ -27,7 +27,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def trainer_processes() -> list[int]:
-    """Live processes running a memfront trial child, machine-wide."""
+    """Live trial child processes started by this test session (not by anything else on the machine).
+
+    They inherit the session's private ``MEMFRONT_CACHE_DIR``, which marks them.
+    """
+    marker = f"MEMFRONT_CACHE_DIR={os.environ.get('MEMFRONT_CACHE_DIR', '')}".encode()
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -35,9 +39,10 @@ def trainer_processes() -> list[int]:
         try:
             cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
             state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"search.trainer" in cmdline and state != b"Z":
+        if b"search.trainer" in cmdline and state != b"Z" and marker in environ:
             found.append(int(name))
     return found
 
