@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,21 +17,28 @@ from search.supervisor import run_trial
 from .conftest import trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
-_STARTED = time.time()
 
 
-def _leftover_trial_dirs() -> list[Path]:
-    """Trial folders, and the multiprocessing folders of dataloader workers, left in the temp dir."""
-    temp = Path(tempfile.gettempdir())
-    return [*temp.glob("memfront-trial-*"), *(p for p in temp.glob("pymp-*") if p.stat().st_mtime > _STARTED)]
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """Where this test's trials make their temporary folders (trials of other runs go elsewhere)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
 
 
-def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path) -> None:
+def _leftovers(work: Path) -> list[Path]:
+    """Anything a trial left: its folder, with the multiprocessing folders of its workers inside."""
+    return list(work.iterdir())
+
+
+def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path, work: Path) -> None:
     progress: list[object] = []
     record = run_trial(
-        TrialConfig(data=str(tiny_data), workers=2, cache="ram", amp=True, imgsz=50, batch=8),
+        config=TrialConfig(data=str(tiny_data), workers=2, cache="ram", amp=True, imgsz=50, batch=8),
         limits=TrialLimits(memory_limit_bytes=8 * 1024**3),
         on_progress=progress.append,
+        workdir=work,
     )
     assert record.status == "ok", record.log_tail
     assert record.map50 is not None and 0.0 <= record.map50_95 <= record.map50 <= 1.0  # type: ignore[operator]
@@ -49,64 +55,69 @@ def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path) -> None:
     assert memory["vmhwm_bytes"] and memory["max_processes"] >= 3
     assert memory["peak_rss_tree_bytes"] > record.peak_host_bytes  # workers share pages
     assert record.peak_gpu_bytes is None and record.gpu["cuda"] is False
-    assert progress and trainer_processes() == [] and _leftover_trial_dirs() == []
+    assert progress and trainer_processes() == [] and _leftovers(work) == []
 
 
-def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path) -> None:
+def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path, work: Path) -> None:
     started = time.monotonic()
     record = run_trial(
-        TrialConfig(data=str(tiny_data), workers=2, **TINY),
+        config=TrialConfig(data=str(tiny_data), workers=2, **TINY),
         limits=TrialLimits(memory_limit_bytes=300 * 1024**2),
+        workdir=work,
     )
     assert record.status == "memory_limit"
     assert time.monotonic() - started < 15
     assert record.memory["limit_exceeded"] and record.map50_95 is None
     assert 300 * 1024**2 <= record.peak_host_bytes < 1.1 * 300 * 1024**2  # type: ignore[operator]
-    assert trainer_processes() == [] and _leftover_trial_dirs() == []
+    assert trainer_processes() == [] and _leftovers(work) == []
 
 
-def test_crash_is_failed_with_log_tail(tmp_path: Path) -> None:
+def test_crash_is_failed_with_log_tail(tmp_path: Path, work: Path) -> None:
     data_yaml = make_demo_dataset(tmp_path, images=8, val_images=4, size=64)
     label = tmp_path / "labels" / "train" / "000000.txt"
     label.write_text("7 0.5 0.5 0.2 0.2\n")  # class 7 in a 3-class dataset: yolov5 asserts
-    record = run_trial(TrialConfig(data=str(data_yaml), **TINY))
+    record = run_trial(workdir=work, config=TrialConfig(data=str(data_yaml), **TINY))
     assert record.status == "failed"
     assert record.exit_code == 1 and "exceeds nc" in (record.error or "")
     assert any("exceeds nc" in line for line in record.log_tail)
     assert trainer_processes() == []
 
 
-def test_timeout(tiny_data: Path) -> None:
-    record = run_trial(TrialConfig(data=str(tiny_data), **TINY), limits=TrialLimits(time_limit_s=2))
+def test_timeout(tiny_data: Path, work: Path) -> None:
+    record = run_trial(
+        workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), limits=TrialLimits(time_limit_s=2)
+    )
     assert record.status == "timeout" and record.wall_seconds < 10
     assert trainer_processes() == []
 
 
-def test_disk_cache_files_are_removed_but_users_own_are_kept(tmp_path: Path) -> None:
+def test_disk_cache_files_are_removed_but_users_own_are_kept(tmp_path: Path, work: Path) -> None:
     data_yaml = make_demo_dataset(tmp_path, images=8, val_images=4, size=64)
     users_npy = tmp_path / "images" / "train" / "000003.npy"
     np.save(users_npy, np.zeros((64, 64, 3), dtype=np.uint8))
     before = users_npy.read_bytes()
-    record = run_trial(TrialConfig(data=str(data_yaml), cache="disk", **TINY))
+    record = run_trial(workdir=work, config=TrialConfig(data=str(data_yaml), cache="disk", **TINY))
     assert record.status == "ok" and record.used["cache"] == "disk"
     assert sorted(p.name for p in tmp_path.rglob("*.npy")) == ["000003.npy"]
     assert users_npy.read_bytes() == before
     # yolov5's label caches go to the trial's folder, not the user's dataset.
     assert not list(tmp_path.rglob("*.cache"))
-    kept = run_trial(TrialConfig(data=str(data_yaml), cache="disk", **TINY), keep_cache=True)
+    kept = run_trial(
+        workdir=work, config=TrialConfig(data=str(data_yaml), cache="disk", **TINY), keep_cache=True
+    )
     assert kept.status == "ok" and len(list(tmp_path.rglob("*.npy"))) == 8 + 4  # train and val
 
 
-def test_train_subset(tiny_data: Path) -> None:
-    record = run_trial(TrialConfig(data=str(tiny_data), train_images=6, **TINY))
+def test_train_subset(tiny_data: Path, work: Path) -> None:
+    record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), train_images=6, **TINY))
     assert record.status == "ok" and record.used["train_images"] == 6
 
 
-def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path) -> None:
+def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path, work: Path) -> None:
     with pytest.raises(InputError, match="model"):
-        run_trial(TrialConfig(data=str(tiny_data), model="missing.pt", **TINY))
+        run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), model="missing.pt", **TINY))
     empty = tmp_path / "empty.yaml"
     empty.write_text(yaml.safe_dump({"train": str(tmp_path), "val": str(tmp_path), "names": ["a"]}))
     with pytest.raises(InputError, match="no images"):
-        run_trial(TrialConfig(data=str(empty), **TINY))
-    assert _leftover_trial_dirs() == []
+        run_trial(workdir=work, config=TrialConfig(data=str(empty), **TINY))
+    assert _leftovers(work) == []
