@@ -167,7 +167,10 @@ def bench(out: Path) -> dict[str, Any]:
 def preflight(folder: Path, data: Path, subset: list[dict[str, Any]]) -> dict[str, Any]:
     """The same study with and without pre-flight; its limit puts the cache=ram half over it."""
     none_peak = max(r["peak"] for r in subset if r["knobs"][2] == "none" and r["knobs"][3] == 0)
-    limit = int(none_peak + 0.15 * GIB)  # above every cache=none config, below the 1000-image RAM cache
+    # Above every cache=none config and well below the cache=ram ones (1000 images of 320 px cached,
+    # ~0.3 GiB more): the first run of this bench put the limit only 0.15 GiB above, inside the 10%
+    # margin, so nothing was skipped.
+    limit = int(none_peak + 0.05 * GIB)
     outcome: dict[str, Any] = {"limit_bytes": limit}
     for label, margin in (("with", "0.1"), ("without", "null")):
         study_file = folder / f"preflight-{label}.yaml"
