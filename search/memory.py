@@ -216,7 +216,11 @@ class TreeSampler:
                     self._limit_hit = True
                     if self._on_limit is not None:
                         self._on_limit(estimate)
-            interval = self._near_interval if self._near_limit(self.current_bytes) else self._interval
+            # Importing torch maps and faults in ~1 GB within seconds: with a limit, sample fast
+            # through start-up as well as near the limit.
+            starting = self._limit is not None and now < 5.0
+            near = starting or self._near_limit(self.current_bytes)
+            interval = self._near_interval if near else self._interval
             delay = interval - ((time.monotonic() - self._start) - now)
             if delay > 0:
                 self._stop.wait(delay)

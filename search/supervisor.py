@@ -141,6 +141,7 @@ def run_trial(
     hyp = resolve_hyp(config.hyp)
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="memfront-trial-", dir=workdir))
+    child_temp = Path(tempfile.mkdtemp(prefix="mf-"))
     npy_before = snapshot_cache_files(dataset.all_images) if config.cache == "disk" else set()
     try:
         data_yaml, _ = write_trial_data_yaml(
@@ -169,6 +170,7 @@ def run_trial(
             config,
             limits,
             folder,
+            child_temp,
             started,
             on_progress,
             fast_hz=fast_hz,
@@ -183,12 +185,14 @@ def run_trial(
                 with contextlib.suppress(OSError):
                     npy.unlink()
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(child_temp, ignore_errors=True)
 
 
 def _supervise(
     config: TrialConfig,
     limits: TrialLimits,
     folder: Path,
+    child_temp: Path,
     started: float,
     on_progress: Callable[[TrialProgress], None] | None,
     *,
@@ -199,9 +203,10 @@ def _supervise(
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     # Whatever the child and its workers put in a temp dir (multiprocessing's pymp-* folders, which a
-    # killed child never removes) goes inside the trial's folder, removed with it.
-    (folder / "tmp").mkdir()
-    env["TMPDIR"] = str(folder / "tmp")
+    # killed child never removes) goes in a folder of the trial's own, removed with it. It sits directly
+    # in the system temp dir: multiprocessing puts AF_UNIX sockets in it, whose paths may not exceed
+    # 107 bytes (a deeper folder made dataloader workers fail and the trial hang).
+    env["TMPDIR"] = str(child_temp)
     log_path = folder / "trial.log"
     events = _Events(folder / "events.jsonl")
     spawned_at = time.time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,8 +29,8 @@ def work(tmp_path: Path) -> Path:
 
 
 def _leftovers(work: Path) -> list[Path]:
-    """Anything a trial left: its folder, with the multiprocessing folders of its workers inside."""
-    return list(work.iterdir())
+    """Anything a trial left: its folder, or the temp folder its child and workers used."""
+    return [*work.iterdir(), *Path(tempfile.gettempdir()).glob("mf-*")]
 
 
 def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path, work: Path) -> None:
