@@ -89,16 +89,23 @@ def last_pid() -> int:
     return int(data.split()[-1]) if data else -1
 
 
+def _kib_fields(data: bytes, keys: tuple[bytes, ...]) -> dict[bytes, int]:
+    """The ``Key:   N kB`` lines of a /proc file among ``keys``, in bytes."""
+    prefixes = tuple(key + b":" for key in keys)
+    values = {}
+    for line in data.splitlines():
+        if line.startswith(prefixes):
+            key, value = line.split(b":", 1)
+            values[key] = int(value.split()[0]) * 1024
+    return values
+
+
 def read_resident(pid: int) -> Resident | None:
     """Reads RssAnon, RssFile, RssShmem and VmHWM of a process; None if it is gone."""
     data = _read(f"/proc/{pid}/status")
     if data is None:
         return None
-    values = {}
-    for line in data.splitlines():
-        if line.startswith((b"RssAnon:", b"RssFile:", b"RssShmem:", b"VmHWM:")):
-            key, value = line.split(b":", 1)
-            values[key] = int(value.split()[0]) * 1024
+    values = _kib_fields(data, (b"RssAnon", b"RssFile", b"RssShmem", b"VmHWM"))
     if b"RssAnon" not in values:
         return None  # a zombie: no memory left
     return Resident(
@@ -133,11 +140,7 @@ def read_pss(pid: int) -> Proportional | None:
             data = handle.read()
     except OSError:
         return None
-    values = {}
-    for line in data.splitlines():
-        if line.startswith((b"Pss:", b"Pss_Anon:", b"Pss_File:", b"Pss_Shmem:")):
-            key, value = line.split(b":", 1)
-            values[key] = int(value.split()[0]) * 1024
+    values = _kib_fields(data, (b"Pss", b"Pss_Anon", b"Pss_File", b"Pss_Shmem"))
     if b"Pss" not in values:
         return None
     if b"Pss_Anon" not in values:  # kernels before 5.7 do not split PSS by kind
@@ -156,12 +159,7 @@ def read_pss_bytes(pid: int) -> int | None:
 def read_vmhwm_bytes(pid: int | str) -> int | None:
     """Reads the kernel's resident high-water mark (``VmHWM``) of one process, in bytes."""
     data = _read(f"/proc/{pid}/status")
-    if data is None:
-        return None
-    for line in data.splitlines():
-        if line.startswith(b"VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None
+    return None if data is None else _kib_fields(data, (b"VmHWM",)).get(b"VmHWM")
 
 
 class ProcessTree:
