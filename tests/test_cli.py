@@ -118,11 +118,15 @@ def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Pa
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
     # Wait until the dataloader worker is up, so that Ctrl-C lands mid-training with a whole tree.
-    while len(trainer_processes()) < 2 and time.monotonic() < deadline:
+    # A fresh CI machine reads torch from a cold disk: start-up alone can take minutes there.
+    deadline = time.monotonic() + 400
+    while len(trainer_processes()) < 2 and cli.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(trainer_processes()) >= 2
+    if len(trainer_processes()) < 2:
+        cli.kill()
+        _, stderr = cli.communicate(timeout=30)
+        raise AssertionError(f"no dataloader worker came up (exit {cli.returncode}): {stderr[-2000:]}")
     time.sleep(1)
     cli.send_signal(signal.SIGINT)
     _, stderr = cli.communicate(timeout=30)
