@@ -32,9 +32,10 @@ from search.calibration import calibrate  # noqa: E402
 from search.config import TrialConfig, TrialLimits  # noqa: E402
 from search.dataset import load_dataset  # noqa: E402
 from search.demo import make_demo_dataset  # noqa: E402
+from search.optimize import run_study  # noqa: E402
 from search.predict import DatasetStats, features  # noqa: E402
 from search.report import front, trials_frame  # noqa: E402
-from search.study import open_study, prepare_study, run_study, storage_url  # noqa: E402
+from search.study import open_study, prepare_study, storage_url  # noqa: E402
 from search.studyfile import load_study_spec  # noqa: E402
 from search.supervisor import run_trial  # noqa: E402
 

@@ -267,8 +267,9 @@ def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> T
         return run_trial(config, limits=limits, on_progress=show, **options)
 
 
-from search import predict_cli, study_cli  # noqa: E402 - register their commands on `app`
+from search import predict_cli, run_cli, study_cli  # noqa: E402 - register their commands on `app`
 
+run_cli.register(app)
 study_cli.register(app)
 predict_cli.register(app)
 

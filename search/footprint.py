@@ -15,7 +15,7 @@ import sys
 from search.calibration import cache_dir, calibration_key
 from search.errors import InputError
 
-__all__ = ["framework_footprint_bytes"]
+__all__ = ["check_device", "framework_footprint_bytes"]
 
 _PROBE = """\
 import torch  # noqa: F401
@@ -46,3 +46,28 @@ def framework_footprint_bytes(*, device: str = "cpu") -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")
     return footprint
+
+
+_CUDA_PROBE = "import torch; print(torch.cuda.device_count())"
+
+
+def check_device(device: str) -> None:
+    """Checks that ``device`` (``cpu``, or CUDA indices such as ``0`` or ``0,1``) exists here.
+
+    The CUDA count comes from a child process, so that the caller never imports torch.
+
+    Raises:
+        InputError: For a malformed device or a CUDA index this machine does not have.
+    """
+    if device == "cpu":
+        return
+    indices = device.removeprefix("cuda:").split(",")
+    if not all(index.strip().isdigit() for index in indices):
+        raise InputError(f"device {device!r}: expected cpu, a CUDA index such as 0, or indices such as 0,1")
+    done = subprocess.run([sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True, timeout=300)
+    count = int(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip().isdigit() else 0
+    missing = [index.strip() for index in indices if int(index) >= count]
+    if missing:
+        raise InputError(
+            f"device {device}: CUDA device {missing[0]} does not exist here ({count} CUDA devices visible)"
+        )

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 
 from search.calibration import Calibration
+from search.config import TrialConfig, TrialLimits
 from search.predict import DatasetStats, MemoryModel, Prediction, features
 from search.record import TrialRecord
 
@@ -80,18 +81,19 @@ class Preflight:
         self._rows: list[tuple[dict[str, float], float]] = []
         self._walls: list[float] = []
         self._model: MemoryModel | None = None
-        self.skipped = 0
 
     def load(self, trials: Iterable[optuna.trial.FrozenTrial]) -> None:
-        """Learns from a resumed study's measured trials."""
+        """Learns from the study's measured trials, whichever worker ran them (replaces what it knew)."""
         trials = list(trials)
-        self._rows.extend(study_rows(trials, self.stats))
-        self._walls.extend(
+        rows = study_rows(trials, self.stats)
+        if len(rows) != len(self._rows):
+            self._model = None
+        self._rows = rows
+        self._walls = [
             float(t.user_attrs["record"]["wall_seconds"])
             for t in trials
             if (t.user_attrs.get("record") or {}).get("status") == "ok"
-        )
-        self._model = None
+        ]
 
     def observe(self, record: TrialRecord) -> None:
         """Learns from a trial that just ran."""
@@ -124,9 +126,34 @@ class Preflight:
         trusted = len(self._base_rows) + len(self._rows) >= self.min_samples
         return trusted and prediction.total_bytes > self.limit_bytes * (1 + self.margin)
 
-    def seconds_saved(self) -> float:
-        """Skipped trials times the median wall time of a measured one."""
-        return self.skipped * (statistics.median(self._walls) if self._walls else 0.0)
+    def seconds_saved(self, skipped: int) -> float:
+        """``skipped`` configurations times the median wall time of a measured one."""
+        return skipped * (statistics.median(self._walls) if self._walls else 0.0)
+
+    def skip_record(self, config: TrialConfig, limits: TrialLimits, prediction: Prediction) -> TrialRecord:
+        """The record of a configuration skipped by pre-flight: infeasible by prediction, not trained."""
+        return TrialRecord(
+            status="predicted",
+            map50=None,
+            map50_95=None,
+            fitness=None,
+            peak_host_bytes=int(prediction.total_bytes),
+            peak_gpu_bytes=None,
+            epoch_seconds=None,
+            wall_seconds=0.0,
+            phases={},
+            requested=config.model_dump(),
+            used={},
+            limits=limits.model_dump(),
+            epochs=[],
+            memory={"prediction": prediction.to_dict(), "model": self.model.to_dict()},
+            gpu={},
+            exit_code=None,
+            error=(
+                f"not trained: predicted peak {prediction.total_bytes / 1024**3:.2f} GiB exceeds the limit "
+                f"{self.limit_bytes / 1024**3:.2f} GiB by more than {100 * self.margin:.0f}%"
+            ),
+        )
 
 
 def full_size_predictions(frame: Any, model: MemoryModel, stats: DatasetStats) -> list[float | None]:

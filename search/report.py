@@ -50,8 +50,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     pareto = {t.number for t in study.best_trials} if _has_complete(study) else set()
     rows: list[dict[str, Any]] = []
     for trial in study.get_trials(deepcopy=False):
-        if not trial.state.is_finished():
-            continue
+        if not trial.state.is_finished() or "discarded" in trial.user_attrs:
+            continue  # a proposal discarded because another worker had it is not a trial of the study
         attrs = trial.user_attrs
         record = attrs.get("record") or {}
         memory = record.get("memory") or {}
@@ -64,7 +64,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "status": attrs.get("status", "failed"),
+                "status": _status(trial),
                 "feasible": feasible,
                 "pareto": trial.number in pareto and "duplicate_of" not in attrs,
                 "duplicate_of": attrs.get("duplicate_of"),
@@ -88,6 +88,14 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
     return frame.sort_values("number").reset_index(drop=True)
+
+
+def _status(trial: optuna.trial.FrozenTrial) -> str:
+    status = trial.user_attrs.get("status")
+    if status is not None:
+        return str(status)
+    # Failed with no record: its worker died, and the heartbeat check failed it.
+    return "duplicate" if "duplicate_of" in trial.user_attrs else "lost"
 
 
 def _has_complete(study: optuna.Study) -> bool:

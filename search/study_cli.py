@@ -1,4 +1,4 @@
-"""The study commands of the CLI: ``run``, ``report``, ``plot``, ``export``."""
+"""The result commands of the CLI: ``report``, ``plot``, ``export`` (``run`` and ``status``: run_cli)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from search.errors import InputError
-from search.record import TrialRecord
 from search.units import format_bytes, format_seconds, parse_size
 
-__all__ = ["register"]
+__all__ = ["StorageOption", "StudyFile", "config_text", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
@@ -24,80 +22,12 @@ StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/
 StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
 
 
-def _config_text(config: dict[str, Any]) -> str:
+def config_text(config: dict[str, Any]) -> str:
     amp = "on" if config.get("amp") else "off"
     return (
         f"batch {config.get('batch')}, imgsz {config.get('imgsz')}, cache {config.get('cache')}, "
         f"workers {config.get('workers')}, amp {amp}"
     )
-
-
-def _trial_line(number: int, record: TrialRecord) -> str:
-    colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
-    figures = (
-        f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
-    ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
-    return f"trial {number:>3} [{colour}]{record.status:<12}[/] {_config_text(record.requested)}  {figures}"
-
-
-def run(
-    study_file: StudyFile,
-    storage: StorageOption = None,
-) -> None:
-    """Create or resume a study and train until n_trials configurations are done."""
-    from search.study import StudyEvents, prepare_study, run_study
-    from search.studyfile import load_study_spec
-
-    spec = load_study_spec(study_file)
-    prepared = prepare_study(spec, study_file, storage=storage)
-    with Progress(
-        TextColumn("[bold]{task.fields[name]}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("", total=spec.n_trials, name=spec.name)
-        current: dict[str, Any] = {}
-
-        def on_start(number: int, params: dict[str, Any]) -> None:
-            current.update(number=number, params=params)
-            bar.update(task, description=f"trial {number}: {_config_text(params)}")
-
-        def on_progress(progress: Any) -> None:
-            epoch = f"epoch {progress.epoch}/{progress.epochs}" if progress.epoch else progress.phase
-            bar.update(
-                task,
-                description=f"trial {current.get('number')}: {_config_text(current.get('params', {}))}"
-                f"  {epoch}  host {format_bytes(progress.host_bytes)}",
-            )
-
-        def on_end(number: int, record: TrialRecord, note: str | None) -> None:
-            bar.console.print(_trial_line(number, record))
-            bar.advance(task)
-
-        def on_notes(notes: tuple[str, ...]) -> None:
-            for note in notes:
-                bar.console.print(f"[dim]note: {note}[/]")
-
-        events = StudyEvents(
-            on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
-        )
-        outcome = run_study(prepared, events=events)
-    console.print(
-        f"{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
-        f"({outcome.trained} trained now, {outcome.duplicates} repeated proposals skipped) in "
-        f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
-    )
-    if outcome.preflight_skipped:
-        console.print(
-            f"pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were not "
-            f"trained (about {format_seconds(outcome.preflight_seconds_saved)} saved)"
-        )
-    if outcome.interrupted:
-        console.print("interrupted: everything finished is stored; run the same command to continue")
-        raise typer.Exit(130)
 
 
 def _open(study_file: Path, storage: str | None) -> tuple[Any, Any, Any]:
@@ -320,7 +250,7 @@ def export(
     if row is None:
         nearest = closest_config(frame, accuracy=accuracy)
         hint = (
-            f"; closest: trial {int(nearest['number'])} ({_config_text(nearest.to_dict())}) needed "
+            f"; closest: trial {int(nearest['number'])} ({config_text(nearest.to_dict())}) needed "
             f"{format_bytes(nearest['peak_host_bytes'])}"
             if nearest is not None
             else "; the study has no feasible trial at all"
@@ -358,7 +288,6 @@ def export(
 
 def register(app: typer.Typer) -> None:
     """Adds the study commands to the CLI."""
-    app.command()(run)
     app.command()(report)
     app.command()(plot)
     app.command()(export)

@@ -107,6 +107,8 @@ class StudySpec(BaseModel):
     storage: str | None = None
     device: str = "cpu"
     trial_time_limit: float | None = None
+    heartbeat_interval: float = Field(10.0, gt=0)
+    heartbeat_grace: float = Field(60.0, gt=0)
     preflight_margin: float | None = Field(0.1, ge=0)
     preflight_min_samples: int = Field(3, ge=0)
     calibrate: bool = False
@@ -119,10 +121,19 @@ class StudySpec(BaseModel):
     def _size(cls, value: Any) -> Any:
         return None if value is None else parse_size(value)
 
-    @field_validator("timeout", "trial_time_limit", mode="before")
+    @field_validator("timeout", "trial_time_limit", "heartbeat_interval", "heartbeat_grace", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _grace_covers_heartbeats(self) -> StudySpec:
+        if self.heartbeat_grace < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"heartbeat_grace ({self.heartbeat_grace:g}s) must be at least twice heartbeat_interval "
+                f"({self.heartbeat_interval:g}s), or one late heartbeat fails a live trial"
+            )
+        return self
 
     @field_validator("objectives")
     @classmethod

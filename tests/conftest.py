@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from search.demo import make_demo_dataset
+
+from .postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,3 +91,64 @@ def tiny_study(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     done = run_cli("run", str(spec_path))
     assert done.returncode == 0, done.stderr
     return spec_path
+
+
+SCALE_STUDY = """\
+name: scale
+data: {data}
+hyp: demo
+epochs: 1
+n_trials: {n_trials}
+memory_limit: 6GiB
+sampler: random
+seed: 1
+heartbeat_interval: 1s
+heartbeat_grace: 6s
+space:
+  batch: [4, 8]
+  imgsz: [64, 96]
+  cache: [none, ram]
+  workers: [0]
+"""
+
+
+def scale_study(folder: Path, data: Path, *, n_trials: int) -> Path:
+    """A study of tiny trials with second-scale heartbeats, for several workers; returns its yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "scale.yaml"
+    path.write_text(SCALE_STUDY.format(data=data, n_trials=n_trials))
+    return path
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """Starts ``python -m search ARGS`` in the background, as a user's worker."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "search", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def children_running_trials(pid: int) -> list[int]:
+    """Trial child processes whose parent is ``pid`` (a worker)."""
+    found = []
+    for child in trainer_processes():
+        try:
+            fields = Path(f"/proc/{child}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(child)
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the session (see tests/postgres.py)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -149,7 +149,7 @@ def test_all_infeasible_still_renders(tmp_path: Path) -> None:
     """A study whose every trial crossed the limit: points, limit, and a title saying so.
 
     These trial records are constructed with ``optuna.trial.create_trial``, shaped like the ones
-    ``search.study._tell`` writes, because making real trials cross a limit here would take real
+    ``search.optimize._tell`` writes, because making real trials cross a limit here would take real
     training time; the real all-infeasible study is exercised end to end by the CLI tests.
     """
     limit = GIB // 4

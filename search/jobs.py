@@ -1,0 +1,109 @@
+"""``memfront run --jobs N``: several workers of one study on this host, one trial each at a time.
+
+Each job is an ordinary worker (``memfront run ... --worker-index i``) in its own process and
+session, exactly what a user would start by hand on another machine; this module only starts them,
+pins each to its device, forwards Ctrl-C once to each, and waits. A job that dies (``kill -9``)
+leaves its trial to the others' heartbeat checks: they fail it and retry its configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from search.errors import InputError
+
+__all__ = ["JobsOutcome", "job_devices", "run_jobs"]
+
+
+def job_devices(*, jobs: int | None, devices: str | None, study_device: str) -> list[str]:
+    """The device of each job: one per ``--devices`` entry, else the study's device ``jobs`` times.
+
+    Raises:
+        InputError: For a count that is not positive, or ``--jobs`` that disagrees with ``--devices``.
+    """
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs: must be at least 1, got {jobs}")
+    if devices is None:
+        return [study_device] * (jobs or 1)
+    pinned = [d.strip() for d in devices.split(",") if d.strip()]
+    if not pinned:
+        raise InputError("--devices: give CUDA indices such as 0,1")
+    if len(set(pinned)) != len(pinned):
+        raise InputError(f"--devices {devices}: a device is listed twice (one trial per device)")
+    if jobs is not None and jobs != len(pinned):
+        raise InputError(f"--jobs {jobs} with --devices {devices}: one job per device, so {len(pinned)} jobs")
+    return pinned
+
+
+@dataclasses.dataclass(frozen=True)
+class JobsOutcome:
+    """How the jobs ended: each one's exit code (negative: killed by that signal)."""
+
+    exit_codes: list[int]
+    interrupted: bool
+    wall_seconds: float
+
+
+def run_jobs(study_file: Path, *, storage: str, devices: list[str]) -> JobsOutcome:
+    """Starts one worker per device on ``storage`` and waits for all of them.
+
+    Args:
+        study_file: The study definition.
+        storage: The storage URL every job uses (safe for concurrent writers).
+        devices: One device per job.
+
+    Returns:
+        Each job's exit code, and whether Ctrl-C stopped them.
+    """
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "search",
+                "run",
+                str(study_file),
+                "--storage",
+                storage,
+                "--device",
+                device,
+                "--worker-index",
+                str(index),
+            ],
+            # Own sessions: a terminal's Ctrl-C reaches this process only, which forwards it once to each
+            # job, so that no job gets it twice while it is stopping its trial.
+            start_new_session=True,
+        )
+        for index, device in enumerate(devices)
+    ]
+    # The CLI turns SIGTERM into KeyboardInterrupt too: `kill PID` stops the jobs as Ctrl-C does.
+    interrupted = _wait(procs)
+    return JobsOutcome(
+        exit_codes=[proc.returncode for proc in procs],
+        interrupted=interrupted,
+        wall_seconds=time.monotonic() - started,
+    )
+
+
+def _wait(procs: list[subprocess.Popen[bytes]]) -> bool:
+    """Waits for every job; returns whether an interrupt was forwarded to them."""
+    interrupted = False
+    while True:
+        try:
+            for proc in procs:
+                proc.wait()
+            break
+        except KeyboardInterrupt:
+            if interrupted:
+                continue  # already forwarded: the jobs are stopping their trials
+            interrupted = True
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+    return interrupted

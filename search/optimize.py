@@ -1,0 +1,381 @@
+"""The search loop: one worker trains configurations of a study until it has ``n_trials`` done.
+
+Infeasible is not failed: a trial that crossed its memory limit is COMPLETE with a positive
+constraint violation (``peak - limit``), so that Optuna's constrained samplers learn to avoid that
+region; crashed and timed-out trials are FAIL (samplers ignore those).
+
+Any number of workers may run the loop on one storage, on one host or many. ``n_trials`` counts
+every worker's trials; a configuration another worker trains or trained is not trained again; a
+worker with nothing left to start waits (another worker's trial may yet need a retry); the trials of
+workers that went silent are failed and retried (see :mod:`search.storage`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from search.config import TrialConfig, TrialLimits
+from search.record import TrialRecord
+from search.space import KNOBS, suggest
+from search.storage import ask, fail_stale_trials
+from search.study import PreparedStudy
+from search.studyfile import StudySpec
+from search.supervisor import TrialProgress, run_trial
+from search.workers import Heartbeat, announce
+
+__all__ = ["StudyEvents", "StudyOutcome", "finished_count", "objective_values", "run_study"]
+
+_MAX_CONSECUTIVE_DUPLICATES = 30
+
+
+def objective_values(record: TrialRecord, objectives: list[str]) -> list[float] | None:
+    """The trial's objective values in study order; None if any is missing."""
+    figures = {
+        "map50_95": record.map50_95,
+        "map50": record.map50,
+        "fitness": record.fitness,
+        "peak_host": record.peak_host_bytes,
+        "peak_gpu": record.peak_gpu_bytes,
+        "epoch_seconds": record.epoch_seconds,
+    }
+    values = [figures[name] for name in objectives]
+    return None if any(v is None for v in values) else [float(v) for v in values]  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class StudyEvents:
+    """Hooks for a progress display. All optional."""
+
+    on_notes: Callable[[tuple[str, ...]], None] | None = None
+    on_trial_start: Callable[[int, dict[str, Any]], None] | None = None
+    on_progress: Callable[[TrialProgress], None] | None = None
+    on_trial_end: Callable[[int, TrialRecord, str | None], None] | None = None
+
+
+@dataclasses.dataclass
+class StudyOutcome:
+    """How a ``run`` ended."""
+
+    trained: int
+    total_finished: int
+    duplicates: int
+    interrupted: bool
+    stop_reason: str
+    wall_seconds: float
+    train_wall_seconds: float
+    idle_seconds: float = 0.0
+    preflight_skipped: int = 0
+    preflight_seconds_saved: float = 0.0
+
+
+def _finished(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards ``n_trials``: evaluated (or pre-flight skipped), not repeats."""
+    return [
+        t
+        for t in trials
+        if t.state.is_finished()
+        and t.user_attrs.get("status") not in (None, "interrupted")
+        and not _is_proposal_only(t)
+    ]
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Configurations done so far, counted as towards ``n_trials``."""
+    return len(_finished(study.get_trials(deepcopy=False)))
+
+
+def _config_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(params[k] for k in KNOBS)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: StudySpec) -> None:
+    slim = record.to_dict()
+    trial.set_user_attr("record", slim)
+    trial.set_user_attr("status", record.status)
+    trial.set_user_attr("config", {k: record.requested[k] for k in KNOBS})
+    for key in ("map50", "map50_95", "fitness", "peak_host_bytes", "peak_gpu_bytes", "epoch_seconds"):
+        trial.set_user_attr(key, getattr(record, key))
+    values = objective_values(record, spec.objectives)
+    if record.status == "ok" and values is not None:
+        peak = record.peak_host_bytes or 0
+        trial.set_user_attr("constraint", [float(peak - spec.memory_limit)])
+        study.tell(trial, values)
+    elif record.status in ("memory_limit", "predicted"):
+        peak = record.peak_host_bytes or spec.memory_limit
+        violation = max(1.0, float(peak - spec.memory_limit))
+        trial.set_user_attr("constraint", [violation])
+        worst = [0.0 if d == "maximize" else float(peak) for d in spec.directions]
+        study.tell(trial, worst)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
+    """Trains until the study has ``n_trials`` configurations done, counting every worker's.
+
+    Any number of workers may run this on one storage: a configuration another worker trains or
+    trained is not trained again, a worker with nothing left to start waits for the others (one of
+    their trials may yet need a retry), and the trials of workers that went silent are failed and
+    retried (see :mod:`search.storage`).
+
+    Args:
+        prepared: The study from :func:`prepare_study`.
+        events: Progress hooks.
+
+    Returns:
+        How this worker's run ended.
+    """
+    events = events or StudyEvents()
+    spec, study, space, worker = prepared.spec, prepared.study, prepared.space, prepared.worker
+    study.set_user_attr("notes", list(space.notes))
+    if space.notes and events.on_notes:
+        events.on_notes(space.notes)
+    _requeue_interrupted(study)
+    announce(study, worker, state="starting")
+    clock = _Clock()
+    trained = duplicates = consecutive = skipped = 0
+    interrupted = False
+    stop_reason = "n_trials reached"
+    try:
+        while True:
+            fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if prepared.preflight is not None:
+                prepared.preflight.load(trials)
+            done = _finished(trials)
+            seen = {_config_key(t.user_attrs["config"]): t for t in done if "config" in t.user_attrs}
+            if len(done) >= spec.n_trials:
+                break
+            if len(seen) >= space.size:
+                stop_reason = "every configuration of the space is evaluated"
+                break
+            reason = _timeout_reason(spec, clock, trials)
+            if reason is not None:
+                stop_reason = reason
+                break
+            running = _running(trials)
+            if len(done) + len(running) >= spec.n_trials or len(seen) + len(running) >= space.size:
+                # What is left is being trained by other workers; wait, since one may yet fail.
+                announce(study, worker, state="waiting")
+                clock.idle(min(5.0, spec.heartbeat_interval))
+                continue
+            trial = ask(study)
+            with Heartbeat(
+                study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
+                worker=worker, trial=trial.number,
+            ):  # fmt: skip
+                params = suggest(trial, spec, space)
+                trial.set_user_attr("config", params)
+                trial.set_user_attr("worker", worker.name)
+                trial.set_user_attr("device", spec.device)
+                frozen = study._storage.get_trial(trial._trial_id)
+                if "failed_trial" in frozen.system_attrs:
+                    trial.set_user_attr("retry_of", frozen.system_attrs["failed_trial"])
+                key = _config_key(params)
+                earlier = seen.get(key)
+                if earlier is not None:
+                    _tell_duplicate(study, trial, earlier)
+                    duplicates, consecutive = duplicates + 1, consecutive + 1
+                    if consecutive >= _MAX_CONSECUTIVE_DUPLICATES:
+                        stop_reason = "the sampler keeps proposing evaluated configurations"
+                        break
+                    continue
+                reason = _discard_reason(study.get_trials(deepcopy=False), trial.number, key, spec.n_trials)
+                if reason is not None:
+                    _discard(study, trial, frozen, reason)
+                    clock.idle(random.uniform(0.2, 1.0))
+                    continue
+                consecutive = 0
+                outcome = _train(prepared, trial, params, clock, events)
+                if outcome == "skipped":
+                    skipped += 1
+                    continue
+                trained += 1
+                if outcome == "interrupted":
+                    interrupted, stop_reason = True, "interrupted"
+                    break
+    except KeyboardInterrupt:
+        # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
+        interrupted, stop_reason = True, "interrupted"
+    announce(study, worker, state="interrupted" if interrupted else "stopped")
+    return StudyOutcome(
+        trained=trained,
+        total_finished=len(_finished(study.get_trials(deepcopy=False))),
+        duplicates=duplicates,
+        interrupted=interrupted,
+        stop_reason=stop_reason,
+        wall_seconds=clock.elapsed(),
+        train_wall_seconds=clock.training,
+        idle_seconds=clock.idle_total,
+        preflight_skipped=skipped,
+        preflight_seconds_saved=prepared.preflight.seconds_saved(skipped) if prepared.preflight else 0.0,
+    )
+
+
+class _Clock:
+    """Where a worker's time goes: training, waiting for other workers, and the rest (coordination)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.training = 0.0
+        self.idle_total = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(seconds)
+        self.idle_total += seconds
+
+
+def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.FrozenTrial]) -> str | None:
+    if spec.timeout is None:
+        return None
+    elapsed = clock.elapsed()
+    if elapsed >= spec.timeout:
+        return "study timeout reached"
+    walls = [
+        float(t.user_attrs["record"]["wall_seconds"]) for t in trials
+        if t.user_attrs.get("status") == "ok" and "record" in t.user_attrs
+    ]  # fmt: skip
+    if walls and spec.timeout - elapsed < 0.8 * statistics.median(walls):
+        # A trial cut by the study's timeout measures nothing: do not start one that cannot end.
+        return "too little of the study's timeout left for another trial"
+    return None
+
+
+def _running(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple[Any, ...] | None]:
+    """The trials being trained now by any worker: number -> configuration (None until suggested)."""
+    return {
+        t.number: _config_key(t.user_attrs["config"]) if "config" in t.user_attrs else None
+        for t in trials
+        if t.state == optuna.trial.TrialState.RUNNING and not _is_proposal_only(t)
+    }
+
+
+def _is_proposal_only(trial: optuna.trial.FrozenTrial) -> bool:
+    """A proposal that was never trained: a repeat of an evaluated configuration, or discarded."""
+    return "duplicate_of" in trial.user_attrs or "discarded" in trial.user_attrs
+
+
+def _discard_reason(
+    trials: list[optuna.trial.FrozenTrial], number: int, key: tuple[Any, ...], n_trials: int
+) -> str | None:
+    """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
+
+    Checked after this trial's configuration is stored, so that of two workers that proposed the same
+    configuration at once, at least one sees the other. Trial numbers rank the workers that asked
+    at once for the last trials of ``n_trials``: the lowest numbers train.
+    """
+    running = _running(trials)
+    for other, config in running.items():
+        if other != number and config == key:
+            return f"trial {other} trains the same configuration"
+    rank = sorted(running).index(number) if number in running else 0
+    if len(_finished(trials)) + rank >= n_trials:
+        return "n_trials is reached by the trials already running"
+    return None
+
+
+def _discard(study: optuna.Study, trial: optuna.Trial, frozen: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Closes a proposal that must not be trained; a queued one (a retry) goes back to the queue."""
+    trial.set_user_attr("discarded", reason)
+    if frozen.params and ("failed_trial" in frozen.system_attrs or "fixed_params" in frozen.system_attrs):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING,
+                params=frozen.params,
+                distributions=frozen.distributions,
+                user_attrs={k: v for k, v in frozen.user_attrs.items() if k in ("requeue_of", "retry_of")},
+                system_attrs={k: v for k, v in frozen.system_attrs.items() if not k.startswith("memfront:")},
+            )
+        )
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _requeue_interrupted(study: optuna.Study) -> None:
+    """Enqueues the configuration of each interrupted trial not requeued yet (stores before 0.2 did not)."""
+    requeued = set(study.user_attrs.get("requeued", []))
+    for frozen in study.get_trials(deepcopy=False):
+        attrs = frozen.user_attrs
+        pending = not attrs.get("requeued") and frozen.number not in requeued
+        if attrs.get("status") == "interrupted" and pending:
+            study.enqueue_trial(attrs["config"])
+            requeued.add(frozen.number)
+    study.set_user_attr("requeued", sorted(requeued))
+
+
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
+    """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
+    trial.set_user_attr("duplicate_of", earlier.number)
+    for key in ("status", "constraint", "map50", "map50_95", "peak_host_bytes"):
+        if key in earlier.user_attrs:
+            trial.set_user_attr(key, earlier.user_attrs[key])
+    complete = earlier.state == optuna.trial.TrialState.COMPLETE
+    study.tell(trial, earlier.values if complete else None, state=earlier.state)
+
+
+def _train(
+    prepared: PreparedStudy, trial: optuna.Trial, params: dict[str, Any], clock: _Clock, events: StudyEvents
+) -> str:
+    """Trains (or pre-flight skips) one configuration and tells the study; returns what happened."""
+    spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
+    config = TrialConfig(
+        data=prepared.data, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs, device=spec.device,
+        seed=spec.seed, train_images=spec.train_images, **params,
+    )  # fmt: skip
+    remaining = None if spec.timeout is None else max(1.0, spec.timeout - clock.elapsed())
+    limits = TrialLimits(
+        memory_limit_bytes=spec.memory_limit,
+        gpu_memory_limit_bytes=spec.gpu_memory_limit,
+        time_limit_s=min(filter(None, [spec.trial_time_limit, remaining]), default=None),
+    )
+    if preflight is not None:
+        prediction = preflight.predict(params, train_images=spec.train_images)
+        trial.set_user_attr("predicted_peak_bytes", prediction.total_bytes)
+        if preflight.should_skip(prediction):
+            record = preflight.skip_record(config, limits, prediction)
+            _tell(study, trial, record, spec)
+            if events.on_trial_end:
+                events.on_trial_end(trial.number, record, None)
+            return "skipped"
+    if events.on_trial_start:
+        events.on_trial_start(trial.number, params)
+    announce(study, prepared.worker, state="training", trial=trial.number)
+    try:
+        record = run_trial(config, limits=limits, on_progress=events.on_progress)
+    except BaseException:
+        # Never leave a RUNNING trial behind: a resumed study would count it forever. If the storage
+        # itself failed, the trial's heartbeats stop and other workers retry it.
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("status", "interrupted")
+            _requeue(study, trial, params)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    clock.training += record.wall_seconds
+    if record.status == "interrupted":
+        _requeue(study, trial, params)
+    note = None
+    try:
+        _tell(study, trial, record, spec)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # This worker was silent past the grace period (suspended, or cut off from the storage):
+        # another worker failed the trial and retries its configuration, so this result is dropped.
+        note = "not stored: another worker declared this trial lost and retries it"
+    if events.on_trial_end:
+        events.on_trial_end(trial.number, record, note)
+    return "interrupted" if record.status == "interrupted" else "trained"
+
+
+def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> None:
+    """Hands an interrupted trial's configuration to the next worker that asks (this one or another)."""
+    trial.set_user_attr("requeued", True)
+    study.enqueue_trial(params, user_attrs={"requeue_of": trial.number})

@@ -1,0 +1,228 @@
+"""The search commands of the CLI: ``run`` (one worker, or ``--jobs`` workers) and ``status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from search.errors import InputError
+from search.record import TrialRecord
+from search.study_cli import StorageOption, StudyFile, config_text, out
+from search.units import format_bytes, format_seconds
+
+__all__ = ["register"]
+
+console = Console(stderr=True, soft_wrap=True)
+EXIT_INTERRUPTED = 130
+
+
+def _trial_line(number: int, record: TrialRecord, note: str | None = None) -> str:
+    colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
+    figures = (
+        f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
+    ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
+    line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {config_text(record.requested)}  {figures}"
+    return line + (f"  [red]{note}[/]" if note else "")
+
+
+def run(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Workers on this host, one trial each at a time (default 1).")
+    ] = None,
+    devices: Annotated[
+        str | None, typer.Option(help="CUDA devices, one job pinned to each, e.g. 0,1 (sets --jobs).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="This worker's device (overrides the study file).")
+    ] = None,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Create or resume a study and train until n_trials configurations are done (across all workers)."""
+    from search.jobs import job_devices
+    from search.study import prepare_study
+    from search.studyfile import load_study_spec
+
+    spec = load_study_spec(study_file)
+    if device is not None:
+        spec = spec.model_copy(update={"device": device})
+    pinned = job_devices(jobs=jobs, devices=devices, study_device=spec.device)
+    if len(pinned) > 1 or devices is not None:
+        _run_jobs(spec, study_file, storage, pinned)
+        return
+    prepared = prepare_study(spec, study_file, storage=storage, worker_index=worker_index)
+    if worker_index is None:
+        outcome = _run_with_progress(prepared)
+    else:
+        outcome = _run_plain(prepared, f"[job {worker_index} {spec.device}] ")
+    prefix = "" if worker_index is None else f"[job {worker_index}] "
+    console.print(
+        f"{prefix}{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
+        f"({outcome.trained} trained by this worker, {outcome.duplicates} repeated proposals skipped) in "
+        f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
+    )
+    if outcome.preflight_skipped:
+        console.print(
+            f"{prefix}pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were "
+            f"not trained (about {format_seconds(outcome.preflight_seconds_saved)} saved)"
+        )
+    if outcome.interrupted:
+        console.print(f"{prefix}interrupted: everything finished is stored; run the same command to continue")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _run_jobs(spec: Any, study_file: Path, storage: str | None, pinned: list[str]) -> None:
+    from search.footprint import check_device
+    from search.jobs import run_jobs
+    from search.storage import safe_url
+    from search.study import prepare_study
+
+    for each in pinned:
+        check_device(each)
+    # Checks and creates everything once, before any job starts (the jobs find it all in place).
+    prepared = prepare_study(spec.model_copy(update={"device": pinned[0]}), study_file, storage=storage,
+                             jobs=len(pinned))  # fmt: skip
+    console.print(f"{spec.name}: {len(pinned)} jobs on {safe_url(prepared.url)}, devices {', '.join(pinned)}")
+    outcome = run_jobs(study_file, storage=prepared.url, devices=pinned)
+    from search.optimize import finished_count
+
+    done = finished_count(prepared.study)
+    codes = enumerate(outcome.exit_codes)
+    lost = [f"job {i} ({_exit_text(code)})" for i, code in codes if code not in (0, EXIT_INTERRUPTED)]
+    console.print(
+        f"{spec.name}: {done}/{spec.n_trials} configurations done by {len(pinned)} jobs in "
+        f"{format_seconds(outcome.wall_seconds)}" + (f"; ended abnormally: {', '.join(lost)}" if lost else "")
+    )
+    if outcome.interrupted:
+        console.print("interrupted: everything finished is stored; run the same command to continue")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if done < spec.n_trials and lost:
+        raise typer.Exit(1)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        import signal
+
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
+def _run_with_progress(prepared: Any) -> Any:
+    from search.optimize import StudyEvents, run_study
+
+    spec = prepared.spec
+    with Progress(
+        TextColumn("[bold]{task.fields[name]}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("", total=spec.n_trials, name=spec.name)
+        current: dict[str, Any] = {}
+
+        def on_start(number: int, params: dict[str, Any]) -> None:
+            current.update(number=number, params=params)
+            bar.update(task, description=f"trial {number}: {config_text(params)}")
+
+        def on_progress(progress: Any) -> None:
+            epoch = f"epoch {progress.epoch}/{progress.epochs}" if progress.epoch else progress.phase
+            bar.update(
+                task,
+                description=f"trial {current.get('number')}: {config_text(current.get('params', {}))}"
+                f"  {epoch}  host {format_bytes(progress.host_bytes)}",
+            )
+
+        def on_end(number: int, record: TrialRecord, note: str | None) -> None:
+            bar.console.print(_trial_line(number, record, note))
+            bar.advance(task)
+
+        def on_notes(notes: tuple[str, ...]) -> None:
+            for note in notes:
+                bar.console.print(f"[dim]note: {note}[/]")
+
+        events = StudyEvents(
+            on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
+        )
+        return run_study(prepared, events=events)
+
+
+def _run_plain(prepared: Any, prefix: str) -> Any:
+    """One line per event: several jobs share a terminal, and live progress bars would garble it."""
+    from search.optimize import StudyEvents, run_study
+
+    def on_notes(notes: tuple[str, ...]) -> None:
+        for note in notes:
+            console.print(f"{prefix}[dim]note: {note}[/]")
+
+    def on_start(number: int, params: dict[str, Any]) -> None:
+        console.print(f"{prefix}trial {number:>3} started: {config_text(params)}")
+
+    def on_end(number: int, record: TrialRecord, note: str | None) -> None:
+        console.print(prefix + _trial_line(number, record, note))
+
+    events = StudyEvents(on_notes=on_notes, on_trial_start=on_start, on_trial_end=on_end)
+    return run_study(prepared, events=events)
+
+
+def status(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+    recent: Annotated[str, typer.Option(help="List workers seen within this long.")] = "10m",
+) -> None:
+    """Workers seen recently, trials running / done / infeasible, and the front's size."""
+    from search.study import open_study, storage_url
+    from search.studyfile import load_study_spec
+    from search.units import parse_duration
+    from search.workers import study_status
+
+    try:
+        recent_s = parse_duration(recent)
+    except ValueError as error:
+        raise InputError(f"--recent: {error}") from None
+    spec = load_study_spec(study_file)
+    url = storage_url(spec, study_file, storage)
+    study = open_study(spec, url, create=False)
+    now = study_status(study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s)
+    from search.storage import safe_url
+
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(now.counts.items())) or "none"
+    infeasible = now.counts.get("memory_limit", 0) + now.counts.get("predicted", 0)
+    out.print(f"{now.name} on {safe_url(url)}")
+    out.print(
+        f"trials: {now.done}/{now.n_trials} done, {len(now.running)} running, {now.waiting} waiting, "
+        f"{infeasible} infeasible; by status: {counts}; front: {now.front_size} configurations"
+    )
+    workers = Table(title=f"workers seen in the last {format_seconds(recent_s)}")
+    for column in ("worker", "device", "state", "trial", "last seen"):
+        workers.add_column(column)
+    for seen in now.workers:
+        workers.add_row(
+            seen.name, seen.device, seen.state, "-" if seen.trial is None else str(seen.trial),
+            f"{format_seconds(seen.seconds_since_seen)} ago",
+        )  # fmt: skip
+    out.print(workers)
+    if now.running:
+        running = Table(title="running trials")
+        for column in ("trial", "worker", "config", "running for", "retry of"):
+            running.add_column(column)
+        for trial in now.running:
+            running.add_row(
+                str(trial.number), trial.worker or "-", config_text(trial.config),
+                format_seconds(trial.seconds_running), "-" if trial.retry_of is None else str(trial.retry_of),
+            )  # fmt: skip
+        out.print(running)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the search commands to the CLI."""
+    app.command()(run)
+    app.command()(status)

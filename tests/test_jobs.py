@@ -1,0 +1,131 @@
+"""``run --jobs``: local workers on a journal, a killed job, Ctrl-C on one worker, device pinning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.errors import InputError
+from search.jobs import job_devices
+from search.study import open_study, storage_url
+from search.studyfile import load_study_spec
+
+from .conftest import children_running_trials, run_cli, scale_study, start_cli, trainer_processes
+from .test_workers import _assert_complete, _counted
+
+
+def _study(spec_path: Path, url: str | None = None) -> optuna.Study:
+    spec = load_study_spec(spec_path)
+    return open_study(spec, storage_url(spec, spec_path, url), create=False)
+
+
+def _jobs_of(parent: int) -> list[int]:
+    """The job processes a ``run --jobs`` process started, in index order."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == parent and b"--worker-index" in cmdline:
+            found.append((int(cmdline[cmdline.index(b"--worker-index") + 1]), int(name)))
+    return [pid for _, pid in sorted(found)]
+
+
+def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path: Path) -> None:
+    spec = scale_study(tmp_path, tiny_data, n_trials=4)
+    parent = start_cli("run", str(spec), "--jobs", "2")
+    deadline = time.monotonic() + 300
+    while (len(_jobs_of(parent.pid)) < 2 or not children_running_trials(_jobs_of(parent.pid)[0])) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    victim = _jobs_of(parent.pid)[0]
+    trainers = children_running_trials(victim)
+    assert trainers, "job 0 never started a trial"
+    time.sleep(2)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = parent.communicate(timeout=600)
+    assert parent.returncode == 0, stderr  # the other job finished the study
+    assert "job 0 (killed by SIGKILL)" in stderr
+
+    # Several local jobs default to a journal beside the study file: SQLite is unsafe for them.
+    assert (tmp_path / "scale.journal").is_file() and not (tmp_path / "scale.db").exists()
+    study = _study(spec)
+    victim_name = f"{socket.gethostname()}:{victim}"
+    lost = next(t for t in study.get_trials() if t.user_attrs.get("worker") == victim_name)
+    assert lost.state == optuna.trial.TrialState.FAIL
+    counted = _counted(study)
+    assert len(counted) == 4
+    assert len({tuple(sorted(t.user_attrs["config"].items())) for t in counted}) == 4
+    retry = next(t for t in counted if t.user_attrs.get("retry_of") == lost.number)
+    assert retry.user_attrs["config"] == lost.user_attrs["config"]
+    _assert_complete(retry)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in trainers)
+    assert trainer_processes() == []
+
+
+def test_ctrl_c_on_one_worker_stops_only_its_trial(tiny_data: Path, tmp_path: Path) -> None:
+    spec = scale_study(tmp_path, tiny_data, n_trials=3)
+    url = f"journal:{tmp_path / 'shared.journal'}"
+    first = start_cli("run", str(spec), "--storage", url)
+    deadline = time.monotonic() + 300
+    while not children_running_trials(first.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = start_cli("run", str(spec), "--storage", url)
+    while not children_running_trials(second.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children_running_trials(first.pid) and children_running_trials(second.pid)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    assert children_running_trials(second.pid)  # the other worker's trial goes on
+
+    _, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stderr
+    study = _study(spec, url)
+    stopped = [t for t in study.get_trials() if t.user_attrs.get("status") == "interrupted"]
+    assert len(stopped) == 1 and stopped[0].user_attrs["worker"].endswith(f":{first.pid}")
+    counted = _counted(study)
+    assert len(counted) == 3 and all(t.user_attrs["worker"].endswith(f":{second.pid}") for t in counted)
+    # The interrupted configuration was handed to the other worker, and trained there.
+    requeued = [t for t in counted if t.user_attrs.get("requeue_of") == stopped[0].number]
+    assert len(requeued) == 1 and requeued[0].user_attrs["config"] == stopped[0].user_attrs["config"]
+    assert trainer_processes() == []
+
+
+def test_device_pinning_gives_one_job_per_device() -> None:
+    assert job_devices(jobs=None, devices="0,1", study_device="cpu") == ["0", "1"]
+    assert job_devices(jobs=3, devices=None, study_device="cpu") == ["cpu"] * 3
+    assert job_devices(jobs=None, devices=None, study_device="cpu") == ["cpu"]
+    with pytest.raises(InputError, match="one job per device"):
+        job_devices(jobs=3, devices="0,1", study_device="cpu")
+    with pytest.raises(InputError, match="listed twice"):
+        job_devices(jobs=None, devices="0,0", study_device="cpu")
+    with pytest.raises(InputError, match="at least 1"):
+        job_devices(jobs=0, devices=None, study_device="cpu")
+
+
+def test_bad_jobs_input_exits_2(tiny_data: Path, tmp_path: Path) -> None:
+    spec = scale_study(tmp_path, tiny_data, n_trials=2)
+    cases = {
+        ("--jobs", "2", "--storage", f"sqlite:///{tmp_path / 'x.db'}"): "not safe for concurrent writers",
+        ("--devices", "0,1"): "CUDA device 0 does not exist here (0 CUDA devices visible)",  # no GPU here
+        ("--jobs", "1000"): "this machine has",  # 1000 x 6 GiB limits cannot fit
+        ("--device", "gpu"): "expected cpu, a CUDA index",
+    }
+    for args, message in cases.items():
+        done = run_cli("run", str(spec), *args, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, done.stderr)
+    assert not list(tmp_path.glob("*.db")) and not list(tmp_path.glob("*.journal"))

@@ -1,0 +1,108 @@
+"""Storages: default choice, heartbeats that fail a silent trial and retry it once, bad URLs."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.errors import InputError
+from search.storage import HEARTBEAT_ATTR, default_storage_url, fail_stale_trials, make_storage, safe_url
+
+from .conftest import run_cli, scale_study
+from .postgres import PostgresServer
+
+
+def test_default_storage_is_sqlite_for_one_job_and_a_journal_for_several(tmp_path: Path) -> None:
+    assert default_storage_url(tmp_path, "x") == f"sqlite:///{tmp_path.resolve() / 'x.db'}"
+    journal = default_storage_url(tmp_path, "x", jobs=2)
+    assert journal == f"journal:///{str(tmp_path.resolve() / 'x.journal').lstrip('/')}"
+    (tmp_path / "x.journal").write_text("")
+    # Once a journal exists, every command (run, report, status) finds the study there.
+    assert default_storage_url(tmp_path, "x") == journal
+
+
+def test_safe_url_masks_the_password() -> None:
+    assert safe_url("postgresql://me:secret@db:5432/s") == "postgresql://me:***@db:5432/s"
+    assert safe_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+@pytest.fixture(params=["journal", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "journal":
+        return f"journal:{tmp_path / 'study.journal'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+def test_silent_trial_is_failed_after_the_grace_period_and_retried_once(storage_url: str) -> None:
+    storage = make_storage(storage_url, heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.suggest_categorical("batch", [4, 8])
+    storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+    fail_stale_trials(study)
+    assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # within the grace period
+
+    time.sleep(3.2)  # its worker went silent
+    fail_stale_trials(study)
+    first, retry = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == first.params
+    assert retry.system_attrs["failed_trial"] == first.number
+
+    # The retry is asked by another worker, which dies too: no second retry.
+    again = study.ask()
+    assert again.number == retry.number and again.params == first.params
+    storage.record_heartbeat(again._trial_id)  # type: ignore[attr-defined]  # as a worker does at once
+    time.sleep(3.2)
+    fail_stale_trials(study)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_journal_heartbeat_is_a_trial_attribute(tmp_path: Path) -> None:
+    storage = make_storage(f"journal:{tmp_path / 'j.journal'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    before = time.time()
+    storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+    assert study.trials[0].system_attrs[HEARTBEAT_ATTR] >= before
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        make_storage(f"journal:{tmp_path / 'missing' / 'x.journal'}", heartbeat_interval=1, grace_period=2)
+    with pytest.raises(InputError, match="journal:relative/path or journal:///absolute/path"):
+        make_storage("journal://host/x", heartbeat_interval=1, grace_period=2)
+    with pytest.raises(InputError, match="cannot be opened"):
+        make_storage("nosuchdb://x", heartbeat_interval=1, grace_period=2)
+
+
+def test_unreachable_storage_and_wrong_credentials_exit_2(
+    postgres: PostgresServer, tiny_data: Path, tmp_path: Path
+) -> None:
+    spec = scale_study(tmp_path, tiny_data, n_trials=1)
+    wrong_password = postgres.new_database().replace(":memfront-test-password@", ":not-the-password@")
+    cases = {
+        wrong_password: "password authentication failed",
+        f"postgresql://memfront:pw@127.0.0.1:{_closed_port()}/db": "Connection refused",
+        postgres.url("no_such_database"): 'database "no_such_database" does not exist',
+    }
+    for url, reason in cases.items():
+        for command in ("run", "status", "report"):
+            done = run_cli(command, str(spec), "--storage", url, timeout=120)
+            assert done.returncode == 2, (command, url, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+            assert lines[0].startswith("memfront: error: storage postgresql://memfront:***@")
+            assert reason in lines[0] and "not-the-password" not in lines[0]
+    assert not list(tmp_path.glob("*.db")) and not list(tmp_path.glob("*.journal"))  # nothing made instead
