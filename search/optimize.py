@@ -25,7 +25,7 @@ import optuna
 from search.config import TrialConfig, TrialLimits
 from search.record import TrialRecord
 from search.space import KNOBS, suggest
-from search.storage import ask, fail_stale_trials
+from search.storage import ask, fail_stale_trials, storage_clock
 from search.study import PreparedStudy
 from search.studyfile import StudySpec
 from search.supervisor import TrialProgress, run_trial
@@ -72,6 +72,7 @@ class StudyOutcome:
     wall_seconds: float
     train_wall_seconds: float
     idle_seconds: float = 0.0
+    storage_seconds: float = 0.0
     preflight_skipped: int = 0
     preflight_seconds_saved: float = 0.0
 
@@ -205,7 +206,16 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
     except KeyboardInterrupt:
         # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
         interrupted, stop_reason = True, "interrupted"
-    announce(study, worker, state="interrupted" if interrupted else "stopped")
+    storage = storage_clock(study)
+    times = {
+        "wall": clock.elapsed(),
+        "training": clock.training,
+        "waiting": clock.idle_total,
+        "storage": storage.seconds if storage else 0.0,
+        "storage_calls": float(storage.calls) if storage else 0.0,
+        "heartbeat_storage": storage.background_seconds if storage else 0.0,
+    }
+    announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
     return StudyOutcome(
         trained=trained,
         total_finished=len(_finished(study.get_trials(deepcopy=False))),
@@ -215,6 +225,7 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
         wall_seconds=clock.elapsed(),
         train_wall_seconds=clock.training,
         idle_seconds=clock.idle_total,
+        storage_seconds=times["storage"],
         preflight_skipped=skipped,
         preflight_seconds_saved=prepared.preflight.seconds_saved(skipped) if prepared.preflight else 0.0,
     )

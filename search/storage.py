@@ -15,6 +15,9 @@ directory, or ``journal:///absolute/path``).
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -32,12 +35,14 @@ from search.errors import InputError
 __all__ = [
     "HEARTBEAT_ATTR",
     "HeartbeatJournalStorage",
+    "StorageClock",
     "ask",
     "default_storage_url",
     "fail_stale_trials",
     "is_concurrent_safe",
     "make_storage",
     "safe_url",
+    "storage_clock",
 ]
 
 HEARTBEAT_ATTR = "memfront:heartbeat"
@@ -129,8 +134,60 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self._stale_trial_callback
 
 
+@dataclasses.dataclass
+class StorageClock:
+    """Time a worker spent in storage calls: its own (which delay its next trial) and its heartbeats'."""
+
+    seconds: float = 0.0
+    calls: int = 0
+    background_seconds: float = 0.0
+
+
+_outermost = threading.local()
+
+
+def _instrument(storage: optuna.storages.BaseStorage) -> StorageClock:
+    """Times every public call into ``storage`` (the outermost one only, when calls nest)."""
+    clock = StorageClock()
+    main = threading.main_thread()
+    names = [n for n in dir(storage) if not n.startswith("_") or n == "_get_stale_trial_ids"]
+    for name in names:
+        method = getattr(storage, name, None)
+        if not inspect.ismethod(method):
+            continue
+
+        def timed(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            if getattr(_outermost, "busy", False):
+                return _method(*args, **kwargs)
+            _outermost.busy = True
+            started = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                _outermost.busy = False
+                elapsed = time.perf_counter() - started
+                if threading.current_thread() is main:
+                    clock.seconds += elapsed
+                    clock.calls += 1
+                else:
+                    clock.background_seconds += elapsed
+
+        setattr(storage, name, timed)
+    return clock
+
+
+def storage_clock(study: optuna.Study) -> StorageClock | None:
+    """The clock of a study opened through :func:`make_storage` (None for any other)."""
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)  # Optuna wraps an RDB storage in a cache
+    clock = getattr(storage, "memfront_clock", None)
+    return clock if isinstance(clock, StorageClock) else None
+
+
 def make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -> optuna.storages.BaseStorage:
     """Opens the storage at ``url`` with heartbeats, and a retry of each stale trial's configuration.
+
+    Every call into it is timed (see :func:`storage_clock`): the coordination overhead of a study.
 
     Raises:
         InputError: If the storage cannot be opened (no server, wrong credentials, bad URL, a
@@ -139,7 +196,9 @@ def make_storage(url: str, *, heartbeat_interval: float, grace_period: float) ->
     with warnings.catch_warnings():
         # Heartbeats and retries are marked experimental in Optuna; they are what this storage is for.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _make_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        storage = _make_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    storage.memfront_clock = _instrument(storage)  # type: ignore[attr-defined]
+    return storage
 
 
 def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -> optuna.storages.BaseStorage:

@@ -55,8 +55,18 @@ class WorkerIdentity:
         return f"{self.host}:{self.pid}"
 
 
-def announce(study: optuna.Study, worker: WorkerIdentity, *, state: str, trial: int | None = None) -> None:
-    """Records that ``worker`` is alive and what it does (``training``, ``waiting``, ``stopped``...)."""
+def announce(
+    study: optuna.Study,
+    worker: WorkerIdentity,
+    *,
+    state: str,
+    trial: int | None = None,
+    times: dict[str, float] | None = None,
+) -> None:
+    """Records that ``worker`` is alive and what it does (``training``, ``waiting``, ``stopped``...).
+
+    ``times`` (seconds by activity) is stored with the final announcement, for benchmarks.
+    """
     key = _WORKER_PREFIX + worker.name
     previous = study.user_attrs.get(key) or {}
     study.set_user_attr(
@@ -70,6 +80,7 @@ def announce(study: optuna.Study, worker: WorkerIdentity, *, state: str, trial: 
             "trial": trial,
             "started_at": previous.get("started_at", time.time()),
             "last_seen_at": time.time(),
+            **({"times": times} if times else {}),
         },
     )
 
