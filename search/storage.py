@@ -40,6 +40,7 @@ __all__ = [
     "default_storage_url",
     "fail_stale_trials",
     "is_concurrent_safe",
+    "journal_path",
     "make_storage",
     "safe_url",
     "storage_clock",

@@ -18,7 +18,7 @@ from search.errors import InputError
 from search.predict import DatasetStats
 from search.preflight import Preflight
 from search.space import EffectiveSpace, effective_space
-from search.storage import default_storage_url, is_concurrent_safe, make_storage, safe_url
+from search.storage import default_storage_url, is_concurrent_safe, journal_path, make_storage, safe_url
 from search.studyfile import StudySpec
 from search.workers import WorkerIdentity, workers_seen
 
@@ -205,6 +205,8 @@ def prepare_study(
     space = effective_space(spec)
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
+    if jobs > 1 and storage is None and spec.storage is None:
+        _move_to_journal(spec, spec_path, url)
     hyp = resolve_hyp_path(spec, spec_path)
     resolve_hyp(hyp)
     study = open_study(spec, url, create=True, space=space)
@@ -229,6 +231,23 @@ def prepare_study(
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker
     )
+
+
+def _move_to_journal(spec: StudySpec, spec_path: Path, journal_url: str) -> None:
+    """Copies a study run so far in the default SQLite file into the journal that ``--jobs`` uses.
+
+    From then on every command finds the study in the journal (it wins when both files exist), so
+    nothing run before is lost from view. The SQLite file is left as it was.
+    """
+    sqlite = spec_path.parent / f"{spec.name}.db"
+    journal = journal_path(journal_url)
+    if not sqlite.is_file() or journal is None or journal.exists():
+        return
+    source = make_storage(f"sqlite:///{sqlite.resolve()}", heartbeat_interval=1, grace_period=2)
+    if spec.name not in {s.study_name for s in optuna.get_all_study_summaries(source)}:
+        return
+    target = make_storage(journal_url, heartbeat_interval=1, grace_period=2)
+    optuna.copy_study(from_study_name=spec.name, from_storage=source, to_storage=target)
 
 
 def _check_jobs_fit(spec: StudySpec, jobs: int) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from search import compat
+from search.cgroup import TrialCgroup, cgroup_figures
 from search.config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.dataset import load_dataset, snapshot_cache_files, write_trial_data_yaml
 from search.gpu import NvmlProbe
@@ -209,6 +210,7 @@ def _supervise(
     env["TMPDIR"] = str(child_temp)
     log_path = folder / "trial.log"
     events = _Events(folder / "events.jsonl")
+    cgroup = TrialCgroup.create(folder.name)
     spawned_at = time.time()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
@@ -221,6 +223,8 @@ def _supervise(
             start_new_session=True,
         )
     pgid = child.pid
+    # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
+    cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
     stopped_for: dict[str, int] = {}
     stop_lock = threading.Lock()
 
@@ -286,12 +290,13 @@ def _supervise(
         memory = sampler.stop()
         if nvml is not None:
             nvml.close()
+        kernel_figures = cgroup_figures(cgroup, joined=cgroup_joined)
     events.poll()
     return _build_record(
         config,
         limits,
         events,
-        memory.to_dict(),
+        {**memory.to_dict(), "cgroup": kernel_figures},
         child.returncode,
         stopped_for,
         wall=time.monotonic() - started,
@@ -401,6 +406,9 @@ def _build_record(
         "limit_bytes": limits.memory_limit_bytes,
     }
     _apply_kernel_floor(memory)
+    kernel = memory.get("cgroup") or {}
+    if kernel.get("peak_bytes") and memory.get("peak_host_bytes"):
+        kernel["peak_over_pss"] = kernel["peak_bytes"] / memory["peak_host_bytes"]
     used = {k: v for k, v in (events.last("used") or {}).items() if k not in ("event", "time")}
     return TrialRecord(
         status=status,

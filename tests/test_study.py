@@ -229,3 +229,18 @@ def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     ]
     assert resumed and resumed[0].user_attrs["config"] == interrupted[0].user_attrs["config"]
     assert resumed[0].user_attrs["status"] == "ok"
+
+
+def test_jobs_move_a_sqlite_study_into_a_journal(tiny_study: Path, tmp_path: Path) -> None:
+    from search.study import prepare_study
+
+    spec_path = _copy_study(tiny_study, tmp_path)
+    before = _trials(spec_path)
+    prepared = prepare_study(load_study_spec(spec_path), spec_path, jobs=2)
+    assert prepared.url.startswith("journal:///") and (tmp_path / "tiny.journal").is_file()
+    after = _trials(spec_path)  # every command now finds the study in the journal
+    assert storage_url(load_study_spec(spec_path), spec_path).startswith("journal:")
+    assert [(t.number, t.state, t.values, t.user_attrs) for t in after] == [
+        (t.number, t.state, t.values, t.user_attrs) for t in before
+    ]
+    assert (tmp_path / "tiny.db").is_file()  # left as it was

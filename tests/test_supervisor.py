@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from search.cgroup import TrialCgroup, memory_cgroup_root
 from search.config import TrialConfig, TrialLimits
 from search.demo import make_demo_dataset
 from search.errors import InputError
@@ -57,6 +60,21 @@ def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path, work: Pat
     assert memory["peak_rss_tree_bytes"] > record.peak_host_bytes  # workers share pages
     assert record.peak_gpu_bytes is None and record.gpu["cuda"] is False
     assert progress and trainer_processes() == [] and _leftovers(work) == []
+    _check_kernel_accounting(memory["cgroup"])
+
+
+def _check_kernel_accounting(kernel: dict[str, object]) -> None:
+    """The trial's own cgroup, where this machine lets the search make one (it does here: cgroup v1)."""
+    root, version = memory_cgroup_root()
+    if root is None:
+        assert kernel == {"available": False, "reason": version}
+        return
+    assert kernel["available"] is True and kernel["version"] == version, kernel
+    # The kernel charged the tree's own pages (and page cache) to it; libtorch's file pages may be
+    # charged to whichever cgroup read them first, so the figure is compared, never asserted equal.
+    assert isinstance(kernel["peak_bytes"], int) and kernel["peak_bytes"] > 100 * 1024**2
+    assert isinstance(kernel["peak_over_pss"], float)
+    assert not list(root.glob(f"memfront-{os.getpid()}-*"))  # removed after the trial
 
 
 def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path, work: Path) -> None:
@@ -122,3 +140,17 @@ def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path, work: Path) -
     with pytest.raises(InputError, match="no images"):
         run_trial(workdir=work, config=TrialConfig(data=str(empty), **TINY))
     assert _leftovers(work) == []
+
+
+def test_abandoned_trial_cgroups_are_removed(tmp_path: Path) -> None:
+    root, version = memory_cgroup_root()
+    if root is None:
+        pytest.skip(f"no memory cgroup here: {version}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a worker killed before it could remove its trial's cgroup
+    abandoned = root / f"memfront-{dead.pid}-memfront-trial-x"
+    abandoned.mkdir()
+    group = TrialCgroup.create("probe")
+    assert isinstance(group, TrialCgroup)
+    group.remove()
+    assert not abandoned.exists() and not group.path.exists()
