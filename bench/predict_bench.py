@@ -34,6 +34,7 @@ from search.dataset import load_dataset  # noqa: E402
 from search.demo import make_demo_dataset  # noqa: E402
 from search.optimize import run_study  # noqa: E402
 from search.predict import DatasetStats, features  # noqa: E402
+from search.preflight import combined_fit  # noqa: E402
 from search.report import front, trials_frame  # noqa: E402
 from search.study import open_study, prepare_study, storage_url  # noqa: E402
 from search.studyfile import load_study_spec  # noqa: E402
@@ -128,7 +129,7 @@ def bench(out: Path) -> dict[str, Any]:
         held_out = []
         for index, run in enumerate(subset):
             others = [row(r) for i, r in enumerate(subset) if i != index]
-            model = calibration.model.fit(calibration.rows + others)
+            model = combined_fit(list(calibration.rows), others)
             predicted = model.predict(row(run)[0]).total_bytes
             held_out.append(
                 {
@@ -140,7 +141,7 @@ def bench(out: Path) -> dict[str, Any]:
             )
         results["held_out"] = held_out
         results["held_out_median_abs_error"] = statistics.median(abs(h["error"]) for h in held_out)
-        model = calibration.model.fit(calibration.rows + [row(r) for r in subset])
+        model = combined_fit(list(calibration.rows), [row(r) for r in subset])
         results["fitted"] = model.to_dict()
         extrapolated = []
         for knobs in FULL_RUNS:

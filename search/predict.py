@@ -165,17 +165,23 @@ class MemoryModel:
         terms = {name: self.coefficients[name] * feature_values[name] for name in TERMS}
         return Prediction(total_bytes=sum(terms.values()), terms=terms)
 
-    def fit(self, rows: Sequence[tuple[dict[str, float], float]]) -> MemoryModel:
-        """Refits on measured (features, peak bytes) rows, minimising the relative error.
+    def fit(
+        self, rows: Sequence[tuple[dict[str, float], float]], weights: Sequence[float] | None = None
+    ) -> MemoryModel:
+        """Refits on measured (features, peak bytes) rows, minimising the (weighted) relative error.
 
-        Terms whose feature does not vary among the rows keep this model's coefficient.
+        Terms whose feature does not vary among the rows keep this model's coefficient. The fit's
+        reported errors are those of the rows of the largest weight (the ones the fit is for).
         """
         import numpy as np
         from scipy.optimize import nnls
 
-        usable = [(f, float(y)) for f, y in rows if y and y > 0]
-        if not usable:
+        row_weights = [1.0] * len(rows) if weights is None else list(weights)
+        kept = [(f, float(y), w) for (f, y), w in zip(rows, row_weights, strict=True) if y and y > 0]
+        if not kept:
             return self
+        usable = [(f, y) for f, y, _ in kept]
+        weight = np.array([w for _, _, w in kept], dtype=float)
         matrix = np.array([[f[name] for name in TERMS] for f, _ in usable], dtype=float)
         target = np.array([y for _, y in usable], dtype=float)
         spread = np.ptp(matrix, axis=0)
@@ -185,17 +191,18 @@ class MemoryModel:
         prior = np.array([self.coefficients[name] for name in TERMS], dtype=float)
         residual_target = target - matrix[:, fixed] @ prior[fixed]
         # Relative error: divide each row by its measurement; scale columns for conditioning.
-        weighted = matrix[:, free] / target[:, None]
+        weighted = matrix[:, free] * (weight / target)[:, None]
         scale = np.maximum(np.abs(weighted).max(axis=0), 1e-30)
-        solution, _ = nnls(weighted / scale, residual_target / target)
+        solution, _ = nnls(weighted / scale, residual_target * weight / target)
         coefficients = prior.copy()
         coefficients[free] = solution / scale
-        predicted = matrix @ coefficients
-        errors = np.abs(predicted - target) / target
+        mine = weight == weight.max()
+        predicted = matrix[mine] @ coefficients
+        errors = np.abs(predicted - target[mine]) / target[mine]
         return MemoryModel(
             coefficients={name: float(c) for name, c in zip(TERMS, coefficients, strict=True)},
             fitted_terms=tuple(TERMS[i] for i in free),
-            samples=len(usable),
+            samples=int(mine.sum()),
             median_error=float(np.median(errors)),
             max_error=float(errors.max()),
         )

@@ -19,7 +19,15 @@ from search.config import TrialConfig, TrialLimits
 from search.predict import DatasetStats, MemoryModel, Prediction, features
 from search.record import TrialRecord
 
-__all__ = ["Preflight", "full_size_predictions", "record_features", "study_memory_model", "study_rows"]
+__all__ = [
+    "CALIBRATION_WEIGHT",
+    "Preflight",
+    "combined_fit",
+    "full_size_predictions",
+    "record_features",
+    "study_memory_model",
+    "study_rows",
+]
 
 
 def record_features(record: dict[str, Any], stats: DatasetStats) -> dict[str, float]:
@@ -106,7 +114,7 @@ class Preflight:
     def model(self) -> MemoryModel:
         """The model fitted on calibration and study rows so far."""
         if self._model is None:
-            self._model = MemoryModel.prior().fit(self._base_rows + self._rows)
+            self._model = combined_fit(self._base_rows, self._rows)
         return self._model
 
     def predict(self, knobs: dict[str, Any], *, train_images: int | None) -> Prediction:
@@ -180,5 +188,21 @@ def study_memory_model(
     from search.calibration import load_calibration
 
     calibration = load_calibration(model_name, device)
-    rows = (list(calibration.rows) if calibration else []) + study_rows(trials, stats)
-    return MemoryModel.prior().fit(rows)
+    return combined_fit(list(calibration.rows) if calibration else [], study_rows(trials, stats))
+
+
+# The machine's calibration may have been measured in other conditions than the study's: the
+# file-backed share of the framework (libtorch's resident pages) moved by 0.4 GiB between two
+# sessions on this machine. The study's own runs decide every term they can; the calibration only
+# fills in what they cannot separate yet (and is the whole model before the first run).
+CALIBRATION_WEIGHT = 0.05
+
+
+def combined_fit(
+    calibration_rows: list[tuple[dict[str, float], float]], rows: list[tuple[dict[str, float], float]]
+) -> MemoryModel:
+    """The model fitted on the study's rows, with the calibration's rows as a light prior."""
+    weight = CALIBRATION_WEIGHT if rows else 1.0
+    return MemoryModel.prior().fit(
+        calibration_rows + rows, weights=[weight] * len(calibration_rows) + [1.0] * len(rows)
+    )
