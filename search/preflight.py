@@ -69,7 +69,7 @@ class Preflight:
         limit_bytes: The per-trial host memory limit.
         margin: Skip only predictions above ``limit * (1 + margin)``.
         calibration: The machine's calibration, if any (its rows join the fit).
-        min_samples: Measured runs needed before any configuration is skipped.
+        min_samples: Measured runs of the study needed before any configuration is skipped.
     """
 
     def __init__(
@@ -131,7 +131,9 @@ class Preflight:
 
     def should_skip(self, prediction: Prediction) -> bool:
         """Whether to record the configuration as infeasible without training it."""
-        trusted = len(self._base_rows) + len(self._rows) >= self.min_samples
+        # The study's own runs, not the calibration's: a calibration measured in other conditions
+        # (another session's page cache) must not skip anything on its own.
+        trusted = len(self._rows) >= self.min_samples
         return trusted and prediction.total_bytes > self.limit_bytes * (1 + self.margin)
 
     def seconds_saved(self, skipped: int) -> float:

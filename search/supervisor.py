@@ -28,8 +28,9 @@ from typing import Any
 from search import compat
 from search.cgroup import TrialCgroup, cgroup_figures
 from search.config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
-from search.dataset import load_dataset, snapshot_cache_files, write_trial_data_yaml
+from search.dataset import load_dataset, write_trial_data_yaml
 from search.gpu import NvmlProbe
+from search.leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, owned_prefix, remove_abandoned
 from search.memory import TreeSampler
 from search.procfs import group_alive
 from search.record import TrialRecord
@@ -141,9 +142,10 @@ def run_trial(
     model = resolve_model(config.model)
     hyp = resolve_hyp(config.hyp)
     started = time.monotonic()
-    folder = Path(tempfile.mkdtemp(prefix="memfront-trial-", dir=workdir))
-    child_temp = Path(tempfile.mkdtemp(prefix="mf-"))
-    npy_before = snapshot_cache_files(dataset.all_images) if config.cache == "disk" else set()
+    remove_abandoned(workdir)
+    folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
+    child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
+    claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
     try:
         data_yaml, _ = write_trial_data_yaml(
             dataset,
@@ -181,10 +183,8 @@ def run_trial(
             shutil.copytree(folder / "run", keep_run, dirs_exist_ok=True)
         return record
     finally:
-        if config.cache == "disk" and not keep_cache:
-            for npy in snapshot_cache_files(dataset.all_images) - npy_before:
-                with contextlib.suppress(OSError):
-                    npy.unlink()
+        if claim is not None:
+            claim.release(keep=keep_cache)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(child_temp, ignore_errors=True)
 

@@ -152,3 +152,11 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+def leftovers_of(pid: int) -> list[Path]:
+    """Trial folders and child temp folders a worker ``pid`` left in the system temp dir."""
+    import tempfile
+
+    temp = Path(tempfile.gettempdir())
+    return [*temp.glob(f"memfront-trial-{pid}-*"), *temp.glob(f"mf-{pid}-*")]

@@ -16,7 +16,14 @@ from search.jobs import job_devices
 from search.study import open_study, storage_url
 from search.studyfile import load_study_spec
 
-from .conftest import children_running_trials, run_cli, scale_study, start_cli, trainer_processes
+from .conftest import (
+    children_running_trials,
+    leftovers_of,
+    run_cli,
+    scale_study,
+    start_cli,
+    trainer_processes,
+)
 from .test_workers import _assert_complete, _counted
 
 
@@ -71,7 +78,7 @@ def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path
     assert retry.user_attrs["config"] == lost.user_attrs["config"]
     _assert_complete(retry)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in trainers)
-    assert trainer_processes() == []
+    assert trainer_processes() == [] and leftovers_of(victim) == []
 
 
 def test_ctrl_c_on_one_worker_stops_only_its_trial(tiny_data: Path, tmp_path: Path) -> None:

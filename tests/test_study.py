@@ -76,7 +76,7 @@ def test_resume_adds_only_the_missing_trials(tiny_study: Path, tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     after = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
     assert (before, len(after)) == (3, 4)
-    assert "1 trained now" in " ".join(done.stderr.split())
+    assert "1 trained by this worker" in " ".join(done.stderr.split())
 
 
 def test_report_json_csv_and_table(tiny_study: Path, tmp_path: Path) -> None:

@@ -14,7 +14,14 @@ import optuna
 from search.study import open_study
 from search.studyfile import load_study_spec
 
-from .conftest import children_running_trials, run_cli, scale_study, start_cli, trainer_processes
+from .conftest import (
+    children_running_trials,
+    leftovers_of,
+    run_cli,
+    scale_study,
+    start_cli,
+    trainer_processes,
+)
 from .postgres import PostgresServer
 
 
@@ -118,6 +125,7 @@ def test_killed_worker_trial_is_failed_and_its_config_retried(
     assert len({tuple(sorted(t.user_attrs["config"].items())) for t in counted}) == 4
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert failed_after >= grace - 1  # failed by its silence, not before the grace period
+    assert leftovers_of(victim.pid) == []  # the survivor's next trial removed the killed one's folders
     report = run_cli("report", str(spec), "--storage", url, "--all")
     assert report.returncode == 0 and "lost" in report.stdout
     assert trainer_processes() == []

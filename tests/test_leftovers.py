@@ -1,0 +1,74 @@
+"""What killed workers leave behind is removed; disk caches shared by concurrent trials are removed once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from search.dataset import load_dataset
+from search.demo import make_demo_dataset
+from search.leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, remove_abandoned
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def _write_npy(images: list[Path]) -> list[Path]:
+    """What yolov5's cache=disk writes: one .npy beside each image."""
+    written = []
+    for image in images:
+        np.save(image.with_suffix(".npy"), np.zeros((4, 4, 3), dtype=np.uint8))
+        written.append(image.with_suffix(".npy"))
+    return written
+
+
+def test_folders_of_dead_workers_are_removed_and_others_kept(tmp_path: Path) -> None:
+    temp = Path(tempfile.gettempdir())
+    dead, alive = _dead_pid(), subprocess.Popen(["sleep", "30"])
+    try:
+        abandoned = [tmp_path / f"{TRIAL_PREFIX}{dead}-x1", temp / f"{CHILD_TEMP_PREFIX}{dead}-x2"]
+        kept = [tmp_path / f"{TRIAL_PREFIX}{alive.pid}-x3", tmp_path / f"{TRIAL_PREFIX}olderformat"]
+        for folder in abandoned + kept:
+            (folder / "run").mkdir(parents=True)
+        removed = remove_abandoned(tmp_path)
+        assert set(abandoned) <= set(removed)
+        assert not any(p.exists() for p in abandoned) and all(p.exists() for p in kept)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_disk_cache_shared_by_concurrent_trials_is_removed_by_the_last(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "d", images=4, val_images=2, size=64)
+    images = load_dataset(str(data)).all_images
+    users_own = _write_npy(images[:1])  # the user's own cache: never removed
+    first = DiskCacheClaim(str(data), images)
+    written_by_first = _write_npy(images[1:3])
+    second = DiskCacheClaim(str(data), images)  # starts while the first's files exist
+    written_by_second = _write_npy(images[3:])
+    first.release(keep=False)
+    assert all(p.exists() for p in written_by_first + written_by_second)  # the second still reads them
+    second.release(keep=False)
+    assert not any(p.exists() for p in written_by_first + written_by_second)
+    assert all(p.exists() for p in users_own)
+
+
+def test_disk_cache_of_a_killed_trial_is_removed_by_the_next(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=1, size=64)
+    images = load_dataset(str(data)).all_images
+    users_own = _write_npy(images[:1])
+    claim = DiskCacheClaim(str(data), images)
+    written = _write_npy(images[1:])
+    # Its worker is killed: the claim stays, under a pid that no longer runs.
+    orphan = claim._path.with_name(f"{_dead_pid()}-{claim._path.name.split('-', 1)[1]}")
+    claim._path.rename(orphan)
+    assert json.loads(orphan.read_text())["existing"] == [str(p) for p in users_own]
+    assert orphan in remove_abandoned(tmp_path)
+    assert not orphan.exists() and not any(p.exists() for p in written) and all(p.exists() for p in users_own)
