@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import random
 import threading
 import time
 import warnings
@@ -49,6 +50,7 @@ __all__ = [
 HEARTBEAT_ATTR = "memfront:heartbeat"
 # A PostgreSQL host that does not answer must fail a command in seconds, not after TCP's minutes.
 _CONNECT_TIMEOUT_S = 10
+_SCHEMA_ATTEMPTS = 5
 
 
 def safe_url(url: str) -> str:
@@ -216,13 +218,23 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
         engine_kwargs: dict[str, Any] = {}
         if url.startswith(("postgresql", "mysql")):
             engine_kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=max(1, int(heartbeat_interval)),
-            grace_period=max(1, int(grace_period)),
-            heartbeat_stale_trial_callback=retry,
-        )
+        for attempt in range(_SCHEMA_ATTEMPTS):
+            try:
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=max(1, int(heartbeat_interval)),
+                    grace_period=max(1, int(grace_period)),
+                    heartbeat_stale_trial_callback=retry,
+                )
+            except Exception as error:
+                # Workers started at once on an empty database all create Optuna's tables: all but
+                # one fail on PostgreSQL's catalog ("duplicate key", "already exists"). Try again.
+                racing = any(text in str(error) for text in ("duplicate key", "already exists"))
+                if not racing or attempt == _SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.2, 1.0))
+        raise AssertionError("unreachable")
     except InputError:
         raise
     except Exception as error:  # SQLAlchemy, drivers and the file system each raise their own

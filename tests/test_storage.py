@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from search.errors import InputError
 from search.storage import HEARTBEAT_ATTR, default_storage_url, fail_stale_trials, make_storage, safe_url
 
-from .conftest import run_cli, scale_study
+from .conftest import ROOT, run_cli, scale_study
 from .postgres import PostgresServer
 
 
@@ -106,3 +108,25 @@ def test_unreachable_storage_and_wrong_credentials_exit_2(
             assert lines[0].startswith("memfront: error: storage postgresql://memfront:***@")
             assert reason in lines[0] and "not-the-password" not in lines[0]
     assert not list(tmp_path.glob("*.db")) and not list(tmp_path.glob("*.journal"))  # nothing made instead
+
+
+_OPEN = """
+import sys
+import optuna
+from search.storage import make_storage
+storage = make_storage(sys.argv[1], heartbeat_interval=1, grace_period=2)
+optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
+"""
+
+
+def test_workers_started_at_once_on_an_empty_database_all_open_it(postgres: PostgresServer) -> None:
+    # Each creates Optuna's tables; PostgreSQL lets one win and the others retry.
+    url = postgres.new_database()
+    starts = [
+        subprocess.Popen([sys.executable, "-c", _OPEN, url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [start.communicate(timeout=120)[1] for start in starts]
+    assert [start.returncode for start in starts] == [0] * 4, errors
+    storage = make_storage(url, heartbeat_interval=1, grace_period=2)
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
