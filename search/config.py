@@ -43,6 +43,7 @@ class TrialConfig(BaseModel):
     train_images: int | None = Field(None, gt=0)
     train_fraction: float | None = Field(None, gt=0, le=1)
     hyp: str | None = Field(None, description="yolov5 hyperparameter yaml, or 'demo'; default scratch-low")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads; default torch's own (all cores)")
 
     def knobs(self) -> dict[str, Any]:
         """The searched knobs as a plain mapping."""

@@ -49,13 +49,16 @@ class JobsOutcome:
     wall_seconds: float
 
 
-def run_jobs(study_file: Path, *, storage: str, devices: list[str]) -> JobsOutcome:
+def run_jobs(
+    study_file: Path, *, storage: str, devices: list[str], threads: int | None = None
+) -> JobsOutcome:
     """Starts one worker per device on ``storage`` and waits for all of them.
 
     Args:
         study_file: The study definition.
         storage: The storage URL every job uses (safe for concurrent writers).
         devices: One device per job.
+        threads: torch CPU threads of each job's trials (None: torch's default).
 
     Returns:
         Each job's exit code, and whether Ctrl-C stopped them.
@@ -75,6 +78,7 @@ def run_jobs(study_file: Path, *, storage: str, devices: list[str]) -> JobsOutco
                 device,
                 "--worker-index",
                 str(index),
+                *(["--threads", str(threads)] if threads else []),
             ],
             # Own sessions: a terminal's Ctrl-C reaches this process only, which forwards it once to each
             # job, so that no job gets it twice while it is stopping its trial.

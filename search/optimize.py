@@ -341,7 +341,7 @@ def _train(
     spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
     config = TrialConfig(
         data=prepared.data, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs, device=spec.device,
-        seed=spec.seed, train_images=spec.train_images, **params,
+        seed=spec.seed, train_images=spec.train_images, threads=prepared.threads, **params,
     )  # fmt: skip
     remaining = None if spec.timeout is None else max(1.0, spec.timeout - clock.elapsed())
     limits = TrialLimits(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from search.dataset import DatasetSpec
 from search.errors import InputError
 
 __all__ = [
+    "BOUNDS",
     "PRIORS",
     "TERMS",
     "DatasetStats",
@@ -41,6 +43,11 @@ __all__ = [
 
 TERMS = ("framework", "activations", "ram_cache", "worker_processes", "worker_cache_copies")
 # Priors used until data says otherwise: measured on a 2-core CPU machine with yolov5n (see README).
+# What physics allows, where it says more than "not negative": the RAM cache holds exactly the
+# resized images' bytes (plus small per-image overhead), so a fit on runs whose caches differ little
+# (a study's subset of 200 images) cannot wander from it (it did, to 0.54, and extrapolation missed).
+BOUNDS = {"ram_cache": (0.9, 1.25)}
+
 PRIORS = {
     "framework": 1.3e9,
     "activations": 60.0,
@@ -170,11 +177,12 @@ class MemoryModel:
     ) -> MemoryModel:
         """Refits on measured (features, peak bytes) rows, minimising the (weighted) relative error.
 
-        Terms whose feature does not vary among the rows keep this model's coefficient. The fit's
-        reported errors are those of the rows of the largest weight (the ones the fit is for).
+        Terms whose feature does not vary among the rows keep this model's coefficient; a term with
+        physical bounds (:data:`BOUNDS`) stays within them. The reported errors are on the rows of
+        the largest weight.
         """
         import numpy as np
-        from scipy.optimize import nnls
+        from scipy.optimize import lsq_linear
 
         row_weights = [1.0] * len(rows) if weights is None else list(weights)
         kept = [(f, float(y), w) for (f, y), w in zip(rows, row_weights, strict=True) if y and y > 0]
@@ -193,18 +201,27 @@ class MemoryModel:
         # Relative error: divide each row by its measurement; scale columns for conditioning.
         weighted = matrix[:, free] * (weight / target)[:, None]
         scale = np.maximum(np.abs(weighted).max(axis=0), 1e-30)
-        solution, _ = nnls(weighted / scale, residual_target * weight / target)
+        lower = np.array([BOUNDS.get(TERMS[i], (0.0, np.inf))[0] for i in free])
+        upper = np.array([BOUNDS.get(TERMS[i], (0.0, np.inf))[1] for i in free])
+        solution = lsq_linear(
+            weighted / scale, residual_target * weight / target, bounds=(lower * scale, upper * scale)
+        ).x
         coefficients = prior.copy()
         coefficients[free] = solution / scale
-        mine = weight == weight.max()
-        predicted = matrix[mine] @ coefficients
-        errors = np.abs(predicted - target[mine]) / target[mine]
-        return MemoryModel(
+        fitted = dataclasses.replace(
+            self,
             coefficients={name: float(c) for name, c in zip(TERMS, coefficients, strict=True)},
             fitted_terms=tuple(TERMS[i] for i in free),
-            samples=int(mine.sum()),
-            median_error=float(np.median(errors)),
-            max_error=float(errors.max()),
+        )
+        return fitted.scored([row for row, w in zip(usable, weight, strict=True) if w == weight.max()])
+
+    def scored(self, rows: Sequence[tuple[dict[str, float], float]]) -> MemoryModel:
+        """This model with its errors on ``rows``: median and max of |predicted - measured| / measured."""
+        errors = [abs(self.predict(f).total_bytes - y) / y for f, y in rows if y and y > 0]
+        if not errors:
+            return self
+        return dataclasses.replace(
+            self, samples=len(errors), median_error=float(statistics.median(errors)), max_error=max(errors)
         )
 
     def to_dict(self) -> dict[str, Any]:

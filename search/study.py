@@ -158,6 +158,7 @@ class PreparedStudy:
     preflight: Preflight | None
     url: str
     worker: WorkerIdentity
+    threads: int | None = None
 
 
 def prepare_study(

@@ -208,6 +208,8 @@ def _supervise(
     # in the system temp dir: multiprocessing puts AF_UNIX sockets in it, whose paths may not exceed
     # 107 bytes (a deeper folder made dataloader workers fail and the trial hang).
     env["TMPDIR"] = str(child_temp)
+    if config.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(config.threads)
     log_path = folder / "trial.log"
     events = _Events(folder / "events.jsonl")
     cgroup = TrialCgroup.create(folder.name)

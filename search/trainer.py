@@ -89,6 +89,10 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     from yolov5.utils.callbacks import Callbacks
     from yolov5.utils.torch_utils import select_device
 
+    if spec.get("threads"):
+        # Jobs sharing a CPU: each trial keeps to its share (yolov5 sets OMP_NUM_THREADS only after
+        # torch has read it).
+        torch.set_num_threads(int(spec["threads"]))
     device = select_device(spec["device"], batch_size=spec["batch"])
     cuda = device.type == "cuda"
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
