@@ -74,6 +74,10 @@ def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path
     counted = _counted(study)
     assert len(counted) == 4
     assert len({tuple(sorted(t.user_attrs["config"].items())) for t in counted}) == 4
+    # On the CPU the jobs split the cores between their trials.
+    assert {t.user_attrs["record"]["requested"]["threads"] for t in counted} == {
+        max(1, (os.cpu_count() or 1) // 2)
+    }
     retry = next(t for t in counted if t.user_attrs.get("retry_of") == lost.number)
     assert retry.user_attrs["config"] == lost.user_attrs["config"]
     _assert_complete(retry)
@@ -129,6 +133,7 @@ def test_bad_jobs_input_exits_2(tiny_data: Path, tmp_path: Path) -> None:
         ("--devices", "0,1"): "CUDA device 0 does not exist here (0 CUDA devices visible)",  # no GPU here
         ("--jobs", "1000"): "this machine has",  # 1000 x 6 GiB limits cannot fit
         ("--device", "gpu"): "expected cpu, a CUDA index",
+        ("--threads", "0"): "--threads: must be at least 1",
     }
     for args, message in cases.items():
         done = run_cli("run", str(spec), *args, timeout=120)
