@@ -224,7 +224,7 @@ def status(
             seen.name, seen.device, seen.state, "-" if seen.trial is None else str(seen.trial),
             f"{format_seconds(seen.seconds_since_seen)} ago",
         )  # fmt: skip
-    out.print(workers)
+    out.print(workers if now.workers else f"workers: none seen in the last {format_seconds(recent_s)}")
     if now.running:
         running = Table(title="running trials")
         for column in ("trial", "worker", "config", "running for", "retry of"):
