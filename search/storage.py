@@ -39,6 +39,7 @@ __all__ = [
     "StorageClock",
     "ask",
     "default_storage_url",
+    "error_line",
     "fail_stale_trials",
     "is_concurrent_safe",
     "journal_path",
@@ -238,7 +239,7 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
     except InputError:
         raise
     except Exception as error:  # SQLAlchemy, drivers and the file system each raise their own
-        raise InputError(f"storage {safe_url(url)} cannot be opened: {_first_line(error)}") from None
+        raise InputError(f"storage {safe_url(url)} cannot be opened: {error_line(error)}") from None
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -258,6 +259,7 @@ def ask(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
-def _first_line(error: BaseException) -> str:
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message (of the driver's error, for SQLAlchemy's wrappers)."""
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0].strip() if text else type(error).__name__

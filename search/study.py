@@ -18,7 +18,14 @@ from search.errors import InputError
 from search.predict import DatasetStats
 from search.preflight import Preflight
 from search.space import EffectiveSpace, effective_space
-from search.storage import default_storage_url, is_concurrent_safe, journal_path, make_storage, safe_url
+from search.storage import (
+    default_storage_url,
+    error_line,
+    is_concurrent_safe,
+    journal_path,
+    make_storage,
+    safe_url,
+)
 from search.studyfile import StudySpec
 from search.workers import WorkerIdentity, workers_seen
 
@@ -98,8 +105,7 @@ def open_study(
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     except Exception as error:  # the server went away, or refused this user the tables
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise InputError(f"storage {safe_url(url)} cannot be read: {first}") from None
+        raise InputError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
     if not create:
         if spec.name not in names:
             raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")

@@ -43,6 +43,7 @@ class WorkerIdentity:
     pid: int
     device: str
     index: int | None = None
+    started_at: float = dataclasses.field(default_factory=time.time)
 
     @classmethod
     def here(cls, *, device: str, index: int | None = None) -> WorkerIdentity:
@@ -67,10 +68,8 @@ def announce(
 
     ``times`` (seconds by activity) is stored with the final announcement, for benchmarks.
     """
-    key = _WORKER_PREFIX + worker.name
-    previous = study.user_attrs.get(key) or {}
     study.set_user_attr(
-        key,
+        _WORKER_PREFIX + worker.name,
         {
             "host": worker.host,
             "pid": worker.pid,
@@ -78,7 +77,7 @@ def announce(
             "index": worker.index,
             "state": state,
             "trial": trial,
-            "started_at": previous.get("started_at", time.time()),
+            "started_at": worker.started_at,
             "last_seen_at": time.time(),
             **({"times": times} if times else {}),
         },
