@@ -334,6 +334,12 @@ def run_memfront(
     return record, wall, parent_cpu
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's reaped children (a trial's child includes the workers it reaped)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _check_bare(result: BareResult, what: str) -> None:
     if result.exit_code != 0:
         tail = "\n  ".join(result.log_tail)
@@ -469,13 +475,16 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
         order = ("bare", "memfront") if index % 2 == 0 else ("memfront", "bare")
         pair: dict[str, Any] = {"order": list(order)}
         for which in order:
+            cpu_before = _children_cpu()
             if which == "bare":
                 bare = run_bare(base, root)
                 _check_bare(bare, f"pair {index + 1}")
                 pair["bare_wall_s"] = bare.wall_s
+                pair["bare_child_cpu_s"] = _children_cpu() - cpu_before
                 pair["bare_ru_maxrss_bytes"] = bare.ru_maxrss_bytes
             else:
                 record, wall, parent_cpu = run_memfront(base, root)
+                pair["memfront_child_cpu_s"] = _children_cpu() - cpu_before
                 _check_record(record, f"pair {index + 1}")
                 memory = record.memory
                 pair.update(
@@ -618,6 +627,25 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if len(pairs) >= 4:
         low, _, high = statistics.quantiles([p["ratio"] for p in pairs], n=4)
         rows.append(("1. wall memfront/bare, quartiles", f"{low:.3f} .. {high:.3f}", "info", ""))
+    memfront_walls = [p["memfront_wall_s"] for p in pairs]
+    bare_walls = [p["bare_wall_s"] for p in pairs]
+    rows.append(
+        (
+            "1. median wall memfront / median wall bare",
+            f"{statistics.median(memfront_walls) / statistics.median(bare_walls):.3f} "
+            f"({min(memfront_walls):.1f}-{max(memfront_walls):.1f} s / "
+            f"{min(bare_walls):.1f}-{max(bare_walls):.1f} s)",
+            "info",
+            "",
+        )
+    )
+    cpu_ratios = [
+        p["memfront_child_cpu_s"] / p["bare_child_cpu_s"] for p in pairs if p.get("bare_child_cpu_s")
+    ]
+    if cpu_ratios:
+        rows.append(
+            ("1. trial CPU memfront/bare, median", f"{statistics.median(cpu_ratios):.3f}", "info", "")
+        )
     fractions = [p["sampler_cpu_fraction"] for p in pairs if p["sampler_cpu_fraction"] is not None]
     parent = [p["memfront_parent_cpu_s"] / p["memfront_wall_s"] for p in pairs]
     rows.append(
@@ -637,25 +665,15 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(ok),
             )
         )
-        rows.append(
-            (
-                "2.   peak/VmHWM last read before exit",
-                f"{_fmt(pair['peak_vs_vmhwm'])} (VmHWM {_mib(pair['vmhwm_bytes'])})",
-                "info",
-                "",
-            )
-        )
-        rows.append(("2.   sampled RSS peak/ru_maxrss", _fmt(pair["rss_sampled_vs_maxrss"]), "info", ""))
-        if pair.get("cgroup_peak_bytes"):
-            # The kernel's per-trial cgroup peak counts page cache too: a different figure, for comparison.
-            rows.append(
-                (
-                    "2.   cgroup peak (page cache incl.)/peak",
-                    f"{_fmt(pair['cgroup_vs_peak'])} ({_mib(pair['cgroup_peak_bytes'])})",
-                    "info",
-                    "",
-                )
-            )
+    for key, label in (
+        ("peak_vs_vmhwm", "2.   peak/VmHWM last read before exit, range"),
+        ("rss_sampled_vs_maxrss", "2.   sampled RSS peak/ru_maxrss, range"),
+        # The kernel's per-trial cgroup peak counts page cache too: a different figure, for comparison.
+        ("cgroup_vs_peak", "2.   cgroup peak (page cache incl.)/peak, range"),
+    ):
+        values = [p[key] for p in pairs if p.get(key) is not None]
+        if values:
+            rows.append((label, f"{min(values):.3f} .. {max(values):.3f}", "info", ""))
     for index, w2 in enumerate(results["workers2"]["runs"]):
         ref = w2["reference"]
         ratio = w2["peak_vs_reference"]
