@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrialCgroup", "cgroup_figures", "memory_cgroup_root"]
+__all__ = ["TrialCgroup", "cgroup_figures", "locate_memory_cgroup", "memory_cgroup_root"]
 
 _PREFIX = "memfront-"
 
@@ -25,12 +25,21 @@ _PREFIX = "memfront-"
 def memory_cgroup_root() -> tuple[Path, int] | tuple[None, str]:
     """This process's memory cgroup folder and its version (2 or 1), or (None, why not)."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        cgroups = Path("/proc/self/cgroup").read_text()
+        mountinfo = Path("/proc/self/mountinfo").read_text()
     except OSError as error:
         return None, f"cannot read /proc/self/cgroup: {error.strerror}"
+    return locate_memory_cgroup(cgroups, mountinfo)
+
+
+def locate_memory_cgroup(cgroups: str, mountinfo: str) -> tuple[Path, int] | tuple[None, str]:
+    """Finds the memory cgroup named in ``/proc/PID/cgroup`` text under its mount in ``mountinfo`` text.
+
+    cgroup v2 (the ``0::/path`` line) counts only where its folder lists the memory controller in
+    ``cgroup.controllers``; otherwise a v1 hierarchy with the memory controller is used.
+    """
     v1_mount = v2_mount = None
-    for mount in mounts:
+    for mount in mountinfo.splitlines():
         fields = mount.split(" - ")
         if len(fields) != 2:
             continue
@@ -39,7 +48,7 @@ def memory_cgroup_root() -> tuple[Path, int] | tuple[None, str]:
             v2_mount = Path(point)
         elif kind[0] == "cgroup" and "memory" in kind[-1].split(","):
             v1_mount = Path(point)
-    for line in lines:
+    for line in cgroups.splitlines():
         hierarchy, controllers, path = line.split(":", 2)
         if hierarchy == "0" and v2_mount is not None:
             folder = v2_mount / path.lstrip("/")
