@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -15,7 +16,7 @@ from search.cgroup import memory_cgroup_root
 from search.config import TrialConfig, TrialLimits
 from search.demo import make_demo_dataset
 from search.errors import InputError
-from search.supervisor import run_trial
+from search.supervisor import TrialProgress, run_trial
 
 from .conftest import trainer_processes
 
@@ -37,12 +38,23 @@ def _leftovers(work: Path) -> list[Path]:
 
 def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path, work: Path) -> None:
     progress: list[object] = []
+    oom_scores: set[str] = set()
+
+    def on_progress(update: TrialProgress) -> None:
+        progress.append(update)
+        if update.phase == "training":  # the child and its dataloader workers, while they run
+            for pid in trainer_processes():
+                with contextlib.suppress(OSError):
+                    oom_scores.add(Path(f"/proc/{pid}/oom_score_adj").read_text().strip())
+
     record = run_trial(
         config=TrialConfig(data=str(tiny_data), workers=2, cache="ram", amp=True, imgsz=50, batch=8),
         limits=TrialLimits(memory_limit_bytes=8 * 1024**3),
-        on_progress=progress.append,
+        on_progress=on_progress,
         workdir=work,
     )
+    # If the kernel must kill something, it picks the trial, never the search.
+    assert oom_scores == {"1000"}
     assert record.status == "ok", record.log_tail
     assert record.map50 is not None and 0.0 <= record.map50_95 <= record.map50 <= 1.0  # type: ignore[operator]
     assert record.fitness == pytest.approx(0.1 * record.map50 + 0.9 * record.map50_95, rel=1e-6)
@@ -139,3 +151,31 @@ def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path, work: Path) -
     with pytest.raises(InputError, match="no images"):
         run_trial(workdir=work, config=TrialConfig(data=str(empty), **TINY))
     assert _leftovers(work) == []
+
+
+def test_cuda_out_of_memory_is_memory_limit(
+    tiny_data: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No GPU exists here, so the one thing simulated is the GPU running out: a sitecustomize on the
+    # child's path makes yolov5's training raise torch's own CUDA OutOfMemoryError. Everything else
+    # (the child's handler, its exit code, the record, the clean-up) is the real path.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import search.compat as compat\n"
+        "original = compat.patch_amp\n"
+        "def patch_amp(train_module, enabled):\n"
+        "    original(train_module, enabled)\n"
+        "    import torch\n"
+        "    def train(*args, **kwargs):\n"
+        "        message = 'CUDA out of memory. Tried to allocate 2.00 GiB (simulated)'\n"
+        "        raise torch.cuda.OutOfMemoryError(message)\n"
+        "    train_module.train = train\n"
+        "compat.patch_amp = patch_amp\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(hooks))
+    record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), **TINY))
+    assert record.status == "memory_limit" and record.exit_code == 3
+    assert record.error and record.error.startswith("CUDA out of memory: CUDA out of memory. Tried")
+    assert record.map50_95 is None and record.log_tail
+    assert trainer_processes() == [] and _leftovers(work) == []

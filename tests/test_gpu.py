@@ -1,0 +1,64 @@
+"""GPU figures from NVML. No NVIDIA driver exists on this machine: the absent case is real, and the
+present case runs against a stand-in ``pynvml`` module (the one thing mocked, since a GPU cannot
+exist here) that answers as NVML does."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from search.compat import decide_amp
+from search.gpu import NvmlProbe
+
+
+@dataclass
+class _Process:
+    pid: int
+    usedGpuMemory: int | None  # NVML's own field name
+
+
+def _fake_nvml(processes_by_device: list[list[_Process]]) -> types.ModuleType:
+    module = types.ModuleType("pynvml")
+    module.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    module.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+    module.nvmlDeviceGetCount = lambda: len(processes_by_device)  # type: ignore[attr-defined]
+    module.nvmlDeviceGetHandleByIndex = lambda index: index  # type: ignore[attr-defined]
+    module.nvmlDeviceGetComputeRunningProcesses = lambda handle: processes_by_device[handle]  # type: ignore[attr-defined]
+    return module
+
+
+def test_without_nvml_the_figure_is_none_not_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = types.ModuleType("pynvml")
+
+    def init() -> None:
+        raise OSError("NVML Shared Library Not Found")
+
+    broken.nvmlInit = init  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", broken)
+    probe = NvmlProbe()
+    assert not probe.available and "NVML Shared Library Not Found" in (probe.unavailable_reason or "")
+    assert probe.used_bytes({1, 2}) is None
+
+
+def test_sums_the_trees_processes_over_all_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    devices = [
+        [_Process(100, 500), _Process(999, 7000)],  # 999: another user's job on the same GPU
+        [_Process(101, 300), _Process(102, None)],  # None: NVML could not attribute it
+    ]
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml(devices))
+    probe = NvmlProbe()
+    assert probe.available
+    assert probe.used_bytes({100, 101, 102}) == 800
+    assert probe.used_bytes({5}) == 0
+    probe.close()
+    assert probe.used_bytes({100}) is None
+
+
+def test_amp_runs_only_where_cuda_does() -> None:
+    assert decide_amp(requested=True, cuda=True)[0] is True
+    on_cpu, reason = decide_amp(requested=True, cuda=False)
+    assert on_cpu is False and "CUDA" in reason
+    assert decide_amp(requested=False, cuda=True) == (False, "off as requested")
