@@ -334,6 +334,13 @@ def run_memfront(
     return record, wall, parent_cpu
 
 
+def _steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests, all cores (``steal`` in ``/proc/stat``)."""
+    with open("/proc/stat") as handle:
+        fields = handle.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's reaped children (a trial's child includes the workers it reaped)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -475,16 +482,18 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
         order = ("bare", "memfront") if index % 2 == 0 else ("memfront", "bare")
         pair: dict[str, Any] = {"order": list(order)}
         for which in order:
-            cpu_before = _children_cpu()
+            cpu_before, steal_before = _children_cpu(), _steal_seconds()
             if which == "bare":
                 bare = run_bare(base, root)
                 _check_bare(bare, f"pair {index + 1}")
                 pair["bare_wall_s"] = bare.wall_s
                 pair["bare_child_cpu_s"] = _children_cpu() - cpu_before
+                pair["bare_steal_s"] = _steal_seconds() - steal_before
                 pair["bare_ru_maxrss_bytes"] = bare.ru_maxrss_bytes
             else:
                 record, wall, parent_cpu = run_memfront(base, root)
                 pair["memfront_child_cpu_s"] = _children_cpu() - cpu_before
+                pair["memfront_steal_s"] = _steal_seconds() - steal_before
                 _check_record(record, f"pair {index + 1}")
                 memory = record.memory
                 pair.update(
