@@ -655,6 +655,17 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(
             ("1. trial CPU memfront/bare, median", f"{statistics.median(cpu_ratios):.3f}", "info", "")
         )
+    steals = [(p["bare_steal_s"], p["memfront_steal_s"]) for p in pairs if "bare_steal_s" in p]
+    if steals:
+        # CPU time the hypervisor gave other guests during the runs: time this machine lost.
+        rows.append(
+            (
+                "1. host steal during bare / memfront runs, max",
+                f"{max(b for b, _ in steals):.2f} / {max(m for _, m in steals):.2f} s",
+                "info",
+                "",
+            )
+        )
     fractions = [p["sampler_cpu_fraction"] for p in pairs if p["sampler_cpu_fraction"] is not None]
     parent = [p["memfront_parent_cpu_s"] / p["memfront_wall_s"] for p in pairs]
     rows.append(
