@@ -129,6 +129,21 @@ class BareResult:
     log_tail: list[str] = dataclasses.field(default_factory=list)
 
 
+def _processes() -> list[tuple[int, list[bytes]]]:
+    """Every process's PID and the fields of ``/proc/PID/stat`` after its name (state, ppid, pgrp, ...)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        found.append((int(name), data[data.rindex(b")") + 2 :].split()))
+    return found
+
+
 class PssReference:
     """The expensive reference: the summed PSS of a process group, as often as it can (<= ``hz``)."""
 
@@ -165,18 +180,7 @@ class PssReference:
         }
 
     def _members(self) -> list[int]:
-        members = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat", "rb") as handle:
-                    data = handle.read()
-            except OSError:
-                continue
-            if int(data[data.rindex(b")") + 2 :].split()[2]) == self.pgid:
-                members.append(int(name))
-        return members
+        return [pid for pid, fields in _processes() if int(fields[2]) == self.pgid]
 
     def _run(self) -> None:
         cpu0 = time.thread_time()
@@ -226,19 +230,16 @@ class TrialReference:
     def _watch(self) -> None:
         parent = os.getpid()
         while not self._stop.is_set():
-            for name in os.listdir("/proc"):
-                if not name.isdigit():
+            for pid, fields in _processes():
+                if int(fields[1]) != parent:
                     continue
                 try:
-                    with open(f"/proc/{name}/stat", "rb") as handle:
-                        stat = handle.read()
-                    with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
                         cmdline = handle.read()
                 except OSError:
                     continue
-                ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-                if ppid == parent and b"search.trainer" in cmdline:
-                    self._reference = PssReference(int(name), self.hz)
+                if b"search.trainer" in cmdline:
+                    self._reference = PssReference(pid, self.hz)
                     self._reference.start()
                     return
             self._stop.wait(0.005)
