@@ -9,6 +9,10 @@ What it measures, side by side in one run, on a synthetic demo dataset (``search
    (bare, memfront, memfront, bare, ...) in pairs; goal: median ratio memfront/bare <= 1.03. The
    memfront time is the whole ``run_trial`` call (everything memfront adds); the bare time is its
    process from start to exit. The sampler's own CPU seconds are shown as a fraction of the wall time.
+   1b. The same comparison run *side by side*: the bare run and the memfront trial start together,
+   each held to a core of its own with one torch thread (memfront's supervising thread and sampler
+   on the trial's core), alternating the cores. Whatever slows the machine for a while slows both
+   alike, so the ratio keeps only what memfront adds; same goal.
 2. Peak accuracy, ``workers=0``: memfront's ``peak_host_bytes`` against the kernel's ``VmHWM`` of
    the same (single) process at its exit, which ``wait4`` returns as ``ru_maxrss``; goal within 2%.
 3. Peak accuracy, ``workers=2`` and ``cache=ram``: against an expensive reference sampler (the
@@ -89,6 +93,10 @@ from yolov5 import train
 from yolov5.utils.callbacks import Callbacks
 
 compat.patch_amp(train, False)
+if spec.get("threads"):
+    import torch
+
+    torch.set_num_threads(spec["threads"])
 opt = train.parse_opt(True)
 for key, value in spec["opt"].items():
     setattr(opt, key, value)
@@ -106,6 +114,7 @@ class BenchConfig:
     batch: int
     epochs: int
     pairs: int
+    side_by_side_pairs: int = 6
     reference_runs: int = 3
     unwatched_runs: int = 2
     reference_hz: float = 20.0
@@ -115,7 +124,15 @@ class BenchConfig:
 # (bare runs alone ranged 21.3-26.5 s): 9 alternating pairs, their median and quartiles.
 FULL = BenchConfig(images=256, image_size=320, imgsz=160, batch=16, epochs=2, pairs=9)
 QUICK = BenchConfig(
-    images=16, image_size=96, imgsz=64, batch=16, epochs=1, pairs=2, reference_runs=1, unwatched_runs=1
+    images=16,
+    image_size=96,
+    imgsz=64,
+    batch=16,
+    epochs=1,
+    pairs=2,
+    side_by_side_pairs=1,
+    reference_runs=1,
+    unwatched_runs=1,
 )
 
 
@@ -264,8 +281,11 @@ def _tail(path: Path, lines: int = 15) -> list[str]:
     return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
 
 
-def run_bare(config: TrialConfig, root: Path) -> BareResult:
-    """Runs the trial's yolov5 training in a plain subprocess, with nothing sampling it."""
+def run_bare(config: TrialConfig, root: Path, *, core: int | None = None) -> BareResult:
+    """Runs the trial's yolov5 training in a plain subprocess, with nothing sampling it.
+
+    With ``core``, the process runs on that core only (and ``config.threads`` torch threads).
+    """
     _note_other_torch()
     dataset = load_dataset(config.data)
     folder = Path(tempfile.mkdtemp(prefix="bare-", dir=root))
@@ -290,19 +310,24 @@ def run_bare(config: TrialConfig, root: Path) -> BareResult:
             "noval": False,
         }
         config_dir = folder / "yolov5-config"
-        (folder / "spec.json").write_text(json.dumps({"config_dir": str(config_dir), "opt": opt}))
+        spec = {"config_dir": str(config_dir), "opt": opt, "threads": config.threads}
+        (folder / "spec.json").write_text(json.dumps(spec))
         script = folder / "bare_train.py"
         script.write_text(BARE_SCRIPT)
         log_path = folder / "bare.log"
         with open(log_path, "wb") as log:
             started = time.monotonic()
+            pin = ["taskset", "-c", str(core)] if core is not None else []
+            env = _child_env(config_dir)
+            if config.threads:
+                env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(config.threads)
             child = subprocess.Popen(
-                [sys.executable, str(script), str(folder / "spec.json")],
+                [*pin, sys.executable, str(script), str(folder / "spec.json")],
                 cwd=folder,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_child_env(config_dir),
+                env=env,
                 start_new_session=True,
             )
         try:
@@ -346,6 +371,42 @@ def _children_cpu() -> float:
     """CPU seconds of this process's reaped children (a trial's child includes the workers it reaped)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def run_side_by_side(
+    config: TrialConfig, root: Path, *, bare_core: int, memfront_core: int
+) -> dict[str, Any]:
+    """Runs the bare training and the memfront trial at the same time, each on a core of its own.
+
+    Whatever slows this machine for a while slows both alike, so their ratio keeps only what memfront
+    adds. memfront's whole side (the trial's child, the supervising thread and the sampler) is held to
+    its core: the search's cost falls on the memfront run, never on the bare one.
+    """
+    results: dict[str, Any] = {}
+
+    def bare_side() -> None:
+        results["bare"] = run_bare(config, root, core=bare_core)
+
+    bare_thread = threading.Thread(target=bare_side, name="bare-side")
+    everything = os.sched_getaffinity(0)
+    bare_thread.start()
+    os.sched_setaffinity(0, {memfront_core})  # this thread; the sampler and the child inherit it
+    try:
+        record, wall, _ = run_memfront(config, root)
+    finally:
+        os.sched_setaffinity(0, everything)
+        bare_thread.join()
+    bare = results["bare"]
+    _check_bare(bare, "side by side")
+    _check_record(record, "side by side")
+    return {
+        "bare_core": bare_core,
+        "memfront_core": memfront_core,
+        "bare_wall_s": bare.wall_s,
+        "memfront_wall_s": wall,
+        "ratio": wall / bare.wall_s,
+        "sampler_cpu_s": record.memory.get("sampler_cpu_seconds"),
+    }
 
 
 def _check_bare(result: BareResult, what: str) -> None:
@@ -523,6 +584,20 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
             f"peak {_mib(pair['peak_host_bytes'])} vs VmHWM {_mib(pair['vmhwm_bytes'])}"
         )
 
+    # 1b: side by side, one core each, at the same time: the machine's drift cancels out.
+    one_thread = base.model_copy(update={"threads": 1})
+    side_by_side: list[dict[str, Any]] = []
+    cores = sorted(os.sched_getaffinity(0))
+    for index in range(scale.side_by_side_pairs if len(cores) >= 2 else 0):
+        bare_core, memfront_core = (cores[0], cores[1]) if index % 2 == 0 else (cores[1], cores[0])
+        result = run_side_by_side(one_thread, root, bare_core=bare_core, memfront_core=memfront_core)
+        side_by_side.append(result)
+        log(
+            f"side by side {index + 1}/{scale.side_by_side_pairs} (bare on core {bare_core}, memfront on "
+            f"core {memfront_core}): bare {result['bare_wall_s']:.1f} s, memfront "
+            f"{result['memfront_wall_s']:.1f} s, ratio {result['ratio']:.3f}"
+        )
+
     # 3: workers=2, cache=ram, against the reference sampler reading the same runs.
     config_w2 = base.model_copy(update={"workers": 2, "cache": "ram", "epochs": 1})
     workers2_runs: list[dict[str, Any]] = []
@@ -605,6 +680,7 @@ def bench(scale: BenchConfig, root: Path, log: Any) -> dict[str, Any]:
         "base_config": base.model_dump(),
         "pairs": pairs,
         "median_ratio": statistics.median(p["ratio"] for p in pairs),
+        "side_by_side": side_by_side,
         "workers2": workers2,
         "framework_peak_bytes": framework_peak,
         "limits": limits,
@@ -673,6 +749,26 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("1. sampler CPU / trial wall (max)", f"{max(fractions):.2%}" if fractions else "-", "info", "")
     )
     rows.append(("1. memfront parent CPU / wall (max)", f"{max(parent):.2%}", "info", ""))
+    side = results.get("side_by_side") or []
+    for index, entry in enumerate(side):
+        rows.append(
+            (
+                f"1b. same time, 1 core each: memfront/bare, pair {index + 1}",
+                f"{entry['ratio']:.3f} ({entry['memfront_wall_s']:.1f}/{entry['bare_wall_s']:.1f} s)",
+                "",
+                "",
+            )
+        )
+    if side:
+        side_median = statistics.median(e["ratio"] for e in side)
+        rows.append(
+            (
+                "1b. same time, 1 core each: median",
+                f"{side_median:.3f}",
+                f"<= {GOAL_OVERHEAD}",
+                _verdict(side_median <= GOAL_OVERHEAD),
+            )
+        )
     for index, pair in enumerate(pairs):
         # The kernel's VmHWM of the (single) process at its exit is what wait4 returns as ru_maxrss;
         # a VmHWM read from /proc before the exit misses what interpreter shutdown still allocates.
