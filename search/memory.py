@@ -15,10 +15,7 @@ cannot be read at 20 Hz on a 2-core machine without slowing the trial.
 * a *PSS* read of ``/proc/PID/smaps_rollup`` for the whole tree, rationed by a CPU budget and spent
   where it matters: on a new process (a fork), on a new high, on minor faults that RSS does not
   explain (copy-on-write breaks raise PSS without raising RSS; checked 4 times a second from
-  ``/proc/PID/stat``), and periodically. A lone process that never forked needs few: its anonymous
-  memory is private, so only its share of file-backed pages is re-read, when they move and every
-  10 s. The walk holds the process's mmap lock and a core, so each one it skips is time for the
-  trial.
+  ``/proc/PID/stat``), and periodically.
 
 Between PSS reads, each process's PSS is carried forward: new anonymous memory counts in full (it is
 private); file-backed and shared memory keep the proportion the last PSS read measured; a forked
@@ -50,8 +47,6 @@ from search.procfs import (
 __all__ = ["MemoryReport", "TreeSampler"]
 
 _MAX_SERIES_POINTS = 400
-# Exact reads of a lone process (no workers) only refresh its file-backed share: every 10 s.
-_LONE_PSS_PERIOD_S = 10.0
 
 
 @dataclasses.dataclass
@@ -194,7 +189,12 @@ class TreeSampler:
             resident = {pid: r for pid in self._tree.pids if (r := read_statm(pid)) is not None}
             if resident:
                 estimate, upper = self._estimate(resident)
-                want_pss = self._wants_pss(resident, estimate, unexplained, now - last_pss, pss_period)
+                want_pss = (
+                    any(pid not in self._anchors for pid in resident)
+                    or estimate > self._peak_pss * 1.03
+                    or unexplained > 0.01 * max(estimate, 1)
+                    or now - last_pss >= pss_period
+                )
                 # A PSS read costs in proportion to the processes it walks: scale the budget with
                 # them (up to 4x), so that a tree with workers is re-anchored about as often.
                 budget = self._budget * min(4, len(resident))
@@ -225,24 +225,6 @@ class TreeSampler:
             if delay > 0:
                 self._stop.wait(delay)
         self._cpu = time.thread_time() - cpu0
-
-    def _wants_pss(
-        self, resident: dict[int, Resident], estimate: int, unexplained: int, since_pss: float, period: float
-    ) -> bool:
-        """Whether an exact read would change the figure enough to pay for its page walk."""
-        if any(pid not in self._anchors for pid in resident):
-            return True
-        if len(resident) == 1 and self._max_processes <= 1:
-            # One exec'd process that never forked: its anonymous memory is its own, so the fast
-            # estimate is exact but for the share of file-backed pages that other processes also map.
-            # Re-anchor that share when those pages move, and now and then. Every walk stalls the
-            # trial's threads (it holds the mmap lock, and it takes a core from the trial's own).
-            ((pid, now),) = resident.items()
-            anchored = self._anchors[pid].resident.shared
-            return abs(now.shared - anchored) > 0.05 * max(anchored, 1) or since_pss >= _LONE_PSS_PERIOD_S
-        return (
-            estimate > self._peak_pss * 1.03 or unexplained > 0.01 * max(estimate, 1) or since_pss >= period
-        )
 
     def _near_limit(self, estimate: int) -> bool:
         return self._limit is not None and estimate >= 0.75 * self._limit
