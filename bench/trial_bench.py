@@ -63,7 +63,7 @@ from typing import Any
 from search import compat
 from search.config import TrialConfig, TrialLimits, resolve_model
 from search.dataset import load_dataset, write_trial_data_yaml
-from search.procfs import read_pss_bytes, read_resident
+from search.procfs import read_pss_bytes, read_resident, read_stat
 from search.record import TrialRecord
 from search.supervisor import run_trial
 
@@ -146,18 +146,13 @@ class BareResult:
     log_tail: list[str] = dataclasses.field(default_factory=list)
 
 
-def _processes() -> list[tuple[int, list[bytes]]]:
-    """Every process's PID and the fields of ``/proc/PID/stat`` after its name (state, ppid, pgrp, ...)."""
+def _processes() -> list[tuple[int, int, int]]:
+    """(pid, ppid, pgrp) of every process still there."""
     found = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        found.append((int(name), data[data.rindex(b")") + 2 :].split()))
+        if name.isdigit() and (stat := read_stat(int(name))) is not None:
+            ppid, pgrp, _, _ = stat
+            found.append((int(name), ppid, pgrp))
     return found
 
 
@@ -197,7 +192,7 @@ class PssReference:
         }
 
     def _members(self) -> list[int]:
-        return [pid for pid, fields in _processes() if int(fields[2]) == self.pgid]
+        return [pid for pid, _, pgrp in _processes() if pgrp == self.pgid]
 
     def _run(self) -> None:
         cpu0 = time.thread_time()
@@ -247,8 +242,8 @@ class TrialReference:
     def _watch(self) -> None:
         parent = os.getpid()
         while not self._stop.is_set():
-            for pid, fields in _processes():
-                if int(fields[1]) != parent:
+            for pid, ppid, _ in _processes():
+                if ppid != parent:
                     continue
                 try:
                     with open(f"/proc/{pid}/cmdline", "rb") as handle:
