@@ -252,6 +252,7 @@ def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> T
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=console,
+        refresh_per_second=2,  # a trial shares the CPU with this display
         transient=True,
     ) as bar:
         task = bar.add_task("starting", total=config.epochs)

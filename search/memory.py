@@ -13,15 +13,19 @@ cannot be read at 20 Hz on a 2-core machine without slowing the trial.
   scanning ``/proc`` for the process group (~0.5 ms), but only when the kernel's last PID moved (a
   fork happened somewhere) and every 2 s otherwise;
 * a *PSS* read of ``/proc/PID/smaps_rollup`` for the whole tree, rationed by a CPU budget and spent
-  where it matters: on a new process (a fork), on a new high, on minor faults that RSS does not
-  explain (copy-on-write breaks raise PSS without raising RSS; checked 4 times a second from
-  ``/proc/PID/stat``), and periodically.
+  where it matters: on a new process (a fork) or a process gone, on a new high, on minor faults that
+  RSS does not explain (copy-on-write breaks raise PSS without raising RSS; checked 4 times a second
+  from ``/proc/PID/stat``), and periodically. A *lone* process (no dataloader workers) shares no
+  anonymous memory, so its estimate is exact but for its file-backed share: it is re-read only when
+  its file-backed pages moved by 5% or every 10 s. Each read walks every page of the trial and
+  evicts its working set from the caches; on a 2-core machine reading a lone process about once a
+  second cost the trial ~2% of its speed for nothing.
 
 Between PSS reads, each process's PSS is carried forward: new anonymous memory counts in full (it is
 private); file-backed and shared memory keep the proportion the last PSS read measured; a forked
 process whose pages are not yet anchored counts only what it grew since it was first seen. The
-result is reported with a lower bound (the highest PSS really read) and an upper bound (every
-unanchored page counted as private).
+result is reported with a lower bound (the highest PSS really read, or a lone process's highest
+RssAnon) and an upper bound (every unanchored page counted as private).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ from search.procfs import (
 __all__ = ["MemoryReport", "TreeSampler"]
 
 _MAX_SERIES_POINTS = 400
+# A lone process's PSS is re-read when its file-backed resident pages moved by this fraction, or
+# after this many seconds.
+_LONE_SHARED_DRIFT = 0.05
+_LONE_PSS_PERIOD_S = 10.0
 
 
 @dataclasses.dataclass
@@ -68,6 +76,7 @@ class MemoryReport:
     sampler_cpu_seconds: float
     pss_cpu_seconds: float
     root_pss_ratio: float | None
+    root_shared_discount_bytes: int | None
     max_processes: int
     limit_exceeded: bool
     series: dict[str, list[float | None]]
@@ -131,6 +140,7 @@ class TreeSampler:
         self._cpu = 0.0
         self._pss_cpu = 0.0
         self._root_pss_ratio: float | None = None
+        self._root_shared_discount: int | None = None
         self._fast_samples = 0
         self._pss_samples = 0
         self._max_processes = 0
@@ -138,6 +148,7 @@ class TreeSampler:
         self._peak_time: float | None = None
         self._peak_upper = 0
         self._peak_pss = 0
+        self._peak_anon_lone = 0
         self._peak_rss = 0
         self._vmhwm: int | None = None
         self._limit_hit = False
@@ -189,12 +200,20 @@ class TreeSampler:
             resident = {pid: r for pid in self._tree.pids if (r := read_statm(pid)) is not None}
             if resident:
                 estimate, upper = self._estimate(resident)
-                want_pss = (
-                    any(pid not in self._anchors for pid in resident)
-                    or estimate > self._peak_pss * 1.03
-                    or unexplained > 0.01 * max(estimate, 1)
-                    or now - last_pss >= pss_period
-                )
+                if len(resident) == 1:
+                    # A lone process shares no anonymous memory: its RssAnon is a floor of its PSS.
+                    anon = next(iter(resident.values())).anon
+                    self._peak_anon_lone = max(self._peak_anon_lone, anon)
+                    estimate, upper = max(estimate, anon), max(upper, anon)
+                if len(resident) == 1 and set(resident) == set(self._anchors):
+                    want_pss = self._lone_anchor_stale(resident, now - last_pss)
+                else:
+                    want_pss = (
+                        set(resident) != set(self._anchors)  # a fork, or an exit that unshared pages
+                        or estimate > self._peak_pss * 1.03
+                        or unexplained > 0.01 * max(estimate, 1)
+                        or now - last_pss >= pss_period
+                    )
                 # A PSS read costs in proportion to the processes it walks: scale the budget with
                 # them (up to 4x), so that a tree with workers is re-anchored about as often.
                 budget = self._budget * min(4, len(resident))
@@ -225,6 +244,16 @@ class TreeSampler:
             if delay > 0:
                 self._stop.wait(delay)
         self._cpu = time.thread_time() - cpu0
+
+    def _lone_anchor_stale(self, resident: dict[int, Resident], age_s: float) -> bool:
+        # A lone process shares no anonymous memory with anything (it was exec'ed, or its workers are
+        # gone and re-anchored it): its private part is exactly RssAnon between reads, and only its
+        # file-backed share can drift. Each PSS read walks all its pages and evicts the trial's
+        # working set from the caches, so re-read only when that share moved or the read is old.
+        ((pid, now),) = resident.items()
+        anchored = self._anchors[pid].resident.shared
+        drifted = abs(now.shared - anchored) > _LONE_SHARED_DRIFT * max(anchored, 1)
+        return drifted or age_s >= _LONE_PSS_PERIOD_S
 
     def _near_limit(self, estimate: int) -> bool:
         return self._limit is not None and estimate >= 0.75 * self._limit
@@ -271,6 +300,7 @@ class TreeSampler:
             anchors[pid] = _Anchor(pss=pss, resident=resident)
             if pid == self._tree.root_pid and resident.total:
                 self._root_pss_ratio = pss.total / resident.total
+                self._root_shared_discount = max(0, resident.shared - pss.file - pss.shmem)
             _, _, minflt, rss_pages = stat
             self._fault_mark[pid] = (minflt, rss_pages * PAGE_SIZE)
             total += pss.total
@@ -298,7 +328,7 @@ class TreeSampler:
         peak = self._peak if self._fast_samples else None
         return MemoryReport(
             peak_host_bytes=peak,
-            peak_host_lower_bytes=self._peak_pss or None,
+            peak_host_lower_bytes=max(self._peak_pss, self._peak_anon_lone) or None,
             peak_host_upper_bytes=self._peak_upper or None,
             peak_rss_tree_bytes=self._peak_rss or None,
             peak_time_s=self._peak_time,
@@ -315,6 +345,7 @@ class TreeSampler:
             sampler_cpu_seconds=self._cpu,
             pss_cpu_seconds=self._pss_cpu,
             root_pss_ratio=self._root_pss_ratio,
+            root_shared_discount_bytes=self._root_shared_discount,
             max_processes=self._max_processes,
             limit_exceeded=self._limit_hit,
             series=self._downsampled_series(),

@@ -140,6 +140,7 @@ def _run_with_progress(prepared: Any) -> Any:
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=console,
+        refresh_per_second=2,  # a trial shares the CPU with this display
     ) as bar:
         task = bar.add_task("", total=spec.n_trials, name=spec.name)
         current: dict[str, Any] = {}

@@ -12,10 +12,9 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
+import select
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from search import compat
 from search.cgroup import TrialCgroup, cgroup_figures
@@ -32,14 +30,14 @@ from search.dataset import load_dataset, write_trial_data_yaml
 from search.gpu import NvmlProbe
 from search.leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, owned_prefix, remove_abandoned
 from search.memory import TreeSampler
+from search.outcome import ChildEvents, build_record, child_phases, log_tail
 from search.procfs import group_alive
 from search.record import TrialRecord
 
 __all__ = ["TrialProgress", "run_trial"]
 
-_LOG_TAIL_LINES = 25
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_EXIT_CUDA_OOM = 3  # search.trainer.EXIT_CUDA_OOM; not imported, to keep torch out of the parent
+_PROGRESS_PERIOD_S = 0.5
+_FALLBACK_POLL_S = 0.1
 
 
 @dataclasses.dataclass
@@ -54,33 +52,29 @@ class TrialProgress:
     last_map50_95: float | None
 
 
-class _Events:
-    """Reads the child's JSON-lines events as they are appended."""
+class _ExitWatch:
+    """Waits for a child's exit without polling: on a pidfd where the kernel has them (Linux 5.3+)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.items: list[dict[str, Any]] = []
-        self._offset = 0
+    def __init__(self, pid: int) -> None:
+        self._poll: select.poll | None = None
+        self._fd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._fd = os.pidfd_open(pid)
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
 
-    def poll(self) -> None:
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read()
-        except OSError:
+    def wait(self, timeout_s: float | None) -> None:
+        """Returns when the child has exited, or after ``timeout_s`` (None: no limit)."""
+        if self._poll is None:
+            time.sleep(_FALLBACK_POLL_S if timeout_s is None else min(timeout_s, _FALLBACK_POLL_S))
             return
-        end = data.rfind(b"\n") + 1
-        self._offset += end
-        for line in data[:end].splitlines():
-            with contextlib.suppress(ValueError):
-                self.items.append(json.loads(line))
+        self._poll.poll(None if timeout_s is None else max(1, int(timeout_s * 1000)))
 
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.items if e.get("event") == kind]
-
-    def last(self, kind: str) -> dict[str, Any] | None:
-        found = self.of(kind)
-        return found[-1] if found else None
+    def close(self) -> None:
+        """Releases the pidfd."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = self._poll = None
 
 
 def _kill_tree(pgid: int, pids: set[int]) -> None:
@@ -90,22 +84,6 @@ def _kill_tree(pgid: int, pids: set[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _log_tail(path: Path) -> list[str]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 16384))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return []
-    lines = [_ANSI.sub("", part).rstrip() for part in re.split(r"[\r\n]", text)]
-    return [line for line in lines if line.strip()][-_LOG_TAIL_LINES:]
-
-
-def _best_epoch(epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return max(epochs, key=lambda e: e.get("fitness") or 0.0) if epochs else None
 
 
 def run_trial(
@@ -127,7 +105,7 @@ def run_trial(
         keep_cache: Keep the ``.npy`` files that ``cache=disk`` wrote beside the images.
         keep_run: Copy yolov5's run folder (weights, results.csv) here before cleaning up.
         workdir: Where to make the trial's temporary folder (default: the system's temp dir).
-        on_progress: Called about ten times a second with a :class:`TrialProgress`.
+        on_progress: Called twice a second with a :class:`TrialProgress`.
         fast_hz: Rate of the cheap memory reads that also enforce the memory limit.
         pss_cpu_budget: Fraction of one core the exact PSS reads may use.
 
@@ -211,7 +189,7 @@ def _supervise(
     if config.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(config.threads)
     log_path = folder / "trial.log"
-    events = _Events(folder / "events.jsonl")
+    events = ChildEvents(folder / "events.jsonl")
     cgroup = TrialCgroup.create(folder.name)
     spawned_at = time.time()
     with open(log_path, "wb") as log:
@@ -249,6 +227,10 @@ def _supervise(
     exit_status: int | None = None
     exited_at: float | None = None
     rusage_maxrss: int | None = None
+    exit_watch = _ExitWatch(child.pid)
+    # Nothing here needs to wake up while the trial runs, except to report progress, to read NVML or
+    # at the time limit: on a shared core, every wake-up is taken from the trial.
+    period = _PROGRESS_PERIOD_S if on_progress is not None or nvml is not None else None
     try:
         while True:
             pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
@@ -259,7 +241,8 @@ def _supervise(
             elapsed = time.monotonic() - started
             if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
                 stop("timeout")
-            events.poll()
+            if on_progress is not None:
+                events.poll()
             if nvml is not None and nvml.available:
                 used = nvml.used_bytes(sampler.pids | {child.pid})
                 if used is not None:
@@ -276,13 +259,17 @@ def _supervise(
                         last_map50_95=last_epoch["map50_95"] if last_epoch else None,
                     )
                 )
-            time.sleep(0.1)
+            timeouts = [] if period is None else [period]
+            if limits.time_limit_s is not None and not stopped_for:
+                timeouts.append(max(limits.time_limit_s - elapsed, 0.01))
+            exit_watch.wait(min(timeouts, default=None))
     except KeyboardInterrupt:
         stop("interrupted")
         _, exit_status, rusage = os.wait4(child.pid, 0)
         exited_at = time.time()
         rusage_maxrss = rusage.ru_maxrss * 1024
     finally:
+        exit_watch.close()
         child.returncode = -1 if exit_status is None else os.waitstatus_to_exitcode(exit_status)
         # Whatever ended the child, its workers must not outlive it.
         _kill_tree(pgid, sampler.pids)
@@ -294,7 +281,7 @@ def _supervise(
             nvml.close()
         kernel_figures = cgroup_figures(cgroup, joined=cgroup_joined)
     events.poll()
-    return _build_record(
+    return build_record(
         config,
         limits,
         events,
@@ -302,142 +289,9 @@ def _supervise(
         child.returncode,
         stopped_for,
         wall=time.monotonic() - started,
-        phases=_phases(events, spawned_at, exited_at or time.time()),
-        log_tail=_log_tail(log_path),
+        phases=child_phases(events, spawned_at, exited_at or time.time()),
+        log_tail=log_tail(log_path),
         rusage_maxrss=rusage_maxrss,
         nvml_peak=nvml_peak,
         nvml_reason=None if nvml is None else nvml.unavailable_reason,
-    )
-
-
-def _apply_kernel_floor(memory: dict[str, Any]) -> None:
-    """Raises the peak to the main process's kernel high-water mark, in PSS terms, if it is higher.
-
-    Sampling can miss a spike shorter than its interval (interpreter shutdown allocates in the last
-    ~100 ms); the kernel's VmHWM cannot. For a tree that never had another process, ``ru_maxrss``
-    from ``wait4`` is that process's VmHWM at exit; otherwise the last VmHWM read before the exit is
-    used. Scaled by the process's PSS/RSS ratio at its last PSS read, it is a floor of the tree's PSS.
-    """
-    ratio = memory.get("root_pss_ratio")
-    single = memory.get("max_processes") == 1
-    hwm = memory.get("ru_maxrss_bytes") if single else memory.get("vmhwm_bytes")
-    peak = memory.get("peak_host_bytes")
-    if ratio is None or not hwm or peak is None:
-        return
-    floor = int(hwm * min(1.0, ratio))
-    if floor > peak:
-        memory["peak_host_bytes"] = floor
-        memory["peak_host_upper_bytes"] = max(floor, memory.get("peak_host_upper_bytes") or 0)
-        memory["method"] += (
-            "; raised to the main process's kernel high-water mark (VmHWM) times its PSS/RSS ratio, "
-            "above every sample"
-        )
-
-
-def _phases(events: _Events, spawned_at: float, exited_at: float) -> dict[str, float | None]:
-    """Seconds the child spent starting (imports, dataset scan), training, and shutting down."""
-    used, end = events.last("used"), events.last("end")
-    train_start = used["time"] if used else None
-    train_end = end["time"] if end else None
-    return {
-        "startup_s": None if train_start is None else train_start - spawned_at,
-        "training_s": None if train_start is None else (train_end or exited_at) - train_start,
-        "shutdown_s": None if train_end is None else exited_at - train_end,
-        "process_s": exited_at - spawned_at,
-    }
-
-
-def _build_record(
-    config: TrialConfig,
-    limits: TrialLimits,
-    events: _Events,
-    memory: dict[str, Any],
-    exit_code: int | None,
-    stopped_for: dict[str, int],
-    *,
-    wall: float,
-    phases: dict[str, float | None],
-    log_tail: list[str],
-    rusage_maxrss: int | None,
-    nvml_peak: int | None,
-    nvml_reason: str | None,
-) -> TrialRecord:
-    epochs = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in events.of("epoch")]
-    error_event = events.last("error")
-    end = events.last("end")
-    start = events.last("start") or {}
-    error: str | None = None
-    if "interrupted" in stopped_for:
-        status, error = "interrupted", "stopped by the user"
-    elif "memory_limit" in stopped_for:
-        status = "memory_limit"
-        error = f"host memory estimate {stopped_for['memory_limit']} B crossed the limit"
-    elif error_event is not None and error_event.get("kind") == "cuda_oom":
-        status, error = "memory_limit", f"CUDA out of memory: {error_event.get('message')}"
-    elif exit_code == _EXIT_CUDA_OOM:
-        status, error = "memory_limit", "CUDA out of memory"
-    elif "timeout" in stopped_for:
-        status, error = "timeout", f"still running after the {limits.time_limit_s:g} s limit"
-    elif exit_code == 0 and end is not None:
-        status = "ok"
-    else:
-        status = "failed"
-        if error_event is not None:
-            error = error_event.get("message")
-        elif exit_code is not None and exit_code < 0:
-            error = f"killed by signal {-exit_code} (not by memfront: the kernel's OOM killer?)"
-        else:
-            error = f"exit code {exit_code}"
-
-    best = _best_epoch(epochs)
-    epoch_times = [e["seconds"] for e in epochs if e.get("seconds") is not None]
-    gpu_peaks = [
-        e["gpu"]["reserved_peak_bytes"]
-        for e in [*epochs, end or {}]
-        if e.get("gpu") and e["gpu"].get("reserved_peak_bytes") is not None
-    ]
-    cuda = bool(start.get("cuda"))
-    peak_gpu = max([*gpu_peaks, nvml_peak or 0]) if cuda and (gpu_peaks or nvml_peak) else None
-    # The child's own last word and the sampler's last read before the exit: the later (higher) wins,
-    # since interpreter shutdown can still allocate after the child reported.
-    vmhwm = max(filter(None, [(end or {}).get("vmhwm_bytes"), memory.get("vmhwm_bytes")]), default=None)
-    memory = {
-        **memory,
-        "vmhwm_bytes": vmhwm,
-        "ru_maxrss_bytes": rusage_maxrss,
-        "limit_bytes": limits.memory_limit_bytes,
-    }
-    _apply_kernel_floor(memory)
-    kernel = memory.get("cgroup") or {}
-    if kernel.get("peak_bytes") and memory.get("peak_host_bytes"):
-        kernel["peak_over_pss"] = kernel["peak_bytes"] / memory["peak_host_bytes"]
-    used = {k: v for k, v in (events.last("used") or {}).items() if k not in ("event", "time")}
-    return TrialRecord(
-        status=status,
-        map50=best["map50"] if best and status == "ok" else None,
-        map50_95=best["map50_95"] if best and status == "ok" else None,
-        fitness=best["fitness"] if best and status == "ok" else None,
-        peak_host_bytes=memory.get("peak_host_bytes"),
-        peak_gpu_bytes=peak_gpu,
-        epoch_seconds=statistics.median(epoch_times) if epoch_times else None,
-        wall_seconds=wall,
-        phases=phases,
-        requested=config.model_dump(),
-        used=used,
-        limits=limits.model_dump(),
-        epochs=epochs,
-        memory=memory,
-        gpu={
-            "cuda": cuda,
-            "device": start.get("device"),
-            "name": start.get("gpu_name"),
-            "total_bytes": start.get("gpu_total_bytes"),
-            "allocator_reserved_peak_bytes": max(gpu_peaks) if gpu_peaks else None,
-            "nvml_peak_bytes": nvml_peak,
-            "nvml": nvml_reason or ("available" if nvml_peak is not None else None),
-        },
-        exit_code=exit_code,
-        error=error,
-        log_tail=log_tail if status in ("failed", "timeout", "memory_limit") else [],
-        versions={"torch": start.get("torch"), "yolov5": start.get("yolov5")},
     )

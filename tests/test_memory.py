@@ -8,6 +8,7 @@ import textwrap
 import time
 
 from search.memory import TreeSampler
+from search.procfs import read_pss_bytes
 
 MB = 1024**2
 
@@ -44,6 +45,24 @@ _GROWING_CHILD = textwrap.dedent(
     while True:
         chunks.append(bytearray(b"x" * (20 * 1024 * 1024)))
         time.sleep(0.01)
+    """
+)
+
+
+# Grows 300 MB of private memory in 50 MB steps, says so on stdout, then holds it for 2 s.
+_LONE_CHILD = textwrap.dedent(
+    """
+    import mmap, time
+    size = 50 * 1024 * 1024
+    blocks = []
+    for _ in range(6):
+        block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        blocks.append(block)
+        time.sleep(0.1)
+    print("grown", flush=True)
+    time.sleep(2.0)
     """
 )
 
@@ -87,3 +106,24 @@ def test_limit_is_enforced_fast() -> None:
     assert report.limit_exceeded and len(crossed) == 1
     assert limit <= crossed[0] < limit * 1.1
     assert reaction < 10
+
+
+def test_a_lone_process_is_tracked_with_few_exact_reads() -> None:
+    # Without workers nothing shares the process's anonymous memory: the cheap reads track its PSS
+    # exactly but for its file-backed share, so the sampler must not spend page walks on every new high.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LONE_CHILD], stdout=subprocess.PIPE, start_new_session=True
+    )
+    sampler = TreeSampler(root_pid=child.pid)
+    sampler.start()
+    assert child.stdout is not None and child.stdout.readline().strip() == b"grown"
+    time.sleep(0.3)
+    true_pss = read_pss_bytes(child.pid)
+    child.wait(timeout=60)
+    report = sampler.stop()
+    assert true_pss is not None and true_pss > 300 * MB
+    assert abs(report.peak_host_bytes - true_pss) < 0.02 * true_pss
+    assert report.max_processes == 1
+    # Its RssAnon alone bounds it from below, well above the few exact reads taken while it grew.
+    assert 0.95 * report.peak_host_bytes < report.peak_host_lower_bytes <= report.peak_host_bytes
+    assert 1 <= report.pss_samples <= report.fast_samples // 10

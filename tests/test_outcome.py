@@ -1,0 +1,70 @@
+"""The record's kernel floor: what the sampler missed, the kernel's high-water mark still saw."""
+
+from __future__ import annotations
+
+from search.outcome import apply_kernel_floor
+
+MIB = 1024**2
+
+
+def _memory(**fields: object) -> dict[str, object]:
+    return {"method": "sampled", "max_processes": 1, "vmhwm_bytes": None, **fields}
+
+
+def test_a_missed_spike_raises_the_peak_to_the_high_water_mark_less_shared_pages() -> None:
+    # The last exact read found 40 MiB of the process's file pages shared with other processes:
+    # its PSS at the kernel's high-water mark was at least 1000 - 40 MiB.
+    memory = _memory(
+        peak_host_bytes=900 * MIB,
+        peak_host_upper_bytes=905 * MIB,
+        ru_maxrss_bytes=1000 * MIB,
+        root_shared_discount_bytes=40 * MIB,
+    )
+    apply_kernel_floor(memory)
+    assert memory["peak_host_bytes"] == 960 * MIB
+    assert memory["peak_host_upper_bytes"] == 960 * MIB
+    assert "high-water mark" in str(memory["method"])
+
+
+def test_the_discount_is_in_bytes_not_a_ratio_taken_early() -> None:
+    # Read early, the process was 300 MiB with 100 MiB of shared pages counted as 50 MiB of PSS (a
+    # ratio of 0.83); it then grew 1 GiB of private memory. Scaling its high-water mark by the early
+    # ratio would put the floor ~220 MiB under its true PSS; the byte discount keeps it exact.
+    memory = _memory(
+        peak_host_bytes=1000 * MIB,
+        ru_maxrss_bytes=1324 * MIB,
+        root_shared_discount_bytes=50 * MIB,
+    )
+    apply_kernel_floor(memory)
+    assert memory["peak_host_bytes"] == 1274 * MIB
+
+
+def test_a_sampled_peak_above_the_floor_is_kept() -> None:
+    memory = _memory(
+        peak_host_bytes=990 * MIB,
+        ru_maxrss_bytes=1000 * MIB,
+        root_shared_discount_bytes=40 * MIB,
+    )
+    apply_kernel_floor(memory)
+    assert memory["peak_host_bytes"] == 990 * MIB
+    assert memory["method"] == "sampled"
+
+
+def test_with_workers_the_last_vmhwm_read_is_used_not_ru_maxrss() -> None:
+    # ru_maxrss of a parent that forked is not its own high-water mark alone; the sampler's last
+    # VmHWM read is.
+    memory = _memory(
+        max_processes=3,
+        peak_host_bytes=900 * MIB,
+        ru_maxrss_bytes=5000 * MIB,
+        vmhwm_bytes=950 * MIB,
+        root_shared_discount_bytes=0,
+    )
+    apply_kernel_floor(memory)
+    assert memory["peak_host_bytes"] == 950 * MIB
+
+
+def test_without_an_exact_read_nothing_is_raised() -> None:
+    memory = _memory(peak_host_bytes=900 * MIB, ru_maxrss_bytes=1000 * MIB, root_shared_discount_bytes=None)
+    apply_kernel_floor(memory)
+    assert memory["peak_host_bytes"] == 900 * MIB
