@@ -19,7 +19,7 @@ cannot be read at 20 Hz on a 2-core machine without slowing the trial.
   anonymous memory, so its estimate is exact but for its file-backed share: it is re-read only when
   its file-backed pages moved by 5% or every 10 s. Each read walks every page of the trial and
   evicts its working set from the caches; on a 2-core machine reading a lone process about once a
-  second cost the trial ~2% of its speed for nothing.
+  second cost the trial ~3% of its speed for nothing.
 
 Between PSS reads, each process's PSS is carried forward: new anonymous memory counts in full (it is
 private); file-backed and shared memory keep the proportion the last PSS read measured; a forked
@@ -48,13 +48,19 @@ from search.procfs import (
     read_statm,
 )
 
-__all__ = ["MemoryReport", "TreeSampler"]
+__all__ = ["DEFAULT_PSS_CPU_BUDGET", "MemoryReport", "TreeSampler"]
 
 _MAX_SERIES_POINTS = 400
 # A lone process's PSS is re-read when its file-backed resident pages moved by this fraction, or
 # after this many seconds.
 _LONE_SHARED_DRIFT = 0.05
 _LONE_PSS_PERIOD_S = 10.0
+# The exact reads' share of one core. Their cost to the trial is several times their own CPU: each
+# walks every page of every process and holds its mmap lock, and the trial then refills its caches.
+# Measured with 2 workers and the RAM cache (a tree of 5 processes) on one core: at 1% the trial ran
+# 6.5% slower than bare, at 0.25% 1.7%; the peak stayed within 0.7% of a 20 Hz reference's, while
+# no exact reads at all left it 7-8% under (copy-on-write breaks in the workers go unseen).
+DEFAULT_PSS_CPU_BUDGET = 0.0025
 
 
 @dataclasses.dataclass
@@ -120,7 +126,7 @@ class TreeSampler:
         *,
         root_pid: int,
         fast_hz: float = 25.0,
-        pss_cpu_budget: float = 0.01,
+        pss_cpu_budget: float = DEFAULT_PSS_CPU_BUDGET,
         limit_bytes: int | None = None,
         on_limit: Callable[[int], None] | None = None,
         near_limit_hz: float = 400.0,
@@ -215,9 +221,7 @@ class TreeSampler:
                         or now - last_pss >= pss_period
                     )
                 # One budget whatever the tree's size: a tree of 5 processes costs 5 times as much to
-                # read, so it is re-anchored less often. Scaling the budget with the processes kept
-                # the estimate no closer to a 20 Hz reference (within 1% either way) but cost a trial
-                # with 2 workers 7% of its speed instead of 1%.
+                # read, so it is re-anchored less often (see DEFAULT_PSS_CPU_BUDGET).
                 budget = self._budget
                 allowance = budget * now + 0.1 - self._pss_cpu
                 if want_pss and allowance > 0 and not self._near_limit(estimate):

@@ -29,7 +29,7 @@ from search.config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.dataset import load_dataset, write_trial_data_yaml
 from search.gpu import NvmlProbe
 from search.leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, owned_prefix, remove_abandoned
-from search.memory import TreeSampler
+from search.memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
 from search.outcome import ChildEvents, build_record, child_phases, log_tail
 from search.procfs import group_alive
 from search.record import TrialRecord
@@ -95,7 +95,7 @@ def run_trial(
     workdir: Path | None = None,
     on_progress: Callable[[TrialProgress], None] | None = None,
     fast_hz: float = 25.0,
-    pss_cpu_budget: float = 0.01,
+    pss_cpu_budget: float = DEFAULT_PSS_CPU_BUDGET,
 ) -> TrialRecord:
     """Runs one trial in a child process and returns its record.
 
