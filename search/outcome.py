@@ -76,11 +76,12 @@ def apply_kernel_floor(memory: dict[str, Any]) -> None:
     Sampling can miss a spike shorter than its interval (interpreter shutdown allocates in the last
     ~100 ms); the kernel's VmHWM cannot. For a tree that never had another process, ``ru_maxrss``
     from ``wait4`` is that process's VmHWM at exit; otherwise the last VmHWM read before the exit is
-    used. Less the part of the main process's file-backed pages that the last PSS read found shared
-    (the only pages the tree's PSS may count below their RSS, apart from what the tree shares within
-    itself, which it counts in full), it is a floor of the tree's PSS. The discount is taken in bytes,
-    not as a ratio: libraries are mapped early and stay, while anonymous memory grows, so a ratio read
-    early in the run would scale the peak down by the memory that came after it.
+    used. Less the part of the main process's file-backed pages that the exact reads found shared
+    with other processes (their median: the only pages the tree's PSS may count below their RSS,
+    apart from what the tree shares within itself, which it counts in full), it is a floor of the
+    tree's PSS. The discount is taken in bytes, not as a ratio: libraries are mapped early and stay,
+    while anonymous memory grows, so a ratio read early in the run would scale the peak down by the
+    memory that came after it.
     """
     discount = memory.get("root_shared_discount_bytes")
     single = memory.get("max_processes") == 1
