@@ -24,6 +24,7 @@ from typing import Any
 from search import compat
 from search.config import TrialConfig, TrialLimits, resolve_model
 from search.dataset import load_dataset, write_trial_data_yaml
+from search.outcome import log_tail
 from search.procfs import read_pss_bytes, read_resident, read_stat
 from search.record import TrialRecord
 from search.supervisor import run_trial
@@ -190,14 +191,6 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _tail(path: Path, lines: int = 15) -> list[str]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    return [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-lines:]
-
-
 def run_bare(config: TrialConfig, root: Path, *, core: int | None = None) -> BareResult:
     """Runs the trial's yolov5 training in a plain subprocess, with nothing sampling it.
 
@@ -257,7 +250,7 @@ def run_bare(config: TrialConfig, root: Path, *, core: int | None = None) -> Bar
             wall_s=wall,
             exit_code=child.returncode,
             ru_maxrss_bytes=usage.ru_maxrss * 1024,
-            log_tail=_tail(log_path) if child.returncode else [],
+            log_tail=log_tail(log_path)[-15:] if child.returncode else [],
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -212,26 +212,17 @@ class TreeSampler:
                     anon = next(iter(resident.values())).anon
                     self._peak_anon_lone = max(self._peak_anon_lone, anon)
                     estimate, upper = max(estimate, anon), max(upper, anon)
-                if len(resident) == 1 and set(resident) == set(self._anchors):
-                    want_pss = self._lone_anchor_stale(resident, now - last_pss)
-                else:
-                    want_pss = (
-                        set(resident) != set(self._anchors)  # a fork, or an exit that unshared pages
-                        or estimate > self._peak_pss * 1.03
-                        or unexplained > 0.01 * max(estimate, 1)
-                        or now - last_pss >= pss_period
-                    )
+                want_pss = self._wants_pss(resident, estimate, unexplained, now - last_pss, pss_period)
                 # One budget whatever the tree's size: a tree of 5 processes costs 5 times as much to
                 # read, so it is re-anchored less often (see DEFAULT_PSS_CPU_BUDGET).
-                budget = self._budget
-                allowance = budget * now + 0.1 - self._pss_cpu
+                allowance = self._budget * now + 0.1 - self._pss_cpu
                 if want_pss and allowance > 0 and not self._near_limit(estimate):
                     t0 = time.thread_time()
                     measured = self._read_pss(list(resident))
                     cost = time.thread_time() - t0
                     self._pss_cpu += cost
                     last_pss, unexplained = now, 0
-                    pss_period = max(1.0, cost / budget)
+                    pss_period = max(1.0, cost / self._budget)
                     if measured is not None:
                         estimate = upper = measured
                         self._peak_pss = max(self._peak_pss, measured)
@@ -252,15 +243,23 @@ class TreeSampler:
                 self._stop.wait(delay)
         self._cpu = time.thread_time() - cpu0
 
-    def _lone_anchor_stale(self, resident: dict[int, Resident], age_s: float) -> bool:
-        # A lone process shares no anonymous memory with anything (it was exec'ed, or its workers are
-        # gone and re-anchored it): its private part is exactly RssAnon between reads, and only its
-        # file-backed share can drift. Each PSS read walks all its pages and evicts the trial's
-        # working set from the caches, so re-read only when that share moved or the read is old.
-        ((pid, now),) = resident.items()
-        anchored = self._anchors[pid].resident.shared
-        drifted = abs(now.shared - anchored) > _LONE_SHARED_DRIFT * max(anchored, 1)
-        return drifted or age_s >= _LONE_PSS_PERIOD_S
+    def _wants_pss(
+        self, resident: dict[int, Resident], estimate: int, unexplained: int, since_pss: float, period: float
+    ) -> bool:
+        """Whether an exact read would change the figure enough to pay for its page walk."""
+        if set(resident) != set(self._anchors):
+            return True  # a fork, or an exit that unshared pages
+        if len(resident) == 1:
+            # A lone process shares no anonymous memory with anything (it was exec'ed, or its workers
+            # are gone and re-anchored it): its private part is exactly RssAnon between reads, and
+            # only its file-backed share can drift. Each walk evicts the trial's working set from the
+            # caches, so re-read only when that share moved or the read is old.
+            ((pid, now),) = resident.items()
+            anchored = self._anchors[pid].resident.shared
+            drifted = abs(now.shared - anchored) > _LONE_SHARED_DRIFT * max(anchored, 1)
+            return drifted or since_pss >= _LONE_PSS_PERIOD_S
+        new_high = estimate > self._peak_pss * 1.03
+        return new_high or unexplained > 0.01 * max(estimate, 1) or since_pss >= period
 
     def _near_limit(self, estimate: int) -> bool:
         return self._limit is not None and estimate >= 0.75 * self._limit
