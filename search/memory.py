@@ -295,26 +295,27 @@ class TreeSampler:
         return estimate, upper
 
     def _read_pss(self, pids: list[int]) -> int | None:
-        total = 0
-        anchors: dict[int, _Anchor] = {}
+        reads = []
         for pid in pids:
-            pss = read_pss(pid)
-            resident = read_statm(pid)
-            stat = read_stat(pid)
-            if pss is None or resident is None or stat is None:
-                continue
+            pss, resident, stat = read_pss(pid), read_statm(pid), read_stat(pid)
+            if pss is not None and resident is not None and stat is not None:
+                reads.append((pid, pss, resident, stat))
+        # The reads are one process after another: a process that exits meanwhile hands its share of
+        # the pages it shared to those read after it, and the sum counts those pages up to twice
+        # (a worker read at a third, its parent at the whole). Such a pass is not a measurement.
+        if not reads or any(read_statm(pid) is None for pid in pids):
+            return None
+        anchors: dict[int, _Anchor] = {}
+        for pid, pss, resident, stat in reads:
             anchors[pid] = _Anchor(pss=pss, resident=resident)
             if pid == self._tree.root_pid and resident.total:
                 self._root_pss_ratio = pss.total / resident.total
                 self._root_shared_discounts.append(max(0, resident.shared - pss.file - pss.shmem))
             _, _, minflt, rss_pages = stat
             self._fault_mark[pid] = (minflt, rss_pages * PAGE_SIZE)
-            total += pss.total
-        if not anchors:
-            return None
         self._anchors = anchors
         self._pss_samples += 1
-        return total
+        return sum(pss.total for _, pss, _, _ in reads)
 
     def _record(self, now: float, estimate: int, upper: int, rss_sum: int) -> None:
         self._fast_samples += 1
