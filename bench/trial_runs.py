@@ -180,8 +180,8 @@ class TrialReference:
             self._stop.wait(0.005)
 
 
-def child_env(config_dir: Path) -> dict[str, str]:
-    env = {**os.environ, **compat.child_environment(config_dir)}
+def child_env(settings_dir: Path) -> dict[str, str]:
+    env = {**os.environ, **compat.child_environment(settings_dir)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -219,8 +219,8 @@ def run_bare(config: TrialConfig, root: Path, *, core: int | None = None) -> Bar
             "noplots": True,
             "noval": False,
         }
-        config_dir = folder / "yolov5-config"
-        spec = {"config_dir": str(config_dir), "opt": opt, "threads": config.threads}
+        settings_dir = folder / "settings"
+        spec = {"config_dir": str(compat.yolov5_config_dir(settings_dir)), "opt": opt, "threads": config.threads}
         (folder / "spec.json").write_text(json.dumps(spec))
         script = folder / "bare_train.py"
         script.write_text(BARE_SCRIPT)
@@ -228,7 +228,7 @@ def run_bare(config: TrialConfig, root: Path, *, core: int | None = None) -> Bar
         with open(log_path, "wb") as log:
             started = time.monotonic()
             pin = ["taskset", "-c", str(core)] if core is not None else []
-            env = child_env(config_dir)
+            env = child_env(settings_dir)
             if config.threads:
                 env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(config.threads)
             child = subprocess.Popen(

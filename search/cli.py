@@ -135,7 +135,9 @@ def trial(
     gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
     keep_cache: Annotated[bool, typer.Option(help="Keep the .npy files cache=disk writes.")] = False,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full record here.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the full record here (- for stdout).")
+    ] = None,
 ) -> None:
     """Run one measured YOLOv5 training trial in a child process."""
     if amp not in ("on", "off"):
@@ -190,7 +192,9 @@ def train(
     project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full record here.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the full record here (- for stdout).")
+    ] = None,
 ) -> None:
     """Run a full YOLOv5 training with memfront's adaptations (what `export` prints)."""
     options: dict[str, Any] = {}

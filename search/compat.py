@@ -8,6 +8,8 @@ says which one it answers.
 * ``import yolov5`` needs ``pkg_resources``: ``setuptools<81`` in pyproject.
 * numpy 2 removed ``np.trapz`` (validation crashes): :func:`patch_numpy`.
 * torch >= 2.6 loads checkpoints ``weights_only``: :func:`child_environment`, child only.
+* ultralytics (a yolov5 dependency) writes settings into the home and prints a banner to stdout on
+  first import; matplotlib builds a font cache there: :func:`child_environment` (folders of the child's).
 * ``check_font`` downloads Arial.ttf: :func:`prepare_config_dir` (a local font).
 * no AMP switch, and ``check_amp`` may download: :func:`patch_amp`.
 * mutable default ``Callbacks()``: the trainer passes a fresh one, one trial per process.
@@ -16,6 +18,7 @@ says which one it answers.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,28 +32,51 @@ __all__ = [
     "patch_amp",
     "patch_numpy",
     "prepare_config_dir",
+    "yolov5_config_dir",
 ]
 
 # yolov5 asks for Arial.ttf, or Arial.Unicode.ttf for non-ASCII class names.
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+_PKG_RESOURCES_WARNING = "ignore:pkg_resources is deprecated as an API:UserWarning"
 
 
-def child_environment(config_dir: Path) -> dict[str, str]:
-    """Environment variables the child process needs before it imports torch or yolov5.
+def child_environment(settings_dir: Path) -> dict[str, str]:
+    """Environment variables for any child process memfront starts (trial, probe, calibration run).
+
+    Everything a third-party package would write into the user's home on first import goes into
+    ``settings_dir``, a folder the child owns and memfront removes: ultralytics (imported by yolov5)
+    creates its settings file and prints a banner to stdout when none exists; matplotlib builds its
+    font cache; yolov5 keeps fonts in its config dir. So a first run on a fresh machine behaves like
+    every later one, and nothing is written into the user's home.
 
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``: yolov5 checkpoints pickle whole objects; torch >= 2.6
-    refuses them by default. Set for the trial's process only: it loads the run's own checkpoints
-    (and the ``.pt`` the user chose to fine-tune from, which yolov5 cannot load any other way).
+    refuses them by default. Set for the child only: it loads the run's own checkpoints (and the
+    ``.pt`` the user chose to fine-tune from, which yolov5 cannot load any other way).
     """
     return {
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
-        "YOLOV5_CONFIG_DIR": str(config_dir),
-        # Keep yolov5's optional integrations (W&B, Comet, ClearML) from reaching out.
+        "YOLOV5_CONFIG_DIR": str(yolov5_config_dir(settings_dir)),
+        "YOLO_CONFIG_DIR": str(settings_dir / "ultralytics"),
+        "MPLCONFIGDIR": str(settings_dir / "matplotlib"),
+        # Whatever else honours the XDG folders (caches of optional integrations) stays here too.
+        "XDG_CONFIG_HOME": str(settings_dir / "config"),
+        "XDG_CACHE_HOME": str(settings_dir / "cache"),
+        "TORCH_HOME": str(settings_dir / "torch"),
+        # Keep yolov5's optional integrations (W&B, Comet, ClearML, the hub) from reaching out.
         "WANDB_MODE": "disabled",
         "COMET_MODE": "disabled",
         "HF_HUB_OFFLINE": "1",
+        "YOLO_OFFLINE": "1",
+        # yolov5 7.0.14 imports pkg_resources, which warns on every import: noise in every trial log.
+        # Appended: a later filter wins, and the user's own filters are kept.
+        "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _PKG_RESOURCES_WARNING])),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def yolov5_config_dir(settings_dir: Path) -> Path:
+    """Where yolov5 looks for its fonts in a child given ``settings_dir``."""
+    return settings_dir / "yolov5"
 
 
 def prepare_config_dir(config_dir: Path) -> None:

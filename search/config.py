@@ -12,6 +12,7 @@ from search.errors import InputError
 
 __all__ = [
     "CACHE_MODES",
+    "MODEL_YAML_SUFFIXES",
     "TrialConfig",
     "TrialLimits",
     "resolve_hyp",
@@ -67,6 +68,10 @@ def validation_message(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
+# A model given as a yaml trains from scratch; a .pt checkpoint is fine-tuned.
+MODEL_YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def resolve_model(model: str) -> str:
     """Returns the absolute path of a model yaml or checkpoint, never downloading one.
 
@@ -77,7 +82,7 @@ def resolve_model(model: str) -> str:
         InputError: If the model is neither an existing ``.yaml`` nor an existing ``.pt``.
     """
     path = Path(model).expanduser()
-    if path.suffix not in (".yaml", ".yml", ".pt"):
+    if path.suffix not in (*MODEL_YAML_SUFFIXES, ".pt"):
         raise InputError(f"model must be a .yaml (train from scratch) or a local .pt: {model!r}")
     if path.is_file():
         return str(path.resolve())

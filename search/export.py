@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,20 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search.config import resolve_hyp
+from search.config import MODEL_YAML_SUFFIXES, resolve_hyp
 from search.report import front
 from search.studyfile import StudySpec
 from search.units import format_bytes
 
-__all__ = ["best_config", "closest_config", "memfront_command", "train_options", "upstream_command"]
+__all__ = [
+    "ExportChoice",
+    "best_config",
+    "choose_config",
+    "closest_config",
+    "memfront_command",
+    "train_options",
+    "upstream_command",
+]
 
 
 def best_config(
@@ -40,6 +49,46 @@ def closest_config(frame: pd.DataFrame, *, accuracy: str) -> pd.Series | None:
     """The feasible Pareto trial that needed the least memory, or None if there is none."""
     chosen = front(frame, accuracy)
     return None if chosen.empty else chosen.sort_values("peak_host_bytes").iloc[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportChoice:
+    """What ``export`` picks for a budget, and what it passed over.
+
+    Attributes:
+        chosen: The trial to export, or None when nothing fits.
+        refused_by_prediction: The trial that fits as measured (on the trials' subset) but whose
+            peak predicted for the whole dataset exceeds the budget, when it would have been chosen.
+        closest: When nothing fits, the feasible front trial that needed the least memory.
+    """
+
+    chosen: pd.Series | None
+    refused_by_prediction: pd.Series | None
+    closest: pd.Series | None
+
+
+def choose_config(
+    frame: pd.DataFrame, *, max_memory_bytes: int, accuracy: str, check_prediction: bool = True
+) -> ExportChoice:
+    """The one rule ``memfront export`` and the notebook apply to pick a configuration for a budget.
+
+    Args:
+        frame: :func:`search.report.trials_frame` output, with ``predicted_full_bytes`` where known.
+        max_memory_bytes: The budget.
+        accuracy: The accuracy column.
+        check_prediction: Refuse a trial whose whole-dataset prediction exceeds the budget.
+    """
+    measured = best_config(frame, max_memory_bytes=max_memory_bytes, accuracy=accuracy)
+    chosen = best_config(
+        frame, max_memory_bytes=max_memory_bytes, accuracy=accuracy, check_prediction=check_prediction
+    )
+    refused = (
+        measured
+        if measured is not None and (chosen is None or chosen["number"] != measured["number"])
+        else None
+    )
+    closest = closest_config(frame, accuracy=accuracy) if chosen is None else None
+    return ExportChoice(chosen=chosen, refused_by_prediction=refused, closest=closest)
 
 
 def train_options(
@@ -77,7 +126,8 @@ def upstream_command(options: dict[str, Any]) -> str:
     """The equivalent upstream ``yolov5 train`` flags (needs the stack fixes memfront applies)."""
     model = str(options["model"])
     parts = ["yolov5", "train", "--data", str(options["data"])]
-    parts += ["--cfg", model, "--weights", ""] if model.endswith((".yaml", ".yml")) else ["--weights", model]
+    from_scratch = model.endswith(MODEL_YAML_SUFFIXES)
+    parts += ["--cfg", model, "--weights", ""] if from_scratch else ["--weights", model]
     parts += [
         "--epochs",
         str(options["epochs"]),
@@ -111,8 +161,8 @@ def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accura
 
 
 def write_text(path: Path | None, text: str) -> None:
-    """Writes to a file, or prints when no path is given."""
-    if path is None:
-        print(text, end="" if text.endswith("\n") else "\n")
+    """Writes to a file, or to stdout when no path or ``-`` is given."""
+    if path is None or str(path) == "-":
+        print(text, end="" if text.endswith("\n") else "\n", flush=True)
     else:
         path.write_text(text if text.endswith("\n") else text + "\n")

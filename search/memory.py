@@ -52,6 +52,8 @@ from search.procfs import (
 __all__ = ["DEFAULT_PSS_CPU_BUDGET", "MemoryReport", "TreeSampler"]
 
 _MAX_SERIES_POINTS = 400
+# The exact reads' root shared-page discounts kept for their median (see _SpreadSample).
+_MAX_SHARED_DISCOUNTS = 1024
 # A lone process's PSS is re-read when its file-backed resident pages moved by this fraction, or
 # after this many seconds.
 _LONE_SHARED_DRIFT = 0.05
@@ -109,6 +111,120 @@ class _Anchor:
         return max(0, self.pss.anon + delta_anon) + shared, self.pss.anon + max(0, delta_anon) + shared
 
 
+class _Series:
+    """The memory series of a trial, decimated as it grows to at most ``capacity`` windows.
+
+    Each window holds ``width`` consecutive fast samples (the last one may hold fewer) and keeps
+    their highest estimate with its time, their highest RSS and the highest of the exact PSS reads
+    taken with them (None if none). When every window is full and another sample comes, adjacent
+    pairs merge and ``width`` doubles: the windows are always those of an end-of-trial downsampling
+    at the power-of-two step ``width``, so its output is the same while only ``capacity`` windows are
+    ever held (a 24-hour trial at 25-400 Hz holds 2-35 million samples).
+
+    Args:
+        capacity: The most windows held; even, so that a merge leaves every window full.
+    """
+
+    def __init__(self, capacity: int = _MAX_SERIES_POINTS) -> None:
+        if capacity < 2 or capacity % 2:
+            raise ValueError(f"capacity must be even and at least 2, not {capacity}")
+        self._capacity = capacity
+        self.width = 1
+        self._t: list[float] = []
+        self._est: list[int] = []
+        self._rss: list[int] = []
+        self._pss: list[int | None] = []
+        # Samples in the last window; "full" at the start so that the first sample opens one.
+        self._filled = 1
+
+    def add(self, t: float, estimate: int, rss: int, pss: int | None = None) -> None:
+        """Adds one fast sample, and the exact PSS read taken with it if any."""
+        if self._filled < self.width:
+            last = len(self._t) - 1
+            # Strictly higher only: the window keeps the time of its first maximum, as max() did.
+            if estimate > self._est[last]:
+                self._est[last] = estimate
+                self._t[last] = t
+            if rss > self._rss[last]:
+                self._rss[last] = rss
+            if pss is not None:
+                held = self._pss[last]
+                self._pss[last] = pss if held is None else max(held, pss)
+            self._filled += 1
+            return
+        if len(self._t) == self._capacity:
+            self._merge_pairs()
+        self._t.append(t)
+        self._est.append(estimate)
+        self._rss.append(rss)
+        self._pss.append(pss)
+        self._filled = 1
+
+    def _merge_pairs(self) -> None:
+        t: list[float] = []
+        est: list[int] = []
+        rss: list[int] = []
+        pss: list[int | None] = []
+        for left in range(0, len(self._t), 2):
+            right = left + 1
+            # The left window on a tie: it holds the earlier samples, so the first maximum.
+            best = right if self._est[right] > self._est[left] else left
+            t.append(self._t[best])
+            est.append(self._est[best])
+            rss.append(max(self._rss[left], self._rss[right]))
+            reads = [v for v in (self._pss[left], self._pss[right]) if v is not None]
+            pss.append(max(reads) if reads else None)
+        self._t, self._est, self._rss, self._pss = t, est, rss, pss
+        self.width *= 2
+        # Only merged when every window was full: each merged one holds 2 * the old width.
+        self._filled = self.width
+
+    def to_dict(self) -> dict[str, list[float | None]]:
+        """The series as the report stores it: one point per window, times rounded to the ms."""
+        # Copies, typed as the report's field: the sampler may go on adding after a report.
+        host: list[float | None] = list(self._est)
+        rss: list[float | None] = list(self._rss)
+        pss: list[float | None] = list(self._pss)
+        return {
+            "t_s": [round(t, 3) for t in self._t],
+            "host_bytes": host,
+            "rss_tree_bytes": rss,
+            "pss_read_bytes": pss,
+        }
+
+
+class _SpreadSample:
+    """At most ``capacity`` of the values added, spread evenly over all of them.
+
+    Every value is kept until ``capacity`` are held; then every other one is dropped and from then on
+    only every second value added is kept, and so on: the values held are those at a fixed stride
+    from the first, so their median follows the median of all without holding them all.
+
+    Args:
+        capacity: The most values held; even, so that the stride stays aligned after a halving.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 2 or capacity % 2:
+            raise ValueError(f"capacity must be even and at least 2, not {capacity}")
+        self._capacity = capacity
+        self._stride = 1
+        self._added = 0
+        self.values: list[int] = []
+
+    def add(self, value: int) -> None:
+        """Adds one value (kept if it falls on the stride)."""
+        index = self._added
+        self._added += 1
+        if index % self._stride:
+            return
+        if len(self.values) == self._capacity:
+            del self.values[1::2]
+            self._stride *= 2
+        # With an even capacity, index (capacity * the old stride) is on the doubled stride too.
+        self.values.append(value)
+
+
 class TreeSampler:
     """Samples the memory of a process tree in a background thread.
 
@@ -147,7 +263,9 @@ class TreeSampler:
         self._cpu = 0.0
         self._pss_cpu = 0.0
         self._root_pss_ratio: float | None = None
-        self._root_shared_discounts: list[int] = []
+        # One per exact read that read the root: rationed, but a long trial at a few reads a second
+        # would still hold hundreds of thousands, so a bounded, evenly spread sample of them.
+        self._root_shared_discounts = _SpreadSample(_MAX_SHARED_DISCOUNTS)
         self._fast_samples = 0
         self._pss_samples = 0
         self._max_processes = 0
@@ -159,11 +277,8 @@ class TreeSampler:
         self._peak_rss = 0
         self._vmhwm: int | None = None
         self._limit_hit = False
-        self._series_t: list[float] = []
-        self._series_est: list[int] = []
-        self._series_rss: list[int] = []
-        self._pss_t: list[float] = []
-        self._pss_v: list[int] = []
+        # Decimated as it grows: the fast samples come at 25-400 Hz for the whole trial.
+        self._series = _Series()
         self.current_bytes = 0
 
     def start(self) -> None:
@@ -199,6 +314,7 @@ class TreeSampler:
                 if newest != seen_pid or now >= next_full_scan:
                     self._tree.scan()
                     seen_pid, next_full_scan = newest, now + 2.0
+                    self._forget_gone()
                 unexplained = self._unexplained_faults()
                 root_status = read_resident(self._tree.root_pid)
                 if root_status is not None:
@@ -212,6 +328,7 @@ class TreeSampler:
                     anon = next(iter(resident.values())).anon
                     self._peak_anon_lone = max(self._peak_anon_lone, anon)
                     estimate, upper = max(estimate, anon), max(upper, anon)
+                pss_read = None
                 want_pss = self._wants_pss(resident, estimate, unexplained, now - last_pss, pss_period)
                 # One budget whatever the tree's size: a tree of 5 processes costs 5 times as much to
                 # read, so it is re-anchored less often (see DEFAULT_PSS_CPU_BUDGET).
@@ -226,9 +343,8 @@ class TreeSampler:
                     if measured is not None:
                         estimate = upper = measured
                         self._peak_pss = max(self._peak_pss, measured)
-                        self._pss_t.append(now)
-                        self._pss_v.append(measured)
-                self._record(now, estimate, upper, sum(r.total for r in resident.values()))
+                        pss_read = measured
+                self._record(now, estimate, upper, sum(r.total for r in resident.values()), pss_read)
                 if self._limit is not None and estimate >= self._limit and not self._limit_hit:
                     self._limit_hit = True
                     if self._on_limit is not None:
@@ -242,6 +358,15 @@ class TreeSampler:
             if delay > 0:
                 self._stop.wait(delay)
         self._cpu = time.thread_time() - cpu0
+
+    def _forget_gone(self) -> None:
+        # Workers come and go (a new set each validation, each epoch without persistent workers):
+        # what was kept about the gone ones would grow for the whole trial, and a reused PID would
+        # inherit a stranger's first-seen baseline.
+        live = self._tree.pids
+        for kept in (self._first_seen, self._fault_mark):
+            for pid in kept.keys() - live:
+                del kept[pid]
 
     def _wants_pss(
         self, resident: dict[int, Resident], estimate: int, unexplained: int, since_pss: float, period: float
@@ -310,14 +435,14 @@ class TreeSampler:
             anchors[pid] = _Anchor(pss=pss, resident=resident)
             if pid == self._tree.root_pid and resident.total:
                 self._root_pss_ratio = pss.total / resident.total
-                self._root_shared_discounts.append(max(0, resident.shared - pss.file - pss.shmem))
+                self._root_shared_discounts.add(max(0, resident.shared - pss.file - pss.shmem))
             _, _, minflt, rss_pages = stat
             self._fault_mark[pid] = (minflt, rss_pages * PAGE_SIZE)
         self._anchors = anchors
         self._pss_samples += 1
         return sum(pss.total for _, pss, _, _ in reads)
 
-    def _record(self, now: float, estimate: int, upper: int, rss_sum: int) -> None:
+    def _record(self, now: float, estimate: int, upper: int, rss_sum: int, pss: int | None = None) -> None:
         self._fast_samples += 1
         self.current_bytes = estimate
         self._max_processes = max(self._max_processes, len(self._tree.pids))
@@ -326,12 +451,11 @@ class TreeSampler:
             self._peak_time = now
         self._peak_upper = max(self._peak_upper, upper, estimate)
         self._peak_rss = max(self._peak_rss, rss_sum)
-        self._series_t.append(now)
-        self._series_est.append(estimate)
-        self._series_rss.append(rss_sum)
+        self._series.add(now, estimate, rss_sum, pss)
 
     def _report(self) -> MemoryReport:
         duration = max(time.monotonic() - self._start, 1e-9)
+        discounts = self._root_shared_discounts.values
         peak = self._peak if self._fast_samples else None
         return MemoryReport(
             peak_host_bytes=peak,
@@ -355,39 +479,8 @@ class TreeSampler:
             # The median, not the last: now and then an exact read finds 3-4 times the usual share of
             # the process's file pages mapped elsewhere for a moment (20-30 MiB instead of 7.6 in 3
             # of 9 bench runs), and the kernel floor would inherit that dip from a last read.
-            root_shared_discount_bytes=(
-                int(statistics.median(self._root_shared_discounts)) if self._root_shared_discounts else None
-            ),
+            root_shared_discount_bytes=int(statistics.median(discounts)) if discounts else None,
             max_processes=self._max_processes,
             limit_exceeded=self._limit_hit,
-            series=self._downsampled_series(),
+            series=self._series.to_dict(),
         )
-
-    def _downsampled_series(self) -> dict[str, list[float | None]]:
-        n = len(self._series_t)
-        step = max(1, -(-n // _MAX_SERIES_POINTS))
-        t_out: list[float | None] = []
-        est_out: list[float | None] = []
-        rss_out: list[float | None] = []
-        pss_out: list[float | None] = []
-        pss_index = 0
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            window = range(lo, hi)
-            best = max(window, key=lambda i: self._series_est[i])
-            t_out.append(round(self._series_t[best], 3))
-            est_out.append(self._series_est[best])
-            rss_out.append(max(self._series_rss[i] for i in window))
-            end_t = self._series_t[hi - 1]
-            measured = None
-            while pss_index < len(self._pss_t) and self._pss_t[pss_index] <= end_t:
-                value = self._pss_v[pss_index]
-                measured = value if measured is None else max(measured, value)
-                pss_index += 1
-            pss_out.append(measured)
-        return {
-            "t_s": t_out,
-            "host_bytes": est_out,
-            "rss_tree_bytes": rss_out,
-            "pss_read_bytes": pss_out,
-        }

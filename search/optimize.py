@@ -23,17 +23,53 @@ from typing import Any
 import optuna
 
 from search.config import TrialConfig, TrialLimits
-from search.record import TrialRecord
+from search.record import MEMORY_CONSTRAINT, TrialRecord, trial_constraints
 from search.space import KNOBS, suggest
 from search.storage import ask, fail_stale_trials, storage_clock
 from search.study import PreparedStudy
-from search.studyfile import StudySpec
+from search.studyfile import ACCURACY_OBJECTIVES, StudySpec
 from search.supervisor import TrialProgress, run_trial
 from search.workers import Heartbeat, announce
 
-__all__ = ["StudyEvents", "StudyOutcome", "finished_count", "objective_values", "run_study"]
+__all__ = [
+    "ProposalGuard",
+    "StudyEvents",
+    "StudyOutcome",
+    "finished_count",
+    "infeasible_values",
+    "objective_values",
+    "run_study",
+]
 
-_MAX_CONSECUTIVE_DUPLICATES = 30
+_MAX_CONSECUTIVE_UNTRAINED = 30
+
+
+class ProposalGuard:
+    """Bounds the proposals a worker makes in a row without training any.
+
+    A proposal is not trained when it repeats an evaluated configuration (told that result again)
+    or when another worker is training it (discarded). Each one in a row makes the worker wait a
+    little longer before it asks again (another worker's trial has to end before the sampler can
+    learn anything new), and after ``limit`` in a row the worker stops.
+    """
+
+    def __init__(self, *, limit: int = _MAX_CONSECUTIVE_UNTRAINED, max_wait_s: float = 5.0) -> None:
+        self.limit = limit
+        self.max_wait_s = max_wait_s
+        self.consecutive = 0
+
+    def untrained(self) -> bool:
+        """Counts a proposal that was not trained; True when the worker should stop."""
+        self.consecutive += 1
+        return self.consecutive >= self.limit
+
+    def wait_s(self) -> float:
+        """How long to wait before the next proposal after a discarded one: doubling from 0.2 s."""
+        return min(self.max_wait_s, 0.2 * 2 ** (self.consecutive - 1))
+
+    def trained(self) -> None:
+        """A proposal was trained: the count starts again."""
+        self.consecutive = 0
 
 
 def objective_values(record: TrialRecord, objectives: list[str]) -> list[float] | None:
@@ -97,6 +133,34 @@ def _config_key(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(params[k] for k in KNOBS)
 
 
+def infeasible_values(
+    record: TrialRecord, spec: StudySpec, trials: list[optuna.trial.FrozenTrial]
+) -> list[float]:
+    """What an infeasible trial (over the limit, or skipped by pre-flight) tells each objective.
+
+    Optuna's constrained samplers rank infeasible trials by their violation alone, so these values
+    only have to be honest, in each objective's own unit: accuracy 0 (the run was stopped, it has no
+    result); host memory the peak measured (or predicted), at least the limit; GPU memory the peak
+    measured, else the GPU limit; epoch time the trial's own median if an epoch ended, else the
+    slowest epoch of the study's completed trials (else the trial's wall time), a pessimistic figure.
+    """
+    values = []
+    for name in spec.objectives:
+        if name in ACCURACY_OBJECTIVES:
+            values.append(0.0)
+        elif name == "peak_host":
+            values.append(float(max(record.peak_host_bytes or 0, spec.memory_limit)))
+        elif name == "peak_gpu":
+            values.append(float(record.peak_gpu_bytes or spec.gpu_memory_limit or 0))
+        else:
+            seen = [
+                float(t.user_attrs["epoch_seconds"]) for t in trials
+                if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("epoch_seconds")
+            ]  # fmt: skip
+            values.append(float(record.epoch_seconds or max(seen, default=record.wall_seconds)))
+    return values
+
+
 def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: StudySpec) -> None:
     slim = record.to_dict()
     trial.set_user_attr("record", slim)
@@ -106,15 +170,12 @@ def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: S
         trial.set_user_attr(key, getattr(record, key))
     values = objective_values(record, spec.objectives)
     if record.status == "ok" and values is not None:
-        peak = record.peak_host_bytes or 0
-        trial.set_user_attr("constraint", [float(peak - spec.memory_limit)])
+        trial.set_constraint(MEMORY_CONSTRAINT, float((record.peak_host_bytes or 0) - spec.memory_limit))
         study.tell(trial, values)
     elif record.status in ("memory_limit", "predicted"):
         peak = record.peak_host_bytes or spec.memory_limit
-        violation = max(1.0, float(peak - spec.memory_limit))
-        trial.set_user_attr("constraint", [violation])
-        worst = [0.0 if d == "maximize" else float(peak) for d in spec.directions]
-        study.tell(trial, worst)
+        trial.set_constraint(MEMORY_CONSTRAINT, max(1.0, float(peak - spec.memory_limit)))
+        study.tell(trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
@@ -142,7 +203,8 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
     _requeue_interrupted(study)
     announce(study, worker, state="starting")
     clock = _Clock()
-    trained = duplicates = consecutive = skipped = 0
+    trained = duplicates = skipped = 0
+    guard = ProposalGuard()
     interrupted = False
     stop_reason = "n_trials reached"
     try:
@@ -184,17 +246,20 @@ def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> 
                 earlier = seen.get(key)
                 if earlier is not None:
                     _tell_duplicate(study, trial, earlier)
-                    duplicates, consecutive = duplicates + 1, consecutive + 1
-                    if consecutive >= _MAX_CONSECUTIVE_DUPLICATES:
-                        stop_reason = "the sampler keeps proposing evaluated configurations"
+                    duplicates += 1
+                    if guard.untrained():
+                        stop_reason = "the sampler keeps proposing configurations already evaluated"
                         break
                     continue
                 reason = _discard_reason(study.get_trials(deepcopy=False), trial.number, key, spec.n_trials)
                 if reason is not None:
                     _discard(study, trial, frozen, reason)
-                    clock.idle(random.uniform(0.2, 1.0))
+                    if guard.untrained():
+                        stop_reason = "the sampler keeps proposing configurations other workers train"
+                        break
+                    clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
                     continue
-                consecutive = 0
+                guard.trained()
                 outcome = _train(prepared, trial, params, clock, events)
                 if outcome == "skipped":
                     skipped += 1
@@ -327,9 +392,11 @@ def _requeue_interrupted(study: optuna.Study) -> None:
 def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
     """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
     trial.set_user_attr("duplicate_of", earlier.number)
-    for key in ("status", "constraint", "map50", "map50_95", "peak_host_bytes"):
+    for key in ("status", "map50", "map50_95", "peak_host_bytes"):
         if key in earlier.user_attrs:
             trial.set_user_attr(key, earlier.user_attrs[key])
+    for key, value in trial_constraints(earlier).items():
+        trial.set_constraint(key, value)
     complete = earlier.state == optuna.trial.TrialState.COMPLETE
     study.tell(trial, earlier.values if complete else None, state=earlier.state)
 

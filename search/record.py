@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATUSES", "TrialRecord"]
+__all__ = ["MEMORY_CONSTRAINT", "STATUSES", "TrialRecord", "memory_violation", "trial_constraints"]
 
 STATUSES = ("ok", "memory_limit", "predicted", "timeout", "failed", "interrupted")
+
+MEMORY_CONSTRAINT = "memory_limit"
+"""The Optuna constraint (``Trial.set_constraint``) of every trial: peak host bytes minus the limit."""
+
+
+def trial_constraints(trial: Any) -> dict[str, float]:
+    """A stored trial's constraints (an Optuna ``FrozenTrial``).
+
+    Studies written before memfront used ``Trial.set_constraint`` kept the violation in the user
+    attribute ``constraint`` (Optuna's ``constraints_func`` copied it to the system attributes, where
+    ``FrozenTrial.constraints`` finds it as ``"0"``; the random and grid samplers did not).
+    """
+    constraints = dict(trial.constraints)
+    legacy = trial.user_attrs.get("constraint")
+    if not constraints and legacy:
+        constraints = {str(i): float(v) for i, v in enumerate(legacy)}
+    return constraints
+
+
+def memory_violation(trial: Any) -> float | None:
+    """By how many bytes a stored trial's peak exceeded the limit (<= 0: it fitted); None if unknown."""
+    constraints = trial_constraints(trial)
+    if not constraints:
+        return None
+    return float(constraints.get(MEMORY_CONSTRAINT, max(constraints.values())))
 
 
 @dataclasses.dataclass
@@ -54,5 +80,10 @@ class TrialRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def write_json(self, path: str | Path) -> None:
-        """Writes the record as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Writes the record as indented JSON; ``-`` writes it to stdout."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if str(path) == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            Path(path).write_text(text)

@@ -1,8 +1,11 @@
 """The study's results as a pandas DataFrame: every trial, its figures, and the Pareto front.
 
 One table feeds everything that shows results (``report``, ``plot``, ``export``, the notebook).
-The Pareto front is Optuna's own (``Study.best_trials``, which honours the constraints), so the
-front here is the one ``optuna best-trials`` prints.
+The front every view shows (report, plot, hypervolume, export) is the front of accuracy against
+peak host memory among feasible trials (column ``pareto``). A study with a third objective
+(``epoch_seconds``) also gets Optuna's own front over all its objectives (``Study.best_trials``,
+what ``optuna best-trials`` prints) as column ``pareto_all``: a trial can be on it only because it
+is faster, though another one is as accurate with less memory.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
-__all__ = ["FRAME_COLUMNS", "front", "hypervolume", "status_counts", "trials_frame"]
+from search.record import memory_violation
+
+__all__ = ["FRAME_COLUMNS", "front", "hypervolume", "pareto_mask", "status_counts", "trials_frame"]
 
 FRAME_COLUMNS = [
     "number",
@@ -21,6 +26,7 @@ FRAME_COLUMNS = [
     "status",
     "feasible",
     "pareto",
+    "pareto_all",
     "duplicate_of",
     "batch",
     "imgsz",
@@ -47,7 +53,8 @@ FRAME_COLUMNS = [
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per finished trial with its configuration, status and figures."""
-    pareto = {t.number for t in study.best_trials} if _has_complete(study) else set()
+    pareto_all = {t.number for t in study.best_trials} if _has_complete(study) else set()
+    accuracy, memory_column = _front_axes(study)
     rows: list[dict[str, Any]] = []
     for trial in study.get_trials(deepcopy=False):
         if not trial.state.is_finished() or "discarded" in trial.user_attrs:
@@ -57,8 +64,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         memory = record.get("memory") or {}
         used = record.get("used") or {}
         config = attrs.get("config") or {}
-        constraint = attrs.get("constraint")
-        violation = constraint[0] if constraint else None
+        violation = memory_violation(trial)
         feasible = trial.state == optuna.trial.TrialState.COMPLETE and (violation is None or violation <= 0)
         rows.append(
             {
@@ -66,7 +72,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "state": trial.state.name,
                 "status": _status(trial),
                 "feasible": feasible,
-                "pareto": trial.number in pareto and "duplicate_of" not in attrs,
+                "pareto": False,
+                "pareto_all": trial.number in pareto_all and "duplicate_of" not in attrs,
                 "duplicate_of": attrs.get("duplicate_of"),
                 **{k: config.get(k) for k in ("batch", "imgsz", "cache", "workers", "amp")},
                 "cache_used": used.get("cache"),
@@ -87,7 +94,29 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame["pareto"] = pareto_mask(frame, accuracy=accuracy, memory=memory_column)
     return frame.sort_values("number").reset_index(drop=True)
+
+
+def _front_axes(study: optuna.Study) -> tuple[str, str]:
+    """The accuracy and memory columns of the study's first two objectives."""
+    objectives = study.user_attrs.get("objectives") or ["map50_95", "peak_host"]
+    return str(objectives[0]), f"{objectives[1]}_bytes"
+
+
+def pareto_mask(frame: pd.DataFrame, *, accuracy: str, memory: str = "peak_host_bytes") -> pd.Series:
+    """Which rows are on the front of ``accuracy`` (higher is better) against ``memory`` (lower is
+    better): feasible original trials that no other one beats on one axis without losing on the other.
+    """
+    candidate = frame["feasible"].astype(bool) & frame["duplicate_of"].isna()
+    acc = pd.to_numeric(frame[accuracy], errors="coerce")
+    mem = pd.to_numeric(frame[memory], errors="coerce")
+    candidate &= acc.notna() & mem.notna()
+    points = list(zip(acc[candidate], mem[candidate], strict=True))
+    on_front = pd.Series(False, index=frame.index)
+    for index, a, m in zip(frame.index[candidate], acc[candidate], mem[candidate], strict=True):
+        on_front[index] = not any((oa >= a and om <= m) and (oa > a or om < m) for oa, om in points)
+    return on_front
 
 
 def _status(trial: optuna.trial.FrozenTrial) -> str:

@@ -17,7 +17,7 @@ from search.config import resolve_hyp
 from search.errors import InputError
 from search.predict import DatasetStats
 from search.preflight import Preflight
-from search.space import EffectiveSpace, effective_space
+from search.space import EffectiveSpace, effective_space, sampled_choices
 from search.storage import (
     default_storage_url,
     error_line,
@@ -27,6 +27,7 @@ from search.storage import (
     safe_url,
 )
 from search.studyfile import StudySpec
+from search.units import format_bytes
 from search.workers import WorkerIdentity, workers_seen
 
 __all__ = [
@@ -52,10 +53,6 @@ def storage_url(spec: StudySpec, spec_path: Path, override: str | None = None, *
     return default_storage_url(spec_path.parent, spec.name, jobs=jobs)
 
 
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return list(trial.user_attrs.get("constraint", [0.0]))
-
-
 class _AskTellGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler for ask-and-tell.
 
@@ -74,13 +71,16 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
 
 
 def _sampler(spec: StudySpec, space: EffectiveSpace, seed: int) -> optuna.samplers.BaseSampler:
+    # Constraints come from each trial's own `Trial.set_constraint` (search.optimize), which the
+    # constrained samplers read; `constant_liar` makes TPE treat other workers' running trials as
+    # poor results, so that parallel workers propose different configurations.
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, multivariate=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=_constraints, population_size=8)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return _AskTellGridSampler({k: space.choices[k] for k in space.searched}, seed=seed)
+    return _AskTellGridSampler(sampled_choices(spec, space), seed=seed)
 
 
 def open_study(
@@ -109,7 +109,9 @@ def open_study(
     if not create:
         if spec.name not in names:
             raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
-        return optuna.load_study(study_name=spec.name, storage=storage)
+        loaded = optuna.load_study(study_name=spec.name, storage=storage)
+        _check_same_limit(loaded, spec, url)
+        return loaded
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
         stored = existing.user_attrs.get("objectives")
@@ -118,6 +120,7 @@ def open_study(
                 f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
                 "rename the study or use another storage"
             )
+        _check_same_limit(existing, spec, url)
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
@@ -128,6 +131,23 @@ def open_study(
     study.set_user_attr("objectives", spec.objectives)
     study.set_user_attr("memory_limit_bytes", spec.memory_limit)
     return study
+
+
+def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a changed memory limit for a study that already has trials.
+
+    Each finished trial's feasibility was judged against the limit of its run, and Optuna never
+    changes a finished trial: under another limit, old trials would keep verdicts that no longer
+    hold (and configurations stopped under a lower one would never be retried).
+    """
+    stored = study.user_attrs.get("memory_limit_bytes")
+    if stored is None or int(stored) == spec.memory_limit or not study.get_trials(deepcopy=False):
+        return
+    raise InputError(
+        f"study {spec.name!r} in {safe_url(url)} was run with memory_limit {format_bytes(int(stored))}, "
+        f"the study file now says {format_bytes(spec.memory_limit)}: its trials were judged against the "
+        "old limit; restore it, or give the study a new name to search under the new one"
+    )
 
 
 def resolve_data(spec: StudySpec, spec_path: Path) -> str:

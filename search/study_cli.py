@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from search.errors import InputError
+from search.export import write_text
 from search.units import format_bytes, format_seconds, parse_size
+
+if TYPE_CHECKING:
+    from search.results import StudyResults
 
 __all__ = ["StorageOption", "StudyFile", "config_text", "register"]
 
@@ -30,34 +34,20 @@ def config_text(config: dict[str, Any]) -> str:
     )
 
 
-def _open(study_file: Path, storage: str | None) -> tuple[Any, Any, Any]:
-    from search.report import trials_frame
-    from search.study import open_study, storage_url
-    from search.studyfile import load_study_spec
+def _open(study_file: Path, storage: str | None) -> StudyResults:
+    from search.results import load_study
 
-    spec = load_study_spec(study_file)
-    study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    frame = trials_frame(study)
-    frame["predicted_full_bytes"] = _full_size_predictions(spec, study_file, study, frame)
-    return spec, study, frame
+    return load_study(study_file, storage=storage)
 
 
-def _full_size_predictions(spec: Any, study_file: Path, study: Any, frame: Any) -> list[float | None]:
-    """Each configuration's predicted peak on the whole dataset; None where the data is not at hand."""
-    from search.dataset import load_dataset
-    from search.predict import DatasetStats
-    from search.preflight import full_size_predictions, study_memory_model
-    from search.study import resolve_data
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
-    try:
-        stats = DatasetStats.read(load_dataset(resolve_data(spec, study_file)))
-    except InputError:
-        return [None] * len(frame)
-    model = study_memory_model(
-        study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device
-    )
-    frame.attrs["memory_model"] = model.to_dict()
-    return full_size_predictions(frame, model, stats)
+
+def _cache_text(row: Any) -> str:
+    """The cache asked for, and what yolov5 really used when it differed (e.g. ``ram->none``)."""
+    used = row["cache_used"]
+    return str(row["cache"]) + ("" if _missing(used) or used == row["cache"] else f"->{used}")
 
 
 def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
@@ -104,15 +94,15 @@ def report(
     all_trials: Annotated[
         bool, typer.Option("--all", help="Also list dominated and infeasible trials.")
     ] = False,
-    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write front and trials as JSON.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV (- for stdout).")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write front and trials as JSON (- for stdout).")
+    ] = None,
 ) -> None:
     """The Pareto front as a table, its hypervolume and the status counts."""
-    from search.report import front, hypervolume, status_counts
-
-    spec, _, frame = _open(study_file, storage)
-    accuracy = spec.objectives[0]
-    pareto = front(frame, accuracy)
+    results = _open(study_file, storage)
+    spec, frame, accuracy = results.spec, results.trials, results.accuracy
+    pareto = results.front()
     shown = frame[frame["duplicate_of"].isna()] if all_trials else pareto
     table = Table(
         title=f"{spec.name}: {'all trials' if all_trials else 'Pareto front'} "
@@ -139,8 +129,7 @@ def report(
             str(row["number"]) + ("*" if row["pareto"] and all_trials else ""),
             str(row["batch"]),
             str(row["imgsz"]),
-            f"{row['cache']}"
-            + (f"->{row['cache_used']}" if row["cache_used"] not in (None, row["cache"]) else ""),
+            _cache_text(row),
             str(row["workers"]),
             "on" if row["amp"] else "off",
             "-" if acc is None or acc != acc else f"{acc:.3f}",
@@ -150,21 +139,23 @@ def report(
             format_seconds(_plain(row["epoch_seconds"])),
             row["status"],
         )
-    out.print(table)
-    counts = status_counts(frame)
-    volume = hypervolume(frame, accuracy=accuracy, memory_limit=spec.memory_limit)
-    out.print(
+    # With --json - or --csv - stdout carries the data: the table goes to stderr.
+    shown_on = console if "-" in (str(csv), str(json_path)) else out
+    shown_on.print(table)
+    counts = results.status_counts()
+    volume = results.hypervolume()
+    shown_on.print(
         f"front: {len(pareto)} trials; hypervolume {volume:.4f} ({accuracy} x GiB under the limit); "
         f"status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
-    fitted = frame.attrs.get("memory_model")
+    fitted = results.memory_model
     if fitted and fitted.get("median_error") is not None:
-        out.print(
+        shown_on.print(
             f"memory model (full-data predictions): fitted on {fitted['samples']} measured runs, "
             f"median error {100 * fitted['median_error']:.1f}%, max {100 * fitted['max_error']:.1f}%"
         )
     if csv is not None:
-        shown.to_csv(csv, index=False)
+        write_text(csv, shown.to_csv(index=False))
     if json_path is not None:
         payload = {
             "study": spec.name,
@@ -172,11 +163,11 @@ def report(
             "memory_limit_bytes": spec.memory_limit,
             "hypervolume": volume,
             "status_counts": counts,
-            "memory_model": frame.attrs.get("memory_model"),
+            "memory_model": results.memory_model,
             "front": _figure_columns(pareto, accuracy),
             "trials": _figure_columns(frame, accuracy),
         }
-        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+        write_text(json_path, json.dumps(payload, indent=2) + "\n")
 
 
 def plot(
@@ -187,13 +178,9 @@ def plot(
     storage: StorageOption = None,
 ) -> None:
     """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
-    from search.plot import pareto_plot_data, write_plot
+    from search.plot import write_plot
 
-    spec, _, frame = _open(study_file, storage)
-    data = pareto_plot_data(
-        frame, accuracy=spec.objectives[0], memory_limit=spec.memory_limit, study_name=spec.name
-    )
-    written = write_plot(data, output)
+    written = write_plot(_open(study_file, storage).plot_data(), output)
     console.print(f"wrote {written}")
 
 
@@ -217,8 +204,6 @@ def export(
     for the whole dataset exceeds the budget (``--ignore-prediction`` overrides).
     """
     from search.export import (
-        best_config,
-        closest_config,
         export_yaml,
         memfront_command,
         train_options,
@@ -235,20 +220,18 @@ def export(
         raise InputError(f"--max-memory: {error}") from None
     if epochs is not None and epochs <= 0:
         raise InputError("--epochs: must be positive")
-    spec, _, frame = _open(study_file, storage)
-    accuracy = spec.objectives[0]
-    measured_best = best_config(frame, max_memory_bytes=budget, accuracy=accuracy)
-    row = best_config(
-        frame, max_memory_bytes=budget, accuracy=accuracy, check_prediction=not ignore_prediction
-    )
-    if measured_best is not None and (row is None or row["number"] != measured_best["number"]):
+    results = _open(study_file, storage)
+    spec, accuracy = results.spec, results.accuracy
+    choice = results.choice(budget, check_prediction=not ignore_prediction)
+    refused, row = choice.refused_by_prediction, choice.chosen
+    if refused is not None:
         console.print(
-            f"trial {int(measured_best['number'])} fits {format_bytes(budget)} as measured on "
-            f"{measured_best['train_images']} images, but its peak predicted for the whole dataset is "
-            f"{format_bytes(measured_best['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
+            f"trial {int(refused['number'])} fits {format_bytes(budget)} as measured on "
+            f"{refused['train_images']} images, but its peak predicted for the whole dataset is "
+            f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
         )
     if row is None:
-        nearest = closest_config(frame, accuracy=accuracy)
+        nearest = choice.closest
         hint = (
             f"; closest: trial {int(nearest['number'])} ({config_text(nearest.to_dict())}) needed "
             f"{format_bytes(nearest['peak_host_bytes'])}"

@@ -140,7 +140,7 @@ def run_trial(
             "project": str(folder),
             "name": "run",
             "events": str(folder / "events.jsonl"),
-            "config_dir": str(folder / "yolov5-config"),
+            "config_dir": str(compat.yolov5_config_dir(folder / "settings")),
             "gpu_memory_limit_bytes": limits.gpu_memory_limit_bytes,
             "parent_pid": os.getpid(),
             # A kept run is a real training: let yolov5 draw its usual plots; a trial skips them.
@@ -178,7 +178,7 @@ def _supervise(
     fast_hz: float,
     pss_cpu_budget: float,
 ) -> TrialRecord:
-    env = {**os.environ, **compat.child_environment(folder / "yolov5-config")}
+    env = {**os.environ, **compat.child_environment(folder / "settings")}
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     # Whatever the child and its workers put in a temp dir (multiprocessing's pymp-* folders, which a

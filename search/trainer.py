@@ -75,6 +75,14 @@ def _gpu_peaks(torch: Any, device: Any) -> dict[str, int | None]:
     }
 
 
+def model_options(model: str) -> dict[str, str]:
+    """yolov5's ``cfg`` and ``weights`` for a model: a yaml trains from scratch, a ``.pt`` fine-tunes."""
+    from search.config import MODEL_YAML_SUFFIXES
+
+    from_scratch = Path(model).suffix in MODEL_YAML_SUFFIXES
+    return {"cfg": model if from_scratch else "", "weights": "" if from_scratch else model}
+
+
 def run(spec: dict[str, Any], events: EventWriter) -> int:
     """Trains as the spec says; returns the exit code."""
     from search import compat
@@ -183,11 +191,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     callbacks.register_action("on_fit_epoch_end", callback=on_fit_epoch_end)
 
     opt = yolo_train.parse_opt(True)
-    model = spec["model"]
     overrides = {
         "data": spec["data"],
-        "cfg": model if model.endswith(".yaml") else "",
-        "weights": model if model.endswith(".pt") else "",
+        **model_options(spec["model"]),
         "epochs": spec["epochs"],
         "batch_size": spec["batch"],
         "imgsz": spec["imgsz"],

@@ -48,3 +48,29 @@ def test_suggest_samples_within_the_space_and_fixes_single_choices() -> None:
         assert params["batch"] in (4, 8) and params["imgsz"] in (64, 96, 128) and params["cache"] == "ram"
         assert trial.user_attrs["fixed_cache"] == "ram"
         study.tell(trial, 0.0)
+
+
+def test_workers_on_hosts_of_different_sizes_share_one_distribution(tmp_path: object) -> None:
+    """A worker on a 2-CPU host joins a study started on an 8-CPU host: same distribution, capped."""
+    spec = _spec(batch=[4, 8], workers={"low": 0, "high": 6})
+    storage = f"sqlite:///{tmp_path}/hosts.db"
+    big = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(4):
+        trial = big.ask()
+        suggest(trial, spec, effective_space(spec, cpus=8))
+        big.tell(trial, 0.0)
+    small_space = effective_space(spec, cpus=2)
+    assert small_space.choices["workers"] == [0, 1, 2] and small_space.size == 2 * 3
+    small = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=1))
+    capped = 0
+    for _ in range(20):
+        trial = small.ask()
+        params = suggest(trial, spec, small_space)  # Optuna raised here when the choices differed
+        assert params["workers"] <= 2
+        if "capped_workers" in trial.user_attrs:
+            capped += 1
+            assert trial.params["workers"] > 2 and trial.user_attrs["capped_workers"]["cpus"] == 2
+        small.tell(trial, 0.0)
+    assert capped > 0
+    distributions = {str(t.distributions["workers"]) for t in small.trials}
+    assert len(distributions) == 1

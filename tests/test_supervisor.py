@@ -179,3 +179,15 @@ def test_cuda_out_of_memory_is_memory_limit(
     assert record.error and record.error.startswith("CUDA out of memory: CUDA out of memory. Tried")
     assert record.map50_95 is None and record.log_tail
     assert trainer_processes() == [] and _leftovers(work) == []
+
+
+@pytest.mark.slow
+def test_a_yml_model_trains_from_scratch(tiny_data: Path, work: Path, tmp_path: Path) -> None:
+    # resolve_model accepts .yml as a model yaml: the child must hand it to yolov5 as `cfg` too.
+    from search.config import resolve_model
+
+    model = tmp_path / "custom-yolov5n.yml"
+    model.write_text(Path(resolve_model("yolov5n.yaml")).read_text())
+    record = run_trial(config=TrialConfig(data=str(tiny_data), model=str(model), **TINY), workdir=work)
+    assert record.status == "ok", record.log_tail
+    assert record.map50_95 is not None and record.epochs

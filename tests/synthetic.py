@@ -1,0 +1,98 @@
+"""Synthetic stored trials, shaped like the ones :func:`search.optimize._tell` writes.
+
+For the decision logic (what Optuna is told, what is on the front, what export picks): milliseconds
+per test instead of real training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from search.record import MEMORY_CONSTRAINT, TrialRecord
+
+GIB = 1024**3
+DISTRIBUTIONS = {
+    "batch": optuna.distributions.CategoricalDistribution([4, 8, 16, 32]),
+    "imgsz": optuna.distributions.IntDistribution(64, 640, step=32),
+}
+
+
+def record(
+    status: str = "ok",
+    *,
+    map50_95: float | None = 0.3,
+    peak: int | None = GIB,
+    epoch_seconds: float | None = 2.0,
+    wall_seconds: float = 30.0,
+    config: dict[str, Any] | None = None,
+    used: dict[str, Any] | None = None,
+) -> TrialRecord:
+    """A trial record with the given figures."""
+    config = config or {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0, "amp": False}
+    return TrialRecord(
+        status=status,
+        map50=None if map50_95 is None else min(1.0, map50_95 * 1.6),
+        map50_95=map50_95,
+        fitness=map50_95,
+        peak_host_bytes=peak,
+        peak_gpu_bytes=None,
+        epoch_seconds=epoch_seconds,
+        wall_seconds=wall_seconds,
+        phases={},
+        requested=config,
+        used={"cache": config["cache"], "imgsz": config["imgsz"]} if used is None else used,
+        limits={},
+        epochs=[],
+        memory={},
+        gpu={},
+        exit_code=0,
+    )
+
+
+def stored_trial(
+    *,
+    config: dict[str, Any],
+    values: list[float] | None,
+    violation: float | None,
+    status: str = "ok",
+    epoch_seconds: float | None = 2.0,
+    cache_used: str | None = None,
+) -> optuna.trial.FrozenTrial:
+    """A finished trial as the study stores it: knobs, figures, the record and the constraint.
+
+    ``values`` are the objective values (``None``: a FAIL trial); the accuracy is ``values[0]`` and
+    the host peak ``values[1]`` for a feasible trial.
+    """
+    accuracy = None if values is None or (violation or 0) > 0 else values[0]
+    peak = None if values is None else int(values[1])
+    used = {} if cache_used is None and status == "predicted" else {"cache": cache_used or config["cache"]}
+    attrs: dict[str, Any] = {
+        "status": status,
+        "config": config,
+        "record": {"status": status, "memory": {}, "used": used, "wall_seconds": 30.0, "error": None},
+        "map50": accuracy,
+        "map50_95": accuracy,
+        "fitness": accuracy,
+        "peak_host_bytes": peak,
+        "peak_gpu_bytes": None,
+        "epoch_seconds": epoch_seconds,
+    }
+    params = {"batch": config["batch"], "imgsz": config["imgsz"]}
+    if values is None:
+        return optuna.trial.create_trial(
+            params=params, distributions=DISTRIBUTIONS, state=optuna.trial.TrialState.FAIL, user_attrs=attrs
+        )
+    return optuna.trial.create_trial(
+        params=params,
+        distributions=DISTRIBUTIONS,
+        values=values,
+        user_attrs=attrs,
+        constraints=None if violation is None else {MEMORY_CONSTRAINT: violation},
+    )
+
+
+def knobs(batch: int = 8, imgsz: int = 96, cache: str = "none", workers: int = 0) -> dict[str, Any]:
+    """A configuration of the five knobs."""
+    return {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": False}

@@ -1,0 +1,95 @@
+"""What the search loop tells Optuna, on synthetic studies (no training)."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pytest
+
+from search.optimize import ProposalGuard, _tell
+from search.record import MEMORY_CONSTRAINT, TrialRecord
+from search.space import effective_space
+from search.study import _sampler
+from search.studyfile import StudySpec
+
+from .synthetic import GIB, knobs, record, stored_trial
+
+LIMIT = 2 * GIB
+
+
+def _spec(objectives: list[str], device: str = "cpu", **extra: object) -> StudySpec:
+    fields = {"name": "s", "data": "demo", "memory_limit": LIMIT, "objectives": objectives, "device": device}
+    return StudySpec.model_validate({**fields, **extra})
+
+
+def _told(
+    spec: StudySpec, told: TrialRecord, earlier: tuple[optuna.trial.FrozenTrial, ...] = ()
+) -> optuna.trial.FrozenTrial:
+    """Tells a fresh study (holding ``earlier``) one trial's record as the search loop does."""
+    study = optuna.create_study(directions=spec.directions)
+    for trial in earlier:
+        study.add_trial(trial)
+    trial = study.ask()
+    _tell(study, trial, told, spec)
+    return study.trials[-1]
+
+
+def test_a_feasible_trial_tells_its_figures_and_a_negative_constraint() -> None:
+    spec = _spec(["map50_95", "peak_host", "epoch_seconds"])
+    frozen = _told(spec, record(map50_95=0.31, peak=GIB, epoch_seconds=3.5))
+    assert frozen.values == [0.31, float(GIB), 3.5]
+    assert frozen.constraints == {MEMORY_CONSTRAINT: float(GIB - LIMIT)}
+
+
+@pytest.mark.parametrize("status", ["memory_limit", "predicted"])
+def test_an_infeasible_trial_tells_each_objective_in_its_own_unit(status: str) -> None:
+    spec = _spec(["map50_95", "peak_host", "epoch_seconds"])
+    slow = stored_trial(config=knobs(16), values=[0.3, float(GIB), 7.5], violation=-1.0, epoch_seconds=7.5)
+    fast = stored_trial(config=knobs(4), values=[0.2, float(GIB), 2.0], violation=-1.0, epoch_seconds=2.0)
+    over = record(status, map50_95=None, peak=LIMIT + GIB, epoch_seconds=None)
+    frozen = _told(spec, over, (slow, fast))
+    accuracy, peak, seconds = frozen.values
+    assert accuracy == 0.0
+    assert peak == float(LIMIT + GIB)
+    # Not host bytes: seconds, the slowest epoch the study has seen (the trial finished none).
+    assert seconds == 7.5
+    assert frozen.constraints[MEMORY_CONSTRAINT] == float(GIB)
+
+
+def test_an_infeasible_trial_with_an_epoch_tells_its_own_epoch_time() -> None:
+    spec = _spec(["map50_95", "peak_host", "epoch_seconds"])
+    frozen = _told(spec, record("memory_limit", map50_95=None, peak=LIMIT + 1, epoch_seconds=4.0))
+    assert frozen.values[2] == 4.0 and frozen.values[1] == float(LIMIT + 1)
+
+
+def test_a_gpu_objective_gets_gpu_bytes_not_host_bytes() -> None:
+    spec = _spec(["map50_95", "peak_gpu"], device="0", gpu_memory_limit="8GiB")
+    frozen = _told(spec, record("memory_limit", map50_95=None, peak=LIMIT + GIB, epoch_seconds=None))
+    assert frozen.values == [0.0, float(8 * GIB)]
+
+
+def test_a_crashed_trial_is_failed_and_tells_nothing() -> None:
+    frozen = _told(_spec(["map50_95", "peak_host"]), record("failed", map50_95=None, peak=None))
+    assert frozen.state == optuna.trial.TrialState.FAIL and frozen.values is None
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid"])
+def test_samplers_use_optunas_current_constraint_api(sampler: str) -> None:
+    spec = _spec(["map50_95", "peak_host"], sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna 5 deprecates constraints_func with a FutureWarning
+        made = _sampler(spec, effective_space(spec), 0)
+    if sampler == "tpe":
+        # Parallel workers: running trials count as poor results, so each worker proposes another config.
+        assert made._constant_liar is True
+
+
+def test_the_guard_waits_longer_for_each_untrained_proposal_and_stops_at_its_limit() -> None:
+    guard = ProposalGuard(limit=4, max_wait_s=1.0)
+    assert [guard.untrained() for _ in range(3)] == [False, False, False]
+    assert guard.wait_s() == pytest.approx(0.8)
+    guard.trained()
+    assert guard.consecutive == 0 and not guard.untrained() and guard.wait_s() == pytest.approx(0.2)
+    assert [guard.untrained() for _ in range(3)] == [False, False, True]
+    assert ProposalGuard(limit=100, max_wait_s=1.0).wait_s() <= 1.0

@@ -1,0 +1,120 @@
+"""The front every view shows, on synthetic studies (no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from search.plot import pareto_plot_data
+from search.report import front, hypervolume, trials_frame
+
+from .conftest import run_cli
+from .synthetic import GIB, knobs, stored_trial
+
+LIMIT = 2 * GIB
+
+
+def _three_objective_study() -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("objectives", ["map50_95", "peak_host", "epoch_seconds"])
+    points = [
+        (knobs(16, 128), [0.50001, 1.17 * GIB, 8.0]),  # 0: the most accurate, by a hair
+        (knobs(16, 96), [0.50000, 1.12 * GIB, 3.8]),  # 1
+        (knobs(8, 64), [0.30, 1.00 * GIB, 9.0]),  # 2: the leanest
+        (knobs(8, 96, workers=1), [0.40, 1.20 * GIB, 2.0]),  # 3: beaten by 1 on both axes, but fastest
+    ]
+    for config, values in points:
+        study.add_trial(
+            stored_trial(config=config, values=values, violation=values[1] - LIMIT, epoch_seconds=values[2])
+        )
+    return study
+
+
+def test_three_objectives_front_is_accuracy_against_memory_and_optunas_front_is_kept_beside_it() -> None:
+    frame = trials_frame(_three_objective_study())
+    assert frame["pareto"].tolist() == [True, True, True, False]
+    # Optuna's own front over all three objectives also holds trial 3, only because it is fastest.
+    assert frame["pareto_all"].tolist() == [True, True, True, True]
+    assert front(frame)["number"].tolist() == [2, 1, 0]
+    data = pareto_plot_data(frame, accuracy="map50_95", memory_limit=LIMIT, study_name="s")
+    assert data.front["number"].tolist() == [2, 1, 0]
+    assert data.points.set_index("number").loc[3, "dominated"]
+    # The step line only rises: no zig-zag through a dominated point.
+    assert data.step_y == sorted(data.step_y)
+
+
+def test_hypervolume_is_the_area_under_the_front_up_to_the_limit() -> None:
+    frame = trials_frame(_three_objective_study())
+    # Steps: 0.30 from 1.00 to 1.12 GiB, 0.50000 from 1.12 to 1.17, 0.50001 from 1.17 to the 2 GiB limit.
+    expected = 0.30 * 0.12 + 0.50000 * 0.05 + 0.50001 * 0.83
+    assert hypervolume(frame, accuracy="map50_95", memory_limit=LIMIT) == pytest.approx(expected)
+
+
+def test_two_objectives_front_matches_optunas() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["map50_95", "peak_host"])
+    for config, acc, peak in [(knobs(4), 0.2, 1.0), (knobs(8), 0.3, 1.5), (knobs(16), 0.25, 1.6)]:
+        study.add_trial(stored_trial(config=config, values=[acc, peak * GIB], violation=peak * GIB - LIMIT))
+    over = stored_trial(config=knobs(32), values=[0.0, 3.0 * GIB], violation=GIB, status="memory_limit")
+    study.add_trial(over)
+    frame = trials_frame(study)
+    assert frame["pareto"].tolist() == [True, True, False, False]
+    assert frame["pareto"].tolist() == frame["pareto_all"].tolist()
+    assert frame["feasible"].tolist() == [True, True, True, False]
+
+
+def test_legacy_constraints_in_user_attributes_still_decide_feasibility() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    legacy = stored_trial(config=knobs(), values=[0.0, 3.0 * GIB], violation=None, status="memory_limit")
+    legacy.user_attrs["constraint"] = [float(GIB)]  # how studies before Trial.set_constraint stored it
+    study.add_trial(legacy)
+    assert trials_frame(study)["feasible"].tolist() == [False]
+
+
+@pytest.fixture
+def stored_study(tmp_path: Path, tiny_data: Path) -> Path:
+    """A study file and its SQLite storage holding a front, an infeasible and a pre-flight skip."""
+    storage = f"sqlite:///{tmp_path / 'synthetic.db'}"
+    study = optuna.create_study(study_name="synthetic", storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["map50_95", "peak_host"])
+    study.set_user_attr("memory_limit_bytes", LIMIT)
+    study.add_trial(stored_trial(config=knobs(8, 96, "ram"), values=[0.3, 1.2 * GIB], violation=-0.8 * GIB))
+    study.add_trial(stored_trial(config=knobs(4, 64), values=[0.2, 1.0 * GIB], violation=-GIB))
+    skipped = stored_trial(
+        config=knobs(32, 128, "ram"),
+        values=[0.0, 3 * GIB],
+        violation=GIB,
+        status="predicted",
+        epoch_seconds=None,
+    )
+    study.add_trial(skipped)
+    spec = {"name": "synthetic", "data": str(tiny_data), "memory_limit": LIMIT, "storage": storage}
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_report_shows_a_predicted_trials_cache_as_asked_and_json_on_stdout(stored_study: Path) -> None:
+    done = run_cli("report", str(stored_study), "--all", "--json", "-", timeout=120)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)  # stdout is the JSON alone; the table went to stderr
+    assert [t["number"] for t in payload["front"]] == [1, 0]
+    assert "nan" not in done.stderr and "predicted" in done.stderr
+    csv = run_cli("report", str(stored_study), "--all", "--csv", "-", timeout=120)
+    assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("number,")
+    assert len(csv.stdout.splitlines()) == 4
+
+
+def test_a_changed_memory_limit_is_refused_and_nothing_is_touched(stored_study: Path) -> None:
+    spec = yaml.safe_load(stored_study.read_text())
+    stored_study.write_text(yaml.safe_dump({**spec, "memory_limit": "1GiB"}))
+    for command in ("report", "status"):
+        done = run_cli(command, str(stored_study), timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "was run with memory_limit 2.00 GiB" in done.stderr
+    study = optuna.load_study(study_name="synthetic", storage=spec["storage"])
+    assert len(study.trials) == 3 and study.user_attrs["memory_limit_bytes"] == LIMIT
