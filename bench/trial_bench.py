@@ -76,6 +76,7 @@ from trial_runs import (
 )
 
 from search.config import TrialConfig, TrialLimits
+from search.probe import run_probe
 from search.record import TrialRecord
 
 MIB = 1024 * 1024
@@ -179,17 +180,10 @@ def machine() -> dict[str, Any]:
 def make_dataset(root: Path, scale: BenchConfig) -> Path:
     """Writes the demo dataset in a subprocess (so that this process stays free of numpy)."""
     code = (
-        "import sys; from search.demo import make_demo_dataset; "
-        "print(make_demo_dataset(sys.argv[1], images=int(sys.argv[2]), size=int(sys.argv[3])))"
+        "from search.demo import make_demo_dataset; "
+        f"result(str(make_demo_dataset({str(root)!r}, images={scale.images}, size={scale.image_size})))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(root), str(scale.images), str(scale.image_size)],
-        env=child_env(root / "dataset-config"),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return Path(done.stdout.strip().splitlines()[-1])
+    return Path(run_probe(code, what="write the bench's dataset"))
 
 
 def warm_up(root: Path) -> float:

@@ -220,7 +220,8 @@ def run_bare(config: TrialConfig, root: Path, *, core: int | None = None) -> Bar
             "noval": False,
         }
         settings_dir = folder / "settings"
-        spec = {"config_dir": str(compat.yolov5_config_dir(settings_dir)), "opt": opt, "threads": config.threads}
+        config_dir = compat.yolov5_config_dir(settings_dir)
+        spec = {"config_dir": str(config_dir), "opt": opt, "threads": config.threads}
         (folder / "spec.json").write_text(json.dumps(spec))
         script = folder / "bare_train.py"
         script.write_text(BARE_SCRIPT)

@@ -1,0 +1,32 @@
+"""Child probes: their answer travels in a file, whatever the child prints."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.errors import InputError
+from search.probe import run_probe
+
+
+def test_the_answer_survives_a_first_run_banner_on_stdout() -> None:
+    code = "print('Creating new Ultralytics Settings v0.0.8 file'); print(12); result({'pss': 845})"
+    assert run_probe(code, what="measure") == {"pss": 845}
+
+
+def test_a_failing_probe_names_the_childs_error_not_its_last_stderr_line() -> None:
+    code = "import warnings; warnings.warn('pkg_resources is deprecated'); import no_such_module_here"
+    with pytest.raises(InputError, match="cannot measure: ModuleNotFoundError: No module named 'no_such"):
+        run_probe(code, what="measure")
+
+
+def test_a_probe_that_answers_nothing_or_hangs_is_one_clear_error() -> None:
+    with pytest.raises(InputError, match="ended with no result"):
+        run_probe("print('hello')", what="measure")
+    with pytest.raises(InputError, match="did not finish within 1 s"):
+        run_probe("import time; time.sleep(30)", what="measure", timeout_s=1)
+
+
+def test_the_probe_writes_its_settings_in_its_own_folder() -> None:
+    code = "import os; result([os.environ[k] for k in ('YOLO_CONFIG_DIR', 'MPLCONFIGDIR', 'XDG_CONFIG_HOME')])"
+    folders = run_probe(code, what="measure")
+    assert all("memfront-probe-" in folder for folder in folders)
