@@ -12,9 +12,11 @@
 * ``worker_cache_copies``: the RAM cache again when workers run, for the part of it forked workers
   end up copying (reference counts touch the cached arrays' pages).
 
-Coefficients start from a short calibration on this machine (:mod:`search.calibration`) and are
+Coefficients start from the best this machine offers before any fit (:func:`starting_model`): its
+short calibration (:mod:`search.calibration`) when one is cached, else priors whose framework term is
+anchored on the machine's measured footprint (:mod:`search.footprint`), else plain priors. They are
 refined by non-negative least squares on relative error from every measured trial. A term whose
-feature never varied in the data keeps its prior: it cannot be fitted, only assumed.
+feature never varied in the data keeps its starting value: it cannot be fitted, only assumed.
 """
 
 from __future__ import annotations
@@ -25,24 +27,37 @@ import os
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from search.dataset import DatasetSpec
-from search.errors import InputError
+from search.errors import InputError, MemfrontError
+
+if TYPE_CHECKING:
+    from search.calibration import Calibration
 
 __all__ = [
     "BOUNDS",
+    "MODEL_STATE_BYTES",
     "PRIORS",
     "TERMS",
     "DatasetStats",
     "MemoryModel",
     "Prediction",
+    "StartingModel",
     "features",
+    "load_starting_model",
     "loader_workers",
+    "starting_model",
 ]
 
 TERMS = ("framework", "activations", "ram_cache", "worker_processes", "worker_cache_copies")
-# Priors used until data says otherwise: measured on a 2-core CPU machine with yolov5n (see README).
+# Priors used until data says otherwise, for yolov5n on a 2-core CPU machine. ``activations`` and
+# ``worker_processes`` are what every calibration fit with today's sampler found: 390 and 444 bytes
+# per batch pixel and 0 and 6.9 MB per worker in bench/results/predict_bench.json (its calibration and
+# its study's fit), 440-489 and 0 in five tiny trials of issue 10 (60 and 60 MB before: 7x too few
+# bytes per pixel, and 180 MB too many for one worker's three processes). ``framework`` is a last
+# resort: a machine's own footprint replaces it (:data:`MODEL_STATE_BYTES`); fits on the project's
+# machine found 1.05e9-1.48e9 (the resident share of libtorch's file pages moves between sessions).
 # What physics allows, where it says more than "not negative": the RAM cache holds exactly the
 # resized images' bytes (plus small per-image overhead), so a fit on runs whose caches differ little
 # (a study's subset of 200 images) cannot wander from it (it did, to 0.54, and extrapolation missed).
@@ -50,11 +65,20 @@ BOUNDS = {"ram_cache": (0.9, 1.25)}
 
 PRIORS = {
     "framework": 1.3e9,
-    "activations": 60.0,
+    "activations": 440.0,
     "ram_cache": 1.0,
-    "worker_processes": 60e6,
+    "worker_processes": 7e6,
     "worker_cache_copies": 0.5,
 }
+
+# What a yolov5n trial holds beyond the bare import that the footprint measures (the model, its
+# gradients, optimizer state and EMA copy, the dataloaders, yolov5's training and final-validation
+# state, the allocator's arenas): the framework term is footprint + this. Measured for issue 10 on a
+# 2-core CPU machine (footprint 843 MiB): five tiny 1-epoch trials (batch 4-16, imgsz 64-160, cache
+# none/ram, 0-1 workers) peaked 165, 193, 149, 224 and 76 MiB above footprint + the other terms'
+# priors (median 165, mean 161; a TINY_RUNS calibration fitted the framework at footprint + 174 MiB).
+# A larger model holds more (yolov5s has 3.7x the parameters): a calibration measures it.
+MODEL_STATE_BYTES = 165 * 1024**2
 
 
 def loader_workers(workers: int, batch: int, cpus: int | None = None) -> tuple[int, int]:
@@ -167,6 +191,11 @@ class MemoryModel:
         """The model before any measurement."""
         return cls(coefficients=dict(PRIORS))
 
+    @classmethod
+    def anchored(cls, footprint_bytes: float) -> MemoryModel:
+        """The priors with the framework term taken from a measured footprint (+ model state)."""
+        return cls(coefficients={**PRIORS, "framework": float(footprint_bytes) + MODEL_STATE_BYTES})
+
     def predict(self, feature_values: dict[str, float]) -> Prediction:
         """Predicts the peak host memory of a configuration."""
         terms = {name: self.coefficients[name] * feature_values[name] for name in TERMS}
@@ -238,3 +267,88 @@ class MemoryModel:
             median_error=data.get("median_error"),
             max_error=data.get("max_error"),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class StartingModel:
+    """The best model there is before fitting on a study's runs, and where it came from.
+
+    Attributes:
+        model: The coefficients to predict with (and to start a fit from).
+        source: ``calibration``, ``footprint`` (priors anchored on the measured footprint) or ``priors``.
+        origin: One line for people: how the model was derived and how to improve it.
+        calibration: The cached calibration, if that is the source (its rows join a study's fit).
+        footprint_bytes: The measured framework footprint, if that is the source.
+    """
+
+    model: MemoryModel
+    source: Literal["calibration", "footprint", "priors"]
+    origin: str
+    calibration: Calibration | None = None
+    footprint_bytes: int | None = None
+
+    @property
+    def calibration_rows(self) -> list[tuple[dict[str, float], float]]:
+        """The calibration's measured rows (none without a calibration)."""
+        return list(self.calibration.rows) if self.calibration is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the source and the figures it rests on."""
+        return {
+            "source": self.source,
+            "calibration_runs": len(self.calibration.rows) if self.calibration is not None else 0,
+            "footprint_bytes": self.footprint_bytes,
+            "model_state_bytes": MODEL_STATE_BYTES if self.source == "footprint" else None,
+        }
+
+
+_CALIBRATE_HINT = "run `memfront calibrate` for this machine's figures"
+
+
+def starting_model(*, calibration: Calibration | None, device: str) -> StartingModel:
+    """The best model before fitting: the calibration if there is one, else the priors anchored on
+    this machine's framework footprint, else the plain priors.
+
+    The one definition that ``predict``, pre-flight and the study's report start from.
+
+    Args:
+        calibration: The machine's cached calibration for the model and device, or None.
+        device: The trial device (selects the cached footprint).
+    """
+    if calibration is not None:
+        fitted = calibration.model
+        error = "" if fitted.median_error is None else f", median error {100 * fitted.median_error:.1f}%"
+        return StartingModel(
+            model=fitted,
+            source="calibration",
+            origin=f"calibrated on this machine ({fitted.samples} runs{error})",
+            calibration=calibration,
+        )
+    from search.footprint import framework_footprint_bytes
+
+    try:
+        # Cached per machine by `memfront run`; measured here otherwise (a child process, seconds).
+        footprint = framework_footprint_bytes(device=device)
+    except MemfrontError as error:
+        return StartingModel(
+            model=MemoryModel.prior(),
+            source="priors",
+            origin=f"uncalibrated (priors; no footprint: {error}): {_CALIBRATE_HINT}",
+        )
+    mib = 1024**2
+    return StartingModel(
+        model=MemoryModel.anchored(footprint),
+        source="footprint",
+        origin=(
+            f"uncalibrated: framework term from this machine's measured footprint ({footprint / mib:.0f} MiB)"
+            f" + model state prior ({MODEL_STATE_BYTES / mib:.0f} MiB); other terms priors: {_CALIBRATE_HINT}"
+        ),
+        footprint_bytes=footprint,
+    )
+
+
+def load_starting_model(model_name: str, device: str) -> StartingModel:
+    """:func:`starting_model` with the calibration cached for ``model_name`` and ``device``, if any."""
+    from search.calibration import load_calibration
+
+    return starting_model(calibration=load_calibration(model_name, device), device=device)

@@ -12,13 +12,18 @@ from rich.console import Console
 from rich.table import Table
 
 from search.errors import InputError
-from search.predict import TERMS, DatasetStats, MemoryModel, features
+from search.predict import TERMS, DatasetStats, MemoryModel, features, load_starting_model
 from search.units import format_bytes, parse_size
 
 __all__ = ["largest_fitting", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
+# Where the table goes when stdout carries the JSON (``--json -``): stdout stays pure JSON.
+err_out = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# AMP halves the activations' precision on a CUDA device: GPU memory. The host's peak (what this
+# model predicts) is the same, and on a CPU trial AMP is off whatever was asked.
+_AMP_NOTE = "AMP changes GPU memory only: the host prediction is the same with it on or off"
 _DESCRIPTIONS = {
     "framework": "framework + model + optimizer",
     "activations": "batch activations (batch x imgsz^2)",
@@ -56,37 +61,33 @@ def largest_fitting(
     }
 
 
-def _model_for(model_name: str, device: str) -> tuple[MemoryModel, str]:
-    from search.calibration import load_calibration
-
-    calibration = load_calibration(model_name, device)
-    if calibration is None:
-        return (
-            MemoryModel.prior(),
-            "uncalibrated (priors): run `memfront calibrate` for this machine's figures",
-        )
-    fitted = calibration.model
-    error = "" if fitted.median_error is None else f", median error {100 * fitted.median_error:.1f}%"
-    return fitted, f"calibrated on this machine ({fitted.samples} runs{error})"
-
-
 def predict(
     data: Annotated[str, typer.Option(help="YOLOv5 data yaml.")],
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size.")] = 640,
     cache: Annotated[str, typer.Option(help="none, ram or disk.")] = "none",
     workers: Annotated[int, typer.Option(help="Dataloader workers.")] = 0,
+    amp: Annotated[
+        str, typer.Option(help="Mixed precision: on or off (GPU memory only: no change on the host).")
+    ] = "off",
     images: Annotated[
         int | None, typer.Option(help="Training images to assume (default: the dataset's).")
     ] = None,
     model: Annotated[str, typer.Option(help="Model yaml or .pt (selects the calibration).")] = "yolov5n.yaml",
     device: Annotated[str, typer.Option(help="cpu or a CUDA device (selects the calibration).")] = "cpu",
     max_memory: Annotated[str | None, typer.Option(help="Also say what fits this budget, e.g. 32GB.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the prediction as JSON.")] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the prediction as JSON (- for stdout; the table then goes to stderr)."
+        ),
+    ] = None,
 ) -> None:
     """Predict a configuration's peak host memory, term by term, without training."""
     from search.dataset import load_dataset
 
+    if amp not in ("on", "off"):  # as `trial` checks it
+        raise InputError(f"--amp: expected on or off, got {amp!r}")
     for flag, given, minimum in (("--batch", batch, 1), ("--imgsz", imgsz, 1), ("--workers", workers, 0)):
         if given < minimum:
             raise InputError(f"{flag}: must be >= {minimum}, got {given}")
@@ -98,8 +99,12 @@ def predict(
         budget = None if max_memory is None else parse_size(max_memory)
     except ValueError as error:
         raise InputError(f"--max-memory: {error}") from None
+    json_to_stdout = json_path is not None and str(json_path) == "-"
+    tables = err_out if json_to_stdout else out
     stats = DatasetStats.read(load_dataset(data))
-    memory_model, origin = _model_for(model, device)
+    with console.status("this machine's calibration or framework footprint (measured once: seconds)"):
+        start = load_starting_model(model, device)
+    memory_model, origin = start.model, start.origin
     knobs: dict[str, Any] = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers}
     prediction = memory_model.predict(features(stats=stats, train_images=images, **knobs))
     table = Table(title=f"predicted peak host memory (PSS of the trial's processes): {origin}")
@@ -113,24 +118,30 @@ def predict(
             name, _DESCRIPTIONS[name], format_bytes(value), f"{100 * value / prediction.total_bytes:.0f}%"
         )
     table.add_row("total", "", format_bytes(prediction.total_bytes), "100%", style="bold")
-    out.print(table)
+    tables.print(table)
+    if amp == "on":
+        tables.print(f"amp on: {_AMP_NOTE}")
     payload: dict[str, Any] = {
         **prediction.to_dict(),
         "model": memory_model.to_dict(),
         "origin": origin,
+        "basis": start.to_dict(),
         "train_images": images or len(stats.train_sizes),
-        "knobs": knobs,
+        "knobs": {**knobs, "amp": amp == "on"},
+        "knobs_without_effect": {"amp": _AMP_NOTE},
     }
     if budget is not None:
         fitting = largest_fitting(memory_model, stats, knobs, budget=budget, train_images=images)
         payload["fits"] = fitting
         modes = ", ".join(m for m, ok in fitting["cache_modes"].items() if ok) or "none of them"
-        out.print(
+        tables.print(
             f"within {format_bytes(budget)}: largest batch {fitting['largest_batch'] or '-'} "
             f"(at imgsz {imgsz}), largest imgsz {fitting['largest_imgsz'] or '-'} (at batch {batch}); "
             f"cache modes that fit: {modes}"
         )
-    if json_path is not None:
+    if json_to_stdout:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    elif json_path is not None:
         json_path.write_text(json.dumps(payload, indent=2) + "\n")
 
 

@@ -1,9 +1,11 @@
 """Pre-flight: skip a configuration the memory model says cannot fit, before training it.
 
-The model (:mod:`search.predict`) starts from the machine's calibration when there is one and is
-refitted after every measured trial of the study. A configuration is skipped only when its predicted
-peak exceeds the limit by more than a margin, and only once the model has seen enough measured runs:
-trials near the limit still run and are measured.
+The model (:mod:`search.predict`) starts from the best there is before fitting
+(:func:`search.predict.starting_model`: the machine's calibration when there is one, else priors
+anchored on its measured framework footprint) and is refitted after every measured trial of the
+study. A configuration is skipped only when its predicted peak exceeds the limit by more than a
+margin, and only once the model has seen enough measured runs: trials near the limit still run and
+are measured.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import optuna
 
 from search.calibration import Calibration
 from search.config import TrialConfig, TrialLimits
-from search.predict import DatasetStats, MemoryModel, Prediction, features
+from search.predict import (
+    DatasetStats,
+    MemoryModel,
+    Prediction,
+    features,
+    load_starting_model,
+    starting_model,
+)
 from search.record import TrialRecord
 
 __all__ = [
@@ -70,6 +79,8 @@ class Preflight:
         margin: Skip only predictions above ``limit * (1 + margin)``.
         calibration: The machine's calibration, if any (its rows join the fit).
         min_samples: Measured runs of the study needed before any configuration is skipped.
+        device: The study's device: without a calibration, its framework footprint anchors the
+            priors (measured if not cached).
     """
 
     def __init__(
@@ -80,12 +91,14 @@ class Preflight:
         margin: float,
         calibration: Calibration | None = None,
         min_samples: int = 3,
+        device: str = "cpu",
     ) -> None:
         self.stats = stats
         self.limit_bytes = limit_bytes
         self.margin = margin
         self.min_samples = min_samples
-        self._base_rows = list(calibration.rows) if calibration else []
+        self.start = starting_model(calibration=calibration, device=device)
+        self._base_rows = self.start.calibration_rows
         self._rows: list[tuple[dict[str, float], float]] = []
         self._walls: list[float] = []
         self._model: MemoryModel | None = None
@@ -112,9 +125,9 @@ class Preflight:
 
     @property
     def model(self) -> MemoryModel:
-        """The model fitted on calibration and study rows so far."""
+        """The model fitted on calibration and study rows so far (the starting model before any)."""
         if self._model is None:
-            self._model = combined_fit(self._base_rows, self._rows)
+            self._model = combined_fit(self._base_rows, self._rows, base=self.start.model)
         return self._model
 
     def predict(self, knobs: dict[str, Any], *, train_images: int | None) -> Prediction:
@@ -186,11 +199,9 @@ def full_size_predictions(frame: Any, model: MemoryModel, stats: DatasetStats) -
 def study_memory_model(
     trials: Iterable[optuna.trial.FrozenTrial], stats: DatasetStats, *, model_name: str, device: str
 ) -> MemoryModel:
-    """The memory model fitted on the machine's calibration (if cached) and the study's measured trials."""
-    from search.calibration import load_calibration
-
-    calibration = load_calibration(model_name, device)
-    return combined_fit(list(calibration.rows) if calibration else [], study_rows(trials, stats))
+    """The memory model fitted on the study's measured trials, from :func:`load_starting_model`."""
+    start = load_starting_model(model_name, device)
+    return combined_fit(start.calibration_rows, study_rows(trials, stats), base=start.model)
 
 
 # The machine's calibration may have been measured in other conditions than the study: between two
@@ -202,10 +213,20 @@ CALIBRATION_WEIGHT = 0.05
 
 
 def combined_fit(
-    calibration_rows: list[tuple[dict[str, float], float]], rows: list[tuple[dict[str, float], float]]
+    calibration_rows: list[tuple[dict[str, float], float]],
+    rows: list[tuple[dict[str, float], float]],
+    *,
+    base: MemoryModel | None = None,
 ) -> MemoryModel:
-    """The model fitted on the study's runs, with the calibration's as a light prior."""
+    """The model fitted on the study's runs, with the calibration's as a light prior.
+
+    Args:
+        calibration_rows: The calibration's measured (features, peak) rows, if any.
+        rows: The study's measured rows.
+        base: Where the fit starts: terms no row varies keep its coefficients, and with no rows at
+            all it is the answer (default: the plain priors).
+    """
     weight = CALIBRATION_WEIGHT if rows else 1.0
-    return MemoryModel.prior().fit(
+    return (base or MemoryModel.prior()).fit(
         calibration_rows + rows, weights=[weight] * len(calibration_rows) + [1.0] * len(rows)
     )

@@ -10,12 +10,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from search import footprint
+from search.calibration import Calibration, cache_dir, calibration_key
 from search.dataset import load_dataset
 from search.demo import make_demo_dataset
 from search.errors import InputError
-from search.predict import TERMS, DatasetStats, MemoryModel, features, loader_workers
+from search.predict import (
+    MODEL_STATE_BYTES,
+    PRIORS,
+    TERMS,
+    DatasetStats,
+    MemoryModel,
+    features,
+    load_starting_model,
+    loader_workers,
+    starting_model,
+)
+from search.preflight import Preflight, combined_fit, study_memory_model
 
 from .conftest import run_cli
+
+MIB = 1024**2
 
 
 def test_cache_term_is_the_bytes_of_the_resized_images(tmp_path: Path) -> None:
@@ -128,6 +143,7 @@ def test_predict_command(tiny_data: Path, tmp_path: Path) -> None:
         (["--batch", "0"], "--batch"),
         (["--images", "0"], "--images"),
         (["--max-memory", "lots"], "--max-memory"),
+        (["--amp", "maybe"], "--amp"),
     ],
 )
 def test_predict_bad_input(tiny_data: Path, args: list[str], message: str) -> None:
@@ -146,3 +162,106 @@ def test_predict_unreadable_image_and_no_images(tmp_path: Path) -> None:
         image.unlink()
     done = run_cli("predict", "--data", str(data_yaml), timeout=60)
     assert done.returncode == 2 and "no images" in done.stderr
+
+
+def _stub_footprint(monkeypatch: pytest.MonkeyPatch, value: int) -> list[str]:
+    """Replaces the footprint probe with ``value``; returns the devices it was asked for."""
+    asked: list[str] = []
+
+    def fake(*, device: str = "cpu") -> int:
+        asked.append(device)
+        return value
+
+    monkeypatch.setattr(footprint, "framework_footprint_bytes", fake)
+    return asked
+
+
+def test_uncalibrated_model_is_anchored_on_the_measured_footprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(tmp_path / "cache"))  # no calibration here
+    asked = _stub_footprint(monkeypatch, 845 * MIB)
+    start = load_starting_model("yolov5n.yaml", "0")
+    assert start.source == "footprint" and asked == ["0"] and start.calibration_rows == []
+    assert start.model.coefficients["framework"] == 845 * MIB + MODEL_STATE_BYTES
+    assert {k: v for k, v in start.model.coefficients.items() if k != "framework"} == {
+        k: v for k, v in PRIORS.items() if k != "framework"
+    }
+    assert start.origin.startswith(
+        "uncalibrated: framework term from this machine's measured footprint (845 MiB)"
+    )
+    assert "run `memfront calibrate`" in start.origin
+    assert start.to_dict() == {
+        "source": "footprint",
+        "calibration_runs": 0,
+        "footprint_bytes": 845 * MIB,
+        "model_state_bytes": MODEL_STATE_BYTES,
+    }
+    # Pre-flight and the study's model start from the same model when no calibration exists.
+    stats = DatasetStats(train_sizes=((96, 96),) * 4, val_sizes=((96, 96),))
+    preflight = Preflight(stats=stats, limit_bytes=4 * 1024**3, margin=0.1, device="0")
+    assert preflight.start.source == "footprint" and preflight.model.coefficients == start.model.coefficients
+    studied = study_memory_model([], stats, model_name="yolov5n.yaml", device="0")
+    assert studied.coefficients == start.model.coefficients
+    # One measured run refits the framework term; the terms it cannot separate keep the anchored priors.
+    row = features(batch=4, imgsz=64, cache="none", workers=0, stats=stats)
+    refitted = combined_fit([], [(row, 1.1e9)], base=preflight.start.model)
+    assert refitted.predict(row).total_bytes == pytest.approx(1.1e9, rel=1e-6)
+    assert refitted.coefficients["activations"] == PRIORS["activations"]
+
+
+def test_starting_model_prefers_the_calibration_and_falls_back_to_priors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked = _stub_footprint(monkeypatch, 845 * MIB)
+    fitted = MemoryModel(coefficients={**PRIORS, "framework": 1.0e9}, samples=6, median_error=0.01)
+    rows = [({name: 1.0 for name in TERMS}, 1.0e9)]
+    start = starting_model(calibration=Calibration(rows=rows, model=fitted), device="cpu")
+    assert start.source == "calibration" and start.model is fitted and start.calibration_rows == rows
+    assert start.origin == "calibrated on this machine (6 runs, median error 1.0%)" and asked == []
+
+    def broken(*, device: str = "cpu") -> int:
+        raise InputError("cannot import torch and yolov5 to measure the framework's footprint: boom")
+
+    monkeypatch.setattr(footprint, "framework_footprint_bytes", broken)
+    start = starting_model(calibration=None, device="cpu")
+    assert start.source == "priors" and start.model.coefficients == PRIORS
+    assert (
+        start.origin.startswith("uncalibrated (priors; no footprint: cannot import")
+        and "boom" in start.origin
+    )
+
+
+def test_predict_command_uses_the_cached_footprint_and_json_to_stdout(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(tmp_path / "cache"))  # the CLI child inherits it
+    # The footprint `memfront run` caches for this machine (search/footprint.py reads it back).
+    cached = cache_dir() / "footprint" / f"{calibration_key('framework', 'cpu')}.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text(json.dumps({"pss_bytes": 845 * MIB}) + "\n")
+    done = run_cli(
+        "predict", "--data", str(tiny_data), "--batch", "4", "--imgsz", "64", "--amp", "on", "--json", "-"
+    )
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)  # nothing but the JSON on stdout
+    # What the CLI read: 845 MiB, unless the cache's format changed and it measured the real one.
+    known = footprint.framework_footprint_bytes(device="cpu")
+    assert payload["basis"]["source"] == "footprint" and payload["basis"]["footprint_bytes"] == known
+    assert payload["terms"]["framework"] == known + MODEL_STATE_BYTES
+    assert payload["origin"].startswith(
+        f"uncalibrated: framework term from this machine's measured footprint ({known / MIB:.0f} MiB)"
+    )
+    assert payload["knobs"] == {"batch": 4, "imgsz": 64, "cache": "none", "workers": 0, "amp": True}
+    assert "GPU memory only" in payload["knobs_without_effect"]["amp"]
+    assert "total" in done.stderr and "measured footprint" in done.stderr  # the table went to stderr
+    # AMP does not change the host prediction.
+    off = run_cli("predict", "--data", str(tiny_data), "--batch", "4", "--imgsz", "64", "--json", "-")
+    assert json.loads(off.stdout)["total_bytes"] == payload["total_bytes"]
+
+
+def test_predict_rejects_amp_exactly_as_trial_does(tiny_data: Path) -> None:
+    predicted = run_cli("predict", "--data", str(tiny_data), "--amp", "yes", timeout=60)
+    trial = run_cli("trial", "--data", str(tiny_data), "--amp", "yes", timeout=60)
+    assert predicted.returncode == trial.returncode == 2
+    assert predicted.stderr == trial.stderr and len(predicted.stderr.strip().splitlines()) == 1
