@@ -32,7 +32,7 @@ from search.calibration import calibrate  # noqa: E402
 from search.config import TrialConfig, TrialLimits  # noqa: E402
 from search.dataset import load_dataset  # noqa: E402
 from search.demo import make_demo_dataset  # noqa: E402
-from search.optimize import run_study  # noqa: E402
+from search.optimize import run_worker  # noqa: E402
 from search.predict import DatasetStats, features  # noqa: E402
 from search.preflight import combined_fit  # noqa: E402
 from search.report import front, trials_frame  # noqa: E402
@@ -185,7 +185,7 @@ def preflight(folder: Path, data: Path, full_none_peak: float) -> dict[str, Any]
         spec = load_study_spec(study_file)
         log(f"pre-flight study {label} pre-flight ...")
         started = time.monotonic()
-        done = run_study(prepare_study(spec, study_file))
+        done = run_worker(prepare_study(spec, study_file))
         wall = time.monotonic() - started
         frame = trials_frame(open_study(spec, storage_url(spec, study_file), create=False))
         kept = sorted((int(r["batch"]), int(r["imgsz"]), r["cache"]) for _, r in front(frame).iterrows())

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from search.config import TrialConfig, TrialLimits, validation_message
-from search.errors import InputError
+from search.errors import InputError, MemfrontError
 from search.record import TrialRecord
 from search.units import format_bytes, format_seconds, parse_duration, parse_size
 
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="memfront", standalone_mode=False)
-    except InputError as error:
+    except MemfrontError as error:
         print(f"memfront: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except click.exceptions.Exit as done:

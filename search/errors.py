@@ -1,9 +1,25 @@
-"""Errors that memfront reports to the user as one line."""
+"""memfront's one exception hierarchy: what it reports to the user as one line.
+
+The CLI turns a :class:`MemfrontError` into ``memfront: error: ...`` and exit code 2; a notebook
+catches the same classes.
+"""
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "MemfrontError", "StorageError", "TrialError"]
 
 
-class InputError(ValueError):
-    """Bad input from the user: reported as one clear line, exit code 2, no traceback."""
+class MemfrontError(Exception):
+    """Base of every error memfront raises on purpose (never a bug): one clear line."""
+
+
+class InputError(MemfrontError, ValueError):
+    """Bad input from the user (a study file, a flag, a dataset, a model): nothing was stored."""
+
+
+class StorageError(InputError):
+    """The study's storage cannot be reached, opened or read (wrong URL, server, credentials)."""
+
+
+class TrialError(MemfrontError):
+    """A trial or probe could not be started or measured (a broken installation, a probe that hangs)."""

@@ -29,7 +29,7 @@ def framework_footprint_bytes(*, device: str = "cpu") -> int:
     """PSS of a process that imported torch and yolov5's trainer (cached).
 
     Raises:
-        InputError: If the probe cannot import them (a broken installation).
+        TrialError: If the probe cannot import them (a broken installation).
     """
     path = cache_dir() / "footprint" / f"{calibration_key('framework', device)}.json"
     if path.is_file():
@@ -54,8 +54,8 @@ def check_device(device: str) -> None:
     The CUDA count comes from a child process, so that the caller never imports torch.
 
     Raises:
-        InputError: For a malformed device, a CUDA index this machine does not have, or a torch that
-            cannot be imported.
+        InputError: For a malformed device or a CUDA index this machine does not have.
+        TrialError: If torch cannot be imported.
     """
     if device == "cpu":
         return

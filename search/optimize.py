@@ -38,7 +38,7 @@ __all__ = [
     "finished_count",
     "infeasible_values",
     "objective_values",
-    "run_study",
+    "run_worker",
 ]
 
 _MAX_CONSECUTIVE_UNTRAINED = 30
@@ -180,7 +180,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: S
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def run_study(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
+def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
     """Trains until the study has ``n_trials`` configurations done, counting every worker's.
 
     Any number of workers may run this on one storage: a configuration another worker trains or

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from search import compat
-from search.errors import InputError
+from search.errors import TrialError
 
 __all__ = ["run_probe"]
 
@@ -48,7 +48,7 @@ def run_probe(code: str, *, what: str, timeout_s: float = 300) -> Any:
         timeout_s: Seconds before the probe is killed.
 
     Raises:
-        InputError: If the probe fails, hangs or returns nothing; the message names the child's error.
+        TrialError: If the probe fails, hangs or returns nothing; the message names the child's error.
     """
     with tempfile.TemporaryDirectory(prefix="memfront-probe-") as tmp:
         folder = Path(tmp)
@@ -67,14 +67,14 @@ def run_probe(code: str, *, what: str, timeout_s: float = 300) -> Any:
                     timeout=timeout_s, check=False,
                 )  # fmt: skip
         except subprocess.TimeoutExpired:
-            raise InputError(f"cannot {what}: the probe did not finish within {timeout_s:.0f} s") from None
+            raise TrialError(f"cannot {what}: the probe did not finish within {timeout_s:.0f} s") from None
         try:
             answer = json.loads(result_path.read_text())
         except (OSError, ValueError):
             lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.is_file() else []
-            raise InputError(
+            raise TrialError(
                 f"cannot {what}: the probe ended with no result ({(lines or ['no output'])[-1]})"
             ) from None
     if "error" in answer:
-        raise InputError(f"cannot {what}: {answer['error'].splitlines()[-1]}")
+        raise TrialError(f"cannot {what}: {answer['error'].splitlines()[-1]}")
     return answer["value"]

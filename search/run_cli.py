@@ -9,27 +9,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from search.errors import InputError
-from search.record import TrialRecord
-from search.study_cli import StorageOption, StudyFile, config_text, out
-from search.units import format_bytes, format_seconds
+from search.progress import config_text, outcome_lines, run_prepared
+from search.study_cli import StorageOption, StudyFile, out
+from search.units import format_seconds
 
 __all__ = ["register"]
 
 console = Console(stderr=True, soft_wrap=True)
 EXIT_INTERRUPTED = 130
-
-
-def _trial_line(number: int, record: TrialRecord, note: str | None = None) -> str:
-    colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
-    figures = (
-        f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
-    ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
-    line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {config_text(record.requested)}  {figures}"
-    return line + (f"  [red]{note}[/]" if note else "")
 
 
 def run(
@@ -67,20 +57,12 @@ def run(
     prepared = prepare_study(spec, study_file, storage=storage, worker_index=worker_index)
     prepared = dataclasses.replace(prepared, threads=threads)
     if worker_index is None:
-        outcome = _run_with_progress(prepared)
+        outcome = run_prepared(prepared, console=console)
     else:
-        outcome = _run_plain(prepared, f"[job {worker_index} {spec.device}] ")
+        outcome = run_prepared(prepared, console=console, prefix=f"[job {worker_index} {spec.device}] ")
     prefix = "" if worker_index is None else f"[job {worker_index}] "
-    console.print(
-        f"{prefix}{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
-        f"({outcome.trained} trained by this worker, {outcome.duplicates} repeated proposals skipped) in "
-        f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
-    )
-    if outcome.preflight_skipped:
-        console.print(
-            f"{prefix}pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were "
-            f"not trained (about {format_seconds(outcome.preflight_seconds_saved)} saved)"
-        )
+    for line in outcome_lines(spec, outcome):
+        console.print(prefix + line)
     if outcome.interrupted:
         console.print(f"{prefix}interrupted: everything finished is stored; run the same command to continue")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -127,66 +109,6 @@ def _exit_text(code: int) -> str:
 
         return f"killed by {signal.Signals(-code).name}"
     return f"exit {code}"
-
-
-def _run_with_progress(prepared: Any) -> Any:
-    from search.optimize import StudyEvents, run_study
-
-    spec = prepared.spec
-    with Progress(
-        TextColumn("[bold]{task.fields[name]}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        refresh_per_second=2,  # a trial shares the CPU with this display
-    ) as bar:
-        task = bar.add_task("", total=spec.n_trials, name=spec.name)
-        current: dict[str, Any] = {}
-
-        def on_start(number: int, params: dict[str, Any]) -> None:
-            current.update(number=number, params=params)
-            bar.update(task, description=f"trial {number}: {config_text(params)}")
-
-        def on_progress(progress: Any) -> None:
-            epoch = f"epoch {progress.epoch}/{progress.epochs}" if progress.epoch else progress.phase
-            bar.update(
-                task,
-                description=f"trial {current.get('number')}: {config_text(current.get('params', {}))}"
-                f"  {epoch}  host {format_bytes(progress.host_bytes)}",
-            )
-
-        def on_end(number: int, record: TrialRecord, note: str | None) -> None:
-            bar.console.print(_trial_line(number, record, note))
-            bar.advance(task)
-
-        def on_notes(notes: tuple[str, ...]) -> None:
-            for note in notes:
-                bar.console.print(f"[dim]note: {note}[/]")
-
-        events = StudyEvents(
-            on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
-        )
-        return run_study(prepared, events=events)
-
-
-def _run_plain(prepared: Any, prefix: str) -> Any:
-    """One line per event: several jobs share a terminal, and live progress bars would garble it."""
-    from search.optimize import StudyEvents, run_study
-
-    def on_notes(notes: tuple[str, ...]) -> None:
-        for note in notes:
-            console.print(f"{prefix}[dim]note: {note}[/]")
-
-    def on_start(number: int, params: dict[str, Any]) -> None:
-        console.print(f"{prefix}trial {number:>3} started: {config_text(params)}")
-
-    def on_end(number: int, record: TrialRecord, note: str | None) -> None:
-        console.print(prefix + _trial_line(number, record, note))
-
-    events = StudyEvents(on_notes=on_notes, on_trial_start=on_start, on_trial_end=on_end)
-    return run_study(prepared, events=events)
 
 
 def status(

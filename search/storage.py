@@ -31,7 +31,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import InputError
+from search.errors import InputError, StorageError
 
 __all__ = [
     "HEARTBEAT_ATTR",
@@ -239,7 +239,7 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
     except InputError:
         raise
     except Exception as error:  # SQLAlchemy, drivers and the file system each raise their own
-        raise InputError(f"storage {safe_url(url)} cannot be opened: {error_line(error)}") from None
+        raise StorageError(f"storage {safe_url(url)} cannot be opened: {error_line(error)}") from None
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

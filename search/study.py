@@ -1,7 +1,7 @@
 """A study: its definition checked, its storage opened, its sampler made; ready for workers to run.
 
 :func:`prepare_study` reports every bad input before anything is stored; the search loop itself is
-:func:`search.optimize.run_study`.
+:func:`search.optimize.run_worker`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from search.config import resolve_hyp
-from search.errors import InputError
+from search.errors import InputError, StorageError
 from search.predict import DatasetStats
 from search.preflight import Preflight
 from search.space import EffectiveSpace, effective_space, sampled_choices
@@ -57,7 +57,8 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler for ask-and-tell.
 
     Its ``after_trial`` calls ``study.stop()`` once the grid is exhausted, which raises outside
-    ``study.optimize``; :func:`run_study` stops by itself when every configuration is evaluated.
+    ``study.optimize``; :func:`search.optimize.run_worker` stops by itself when every configuration
+    is evaluated.
     """
 
     def after_trial(
@@ -105,7 +106,7 @@ def open_study(
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     except Exception as error:  # the server went away, or refused this user the tables
-        raise InputError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
+        raise StorageError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
     if not create:
         if spec.name not in names:
             raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
@@ -254,6 +255,7 @@ def prepare_study(
         preflight = Preflight(
             stats=DatasetStats.read(dataset), limit_bytes=spec.memory_limit,
             margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
+            device=spec.device,
         )  # fmt: skip
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker

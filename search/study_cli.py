@@ -13,25 +13,18 @@ from rich.table import Table
 
 from search.errors import InputError
 from search.export import write_text
+from search.progress import config_text
 from search.units import format_bytes, format_seconds, parse_size
 
 if TYPE_CHECKING:
     from search.results import StudyResults
 
-__all__ = ["StorageOption", "StudyFile", "config_text", "register"]
+__all__ = ["StorageOption", "StudyFile", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
 StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/demo.yaml.")]
 StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
-
-
-def config_text(config: dict[str, Any]) -> str:
-    amp = "on" if config.get("amp") else "off"
-    return (
-        f"batch {config.get('batch')}, imgsz {config.get('imgsz')}, cache {config.get('cache')}, "
-        f"workers {config.get('workers')}, amp {amp}"
-    )
 
 
 def _open(study_file: Path, storage: str | None) -> StudyResults:

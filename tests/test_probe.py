@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.errors import InputError
+from search.errors import TrialError
 from search.probe import run_probe
 
 
@@ -15,14 +15,14 @@ def test_the_answer_survives_a_first_run_banner_on_stdout() -> None:
 
 def test_a_failing_probe_names_the_childs_error_not_its_last_stderr_line() -> None:
     code = "import warnings; warnings.warn('pkg_resources is deprecated'); import no_such_module_here"
-    with pytest.raises(InputError, match="cannot measure: ModuleNotFoundError: No module named 'no_such"):
+    with pytest.raises(TrialError, match="cannot measure: ModuleNotFoundError: No module named 'no_such"):
         run_probe(code, what="measure")
 
 
 def test_a_probe_that_answers_nothing_or_hangs_is_one_clear_error() -> None:
-    with pytest.raises(InputError, match="ended with no result"):
+    with pytest.raises(TrialError, match="ended with no result"):
         run_probe("print('hello')", what="measure")
-    with pytest.raises(InputError, match="did not finish within 1 s"):
+    with pytest.raises(TrialError, match="did not finish within 1 s"):
         run_probe("import time; time.sleep(30)", what="measure", timeout_s=1)
 
 

@@ -17,6 +17,7 @@ import optuna
 import pytest
 
 from search.footprint import framework_footprint_bytes
+from search.record import memory_violation
 from search.study import open_study, storage_url
 from search.studyfile import load_study_spec
 
@@ -50,7 +51,7 @@ def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> Non
         assert trial.user_attrs["status"] == "ok"
         assert trial.user_attrs["config"]["amp"] is False  # fixed off on the CPU
         assert trial.user_attrs["record"]["requested"]["hyp"] == "demo"
-        assert trial.user_attrs["record"]["epochs"] and trial.user_attrs["constraint"][0] < 0
+        assert trial.user_attrs["record"]["epochs"] and memory_violation(trial) < 0
         assert len(trial.values) == 2
     done = subprocess.run(
         [
@@ -141,7 +142,7 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     assert len(trials) == 2
     assert all(t.user_attrs["status"] in ("memory_limit", "predicted") for t in trials)
     assert all(
-        t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["constraint"][0] > 0 for t in trials
+        t.state == optuna.trial.TrialState.COMPLETE and memory_violation(t) > 0 for t in trials
     )
     report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text())["front"] == []

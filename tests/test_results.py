@@ -1,0 +1,93 @@
+"""The notebook API (search.load_study -> StudyResults) on a synthetic stored study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+import search
+from search.export import choose_config
+from search.report import trials_frame
+
+from .conftest import run_cli
+from .synthetic import GIB, knobs, stored_trial
+
+LIMIT = 2 * GIB
+
+
+@pytest.fixture
+def study_file(tmp_path: Path, tiny_data: Path) -> Path:
+    storage = f"sqlite:///{tmp_path / 'api.db'}"
+    study = optuna.create_study(study_name="api", storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["map50_95", "peak_host"])
+    study.set_user_attr("memory_limit_bytes", LIMIT)
+    for config, acc, peak in [(knobs(4, 64), 0.2, 1.0), (knobs(8, 96), 0.3, 1.4), (knobs(16, 96), 0.25, 1.5)]:
+        study.add_trial(stored_trial(config=config, values=[acc, peak * GIB], violation=(peak - 2) * GIB))
+    path = tmp_path / "api.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "api", "data": str(tiny_data), "memory_limit": LIMIT, "storage": storage})
+    )
+    return path
+
+
+def test_load_study_reads_without_changing_anything(study_file: Path) -> None:
+    storage = yaml.safe_load(study_file.read_text())["storage"]
+    before = optuna.load_study(study_name="api", storage=storage)
+    results = search.load_study(study_file)
+    assert list(results.trials["number"]) == [0, 1, 2]
+    assert list(results.front()["number"]) == [0, 1]
+    assert results.hypervolume() == pytest.approx(0.2 * 0.4 + 0.3 * 0.6)
+    assert results.status_counts() == {"ok": 3}
+    data = results.plot_data()
+    assert list(data.front["number"]) == [0, 1]
+    assert results.figure().data  # a plotly figure with traces
+    assert results.figure(backend="matplotlib").axes
+    after = optuna.load_study(study_name="api", storage=storage)
+    assert len(after.trials) == len(before.trials) and after.user_attrs == before.user_attrs
+
+
+def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) -> None:
+    path = tmp_path / "never.yaml"
+    path.write_text(yaml.safe_dump({"name": "never", "data": str(tiny_data), "memory_limit": "1GiB"}))
+    with pytest.raises(search.InputError, match="run it first"):
+        search.load_study(path)
+    assert (
+        not (tmp_path / "never.db").exists()
+        or optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/never.db") == []
+    )
+
+
+def test_best_is_what_export_prints(study_file: Path) -> None:
+    results = search.load_study(study_file)
+    for budget in ("1.2GiB", "1.45GiB", "3GiB"):
+        done = run_cli("export", str(study_file), "--max-memory", budget, "--format", "json", timeout=120)
+        best = results.best(max_memory=budget)
+        assert best is not None and done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["trial"] == int(best["number"])
+    assert results.best(max_memory="900MiB") is None
+    with pytest.raises(search.InputError, match="max_memory"):
+        results.best(max_memory="lots")
+
+
+def test_the_prediction_check_refuses_what_would_not_fit_on_the_whole_dataset() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["map50_95", "peak_host"])
+    for config, acc, peak in [(knobs(4, 64), 0.2, 1.0), (knobs(8, 96), 0.3, 1.4)]:
+        study.add_trial(stored_trial(config=config, values=[acc, peak * GIB], violation=(peak - 2) * GIB))
+    frame = trials_frame(study)
+    frame["predicted_full_bytes"] = pd.Series([1.1 * GIB, 1.9 * GIB])  # trial 1 grows on the full data
+    checked = choose_config(frame, max_memory_bytes=int(1.5 * GIB), accuracy="map50_95")
+    assert checked.chosen is not None and int(checked.chosen["number"]) == 0
+    assert checked.refused_by_prediction is not None and int(checked.refused_by_prediction["number"]) == 1
+    trusting = choose_config(
+        frame, max_memory_bytes=int(1.5 * GIB), accuracy="map50_95", check_prediction=False
+    )
+    assert trusting.chosen is not None and int(trusting.chosen["number"]) == 1
+    assert trusting.refused_by_prediction is None
+    nothing = choose_config(frame, max_memory_bytes=int(0.5 * GIB), accuracy="map50_95")
+    assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0
