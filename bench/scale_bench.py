@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from search.demo import make_demo_dataset  # noqa: E402
+from search.stored import StudyKeys, counts_toward_n_trials  # noqa: E402
 from search.study import open_study  # noqa: E402
 from search.studyfile import load_study_spec  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
@@ -56,13 +57,8 @@ def log(message: str) -> None:
 
 
 def _counted(study: Any) -> int:
-    return sum(
-        1
-        for t in study.get_trials()
-        if t.state.is_finished()
-        and t.user_attrs.get("status") == "ok"
-        and not {"duplicate_of", "discarded"} & t.user_attrs.keys()
-    )
+    """Configurations of n_trials that trained to the end."""
+    return sum(1 for t in counts_toward_n_trials(study.get_trials()) if t.status == "ok")
 
 
 def throughput(folder: Path, spec_path: Path, jobs: int) -> dict[str, Any]:
@@ -104,7 +100,8 @@ def coordination(spec_path: Path, workers: int) -> dict[str, Any]:
         if any(p.returncode != 0 for p in procs):
             raise RuntimeError("\n".join(e[-1000:] for e in errors))
         study = open_study(load_study_spec(spec_path), url, create=False)
-        times = [v["times"] for k, v in study.user_attrs.items() if k.startswith("worker:") and "times" in v]
+        announcements = [v for k, v in study.user_attrs.items() if k.startswith(StudyKeys.WORKER_PREFIX)]
+        times = [v["times"] for v in announcements if "times" in v]
         trained = _counted(study)
     finally:
         server.stop()

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from search.report import front, status_counts, trials_frame  # noqa: E402
+from search.stored import read_trials  # noqa: E402
 from search.study import open_study, storage_url  # noqa: E402
 from search.studyfile import load_study_spec  # noqa: E402
 
@@ -57,11 +58,7 @@ def run(study_file: Path, keep_db: Path | None = None) -> dict[str, Any]:
         frame = trials_frame(study)
         if keep_db is not None:
             shutil.copy(Path(storage_url(spec, copy).removeprefix("sqlite:///")), keep_db)
-        records = [
-            t.user_attrs["record"]
-            for t in study.get_trials()
-            if "record" in t.user_attrs and "duplicate_of" not in t.user_attrs
-        ]
+        records = [t.record for t in read_trials(study.get_trials()) if t.record and t.duplicate_of is None]
     phases = [r.get("phases") or {} for r in records]
     inside = _sum([p.get("process_s") for p in phases])
     accuracy = spec.objectives[0]

@@ -42,46 +42,44 @@ import sys
 import warnings
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
-import plotly.express as px
 import plotly.io as pio
 
 ROOT = Path.cwd().parent
 if (ROOT / "search").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # a checkout that is not pip-installed
 
-from search.plot import ACCURACY_NAMES, pareto_plot_data, render_plotly  # noqa: E402
-from search.report import front, status_counts, trials_frame  # noqa: E402
-from search.study import open_study, storage_url  # noqa: E402
-from search.studyfile import load_study_spec  # noqa: E402
+import search  # noqa: E402
 
 pio.renderers.default = "plotly_mimetype"  # JupyterLab, VS Code, Notebook 7: offline, no JS in the file
+# Each plot is one output with two forms: the interactive plotly figure where Jupyter can draw it,
+# and a PNG drawn by matplotlib where it cannot (GitHub, nbviewer), which would show nothing.
 GIB = 1024**3
 
-spec_path = Path(STUDY)  # relative paths are relative to this notebook's folder
-spec = load_study_spec(spec_path)
-study = open_study(spec, storage_url(spec, spec_path, STORAGE), create=False)
-frame = trials_frame(study)
-ACCURACY = spec.objectives[0]
-ACCURACY_NAME = ACCURACY_NAMES[ACCURACY]
+results = search.load_study(STUDY, storage=STORAGE)  # relative to this notebook's folder; read-only
+spec, frame = results.spec, results.trials
+ACCURACY = results.accuracy
+ACCURACY_NAME = results.plot_data().accuracy_name
 duplicates = int(frame["duplicate_of"].notna().sum())
 print(f"study {spec.name}: {len(frame) - duplicates} trials (and {duplicates} duplicate proposals)")
 print(f"memory limit {spec.memory_limit / GIB:.2f} GiB")
-print("by status:", status_counts(frame))
+print("by status:", results.status_counts())
 """
 
 PLOT_MD = """\
 ## The Pareto front
 
 Hover a point for its configuration. Trials over the memory limit have no accuracy and are drawn
-at 0 with an ×; the dashed line is the limit. Failed and timed-out trials are not drawn (they have
-no figures) and are counted under the title.
+at 0 with an ×; the dashed line is the limit. The memory axis is zoomed to the trials: a limit far
+from them is named in the legend instead, and a trial far over it is drawn on the axis's edge as a
+triangle, its peak in its label. Labels that would overlap are left out (hover shows them). Failed
+and timed-out trials are not drawn (they have no figures) and are counted under the title.
 """
 
 PLOT = """\
-plot_data = pareto_plot_data(frame, accuracy=ACCURACY, memory_limit=spec.memory_limit, study_name=spec.name)
-render_plotly(plot_data)
+results.show()  # results.figure() is the plotly figure alone; results.plot_data() what it draws
 """
 
 OPTUNA_MD = """\
@@ -102,17 +100,21 @@ def in_gib(trial: optuna.trial.FrozenTrial) -> list[float]:
     return [value / GIB if name in ("peak_host", "peak_gpu") else value for name, value in pairs]
 
 
+# The memory constraint is each trial's own (Trial.set_constraint): Optuna's plot reads it as it is.
+optuna_arguments = {
+    "target_names": [ACCURACY_NAME, *(UNITS[name] for name in spec.objectives[1:])],
+    "targets": in_gib,
+}
+optuna_front = optuna.visualization.plot_pareto_front(results.study, **optuna_arguments)
 with warnings.catch_warnings():
-    # memfront stores the constraint as a user attribute, which only constraints_func can read;
-    # Optuna deprecates that argument (removed in Optuna 6, which memfront does not support yet).
-    warnings.simplefilter("ignore", FutureWarning)
-    optuna_front = optuna.visualization.plot_pareto_front(
-        study,
-        target_names=[ACCURACY_NAME, *(UNITS[name] for name in spec.objectives[1:])],
-        targets=in_gib,
-        constraints_func=lambda trial: trial.user_attrs.get("constraint", [0.0]),
-    )
-optuna_front
+    # Optuna's matplotlib twin, for the PNG; it is experimental, which is no news here. It switches
+    # pyplot to its own style, which rc_context keeps from leaking into the later plots.
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with plt.rc_context():
+        optuna_axes = optuna.visualization.matplotlib.plot_pareto_front(results.study, **optuna_arguments)
+optuna_image = optuna_axes.figure
+plt.close(optuna_image)  # a pyplot figure: shown once, in the output below, not again by the backend
+search.WithImage(optuna_front, optuna_image)
 """
 
 TABLE_MD = "## The front, least memory first"
@@ -120,7 +122,7 @@ TABLE_MD = "## The front, least memory first"
 TABLE = """\
 knobs = ["batch", "imgsz", "cache", "workers", "amp"]
 columns = ["number", *knobs, ACCURACY, "peak_host_bytes", "epoch_seconds"]
-table = front(frame, ACCURACY)[columns].copy()
+table = results.front()[columns].copy()
 table[ACCURACY] = table[ACCURACY].map("{:.3f}".format)
 table["peak_host_bytes"] = (table["peak_host_bytes"].astype(float) / GIB).map("{:.2f}".format)
 table["epoch_seconds"] = table["epoch_seconds"].map(lambda s: "n/a" if pd.isna(s) else f"{s:.1f}")
@@ -137,50 +139,34 @@ KNOBS_MD = """\
 ## What drives peak memory
 
 Each measured trial (duplicates left out): peak host memory against image size, coloured by the
-image cache, and against batch size, coloured by the number of dataloader workers.
+image cache, and against batch size, coloured by the number of dataloader workers. The limit is a
+dashed line when it is near the peaks; else the title names it.
 """
 
 KNOBS = """\
-measured = frame[frame["duplicate_of"].isna() & frame["peak_host_bytes"].notna()].copy()
-measured["peak host (GiB)"] = measured["peak_host_bytes"].astype(float) / GIB
-measured["workers"] = measured["workers"].astype(str)
-hover = ["number", "batch", "imgsz", "cache", "workers", "amp", "status"]
-px.scatter(
-    measured,
-    x="imgsz",
-    y="peak host (GiB)",
-    color="cache",
-    symbol="status",
-    hover_data=hover,
-    title="peak host memory vs image size, by cache mode",
-).add_hline(y=spec.memory_limit / GIB, line_dash="dash", annotation_text="memory limit")
+results.knob_plot("imgsz", "cache")
 """
 
 KNOBS_BATCH = """\
-px.scatter(
-    measured,
-    x="batch",
-    y="peak host (GiB)",
-    color="workers",
-    symbol="status",
-    hover_data=hover,
-    title="peak host memory vs batch size, by dataloader workers",
-).add_hline(y=spec.memory_limit / GIB, line_dash="dash", annotation_text="memory limit")
+results.knob_plot("batch", "workers")
 """
 
 EXPORT_MD = """\
 ## The best configuration for a budget
 
-The most accurate front trial whose measured peak fits `MAX_MEMORY` (bytes). `memfront export`
-prints the same choice as a ready-to-run command.
+`results.best(budget)` is the trial `memfront export --max-memory` exports: the most accurate front
+trial whose measured peak fits the budget and whose peak predicted for the whole dataset fits it too
+(trials may train on a subset; `check_prediction=False` is export's `--ignore-prediction`).
 """
 
 EXPORT = """\
-from search.export import best_config
+MAX_MEMORY = spec.memory_limit  # lower it to pick a leaner configuration, e.g. "1.2GiB"
 
-MAX_MEMORY = spec.memory_limit  # lower it to pick a leaner configuration, e.g. 2 * GIB
-
-chosen = best_config(frame, max_memory_bytes=MAX_MEMORY, accuracy=ACCURACY)
+choice = results.choice(MAX_MEMORY)
+if choice.refused_by_prediction is not None:
+    refused = choice.refused_by_prediction
+    print(f"trial {int(refused['number'])} fits as measured, but not as predicted for the whole dataset")
+chosen = choice.chosen
 if chosen is None:
     print(f"no feasible front trial fits in {MAX_MEMORY / GIB:.2f} GiB")
 else:

@@ -17,6 +17,7 @@ from search.api import StudyResults, load_study, run_study
 from search.config import TrialConfig, TrialLimits
 from search.errors import InputError, MemfrontError, StorageError, TrialError
 from search.memory import MemoryReport, TreeSampler
+from search.notebook import WithImage
 from search.record import TrialRecord
 from search.supervisor import TrialProgress, run_trial
 
@@ -32,6 +33,7 @@ __all__ = [
     "TrialLimits",
     "TrialProgress",
     "TrialRecord",
+    "WithImage",
     "load_study",
     "run_study",
     "run_trial",

@@ -23,9 +23,26 @@ from typing import Any
 import optuna
 
 from search.config import TrialConfig, TrialLimits
-from search.record import MEMORY_CONSTRAINT, TrialRecord, trial_constraints
+from search.record import TrialRecord
 from search.space import KNOBS, suggest
 from search.storage import ask, fail_stale_trials, storage_clock
+from search.stored import (
+    INFEASIBLE_STATUSES,
+    RecordFiles,
+    StudyKeys,
+    carried_attrs,
+    counts_toward_n_trials,
+    is_queued_retry,
+    mark_discarded,
+    mark_duplicate,
+    mark_interrupted,
+    mark_requeued,
+    read_trials,
+    requeue_attrs,
+    write_prediction,
+    write_proposal,
+    write_result,
+)
 from search.study import PreparedStudy
 from search.studyfile import ACCURACY_OBJECTIVES, StudySpec
 from search.supervisor import TrialProgress, run_trial
@@ -113,20 +130,9 @@ class StudyOutcome:
     preflight_seconds_saved: float = 0.0
 
 
-def _finished(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """The trials that count towards ``n_trials``: evaluated (or pre-flight skipped), not repeats."""
-    return [
-        t
-        for t in trials
-        if t.state.is_finished()
-        and t.user_attrs.get("status") not in (None, "interrupted")
-        and not _is_proposal_only(t)
-    ]
-
-
 def finished_count(study: optuna.Study) -> int:
     """Configurations done so far, counted as towards ``n_trials``."""
-    return len(_finished(study.get_trials(deepcopy=False)))
+    return len(counts_toward_n_trials(study.get_trials(deepcopy=False)))
 
 
 def _config_key(params: dict[str, Any]) -> tuple[Any, ...]:
@@ -154,29 +160,33 @@ def infeasible_values(
             values.append(float(record.peak_gpu_bytes or spec.gpu_memory_limit or 0))
         else:
             seen = [
-                float(t.user_attrs["epoch_seconds"]) for t in trials
-                if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("epoch_seconds")
+                float(t.figures["epoch_seconds"]) for t in read_trials(trials)
+                if t.state == optuna.trial.TrialState.COMPLETE and t.figures["epoch_seconds"]
             ]  # fmt: skip
             values.append(float(record.epoch_seconds or max(seen, default=record.wall_seconds)))
     return values
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, spec: StudySpec) -> None:
-    slim = record.to_dict()
-    trial.set_user_attr("record", slim)
-    trial.set_user_attr("status", record.status)
-    trial.set_user_attr("config", {k: record.requested[k] for k in KNOBS})
-    for key in ("map50", "map50_95", "fitness", "peak_host_bytes", "peak_gpu_bytes", "epoch_seconds"):
-        trial.set_user_attr(key, getattr(record, key))
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    record: TrialRecord,
+    spec: StudySpec,
+    files: RecordFiles | None = None,
+) -> None:
     values = objective_values(record, spec.objectives)
+    peak = record.peak_host_bytes
     if record.status == "ok" and values is not None:
-        trial.set_constraint(MEMORY_CONSTRAINT, float((record.peak_host_bytes or 0) - spec.memory_limit))
+        write_result(
+            trial, record, knobs=KNOBS, violation=float((peak or 0) - spec.memory_limit), files=files
+        )
         study.tell(trial, values)
-    elif record.status in ("memory_limit", "predicted"):
-        peak = record.peak_host_bytes or spec.memory_limit
-        trial.set_constraint(MEMORY_CONSTRAINT, max(1.0, float(peak - spec.memory_limit)))
+    elif record.status in INFEASIBLE_STATUSES:
+        violation = max(1.0, float((peak or spec.memory_limit) - spec.memory_limit))
+        write_result(trial, record, knobs=KNOBS, violation=violation, files=files)
         study.tell(trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
     else:
+        write_result(trial, record, knobs=KNOBS, violation=None, files=files)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
@@ -197,7 +207,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     """
     events = events or StudyEvents()
     spec, study, space, worker = prepared.spec, prepared.study, prepared.space, prepared.worker
-    study.set_user_attr("notes", list(space.notes))
+    study.set_user_attr(StudyKeys.NOTES, list(space.notes))
     if space.notes and events.on_notes:
         events.on_notes(space.notes)
     _requeue_interrupted(study)
@@ -213,8 +223,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             trials = study.get_trials(deepcopy=False)
             if prepared.preflight is not None:
                 prepared.preflight.load(trials)
-            done = _finished(trials)
-            seen = {_config_key(t.user_attrs["config"]): t for t in done if "config" in t.user_attrs}
+            done = counts_toward_n_trials(trials)
+            by_number = {t.number: t for t in trials}
+            seen = {_config_key(t.config): by_number[t.number] for t in done if t.config is not None}
             if len(done) >= spec.n_trials:
                 break
             if len(seen) >= space.size:
@@ -236,12 +247,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 worker=worker, trial=trial.number,
             ):  # fmt: skip
                 params = suggest(trial, spec, space)
-                trial.set_user_attr("config", params)
-                trial.set_user_attr("worker", worker.name)
-                trial.set_user_attr("device", spec.device)
-                frozen = study._storage.get_trial(trial._trial_id)
-                if "failed_trial" in frozen.system_attrs:
-                    trial.set_user_attr("retry_of", frozen.system_attrs["failed_trial"])
+                write_proposal(trial, params, worker=worker.name, device=spec.device)
                 key = _config_key(params)
                 earlier = seen.get(key)
                 if earlier is not None:
@@ -253,7 +259,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     continue
                 reason = _discard_reason(study.get_trials(deepcopy=False), trial.number, key, spec.n_trials)
                 if reason is not None:
-                    _discard(study, trial, frozen, reason)
+                    _discard(study, trial, reason)
                     if guard.untrained():
                         stop_reason = "the sampler keeps proposing configurations other workers train"
                         break
@@ -283,7 +289,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
     return StudyOutcome(
         trained=trained,
-        total_finished=len(_finished(study.get_trials(deepcopy=False))),
+        total_finished=finished_count(study),
         duplicates=duplicates,
         interrupted=interrupted,
         stop_reason=stop_reason,
@@ -318,10 +324,7 @@ def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.Fr
     elapsed = clock.elapsed()
     if elapsed >= spec.timeout:
         return "study timeout reached"
-    walls = [
-        float(t.user_attrs["record"]["wall_seconds"]) for t in trials
-        if t.user_attrs.get("status") == "ok" and "record" in t.user_attrs
-    ]  # fmt: skip
+    walls = [t.wall_seconds for t in read_trials(trials) if t.status == "ok" and t.wall_seconds is not None]
     if walls and spec.timeout - elapsed < 0.8 * statistics.median(walls):
         # A trial cut by the study's timeout measures nothing: do not start one that cannot end.
         return "too little of the study's timeout left for another trial"
@@ -331,15 +334,10 @@ def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.Fr
 def _running(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple[Any, ...] | None]:
     """The trials being trained now by any worker: number -> configuration (None until suggested)."""
     return {
-        t.number: _config_key(t.user_attrs["config"]) if "config" in t.user_attrs else None
-        for t in trials
-        if t.state == optuna.trial.TrialState.RUNNING and not _is_proposal_only(t)
+        t.number: None if t.config is None else _config_key(t.config)
+        for t in read_trials(trials)
+        if t.state == optuna.trial.TrialState.RUNNING and not t.proposal_only
     }
-
-
-def _is_proposal_only(trial: optuna.trial.FrozenTrial) -> bool:
-    """A proposal that was never trained: a repeat of an evaluated configuration, or discarded."""
-    return "duplicate_of" in trial.user_attrs or "discarded" in trial.user_attrs
 
 
 def _discard_reason(
@@ -356,21 +354,22 @@ def _discard_reason(
         if other != number and config == key:
             return f"trial {other} trains the same configuration"
     rank = sorted(running).index(number) if number in running else 0
-    if len(_finished(trials)) + rank >= n_trials:
+    if len(counts_toward_n_trials(trials)) + rank >= n_trials:
         return "n_trials is reached by the trials already running"
     return None
 
 
-def _discard(study: optuna.Study, trial: optuna.Trial, frozen: optuna.trial.FrozenTrial, reason: str) -> None:
+def _discard(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Closes a proposal that must not be trained; a queued one (a retry) goes back to the queue."""
-    trial.set_user_attr("discarded", reason)
-    if frozen.params and ("failed_trial" in frozen.system_attrs or "fixed_params" in frozen.system_attrs):
+    mark_discarded(trial, reason)
+    frozen = study._storage.get_trial(trial._trial_id)
+    if is_queued_retry(frozen):
         study.add_trial(
             optuna.trial.create_trial(
                 state=optuna.trial.TrialState.WAITING,
                 params=frozen.params,
                 distributions=frozen.distributions,
-                user_attrs={k: v for k, v in frozen.user_attrs.items() if k in ("requeue_of", "retry_of")},
+                user_attrs=carried_attrs(frozen),
                 system_attrs={k: v for k, v in frozen.system_attrs.items() if not k.startswith("memfront:")},
             )
         )
@@ -379,24 +378,18 @@ def _discard(study: optuna.Study, trial: optuna.Trial, frozen: optuna.trial.Froz
 
 def _requeue_interrupted(study: optuna.Study) -> None:
     """Enqueues the configuration of each interrupted trial not requeued yet (stores before 0.2 did not)."""
-    requeued = set(study.user_attrs.get("requeued", []))
-    for frozen in study.get_trials(deepcopy=False):
-        attrs = frozen.user_attrs
-        pending = not attrs.get("requeued") and frozen.number not in requeued
-        if attrs.get("status") == "interrupted" and pending:
-            study.enqueue_trial(attrs["config"])
-            requeued.add(frozen.number)
-    study.set_user_attr("requeued", sorted(requeued))
+    requeued = set(study.user_attrs.get(StudyKeys.REQUEUED, []))
+    for stored in read_trials(study.get_trials(deepcopy=False)):
+        pending = not stored.requeued and stored.number not in requeued
+        if stored.status == "interrupted" and pending and stored.config is not None:
+            study.enqueue_trial(stored.config)
+            requeued.add(stored.number)
+    study.set_user_attr(StudyKeys.REQUEUED, sorted(requeued))
 
 
 def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
     """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
-    trial.set_user_attr("duplicate_of", earlier.number)
-    for key in ("status", "map50", "map50_95", "peak_host_bytes"):
-        if key in earlier.user_attrs:
-            trial.set_user_attr(key, earlier.user_attrs[key])
-    for key, value in trial_constraints(earlier).items():
-        trial.set_constraint(key, value)
+    mark_duplicate(trial, earlier)
     complete = earlier.state == optuna.trial.TrialState.COMPLETE
     study.tell(trial, earlier.values if complete else None, state=earlier.state)
 
@@ -418,10 +411,10 @@ def _train(
     )
     if preflight is not None:
         prediction = preflight.predict(params, train_images=spec.train_images)
-        trial.set_user_attr("predicted_peak_bytes", prediction.total_bytes)
+        write_prediction(trial, prediction.total_bytes)
         if preflight.should_skip(prediction):
             record = preflight.skip_record(config, limits, prediction)
-            _tell(study, trial, record, spec)
+            _tell(study, trial, record, spec, prepared.record_files)
             if events.on_trial_end:
                 events.on_trial_end(trial.number, record, None)
             return "skipped"
@@ -434,7 +427,7 @@ def _train(
         # Never leave a RUNNING trial behind: a resumed study would count it forever. If the storage
         # itself failed, the trial's heartbeats stop and other workers retry it.
         with contextlib.suppress(Exception):
-            trial.set_user_attr("status", "interrupted")
+            mark_interrupted(trial)
             _requeue(study, trial, params)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
@@ -443,7 +436,7 @@ def _train(
         _requeue(study, trial, params)
     note = None
     try:
-        _tell(study, trial, record, spec)
+        _tell(study, trial, record, spec, prepared.record_files)
     except optuna.exceptions.UpdateFinishedTrialError:
         # This worker was silent past the grace period (suspended, or cut off from the storage):
         # another worker failed the trial and retries its configuration, so this result is dropped.
@@ -455,5 +448,5 @@ def _train(
 
 def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> None:
     """Hands an interrupted trial's configuration to the next worker that asks (this one or another)."""
-    trial.set_user_attr("requeued", True)
-    study.enqueue_trial(params, user_attrs={"requeue_of": trial.number})
+    mark_requeued(trial)
+    study.enqueue_trial(params, user_attrs=requeue_attrs(trial.number))

@@ -4,7 +4,10 @@
 :func:`render_matplotlib` draws it as a static image (PNG, SVG, PDF) and :func:`render_plotly` as
 an interactive figure (a self-contained HTML file, or a notebook cell). Both draw the same layers:
 the front joined by a step line, the dominated trials faded, the trials over the memory limit marked
-'x' (at accuracy 0 when they have none), and the limit as a vertical dashed line.
+'x' (at accuracy 0 when they have none), and the limit as a vertical dashed line. The memory axis is
+zoomed to the trials (:func:`search.plot_layout.memory_axis`): a limit far from them is named
+instead of drawn, and a trial far over it sits on the axis's edge as a triangle. The labels are laid
+out once, in the data (:func:`search.plot_layout.place_labels`), so that none overlaps another.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from search import plot_layout
 from search.errors import InputError
 from search.studyfile import ACCURACY_OBJECTIVES
 from search.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ACCURACY_NAMES",
@@ -37,7 +42,7 @@ GIB = 1024**3
 ACCURACY_NAMES = {"map50_95": "mAP50-95", "map50": "mAP50", "fitness": "fitness"}
 POINT_COLUMNS = [
     "number", "accuracy", "y", "peak_host_bytes", "peak_gib", "status", "feasible", "pareto",
-    "dominated", "infeasible", "label", "config", "hover",
+    "dominated", "infeasible", "label", "config", "hover", "x", "clipped", "label_position",
 ]  # fmt: skip
 _MATPLOTLIB_SUFFIXES = (".png", ".svg", ".pdf")
 _PLOTTED_STATES = ("COMPLETE",)
@@ -45,6 +50,7 @@ _FRONT_COLOR = "#1f77b4"
 _DOMINATED_COLOR = "#7f7f7f"
 _INFEASIBLE_COLOR = "#d62728"
 _LIMIT_COLOR = "#444444"
+_PLOTLY_SCALE = 1.35  # plotly pixels per nominal canvas point (see plot_layout): a plot area of ~650x400
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,13 +60,20 @@ class ParetoPlotData:
     Attributes:
         points: One row per plotted trial (columns :data:`POINT_COLUMNS`), by trial number.
             ``accuracy`` is the measured value (NaN when none), ``y`` where the point is drawn
-            (0 for a trial over the limit without accuracy); exactly one of ``pareto`` (on the
-            feasible front), ``dominated`` and ``infeasible`` is true.
+            (0 for a trial over the limit without accuracy), ``x`` where on the memory axis (its
+            edge for a trial beyond it: ``clipped``); exactly one of ``pareto`` (on the feasible
+            front), ``dominated`` and ``infeasible`` is true. ``label_position`` places ``label``
+            (a plotly textposition, see :data:`search.plot_layout.POSITIONS`), ``""`` when the
+            point gets none because it would overlap another.
         step_x: Peak memory (GiB) of the front's step line, least memory first.
         step_y: Accuracy of the step line: it stays at a front point's level until the next
             point's memory, then rises to that point.
         memory_limit_bytes: The study's host memory limit.
         memory_limit_gib: The same in GiB.
+        x_range: The memory axis (GiB), zoomed to the trials.
+        y_range: The accuracy axis.
+        limit_shown: Whether the limit lies on the memory axis (and is drawn as a line).
+        limit_text: The limit's name in the legend; it says which side it is when off the axis.
         x_title: Axis title for peak memory.
         y_title: Axis title for accuracy.
         accuracy_name: The accuracy's display name, e.g. ``mAP50-95``.
@@ -76,6 +89,10 @@ class ParetoPlotData:
     step_y: list[float]
     memory_limit_bytes: int
     memory_limit_gib: float
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    limit_shown: bool
+    limit_text: str
     x_title: str
     y_title: str
     accuracy_name: str
@@ -143,6 +160,9 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         "label": _short_label(row),
         "config": config,
         "hover": hover,
+        "x": peak_bytes / GIB,  # until the axis is known
+        "clipped": False,
+        "label_position": "",
     }
 
 
@@ -163,6 +183,8 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int)
         f"{len(points)} trials plotted: {int(points['pareto'].sum())} on the front, "
         f"{int(points['dominated'].sum())} dominated, {int(points['infeasible'].sum())} over the memory limit"
     )
+    if clipped := int(points["clipped"].sum()):
+        text += f" ({clipped} beyond the memory axis, drawn on its edge as a triangle)"
     if not_plotted:
         text += "; not plotted: " + ", ".join(f"{n} {status}" for status, n in sorted(not_plotted.items()))
     if duplicates:
@@ -199,13 +221,30 @@ def pareto_plot_data(
         for _, row in originals[plotted].iterrows()
     ]
     points = pd.DataFrame(rows, columns=POINT_COLUMNS)
-    for column in ("feasible", "pareto", "dominated", "infeasible"):
+    for column in ("feasible", "pareto", "dominated", "infeasible", "clipped"):
         points[column] = points[column].astype(bool)
     points = points.sort_values("number").reset_index(drop=True)
     not_plotted = {str(k): int(v) for k, v in originals[~plotted]["status"].value_counts().items()}
     front = _front(points)
     step_x, step_y = _step_line(front)
     limit_gib = memory_limit / GIB
+    core = points[points["feasible"]] if points["feasible"].any() else points
+    axis = plot_layout.memory_axis(
+        core["peak_gib"].tolist(), points.loc[points["infeasible"], "peak_gib"].tolist(), limit_gib
+    )
+    points["x"] = points["peak_gib"].clip(axis.low, axis.high)
+    points["clipped"] = points["x"] != points["peak_gib"]
+    # A point on the edge is not where its peak is: its label says the peak.
+    points.loc[points["clipped"], "label"] += points["peak_host_bytes"].map(lambda b: f" ({format_bytes(b)})")
+    x_range = (axis.low, axis.high)
+    y_range = plot_layout.value_range([*points["y"].tolist(), *step_y])
+    limit_drawn = None if axis.limit_side else limit_gib
+    points["label_position"] = plot_layout.label_positions(
+        points, (step_x, step_y), x_range, y_range, limit_drawn
+    )
+    limit_text = f"memory limit {format_bytes(memory_limit)}"
+    if axis.limit_side:
+        limit_text += f" (off the chart, {axis.limit_side})"
     if front.empty:
         title = f"{study_name}: no feasible trial under the {format_bytes(memory_limit)} memory limit"
     else:
@@ -216,6 +255,10 @@ def pareto_plot_data(
         step_y=step_y,
         memory_limit_bytes=int(memory_limit),
         memory_limit_gib=limit_gib,
+        x_range=x_range,
+        y_range=y_range,
+        limit_shown=not axis.limit_side,
+        limit_text=limit_text,
         x_title="peak host memory (GiB)",
         y_title=accuracy_name,
         accuracy_name=accuracy_name,
@@ -250,21 +293,74 @@ def _layers(data: ParetoPlotData) -> list[_Layer]:
     return [layer for layer in layers if not layer.points.empty]
 
 
-def _x_range(data: ParetoPlotData) -> tuple[float, float]:
-    top = max([data.memory_limit_gib, *data.points["peak_gib"].tolist()])
-    return 0.0, top * 1.1
+_PLOTLY_SYMBOLS = {"o": "circle", "x": "x", ">": "triangle-right", "<": "triangle-left"}
 
 
-def _y_range(data: ParetoPlotData) -> tuple[float, float] | None:
-    """Autoscale, except that points placed at 0 (over the limit, no accuracy) stay in view."""
-    if not data.points["infeasible"].any():
-        return None
-    top = float(data.points["y"].max()) or 1.0
-    return -0.05 * top, 1.1 * top
+def _markers(layer: _Layer, data: ParetoPlotData) -> pd.Series:
+    """Each point's matplotlib marker: the layer's, or a triangle pointing off the axis's edge."""
+    edge = layer.points["x"].map(lambda x: ">" if x >= data.x_range[1] else "<")
+    return edge.where(layer.points["clipped"], layer.marker)
 
 
-def _limit_text(data: ParetoPlotData) -> str:
-    return f"memory limit {format_bytes(data.memory_limit_bytes)}"
+def matplotlib_figure(data: ParetoPlotData) -> Figure:
+    """Draws the plot on a matplotlib figure (no pyplot: nothing is shown or kept by a backend)."""
+    from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    # The layout leaves room below for the caption, and on the right for a triangle on the axis's edge.
+    layout = ConstrainedLayoutEngine(rect=(0, 0.045, 0.985, 0.955))
+    fig = Figure(figsize=(9, 6), dpi=110, layout=layout)
+    ax = fig.add_subplot()
+    if data.step_x:
+        ax.plot(data.step_x, data.step_y, color=_FRONT_COLOR, linewidth=1.8, zorder=3)
+    for zorder, layer in enumerate(_layers(data), start=2):
+        front = layer.color == _FRONT_COLOR
+        markers = _markers(layer, data)
+        label = layer.name  # on the first part only: one legend entry per layer
+        for marker in sorted(set(markers), key=lambda m: m != layer.marker):
+            part = layer.points[markers == marker]
+            ax.scatter(
+                part["x"],
+                part["y"],
+                s=layer.size**2 / 2,
+                marker=marker,
+                color=layer.color,
+                alpha=layer.opacity,
+                label=label,
+                zorder=zorder,
+                edgecolors="black" if front else None,
+                linewidths=0.8 if front else 1.5,
+                clip_on=False,  # a point on the axis's edge stays whole
+            )
+            label = "_nolegend_"
+    limit: dict[str, Any] = {"color": _LIMIT_COLOR, "linestyle": "--", "linewidth": 1.2}
+    if data.limit_shown:
+        ax.axvline(data.memory_limit_gib, label=data.limit_text, **limit)
+    else:
+        ax.plot([], [], label=data.limit_text, **limit)  # a legend entry that says where the limit is
+    for _, row in data.points[data.points["label_position"] != ""].iterrows():
+        dx, dy, ha, va = plot_layout.POSITIONS[row["label_position"]]
+        ax.annotate(
+            row["label"],
+            (row["x"], row["y"]),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=plot_layout.FONT_SIZE,
+            alpha=0.55 if row["dominated"] else 0.9,
+            annotation_clip=False,
+        )
+    ax.set_xlim(*data.x_range)
+    ax.set_ylim(*data.y_range)
+    ax.set_xlabel(data.x_title)
+    ax.set_ylabel(data.y_title)
+    ax.set_title(data.title, fontsize=11)
+    ax.grid(True, alpha=0.3)
+    # Below the axis title, where it cannot hide a point or a label; constrained layout makes room.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False)
+    fig.text(0.01, 0.005, data.caption, fontsize=7, ha="left", va="bottom", color="#555555")
+    return fig
 
 
 def render_matplotlib(data: ParetoPlotData, path: Path) -> Path:
@@ -278,60 +374,11 @@ def render_matplotlib(data: ParetoPlotData, path: Path) -> Path:
     Raises:
         InputError: For another suffix.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.layout_engine import ConstrainedLayoutEngine
-
     path = Path(path)
     if path.suffix.lower() not in _MATPLOTLIB_SUFFIXES:
         raise InputError(f"{path}: a static plot is {', '.join(_MATPLOTLIB_SUFFIXES)}")
-    fig = Figure(figsize=(9, 6), dpi=110, layout=ConstrainedLayoutEngine(rect=(0, 0.035, 1, 0.965)))
-    ax = fig.add_subplot()
-    if data.step_x:
-        ax.plot(data.step_x, data.step_y, color=_FRONT_COLOR, linewidth=1.8, zorder=3)
-    for zorder, layer in enumerate(_layers(data), start=2):
-        front = layer.color == _FRONT_COLOR
-        ax.scatter(
-            layer.points["peak_gib"],
-            layer.points["y"],
-            s=layer.size**2 / 2,
-            marker=layer.marker,
-            color=layer.color,
-            alpha=layer.opacity,
-            label=layer.name,
-            zorder=zorder,
-            edgecolors="black" if front else None,
-            linewidths=0.8 if front else 1.5,
-        )
-    ax.axvline(
-        data.memory_limit_gib, color=_LIMIT_COLOR, linestyle="--", linewidth=1.2, label=_limit_text(data)
-    )
-    ranks = data.points.groupby(["pareto", "dominated"])["peak_gib"].rank(method="first")
-    for _, row in data.points.iterrows():
-        # Neighbours on the front (or among the dominated) alternate labels above and below; points
-        # over the limit often share accuracy 0, so theirs are slanted.
-        below = ranks[row.name] % 2 == 0 and not row["infeasible"]
-        ax.annotate(
-            row["label"],
-            (row["peak_gib"], row["y"]),
-            xytext=(4, -11 if below else 6),
-            textcoords="offset points",
-            fontsize=7,
-            alpha=0.45 if row["dominated"] else 0.9,
-            rotation=40 if row["infeasible"] else 0,
-            rotation_mode="anchor",
-        )
-    ax.margins(y=0.1)
-    ax.set_xlim(*_x_range(data))
-    if (y_range := _y_range(data)) is not None:
-        ax.set_ylim(*y_range)
-    ax.set_xlabel(data.x_title)
-    ax.set_ylabel(data.y_title)
-    ax.set_title(data.title, fontsize=11)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.text(0.01, 0.005, data.caption, fontsize=7, ha="left", va="bottom", color="#555555")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    matplotlib_figure(data).savefig(path)
     return path
 
 
@@ -351,53 +398,54 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
     )
     fig.add_trace(step)
     for layer in _layers(data):
+        points = layer.points
         front = layer.color == _FRONT_COLOR
         marker: dict[str, Any] = {"color": layer.color, "size": layer.size, "opacity": layer.opacity}
-        marker["symbol"] = "x" if layer.marker == "x" else "circle"
+        marker["symbol"] = [_PLOTLY_SYMBOLS[m] for m in _markers(layer, data)]
         if front:
             marker["line"] = {"color": "black", "width": 1}
+        labelled = points["label_position"] != ""
         fig.add_trace(
             go.Scatter(
-                x=layer.points["peak_gib"].tolist(),
-                y=layer.points["y"].tolist(),
+                x=points["x"].tolist(),
+                y=points["y"].tolist(),
                 name=layer.name,
-                mode="markers+text" if front else "markers",
-                text=layer.points["label"].tolist(),
-                textposition="top center",
-                customdata=layer.points["hover"].tolist(),
+                mode="markers+text",
+                text=points["label"].where(labelled, "").tolist(),
+                textposition=points["label_position"].where(labelled, "top center").tolist(),
+                textfont={
+                    "size": plot_layout.FONT_SIZE * _PLOTLY_SCALE,
+                    "color": "rgba(0,0,0,0.5)" if layer.color == _DOMINATED_COLOR else "rgba(0,0,0,0.85)",
+                },
+                cliponaxis=False,
+                customdata=points["hover"].tolist(),
                 hovertemplate="%{customdata}<extra></extra>",
                 marker=marker,
             )
         )
     limit = data.memory_limit_gib
-    fig.add_shape(
-        type="line",
-        x0=limit,
-        x1=limit,
-        xref="x",
-        y0=0,
-        y1=1,
-        yref="paper",
-        line={"color": _LIMIT_COLOR, "dash": "dash", "width": 1.5},
-    )
-    fig.add_annotation(
-        x=limit,
-        y=1,
-        xref="x",
-        yref="paper",
-        text=_limit_text(data),
-        showarrow=False,
-        xanchor="right",
-        yanchor="bottom",
-        font={"size": 11},
-    )
+    if data.limit_shown:
+        line = {"color": _LIMIT_COLOR, "dash": "dash", "width": 1.5}
+        fig.add_shape(type="line", x0=limit, x1=limit, xref="x", y0=0, y1=1, yref="paper", line=line)
+        where: dict[str, Any] = {"x": limit, "xref": "x", "xanchor": "right", "text": data.limit_text}
+    else:
+        right = limit > data.x_range[1]
+        where = {
+            "x": 1 if right else 0,
+            "xref": "paper",
+            "xanchor": "right" if right else "left",
+            "text": f"{data.limit_text} →" if right else f"← {data.limit_text}",
+        }
+    fig.add_annotation(y=1, yref="paper", showarrow=False, yanchor="bottom", font={"size": 11}, **where)
     fig.update_layout(
         title={"text": f"{data.title}<br><sup>{data.caption}</sup>"},
-        xaxis={"title": {"text": data.x_title}, "range": list(_x_range(data))},
-        yaxis={"title": {"text": data.y_title}, "range": _y_range(data)},
+        xaxis={"title": {"text": data.x_title}, "range": list(data.x_range)},
+        yaxis={"title": {"text": data.y_title}, "range": list(data.y_range)},
         template="plotly_white",
         legend={"orientation": "h", "yanchor": "top", "y": -0.15},
-        margin={"t": 90},
+        # A plot area of about the nominal canvas at _PLOTLY_SCALE, which the labels were laid out on.
+        height=620,
+        margin={"t": 90, "b": 120, "l": 70, "r": 40},
     )
     return fig
 

@@ -27,6 +27,7 @@ from search.predict import (
     starting_model,
 )
 from search.record import TrialRecord
+from search.stored import read_trials
 
 __all__ = [
     "CALIBRATION_WEIGHT",
@@ -58,14 +59,9 @@ def study_rows(
     """(features, measured peak) of every trial that trained to the end (a stopped trial's peak is
     only a lower bound, so it is left out)."""
     rows = []
-    for trial in trials:
-        record = trial.user_attrs.get("record")
-        if (
-            record
-            and record.get("status") == "ok"
-            and record.get("peak_host_bytes")
-            and "duplicate_of" not in trial.user_attrs
-        ):
+    for trial in read_trials(trials):
+        record = trial.record
+        if record and trial.status == "ok" and record.get("peak_host_bytes") and trial.duplicate_of is None:
             rows.append((record_features(record, stats), float(record["peak_host_bytes"])))
     return rows
 
@@ -111,9 +107,7 @@ class Preflight:
             self._model = None
         self._rows = rows
         self._walls = [
-            float(t.user_attrs["record"]["wall_seconds"])
-            for t in trials
-            if (t.user_attrs.get("record") or {}).get("status") == "ok"
+            t.wall_seconds for t in read_trials(trials) if t.status == "ok" and t.wall_seconds is not None
         ]
 
     def observe(self, record: TrialRecord) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from search.record import memory_violation
+from search.space import KNOBS
+from search.stored import StudyKeys, read_trials
 
 __all__ = ["FRAME_COLUMNS", "front", "hypervolume", "pareto_mask", "status_counts", "trials_frame"]
 
@@ -56,40 +57,34 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     pareto_all = {t.number for t in study.best_trials} if _has_complete(study) else set()
     accuracy, memory_column = _front_axes(study)
     rows: list[dict[str, Any]] = []
-    for trial in study.get_trials(deepcopy=False):
-        if not trial.state.is_finished() or "discarded" in trial.user_attrs:
+    for trial in read_trials(study.get_trials(deepcopy=False)):
+        if not trial.state.is_finished() or trial.discarded is not None:
             continue  # a proposal discarded because another worker had it is not a trial of the study
-        attrs = trial.user_attrs
-        record = attrs.get("record") or {}
+        record = trial.record or {}
         memory = record.get("memory") or {}
         used = record.get("used") or {}
-        config = attrs.get("config") or {}
-        violation = memory_violation(trial)
-        feasible = trial.state == optuna.trial.TrialState.COMPLETE and (violation is None or violation <= 0)
+        config = trial.config or {}
         rows.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "status": _status(trial),
-                "feasible": feasible,
+                "status": trial.status,
+                "feasible": trial.feasible,
                 "pareto": False,
-                "pareto_all": trial.number in pareto_all and "duplicate_of" not in attrs,
-                "duplicate_of": attrs.get("duplicate_of"),
-                **{k: config.get(k) for k in ("batch", "imgsz", "cache", "workers", "amp")},
+                "pareto_all": trial.number in pareto_all and trial.duplicate_of is None,
+                "duplicate_of": trial.duplicate_of,
+                **{k: config.get(k) for k in KNOBS},
                 "cache_used": used.get("cache"),
                 "imgsz_used": used.get("imgsz"),
                 "train_images": used.get("train_images"),
-                "map50": attrs.get("map50"),
-                "map50_95": attrs.get("map50_95"),
-                "fitness": attrs.get("fitness"),
-                "peak_host_bytes": attrs.get("peak_host_bytes"),
+                **{name: trial.figures[name] for name in ("map50", "map50_95", "fitness", "peak_host_bytes")},
                 "peak_host_lower_bytes": memory.get("peak_host_lower_bytes"),
                 "peak_host_upper_bytes": memory.get("peak_host_upper_bytes"),
                 "peak_rss_tree_bytes": memory.get("peak_rss_tree_bytes"),
-                "peak_gpu_bytes": attrs.get("peak_gpu_bytes"),
-                "epoch_seconds": attrs.get("epoch_seconds"),
-                "wall_seconds": record.get("wall_seconds"),
-                "violation_bytes": violation,
+                "peak_gpu_bytes": trial.figures["peak_gpu_bytes"],
+                "epoch_seconds": trial.figures["epoch_seconds"],
+                "wall_seconds": trial.wall_seconds,
+                "violation_bytes": trial.violation,
                 "error": record.get("error"),
             }
         )
@@ -100,7 +95,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 def _front_axes(study: optuna.Study) -> tuple[str, str]:
     """The accuracy and memory columns of the study's first two objectives."""
-    objectives = study.user_attrs.get("objectives") or ["map50_95", "peak_host"]
+    objectives = study.user_attrs.get(StudyKeys.OBJECTIVES) or ["map50_95", "peak_host"]
     return str(objectives[0]), f"{objectives[1]}_bytes"
 
 
@@ -117,14 +112,6 @@ def pareto_mask(frame: pd.DataFrame, *, accuracy: str, memory: str = "peak_host_
     for index, a, m in zip(frame.index[candidate], acc[candidate], mem[candidate], strict=True):
         on_front[index] = not any((oa >= a and om <= m) and (oa > a or om < m) for oa, om in points)
     return on_front
-
-
-def _status(trial: optuna.trial.FrozenTrial) -> str:
-    status = trial.user_attrs.get("status")
-    if status is not None:
-        return str(status)
-    # Failed with no record: its worker died, and the heartbeat check failed it.
-    return "duplicate" if "duplicate_of" in trial.user_attrs else "lost"
 
 
 def _has_complete(study: optuna.Study) -> bool:

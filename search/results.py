@@ -14,11 +14,13 @@ import pandas as pd
 from search.errors import InputError
 from search.export import ExportChoice, choose_config
 from search.report import front, hypervolume, status_counts, trials_frame
+from search.stored import RecordFiles, read_trial
 from search.units import parse_size
 
 if TYPE_CHECKING:
     import optuna
 
+    from search.notebook import WithImage
     from search.plot import ParetoPlotData
     from search.studyfile import StudySpec
 
@@ -46,11 +48,24 @@ class StudyResults:
         study: optuna.Study,
         trials: pd.DataFrame,
         memory_model: dict[str, Any] | None,
+        record_files: RecordFiles | None = None,
     ) -> None:
         self.spec = spec
         self.study = study
         self.trials = trials
         self.memory_model = memory_model
+        self._record_files = record_files
+
+    def record(self, number: int) -> dict[str, Any] | None:
+        """Trial ``number``'s whole record (with its memory series and log tail), or None.
+
+        Raises:
+            InputError: If the study has no trial of that number.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        if not 0 <= number < len(trials):
+            raise InputError(f"study {self.spec.name!r} has no trial {number}")
+        return read_trial(trials[number]).full_record(self._record_files)
 
     @property
     def accuracy(self) -> str:
@@ -116,6 +131,31 @@ class StudyResults:
             return plot.matplotlib_figure(self.plot_data())
         raise InputError(f"backend must be plotly or matplotlib, not {backend!r}")
 
+    def show(self) -> WithImage:
+        """The Pareto plot as one notebook output: interactive where Jupyter can draw plotly, a PNG
+        where it cannot (a code host, nbviewer)."""
+        from search.notebook import WithImage
+
+        data = self.plot_data()
+        from search import plot
+
+        return WithImage(plot.render_plotly(data), plot.matplotlib_figure(data))
+
+    def knob_plot(self, x: str, colour: str) -> WithImage:
+        """Peak host memory against knob ``x`` (e.g. ``imgsz``), coloured by knob ``colour`` (e.g. ``cache``).
+
+        Raises:
+            InputError: For a name that is not a knob.
+        """
+        from search.notebook import knob_plot
+        from search.space import KNOBS
+
+        for name in (x, colour):
+            if name not in KNOBS:
+                raise InputError(f"{name!r} is not a knob: one of {', '.join(KNOBS)}")
+        title = f"peak host memory vs {x}, by {colour}"
+        return knob_plot(self.trials, memory_limit=self.spec.memory_limit, x=x, colour=colour, title=title)
+
 
 def _budget(max_memory: int | str) -> int:
     if isinstance(max_memory, int):
@@ -136,7 +176,7 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     Raises:
         InputError: For a bad study file, an unreachable storage, or a study not run yet.
     """
-    from search.study import open_study, storage_url
+    from search.study import open_study, record_files, storage_url
     from search.studyfile import load_study_spec
 
     study_file = Path(path)
@@ -145,7 +185,9 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     frame = trials_frame(study)
     predictions, model = _full_size_predictions(spec, study_file, study, frame)
     frame["predicted_full_bytes"] = predictions
-    return StudyResults(spec=spec, study=study, trials=frame, memory_model=model)
+    return StudyResults(
+        spec=spec, study=study, trials=frame, memory_model=model, record_files=record_files(spec, study_file)
+    )
 
 
 def _full_size_predictions(

@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 
+from search.stored import write_capped_workers, write_fixed_knob
 from search.studyfile import IntRange, StudySpec
 
 __all__ = ["KNOBS", "EffectiveSpace", "effective_space", "sampled_choices", "suggest"]
@@ -91,12 +92,12 @@ def suggest(trial: optuna.Trial, spec: StudySpec, space: EffectiveSpace) -> dict
         declared = getattr(spec.space, name)
         if len(values) == 1:
             params[name] = values[0]
-            trial.set_user_attr(f"fixed_{name}", values[0])
+            write_fixed_knob(trial, name, values[0])
         elif isinstance(declared, IntRange) and spec.sampler != "grid":
             params[name] = trial.suggest_int(name, declared.low, declared.high, step=declared.step)
         else:
             params[name] = trial.suggest_categorical(name, spec.space.choices(name))
     here = space.here(params)
     if here["workers"] != params["workers"]:
-        trial.set_user_attr("capped_workers", {"sampled": params["workers"], "cpus": space.cpus})
+        write_capped_workers(trial, sampled=params["workers"], cpus=space.cpus)
     return here

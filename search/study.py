@@ -26,6 +26,7 @@ from search.storage import (
     make_storage,
     safe_url,
 )
+from search.stored import RecordFiles, StudyKeys
 from search.studyfile import StudySpec
 from search.units import format_bytes
 from search.workers import WorkerIdentity, workers_seen
@@ -115,7 +116,7 @@ def open_study(
         return loaded
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = existing.user_attrs.get("objectives")
+        stored = existing.user_attrs.get(StudyKeys.OBJECTIVES)
         if stored is not None and stored != spec.objectives:
             raise InputError(
                 f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
@@ -129,9 +130,14 @@ def open_study(
         load_if_exists=True,
         sampler=_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
     )
-    study.set_user_attr("objectives", spec.objectives)
-    study.set_user_attr("memory_limit_bytes", spec.memory_limit)
+    study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
+    study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
     return study
+
+
+def record_files(spec: StudySpec, spec_path: Path) -> RecordFiles:
+    """Where the study's trial records keep their bulky parts: ``<name>.records/`` beside the file."""
+    return RecordFiles(folder=spec_path.parent / f"{spec.name}.records")
 
 
 def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
@@ -141,7 +147,7 @@ def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
     changes a finished trial: under another limit, old trials would keep verdicts that no longer
     hold (and configurations stopped under a lower one would never be retried).
     """
-    stored = study.user_attrs.get("memory_limit_bytes")
+    stored = study.user_attrs.get(StudyKeys.MEMORY_LIMIT)
     if stored is None or int(stored) == spec.memory_limit or not study.get_trials(deepcopy=False):
         return
     raise InputError(
@@ -186,6 +192,7 @@ class PreparedStudy:
     url: str
     worker: WorkerIdentity
     threads: int | None = None
+    record_files: RecordFiles | None = None
 
 
 def prepare_study(
@@ -258,8 +265,9 @@ def prepare_study(
             device=spec.device,
         )  # fmt: skip
     return PreparedStudy(
-        spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker
-    )
+        spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
+        record_files=record_files(spec, spec_path),
+    )  # fmt: skip
 
 
 def _move_to_journal(spec: StudySpec, spec_path: Path, journal_url: str) -> None:

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.storage import fail_stale_trials
+from search.stored import StudyKeys, counts_toward_n_trials, read_trials
 
 __all__ = [
     "Heartbeat",
@@ -30,7 +31,7 @@ __all__ = [
     "workers_seen",
 ]
 
-_WORKER_PREFIX = "worker:"
+_WORKER_PREFIX = StudyKeys.WORKER_PREFIX
 # How often a waiting or training worker refreshes its announcement.
 _ANNOUNCE_EVERY_S = 30.0
 
@@ -236,19 +237,18 @@ def study_status(study: optuna.Study, *, n_trials: int, accuracy: str, recent_s:
     running = [
         RunningTrial(
             number=t.number,
-            worker=t.user_attrs.get("worker"),
-            config=t.user_attrs.get("config") or dict(t.params),
+            worker=stored.worker,
+            config=stored.config or dict(t.params),
             seconds_running=now - t.datetime_start.timestamp() if t.datetime_start else 0.0,
-            retry_of=t.system_attrs.get("failed_trial"),
+            retry_of=stored.retry_of,
         )
-        for t in trials
-        if t.state == TrialState.RUNNING and not {"duplicate_of", "discarded"} & t.user_attrs.keys()
+        for t, stored in zip(trials, read_trials(trials), strict=True)
+        if t.state == TrialState.RUNNING and not stored.proposal_only
     ]
-    counted = frame[frame["duplicate_of"].isna() & ~frame["status"].isin(["interrupted", "lost"])]
     return StudyStatus(
         name=study.study_name,
         n_trials=n_trials,
-        done=len(counted),
+        done=len(counts_toward_n_trials(trials)),
         counts=status_counts(frame),
         front_size=len(front(frame, accuracy)),
         workers=workers_seen(study, within_s=recent_s),

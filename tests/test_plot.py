@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 from PIL import Image
 
 from search.errors import InputError
-from search.plot import ParetoPlotData, pareto_plot_data, render_plotly, write_plot
+from search.notebook import WithImage
+from search.plot import ParetoPlotData, matplotlib_figure, pareto_plot_data, render_plotly, write_plot
 from search.report import trials_frame
 from search.study import open_study, storage_url
 from search.studyfile import load_study_spec
@@ -106,8 +109,8 @@ def _constructed_trial(
     map50_95: float | None = None,
 ) -> optuna.trial.FrozenTrial:
     distributions = {
-        "batch": optuna.distributions.CategoricalDistribution([4, 8]),
-        "imgsz": optuna.distributions.IntDistribution(64, 96, step=32),
+        "batch": optuna.distributions.CategoricalDistribution([4, 8, 16, 32]),
+        "imgsz": optuna.distributions.IntDistribution(64, 640, step=32),
     }
     attrs: dict[str, Any] = {
         "status": status,
@@ -175,3 +178,128 @@ def test_all_infeasible_still_renders(tmp_path: Path) -> None:
     figure = render_plotly(data)
     names = [trace.name for trace in figure.data]
     assert names == ["front step line", "over the memory limit (2)"]
+
+
+# Shaped like the demo study's results (its front lies between 1.09 and 1.40 GiB, far under its
+# 6 GiB limit): (batch, imgsz, cache, workers, peak GiB, mAP50-95).
+DEMO_LIKE = [
+    (8, 96, "none", 0, 1.09, 0.237),
+    (8, 128, "none", 0, 1.12, 0.280),
+    (8, 160, "none", 0, 1.17, 0.333),
+    (16, 96, "disk", 1, 1.26, 0.3333),
+    (16, 128, "none", 1, 1.40, 0.380),
+    (16, 128, "disk", 0, 1.21, 0.308),
+    (8, 160, "ram", 1, 1.33, 0.315),
+    (16, 128, "none", 0, 1.18, 0.308),
+    (8, 128, "none", 1, 1.25, 0.275),
+    (8, 160, "none", 1, 1.32, 0.3146),
+]
+
+
+def demo_like_frame(limit: int, *, rows: list[tuple[Any, ...]] | None = None) -> pd.DataFrame:
+    """A trials frame like the demo study's (or of ``rows``) and one trial 200 MiB over ``limit``,
+    built from constructed trials as in :func:`test_all_infeasible_still_renders`."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for number, (batch, imgsz, cache, workers, gib, accuracy) in enumerate(rows or DEMO_LIKE):
+        config = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": False}
+        trial = _constructed_trial(
+            number, status="ok", config=config, peak=int(gib * GIB), limit=limit, map50_95=accuracy
+        )
+        study.add_trial(trial)
+    config = {"batch": 32, "imgsz": 320, "cache": "ram", "workers": 4, "amp": False}
+    peak = limit + 200 * 1024**2
+    study.add_trial(_constructed_trial(99, status="memory_limit", config=config, peak=peak, limit=limit))
+    return trials_frame(study)
+
+
+def _demo_like(limit: int, **kwargs: Any) -> ParetoPlotData:
+    frame = demo_like_frame(limit, **kwargs)
+    return pareto_plot_data(frame, accuracy="map50_95", memory_limit=limit, study_name="demo-like")
+
+
+def _labelled(data: ParetoPlotData) -> pd.DataFrame:
+    return data.points[data.points["label_position"] != ""]
+
+
+def _check_renderers_agree(data: ParetoPlotData) -> None:
+    """Both renderers show the data's axis ranges and labels, and matplotlib's labels do not overlap."""
+    figure = render_plotly(data)
+    assert tuple(figure.layout.xaxis.range) == data.x_range
+    assert tuple(figure.layout.yaxis.range) == data.y_range
+    texts = [text for trace in figure.data[1:] for text in trace.text if text]
+    assert sorted(texts) == sorted(_labelled(data)["label"])
+    assert any(data.limit_text in annotation.text for annotation in figure.layout.annotations)
+    limit_lines = [shape for shape in figure.layout.shapes if shape.x0 == data.memory_limit_gib]
+    assert len(limit_lines) == int(data.limit_shown)
+
+    fig = matplotlib_figure(data)
+    fig.canvas.draw()  # type: ignore[attr-defined]
+    ax = fig.axes[0]
+    assert ax.get_xlim() == pytest.approx(data.x_range) and ax.get_ylim() == pytest.approx(data.y_range)
+    assert sorted(text.get_text() for text in ax.texts) == sorted(_labelled(data)["label"])
+    boxes = [text.get_window_extent() for text in ax.texts]
+    for i, box in enumerate(boxes):
+        for other in boxes[i + 1 :]:
+            assert not box.overlaps(other), "two labels overlap in the PNG"
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert data.limit_text in legend
+
+
+def test_memory_axis_zooms_to_the_trials_when_the_limit_is_far() -> None:
+    """The demo's case: a front at 1.09-1.40 GiB under 6 GiB was one vertical line on a 0-6.6 GiB axis."""
+    data = _demo_like(6 * GIB)
+    low, high = data.x_range
+    assert 1.0 < low < 1.09 and 1.40 < high < 1.5
+    assert not data.limit_shown
+    assert data.limit_text == "memory limit 6.00 GiB (off the chart, right)"
+    points = data.points
+    feasible, over = points[points["feasible"]], points[points["infeasible"]]
+    assert (feasible["x"] == feasible["peak_gib"]).all() and not feasible["clipped"].any()
+    # The trial over the limit sits on the right edge, and its label says where it really is.
+    assert over["clipped"].all() and (over["x"] == high).all()
+    assert over["label"].iloc[0].endswith("(6.20 GiB)")
+    assert "beyond the memory axis" in data.caption
+    # Spread out, every front point gets its label.
+    assert (data.front["label_position"] != "").all()
+    _check_renderers_agree(data)
+
+
+def test_limit_is_drawn_when_near() -> None:
+    data = _demo_like(int(1.5 * GIB))
+    low, high = data.x_range
+    assert data.limit_shown and data.limit_text == "memory limit 1.50 GiB"
+    assert low < 1.09 and 1.5 < high < 1.9
+    over = data.points[data.points["infeasible"]]
+    assert not data.points["clipped"].any() and (over["x"] == over["peak_gib"]).all()
+    assert "beyond" not in data.caption
+    _check_renderers_agree(data)
+
+
+def test_overlapping_labels_are_left_out() -> None:
+    """Six front trials within 5 MiB and 0.003 of each other: fewer labels than points, the front's
+    first (least memory first), and none overlapping in either renderer."""
+    cluster = [(8, 96 + 32 * i, "none", 0, 1.2 + 0.001 * i, 0.3 + 0.0005 * i) for i in range(6)]
+    data = _demo_like(6 * GIB, rows=cluster)
+    front = data.front
+    assert len(front) == 6
+    labelled = _labelled(data)
+    assert 1 <= len(labelled) < len(data.points)
+    assert front["label_position"].iloc[0] != ""
+    _check_renderers_agree(data)
+
+
+def test_notebook_output_carries_a_png() -> None:
+    """One output, two forms: plotly's figure for Jupyter, the matplotlib PNG for a code host."""
+    import plotly.io as pio
+
+    data = _demo_like(6 * GIB)
+    shown = WithImage(render_plotly(data), matplotlib_figure(data))
+    previous, pio.renderers.default = pio.renderers.default, "plotly_mimetype"
+    try:
+        bundle = shown._repr_mimebundle_()
+    finally:
+        pio.renderers.default = previous
+    assert set(bundle) == {"application/vnd.plotly.v1+json", "image/png"}
+    with Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))) as image:
+        assert image.format == "PNG" and image.size == (990, 660)
+    assert repr(shown) == "<plot: demo-like: mAP50-95 vs peak host memory (5 on the Pareto front)>"

@@ -140,7 +140,9 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     trials = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
     assert len(trials) == 2
-    assert all(t.user_attrs["status"] in ("memory_limit", "predicted") for t in trials)
+    assert all(t.user_attrs["status"] in ("memory_limit", "predicted") for t in trials), [
+        (t.user_attrs.get("status"), t.user_attrs.get("record", {}).get("error")) for t in trials
+    ]
     assert all(
         t.state == optuna.trial.TrialState.COMPLETE and memory_violation(t) > 0 for t in trials
     )
