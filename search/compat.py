@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 __all__ = [
+    "MODEL_YAML_SUFFIXES",
     "child_environment",
     "decide_amp",
     "isolate_argv",
@@ -35,6 +36,8 @@ __all__ = [
     "yolov5_config_dir",
 ]
 
+# yolov5 takes a model yaml (trains from scratch) as ``cfg`` whichever of these it ends with.
+MODEL_YAML_SUFFIXES = (".yaml", ".yml")
 # yolov5 asks for Arial.ttf, or Arial.Unicode.ttf for non-ASCII class names.
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 _PKG_RESOURCES_WARNING = "ignore:pkg_resources is deprecated as an API:UserWarning"

@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from search.compat import MODEL_YAML_SUFFIXES
 from search.errors import InputError
 
 __all__ = [
     "CACHE_MODES",
-    "MODEL_YAML_SUFFIXES",
     "TrialConfig",
     "TrialLimits",
     "resolve_hyp",
@@ -66,10 +66,6 @@ def validation_message(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "value"
     return f"{where}: {first['msg']}"
-
-
-# A model given as a yaml trains from scratch; a .pt checkpoint is fine-tuned.
-MODEL_YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def resolve_model(model: str) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search.config import MODEL_YAML_SUFFIXES, resolve_hyp
+from search.compat import MODEL_YAML_SUFFIXES
+from search.config import resolve_hyp
 from search.report import front
 from search.studyfile import StudySpec
 from search.units import format_bytes

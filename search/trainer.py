@@ -77,7 +77,7 @@ def _gpu_peaks(torch: Any, device: Any) -> dict[str, int | None]:
 
 def model_options(model: str) -> dict[str, str]:
     """yolov5's ``cfg`` and ``weights`` for a model: a yaml trains from scratch, a ``.pt`` fine-tunes."""
-    from search.config import MODEL_YAML_SUFFIXES
+    from search.compat import MODEL_YAML_SUFFIXES
 
     from_scratch = Path(model).suffix in MODEL_YAML_SUFFIXES
     return {"cfg": model if from_scratch else "", "weights": "" if from_scratch else model}

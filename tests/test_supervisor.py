@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -191,3 +193,15 @@ def test_a_yml_model_trains_from_scratch(tiny_data: Path, work: Path, tmp_path: 
     record = run_trial(config=TrialConfig(data=str(tiny_data), model=str(model), **TINY), workdir=work)
     assert record.status == "ok", record.log_tail
     assert record.map50_95 is not None and record.epochs
+
+
+def test_the_trial_child_imports_nothing_of_the_search_side() -> None:
+    # Whatever the child imports is counted in every trial's memory: the search's own libraries
+    # (pandas, optuna, pydantic, rich) must stay out of it, whatever the package's public API grows to.
+    code = (
+        "import sys, search.trainer, search.compat\n"
+        "search.trainer.model_options('m.yml')\n"
+        "print(sorted({'pandas', 'optuna', 'pydantic', 'rich', 'numpy', 'psutil'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
