@@ -28,17 +28,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.calibration import calibrate  # noqa: E402
-from search.config import TrialConfig, TrialLimits  # noqa: E402
-from search.dataset import load_dataset  # noqa: E402
-from search.demo import make_demo_dataset  # noqa: E402
-from search.optimize import run_worker  # noqa: E402
-from search.predict import DatasetStats, features  # noqa: E402
-from search.preflight import combined_fit  # noqa: E402
-from search.report import front, trials_frame  # noqa: E402
-from search.study import open_study, prepare_study, storage_url  # noqa: E402
-from search.studyfile import load_study_spec  # noqa: E402
-from search.supervisor import run_trial  # noqa: E402
+from search.data._dataset import load_dataset  # noqa: E402
+from search.data._demo import make_demo_dataset  # noqa: E402
+from search.model._calibration import calibrate  # noqa: E402
+from search.model._predict import DatasetStats, features  # noqa: E402
+from search.model._preflight import combined_fit  # noqa: E402
+from search.results._frame import front, trials_frame  # noqa: E402
+from search.study._optimize import run_worker  # noqa: E402
+from search.study._prepare import open_study, prepare_study, storage_url  # noqa: E402
+from search.study._spec import load_study_spec  # noqa: E402
+from search.trial._config import TrialConfig, TrialLimits  # noqa: E402
+from search.trial._supervisor import run_trial  # noqa: E402
 
 GIB = 1024**3
 FULL_IMAGES, IMAGE_SIZE, SUBSET = 2000, 320, 200

@@ -9,7 +9,7 @@ Usage::
    a journal file; trials per hour of each and their ratio, measured side by side in one run.
 2. Coordination: the same study with 3 workers (3 ``memfront run`` processes) on a real PostgreSQL
    server on loopback (tests/postgres.py). Each worker times every call it makes into the storage
-   (:func:`search.storage.storage_clock`); the overhead is the time the workers spent in storage calls
+   (:func:`search.study._storage.storage_clock`); the overhead is the time the workers spent in storage calls
    on their own thread (the calls that delay their next trial) over their total wall time. Goal < 2%.
    The heartbeat threads' storage time, which overlaps training, is printed separately.
 """
@@ -29,10 +29,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.demo import make_demo_dataset  # noqa: E402
-from search.stored import StudyKeys, counts_toward_n_trials  # noqa: E402
-from search.study import open_study  # noqa: E402
-from search.studyfile import load_study_spec  # noqa: E402
+from search.data._demo import make_demo_dataset  # noqa: E402
+from search.study._prepare import open_study  # noqa: E402
+from search.study._spec import load_study_spec  # noqa: E402
+from search.study._stored import StudyKeys, counts_toward_n_trials  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
 STUDY = """\

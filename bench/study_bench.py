@@ -31,10 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.report import front, status_counts, trials_frame  # noqa: E402
-from search.stored import read_trials  # noqa: E402
-from search.study import open_study, storage_url  # noqa: E402
-from search.studyfile import load_study_spec  # noqa: E402
+from search.results._frame import front, status_counts, trials_frame  # noqa: E402
+from search.study._prepare import open_study, storage_url  # noqa: E402
+from search.study._spec import load_study_spec  # noqa: E402
+from search.study._stored import read_trials  # noqa: E402
 
 
 def _sum(values: list[float | None]) -> float:

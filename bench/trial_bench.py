@@ -1,10 +1,10 @@
 """Benchmark of memfront's trial runner: its time overhead, the accuracy of its peak, its limit reaction.
 
-What it measures, side by side in one run, on a synthetic demo dataset (``search.demo``):
+What it measures, side by side in one run, on a synthetic demo dataset (``search.data._demo``):
 
-1. Overhead. The wall time of a trial under memfront (``search.supervisor.run_trial``: a
-   ``python -m search.trainer`` child whose tree is sampled) against the *same* yolov5 training run
-   started bare: a plain subprocess that applies the same ``search.compat`` adaptations and calls
+1. Overhead. The wall time of a trial under memfront (``search.trial._supervisor.run_trial``: a
+   ``python -m search.child.trainer`` child whose tree is sampled) against the *same* yolov5 training run
+   started bare: a plain subprocess that applies the same ``search.child.compat`` adaptations and calls
    ``yolov5.train.main`` with the same options, with nothing sampling it. Runs alternate
    (bare, memfront, memfront, bare, ...) in pairs; goal: median ratio memfront/bare <= 1.03. The
    memfront time is the whole ``run_trial`` call (everything memfront adds); the bare time is its
@@ -75,9 +75,9 @@ from trial_runs import (
     steal_seconds,
 )
 
-from search.config import TrialConfig, TrialLimits
-from search.probe import run_probe
-from search.record import TrialRecord
+from search.measure._probe import run_probe
+from search.trial._config import TrialConfig, TrialLimits
+from search.trial._record import TrialRecord
 
 MIB = 1024 * 1024
 
@@ -180,7 +180,7 @@ def machine() -> dict[str, Any]:
 def make_dataset(root: Path, scale: BenchConfig) -> Path:
     """Writes the demo dataset in a subprocess (so that this process stays free of numpy)."""
     code = (
-        "from search.demo import make_demo_dataset; "
+        "from search.data._demo import make_demo_dataset; "
         f"result(str(make_demo_dataset({str(root)!r}, images={scale.images}, size={scale.image_size})))"
     )
     return Path(run_probe(code, what="write the bench's dataset"))

@@ -21,23 +21,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search import compat
-from search.config import TrialConfig, TrialLimits, resolve_model
-from search.dataset import load_dataset, write_trial_data_yaml
-from search.outcome import log_tail
-from search.procfs import read_pss_bytes, read_resident, read_stat
-from search.record import TrialRecord
-from search.supervisor import run_trial
+from search.child import compat
+from search.data._dataset import load_dataset, write_trial_data_yaml
+from search.measure._procfs import read_pss_bytes, read_resident, read_stat
+from search.trial._config import TrialConfig, TrialLimits, resolve_model
+from search.trial._outcome import log_tail
+from search.trial._record import TrialRecord
+from search.trial._supervisor import run_trial
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The bare run: the same compat adaptations as search.trainer, then yolov5's own main, nothing else.
+# The bare run: the same compat adaptations as search.child.trainer, then yolov5's own main, nothing else.
 BARE_SCRIPT = """\
 import json
 import sys
 from pathlib import Path
 
-from search import compat
+from search.child import compat
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 compat.prepare_config_dir(Path(spec["config_dir"]))
@@ -136,7 +136,7 @@ class TrialReference:
     """Attaches a :class:`PssReference` to the trial child that this process starts next.
 
     Used as ``with TrialReference(hz) as ref: run_trial(...)``: a watcher finds the child (a
-    ``search.trainer`` process whose parent is this process; its PID is its process group) within
+    ``search.child.trainer`` process whose parent is this process; its PID is its process group) within
     a few milliseconds of its start, long before it has imported torch, and samples its group until
     the block ends.
     """
@@ -173,7 +173,7 @@ class TrialReference:
                         cmdline = handle.read()
                 except OSError:
                     continue
-                if b"search.trainer" in cmdline:
+                if b"search.child.trainer" in cmdline:
                     self._reference = PssReference(pid, self.hz)
                     self._reference.start()
                     return

@@ -8,40 +8,42 @@ In a notebook::
     results.front(); results.show(); results.best(max_memory="4GiB")
 
 The parent side (this package's public surface) never imports torch or yolov5; only the trial's
-child process (:mod:`search.trainer`) does. The names below are imported on first use: the child
+child process (:mod:`search.child.trainer`) does. The names below are imported on first use: the child
 is a module of this package too, and what it imports is counted in every trial's memory.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from search._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from search.api import StudyResults, load_study, run_study
-    from search.config import TrialConfig, TrialLimits
     from search.errors import InputError, MemfrontError, StorageError, TrialError
-    from search.memory import MemoryReport, TreeSampler
-    from search.notebook import WithImage
-    from search.record import TrialRecord
-    from search.supervisor import TrialProgress, run_trial
+    from search.measure._memory import MemoryReport, TreeSampler
+    from search.results._notebook import WithImage
+    from search.results._results import StudyResults, load_study
+    from search.study._run import run_study
+    from search.trial._config import TrialConfig, TrialLimits
+    from search.trial._record import TrialRecord
+    from search.trial._supervisor import TrialProgress, run_trial
 
 _PUBLIC = {
-    "StudyResults": "search.api",
-    "load_study": "search.api",
-    "run_study": "search.api",
-    "TrialConfig": "search.config",
-    "TrialLimits": "search.config",
+    "StudyResults": "search.results._results",
+    "load_study": "search.results._results",
+    "run_study": "search.study._run",
+    "TrialConfig": "search.trial._config",
+    "TrialLimits": "search.trial._config",
     "InputError": "search.errors",
     "MemfrontError": "search.errors",
     "StorageError": "search.errors",
     "TrialError": "search.errors",
-    "MemoryReport": "search.memory",
-    "TreeSampler": "search.memory",
-    "WithImage": "search.notebook",
-    "TrialRecord": "search.record",
-    "TrialProgress": "search.supervisor",
-    "run_trial": "search.supervisor",
+    "MemoryReport": "search.measure._memory",
+    "TreeSampler": "search.measure._memory",
+    "WithImage": "search.results._notebook",
+    "TrialRecord": "search.trial._record",
+    "TrialProgress": "search.trial._supervisor",
+    "run_trial": "search.trial._supervisor",
 }
 __all__ = [
     "InputError",
@@ -63,13 +65,4 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

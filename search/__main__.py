@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from search.cli import main
+from search.cli._app import main
 
 sys.exit(main())

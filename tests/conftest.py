@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search.demo import make_demo_dataset
+from search.data._demo import make_demo_dataset
 
 from .postgres import PostgresServer
 
@@ -45,7 +45,7 @@ def trainer_processes() -> list[int]:
             environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"search.trainer" in cmdline and state != b"Z" and marker in environ:
+        if b"search.child.trainer" in cmdline and state != b"Z" and marker in environ:
             found.append(int(name))
     return found
 

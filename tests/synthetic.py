@@ -1,4 +1,4 @@
-"""Synthetic stored trials, shaped like the ones :func:`search.optimize._tell` writes.
+"""Synthetic stored trials, shaped like the ones :func:`search.study._optimize._tell` writes.
 
 For the decision logic (what Optuna is told, what is on the front, what export picks): milliseconds
 per test instead of real training.
@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from search.record import MEMORY_CONSTRAINT, TrialRecord
+from search.trial._record import MEMORY_CONSTRAINT, TrialRecord
 
 GIB = 1024**3
 DISTRIBUTIONS = {

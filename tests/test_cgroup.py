@@ -1,7 +1,7 @@
 """Finding the process's memory cgroup, and the trial cgroups' lifecycle.
 
 This machine has the cgroup v1 memory hierarchy and a cgroup v2 without the memory controller, so the
-v2 branch of :func:`search.cgroup.locate_memory_cgroup` is checked on ``/proc`` texts in the kernel's
+v2 branch of :func:`search.measure._cgroup.locate_memory_cgroup` is checked on ``/proc`` texts in the kernel's
 own format, with a folder standing in for the v2 mount (its ``cgroup.controllers`` says what a
 delegating parent would list); the v1 branch is also checked for real by the trial tests.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cgroup import TrialCgroup, locate_memory_cgroup, memory_cgroup_root
+from search.measure._cgroup import TrialCgroup, locate_memory_cgroup, memory_cgroup_root
 
 V2_MOUNT = "35 24 0:30 / {point} rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate"
 V1_MOUNT = "41 33 0:36 / /sys/fs/cgroup/memory rw,nosuid,relatime shared:18 - cgroup cgroup rw,memory"

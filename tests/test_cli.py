@@ -31,7 +31,7 @@ REQUIRED_KEYS = {
 
 def test_parent_side_never_imports_torch_or_yolov5() -> None:
     code = (
-        "import sys, search, search.cli, search.supervisor, search.memory;"
+        "import sys, search, search.cli._app, search.trial._supervisor, search.measure._memory;"
         "bad = [m for m in ('torch', 'yolov5') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.dataset import load_dataset, write_trial_data_yaml
-from search.demo import make_demo_dataset
+from search.data._dataset import load_dataset, write_trial_data_yaml
+from search.data._demo import make_demo_dataset
 from search.errors import InputError
 
 

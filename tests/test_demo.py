@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from search.demo import CLASS_NAMES, make_demo_dataset
+from search.data._demo import CLASS_NAMES, make_demo_dataset
 
 
 def _digest(root: Path) -> str:

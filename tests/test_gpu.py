@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from search.compat import decide_amp
-from search.gpu import NvmlProbe
+from search.child.compat import decide_amp
+from search.measure._gpu import NvmlProbe
 
 
 @dataclass

@@ -12,9 +12,9 @@ import optuna
 import pytest
 
 from search.errors import InputError
-from search.jobs import job_devices
-from search.study import open_study, storage_url
-from search.studyfile import load_study_spec
+from search.study._jobs import job_devices
+from search.study._prepare import open_study, storage_url
+from search.study._spec import load_study_spec
 
 from .conftest import (
     children_running_trials,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from search.dataset import load_dataset
-from search.demo import make_demo_dataset
-from search.leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, remove_abandoned
+from search.data._dataset import load_dataset
+from search.data._demo import make_demo_dataset
+from search.trial._leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, remove_abandoned
 
 
 def _dead_pid() -> int:

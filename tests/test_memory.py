@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from search.memory import _MAX_SERIES_POINTS, TreeSampler, _SpreadSample
-from search.procfs import Resident, read_pss_bytes
+from search.measure._memory import _MAX_SERIES_POINTS, TreeSampler, _SpreadSample
+from search.measure._procfs import Resident, read_pss_bytes
 
 MB = 1024**2
 
@@ -139,12 +139,12 @@ _DAY_AT_25_HZ = 24 * 3600 * 25
 
 
 def _stored_items(obj: object) -> int:
-    """Elements held in the containers of ``obj`` and of the ``search.memory`` objects it holds."""
+    """Elements held in the containers of ``obj`` and of the ``search.measure._memory`` objects it holds."""
     total = 0
     for value in vars(obj).values():
         if isinstance(value, (list, dict, set, tuple, collections.deque)):
             total += len(value)
-        elif type(value).__module__ == "search.memory":
+        elif type(value).__module__ == "search.measure._memory":
             total += _stored_items(value)
     return total
 

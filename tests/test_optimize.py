@@ -7,11 +7,11 @@ import warnings
 import optuna
 import pytest
 
-from search.optimize import ProposalGuard, _tell
-from search.record import MEMORY_CONSTRAINT, TrialRecord
-from search.space import effective_space
-from search.study import _sampler
-from search.studyfile import StudySpec
+from search.study._optimize import ProposalGuard, _tell
+from search.study._prepare import _sampler
+from search.study._space import effective_space
+from search.study._spec import StudySpec
+from search.trial._record import MEMORY_CONSTRAINT, TrialRecord
 
 from .synthetic import GIB, knobs, record, stored_trial
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.outcome import apply_kernel_floor
+from search.trial._outcome import apply_kernel_floor
 
 MIB = 1024**2
 

@@ -13,11 +13,17 @@ import pytest
 from PIL import Image
 
 from search.errors import InputError
-from search.notebook import WithImage
-from search.plot import ParetoPlotData, matplotlib_figure, pareto_plot_data, render_plotly, write_plot
-from search.report import trials_frame
-from search.study import open_study, storage_url
-from search.studyfile import load_study_spec
+from search.results._frame import trials_frame
+from search.results._notebook import WithImage
+from search.results._plot import (
+    ParetoPlotData,
+    matplotlib_figure,
+    pareto_plot_data,
+    render_plotly,
+    write_plot,
+)
+from search.study._prepare import open_study, storage_url
+from search.study._spec import load_study_spec
 
 GIB = 1024**3
 
@@ -152,7 +158,7 @@ def test_all_infeasible_still_renders(tmp_path: Path) -> None:
     """A study whose every trial crossed the limit: points, limit, and a title saying so.
 
     These trial records are constructed with ``optuna.trial.create_trial``, shaped like the ones
-    ``search.optimize._tell`` writes, because making real trials cross a limit here would take real
+    ``search.study._optimize._tell`` writes, because making real trials cross a limit here would take real
     training time; the real all-infeasible study is exercised end to end by the CLI tests.
     """
     limit = GIB // 4

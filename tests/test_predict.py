@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search import footprint
-from search.calibration import Calibration, cache_dir, calibration_key
-from search.dataset import load_dataset
-from search.demo import make_demo_dataset
+from search.data._dataset import load_dataset
+from search.data._demo import make_demo_dataset
 from search.errors import InputError
-from search.predict import (
+from search.measure import _footprint as footprint
+from search.model._calibration import Calibration, cache_dir, calibration_key
+from search.model._predict import (
     MODEL_STATE_BYTES,
     PRIORS,
     TERMS,
@@ -26,7 +26,7 @@ from search.predict import (
     loader_workers,
     starting_model,
 )
-from search.preflight import Preflight, combined_fit, study_memory_model
+from search.model._preflight import Preflight, combined_fit, study_memory_model
 
 from .conftest import run_cli
 
@@ -236,7 +236,7 @@ def test_predict_command_uses_the_cached_footprint_and_json_to_stdout(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(tmp_path / "cache"))  # the CLI child inherits it
-    # The footprint `memfront run` caches for this machine (search/footprint.py reads it back).
+    # The footprint `memfront run` caches for this machine (search/measure/_footprint.py reads it back).
     cached = cache_dir() / "footprint" / f"{calibration_key('framework', 'cpu')}.json"
     cached.parent.mkdir(parents=True)
     cached.write_text(json.dumps({"pss_bytes": 845 * MIB}) + "\n")

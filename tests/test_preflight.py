@@ -10,10 +10,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.calibration import TINY_RUNS, cache_dir, calibrate, load_calibration
-from search.record import memory_violation
-from search.study import open_study, storage_url
-from search.studyfile import load_study_spec
+from search.model._calibration import TINY_RUNS, cache_dir, calibrate, load_calibration
+from search.study._prepare import open_study, storage_url
+from search.study._spec import load_study_spec
+from search.trial._record import memory_violation
 
 from .conftest import run_cli
 

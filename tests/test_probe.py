@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from search.errors import TrialError
-from search.probe import run_probe
+from search.measure._probe import run_probe
 
 
 def test_the_answer_survives_a_first_run_banner_on_stdout() -> None:
@@ -27,7 +27,7 @@ def test_a_probe_that_answers_nothing_or_hangs_is_one_clear_error() -> None:
 
 
 def test_the_probe_writes_its_settings_in_its_own_folder() -> None:
-    names = ('YOLO_CONFIG_DIR', 'MPLCONFIGDIR', 'XDG_CONFIG_HOME')
+    names = ("YOLO_CONFIG_DIR", "MPLCONFIGDIR", "XDG_CONFIG_HOME")
     code = f"import os; result([os.environ[k] for k in {names!r}])"
     folders = run_probe(code, what="measure")
     assert all("memfront-probe-" in folder for folder in folders)

@@ -7,7 +7,14 @@ import subprocess
 import sys
 import time
 
-from search.procfs import ProcessTree, group_alive, read_pss_bytes, read_resident, read_stat, read_vmhwm_bytes
+from search.measure._procfs import (
+    ProcessTree,
+    group_alive,
+    read_pss_bytes,
+    read_resident,
+    read_stat,
+    read_vmhwm_bytes,
+)
 
 MB = 1024**2
 

@@ -9,8 +9,8 @@ import optuna
 import pytest
 import yaml
 
-from search.plot import pareto_plot_data
-from search.report import front, hypervolume, trials_frame
+from search.results._frame import front, hypervolume, trials_frame
+from search.results._plot import pareto_plot_data
 
 from .conftest import run_cli
 from .synthetic import GIB, knobs, stored_trial

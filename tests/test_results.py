@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import search
-from search.export import choose_config
-from search.report import trials_frame
+from search.results._export import choose_config
+from search.results._frame import trials_frame
 
 from .conftest import run_cli
 from .synthetic import GIB, knobs, stored_trial

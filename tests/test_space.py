@@ -4,8 +4,8 @@ import os
 
 import optuna
 
-from search.space import effective_space, suggest
-from search.studyfile import StudySpec
+from search.study._space import effective_space, suggest
+from search.study._spec import StudySpec
 
 
 def _spec(**space: object) -> StudySpec:

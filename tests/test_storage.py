@@ -12,7 +12,13 @@ import optuna
 import pytest
 
 from search.errors import InputError
-from search.storage import HEARTBEAT_ATTR, default_storage_url, fail_stale_trials, make_storage, safe_url
+from search.study._storage import (
+    HEARTBEAT_ATTR,
+    default_storage_url,
+    fail_stale_trials,
+    make_storage,
+    safe_url,
+)
 
 from .conftest import ROOT, run_cli, scale_study
 from .postgres import PostgresServer
@@ -113,7 +119,7 @@ def test_unreachable_storage_and_wrong_credentials_exit_2(
 _OPEN = """
 import sys
 import optuna
-from search.storage import make_storage
+from search.study._storage import make_storage
 storage = make_storage(sys.argv[1], heartbeat_interval=1, grace_period=2)
 optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
 """

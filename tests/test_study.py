@@ -16,10 +16,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.footprint import framework_footprint_bytes
-from search.record import memory_violation
-from search.study import open_study, storage_url
-from search.studyfile import load_study_spec
+from search.measure._footprint import framework_footprint_bytes
+from search.study._prepare import open_study, storage_url
+from search.study._spec import load_study_spec
+from search.trial._record import memory_violation
 
 from .conftest import TINY_STUDY, run_cli, trainer_processes
 
@@ -143,9 +143,7 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     assert all(t.user_attrs["status"] in ("memory_limit", "predicted") for t in trials), [
         (t.user_attrs.get("status"), t.user_attrs.get("record", {}).get("error")) for t in trials
     ]
-    assert all(
-        t.state == optuna.trial.TrialState.COMPLETE and memory_violation(t) > 0 for t in trials
-    )
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and memory_violation(t) > 0 for t in trials)
     report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text())["front"] == []
     assert report.returncode == 0
@@ -235,7 +233,7 @@ def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
 
 
 def test_jobs_move_a_sqlite_study_into_a_journal(tiny_study: Path, tmp_path: Path) -> None:
-    from search.study import prepare_study
+    from search.study._prepare import prepare_study
 
     spec_path = _copy_study(tiny_study, tmp_path)
     before = _trials(spec_path)

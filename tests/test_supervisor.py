@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from search.cgroup import memory_cgroup_root
-from search.config import TrialConfig, TrialLimits
-from search.demo import make_demo_dataset
+from search.data._demo import make_demo_dataset
 from search.errors import InputError
-from search.supervisor import TrialProgress, run_trial
+from search.measure._cgroup import memory_cgroup_root
+from search.trial._config import TrialConfig, TrialLimits
+from search.trial._supervisor import TrialProgress, run_trial
 
 from .conftest import trainer_processes
 
@@ -164,7 +164,7 @@ def test_cuda_out_of_memory_is_memory_limit(
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
-        "import search.compat as compat\n"
+        "import search.child.compat as compat\n"
         "original = compat.patch_amp\n"
         "def patch_amp(train_module, enabled):\n"
         "    original(train_module, enabled)\n"
@@ -186,7 +186,7 @@ def test_cuda_out_of_memory_is_memory_limit(
 @pytest.mark.slow
 def test_a_yml_model_trains_from_scratch(tiny_data: Path, work: Path, tmp_path: Path) -> None:
     # resolve_model accepts .yml as a model yaml: the child must hand it to yolov5 as `cfg` too.
-    from search.config import resolve_model
+    from search.trial._config import resolve_model
 
     model = tmp_path / "custom-yolov5n.yml"
     model.write_text(Path(resolve_model("yolov5n.yaml")).read_text())
@@ -199,8 +199,8 @@ def test_the_trial_child_imports_nothing_of_the_search_side() -> None:
     # Whatever the child imports is counted in every trial's memory: the search's own libraries
     # (pandas, optuna, pydantic, rich) must stay out of it, whatever the package's public API grows to.
     code = (
-        "import sys, search.trainer, search.compat\n"
-        "search.trainer.model_options('m.yml')\n"
+        "import sys, search.child.trainer, search.child.compat\n"
+        "search.child.trainer.model_options('m.yml')\n"
         "print(sorted({'pandas', 'optuna', 'pydantic', 'rich', 'numpy', 'psutil'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

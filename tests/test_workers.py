@@ -11,8 +11,8 @@ from pathlib import Path
 
 import optuna
 
-from search.study import open_study
-from search.studyfile import load_study_spec
+from search.study._prepare import open_study
+from search.study._spec import load_study_spec
 
 from .conftest import (
     children_running_trials,

@@ -1,0 +1,172 @@
+"""The prediction commands of the CLI: ``predict`` and ``calibrate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search.errors import InputError
+from search.model._predict import TERMS, DatasetStats, MemoryModel, features, load_starting_model
+from search.units import format_bytes, parse_size
+
+__all__ = ["largest_fitting", "register"]
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
+# Where the table goes when stdout carries the JSON (``--json -``): stdout stays pure JSON.
+err_out = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# AMP halves the activations' precision on a CUDA device: GPU memory. The host's peak (what this
+# model predicts) is the same, and on a CPU trial AMP is off whatever was asked.
+_AMP_NOTE = "AMP changes GPU memory only: the host prediction is the same with it on or off"
+_DESCRIPTIONS = {
+    "framework": "framework + model + optimizer",
+    "activations": "batch activations (batch x imgsz^2)",
+    "ram_cache": "RAM image cache (resized train+val images)",
+    "worker_processes": "dataloader worker processes",
+    "worker_cache_copies": "cache pages copied by forked workers",
+}
+
+
+def largest_fitting(
+    model: MemoryModel, stats: DatasetStats, knobs: dict[str, Any], *, budget: int, train_images: int | None
+) -> dict[str, Any]:
+    """The largest batch, the largest imgsz and the cache modes that fit ``budget``, others unchanged."""
+
+    def fits(**change: Any) -> bool:
+        merged = {**knobs, **change}
+        return model.predict(features(stats=stats, train_images=train_images, **merged)).total_bytes <= budget
+
+    def largest(candidates: list[int], name: str) -> int | None:
+        best = None
+        low, high = 0, len(candidates) - 1
+        while low <= high:  # peak grows with batch and imgsz: bisect
+            middle = (low + high) // 2
+            if fits(**{name: candidates[middle]}):
+                best, low = candidates[middle], middle + 1
+            else:
+                high = middle - 1
+        return best
+
+    return {
+        "budget_bytes": budget,
+        "largest_batch": largest(list(range(1, 4097)), "batch"),
+        "largest_imgsz": largest(list(range(64, 4097, 32)), "imgsz"),
+        "cache_modes": {mode: fits(cache=mode) for mode in ("none", "ram", "disk")},
+    }
+
+
+def predict(
+    data: Annotated[str, typer.Option(help="YOLOv5 data yaml.")],
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
+    imgsz: Annotated[int, typer.Option(help="Image size.")] = 640,
+    cache: Annotated[str, typer.Option(help="none, ram or disk.")] = "none",
+    workers: Annotated[int, typer.Option(help="Dataloader workers.")] = 0,
+    amp: Annotated[
+        str, typer.Option(help="Mixed precision: on or off (GPU memory only: no change on the host).")
+    ] = "off",
+    images: Annotated[
+        int | None, typer.Option(help="Training images to assume (default: the dataset's).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model yaml or .pt (selects the calibration).")] = "yolov5n.yaml",
+    device: Annotated[str, typer.Option(help="cpu or a CUDA device (selects the calibration).")] = "cpu",
+    max_memory: Annotated[str | None, typer.Option(help="Also say what fits this budget, e.g. 32GB.")] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the prediction as JSON (- for stdout; the table then goes to stderr)."
+        ),
+    ] = None,
+) -> None:
+    """Predict a configuration's peak host memory, term by term, without training."""
+    from search.data._dataset import load_dataset
+
+    if amp not in ("on", "off"):  # as `trial` checks it
+        raise InputError(f"--amp: expected on or off, got {amp!r}")
+    for flag, given, minimum in (("--batch", batch, 1), ("--imgsz", imgsz, 1), ("--workers", workers, 0)):
+        if given < minimum:
+            raise InputError(f"{flag}: must be >= {minimum}, got {given}")
+    if images is not None and images <= 0:
+        raise InputError(f"--images: must be positive, got {images}")
+    if cache not in ("none", "ram", "disk"):
+        raise InputError(f"--cache: expected none, ram or disk, got {cache!r}")
+    try:
+        budget = None if max_memory is None else parse_size(max_memory)
+    except ValueError as error:
+        raise InputError(f"--max-memory: {error}") from None
+    json_to_stdout = json_path is not None and str(json_path) == "-"
+    tables = err_out if json_to_stdout else out
+    stats = DatasetStats.read(load_dataset(data))
+    with console.status("this machine's calibration or framework footprint (measured once: seconds)"):
+        start = load_starting_model(model, device)
+    memory_model, origin = start.model, start.origin
+    knobs: dict[str, Any] = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers}
+    prediction = memory_model.predict(features(stats=stats, train_images=images, **knobs))
+    table = Table(title=f"predicted peak host memory (PSS of the trial's processes): {origin}")
+    table.add_column("term")
+    table.add_column("what", style="dim")
+    table.add_column("bytes", justify="right")
+    table.add_column("share", justify="right")
+    for name in TERMS:
+        value = prediction.terms[name]
+        table.add_row(
+            name, _DESCRIPTIONS[name], format_bytes(value), f"{100 * value / prediction.total_bytes:.0f}%"
+        )
+    table.add_row("total", "", format_bytes(prediction.total_bytes), "100%", style="bold")
+    tables.print(table)
+    if amp == "on":
+        tables.print(f"amp on: {_AMP_NOTE}")
+    payload: dict[str, Any] = {
+        **prediction.to_dict(),
+        "model": memory_model.to_dict(),
+        "origin": origin,
+        "basis": start.to_dict(),
+        "train_images": images or len(stats.train_sizes),
+        "knobs": {**knobs, "amp": amp == "on"},
+        "knobs_without_effect": {"amp": _AMP_NOTE},
+    }
+    if budget is not None:
+        fitting = largest_fitting(memory_model, stats, knobs, budget=budget, train_images=images)
+        payload["fits"] = fitting
+        modes = ", ".join(m for m, ok in fitting["cache_modes"].items() if ok) or "none of them"
+        tables.print(
+            f"within {format_bytes(budget)}: largest batch {fitting['largest_batch'] or '-'} "
+            f"(at imgsz {imgsz}), largest imgsz {fitting['largest_imgsz'] or '-'} (at batch {batch}); "
+            f"cache modes that fit: {modes}"
+        )
+    if json_to_stdout:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    elif json_path is not None:
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def calibrate(
+    model: Annotated[str, typer.Option(help="Model yaml or .pt to calibrate for.")] = "yolov5n.yaml",
+    device: Annotated[str, typer.Option(help="cpu or a CUDA device.")] = "cpu",
+    force: Annotated[bool, typer.Option(help="Measure again even if cached.")] = False,
+) -> None:
+    """Measure this machine's memory model with a few tiny real trials (cached)."""
+    from search.model._calibration import cache_dir
+    from search.model._calibration import calibrate as run_calibration
+
+    def on_run(index: int, count: int, knobs: dict[str, Any]) -> None:
+        console.print(f"calibration run {index + 1}/{count}: {knobs}")
+
+    calibration = run_calibration(model=model, device=device, force=force, on_run=on_run)
+    fitted = calibration.model
+    for name in TERMS:
+        mark = "fitted" if name in fitted.fitted_terms else "prior"
+        out.print(f"{name:<20} {fitted.coefficients[name]:>14.4g}  ({mark})")
+    error = "-" if fitted.median_error is None else f"{100 * fitted.median_error:.1f}%"
+    out.print(f"{fitted.samples} runs, median error {error}; cached in {cache_dir() / 'calibration'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the prediction commands to the CLI."""
+    app.command()(predict)
+    app.command()(calibrate)

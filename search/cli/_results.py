@@ -1,0 +1,269 @@
+"""The result commands of the CLI: ``report``, ``plot``, ``export`` (``run`` and ``status``: run_cli)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from search.errors import InputError
+from search.results._export import write_text
+from search.study._progress import config_text
+from search.units import format_bytes, format_seconds, parse_size
+
+if TYPE_CHECKING:
+    from search.results._results import StudyResults
+
+__all__ = ["StorageOption", "StudyFile", "register"]
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
+StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/demo.yaml.")]
+StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
+
+
+def _open(study_file: Path, storage: str | None) -> StudyResults:
+    from search.results._results import load_study
+
+    return load_study(study_file, storage=storage)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _cache_text(row: Any) -> str:
+    """The cache asked for, and what yolov5 really used when it differed (e.g. ``ram->none``)."""
+    used = row["cache_used"]
+    return str(row["cache"]) + ("" if _missing(used) or used == row["cache"] else f"->{used}")
+
+
+def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
+    rows = []
+    for _, row in frame.iterrows():
+        rows.append(
+            {
+                "number": int(row["number"]),
+                "state": row["state"],
+                "status": row["status"],
+                "feasible": bool(row["feasible"]),
+                "pareto": bool(row["pareto"]),
+                "duplicate_of": None
+                if row["duplicate_of"] is None or row["duplicate_of"] != row["duplicate_of"]
+                else int(row["duplicate_of"]),
+                "config": {k: _plain(row[k]) for k in ("batch", "imgsz", "cache", "workers", "amp")},
+                "cache_used": row["cache_used"],
+                accuracy: _plain(row[accuracy]),
+                "map50": _plain(row["map50"]),
+                "map50_95": _plain(row["map50_95"]),
+                "peak_host_bytes": _plain(row["peak_host_bytes"]),
+                "predicted_full_bytes": _plain(row.get("predicted_full_bytes")),
+                "peak_gpu_bytes": _plain(row["peak_gpu_bytes"]),
+                "epoch_seconds": _plain(row["epoch_seconds"]),
+                "error": row["error"],
+            }
+        )
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def report(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+    all_trials: Annotated[
+        bool, typer.Option("--all", help="Also list dominated and infeasible trials.")
+    ] = False,
+    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV (- for stdout).")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write front and trials as JSON (- for stdout).")
+    ] = None,
+) -> None:
+    """The Pareto front as a table, its hypervolume and the status counts."""
+    results = _open(study_file, storage)
+    spec, frame, accuracy = results.spec, results.trials, results.accuracy
+    pareto = results.front()
+    shown = frame[frame["duplicate_of"].isna()] if all_trials else pareto
+    table = Table(
+        title=f"{spec.name}: {'all trials' if all_trials else 'Pareto front'} "
+        f"({accuracy} vs peak host memory, limit {format_bytes(spec.memory_limit)})"
+    )
+    for column in (
+        "trial",
+        "batch",
+        "imgsz",
+        "cache",
+        "workers",
+        "amp",
+        accuracy,
+        "mAP50",
+        "peak host",
+        "full data (pred.)",
+        "s/epoch",
+        "status",
+    ):
+        table.add_column(column, justify="right")
+    for _, row in shown.iterrows():
+        acc = row[accuracy]
+        table.add_row(
+            str(row["number"]) + ("*" if row["pareto"] and all_trials else ""),
+            str(row["batch"]),
+            str(row["imgsz"]),
+            _cache_text(row),
+            str(row["workers"]),
+            "on" if row["amp"] else "off",
+            "-" if acc is None or acc != acc else f"{acc:.3f}",
+            "-" if row["map50"] is None or row["map50"] != row["map50"] else f"{row['map50']:.3f}",
+            format_bytes(_plain(row["peak_host_bytes"])),
+            format_bytes(_plain(row["predicted_full_bytes"])),
+            format_seconds(_plain(row["epoch_seconds"])),
+            row["status"],
+        )
+    # With --json - or --csv - stdout carries the data: the table goes to stderr.
+    shown_on = console if "-" in (str(csv), str(json_path)) else out
+    shown_on.print(table)
+    counts = results.status_counts()
+    volume = results.hypervolume()
+    shown_on.print(
+        f"front: {len(pareto)} trials; hypervolume {volume:.4f} ({accuracy} x GiB under the limit); "
+        f"status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
+    fitted = results.memory_model
+    if fitted and fitted.get("median_error") is not None:
+        shown_on.print(
+            f"memory model (full-data predictions): fitted on {fitted['samples']} measured runs, "
+            f"median error {100 * fitted['median_error']:.1f}%, max {100 * fitted['max_error']:.1f}%"
+        )
+    if csv is not None:
+        write_text(csv, shown.to_csv(index=False))
+    if json_path is not None:
+        payload = {
+            "study": spec.name,
+            "objectives": spec.objectives,
+            "memory_limit_bytes": spec.memory_limit,
+            "hypervolume": volume,
+            "status_counts": counts,
+            "memory_model": results.memory_model,
+            "front": _figure_columns(pareto, accuracy),
+            "trials": _figure_columns(frame, accuracy),
+        }
+        write_text(json_path, json.dumps(payload, indent=2) + "\n")
+
+
+def plot(
+    study_file: StudyFile,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="front.png (matplotlib) or front.html (plotly).")
+    ],
+    storage: StorageOption = None,
+) -> None:
+    """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
+    from search.results._plot import write_plot
+
+    written = write_plot(_open(study_file, storage).plot_data(), output)
+    console.print(f"wrote {written}")
+
+
+def export(
+    study_file: StudyFile,
+    max_memory: Annotated[str, typer.Option(help="Memory budget, e.g. 4GiB.")],
+    output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the full run (default: the study's).")] = None,
+    ignore_prediction: Annotated[
+        bool,
+        typer.Option(help="Trust the measured peak even if the full-dataset prediction exceeds the budget."),
+    ] = False,
+    storage: StorageOption = None,
+) -> None:
+    """The most accurate measured config that fits a memory budget, ready to run.
+
+    When trials used a subset of the training images, a config is also refused if its peak predicted
+    for the whole dataset exceeds the budget (``--ignore-prediction`` overrides).
+    """
+    from search.results._export import (
+        export_yaml,
+        memfront_command,
+        train_options,
+        upstream_command,
+        write_text,
+    )
+    from search.study._prepare import resolve_data, resolve_hyp_path
+
+    if output_format not in ("cmd", "yaml", "json"):
+        raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
+    try:
+        budget = parse_size(max_memory)
+    except ValueError as error:
+        raise InputError(f"--max-memory: {error}") from None
+    if epochs is not None and epochs <= 0:
+        raise InputError("--epochs: must be positive")
+    results = _open(study_file, storage)
+    spec, accuracy = results.spec, results.accuracy
+    choice = results.choice(budget, check_prediction=not ignore_prediction)
+    refused, row = choice.refused_by_prediction, choice.chosen
+    if refused is not None:
+        console.print(
+            f"trial {int(refused['number'])} fits {format_bytes(budget)} as measured on "
+            f"{refused['train_images']} images, but its peak predicted for the whole dataset is "
+            f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
+        )
+    if row is None:
+        nearest = choice.closest
+        hint = (
+            f"; closest: trial {int(nearest['number'])} ({config_text(nearest.to_dict())}) needed "
+            f"{format_bytes(nearest['peak_host_bytes'])}"
+            if nearest is not None
+            else "; the study has no feasible trial at all"
+        )
+        console.print(f"memfront: no measured configuration fits {format_bytes(budget)}{hint}")
+        raise typer.Exit(1)
+    options = train_options(
+        row, spec, resolve_data(spec, study_file), hyp=resolve_hyp_path(spec, study_file), epochs=epochs
+    )
+    console.print(
+        f"trial {int(row['number'])}: {accuracy} {float(row[accuracy]):.4f}, measured peak "
+        f"{format_bytes(row['peak_host_bytes'])} <= {format_bytes(budget)}"
+    )
+    if output_format == "cmd":
+        text = f"{memfront_command(options)}\n# upstream flags: {upstream_command(options)}\n"
+    elif output_format == "yaml":
+        text = export_yaml(options, row, spec, accuracy)
+    else:
+        text = (
+            json.dumps(
+                {
+                    "trial": int(row["number"]),
+                    accuracy: float(row[accuracy]),
+                    "peak_host_bytes": int(row["peak_host_bytes"]),
+                    "options": options,
+                    "command": memfront_command(options),
+                    "upstream": upstream_command(options),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    write_text(output, text)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the study commands to the CLI."""
+    app.command()(report)
+    app.command()(plot)
+    app.command()(export)

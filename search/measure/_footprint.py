@@ -1,0 +1,70 @@
+"""The framework's own footprint: what a trial costs before it trains anything.
+
+A Python process that has imported torch and yolov5's training module, measured as PSS. A memory
+limit below it cannot fit any trial: ``run`` reports that as bad input instead of running a study of
+certain failures. Measured once per machine and software (a few seconds) and cached beside the
+calibrations.
+"""
+
+from __future__ import annotations
+
+import json
+
+from search.errors import InputError
+from search.measure._probe import run_probe
+from search.model._calibration import cache_dir, calibration_key
+
+__all__ = ["check_device", "framework_footprint_bytes"]
+
+_FOOTPRINT_PROBE = """\
+import torch  # noqa: F401
+import yolov5.train  # noqa: F401
+for line in open("/proc/self/smaps_rollup"):
+    if line.startswith("Pss:"):
+        result(int(line.split()[1]) * 1024)
+"""
+
+
+def framework_footprint_bytes(*, device: str = "cpu") -> int:
+    """PSS of a process that imported torch and yolov5's trainer (cached).
+
+    Raises:
+        TrialError: If the probe cannot import them (a broken installation).
+    """
+    path = cache_dir() / "footprint" / f"{calibration_key('framework', device)}.json"
+    if path.is_file():
+        try:
+            return int(json.loads(path.read_text())["pss_bytes"])
+        except (ValueError, KeyError, TypeError):
+            pass  # damaged: measure again
+    footprint = int(
+        run_probe(_FOOTPRINT_PROBE, what="import torch and yolov5 to measure the framework's footprint")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")
+    return footprint
+
+
+_CUDA_PROBE = "import torch; result(torch.cuda.device_count())"
+
+
+def check_device(device: str) -> None:
+    """Checks that ``device`` (``cpu``, or CUDA indices such as ``0`` or ``0,1``) exists here.
+
+    The CUDA count comes from a child process, so that the caller never imports torch.
+
+    Raises:
+        InputError: For a malformed device or a CUDA index this machine does not have.
+        TrialError: If torch cannot be imported.
+    """
+    if device == "cpu":
+        return
+    indices = device.removeprefix("cuda:").split(",")
+    if not all(index.strip().isdigit() for index in indices):
+        raise InputError(f"device {device!r}: expected cpu, a CUDA index such as 0, or indices such as 0,1")
+    count = int(run_probe(_CUDA_PROBE, what="import torch to count the CUDA devices"))
+    missing = [index.strip() for index in indices if int(index) >= count]
+    if missing:
+        raise InputError(
+            f"device {device}: CUDA device {missing[0]} does not exist here ({count} CUDA devices visible)"
+        )

@@ -1,0 +1,148 @@
+"""A short calibration of the memory model on this machine, cached per machine, model and device.
+
+A handful of tiny real trials on a generated dataset, chosen so that each term of
+:mod:`search.model._predict` varies on its own: batch x imgsz for activations, a RAM cache large enough to
+stand out of the noise, and dataloader workers with and without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from search.model._predict import DatasetStats, MemoryModel, features
+from search.trial._config import TrialConfig, TrialLimits
+
+__all__ = ["CALIBRATION_RUNS", "Calibration", "cache_dir", "calibrate", "calibration_key", "load_calibration"]
+
+# (batch, imgsz, cache, workers, train images): each term varies against the others.
+CALIBRATION_RUNS: tuple[tuple[int, int, str, int, int], ...] = (
+    (4, 64, "none", 0, 64),
+    (16, 160, "none", 0, 64),
+    (16, 320, "none", 0, 64),
+    (8, 320, "ram", 0, 320),
+    (8, 160, "none", 2, 64),
+    (8, 320, "ram", 2, 320),
+)
+# For tests: seconds, not minutes.
+TINY_RUNS: tuple[tuple[int, int, str, int, int], ...] = ((4, 64, "none", 0, 16), (8, 96, "ram", 1, 16))
+
+
+def cache_dir() -> Path:
+    """Where memfront caches calibrations: ``$MEMFRONT_CACHE_DIR``, else ``$XDG_CACHE_HOME/memfront``."""
+    if os.environ.get("MEMFRONT_CACHE_DIR"):
+        return Path(os.environ["MEMFRONT_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "memfront"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def calibration_key(model: str, device: str) -> str:
+    """Identifies what a calibration is valid for: this machine, its software, the model, the device."""
+    identity = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "ram": psutil.virtual_memory().total,
+        "torch": _version("torch"),
+        "yolov5": _version("yolov5"),
+        "model": Path(model).name,
+        "device": device,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{Path(model).stem}-{device}-{digest}"
+
+
+class Calibration:
+    """Measured rows (features, peak bytes) and the model fitted on them."""
+
+    def __init__(self, *, rows: list[tuple[dict[str, float], float]], model: MemoryModel) -> None:
+        self.rows = rows
+        self.model = model
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "rows": [{"features": f, "peak_host_bytes": y} for f, y in self.rows],
+            "model": self.model.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict`."""
+        rows = [(row["features"], float(row["peak_host_bytes"])) for row in data["rows"]]
+        return cls(rows=rows, model=MemoryModel.from_dict(data["model"]))
+
+
+def load_calibration(model: str, device: str) -> Calibration | None:
+    """The cached calibration for this machine, model and device, if there is one."""
+    path = cache_dir() / "calibration" / f"{calibration_key(model, device)}.json"
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged cache is recomputed, not trusted
+
+
+def calibrate(
+    *,
+    model: str = "yolov5n.yaml",
+    device: str = "cpu",
+    runs: tuple[tuple[int, int, str, int, int], ...] = CALIBRATION_RUNS,
+    force: bool = False,
+    on_run: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> Calibration:
+    """Returns the cached calibration, or measures one with real tiny trials and caches it.
+
+    Args:
+        model: Model yaml or checkpoint the calibration is for.
+        device: Device the calibration is for.
+        runs: (batch, imgsz, cache, workers, train images) of each calibration trial.
+        force: Measure again even if a calibration is cached.
+        on_run: Called before each run with (index, count, config).
+    """
+    if not force and (cached := load_calibration(model, device)) is not None:
+        return cached
+    from search.data._dataset import load_dataset
+    from search.data._demo import make_demo_dataset
+    from search.trial._supervisor import run_trial
+
+    rows: list[tuple[dict[str, float], float]] = []
+    with tempfile.TemporaryDirectory(prefix="memfront-calibration-") as tmp:
+        most = max(run[4] for run in runs)
+        data_yaml = make_demo_dataset(Path(tmp) / "data", images=most, val_images=16, size=320, seed=7)
+        stats = DatasetStats.read(load_dataset(data_yaml))
+        for index, (batch, imgsz, cache, workers, images) in enumerate(runs):
+            knobs: dict[str, Any] = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers}
+            if on_run:
+                on_run(index, len(runs), knobs)
+            record = run_trial(
+                TrialConfig(
+                    data=str(data_yaml), model=model, device=device, epochs=1, train_images=images, **knobs
+                ),
+                limits=TrialLimits(time_limit_s=600),
+            )
+            if record.status == "ok" and record.peak_host_bytes:
+                rows.append(
+                    (features(stats=stats, train_images=images, **knobs), float(record.peak_host_bytes))
+                )
+    calibration = Calibration(rows=rows, model=MemoryModel.prior().fit(rows))
+    path = cache_dir() / "calibration" / f"{calibration_key(model, device)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    return calibration

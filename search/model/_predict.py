@@ -1,0 +1,354 @@
+"""Predicting a trial's peak host memory before it runs, from interpretable terms.
+
+``peak PSS ≈ Σ coefficient × feature`` over these terms, each known before training:
+
+* ``framework``: 1 — Python, torch, yolov5, the model, its optimizer and EMA copy (bytes);
+* ``activations``: batch × imgsz² — what a batch costs in flight (the larger of training's batch and
+  validation's doubled batch without gradients; bytes per pixel of the batch);
+* ``ram_cache``: the bytes of every train and val image resized as yolov5 caches them (long side =
+  imgsz), when ``cache=ram`` (coefficient ~1);
+* ``worker_processes``: how many dataloader processes run (train workers + validation's doubled
+  workers, as yolov5 caps them): what each adds of its own (bytes per process);
+* ``worker_cache_copies``: the RAM cache again when workers run, for the part of it forked workers
+  end up copying (reference counts touch the cached arrays' pages).
+
+Coefficients start from the best this machine offers before any fit (:func:`starting_model`): its
+short calibration (:mod:`search.model._calibration`) when one is cached, else priors whose framework term is
+anchored on the machine's measured footprint (:mod:`search.measure._footprint`), else plain priors. They are
+refined by non-negative least squares on relative error from every measured trial. A term whose
+feature never varied in the data keeps its starting value: it cannot be fitted, only assumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from search.data._dataset import DatasetSpec
+from search.errors import InputError, MemfrontError
+
+if TYPE_CHECKING:
+    from search.model._calibration import Calibration
+
+__all__ = [
+    "BOUNDS",
+    "MODEL_STATE_BYTES",
+    "PRIORS",
+    "TERMS",
+    "DatasetStats",
+    "MemoryModel",
+    "Prediction",
+    "StartingModel",
+    "features",
+    "load_starting_model",
+    "loader_workers",
+    "starting_model",
+]
+
+TERMS = ("framework", "activations", "ram_cache", "worker_processes", "worker_cache_copies")
+# Priors used until data says otherwise, for yolov5n on a 2-core CPU machine. ``activations`` and
+# ``worker_processes`` are what every calibration fit with today's sampler found: 390 and 444 bytes
+# per batch pixel and 0 and 6.9 MB per worker in bench/results/predict_bench.json (its calibration and
+# its study's fit), 440-489 and 0 in five tiny trials of issue 10 (60 and 60 MB before: 7x too few
+# bytes per pixel, and 180 MB too many for one worker's three processes). ``framework`` is a last
+# resort: a machine's own footprint replaces it (:data:`MODEL_STATE_BYTES`); fits on the project's
+# machine found 1.05e9-1.48e9 (the resident share of libtorch's file pages moves between sessions).
+# What physics allows, where it says more than "not negative": the RAM cache holds exactly the
+# resized images' bytes (plus small per-image overhead), so a fit on runs whose caches differ little
+# (a study's subset of 200 images) cannot wander from it (it did, to 0.54, and extrapolation missed).
+BOUNDS = {"ram_cache": (0.9, 1.25)}
+
+PRIORS = {
+    "framework": 1.3e9,
+    "activations": 440.0,
+    "ram_cache": 1.0,
+    "worker_processes": 7e6,
+    "worker_cache_copies": 0.5,
+}
+
+# What a yolov5n trial holds beyond the bare import that the footprint measures (the model, its
+# gradients, optimizer state and EMA copy, the dataloaders, yolov5's training and final-validation
+# state, the allocator's arenas): the framework term is footprint + this. Measured for issue 10 on a
+# 2-core CPU machine (footprint 843 MiB): five tiny 1-epoch trials (batch 4-16, imgsz 64-160, cache
+# none/ram, 0-1 workers) peaked 165, 193, 149, 224 and 76 MiB above footprint + the other terms'
+# priors (median 165, mean 161; a TINY_RUNS calibration fitted the framework at footprint + 174 MiB).
+# A larger model holds more (yolov5s has 3.7x the parameters): a calibration measures it.
+MODEL_STATE_BYTES = 165 * 1024**2
+
+
+def loader_workers(workers: int, batch: int, cpus: int | None = None) -> tuple[int, int]:
+    """Dataloader processes yolov5 really starts: (train, validation).
+
+    yolov5's ``create_dataloader`` takes ``min(cpu_count, batch if batch > 1 else 0, workers)``;
+    validation asks for twice the batch and twice the workers.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    train = min(cpus, batch if batch > 1 else 0, workers)
+    val = min(cpus, 2 * batch if 2 * batch > 1 else 0, 2 * workers)
+    return train, val
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetStats:
+    """Pixel sizes (width, height) of a dataset's images, read from the files' headers."""
+
+    train_sizes: tuple[tuple[int, int], ...]
+    val_sizes: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def read(cls, dataset: DatasetSpec) -> DatasetStats:
+        """Reads every image's size from its header (no decoding).
+
+        Raises:
+            InputError: Naming the first image that cannot be read.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        def sizes(paths: Sequence[Path]) -> tuple[tuple[int, int], ...]:
+            found = []
+            for path in paths:
+                try:
+                    with Image.open(path) as image:
+                        found.append((int(image.width), int(image.height)))
+                except (OSError, UnidentifiedImageError) as error:
+                    raise InputError(f"cannot read image {path}: {error}") from None
+            return tuple(found)
+
+        return cls(train_sizes=sizes(dataset.train_images), val_sizes=sizes(dataset.val_images))
+
+    @staticmethod
+    def _resized_bytes(sizes: Iterable[tuple[int, int]], imgsz: int) -> float:
+        total = 0.0
+        for width, height in sizes:
+            ratio = imgsz / max(width, height)
+            total += math.ceil(width * ratio) * math.ceil(height * ratio) * 3
+        return total
+
+    def cache_bytes(self, imgsz: int, *, train_images: int | None = None) -> float:
+        """Bytes of the RAM cache: train and val images resized as yolov5 does (uint8, 3 channels).
+
+        Args:
+            imgsz: The image size (after rounding to the stride).
+            train_images: Count of training images to assume (the mean image scaled): a subset,
+                or a larger dataset of the same kind.
+        """
+        train = self._resized_bytes(self.train_sizes, imgsz)
+        if train_images is not None and self.train_sizes:
+            train *= train_images / len(self.train_sizes)
+        return train + self._resized_bytes(self.val_sizes, imgsz)
+
+
+def round_imgsz(imgsz: int, stride: int = 32) -> int:
+    """yolov5 rounds imgsz up to a multiple of the stride (and at least twice it)."""
+    return max(math.ceil(imgsz / stride) * stride, 2 * stride)
+
+
+def features(
+    *, batch: int, imgsz: int, cache: str, workers: int, stats: DatasetStats, train_images: int | None = None
+) -> dict[str, float]:
+    """The model's features for one configuration."""
+    size = round_imgsz(imgsz)
+    cache_bytes = stats.cache_bytes(size, train_images=train_images) if cache == "ram" else 0.0
+    train_workers, val_workers = loader_workers(workers, batch)
+    return {
+        "framework": 1.0,
+        "activations": float(batch * size * size),
+        "ram_cache": cache_bytes,
+        "worker_processes": float(train_workers + val_workers),
+        "worker_cache_copies": cache_bytes if train_workers + val_workers > 0 else 0.0,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """A predicted peak and its breakdown by term (bytes)."""
+
+    total_bytes: float
+    terms: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"total_bytes": int(self.total_bytes), "terms": {k: int(v) for k, v in self.terms.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryModel:
+    """Coefficients per term, and how well they fit what was measured."""
+
+    coefficients: dict[str, float]
+    fitted_terms: tuple[str, ...] = ()
+    samples: int = 0
+    median_error: float | None = None
+    max_error: float | None = None
+
+    @classmethod
+    def prior(cls) -> MemoryModel:
+        """The model before any measurement."""
+        return cls(coefficients=dict(PRIORS))
+
+    @classmethod
+    def anchored(cls, footprint_bytes: float) -> MemoryModel:
+        """The priors with the framework term taken from a measured footprint (+ model state)."""
+        return cls(coefficients={**PRIORS, "framework": float(footprint_bytes) + MODEL_STATE_BYTES})
+
+    def predict(self, feature_values: dict[str, float]) -> Prediction:
+        """Predicts the peak host memory of a configuration."""
+        terms = {name: self.coefficients[name] * feature_values[name] for name in TERMS}
+        return Prediction(total_bytes=sum(terms.values()), terms=terms)
+
+    def fit(
+        self, rows: Sequence[tuple[dict[str, float], float]], weights: Sequence[float] | None = None
+    ) -> MemoryModel:
+        """Refits on measured (features, peak bytes) rows, minimising the (weighted) relative error.
+
+        Terms whose feature does not vary among the rows keep this model's coefficient; a term with
+        physical bounds (:data:`BOUNDS`) stays within them. The reported errors are on the rows of
+        the largest weight.
+        """
+        import numpy as np
+        from scipy.optimize import lsq_linear
+
+        row_weights = [1.0] * len(rows) if weights is None else list(weights)
+        kept = [(f, float(y), w) for (f, y), w in zip(rows, row_weights, strict=True) if y and y > 0]
+        if not kept:
+            return self
+        usable = [(f, y) for f, y, _ in kept]
+        weight = np.array([w for _, _, w in kept], dtype=float)
+        matrix = np.array([[f[name] for name in TERMS] for f, _ in usable], dtype=float)
+        target = np.array([y for _, y in usable], dtype=float)
+        spread = np.ptp(matrix, axis=0)
+        magnitude = np.maximum(np.abs(matrix).max(axis=0), 1.0)
+        free = [i for i, name in enumerate(TERMS) if name == "framework" or spread[i] > 1e-9 * magnitude[i]]
+        fixed = [i for i in range(len(TERMS)) if i not in free]
+        prior = np.array([self.coefficients[name] for name in TERMS], dtype=float)
+        residual_target = target - matrix[:, fixed] @ prior[fixed]
+        # Relative error: divide each row by its measurement; scale columns for conditioning.
+        weighted = matrix[:, free] * (weight / target)[:, None]
+        scale = np.maximum(np.abs(weighted).max(axis=0), 1e-30)
+        lower = np.array([BOUNDS.get(TERMS[i], (0.0, np.inf))[0] for i in free])
+        upper = np.array([BOUNDS.get(TERMS[i], (0.0, np.inf))[1] for i in free])
+        solution = lsq_linear(
+            weighted / scale, residual_target * weight / target, bounds=(lower * scale, upper * scale)
+        ).x
+        coefficients = prior.copy()
+        coefficients[free] = solution / scale
+        fitted = dataclasses.replace(
+            self,
+            coefficients={name: float(c) for name, c in zip(TERMS, coefficients, strict=True)},
+            fitted_terms=tuple(TERMS[i] for i in free),
+        )
+        return fitted.scored([row for row, w in zip(usable, weight, strict=True) if w == weight.max()])
+
+    def scored(self, rows: Sequence[tuple[dict[str, float], float]]) -> MemoryModel:
+        """This model with its errors on ``rows``: median and max of |predicted - measured| / measured."""
+        errors = [abs(self.predict(f).total_bytes - y) / y for f, y in rows if y and y > 0]
+        if not errors:
+            return self
+        return dataclasses.replace(
+            self, samples=len(errors), median_error=float(statistics.median(errors)), max_error=max(errors)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryModel:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            coefficients={k: float(v) for k, v in data["coefficients"].items()},
+            fitted_terms=tuple(data.get("fitted_terms", ())),
+            samples=int(data.get("samples", 0)),
+            median_error=data.get("median_error"),
+            max_error=data.get("max_error"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class StartingModel:
+    """The best model there is before fitting on a study's runs, and where it came from.
+
+    Attributes:
+        model: The coefficients to predict with (and to start a fit from).
+        source: ``calibration``, ``footprint`` (priors anchored on the measured footprint) or ``priors``.
+        origin: One line for people: how the model was derived and how to improve it.
+        calibration: The cached calibration, if that is the source (its rows join a study's fit).
+        footprint_bytes: The measured framework footprint, if that is the source.
+    """
+
+    model: MemoryModel
+    source: Literal["calibration", "footprint", "priors"]
+    origin: str
+    calibration: Calibration | None = None
+    footprint_bytes: int | None = None
+
+    @property
+    def calibration_rows(self) -> list[tuple[dict[str, float], float]]:
+        """The calibration's measured rows (none without a calibration)."""
+        return list(self.calibration.rows) if self.calibration is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the source and the figures it rests on."""
+        return {
+            "source": self.source,
+            "calibration_runs": len(self.calibration.rows) if self.calibration is not None else 0,
+            "footprint_bytes": self.footprint_bytes,
+            "model_state_bytes": MODEL_STATE_BYTES if self.source == "footprint" else None,
+        }
+
+
+_CALIBRATE_HINT = "run `memfront calibrate` for this machine's figures"
+
+
+def starting_model(*, calibration: Calibration | None, device: str) -> StartingModel:
+    """The best model before fitting: the calibration if there is one, else the priors anchored on
+    this machine's framework footprint, else the plain priors.
+
+    The one definition that ``predict``, pre-flight and the study's report start from.
+
+    Args:
+        calibration: The machine's cached calibration for the model and device, or None.
+        device: The trial device (selects the cached footprint).
+    """
+    if calibration is not None:
+        fitted = calibration.model
+        error = "" if fitted.median_error is None else f", median error {100 * fitted.median_error:.1f}%"
+        return StartingModel(
+            model=fitted,
+            source="calibration",
+            origin=f"calibrated on this machine ({fitted.samples} runs{error})",
+            calibration=calibration,
+        )
+    from search.measure._footprint import framework_footprint_bytes
+
+    try:
+        # Cached per machine by `memfront run`; measured here otherwise (a child process, seconds).
+        footprint = framework_footprint_bytes(device=device)
+    except MemfrontError as error:
+        return StartingModel(
+            model=MemoryModel.prior(),
+            source="priors",
+            origin=f"uncalibrated (priors; no footprint: {error}): {_CALIBRATE_HINT}",
+        )
+    mib = 1024**2
+    return StartingModel(
+        model=MemoryModel.anchored(footprint),
+        source="footprint",
+        origin=(
+            f"uncalibrated: framework term from this machine's measured footprint ({footprint / mib:.0f} MiB)"
+            f" + model state prior ({MODEL_STATE_BYTES / mib:.0f} MiB); other terms priors: {_CALIBRATE_HINT}"
+        ),
+        footprint_bytes=footprint,
+    )
+
+
+def load_starting_model(model_name: str, device: str) -> StartingModel:
+    """:func:`starting_model` with the calibration cached for ``model_name`` and ``device``, if any."""
+    from search.model._calibration import load_calibration
+
+    return starting_model(calibration=load_calibration(model_name, device), device=device)

@@ -1,0 +1,209 @@
+"""A study's results as objects a notebook can hold: ``search.load_study(path) -> StudyResults``.
+
+The CLI's result commands (``report``, ``plot``, ``export``) read studies through this module too,
+so a notebook and the command line show the same front and pick the same configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from search.errors import InputError
+from search.results._export import ExportChoice, choose_config
+from search.results._frame import front, hypervolume, status_counts, trials_frame
+from search.study._stored import RecordFiles, read_trial
+from search.units import parse_size
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.results._notebook import WithImage
+    from search.results._plot import ParetoPlotData
+    from search.study._spec import StudySpec
+
+__all__ = ["StudyResults", "load_study"]
+
+
+class StudyResults:
+    """A study read from its storage: every finished trial, its front, and what export would pick.
+
+    Made by :func:`load_study`; reading never changes the study.
+
+    Attributes:
+        spec: The study definition.
+        study: The Optuna study (read-only use: Optuna's own plots and tools take it as it is).
+        trials: One row per finished trial (the ``report --all`` columns), with
+            ``predicted_full_bytes``, each configuration's peak predicted for the whole dataset
+            (None where the dataset is not at hand).
+        memory_model: The memory model behind those predictions (a dict), or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: StudySpec,
+        study: optuna.Study,
+        trials: pd.DataFrame,
+        memory_model: dict[str, Any] | None,
+        record_files: RecordFiles | None = None,
+    ) -> None:
+        self.spec = spec
+        self.study = study
+        self.trials = trials
+        self.memory_model = memory_model
+        self._record_files = record_files
+
+    def record(self, number: int) -> dict[str, Any] | None:
+        """Trial ``number``'s whole record (with its memory series and log tail), or None.
+
+        Raises:
+            InputError: If the study has no trial of that number.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        if not 0 <= number < len(trials):
+            raise InputError(f"study {self.spec.name!r} has no trial {number}")
+        return read_trial(trials[number]).full_record(self._record_files)
+
+    @property
+    def accuracy(self) -> str:
+        """The accuracy objective (column name), e.g. ``map50_95``."""
+        return self.spec.objectives[0]
+
+    def front(self) -> pd.DataFrame:
+        """The feasible Pareto trials (accuracy against peak host memory), least memory first."""
+        return front(self.trials, self.accuracy)
+
+    def hypervolume(self) -> float:
+        """The front's hypervolume in accuracy x GiB under the memory limit (what ``report`` prints)."""
+        return hypervolume(self.trials, accuracy=self.accuracy, memory_limit=self.spec.memory_limit)
+
+    def status_counts(self) -> dict[str, int]:
+        """Trials per status, duplicate proposals not counted."""
+        return status_counts(self.trials)
+
+    def choice(self, max_memory: int | str, *, check_prediction: bool = True) -> ExportChoice:
+        """What ``memfront export --max-memory`` picks for this budget, and what it passed over.
+
+        Args:
+            max_memory: The budget, in bytes or as a size such as ``"4GiB"``.
+            check_prediction: Refuse a trial whose whole-dataset prediction exceeds the budget
+                (``export --ignore-prediction`` is ``False``).
+
+        Raises:
+            InputError: For a size that is not a size.
+        """
+        return choose_config(
+            self.trials,
+            max_memory_bytes=_budget(max_memory),
+            accuracy=self.accuracy,
+            check_prediction=check_prediction,
+        )
+
+    def best(self, max_memory: int | str, *, check_prediction: bool = True) -> pd.Series | None:
+        """The trial ``memfront export`` exports for this budget (a row of :attr:`trials`), or None."""
+        return self.choice(max_memory, check_prediction=check_prediction).chosen
+
+    def plot_data(self) -> ParetoPlotData:
+        """The plain structure both plot renderers draw."""
+        from search.results._plot import pareto_plot_data
+
+        return pareto_plot_data(
+            self.trials,
+            accuracy=self.accuracy,
+            memory_limit=self.spec.memory_limit,
+            study_name=self.spec.name,
+        )
+
+    def figure(self, backend: str = "plotly") -> Any:
+        """The Pareto plot: a plotly ``Figure``, or with ``backend="matplotlib"`` a matplotlib ``Figure``.
+
+        Raises:
+            InputError: For another backend.
+        """
+        from search.results import _plot as plot
+
+        if backend == "plotly":
+            return plot.render_plotly(self.plot_data())
+        if backend == "matplotlib":
+            return plot.matplotlib_figure(self.plot_data())
+        raise InputError(f"backend must be plotly or matplotlib, not {backend!r}")
+
+    def show(self) -> WithImage:
+        """The Pareto plot as one notebook output: interactive where Jupyter can draw plotly, a PNG
+        where it cannot (a code host, nbviewer)."""
+        from search.results._notebook import WithImage
+
+        data = self.plot_data()
+        from search.results import _plot as plot
+
+        return WithImage(plot.render_plotly(data), plot.matplotlib_figure(data))
+
+    def knob_plot(self, x: str, colour: str) -> WithImage:
+        """Peak host memory against knob ``x`` (e.g. ``imgsz``), coloured by knob ``colour`` (e.g. ``cache``).
+
+        Raises:
+            InputError: For a name that is not a knob.
+        """
+        from search.results._notebook import knob_plot
+        from search.study._space import KNOBS
+
+        for name in (x, colour):
+            if name not in KNOBS:
+                raise InputError(f"{name!r} is not a knob: one of {', '.join(KNOBS)}")
+        title = f"peak host memory vs {x}, by {colour}"
+        return knob_plot(self.trials, memory_limit=self.spec.memory_limit, x=x, colour=colour, title=title)
+
+
+def _budget(max_memory: int | str) -> int:
+    if isinstance(max_memory, int):
+        return max_memory
+    try:
+        return parse_size(max_memory)
+    except ValueError as error:
+        raise InputError(f"max_memory: {error}") from None
+
+
+def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
+    """Reads a study's results; never creates or changes a study.
+
+    Args:
+        path: The study file, e.g. ``studies/demo.yaml``.
+        storage: An Optuna storage URL overriding the study file's (default: the file beside it).
+
+    Raises:
+        InputError: For a bad study file, an unreachable storage, or a study not run yet.
+    """
+    from search.study._prepare import open_study, record_files, storage_url
+    from search.study._spec import load_study_spec
+
+    study_file = Path(path)
+    spec = load_study_spec(study_file)
+    study = open_study(spec, storage_url(spec, study_file, storage), create=False)
+    frame = trials_frame(study)
+    predictions, model = _full_size_predictions(spec, study_file, study, frame)
+    frame["predicted_full_bytes"] = predictions
+    return StudyResults(
+        spec=spec, study=study, trials=frame, memory_model=model, record_files=record_files(spec, study_file)
+    )
+
+
+def _full_size_predictions(
+    spec: StudySpec, study_file: Path, study: optuna.Study, frame: pd.DataFrame
+) -> tuple[list[float | None], dict[str, Any] | None]:
+    """Each configuration's predicted peak on the whole dataset; None where the data is not at hand."""
+    from search.data._dataset import load_dataset
+    from search.model._predict import DatasetStats
+    from search.model._preflight import full_size_predictions, study_memory_model
+    from search.study._prepare import resolve_data
+
+    try:
+        stats = DatasetStats.read(load_dataset(resolve_data(spec, study_file)))
+    except InputError:
+        return [None] * len(frame), None
+    model = study_memory_model(
+        study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device
+    )
+    return full_size_predictions(frame, model, stats), model.to_dict()

@@ -1,0 +1,452 @@
+"""The search loop: one worker trains configurations of a study until it has ``n_trials`` done.
+
+Infeasible is not failed: a trial that crossed its memory limit is COMPLETE with a positive
+constraint violation (``peak - limit``), so that Optuna's constrained samplers learn to avoid that
+region; crashed and timed-out trials are FAIL (samplers ignore those).
+
+Any number of workers may run the loop on one storage, on one host or many. ``n_trials`` counts
+every worker's trials; a configuration another worker trains or trained is not trained again; a
+worker with nothing left to start waits (another worker's trial may yet need a retry); the trials of
+workers that went silent are failed and retried (see :mod:`search.study._storage`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from search.study._prepare import PreparedStudy
+from search.study._space import KNOBS, suggest
+from search.study._spec import ACCURACY_OBJECTIVES, StudySpec
+from search.study._storage import ask, fail_stale_trials, storage_clock
+from search.study._stored import (
+    INFEASIBLE_STATUSES,
+    RecordFiles,
+    StudyKeys,
+    carried_attrs,
+    counts_toward_n_trials,
+    is_queued_retry,
+    mark_discarded,
+    mark_duplicate,
+    mark_interrupted,
+    mark_requeued,
+    read_trials,
+    requeue_attrs,
+    write_prediction,
+    write_proposal,
+    write_result,
+)
+from search.study._workers import Heartbeat, announce
+from search.trial._config import TrialConfig, TrialLimits
+from search.trial._record import TrialRecord
+from search.trial._supervisor import TrialProgress, run_trial
+
+__all__ = [
+    "ProposalGuard",
+    "StudyEvents",
+    "StudyOutcome",
+    "finished_count",
+    "infeasible_values",
+    "objective_values",
+    "run_worker",
+]
+
+_MAX_CONSECUTIVE_UNTRAINED = 30
+
+
+class ProposalGuard:
+    """Bounds the proposals a worker makes in a row without training any.
+
+    A proposal is not trained when it repeats an evaluated configuration (told that result again)
+    or when another worker is training it (discarded). Each one in a row makes the worker wait a
+    little longer before it asks again (another worker's trial has to end before the sampler can
+    learn anything new), and after ``limit`` in a row the worker stops.
+    """
+
+    def __init__(self, *, limit: int = _MAX_CONSECUTIVE_UNTRAINED, max_wait_s: float = 5.0) -> None:
+        self.limit = limit
+        self.max_wait_s = max_wait_s
+        self.consecutive = 0
+
+    def untrained(self) -> bool:
+        """Counts a proposal that was not trained; True when the worker should stop."""
+        self.consecutive += 1
+        return self.consecutive >= self.limit
+
+    def wait_s(self) -> float:
+        """How long to wait before the next proposal after a discarded one: doubling from 0.2 s."""
+        return min(self.max_wait_s, 0.2 * 2 ** (self.consecutive - 1))
+
+    def trained(self) -> None:
+        """A proposal was trained: the count starts again."""
+        self.consecutive = 0
+
+
+def objective_values(record: TrialRecord, objectives: list[str]) -> list[float] | None:
+    """The trial's objective values in study order; None if any is missing."""
+    figures = {
+        "map50_95": record.map50_95,
+        "map50": record.map50,
+        "fitness": record.fitness,
+        "peak_host": record.peak_host_bytes,
+        "peak_gpu": record.peak_gpu_bytes,
+        "epoch_seconds": record.epoch_seconds,
+    }
+    values = [figures[name] for name in objectives]
+    return None if any(v is None for v in values) else [float(v) for v in values]  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class StudyEvents:
+    """Hooks for a progress display. All optional."""
+
+    on_notes: Callable[[tuple[str, ...]], None] | None = None
+    on_trial_start: Callable[[int, dict[str, Any]], None] | None = None
+    on_progress: Callable[[TrialProgress], None] | None = None
+    on_trial_end: Callable[[int, TrialRecord, str | None], None] | None = None
+
+
+@dataclasses.dataclass
+class StudyOutcome:
+    """How a ``run`` ended."""
+
+    trained: int
+    total_finished: int
+    duplicates: int
+    interrupted: bool
+    stop_reason: str
+    wall_seconds: float
+    train_wall_seconds: float
+    idle_seconds: float = 0.0
+    storage_seconds: float = 0.0
+    preflight_skipped: int = 0
+    preflight_seconds_saved: float = 0.0
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Configurations done so far, counted as towards ``n_trials``."""
+    return len(counts_toward_n_trials(study.get_trials(deepcopy=False)))
+
+
+def _config_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(params[k] for k in KNOBS)
+
+
+def infeasible_values(
+    record: TrialRecord, spec: StudySpec, trials: list[optuna.trial.FrozenTrial]
+) -> list[float]:
+    """What an infeasible trial (over the limit, or skipped by pre-flight) tells each objective.
+
+    Optuna's constrained samplers rank infeasible trials by their violation alone, so these values
+    only have to be honest, in each objective's own unit: accuracy 0 (the run was stopped, it has no
+    result); host memory the peak measured (or predicted), at least the limit; GPU memory the peak
+    measured, else the GPU limit; epoch time the trial's own median if an epoch ended, else the
+    slowest epoch of the study's completed trials (else the trial's wall time), a pessimistic figure.
+    """
+    values = []
+    for name in spec.objectives:
+        if name in ACCURACY_OBJECTIVES:
+            values.append(0.0)
+        elif name == "peak_host":
+            values.append(float(max(record.peak_host_bytes or 0, spec.memory_limit)))
+        elif name == "peak_gpu":
+            values.append(float(record.peak_gpu_bytes or spec.gpu_memory_limit or 0))
+        else:
+            seen = [
+                float(t.figures["epoch_seconds"]) for t in read_trials(trials)
+                if t.state == optuna.trial.TrialState.COMPLETE and t.figures["epoch_seconds"]
+            ]  # fmt: skip
+            values.append(float(record.epoch_seconds or max(seen, default=record.wall_seconds)))
+    return values
+
+
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    record: TrialRecord,
+    spec: StudySpec,
+    files: RecordFiles | None = None,
+) -> None:
+    values = objective_values(record, spec.objectives)
+    peak = record.peak_host_bytes
+    if record.status == "ok" and values is not None:
+        write_result(
+            trial, record, knobs=KNOBS, violation=float((peak or 0) - spec.memory_limit), files=files
+        )
+        study.tell(trial, values)
+    elif record.status in INFEASIBLE_STATUSES:
+        violation = max(1.0, float((peak or spec.memory_limit) - spec.memory_limit))
+        write_result(trial, record, knobs=KNOBS, violation=violation, files=files)
+        study.tell(trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
+    else:
+        write_result(trial, record, knobs=KNOBS, violation=None, files=files)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
+    """Trains until the study has ``n_trials`` configurations done, counting every worker's.
+
+    Any number of workers may run this on one storage: a configuration another worker trains or
+    trained is not trained again, a worker with nothing left to start waits for the others (one of
+    their trials may yet need a retry), and the trials of workers that went silent are failed and
+    retried (see :mod:`search.study._storage`).
+
+    Args:
+        prepared: The study from :func:`prepare_study`.
+        events: Progress hooks.
+
+    Returns:
+        How this worker's run ended.
+    """
+    events = events or StudyEvents()
+    spec, study, space, worker = prepared.spec, prepared.study, prepared.space, prepared.worker
+    study.set_user_attr(StudyKeys.NOTES, list(space.notes))
+    if space.notes and events.on_notes:
+        events.on_notes(space.notes)
+    _requeue_interrupted(study)
+    announce(study, worker, state="starting")
+    clock = _Clock()
+    trained = duplicates = skipped = 0
+    guard = ProposalGuard()
+    interrupted = False
+    stop_reason = "n_trials reached"
+    try:
+        while True:
+            fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if prepared.preflight is not None:
+                prepared.preflight.load(trials)
+            done = counts_toward_n_trials(trials)
+            by_number = {t.number: t for t in trials}
+            seen = {_config_key(t.config): by_number[t.number] for t in done if t.config is not None}
+            if len(done) >= spec.n_trials:
+                break
+            if len(seen) >= space.size:
+                stop_reason = "every configuration of the space is evaluated"
+                break
+            reason = _timeout_reason(spec, clock, trials)
+            if reason is not None:
+                stop_reason = reason
+                break
+            running = _running(trials)
+            if len(done) + len(running) >= spec.n_trials or len(seen) + len(running) >= space.size:
+                # What is left is being trained by other workers; wait, since one may yet fail.
+                announce(study, worker, state="waiting")
+                clock.idle(min(5.0, spec.heartbeat_interval))
+                continue
+            trial = ask(study)
+            with Heartbeat(
+                study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
+                worker=worker, trial=trial.number,
+            ):  # fmt: skip
+                params = suggest(trial, spec, space)
+                write_proposal(trial, params, worker=worker.name, device=spec.device)
+                key = _config_key(params)
+                earlier = seen.get(key)
+                if earlier is not None:
+                    _tell_duplicate(study, trial, earlier)
+                    duplicates += 1
+                    if guard.untrained():
+                        stop_reason = "the sampler keeps proposing configurations already evaluated"
+                        break
+                    continue
+                reason = _discard_reason(study.get_trials(deepcopy=False), trial.number, key, spec.n_trials)
+                if reason is not None:
+                    _discard(study, trial, reason)
+                    if guard.untrained():
+                        stop_reason = "the sampler keeps proposing configurations other workers train"
+                        break
+                    clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
+                    continue
+                guard.trained()
+                outcome = _train(prepared, trial, params, clock, events)
+                if outcome == "skipped":
+                    skipped += 1
+                    continue
+                trained += 1
+                if outcome == "interrupted":
+                    interrupted, stop_reason = True, "interrupted"
+                    break
+    except KeyboardInterrupt:
+        # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
+        interrupted, stop_reason = True, "interrupted"
+    storage = storage_clock(study)
+    times = {
+        "wall": clock.elapsed(),
+        "training": clock.training,
+        "waiting": clock.idle_total,
+        "storage": storage.seconds if storage else 0.0,
+        "storage_calls": float(storage.calls) if storage else 0.0,
+        "heartbeat_storage": storage.background_seconds if storage else 0.0,
+    }
+    announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
+    return StudyOutcome(
+        trained=trained,
+        total_finished=finished_count(study),
+        duplicates=duplicates,
+        interrupted=interrupted,
+        stop_reason=stop_reason,
+        wall_seconds=clock.elapsed(),
+        train_wall_seconds=clock.training,
+        idle_seconds=clock.idle_total,
+        storage_seconds=times["storage"],
+        preflight_skipped=skipped,
+        preflight_seconds_saved=prepared.preflight.seconds_saved(skipped) if prepared.preflight else 0.0,
+    )
+
+
+class _Clock:
+    """Where a worker's time goes: training, waiting for other workers, and the rest (coordination)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.training = 0.0
+        self.idle_total = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(seconds)
+        self.idle_total += seconds
+
+
+def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.FrozenTrial]) -> str | None:
+    if spec.timeout is None:
+        return None
+    elapsed = clock.elapsed()
+    if elapsed >= spec.timeout:
+        return "study timeout reached"
+    walls = [t.wall_seconds for t in read_trials(trials) if t.status == "ok" and t.wall_seconds is not None]
+    if walls and spec.timeout - elapsed < 0.8 * statistics.median(walls):
+        # A trial cut by the study's timeout measures nothing: do not start one that cannot end.
+        return "too little of the study's timeout left for another trial"
+    return None
+
+
+def _running(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple[Any, ...] | None]:
+    """The trials being trained now by any worker: number -> configuration (None until suggested)."""
+    return {
+        t.number: None if t.config is None else _config_key(t.config)
+        for t in read_trials(trials)
+        if t.state == optuna.trial.TrialState.RUNNING and not t.proposal_only
+    }
+
+
+def _discard_reason(
+    trials: list[optuna.trial.FrozenTrial], number: int, key: tuple[Any, ...], n_trials: int
+) -> str | None:
+    """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
+
+    Checked after this trial's configuration is stored, so that of two workers that proposed the same
+    configuration at once, at least one sees the other. Trial numbers rank the workers that asked
+    at once for the last trials of ``n_trials``: the lowest numbers train.
+    """
+    running = _running(trials)
+    for other, config in running.items():
+        if other != number and config == key:
+            return f"trial {other} trains the same configuration"
+    rank = sorted(running).index(number) if number in running else 0
+    if len(counts_toward_n_trials(trials)) + rank >= n_trials:
+        return "n_trials is reached by the trials already running"
+    return None
+
+
+def _discard(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Closes a proposal that must not be trained; a queued one (a retry) goes back to the queue."""
+    mark_discarded(trial, reason)
+    frozen = study._storage.get_trial(trial._trial_id)
+    if is_queued_retry(frozen):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING,
+                params=frozen.params,
+                distributions=frozen.distributions,
+                user_attrs=carried_attrs(frozen),
+                system_attrs={k: v for k, v in frozen.system_attrs.items() if not k.startswith("memfront:")},
+            )
+        )
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _requeue_interrupted(study: optuna.Study) -> None:
+    """Enqueues the configuration of each interrupted trial not requeued yet (stores before 0.2 did not)."""
+    requeued = set(study.user_attrs.get(StudyKeys.REQUEUED, []))
+    for stored in read_trials(study.get_trials(deepcopy=False)):
+        pending = not stored.requeued and stored.number not in requeued
+        if stored.status == "interrupted" and pending and stored.config is not None:
+            study.enqueue_trial(stored.config)
+            requeued.add(stored.number)
+    study.set_user_attr(StudyKeys.REQUEUED, sorted(requeued))
+
+
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
+    """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
+    mark_duplicate(trial, earlier)
+    complete = earlier.state == optuna.trial.TrialState.COMPLETE
+    study.tell(trial, earlier.values if complete else None, state=earlier.state)
+
+
+def _train(
+    prepared: PreparedStudy, trial: optuna.Trial, params: dict[str, Any], clock: _Clock, events: StudyEvents
+) -> str:
+    """Trains (or pre-flight skips) one configuration and tells the study; returns what happened."""
+    spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
+    config = TrialConfig(
+        data=prepared.data, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs, device=spec.device,
+        seed=spec.seed, train_images=spec.train_images, threads=prepared.threads, **params,
+    )  # fmt: skip
+    remaining = None if spec.timeout is None else max(1.0, spec.timeout - clock.elapsed())
+    limits = TrialLimits(
+        memory_limit_bytes=spec.memory_limit,
+        gpu_memory_limit_bytes=spec.gpu_memory_limit,
+        time_limit_s=min(filter(None, [spec.trial_time_limit, remaining]), default=None),
+    )
+    if preflight is not None:
+        prediction = preflight.predict(params, train_images=spec.train_images)
+        write_prediction(trial, prediction.total_bytes)
+        if preflight.should_skip(prediction):
+            record = preflight.skip_record(config, limits, prediction)
+            _tell(study, trial, record, spec, prepared.record_files)
+            if events.on_trial_end:
+                events.on_trial_end(trial.number, record, None)
+            return "skipped"
+    if events.on_trial_start:
+        events.on_trial_start(trial.number, params)
+    announce(study, prepared.worker, state="training", trial=trial.number)
+    try:
+        record = run_trial(config, limits=limits, on_progress=events.on_progress)
+    except BaseException:
+        # Never leave a RUNNING trial behind: a resumed study would count it forever. If the storage
+        # itself failed, the trial's heartbeats stop and other workers retry it.
+        with contextlib.suppress(Exception):
+            mark_interrupted(trial)
+            _requeue(study, trial, params)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    clock.training += record.wall_seconds
+    if record.status == "interrupted":
+        _requeue(study, trial, params)
+    note = None
+    try:
+        _tell(study, trial, record, spec, prepared.record_files)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # This worker was silent past the grace period (suspended, or cut off from the storage):
+        # another worker failed the trial and retries its configuration, so this result is dropped.
+        note = "not stored: another worker declared this trial lost and retries it"
+    if events.on_trial_end:
+        events.on_trial_end(trial.number, record, note)
+    return "interrupted" if record.status == "interrupted" else "trained"
+
+
+def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> None:
+    """Hands an interrupted trial's configuration to the next worker that asks (this one or another)."""
+    mark_requeued(trial)
+    study.enqueue_trial(params, user_attrs=requeue_attrs(trial.number))

@@ -1,0 +1,300 @@
+"""A study: its definition checked, its storage opened, its sampler made; ready for workers to run.
+
+:func:`prepare_study` reports every bad input before anything is stored; the search loop itself is
+:func:`search.study._optimize.run_worker`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from search.errors import InputError, StorageError
+from search.model._predict import DatasetStats
+from search.model._preflight import Preflight
+from search.study._space import EffectiveSpace, effective_space, sampled_choices
+from search.study._spec import StudySpec
+from search.study._storage import (
+    default_storage_url,
+    error_line,
+    is_concurrent_safe,
+    journal_path,
+    make_storage,
+    safe_url,
+)
+from search.study._stored import RecordFiles, StudyKeys
+from search.study._workers import WorkerIdentity, workers_seen
+from search.trial._config import resolve_hyp
+from search.units import format_bytes
+
+__all__ = [
+    "PreparedStudy",
+    "open_study",
+    "prepare_study",
+    "resolve_data",
+    "resolve_hyp_path",
+    "storage_url",
+]
+
+
+def storage_url(spec: StudySpec, spec_path: Path, override: str | None = None, *, jobs: int = 1) -> str:
+    """The study's storage: ``--storage``, else the file's ``storage``, else a file beside it.
+
+    The file beside it is SQLite for one local worker and a journal for several (see
+    :func:`search.study._storage.default_storage_url`).
+    """
+    if override:
+        return override
+    if spec.storage:
+        return spec.storage
+    return default_storage_url(spec_path.parent, spec.name, jobs=jobs)
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for ask-and-tell.
+
+    Its ``after_trial`` calls ``study.stop()`` once the grid is exhausted, which raises outside
+    ``study.optimize``; :func:`search.study._optimize.run_worker` stops by itself when every configuration
+    is evaluated.
+    """
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Any,
+    ) -> None:
+        return None
+
+
+def _sampler(spec: StudySpec, space: EffectiveSpace, seed: int) -> optuna.samplers.BaseSampler:
+    # Constraints come from each trial's own `Trial.set_constraint` (search.study._optimize), which the
+    # constrained samplers read; `constant_liar` makes TPE treat other workers' running trials as
+    # poor results, so that parallel workers propose different configurations.
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return _AskTellGridSampler(sampled_choices(spec, space), seed=seed)
+
+
+def open_study(
+    spec: StudySpec, url: str, *, create: bool, space: EffectiveSpace | None = None, seed: int | None = None
+) -> optuna.Study:
+    """Creates or loads the study; refuses one of the same name with other objectives.
+
+    Args:
+        spec: The study definition.
+        url: Its storage.
+        create: Create the study if it does not exist (else it must).
+        space: The effective search space (default: the spec's, adjusted to this machine).
+        seed: The sampler's seed (default: the spec's). Workers of one study need different seeds,
+            or they propose the same configurations.
+
+    Raises:
+        InputError: If the storage cannot be reached, the study does not exist (``create=False``)
+            or exists with different objectives.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.heartbeat_grace)
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    except Exception as error:  # the server went away, or refused this user the tables
+        raise StorageError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
+    if not create:
+        if spec.name not in names:
+            raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
+        loaded = optuna.load_study(study_name=spec.name, storage=storage)
+        _check_same_limit(loaded, spec, url)
+        return loaded
+    if spec.name in names:
+        existing = optuna.load_study(study_name=spec.name, storage=storage)
+        stored = existing.user_attrs.get(StudyKeys.OBJECTIVES)
+        if stored is not None and stored != spec.objectives:
+            raise InputError(
+                f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
+                "rename the study or use another storage"
+            )
+        _check_same_limit(existing, spec, url)
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        directions=spec.directions,
+        load_if_exists=True,
+        sampler=_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
+    )
+    study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
+    study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
+    return study
+
+
+def record_files(spec: StudySpec, spec_path: Path) -> RecordFiles:
+    """Where the study's trial records keep their bulky parts: ``<name>.records/`` beside the file."""
+    return RecordFiles(folder=spec_path.parent / f"{spec.name}.records")
+
+
+def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a changed memory limit for a study that already has trials.
+
+    Each finished trial's feasibility was judged against the limit of its run, and Optuna never
+    changes a finished trial: under another limit, old trials would keep verdicts that no longer
+    hold (and configurations stopped under a lower one would never be retried).
+    """
+    stored = study.user_attrs.get(StudyKeys.MEMORY_LIMIT)
+    if stored is None or int(stored) == spec.memory_limit or not study.get_trials(deepcopy=False):
+        return
+    raise InputError(
+        f"study {spec.name!r} in {safe_url(url)} was run with memory_limit {format_bytes(int(stored))}, "
+        f"the study file now says {format_bytes(spec.memory_limit)}: its trials were judged against the "
+        "old limit; restore it, or give the study a new name to search under the new one"
+    )
+
+
+def resolve_data(spec: StudySpec, spec_path: Path) -> str:
+    """The data yaml to train on; ``demo`` generates the synthetic dataset beside the study file."""
+    if spec.data != "demo":
+        path = Path(spec.data).expanduser()
+        return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
+    from search.data._demo import make_demo_dataset
+
+    folder = spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}"
+    data_yaml = folder / "data.yaml"
+    if not data_yaml.is_file():
+        make_demo_dataset(folder, images=spec.demo_images, size=spec.demo_size, seed=0)
+    return str(data_yaml)
+
+
+def resolve_hyp_path(spec: StudySpec, spec_path: Path) -> str | None:
+    """The study's hyp yaml: ``demo``, or a path relative to the study file."""
+    if spec.hyp is None or spec.hyp == "demo":
+        return spec.hyp
+    path = Path(spec.hyp).expanduser()
+    return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedStudy:
+    """A study checked and opened, ready to run: every bad input has been reported by now."""
+
+    spec: StudySpec
+    study: optuna.Study
+    space: EffectiveSpace
+    data: str
+    hyp: str | None
+    preflight: Preflight | None
+    url: str
+    worker: WorkerIdentity
+    threads: int | None = None
+    record_files: RecordFiles | None = None
+
+
+def prepare_study(
+    spec: StudySpec,
+    spec_path: Path,
+    *,
+    storage: str | None = None,
+    jobs: int = 1,
+    worker_index: int | None = None,
+) -> PreparedStudy:
+    """Checks everything a run needs and creates or loads the study.
+
+    Args:
+        spec: The study definition (its ``device`` is this worker's).
+        spec_path: The study file, for relative paths and the default storage.
+        storage: A storage URL overriding the spec's.
+        jobs: Local workers that will share this machine: their limits must fit its free memory
+            together, and their storage must take concurrent writers.
+        worker_index: This worker's index among ``jobs`` (it offsets the sampler's seed).
+
+    Raises:
+        InputError: For a bad dataset, hyp, objective, device or storage, or a limit that cannot be
+            met; nothing is stored then.
+    """
+    if "peak_gpu" in spec.objectives and spec.device == "cpu":
+        raise InputError("objective peak_gpu needs a CUDA device: set device in the study file")
+    from search.data._dataset import load_dataset
+    from search.measure._footprint import check_device, framework_footprint_bytes
+
+    check_device(spec.device)
+    footprint = framework_footprint_bytes(device=spec.device)
+    if spec.memory_limit <= footprint:
+        raise InputError(
+            f"memory_limit {spec.memory_limit / 1024**2:.0f} MiB is below the framework's own footprint "
+            f"({footprint / 1024**2:.0f} MiB: Python with torch and yolov5 imported, nothing trained)"
+        )
+    if jobs > 1:
+        _check_jobs_fit(spec, jobs)
+    url = storage_url(spec, spec_path, storage, jobs=jobs)
+    if jobs > 1 and not is_concurrent_safe(url):
+        raise InputError(
+            f"--jobs {jobs}: {safe_url(url)} is SQLite, which is not safe for concurrent writers; "
+            "use a journal:PATH or postgresql:// storage (or no --storage: a journal beside the study)"
+        )
+    space = effective_space(spec)
+    data = resolve_data(spec, spec_path)
+    dataset = load_dataset(data)
+    if jobs > 1 and storage is None and spec.storage is None:
+        _move_to_journal(spec, spec_path, url)
+    hyp = resolve_hyp_path(spec, spec_path)
+    resolve_hyp(hyp)
+    study = open_study(spec, url, create=True, space=space)
+    worker = WorkerIdentity.here(device=spec.device, index=worker_index)
+    if worker_index:
+        study.sampler = _sampler(spec, space, spec.seed + worker_index)
+    elif worker_index is None and workers_seen(study, within_s=spec.heartbeat_grace):
+        # Another worker runs this study now: the same seed would propose the same configurations.
+        study.sampler = _sampler(spec, space, spec.seed + 1 + random.SystemRandom().randrange(2**30))
+    preflight = None
+    if spec.preflight_margin is not None:
+        from search.model._calibration import calibrate, load_calibration
+
+        calibration = (
+            calibrate(model=spec.model, device=spec.device) if spec.calibrate
+            else load_calibration(spec.model, spec.device)
+        )  # fmt: skip
+        preflight = Preflight(
+            stats=DatasetStats.read(dataset), limit_bytes=spec.memory_limit,
+            margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
+            device=spec.device,
+        )  # fmt: skip
+    return PreparedStudy(
+        spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
+        record_files=record_files(spec, spec_path),
+    )  # fmt: skip
+
+
+def _move_to_journal(spec: StudySpec, spec_path: Path, journal_url: str) -> None:
+    """Copies a study run so far in the default SQLite file into the journal that ``--jobs`` uses.
+
+    From then on every command finds the study in the journal (it wins when both files exist), so
+    nothing run before is lost from view. The SQLite file is left as it was.
+    """
+    sqlite = spec_path.parent / f"{spec.name}.db"
+    journal = journal_path(journal_url)
+    if not sqlite.is_file() or journal is None or journal.exists():
+        return
+    source = make_storage(f"sqlite:///{sqlite.resolve()}", heartbeat_interval=1, grace_period=2)
+    if spec.name not in {s.study_name for s in optuna.get_all_study_summaries(source)}:
+        return
+    target = make_storage(journal_url, heartbeat_interval=1, grace_period=2)
+    optuna.copy_study(from_study_name=spec.name, from_storage=source, to_storage=target)
+
+
+def _check_jobs_fit(spec: StudySpec, jobs: int) -> None:
+    """Jobs on one host share its memory: each may use up to the limit, all at once."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if jobs * spec.memory_limit > available:
+        raise InputError(
+            f"--jobs {jobs} x memory_limit {spec.memory_limit / 1024**3:.1f} GiB needs "
+            f"{jobs * spec.memory_limit / 1024**3:.1f} GiB, but this machine has "
+            f"{available / 1024**3:.1f} GiB available: use fewer jobs or a lower limit"
+        )

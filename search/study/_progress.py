@@ -1,0 +1,134 @@
+"""What a running study shows: a live progress bar for one worker, plain lines for several.
+
+Shared by ``memfront run`` and :func:`search.run_study`, so a notebook sees what the terminal sees.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from search.trial._record import TrialRecord
+from search.units import format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    from search.study._optimize import StudyOutcome
+    from search.study._prepare import PreparedStudy
+    from search.study._spec import StudySpec
+
+__all__ = ["config_text", "outcome_lines", "run_prepared", "trial_line"]
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """The five knobs in words."""
+    amp = "on" if config.get("amp") else "off"
+    return (
+        f"batch {config.get('batch')}, imgsz {config.get('imgsz')}, cache {config.get('cache')}, "
+        f"workers {config.get('workers')}, amp {amp}"
+    )
+
+
+def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str:
+    """One finished trial, as ``run`` prints it."""
+    colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
+    figures = (
+        f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
+    ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
+    line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {config_text(record.requested)}  {figures}"
+    return line + (f"  [red]{note}[/]" if note else "")
+
+
+def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
+    """How a worker's run ended, as ``run`` prints it."""
+    lines = [
+        f"{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
+        f"({outcome.trained} trained by this worker, {outcome.duplicates} repeated proposals skipped) in "
+        f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
+    ]
+    if outcome.preflight_skipped:
+        lines.append(
+            f"pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were "
+            f"not trained (about {format_seconds(outcome.preflight_seconds_saved)} saved)"
+        )
+    return lines
+
+
+def run_prepared(
+    prepared: PreparedStudy, *, console: Console | None, prefix: str | None = None
+) -> StudyOutcome:
+    """Runs one worker on a prepared study, showing its progress on ``console``.
+
+    Args:
+        prepared: From :func:`search.study._prepare.prepare_study`.
+        console: Where progress goes; None shows nothing.
+        prefix: Plain lines with this prefix instead of a live bar (several jobs share a terminal).
+    """
+    from search.study._optimize import run_worker
+
+    if console is None:
+        return run_worker(prepared)
+    if prefix is not None:
+        return _run_plain(prepared, console, prefix)
+    return _run_with_progress(prepared, console)
+
+
+def _run_with_progress(prepared: PreparedStudy, console: Console) -> StudyOutcome:
+    from search.study._optimize import StudyEvents, run_worker
+
+    spec = prepared.spec
+    with Progress(
+        TextColumn("[bold]{task.fields[name]}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        refresh_per_second=2,  # a trial shares the CPU with this display
+    ) as bar:
+        task = bar.add_task("", total=spec.n_trials, name=spec.name)
+        current: dict[str, Any] = {}
+
+        def on_start(number: int, params: dict[str, Any]) -> None:
+            current.update(number=number, params=params)
+            bar.update(task, description=f"trial {number}: {config_text(params)}")
+
+        def on_progress(progress: Any) -> None:
+            epoch = f"epoch {progress.epoch}/{progress.epochs}" if progress.epoch else progress.phase
+            bar.update(
+                task,
+                description=f"trial {current.get('number')}: {config_text(current.get('params', {}))}"
+                f"  {epoch}  host {format_bytes(progress.host_bytes)}",
+            )
+
+        def on_end(number: int, record: TrialRecord, note: str | None) -> None:
+            bar.console.print(trial_line(number, record, note))
+            bar.advance(task)
+
+        def on_notes(notes: tuple[str, ...]) -> None:
+            for note in notes:
+                bar.console.print(f"[dim]note: {note}[/]")
+
+        events = StudyEvents(
+            on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
+        )
+        return run_worker(prepared, events=events)
+
+
+def _run_plain(prepared: PreparedStudy, console: Console, prefix: str) -> StudyOutcome:
+    """One line per event: several jobs share a terminal, and live progress bars would garble it."""
+    from search.study._optimize import StudyEvents, run_worker
+
+    def on_notes(notes: tuple[str, ...]) -> None:
+        for note in notes:
+            console.print(f"{prefix}[dim]note: {note}[/]")
+
+    def on_start(number: int, params: dict[str, Any]) -> None:
+        console.print(f"{prefix}trial {number:>3} started: {config_text(params)}")
+
+    def on_end(number: int, record: TrialRecord, note: str | None) -> None:
+        console.print(prefix + trial_line(number, record, note))
+
+    events = StudyEvents(on_notes=on_notes, on_trial_start=on_start, on_trial_end=on_end)
+    return run_worker(prepared, events=events)

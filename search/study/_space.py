@@ -1,0 +1,103 @@
+"""The search space as searched on this machine, and how a trial samples it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import optuna
+
+from search.study._spec import IntRange, StudySpec
+from search.study._stored import write_capped_workers, write_fixed_knob
+
+__all__ = ["KNOBS", "EffectiveSpace", "effective_space", "sampled_choices", "suggest"]
+
+KNOBS = ("batch", "imgsz", "cache", "workers", "amp")
+
+
+@dataclasses.dataclass(frozen=True)
+class EffectiveSpace:
+    """The knobs as searched on this machine.
+
+    Attributes:
+        choices: Per knob, the values that train differently here (AMP off on a CPU, workers up to
+            the CPU count): they make the distinct configurations.
+        notes: What was fixed or clipped, and why.
+        cpus: This machine's CPU count, which caps the workers.
+    """
+
+    choices: dict[str, list[Any]]
+    notes: tuple[str, ...]
+    cpus: int
+
+    @property
+    def searched(self) -> list[str]:
+        """Knobs with more than one choice."""
+        return [k for k in KNOBS if len(self.choices[k]) > 1]
+
+    @property
+    def size(self) -> int:
+        """Number of distinct configurations."""
+        total = 1
+        for values in self.choices.values():
+            total *= len(values)
+        return total
+
+    def here(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A sampled configuration as it trains on this machine: workers capped at the CPU count."""
+        return {**params, "workers": min(int(params["workers"]), self.cpus)}
+
+
+def effective_space(spec: StudySpec, *, cpus: int | None = None) -> EffectiveSpace:
+    """Removes the knobs that cannot matter here, saying so: AMP on a CPU, workers beyond the cores.
+
+    Args:
+        spec: The study definition.
+        cpus: This machine's CPU count (default: ``os.cpu_count()``).
+    """
+    choices = {name: spec.space.choices(name) for name in KNOBS}
+    notes = []
+    if spec.device == "cpu" and True in choices["amp"]:
+        choices["amp"] = [False]
+        notes.append("amp fixed off: this study runs on the CPU and yolov5's AMP is CUDA-only")
+    cpus = cpus or os.cpu_count() or 1
+    if max(choices["workers"]) > cpus:
+        clipped = sorted({min(w, cpus) for w in choices["workers"]})
+        notes.append(f"workers clipped to this machine's {cpus} CPUs: {choices['workers']} -> {clipped}")
+        choices["workers"] = clipped
+    return EffectiveSpace(choices=choices, notes=tuple(notes), cpus=cpus)
+
+
+def sampled_choices(spec: StudySpec, space: EffectiveSpace) -> dict[str, list[Any]]:
+    """The values the sampler draws from for each searched knob: the study file's, on every host.
+
+    Optuna refuses a parameter whose distribution differs from the one stored with the study, so a
+    worker on a smaller machine samples the same workers range as the others and caps it when it
+    trains (:meth:`EffectiveSpace.here`).
+    """
+    return {name: spec.space.choices(name) for name in space.searched}
+
+
+def suggest(trial: optuna.Trial, spec: StudySpec, space: EffectiveSpace) -> dict[str, Any]:
+    """Samples one configuration, as it trains on this machine.
+
+    A knob with a single choice here is fixed and noted on the trial; the others are drawn from the
+    study file's distribution (the same on every host) and then capped to this machine (a capped
+    value is noted as ``capped_workers``).
+    """
+    params: dict[str, Any] = {}
+    for name in KNOBS:
+        values = space.choices[name]
+        declared = getattr(spec.space, name)
+        if len(values) == 1:
+            params[name] = values[0]
+            write_fixed_knob(trial, name, values[0])
+        elif isinstance(declared, IntRange) and spec.sampler != "grid":
+            params[name] = trial.suggest_int(name, declared.low, declared.high, step=declared.step)
+        else:
+            params[name] = trial.suggest_categorical(name, spec.space.choices(name))
+    here = space.here(params)
+    if here["workers"] != params["workers"]:
+        write_capped_workers(trial, sampled=params["workers"], cpus=space.cpus)
+    return here

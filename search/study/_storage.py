@@ -1,0 +1,265 @@
+"""Where a study lives: SQLite for one local worker, a journal file for several, PostgreSQL for many machines.
+
+Every storage made here has heartbeats: a worker records one for its running trial every
+``heartbeat_interval`` seconds, and any worker that finds a running trial silent for longer than
+``grace_period`` (its worker was killed, or its machine lost) fails it; the trial's configuration is
+then retried once (Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`). Optuna's
+RDB storage has this built in; its journal storage does not, so :class:`HeartbeatJournalStorage`
+adds it with the same interface (the heartbeat is a trial system attribute), and Optuna's own
+``fail_stale_trials`` works on both.
+
+Storage URLs: ``sqlite:///path.db``, ``postgresql://user:password@host:port/db`` (any SQLAlchemy URL
+Optuna's RDB storage accepts) and ``journal:path/to/file.journal`` (a path relative to the working
+directory, or ``journal:///absolute/path``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import random
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import InputError, StorageError
+
+__all__ = [
+    "HEARTBEAT_ATTR",
+    "HeartbeatJournalStorage",
+    "StorageClock",
+    "ask",
+    "default_storage_url",
+    "error_line",
+    "fail_stale_trials",
+    "is_concurrent_safe",
+    "journal_path",
+    "make_storage",
+    "safe_url",
+    "storage_clock",
+]
+
+HEARTBEAT_ATTR = "memfront:heartbeat"
+# A PostgreSQL host that does not answer must fail a command in seconds, not after TCP's minutes.
+_CONNECT_TIMEOUT_S = 10
+_SCHEMA_ATTEMPTS = 5
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, credentials = head.partition("://")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}" if ":" in credentials else url
+
+
+def journal_path(url: str) -> Path | None:
+    """The file of a ``journal:`` URL; None for any other URL."""
+    if not url.startswith("journal:"):
+        return None
+    rest = url[len("journal:") :]
+    if rest.startswith("///"):
+        rest = rest[2:]
+    elif rest.startswith("//"):
+        raise InputError(f"storage {url}: write journal:relative/path or journal:///absolute/path")
+    if not rest:
+        raise InputError("storage journal: needs a file path, e.g. journal:studies/demo.journal")
+    return Path(rest).expanduser()
+
+
+def default_storage_url(folder: Path, name: str, *, jobs: int = 1) -> str:
+    """The storage of a study file without a ``storage`` key.
+
+    SQLite beside the study file, unless several local jobs are asked for or a journal of the study
+    already exists there: SQLite's file locking is not safe for concurrent writers, a journal is.
+    """
+    journal = (folder / f"{name}.journal").resolve()
+    if jobs > 1 or journal.is_file():
+        return f"journal:///{str(journal).lstrip('/')}"
+    return f"sqlite:///{(folder / f'{name}.db').resolve()}"
+
+
+def is_concurrent_safe(url: str) -> bool:
+    """Whether several processes may write the storage at once."""
+    return not url.startswith("sqlite:")
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's journal file storage with the heartbeats its RDB storage has.
+
+    Args:
+        path: The journal file (created if missing).
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds of silence after which a running trial is stale.
+        stale_trial_callback: Called for each trial failed as stale.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        heartbeat_interval: float,
+        grace_period: float,
+        stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    ) -> None:
+        super().__init__(JournalFileBackend(str(path)))
+        self._heartbeat_interval = heartbeat_interval
+        self._grace_period = grace_period
+        self._stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            # A retried trial inherits its predecessor's last heartbeat: its start counts as one too.
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+            last = max(float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)), started)
+            if now - last > self._grace_period:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return int(self._heartbeat_interval)
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._stale_trial_callback
+
+
+@dataclasses.dataclass
+class StorageClock:
+    """Time a worker spent in storage calls: its own (which delay its next trial) and its heartbeats'."""
+
+    seconds: float = 0.0
+    calls: int = 0
+    background_seconds: float = 0.0
+
+
+_outermost = threading.local()
+
+
+def _instrument(storage: optuna.storages.BaseStorage) -> StorageClock:
+    """Times every public call into ``storage`` (the outermost one only, when calls nest)."""
+    clock = StorageClock()
+    main = threading.main_thread()
+    names = [n for n in dir(storage) if not n.startswith("_") or n == "_get_stale_trial_ids"]
+    for name in names:
+        method = getattr(storage, name, None)
+        if not inspect.ismethod(method):
+            continue
+
+        def timed(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            if getattr(_outermost, "busy", False):
+                return _method(*args, **kwargs)
+            _outermost.busy = True
+            started = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                _outermost.busy = False
+                elapsed = time.perf_counter() - started
+                if threading.current_thread() is main:
+                    clock.seconds += elapsed
+                    clock.calls += 1
+                else:
+                    clock.background_seconds += elapsed
+
+        setattr(storage, name, timed)
+    return clock
+
+
+def storage_clock(study: optuna.Study) -> StorageClock | None:
+    """The clock of a study opened through :func:`make_storage` (None for any other)."""
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)  # Optuna wraps an RDB storage in a cache
+    clock = getattr(storage, "memfront_clock", None)
+    return clock if isinstance(clock, StorageClock) else None
+
+
+def make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -> optuna.storages.BaseStorage:
+    """Opens the storage at ``url`` with heartbeats, and a retry of each stale trial's configuration.
+
+    Every call into it is timed (see :func:`storage_clock`): the coordination overhead of a study.
+
+    Raises:
+        InputError: If the storage cannot be opened (no server, wrong credentials, bad URL, a
+            folder that does not exist); the message names the URL without its password.
+    """
+    with warnings.catch_warnings():
+        # Heartbeats and retries are marked experimental in Optuna; they are what this storage is for.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = _make_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    storage.memfront_clock = _instrument(storage)  # type: ignore[attr-defined]
+    return storage
+
+
+def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -> optuna.storages.BaseStorage:
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    try:
+        path = journal_path(url)
+        if path is not None:
+            if not path.parent.is_dir():
+                raise InputError(f"storage {url}: folder {path.parent} does not exist")
+            return HeartbeatJournalStorage(
+                path, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                stale_trial_callback=retry,
+            )  # fmt: skip
+        engine_kwargs: dict[str, Any] = {}
+        if url.startswith(("postgresql", "mysql")):
+            engine_kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+        for attempt in range(_SCHEMA_ATTEMPTS):
+            try:
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=max(1, int(heartbeat_interval)),
+                    grace_period=max(1, int(grace_period)),
+                    heartbeat_stale_trial_callback=retry,
+                )
+            except Exception as error:
+                # Workers started at once on an empty database all create Optuna's tables: all but
+                # one fail on PostgreSQL's catalog ("duplicate key", "already exists"). Try again.
+                racing = any(text in str(error) for text in ("duplicate key", "already exists"))
+                if not racing or attempt == _SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.2, 1.0))
+        raise AssertionError("unreachable")
+    except InputError:
+        raise
+    except Exception as error:  # SQLAlchemy, drivers and the file system each raise their own
+        raise StorageError(f"storage {safe_url(url)} cannot be opened: {error_line(error)}") from None
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fails the study's running trials whose worker went silent, and retries each once (Optuna's own)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()``, without Optuna's warning that heartbeats are meant for ``Study.optimize``.
+
+    The search is ask-and-tell, and records its heartbeats itself (:class:`search.study._workers.Heartbeat`).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message (of the driver's error, for SQLAlchemy's wrappers)."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__

@@ -1,0 +1,331 @@
+"""Everything memfront stores in an Optuna study, and the one way to read it back.
+
+A trial of a memfront study is a plain Optuna trial: its knobs as parameters, its objective values,
+the memory constraint (``Trial.set_constraint``) and these user attributes. No other module reads or
+writes them by name: they use :func:`read_trial` (a typed :class:`StoredTrial`) and the ``write_*`` /
+``mark_*`` functions here.
+
+The trial's record (:class:`search.trial._record.TrialRecord`) is stored under ``record`` with a version
+and a ``kind`` (``training`` today). Its bulky parts (the memory series and the log tail) are left
+out of it when a place for files is given (:class:`RecordFiles`): every ``get_trials`` call of every
+worker reads every user attribute of every trial, so they go to a JSON file beside the study instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.trial._record import MEMORY_CONSTRAINT, TrialRecord, memory_violation
+
+__all__ = [
+    "COUNTED_STATUSES",
+    "FIGURES",
+    "RECORD_VERSION",
+    "RecordFiles",
+    "Status",
+    "StoredTrial",
+    "StudyKeys",
+    "counts_toward_n_trials",
+    "mark_discarded",
+    "mark_duplicate",
+    "mark_interrupted",
+    "mark_requeued",
+    "read_trial",
+    "read_trials",
+    "write_proposal",
+    "write_result",
+]
+
+RECORD_VERSION = 2
+"""Version 1 (memfront before 0.2) had no ``version`` and ``kind`` and kept the series inline."""
+
+Status = Literal["ok", "memory_limit", "predicted", "timeout", "failed", "interrupted", "lost", "duplicate"]
+"""A trial's status as reported: the record's own, or ``lost`` (its worker died: failed by the
+heartbeat check with no record), or ``duplicate`` (a repeated proposal, told the earlier result)."""
+
+INFEASIBLE_STATUSES = ("memory_limit", "predicted")
+COUNTED_STATUSES = ("ok", "memory_limit", "predicted", "timeout", "failed")
+"""Statuses of trials that count toward ``n_trials`` (a trained or pre-flight skipped configuration)."""
+
+FIGURES = ("map50", "map50_95", "fitness", "peak_host_bytes", "peak_gpu_bytes", "epoch_seconds")
+"""The record's headline figures, also stored as attributes of their own for Optuna's tools."""
+
+# Trial user attributes.
+_RECORD = "record"
+_STATUS = "status"
+_CONFIG = "config"
+_WORKER = "worker"
+_DEVICE = "device"
+_RETRY_OF = "retry_of"
+_REQUEUE_OF = "requeue_of"
+_REQUEUED = "requeued"
+_DUPLICATE_OF = "duplicate_of"
+_DISCARDED = "discarded"
+_PREDICTED_PEAK = "predicted_peak_bytes"
+_RECORD_FILE = "record_file"
+# Optuna's own system attribute: the trial a retried one replaces (RetryFailedTrialCallback).
+_FAILED_TRIAL = "failed_trial"
+# Record parts kept out of the stored record when there is a place for files.
+_BULKY = (("memory", "series"), ("log_tail",))
+
+
+class StudyKeys:
+    """Study user attributes memfront writes."""
+
+    OBJECTIVES = "objectives"
+    MEMORY_LIMIT = "memory_limit_bytes"
+    NOTES = "notes"
+    REQUEUED = "requeued"
+    WORKER_PREFIX = "worker:"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFiles:
+    """Where the bulky parts of trial records go: ``<folder>/trial-<number>.json``."""
+
+    folder: Path
+
+    def path(self, number: int) -> Path:
+        """The file of trial ``number``."""
+        return self.folder / f"trial-{number:05d}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredTrial:
+    """A trial as memfront stored it, typed.
+
+    Attributes:
+        number: Optuna's trial number.
+        state: Optuna's trial state.
+        status: See :data:`Status`; None for a trial still running or waiting.
+        config: The five knobs as trained on the worker's machine (None until suggested).
+        record: The stored record (without its bulky parts when they went to a file), or None.
+        figures: The headline figures (:data:`FIGURES`), None where not measured.
+        violation: Peak host bytes minus the limit (<= 0: it fitted), None when not evaluated.
+        duplicate_of: The evaluated trial a repeated proposal was told the result of.
+        discarded: Why a proposal was never trained (another worker had it), or None.
+        worker: The worker that ran it.
+        device: The device it ran on.
+        retry_of: The lost trial whose configuration it retries.
+        requeue_of: The interrupted trial whose configuration it trains again.
+        requeued: Whether this interrupted trial's configuration was handed to the queue.
+        predicted_peak_bytes: Pre-flight's prediction before it trained (or skipped).
+        kind: What the trial measured: ``training`` (a short YOLO training).
+        record_file: The file holding the record's bulky parts, if any.
+    """
+
+    number: int
+    state: TrialState
+    status: Status | None
+    config: dict[str, Any] | None
+    record: dict[str, Any] | None
+    figures: dict[str, float | None]
+    violation: float | None
+    duplicate_of: int | None
+    discarded: str | None
+    worker: str | None
+    device: str | None
+    retry_of: int | None
+    requeue_of: int | None
+    requeued: bool
+    predicted_peak_bytes: float | None
+    kind: str
+    record_file: str | None
+
+    @property
+    def proposal_only(self) -> bool:
+        """A proposal never trained: a repeat of an evaluated configuration, or discarded."""
+        return self.duplicate_of is not None or self.discarded is not None
+
+    @property
+    def counts_toward_n_trials(self) -> bool:
+        """Whether this trial is one of the study's ``n_trials``: a configuration trained to an end
+        (or skipped by pre-flight); never a repeat, a discarded proposal, an interrupted or lost one."""
+        return self.state.is_finished() and not self.proposal_only and self.status in COUNTED_STATUSES
+
+    @property
+    def feasible(self) -> bool:
+        """Evaluated, and within the memory limit."""
+        return self.state == TrialState.COMPLETE and (self.violation is None or self.violation <= 0)
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """The trial's wall time, from its record."""
+        value = (self.record or {}).get("wall_seconds")
+        return None if value is None else float(value)
+
+    def full_record(self, files: RecordFiles | None = None) -> dict[str, Any] | None:
+        """The record with its bulky parts put back from their file (when it can be read)."""
+        if self.record is None:
+            return None
+        path = Path(self.record_file) if self.record_file else None
+        if files is not None and path is not None and not path.is_absolute():
+            path = files.folder / path
+        if path is None or not path.is_file():
+            return self.record
+        try:
+            bulky = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return self.record
+        full = json.loads(json.dumps(self.record))
+        full.setdefault("memory", {})["series"] = bulky.get("series")
+        full["log_tail"] = bulky.get("log_tail", [])
+        return full
+
+
+def read_trial(trial: FrozenTrial) -> StoredTrial:
+    """The typed view of one stored trial (records of every version load)."""
+    attrs = trial.user_attrs
+    record = attrs.get(_RECORD)
+    status = attrs.get(_STATUS)
+    if status is None and trial.state.is_finished():
+        # Failed with no record: its worker died, and the heartbeat check failed it.
+        status = "duplicate" if _DUPLICATE_OF in attrs else "lost"
+    retry_of = attrs.get(_RETRY_OF, trial.system_attrs.get(_FAILED_TRIAL))
+    return StoredTrial(
+        number=trial.number,
+        state=trial.state,
+        status=status,
+        config=attrs.get(_CONFIG),
+        record=record,
+        figures={name: attrs.get(name) for name in FIGURES},
+        violation=memory_violation(trial),
+        duplicate_of=attrs.get(_DUPLICATE_OF),
+        discarded=attrs.get(_DISCARDED),
+        worker=attrs.get(_WORKER),
+        device=attrs.get(_DEVICE),
+        retry_of=retry_of,
+        requeue_of=attrs.get(_REQUEUE_OF),
+        requeued=bool(attrs.get(_REQUEUED)),
+        predicted_peak_bytes=attrs.get(_PREDICTED_PEAK),
+        kind=str((record or {}).get("kind", "training")),
+        record_file=attrs.get(_RECORD_FILE),
+    )
+
+
+def read_trials(trials: Iterable[FrozenTrial]) -> list[StoredTrial]:
+    """The typed view of stored trials, in the order given."""
+    return [read_trial(t) for t in trials]
+
+
+def counts_toward_n_trials(trials: Iterable[FrozenTrial]) -> list[StoredTrial]:
+    """The trials that are among the study's ``n_trials`` (see :attr:`StoredTrial.counts_toward_n_trials`)."""
+    return [t for t in read_trials(trials) if t.counts_toward_n_trials]
+
+
+def write_proposal(trial: optuna.Trial, config: dict[str, Any], *, worker: str, device: str) -> StoredTrial:
+    """Stores what a worker is about to train, and who; returns the trial as now stored."""
+    trial.set_user_attr(_CONFIG, config)
+    trial.set_user_attr(_WORKER, worker)
+    trial.set_user_attr(_DEVICE, device)
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    if _FAILED_TRIAL in frozen.system_attrs:
+        trial.set_user_attr(_RETRY_OF, frozen.system_attrs[_FAILED_TRIAL])
+    return read_trial(frozen)
+
+
+def write_fixed_knob(trial: optuna.Trial, name: str, value: Any) -> None:
+    """Notes a knob with a single choice on this machine (not sampled: no Optuna parameter)."""
+    trial.set_user_attr(f"fixed_{name}", value)
+
+
+def write_capped_workers(trial: optuna.Trial, *, sampled: int, cpus: int) -> None:
+    """Notes that the sampled workers were capped to this machine's CPU count."""
+    trial.set_user_attr("capped_workers", {"sampled": sampled, "cpus": cpus})
+
+
+def write_prediction(trial: optuna.Trial, peak_bytes: float) -> None:
+    """Stores pre-flight's prediction of the trial's peak."""
+    trial.set_user_attr(_PREDICTED_PEAK, peak_bytes)
+
+
+def write_result(
+    trial: optuna.Trial,
+    record: TrialRecord,
+    *,
+    knobs: Iterable[str],
+    violation: float | None,
+    files: RecordFiles | None = None,
+) -> None:
+    """Stores a trial's record, status, knobs, figures and memory constraint (before it is told).
+
+    Args:
+        trial: The running trial.
+        record: What the trial produced.
+        knobs: The knob names to store as its configuration.
+        violation: Peak host bytes minus the limit, for Optuna's constraint; None for a crash.
+        files: Where the record's bulky parts go (else they stay in the record).
+    """
+    stored = record.to_dict()
+    stored["version"], stored["kind"] = RECORD_VERSION, "training"
+    if files is not None:
+        bulky = {
+            "series": stored.get("memory", {}).pop("series", None),
+            "log_tail": stored.pop("log_tail", []),
+        }
+        path = files.path(trial.number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(bulky) + "\n")
+        trial.set_user_attr(_RECORD_FILE, path.name)
+        stored["log_tail"] = bulky["log_tail"][-3:]  # the reason a trial failed stays at hand
+    trial.set_user_attr(_RECORD, stored)
+    trial.set_user_attr(_STATUS, record.status)
+    trial.set_user_attr(_CONFIG, {k: record.requested[k] for k in knobs})
+    for name in FIGURES:
+        trial.set_user_attr(name, getattr(record, name))
+    if violation is not None:
+        trial.set_constraint(MEMORY_CONSTRAINT, violation)
+
+
+def mark_duplicate(trial: optuna.Trial, earlier: FrozenTrial) -> None:
+    """Marks a proposal that repeats an evaluated configuration, with that evaluation's figures."""
+    trial.set_user_attr(_DUPLICATE_OF, earlier.number)
+    for key in (_STATUS, "map50", "map50_95", "peak_host_bytes"):
+        if key in earlier.user_attrs:
+            trial.set_user_attr(key, earlier.user_attrs[key])
+    for key, value in dict(earlier.constraints).items() or _legacy_constraints(earlier):
+        trial.set_constraint(key, value)
+
+
+def _legacy_constraints(trial: FrozenTrial) -> list[tuple[str, float]]:
+    legacy = trial.user_attrs.get("constraint") or []
+    return [(str(i), float(v)) for i, v in enumerate(legacy)]
+
+
+def mark_discarded(trial: optuna.Trial, reason: str) -> None:
+    """Marks a proposal that must not be trained (another worker trains it, or n_trials is reached)."""
+    trial.set_user_attr(_DISCARDED, reason)
+
+
+def mark_interrupted(trial: optuna.Trial) -> None:
+    """Marks a trial stopped by Ctrl-C or by its worker's failure."""
+    trial.set_user_attr(_STATUS, "interrupted")
+
+
+def mark_requeued(trial: optuna.Trial) -> None:
+    """Marks an interrupted trial whose configuration was handed to the queue."""
+    trial.set_user_attr(_REQUEUED, True)
+
+
+def requeue_attrs(trial_number: int) -> dict[str, Any]:
+    """User attributes of a queued trial that trains an interrupted trial's configuration again."""
+    return {_REQUEUE_OF: trial_number}
+
+
+def carried_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """User attributes a queued trial keeps when its proposal is discarded and queued again."""
+    return {k: v for k, v in trial.user_attrs.items() if k in (_REQUEUE_OF, _RETRY_OF)}
+
+
+def is_queued_retry(trial: FrozenTrial) -> bool:
+    """Whether the trial came from the queue (a retry of a lost trial or an enqueued configuration)."""
+    return bool(trial.params) and (
+        _FAILED_TRIAL in trial.system_attrs or "fixed_params" in trial.system_attrs
+    )

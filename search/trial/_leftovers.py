@@ -1,0 +1,147 @@
+"""What trials leave on the machine, and who removes it: folders of killed workers, disk caches.
+
+A worker removes its trial's folders itself, in a ``finally``. A worker killed outright (``kill -9``,
+a lost session) cannot: its trial child dies with it (``PR_SET_PDEATHSIG``), but the trial folder and
+the child's temp folder stay. Their names carry the worker's pid, and the next trial started on the
+machine removes those of dead workers (:func:`remove_abandoned`).
+
+``cache=disk`` makes yolov5 write a ``.npy`` file beside each image, which memfront removes after the
+trial unless the user keeps them. Several trials may use the same dataset at once (``--jobs``), so
+the removal is shared (:class:`DiskCacheClaim`): each such trial registers a claim naming the
+``.npy`` files that existed before the first of them started; only the last trial to finish removes
+the others, and a claim left by a killed worker is settled by the next trial once no live trial
+uses that dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = [
+    "CHILD_TEMP_PREFIX",
+    "TRIAL_PREFIX",
+    "DiskCacheClaim",
+    "owned_prefix",
+    "remove_abandoned",
+]
+
+TRIAL_PREFIX = "memfront-trial-"
+CHILD_TEMP_PREFIX = "mf-"
+
+
+def owned_prefix(prefix: str) -> str:
+    """A folder-name prefix that names this process as the owner: ``<prefix><pid>-``."""
+    return f"{prefix}{os.getpid()}-"
+
+
+def _owner_alive(name: str, prefix: str) -> bool:
+    owner = name[len(prefix) :].split("-", 1)[0]
+    # Another naming, or another user's folder: not ours to judge, so never removed.
+    return not owner.isdigit() or Path(f"/proc/{owner}").exists()
+
+
+def _claims_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "memfront-disk-cache"
+
+
+class DiskCacheClaim:
+    """A ``cache=disk`` trial's share in removing the ``.npy`` files beside a dataset's images.
+
+    Args:
+        data: The dataset's data yaml (claims on the same file share the removal).
+        images: Every image of the dataset.
+    """
+
+    def __init__(self, data: str, images: Iterable[Path]) -> None:
+        self._data = str(Path(data).resolve())
+        self._images = list(images)
+        folder = _claims_dir()
+        folder.mkdir(exist_ok=True)
+        live = [c for c in _claims(self._data) if c.alive]
+        # The baseline is what existed before the first live trial on this dataset started: what
+        # that trial wrote is not the user's, even if it was there when this one started.
+        baseline = live[0].baseline if live else {str(p) for p in _npy_files(self._images)}
+        self._path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        self._path.write_text(json.dumps({"data": self._data, "existing": sorted(baseline)}))
+        self._baseline = baseline
+
+    def release(self, *, keep: bool) -> None:
+        """Ends the claim; the last live claim on the dataset removes the ``.npy`` files trials wrote."""
+        with contextlib.suppress(OSError):
+            self._path.unlink()
+        if keep or any(c.alive for c in _claims(self._data)):
+            return
+        _remove_new(self._images, self._baseline)
+
+
+def _npy_files(images: Iterable[Path]) -> set[Path]:
+    from search.data._dataset import snapshot_cache_files
+
+    return snapshot_cache_files(images)
+
+
+def _remove_new(images: Iterable[Path], baseline: set[str]) -> None:
+    for npy in _npy_files(images):
+        if str(npy) not in baseline:
+            with contextlib.suppress(OSError):
+                npy.unlink()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Claim:
+    path: Path
+    data: str
+    baseline: set[str]
+    alive: bool
+
+
+def _claims(data: str | None = None) -> list[_Claim]:
+    """Every claim on the machine, oldest first; only those on ``data`` if given."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in sorted(_claims_dir().glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                payload = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if data is None or payload.get("data") == data:
+                alive = _owner_alive(path.name, "")
+                found.append(_Claim(path, str(payload.get("data")), set(payload.get("existing", [])), alive))
+    return found
+
+
+def remove_abandoned(workdir: Path | None = None) -> list[Path]:
+    """Removes the trial folders, child temp folders and disk caches of dead workers; returns them."""
+    removed: list[Path] = []
+    temp = Path(tempfile.gettempdir())
+    for place, prefix in ((workdir or temp, TRIAL_PREFIX), (temp, CHILD_TEMP_PREFIX)):
+        with contextlib.suppress(OSError):
+            for folder in place.glob(f"{prefix}*"):
+                if folder.is_dir() and not _owner_alive(folder.name, prefix):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+    for claim in _claims():
+        if claim.alive:
+            continue
+        with contextlib.suppress(OSError):
+            claim.path.unlink()
+        removed.append(claim.path)
+        if any(c.alive for c in _claims(claim.data)):
+            continue  # a live trial uses the dataset: the last of them removes the files
+        from search.data._dataset import load_dataset
+        from search.errors import InputError
+
+        try:
+            dataset = load_dataset(claim.data)
+        except InputError:
+            continue  # the dataset moved: nothing can be told apart safely
+        _remove_new(dataset.all_images, claim.baseline)
+    return removed

@@ -1,0 +1,303 @@
+"""Runs one trial in a child process and supervises its memory, time and exit.
+
+The parent never imports torch or yolov5: it starts ``python -m search.child.trainer`` in a new session
+(so the child and its dataloader workers form one process group, out of reach of the terminal's
+Ctrl-C), samples the group's memory with :class:`search.measure._memory.TreeSampler`, stops the whole group
+on a limit, a timeout or an interrupt, and cleans up everything the trial created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from search.child import compat
+from search.data._dataset import load_dataset, write_trial_data_yaml
+from search.measure._cgroup import TrialCgroup, cgroup_figures
+from search.measure._gpu import NvmlProbe
+from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
+from search.measure._procfs import group_alive
+from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
+from search.trial._leftovers import (
+    CHILD_TEMP_PREFIX,
+    TRIAL_PREFIX,
+    DiskCacheClaim,
+    owned_prefix,
+    remove_abandoned,
+)
+from search.trial._outcome import ChildEvents, build_record, child_phases, log_tail
+from search.trial._record import TrialRecord
+
+__all__ = ["TrialProgress", "run_trial"]
+
+_PROGRESS_PERIOD_S = 0.5
+_FALLBACK_POLL_S = 0.1
+
+
+@dataclasses.dataclass
+class TrialProgress:
+    """A live view of a running trial, for progress displays."""
+
+    phase: str
+    epoch: int | None
+    epochs: int
+    host_bytes: int
+    elapsed_s: float
+    last_map50_95: float | None
+
+
+class _ExitWatch:
+    """Waits for a child's exit without polling: on a pidfd where the kernel has them (Linux 5.3+)."""
+
+    def __init__(self, pid: int) -> None:
+        self._poll: select.poll | None = None
+        self._fd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._fd = os.pidfd_open(pid)
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
+
+    def wait(self, timeout_s: float | None) -> None:
+        """Returns when the child has exited, or after ``timeout_s`` (None: no limit)."""
+        if self._poll is None:
+            time.sleep(_FALLBACK_POLL_S if timeout_s is None else min(timeout_s, _FALLBACK_POLL_S))
+            return
+        self._poll.poll(None if timeout_s is None else max(1, int(timeout_s * 1000)))
+
+    def close(self) -> None:
+        """Releases the pidfd."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = self._poll = None
+
+
+def _kill_tree(pgid: int, pids: set[int]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    # Descendants that left the group (setsid) are still the trial's.
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def run_trial(
+    config: TrialConfig,
+    *,
+    limits: TrialLimits | None = None,
+    keep_cache: bool = False,
+    keep_run: Path | None = None,
+    workdir: Path | None = None,
+    on_progress: Callable[[TrialProgress], None] | None = None,
+    fast_hz: float = 25.0,
+    pss_cpu_budget: float = DEFAULT_PSS_CPU_BUDGET,
+) -> TrialRecord:
+    """Runs one trial in a child process and returns its record.
+
+    Args:
+        config: What to train.
+        limits: Memory and time limits; none by default.
+        keep_cache: Keep the ``.npy`` files that ``cache=disk`` wrote beside the images.
+        keep_run: Copy yolov5's run folder (weights, results.csv) here before cleaning up.
+        workdir: Where to make the trial's temporary folder (default: the system's temp dir).
+        on_progress: Called twice a second with a :class:`TrialProgress`.
+        fast_hz: Rate of the cheap memory reads that also enforce the memory limit.
+        pss_cpu_budget: Fraction of one core the exact PSS reads may use.
+
+    Returns:
+        The trial's record, whatever its status.
+
+    Raises:
+        InputError: If the dataset or model is bad; nothing is started then.
+    """
+    limits = limits or TrialLimits()
+    dataset = load_dataset(config.data)
+    model = resolve_model(config.model)
+    hyp = resolve_hyp(config.hyp)
+    started = time.monotonic()
+    remove_abandoned(workdir)
+    folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
+    child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
+    claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
+    try:
+        data_yaml, _ = write_trial_data_yaml(
+            dataset,
+            folder,
+            train_images=config.train_images,
+            train_fraction=config.train_fraction,
+            seed=config.seed,
+        )
+        spec = {
+            **config.model_dump(),
+            "data": str(data_yaml),
+            "model": model,
+            "hyp": hyp,
+            "project": str(folder),
+            "name": "run",
+            "events": str(folder / "events.jsonl"),
+            "config_dir": str(compat.yolov5_config_dir(folder / "settings")),
+            "gpu_memory_limit_bytes": limits.gpu_memory_limit_bytes,
+            "parent_pid": os.getpid(),
+            # A kept run is a real training: let yolov5 draw its usual plots; a trial skips them.
+            "noplots": keep_run is None,
+        }
+        (folder / "spec.json").write_text(json.dumps(spec))
+        record = _supervise(
+            config,
+            limits,
+            folder,
+            child_temp,
+            started,
+            on_progress,
+            fast_hz=fast_hz,
+            pss_cpu_budget=pss_cpu_budget,
+        )
+        if keep_run is not None and (folder / "run").is_dir():
+            shutil.copytree(folder / "run", keep_run, dirs_exist_ok=True)
+        return record
+    finally:
+        if claim is not None:
+            claim.release(keep=keep_cache)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(child_temp, ignore_errors=True)
+
+
+def _supervise(
+    config: TrialConfig,
+    limits: TrialLimits,
+    folder: Path,
+    child_temp: Path,
+    started: float,
+    on_progress: Callable[[TrialProgress], None] | None,
+    *,
+    fast_hz: float,
+    pss_cpu_budget: float,
+) -> TrialRecord:
+    env = {**os.environ, **compat.child_environment(folder / "settings")}
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    # Whatever the child and its workers put in a temp dir (multiprocessing's pymp-* folders, which a
+    # killed child never removes) goes in a folder of the trial's own, removed with it. It sits directly
+    # in the system temp dir: multiprocessing puts AF_UNIX sockets in it, whose paths may not exceed
+    # 107 bytes (a deeper folder made dataloader workers fail and the trial hang).
+    env["TMPDIR"] = str(child_temp)
+    if config.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(config.threads)
+    log_path = folder / "trial.log"
+    events = ChildEvents(folder / "events.jsonl")
+    cgroup = TrialCgroup.create(folder.name)
+    spawned_at = time.time()
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    pgid = child.pid
+    # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
+    cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
+    stopped_for: dict[str, int] = {}
+    stop_lock = threading.Lock()
+
+    def stop(reason: str, value: int = 0) -> None:
+        with stop_lock:
+            if not stopped_for:
+                stopped_for[reason] = value
+        _kill_tree(pgid, sampler.pids)
+
+    sampler = TreeSampler(
+        root_pid=child.pid,
+        fast_hz=fast_hz,
+        pss_cpu_budget=pss_cpu_budget,
+        limit_bytes=limits.memory_limit_bytes,
+        on_limit=lambda estimate: stop("memory_limit", estimate),
+    )
+    sampler.start()
+    nvml = NvmlProbe() if config.device != "cpu" else None
+    nvml_peak: int | None = None
+    exit_status: int | None = None
+    exited_at: float | None = None
+    rusage_maxrss: int | None = None
+    exit_watch = _ExitWatch(child.pid)
+    # Nothing here needs to wake up while the trial runs, except to report progress, to read NVML or
+    # at the time limit: on a shared core, every wake-up is taken from the trial.
+    period = _PROGRESS_PERIOD_S if on_progress is not None or nvml is not None else None
+    try:
+        while True:
+            pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                exited_at = time.time()
+                exit_status, rusage_maxrss = status, rusage.ru_maxrss * 1024
+                break
+            elapsed = time.monotonic() - started
+            if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
+                stop("timeout")
+            if on_progress is not None:
+                events.poll()
+            if nvml is not None and nvml.available:
+                used = nvml.used_bytes(sampler.pids | {child.pid})
+                if used is not None:
+                    nvml_peak = max(nvml_peak or 0, used)
+            if on_progress is not None:
+                last_epoch = events.last("epoch")
+                on_progress(
+                    TrialProgress(
+                        phase="training" if events.last("used") else "starting",
+                        epoch=(last_epoch["epoch"] + 1) if last_epoch else None,
+                        epochs=config.epochs,
+                        host_bytes=sampler.current_bytes,
+                        elapsed_s=elapsed,
+                        last_map50_95=last_epoch["map50_95"] if last_epoch else None,
+                    )
+                )
+            timeouts = [] if period is None else [period]
+            if limits.time_limit_s is not None and not stopped_for:
+                timeouts.append(max(limits.time_limit_s - elapsed, 0.01))
+            exit_watch.wait(min(timeouts, default=None))
+    except KeyboardInterrupt:
+        stop("interrupted")
+        _, exit_status, rusage = os.wait4(child.pid, 0)
+        exited_at = time.time()
+        rusage_maxrss = rusage.ru_maxrss * 1024
+    finally:
+        exit_watch.close()
+        child.returncode = -1 if exit_status is None else os.waitstatus_to_exitcode(exit_status)
+        # Whatever ended the child, its workers must not outlive it.
+        _kill_tree(pgid, sampler.pids)
+        deadline = time.monotonic() + 10
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        memory = sampler.stop()
+        if nvml is not None:
+            nvml.close()
+        kernel_figures = cgroup_figures(cgroup, joined=cgroup_joined)
+    events.poll()
+    return build_record(
+        config,
+        limits,
+        events,
+        {**memory.to_dict(), "cgroup": kernel_figures},
+        child.returncode,
+        stopped_for,
+        wall=time.monotonic() - started,
+        phases=child_phases(events, spawned_at, exited_at or time.time()),
+        log_tail=log_tail(log_path),
+        rusage_maxrss=rusage_maxrss,
+        nvml_peak=nvml_peak,
+        nvml_reason=None if nvml is None else nvml.unavailable_reason,
+    )
