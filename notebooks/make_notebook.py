@@ -42,10 +42,14 @@ import sys
 import warnings
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import optuna
-import pandas as pd
-import plotly.io as pio
+# optuna imports tqdm.auto, which warns in a notebook without ipywidgets: its progress bars are
+# not used here.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.io as pio  # noqa: E402
 
 ROOT = Path.cwd().parent
 if (ROOT / "search").is_dir() and str(ROOT) not in sys.path:

@@ -88,6 +88,7 @@ def test_notebook_runs_against_the_tiny_study(tiny_study: Path, monkeypatch: pyt
     assert any("memory limit" in a.get("text", "") for a in ours["layout"].get("annotations", []))
     assert "Pareto-front" in str(figures[1]["layout"]["title"])  # Optuna's title
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "Warning" not in text, text
     assert "study tiny: " in text
     assert "best configuration within 6.00 GiB: trial " in text
     table = next(
