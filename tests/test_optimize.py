@@ -7,10 +7,11 @@ import warnings
 import optuna
 import pytest
 
-from search.study._optimize import ProposalGuard, _tell
+from search.study._optimize import ProposalGuard, _config_key, _discard_reason, _tell
 from search.study._prepare import _sampler
 from search.study._space import effective_space
 from search.study._spec import StudySpec
+from search.study._stored import write_proposal
 from search.trial._record import MEMORY_CONSTRAINT, TrialRecord
 
 from .synthetic import GIB, knobs, record, stored_trial
@@ -93,3 +94,38 @@ def test_the_guard_waits_longer_for_each_untrained_proposal_and_stops_at_its_lim
     assert guard.consecutive == 0 and not guard.untrained() and guard.wait_s() == pytest.approx(0.2)
     assert [guard.untrained() for _ in range(3)] == [False, False, True]
     assert ProposalGuard(limit=100, max_wait_s=1.0).wait_s() <= 1.0
+
+
+def _asked(study: optuna.Study, config: dict[str, object]) -> optuna.Trial:
+    trial = study.ask()
+    write_proposal(trial, config, worker=f"host:{trial.number}", device="cpu")
+    return trial
+
+
+def test_two_workers_proposing_one_configuration_train_it_once() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    first, second = _asked(study, knobs(8)), _asked(study, knobs(8))
+    trials = study.get_trials(deepcopy=False)
+    key = _config_key(knobs(8))
+    # Each sees the other; the later one drops its proposal (so does the first, conservatively).
+    assert (
+        _discard_reason(trials, second.number, key, n_trials=10)
+        == f"trial {first.number} trains the same configuration"
+    )
+    other = _asked(study, knobs(16))
+    assert (
+        _discard_reason(study.get_trials(deepcopy=False), other.number, _config_key(knobs(16)), n_trials=10)
+        is None
+    )
+
+
+def test_workers_asking_at_once_for_the_last_trials_are_ranked_by_number() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(stored_trial(config=knobs(4), values=[0.2, float(GIB)], violation=-1.0))
+    early, late = _asked(study, knobs(8)), _asked(study, knobs(16))
+    trials = study.get_trials(deepcopy=False)
+    # One counted trial and n_trials 2: the lower-numbered proposal trains, the other is dropped.
+    assert _discard_reason(trials, early.number, _config_key(knobs(8)), n_trials=2) is None
+    assert "n_trials is reached" in str(
+        _discard_reason(trials, late.number, _config_key(knobs(16)), n_trials=2)
+    )

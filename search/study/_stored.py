@@ -104,7 +104,7 @@ class StoredTrial:
     Attributes:
         number: Optuna's trial number.
         state: Optuna's trial state.
-        status: See :data:`Status`; None for a trial still running or waiting.
+        status: See :data:`Status`; None for a trial still running or waiting, or a discarded proposal.
         config: The five knobs as trained on the worker's machine (None until suggested).
         record: The stored record (without its bulky parts when they went to a file), or None.
         figures: The headline figures (:data:`FIGURES`), None where not measured.
@@ -185,7 +185,7 @@ def read_trial(trial: FrozenTrial) -> StoredTrial:
     attrs = trial.user_attrs
     record = attrs.get(_RECORD)
     status = attrs.get(_STATUS)
-    if status is None and trial.state.is_finished():
+    if status is None and trial.state.is_finished() and _DISCARDED not in attrs:
         # Failed with no record: its worker died, and the heartbeat check failed it.
         status = "duplicate" if _DUPLICATE_OF in attrs else "lost"
     retry_of = attrs.get(_RETRY_OF, trial.system_attrs.get(_FAILED_TRIAL))

@@ -1,0 +1,94 @@
+"""What a trial stores in Optuna and how it reads back (synthetic studies, no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.study._space import KNOBS
+from search.study._stored import (
+    RECORD_VERSION,
+    RecordFiles,
+    counts_toward_n_trials,
+    mark_discarded,
+    mark_duplicate,
+    mark_interrupted,
+    read_trial,
+    write_proposal,
+    write_result,
+)
+
+from .synthetic import GIB, knobs, record, stored_trial
+
+
+def _finished(study: optuna.Study, status: str, **figures: object) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    write_proposal(trial, knobs(), worker="host:1", device="cpu")
+    told = record(status, **figures)  # type: ignore[arg-type]
+    write_result(trial, told, knobs=KNOBS, violation=-1.0 if status == "ok" else None)
+    if status == "ok":
+        study.tell(trial, [0.3, float(GIB)])
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return study.trials[-1]
+
+
+def test_which_trials_count_toward_n_trials() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _finished(study, "ok")
+    _finished(study, "failed", map50_95=None, peak=None)
+    _finished(study, "timeout", map50_95=None)
+    interrupted = study.ask()
+    mark_interrupted(interrupted)
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    lost = study.ask()  # failed by the heartbeat check: no record at all
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    repeat = study.ask()
+    mark_duplicate(repeat, study.trials[0])
+    study.tell(repeat, study.trials[0].values)
+    dropped = study.ask()
+    mark_discarded(dropped, "trial 0 trains the same configuration")
+    study.tell(dropped, state=optuna.trial.TrialState.FAIL)
+    running = study.ask()
+    write_proposal(running, knobs(16), worker="host:2", device="cpu")
+    study.add_trial(
+        stored_trial(config=knobs(32), values=[0.0, 3 * GIB], violation=GIB, status="memory_limit")
+    )
+    counted = counts_toward_n_trials(study.trials)
+    assert [t.status for t in counted] == ["ok", "failed", "timeout", "memory_limit"]
+    statuses = [read_trial(t).status for t in study.trials]
+    assert statuses == ["ok", "failed", "timeout", "interrupted", "lost", "ok", None, None, "memory_limit"]
+    assert read_trial(study.trials[5]).duplicate_of == 0 and read_trial(study.trials[6]).proposal_only
+    assert read_trial(study.trials[7]).worker == "host:2" and read_trial(study.trials[7]).config == knobs(16)
+
+
+def test_the_record_is_versioned_and_its_bulky_parts_go_to_a_file(tmp_path: Path) -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    told = record()
+    told.memory["series"] = {"t": [0.0, 1.0], "estimate": [1, 2]}
+    told.log_tail = [f"line {i}" for i in range(40)]
+    files = RecordFiles(folder=tmp_path / "demo.records")
+    write_result(trial, told, knobs=KNOBS, violation=-1.0, files=files)
+    study.tell(trial, [0.3, float(GIB)])
+    stored = read_trial(study.trials[0])
+    assert stored.record is not None and stored.record["version"] == RECORD_VERSION
+    assert stored.kind == "training" and "series" not in stored.record["memory"]
+    assert stored.record["log_tail"] == ["line 37", "line 38", "line 39"]
+    full = stored.full_record(files)
+    assert (
+        full is not None and full["memory"]["series"] == told.memory["series"] and len(full["log_tail"]) == 40
+    )
+    assert stored.violation == -1.0 and stored.feasible and stored.figures["map50_95"] == pytest.approx(0.3)
+
+
+def test_a_record_of_an_older_study_still_loads() -> None:
+    # memfront before 0.2: no version, no kind, the series inline, the constraint a user attribute.
+    legacy = stored_trial(config=knobs(), values=[0.0, 3.0 * GIB], violation=None, status="memory_limit")
+    legacy.user_attrs["constraint"] = [float(GIB)]
+    legacy.user_attrs["record"]["memory"]["series"] = {"t": [0.0]}
+    stored = read_trial(legacy)
+    assert stored.kind == "training" and stored.violation == float(GIB) and not stored.feasible
+    assert stored.full_record() == legacy.user_attrs["record"]
