@@ -52,7 +52,9 @@ def test_sums_the_trees_processes_over_all_devices(monkeypatch: pytest.MonkeyPat
     probe = NvmlProbe()
     assert probe.available
     assert probe.used_bytes({100, 101, 102}) == 800
-    assert probe.used_bytes({5}) == 0
+    # None of these processes is the trial's: no figure, not 0 bytes (issue 15).
+    assert probe.used_bytes({5}) is None
+    assert probe.reason is None  # the trial's processes were matched before
     probe.close()
     assert probe.used_bytes({100}) is None
 
@@ -62,3 +64,12 @@ def test_amp_runs_only_where_cuda_does() -> None:
     on_cpu, reason = decide_amp(requested=True, cuda=False)
     assert on_cpu is False and "CUDA" in reason
     assert decide_amp(requested=False, cuda=True) == (False, "off as requested")
+
+
+def test_host_pids_seen_from_a_container_give_no_figure_and_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inside a container, NVML lists the host's PIDs: the trial's own (small, namespaced) never match.
+    devices = [[_Process(48213, 900 * 1024**2), _Process(48250, 100 * 1024**2)]]
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml(devices))
+    probe = NvmlProbe()
+    assert probe.used_bytes({12, 13}) is None
+    assert probe.reason is not None and "none with the trial's PIDs" in probe.reason

@@ -19,6 +19,8 @@ class NvmlProbe:
     def __init__(self) -> None:
         self._nvml: Any = None
         self.unavailable_reason: str | None = None
+        self.unmatched_reason: str | None = None
+        self.matched = False
         try:
             import pynvml  # nvidia-ml-py; optional (extra "gpu")
 
@@ -38,15 +40,36 @@ class NvmlProbe:
             return None
         nvml = self._nvml
         total = 0
+        matched = listed = 0
         try:
             for index in range(nvml.nvmlDeviceGetCount()):
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    listed += 1
                     if proc.pid in pids and proc.usedGpuMemory is not None:
+                        matched += 1
                         total += int(proc.usedGpuMemory)
         except Exception:
             return None
-        return total
+        if listed and not matched:
+            # Inside a container NVML reports the host's PIDs, which never match the trial's own:
+            # 0 bytes would read as a measurement.
+            self.unmatched_reason = (
+                f"NVML lists {listed} processes on the GPUs but none with the trial's PIDs "
+                "(a container's PID namespace?): no NVML figure"
+            )
+            return None
+        if matched:
+            self.unmatched_reason = None
+            self.matched = True
+        return total if matched else None
+
+    @property
+    def reason(self) -> str | None:
+        """Why there is no NVML figure (unavailable, or no process of the trial's was ever matched)."""
+        if self.unavailable_reason is not None:
+            return self.unavailable_reason
+        return None if self.matched else self.unmatched_reason
 
     def close(self) -> None:
         """Releases NVML."""

@@ -299,5 +299,5 @@ def _supervise(
         log_tail=log_tail(log_path),
         rusage_maxrss=rusage_maxrss,
         nvml_peak=nvml_peak,
-        nvml_reason=None if nvml is None else nvml.unavailable_reason,
+        nvml_reason=None if nvml is None else nvml.reason,
     )
