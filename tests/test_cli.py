@@ -38,6 +38,7 @@ def test_parent_side_never_imports_torch_or_yolov5() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_trial_command_prints_summary_and_writes_json(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     done = run_cli(
@@ -93,6 +94,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], mess
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     started = time.time()

@@ -16,6 +16,9 @@ import pytest
 
 from .conftest import ROOT
 
+# Real YOLOv5 trials, worker processes or a PostgreSQL server: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 STUDY = """\
 name: first
 data: {data}

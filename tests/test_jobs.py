@@ -26,6 +26,9 @@ from .conftest import (
 )
 from .test_workers import _assert_complete, _counted
 
+# Real YOLOv5 trials, worker processes or a PostgreSQL server: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 
 def _study(spec_path: Path, url: str | None = None) -> optuna.Study:
     spec = load_study_spec(spec_path)

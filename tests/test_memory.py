@@ -79,6 +79,7 @@ def _sample(script: str, *args: str, **sampler_options: object) -> tuple[object,
     return sampler, child
 
 
+@pytest.mark.slow
 def test_shared_pages_of_forked_workers_count_once() -> None:
     size_mb = 400
     sampler, child = _sample(_SHARED_CHILD, str(size_mb))
@@ -93,6 +94,7 @@ def test_shared_pages_of_forked_workers_count_once() -> None:
     assert report.series["t_s"] and len(report.series["t_s"]) == len(report.series["host_bytes"])
 
 
+@pytest.mark.slow
 def test_limit_is_enforced_fast() -> None:
     crossed: list[int] = []
 
@@ -113,6 +115,7 @@ def test_limit_is_enforced_fast() -> None:
     assert reaction < 10
 
 
+@pytest.mark.slow
 def test_a_lone_process_is_tracked_with_few_exact_reads() -> None:
     # Without workers nothing shares the process's anonymous memory: the cheap reads track its PSS
     # exactly but for its file-backed share, so the sampler must not spend page walks on every new high.
@@ -177,6 +180,7 @@ def _old_downsampling(
     return {"t_s": t_out, "host_bytes": est_out, "rss_tree_bytes": rss_out, "pss_read_bytes": pss_out}
 
 
+@pytest.mark.slow
 def test_the_series_of_a_day_long_trial_stays_bounded() -> None:
     # No process is sampled: the samples go straight to the sampler's record, as its loop would.
     sampler = TreeSampler(root_pid=os.getpid())

@@ -52,6 +52,7 @@ def _assert_image(path: Path) -> None:
         assert colours is not None and len(colours) > 20
 
 
+@pytest.mark.slow  # the plot of a real tiny study
 def test_data_matches_the_frame(tiny_frame: tuple[pd.DataFrame, int], plot_data: ParetoPlotData) -> None:
     frame, limit = tiny_frame
     originals = frame[frame["duplicate_of"].isna()]
@@ -78,6 +79,7 @@ def test_data_matches_the_frame(tiny_frame: tuple[pd.DataFrame, int], plot_data:
         assert row["label"].startswith("b")
 
 
+@pytest.mark.slow  # the plot of a real tiny study
 def test_png_and_html(plot_data: ParetoPlotData, tmp_path: Path) -> None:
     png = write_plot(plot_data, tmp_path / "front.png")
     _assert_image(png)
@@ -98,6 +100,7 @@ def test_png_and_html(plot_data: ParetoPlotData, tmp_path: Path) -> None:
     assert svg.read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.slow  # the plot of a real tiny study
 def test_unknown_suffix(plot_data: ParetoPlotData, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown plot format"):
         write_plot(plot_data, tmp_path / "front.jpg")

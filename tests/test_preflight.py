@@ -17,6 +17,9 @@ from search.trial._record import memory_violation
 
 from .conftest import run_cli
 
+# Real YOLOv5 trials, worker processes or a PostgreSQL server: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 STUDY = """\
 name: preflight
 data: {data}

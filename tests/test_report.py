@@ -98,6 +98,7 @@ def stored_study(tmp_path: Path, tiny_data: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_report_shows_a_predicted_trials_cache_as_asked_and_json_on_stdout(stored_study: Path) -> None:
     done = run_cli("report", str(stored_study), "--all", "--json", "-", timeout=120)
     assert done.returncode == 0, done.stderr
@@ -109,6 +110,7 @@ def test_report_shows_a_predicted_trials_cache_as_asked_and_json_on_stdout(store
     assert len(csv.stdout.splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_a_changed_memory_limit_is_refused_and_nothing_is_touched(stored_study: Path) -> None:
     spec = yaml.safe_load(stored_study.read_text())
     stored_study.write_text(yaml.safe_dump({**spec, "memory_limit": "1GiB"}))

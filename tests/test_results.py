@@ -62,6 +62,7 @@ def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) 
     )
 
 
+@pytest.mark.slow
 def test_best_is_what_export_prints(study_file: Path) -> None:
     results = search.load_study(study_file)
     for budget in ("1.2GiB", "1.45GiB", "3GiB"):

@@ -46,6 +46,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
+@pytest.mark.slow
 def test_silent_trial_is_failed_after_the_grace_period_and_retried_once(storage_url: str) -> None:
     storage = make_storage(storage_url, heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage, study_name="s")
@@ -95,6 +96,7 @@ def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:
         make_storage("nosuchdb://x", heartbeat_interval=1, grace_period=2)
 
 
+@pytest.mark.slow
 def test_unreachable_storage_and_wrong_credentials_exit_2(
     postgres: PostgresServer, tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -125,6 +127,7 @@ optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
 """
 
 
+@pytest.mark.slow
 def test_workers_started_at_once_on_an_empty_database_all_open_it(postgres: PostgresServer) -> None:
     # Each creates Optuna's tables; PostgreSQL lets one win and the others retry.
     url = postgres.new_database()

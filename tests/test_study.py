@@ -41,6 +41,7 @@ def _trials(spec_path: Path) -> list[optuna.trial.FrozenTrial]:
     return open_study(spec, storage_url(spec, spec_path), create=False).get_trials()
 
 
+@pytest.mark.slow
 def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> None:
     trials = _trials(tiny_study)
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
@@ -70,6 +71,7 @@ def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> Non
     assert done.returncode == 0 and json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_resume_adds_only_the_missing_trials(tiny_study: Path, tmp_path: Path) -> None:
     study = _copy_study(tiny_study, tmp_path, n_trials="4")
     before = len([t for t in _trials(study) if "duplicate_of" not in t.user_attrs])
@@ -80,6 +82,7 @@ def test_resume_adds_only_the_missing_trials(tiny_study: Path, tmp_path: Path) -
     assert "1 trained by this worker" in " ".join(done.stderr.split())
 
 
+@pytest.mark.slow
 def test_report_json_csv_and_table(tiny_study: Path, tmp_path: Path) -> None:
     done = run_cli(
         "report",
@@ -100,6 +103,7 @@ def test_report_json_csv_and_table(tiny_study: Path, tmp_path: Path) -> None:
     assert (tmp_path / "r.csv").read_text().startswith("number,")
 
 
+@pytest.mark.slow
 def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     done = run_cli("export", str(tiny_study), "--max-memory", "8GiB")
     assert done.returncode == 0, done.stderr
@@ -130,6 +134,7 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     assert "batch:" in exported and "hyp: demo" in exported and "--hyp " in exported
 
 
+@pytest.mark.slow
 def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     # Just above what importing torch and yolov5 costs, far below what any trial needs.
     limit = framework_footprint_bytes() + 64 * 1024**2
@@ -181,6 +186,7 @@ def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: 
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_other_objectives_refused_and_nothing_lost(tiny_study: Path, tmp_path: Path) -> None:
     study = _copy_study(tiny_study, tmp_path)
     before = sqlite3.connect(tmp_path / "tiny.db").execute("select count(*) from trials").fetchone()
@@ -198,6 +204,7 @@ def test_missing_study_for_report(tiny_data: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and "run it first" in done.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     tiny_study: Path, tmp_path: Path
 ) -> None:
@@ -232,6 +239,7 @@ def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     assert resumed[0].user_attrs["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_jobs_move_a_sqlite_study_into_a_journal(tiny_study: Path, tmp_path: Path) -> None:
     from search.study._prepare import prepare_study
 

@@ -38,6 +38,7 @@ def _leftovers(work: Path) -> list[Path]:
     return [*work.iterdir(), *Path(tempfile.gettempdir()).glob("mf-*")]
 
 
+@pytest.mark.slow
 def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path, work: Path) -> None:
     progress: list[object] = []
     oom_scores: set[str] = set()
@@ -90,6 +91,7 @@ def _check_kernel_accounting(kernel: dict[str, object]) -> None:
     assert not list(root.glob(f"memfront-{os.getpid()}-*"))  # removed after the trial
 
 
+@pytest.mark.slow
 def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path, work: Path) -> None:
     started = time.monotonic()
     record = run_trial(
@@ -104,6 +106,7 @@ def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path, work: Pa
     assert trainer_processes() == [] and _leftovers(work) == []
 
 
+@pytest.mark.slow
 def test_crash_is_failed_with_log_tail(tmp_path: Path, work: Path) -> None:
     data_yaml = make_demo_dataset(tmp_path, images=8, val_images=4, size=64)
     label = tmp_path / "labels" / "train" / "000000.txt"
@@ -115,6 +118,7 @@ def test_crash_is_failed_with_log_tail(tmp_path: Path, work: Path) -> None:
     assert trainer_processes() == []
 
 
+@pytest.mark.slow
 def test_timeout(tiny_data: Path, work: Path) -> None:
     record = run_trial(
         workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), limits=TrialLimits(time_limit_s=2)
@@ -123,6 +127,7 @@ def test_timeout(tiny_data: Path, work: Path) -> None:
     assert trainer_processes() == []
 
 
+@pytest.mark.slow
 def test_disk_cache_files_are_removed_but_users_own_are_kept(tmp_path: Path, work: Path) -> None:
     data_yaml = make_demo_dataset(tmp_path, images=8, val_images=4, size=64)
     users_npy = tmp_path / "images" / "train" / "000003.npy"
@@ -140,6 +145,7 @@ def test_disk_cache_files_are_removed_but_users_own_are_kept(tmp_path: Path, wor
     assert kept.status == "ok" and len(list(tmp_path.rglob("*.npy"))) == 8 + 4  # train and val
 
 
+@pytest.mark.slow
 def test_train_subset(tiny_data: Path, work: Path) -> None:
     record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), train_images=6, **TINY))
     assert record.status == "ok" and record.used["train_images"] == 6
@@ -155,6 +161,7 @@ def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path, work: Path) -
     assert _leftovers(work) == []
 
 
+@pytest.mark.slow
 def test_cuda_out_of_memory_is_memory_limit(
     tiny_data: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

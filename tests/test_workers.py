@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from search.study._prepare import open_study
 from search.study._spec import load_study_spec
@@ -23,6 +24,9 @@ from .conftest import (
     trainer_processes,
 )
 from .postgres import PostgresServer
+
+# Real YOLOv5 trials, worker processes or a PostgreSQL server: `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
 
 
 def _study(spec_path: Path, url: str) -> optuna.Study:
