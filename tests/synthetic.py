@@ -6,10 +6,14 @@ per test instead of real training.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import optuna
+import yaml
 
+from search.study._stored import StudyKeys
 from search.trial._record import MEMORY_CONSTRAINT, TrialRecord
 
 GIB = 1024**3
@@ -96,3 +100,20 @@ def stored_trial(
 def knobs(batch: int = 8, imgsz: int = 96, cache: str = "none", workers: int = 0) -> dict[str, Any]:
     """A configuration of the five knobs."""
     return {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": False}
+
+
+def stored_study_file(
+    folder: Path, *, name: str, data: Path, limit: int, trials: Iterable[optuna.trial.FrozenTrial]
+) -> Path:
+    """A study file and its SQLite storage holding ``trials``, as ``memfront run`` would leave them."""
+    storage = f"sqlite:///{folder / f'{name}.db'}"
+    study = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr(StudyKeys.OBJECTIVES, ["map50_95", "peak_host"])
+    study.set_user_attr(StudyKeys.MEMORY_LIMIT, limit)
+    for trial in trials:
+        study.add_trial(trial)
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": name, "data": str(data), "memory_limit": limit, "storage": storage})
+    )
+    return path

@@ -13,7 +13,7 @@ from search.results._frame import front, hypervolume, trials_frame
 from search.results._plot import pareto_plot_data
 
 from .conftest import run_cli
-from .synthetic import GIB, knobs, stored_trial
+from .synthetic import GIB, knobs, stored_study_file, stored_trial
 
 LIMIT = 2 * GIB
 
@@ -78,12 +78,6 @@ def test_legacy_constraints_in_user_attributes_still_decide_feasibility() -> Non
 @pytest.fixture
 def stored_study(tmp_path: Path, tiny_data: Path) -> Path:
     """A study file and its SQLite storage holding a front, an infeasible and a pre-flight skip."""
-    storage = f"sqlite:///{tmp_path / 'synthetic.db'}"
-    study = optuna.create_study(study_name="synthetic", storage=storage, directions=["maximize", "minimize"])
-    study.set_user_attr("objectives", ["map50_95", "peak_host"])
-    study.set_user_attr("memory_limit_bytes", LIMIT)
-    study.add_trial(stored_trial(config=knobs(8, 96, "ram"), values=[0.3, 1.2 * GIB], violation=-0.8 * GIB))
-    study.add_trial(stored_trial(config=knobs(4, 64), values=[0.2, 1.0 * GIB], violation=-GIB))
     skipped = stored_trial(
         config=knobs(32, 128, "ram"),
         values=[0.0, 3 * GIB],
@@ -91,11 +85,12 @@ def stored_study(tmp_path: Path, tiny_data: Path) -> Path:
         status="predicted",
         epoch_seconds=None,
     )
-    study.add_trial(skipped)
-    spec = {"name": "synthetic", "data": str(tiny_data), "memory_limit": LIMIT, "storage": storage}
-    path = tmp_path / "synthetic.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    trials = [
+        stored_trial(config=knobs(8, 96, "ram"), values=[0.3, 1.2 * GIB], violation=-0.8 * GIB),
+        stored_trial(config=knobs(4, 64), values=[0.2, 1.0 * GIB], violation=-GIB),
+        skipped,
+    ]
+    return stored_study_file(tmp_path, name="synthetic", data=tiny_data, limit=LIMIT, trials=trials)
 
 
 @pytest.mark.slow

@@ -15,24 +15,22 @@ from search.results._export import choose_config
 from search.results._frame import trials_frame
 
 from .conftest import run_cli
-from .synthetic import GIB, knobs, stored_trial
+from .synthetic import GIB, knobs, stored_study_file, stored_trial
 
 LIMIT = 2 * GIB
 
 
 @pytest.fixture
 def study_file(tmp_path: Path, tiny_data: Path) -> Path:
-    storage = f"sqlite:///{tmp_path / 'api.db'}"
-    study = optuna.create_study(study_name="api", storage=storage, directions=["maximize", "minimize"])
-    study.set_user_attr("objectives", ["map50_95", "peak_host"])
-    study.set_user_attr("memory_limit_bytes", LIMIT)
-    for config, acc, peak in [(knobs(4, 64), 0.2, 1.0), (knobs(8, 96), 0.3, 1.4), (knobs(16, 96), 0.25, 1.5)]:
-        study.add_trial(stored_trial(config=config, values=[acc, peak * GIB], violation=(peak - 2) * GIB))
-    path = tmp_path / "api.yaml"
-    path.write_text(
-        yaml.safe_dump({"name": "api", "data": str(tiny_data), "memory_limit": LIMIT, "storage": storage})
-    )
-    return path
+    trials = [
+        stored_trial(config=config, values=[acc, peak * GIB], violation=(peak - 2) * GIB)
+        for config, acc, peak in [
+            (knobs(4, 64), 0.2, 1.0),
+            (knobs(8, 96), 0.3, 1.4),
+            (knobs(16, 96), 0.25, 1.5),
+        ]
+    ]
+    return stored_study_file(tmp_path, name="api", data=tiny_data, limit=LIMIT, trials=trials)
 
 
 def test_load_study_reads_without_changing_anything(study_file: Path) -> None:
