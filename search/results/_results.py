@@ -134,11 +134,10 @@ class StudyResults:
     def show(self) -> WithImage:
         """The Pareto plot as one notebook output: interactive where Jupyter can draw plotly, a PNG
         where it cannot (a code host, nbviewer)."""
+        from search.results import _plot as plot
         from search.results._notebook import WithImage
 
         data = self.plot_data()
-        from search.results import _plot as plot
-
         return WithImage(plot.render_plotly(data), plot.matplotlib_figure(data))
 
     def knob_plot(self, x: str, colour: str) -> WithImage:

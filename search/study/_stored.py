@@ -22,7 +22,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.trial._record import MEMORY_CONSTRAINT, TrialRecord, memory_violation
+from search.trial._record import MEMORY_CONSTRAINT, TrialRecord, memory_violation, trial_constraints
 
 __all__ = [
     "COUNTED_STATUSES",
@@ -290,13 +290,8 @@ def mark_duplicate(trial: optuna.Trial, earlier: FrozenTrial) -> None:
     for key in (_STATUS, "map50", "map50_95", "peak_host_bytes"):
         if key in earlier.user_attrs:
             trial.set_user_attr(key, earlier.user_attrs[key])
-    for key, value in dict(earlier.constraints).items() or _legacy_constraints(earlier):
+    for key, value in trial_constraints(earlier).items():
         trial.set_constraint(key, value)
-
-
-def _legacy_constraints(trial: FrozenTrial) -> list[tuple[str, float]]:
-    legacy = trial.user_attrs.get("constraint") or []
-    return [(str(i), float(v)) for i, v in enumerate(legacy)]
 
 
 def mark_discarded(trial: optuna.Trial, reason: str) -> None:
