@@ -22,7 +22,13 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.trial._record import MEMORY_CONSTRAINT, TrialRecord, memory_violation, trial_constraints
+from search.trial._record import (
+    MEMORY_CONSTRAINT,
+    RecordStatus,
+    TrialRecord,
+    memory_violation,
+    trial_constraints,
+)
 
 __all__ = [
     "COUNTED_STATUSES",
@@ -46,7 +52,7 @@ __all__ = [
 RECORD_VERSION = 2
 """Version 1 (memfront before 0.2) had no ``version`` and ``kind`` and kept the series inline."""
 
-Status = Literal["ok", "memory_limit", "predicted", "timeout", "failed", "interrupted", "lost", "duplicate"]
+Status = Literal[RecordStatus, "lost", "duplicate"]
 """A trial's status as reported: the record's own, or ``lost`` (its worker died: failed by the
 heartbeat check with no record), or ``duplicate`` (a repeated proposal, told the earlier result)."""
 

@@ -6,11 +6,20 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["MEMORY_CONSTRAINT", "STATUSES", "TrialRecord", "memory_violation", "trial_constraints"]
+__all__ = [
+    "MEMORY_CONSTRAINT",
+    "STATUSES",
+    "RecordStatus",
+    "TrialRecord",
+    "memory_violation",
+    "trial_constraints",
+]
 
-STATUSES = ("ok", "memory_limit", "predicted", "timeout", "failed", "interrupted")
+RecordStatus = Literal["ok", "memory_limit", "predicted", "timeout", "failed", "interrupted"]
+"""How a trial ended, as its record says."""
+STATUSES: tuple[str, ...] = get_args(RecordStatus)
 
 MEMORY_CONSTRAINT = "memory_limit"
 """The Optuna constraint (``Trial.set_constraint``) of every trial: peak host bytes minus the limit."""
