@@ -54,10 +54,12 @@ FRAME_COLUMNS = [
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per finished trial with its configuration, status and figures."""
-    pareto_all = {t.number for t in study.best_trials} if _has_complete(study) else set()
+    trials = study.get_trials(deepcopy=False)
+    complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    pareto_all = {t.number for t in study.best_trials} if complete else set()
     accuracy, memory_column = _front_axes(study)
     rows: list[dict[str, Any]] = []
-    for trial in read_trials(study.get_trials(deepcopy=False)):
+    for trial in read_trials(trials):
         if not trial.state.is_finished() or trial.discarded is not None:
             continue  # a proposal discarded because another worker had it is not a trial of the study
         record = trial.record or {}
@@ -77,12 +79,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "cache_used": used.get("cache"),
                 "imgsz_used": used.get("imgsz"),
                 "train_images": used.get("train_images"),
-                **{name: trial.figures[name] for name in ("map50", "map50_95", "fitness", "peak_host_bytes")},
+                **trial.figures,  # the columns follow FRAME_COLUMNS, not this order
                 "peak_host_lower_bytes": memory.get("peak_host_lower_bytes"),
                 "peak_host_upper_bytes": memory.get("peak_host_upper_bytes"),
                 "peak_rss_tree_bytes": memory.get("peak_rss_tree_bytes"),
-                "peak_gpu_bytes": trial.figures["peak_gpu_bytes"],
-                "epoch_seconds": trial.figures["epoch_seconds"],
                 "wall_seconds": trial.wall_seconds,
                 "violation_bytes": trial.violation,
                 "error": record.get("error"),
@@ -112,10 +112,6 @@ def pareto_mask(frame: pd.DataFrame, *, accuracy: str, memory: str = "peak_host_
     for index, a, m in zip(frame.index[candidate], acc[candidate], mem[candidate], strict=True):
         on_front[index] = not any((oa >= a and om <= m) and (oa > a or om < m) for oa, om in points)
     return on_front
-
-
-def _has_complete(study: optuna.Study) -> bool:
-    return any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
 def front(frame: pd.DataFrame, accuracy: str = "map50_95") -> pd.DataFrame:
