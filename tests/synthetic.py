@@ -63,6 +63,7 @@ def stored_trial(
     status: str = "ok",
     epoch_seconds: float | None = 2.0,
     cache_used: str | None = None,
+    seed: int = 0,
 ) -> optuna.trial.FrozenTrial:
     """A finished trial as the study stores it: knobs, figures, the record and the constraint.
 
@@ -82,6 +83,7 @@ def stored_trial(
         "peak_host_bytes": peak,
         "peak_gpu_bytes": None,
         "epoch_seconds": epoch_seconds,
+        "seed": seed,
     }
     params = {"batch": config["batch"], "imgsz": config["imgsz"]}
     if values is None:

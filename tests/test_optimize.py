@@ -7,7 +7,8 @@ import warnings
 import optuna
 import pytest
 
-from search.study._optimize import ProposalGuard, _config_key, _discard_reason, _tell
+from search.study._optimize import ProposalGuard, _discard_reason, _tell
+from search.study._replicates import replicate_identity
 from search.study._prepare import _sampler
 from search.study._space import effective_space
 from search.study._spec import StudySpec
@@ -102,19 +103,19 @@ def _asked(study: optuna.Study, config: dict[str, object]) -> optuna.Trial:
     return trial
 
 
-def test_two_workers_proposing_one_configuration_train_it_once() -> None:
+def test_two_workers_proposing_one_replicate_train_it_once() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     first, second = _asked(study, knobs(8)), _asked(study, knobs(8))
     trials = study.get_trials(deepcopy=False)
-    key = _config_key(knobs(8))
+    key = replicate_identity(knobs(8), None)
     # Each sees the other; the later one drops its proposal (so does the first, conservatively).
     assert (
         _discard_reason(trials, second.number, key, n_trials=10)
-        == f"trial {first.number} trains the same configuration"
+        == f"trial {first.number} trains the same replicate"
     )
     other = _asked(study, knobs(16))
     assert (
-        _discard_reason(study.get_trials(deepcopy=False), other.number, _config_key(knobs(16)), n_trials=10)
+        _discard_reason(study.get_trials(deepcopy=False), other.number, replicate_identity(knobs(16), None), n_trials=10)
         is None
     )
 
@@ -125,7 +126,7 @@ def test_workers_asking_at_once_for_the_last_trials_are_ranked_by_number() -> No
     early, late = _asked(study, knobs(8)), _asked(study, knobs(16))
     trials = study.get_trials(deepcopy=False)
     # One counted trial and n_trials 2: the lower-numbered proposal trains, the other is dropped.
-    assert _discard_reason(trials, early.number, _config_key(knobs(8)), n_trials=2) is None
+    assert _discard_reason(trials, early.number, replicate_identity(knobs(8), None), n_trials=2) is None
     assert "n_trials is reached" in str(
-        _discard_reason(trials, late.number, _config_key(knobs(16)), n_trials=2)
+        _discard_reason(trials, late.number, replicate_identity(knobs(16), None), n_trials=2)
     )

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 
 from search.study._prepare import PreparedStudy
+from search.study._replicates import TrainingState, replicate_identity, training_key
 from search.study._space import KNOBS, suggest
 from search.study._spec import ACCURACY_OBJECTIVES, StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
@@ -37,11 +38,14 @@ from search.study._stored import (
     mark_duplicate,
     mark_interrupted,
     mark_requeued,
+    read_trial,
     read_trials,
     requeue_attrs,
+    seed_attrs,
     write_prediction,
     write_proposal,
     write_result,
+    write_seed,
 )
 from search.study._workers import Heartbeat, announce
 from search.trial._config import TrialConfig, TrialLimits
@@ -135,10 +139,6 @@ def finished_count(study: optuna.Study) -> int:
     return len(counts_toward_n_trials(study.get_trials(deepcopy=False)))
 
 
-def _config_key(params: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(params[k] for k in KNOBS)
-
-
 def infeasible_values(
     record: TrialRecord, spec: StudySpec, trials: list[optuna.trial.FrozenTrial]
 ) -> list[float]:
@@ -223,41 +223,68 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             trials = study.get_trials(deepcopy=False)
             if prepared.preflight is not None:
                 prepared.preflight.load(trials)
-            done = counts_toward_n_trials(trials)
-            by_number = {t.number: t for t in trials}
-            seen = {_config_key(t.config): by_number[t.number] for t in done if t.config is not None}
+            stored = read_trials(trials)
+            done = [t for t in stored if t.counts_toward_n_trials]
             if len(done) >= spec.n_trials:
-                break
-            if len(seen) >= space.size:
-                stop_reason = "every configuration of the space is evaluated"
                 break
             reason = _timeout_reason(spec, clock, trials)
             if reason is not None:
                 stop_reason = reason
                 break
-            running = _running(trials)
-            if len(done) + len(running) >= spec.n_trials or len(seen) + len(running) >= space.size:
+            state = TrainingState.of(
+                stored, accuracy=spec.objectives[0], first_seed=spec.seed, resolution=spec.accuracy_resolution
+            )
+            queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+            plan = None if queued else state.plan(
+                choices=space.choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid"
+            )  # fmt: skip
+            if not queued and plan is None and not state.running:
+                stop_reason = "nothing left to train can change the answer (every accuracy config measured)"
+                break
+            if (plan is None and not queued) or len(done) + len(state.running) >= spec.n_trials:
                 # What is left is being trained by other workers; wait, since one may yet fail.
                 announce(study, worker, state="waiting")
                 clock.idle(min(5.0, spec.heartbeat_interval))
                 continue
+            if plan is not None and (plan.fixed or plan.replicate):
+                attrs = None if plan.seed is None else seed_attrs(plan.seed)
+                study.enqueue_trial(plan.fixed, user_attrs=attrs)
             trial = ask(study)
             with Heartbeat(
                 study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
                 worker=worker, trial=trial.number,
             ):  # fmt: skip
                 params = suggest(trial, spec, space)
-                write_proposal(trial, params, worker=worker.name, device=spec.device)
-                key = _config_key(params)
-                earlier = seen.get(key)
-                if earlier is not None:
-                    _tell_duplicate(study, trial, earlier)
+                seed = read_trial(study._storage.get_trial(trial._trial_id)).seed
+                if seed is None:
+                    seed = state.judge(params, max_replicates=spec.max_replicates)
+                if seed is None:
+                    # A measured accuracy config whose rank another training cannot change.
+                    write_proposal(trial, params, worker=worker.name, device=spec.device)
+                    _tell_duplicate(study, trial, trials[state.earlier(params)])
                     duplicates += 1
                     if guard.untrained():
                         stop_reason = "the sampler keeps proposing configurations already evaluated"
                         break
                     continue
-                reason = _discard_reason(study.get_trials(deepcopy=False), trial.number, key, spec.n_trials)
+                write_seed(trial, seed)
+                write_proposal(trial, params, worker=worker.name, device=spec.device)
+                key = training_key(params, seed)
+                earlier = {
+                    training_key(t.config, spec.seed if t.seed is None else t.seed): t.number
+                    for t in done
+                    if t.config
+                }.get(key)
+                if earlier is not None:
+                    _tell_duplicate(study, trial, trials[earlier])
+                    duplicates += 1
+                    if guard.untrained():
+                        stop_reason = "the sampler keeps proposing configurations already evaluated"
+                        break
+                    continue
+                identity = replicate_identity(params, seed)
+                now = study.get_trials(deepcopy=False)
+                reason = _discard_reason(now, trial.number, identity, spec.n_trials)
                 if reason is not None:
                     _discard(study, trial, reason)
                     if guard.untrained():
@@ -266,7 +293,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
                     continue
                 guard.trained()
-                outcome = _train(prepared, trial, params, clock, events)
+                outcome = _train(prepared, trial, params, seed, clock, events)
                 if outcome == "skipped":
                     skipped += 1
                     continue
@@ -332,27 +359,27 @@ def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.Fr
 
 
 def _running(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple[Any, ...] | None]:
-    """The trials being trained now by any worker: number -> configuration (None until suggested)."""
+    """The trainings in progress on any worker: number -> replicate identity (None until suggested)."""
     return {
-        t.number: None if t.config is None else _config_key(t.config)
+        t.number: None if t.config is None else replicate_identity(t.config, t.seed)
         for t in read_trials(trials)
         if t.state == optuna.trial.TrialState.RUNNING and not t.proposal_only
     }
 
 
 def _discard_reason(
-    trials: list[optuna.trial.FrozenTrial], number: int, key: tuple[Any, ...], n_trials: int
+    trials: list[optuna.trial.FrozenTrial], number: int, identity: tuple[Any, ...], n_trials: int
 ) -> str | None:
     """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
 
-    Checked after this trial's configuration is stored, so that of two workers that proposed the same
-    configuration at once, at least one sees the other. Trial numbers rank the workers that asked
+    Checked after this trial's configuration and seed are stored, so that of two workers that proposed
+    the same replicate at once, at least one sees the other. Trial numbers rank the workers that asked
     at once for the last trials of ``n_trials``: the lowest numbers train.
     """
     running = _running(trials)
     for other, config in running.items():
-        if other != number and config == key:
-            return f"trial {other} trains the same configuration"
+        if other != number and config == identity:
+            return f"trial {other} trains the same replicate"
     rank = sorted(running).index(number) if number in running else 0
     if len(counts_toward_n_trials(trials)) + rank >= n_trials:
         return "n_trials is reached by the trials already running"
@@ -382,7 +409,7 @@ def _requeue_interrupted(study: optuna.Study) -> None:
     for stored in read_trials(study.get_trials(deepcopy=False)):
         pending = not stored.requeued and stored.number not in requeued
         if stored.status == "interrupted" and pending and stored.config is not None:
-            study.enqueue_trial(stored.config)
+            study.enqueue_trial(stored.config, user_attrs=requeue_attrs(stored.number, stored.seed))
             requeued.add(stored.number)
     study.set_user_attr(StudyKeys.REQUEUED, sorted(requeued))
 
@@ -395,13 +422,18 @@ def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.tr
 
 
 def _train(
-    prepared: PreparedStudy, trial: optuna.Trial, params: dict[str, Any], clock: _Clock, events: StudyEvents
+    prepared: PreparedStudy,
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    seed: int,
+    clock: _Clock,
+    events: StudyEvents,
 ) -> str:
     """Trains (or pre-flight skips) one configuration and tells the study; returns what happened."""
     spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
     config = TrialConfig(
         data=prepared.data, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs, device=spec.device,
-        seed=spec.seed, train_images=spec.train_images, threads=prepared.threads, **params,
+        seed=seed, train_images=spec.train_images, threads=prepared.threads, **params,
     )  # fmt: skip
     remaining = None if spec.timeout is None else max(1.0, spec.timeout - clock.elapsed())
     limits = TrialLimits(
@@ -428,12 +460,12 @@ def _train(
         # itself failed, the trial's heartbeats stop and other workers retry it.
         with contextlib.suppress(Exception):
             mark_interrupted(trial)
-            _requeue(study, trial, params)
+            _requeue(study, trial, params, seed)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     clock.training += record.wall_seconds
     if record.status == "interrupted":
-        _requeue(study, trial, params)
+        _requeue(study, trial, params, seed)
     note = None
     try:
         _tell(study, trial, record, spec, prepared.record_files)
@@ -446,7 +478,7 @@ def _train(
     return "interrupted" if record.status == "interrupted" else "trained"
 
 
-def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> None:
-    """Hands an interrupted trial's configuration to the next worker that asks (this one or another)."""
+def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], seed: int) -> None:
+    """Hands an interrupted trial's configuration and seed to the next worker that asks."""
     mark_requeued(trial)
-    study.enqueue_trial(params, user_attrs=requeue_attrs(trial.number))
+    study.enqueue_trial(params, user_attrs=requeue_attrs(trial.number, seed))

@@ -11,9 +11,23 @@ import optuna
 from search.study._spec import IntRange, StudySpec
 from search.study._stored import write_capped_workers, write_fixed_knob
 
-__all__ = ["KNOBS", "EffectiveSpace", "effective_space", "sampled_choices", "suggest"]
+__all__ = [
+    "ACCURACY_KNOBS",
+    "KNOBS",
+    "SYSTEM_KNOBS",
+    "EffectiveSpace",
+    "effective_space",
+    "sampled_choices",
+    "suggest",
+]
 
 KNOBS = ("batch", "imgsz", "cache", "workers", "amp")
+ACCURACY_KNOBS = ("batch", "imgsz", "amp")
+"""Knobs that change what the network sees or how it is optimised: they change the result."""
+SYSTEM_KNOBS = ("cache", "workers")
+"""Knobs that change memory and speed, not the result in expectation: the cache holds the same pixels
+(trainings that differ only in it score the same to the digit), and a worker count only picks another
+random stream for the augmentations (``bench/noise_bench.py`` tests both)."""
 
 
 @dataclasses.dataclass(frozen=True)

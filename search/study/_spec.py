@@ -109,6 +109,8 @@ class StudySpec(BaseModel):
     trial_time_limit: float | None = None
     heartbeat_interval: float = Field(10.0, gt=0)
     heartbeat_grace: float = Field(60.0, gt=0)
+    max_replicates: int = Field(3, ge=1)
+    accuracy_resolution: float = Field(0.005, ge=0)
     preflight_margin: float | None = Field(0.1, ge=0)
     preflight_min_samples: int = Field(3, ge=0)
     calibrate: bool = False

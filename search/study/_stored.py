@@ -45,8 +45,10 @@ __all__ = [
     "mark_requeued",
     "read_trial",
     "read_trials",
+    "seed_attrs",
     "write_proposal",
     "write_result",
+    "write_seed",
 ]
 
 RECORD_VERSION = 2
@@ -76,6 +78,7 @@ _DUPLICATE_OF = "duplicate_of"
 _DISCARDED = "discarded"
 _PREDICTED_PEAK = "predicted_peak_bytes"
 _RECORD_FILE = "record_file"
+_SEED = "seed"
 # Optuna's own system attribute: the trial a retried one replaces (RetryFailedTrialCallback).
 _FAILED_TRIAL = "failed_trial"
 # Record parts kept out of the stored record when there is a place for files.
@@ -125,6 +128,8 @@ class StoredTrial:
         predicted_peak_bytes: Pre-flight's prediction before it trained (or skipped).
         kind: What the trial measured: ``training`` (a short YOLO training).
         record_file: The file holding the record's bulky parts, if any.
+        seed: The training's seed (studies before 0.3 trained every trial with the study's seed,
+            which their records keep); None until decided.
     """
 
     number: int
@@ -144,6 +149,7 @@ class StoredTrial:
     predicted_peak_bytes: float | None
     kind: str
     record_file: str | None
+    seed: int | None = None
 
     @property
     def proposal_only(self) -> bool:
@@ -213,7 +219,15 @@ def read_trial(trial: FrozenTrial) -> StoredTrial:
         predicted_peak_bytes=attrs.get(_PREDICTED_PEAK),
         kind=str((record or {}).get("kind", "training")),
         record_file=attrs.get(_RECORD_FILE),
+        seed=_seed(attrs, record),
     )
+
+
+def _seed(attrs: dict[str, Any], record: dict[str, Any] | None) -> int | None:
+    if _SEED in attrs:
+        return int(attrs[_SEED])
+    requested = (record or {}).get("requested") or {}
+    return None if requested.get("seed") is None else int(requested["seed"])
 
 
 def read_trials(trials: Iterable[FrozenTrial]) -> list[StoredTrial]:
@@ -235,6 +249,16 @@ def write_proposal(trial: optuna.Trial, config: dict[str, Any], *, worker: str, 
     if _FAILED_TRIAL in frozen.system_attrs:
         trial.set_user_attr(_RETRY_OF, frozen.system_attrs[_FAILED_TRIAL])
     return read_trial(frozen)
+
+
+def seed_attrs(seed: int) -> dict[str, Any]:
+    """User attributes of a queued trial that trains with this seed."""
+    return {_SEED: seed}
+
+
+def write_seed(trial: optuna.Trial, seed: int) -> None:
+    """Stores the seed the trial trains with (before it trains, so that other workers see it)."""
+    trial.set_user_attr(_SEED, seed)
 
 
 def write_fixed_knob(trial: optuna.Trial, name: str, value: Any) -> None:
@@ -315,14 +339,14 @@ def mark_requeued(trial: optuna.Trial) -> None:
     trial.set_user_attr(_REQUEUED, True)
 
 
-def requeue_attrs(trial_number: int) -> dict[str, Any]:
+def requeue_attrs(trial_number: int, seed: int | None = None) -> dict[str, Any]:
     """User attributes of a queued trial that trains an interrupted trial's configuration again."""
-    return {_REQUEUE_OF: trial_number}
+    return {_REQUEUE_OF: trial_number, **({} if seed is None else {_SEED: seed})}
 
 
 def carried_attrs(trial: FrozenTrial) -> dict[str, Any]:
     """User attributes a queued trial keeps when its proposal is discarded and queued again."""
-    return {k: v for k, v in trial.user_attrs.items() if k in (_REQUEUE_OF, _RETRY_OF)}
+    return {k: v for k, v in trial.user_attrs.items() if k in (_REQUEUE_OF, _RETRY_OF, _SEED)}
 
 
 def is_queued_retry(trial: FrozenTrial) -> bool:

@@ -1,0 +1,61 @@
+"""Accuracy measured with its noise: accuracy configs, replicates, intervals and the noise-aware front."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from search._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from search.accuracy._estimates import (
+        AccuracyEstimate,
+        AccuracyEstimates,
+        FullConfig,
+        Noise,
+        Training,
+        accuracy_key,
+        estimate_accuracy,
+        key_text,
+        system_key,
+        trainings_of,
+    )
+    from search.accuracy._front import FrontPoint, front_hypervolume, noise_front
+
+__all__ = [
+    "AccuracyEstimate",
+    "AccuracyEstimates",
+    "FrontPoint",
+    "FullConfig",
+    "Noise",
+    "Training",
+    "accuracy_key",
+    "estimate_accuracy",
+    "front_hypervolume",
+    "key_text",
+    "noise_front",
+    "system_key",
+    "trainings_of",
+]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            [
+                "AccuracyEstimate",
+                "AccuracyEstimates",
+                "FullConfig",
+                "Noise",
+                "Training",
+                "accuracy_key",
+                "estimate_accuracy",
+                "key_text",
+                "system_key",
+                "trainings_of",
+            ],
+            "search.accuracy._estimates",
+        ),
+        "FrontPoint": "search.accuracy._front",
+        "front_hypervolume": "search.accuracy._front",
+        "noise_front": "search.accuracy._front",
+    },
+)

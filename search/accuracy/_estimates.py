@@ -1,0 +1,325 @@
+"""What a study knows about accuracy: each accuracy config's mean over its replicates, and the noise.
+
+Short trials are noisy: the same configuration trained with another seed moves mAP50-95 by about
+±0.05 on the demo (``shared/notes/accuracy-noise.md``). So accuracy belongs to an *accuracy config*
+(the knobs that change what the network sees or how it is optimised: :data:`ACCURACY_KNOBS`), not to
+a trial, and it is estimated from all of that config's trainings:
+
+* A *replicate* is one independent draw of the training's randomness: a seed and a dataloader worker
+  count (each worker count is another random stream for the augmentations). Trainings that differ
+  only in the cache mode see the same pixels in the same order and score the same to the digit: they
+  are one replicate, not two (counting them twice would understate the noise).
+* The noise is the pooled within-config standard deviation over every config with two replicates or
+  more (one noise level for the study: configs of one short-training setup share it), with its
+  degrees of freedom. Until some config has two replicates the noise is unknown, and no accuracy
+  difference is a finding.
+* Two configs are *distinguishable* when their means differ by more than the two-sided t interval of
+  the difference (``confidence``, 95% by default) and by more than ``resolution`` (an absolute floor:
+  a study where every trial learned nothing has differences of 1e-6 with a noise of 1e-7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from scipy import stats as scipy_stats
+
+from search.study._space import ACCURACY_KNOBS, SYSTEM_KNOBS
+from search.study._stored import StoredTrial
+
+__all__ = [
+    "AccuracyEstimate",
+    "AccuracyEstimates",
+    "FullConfig",
+    "Noise",
+    "Training",
+    "accuracy_key",
+    "estimate_accuracy",
+    "key_text",
+    "system_key",
+    "trainings_of",
+]
+
+AccuracyKey = tuple[Any, ...]
+SystemKey = tuple[Any, ...]
+
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_RESOLUTION = 0.005
+
+
+def accuracy_key(config: Mapping[str, Any]) -> AccuracyKey:
+    """The accuracy config of a full config: its :data:`ACCURACY_KNOBS` values."""
+    return tuple(_plain(config[k]) for k in ACCURACY_KNOBS)
+
+
+def system_key(config: Mapping[str, Any]) -> SystemKey:
+    """The system setting of a full config: its :data:`SYSTEM_KNOBS` values."""
+    return tuple(_plain(config[k]) for k in SYSTEM_KNOBS)
+
+
+def key_text(key: AccuracyKey) -> str:
+    """An accuracy config as people read it, e.g. ``batch 16, imgsz 128, amp off``."""
+    parts = []
+    for name, value in zip(ACCURACY_KNOBS, key, strict=True):
+        parts.append(f"{name} {('on' if value else 'off') if isinstance(value, bool) else value}")
+    return ", ".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars from a DataFrame
+        value = value.item()
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """One feasible, completed training of a study, as the accuracy estimates see it.
+
+    Attributes:
+        number: The Optuna trial number.
+        config: The five knobs.
+        seed: The training's seed.
+        accuracy: The accuracy objective's value (e.g. mAP50-95).
+        peak_host_bytes: Its measured peak host memory.
+        epoch_seconds: Its median seconds per epoch, if an epoch ended.
+    """
+
+    number: int
+    config: dict[str, Any]
+    seed: int
+    accuracy: float
+    peak_host_bytes: float
+    epoch_seconds: float | None = None
+
+    @property
+    def replicate_key(self) -> tuple[Any, ...]:
+        """Trainings with the same key are one replicate: only the cache differs between them."""
+        return (self.seed, _plain(self.config["workers"]))
+
+
+def trainings_of(trials: Iterable[StoredTrial], *, accuracy: str, default_seed: int = 0) -> list[Training]:
+    """The feasible completed trainings among a study's stored trials (repeated proposals excluded).
+
+    Args:
+        trials: The stored trials.
+        accuracy: The accuracy objective (a figure name, e.g. ``map50_95``).
+        default_seed: The seed of trials stored without one.
+    """
+    trainings = []
+    for trial in trials:
+        value, peak = trial.figures.get(accuracy), trial.figures.get("peak_host_bytes")
+        usable = trial.status == "ok" and trial.feasible and not trial.proposal_only
+        if usable and trial.config is not None and value is not None and peak is not None:
+            trainings.append(
+                Training(
+                    number=trial.number,
+                    config=dict(trial.config),
+                    seed=default_seed if trial.seed is None else trial.seed,
+                    accuracy=float(value),
+                    peak_host_bytes=float(peak),
+                    epoch_seconds=trial.figures.get("epoch_seconds"),
+                )
+            )
+    return trainings
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """The study's accuracy noise: a pooled standard deviation of one training's result.
+
+    Attributes:
+        sd: The pooled within-config standard deviation (None while unknown).
+        df: Its degrees of freedom (0: no config has two replicates yet).
+        confidence: The two-sided confidence of intervals and comparisons.
+        resolution: The smallest accuracy difference that can ever count as one.
+    """
+
+    sd: float | None
+    df: int
+    confidence: float = DEFAULT_CONFIDENCE
+    resolution: float = DEFAULT_RESOLUTION
+
+    @property
+    def known(self) -> bool:
+        """Whether some config has been trained twice, so that the noise is measured."""
+        return self.df > 0 and self.sd is not None
+
+    def half_width(self, replicates: int) -> float:
+        """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown)."""
+        if not self.known or replicates <= 0:
+            return math.inf
+        return self._t() * float(self.sd) / math.sqrt(replicates)  # type: ignore[arg-type]
+
+    def difference_threshold(self, n_a: int, n_b: int) -> float:
+        """How far apart two means of ``n_a`` and ``n_b`` replicates must be to differ beyond noise."""
+        if not self.known:
+            return math.inf
+        spread = self._t() * float(self.sd) * math.sqrt(1 / n_a + 1 / n_b)  # type: ignore[arg-type]
+        return max(self.resolution, spread)
+
+    def _t(self) -> float:
+        return float(scipy_stats.t.ppf(0.5 + self.confidence / 2, self.df))
+
+
+@dataclasses.dataclass(frozen=True)
+class FullConfig:
+    """One full config (accuracy config and system setting) as measured: its memory and speed.
+
+    Attributes:
+        config: The five knobs.
+        trials: The trial numbers that trained it.
+        peak_host_bytes: The median of their measured peaks.
+        epoch_seconds: The median of their seconds per epoch (None if none ended an epoch).
+    """
+
+    config: dict[str, Any]
+    trials: tuple[int, ...]
+    peak_host_bytes: float
+    epoch_seconds: float | None
+
+    @property
+    def trial(self) -> int:
+        """The trial that stands for this config in tables: its first."""
+        return self.trials[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyEstimate:
+    """An accuracy config's accuracy, from all its trainings.
+
+    Attributes:
+        key: The :data:`ACCURACY_KNOBS` values.
+        mean: The mean over its replicates.
+        low: The lower end of its confidence interval (-inf while the noise is unknown).
+        high: The upper end (inf while the noise is unknown).
+        replicates: How many independent trainings the mean is over.
+        trials: Every trial number that trained it (cache-only repeats included).
+        systems: Each system setting it was measured with, leanest first.
+    """
+
+    key: AccuracyKey
+    mean: float
+    low: float
+    high: float
+    replicates: int
+    trials: tuple[int, ...]
+    systems: tuple[FullConfig, ...]
+
+    @property
+    def leanest(self) -> FullConfig:
+        """The measured system setting with the lowest peak (ties: the fastest)."""
+        return self.systems[0]
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """The accuracy knobs as a mapping."""
+        return dict(zip(ACCURACY_KNOBS, self.key, strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyEstimates:
+    """Every accuracy config of a study with its estimate, and the noise they share."""
+
+    configs: dict[AccuracyKey, AccuracyEstimate]
+    noise: Noise
+
+    def distinguishable(self, a: AccuracyKey, b: AccuracyKey) -> bool:
+        """Whether configs ``a`` and ``b`` differ in accuracy beyond noise."""
+        first, second = self.configs[a], self.configs[b]
+        gap = abs(first.mean - second.mean)
+        return gap > self.noise.difference_threshold(first.replicates, second.replicates)
+
+    def better(self, a: AccuracyKey, b: AccuracyKey) -> bool:
+        """Whether config ``a`` is more accurate than ``b`` beyond noise."""
+        return self.configs[a].mean > self.configs[b].mean and self.distinguishable(a, b)
+
+    @property
+    def signal(self) -> bool:
+        """Whether any two accuracy configs differ beyond noise (False while the noise is unknown)."""
+        keys = list(self.configs)
+        return any(self.distinguishable(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :])
+
+    def signal_text(self) -> str | None:
+        """What to tell a user when accuracy cannot rank the configs; None when it can."""
+        if self.signal:
+            return None
+        if len(self.configs) < 2:
+            return None
+        if not self.noise.known:
+            return (
+                "accuracy noise not measured yet (no accuracy config trained twice): "
+                "accuracy differences are not ranked"
+            )
+        return (
+            "trials too short to rank accuracy: no accuracy difference exceeds the noise "
+            f"(±{self.noise.sd:.3f} per training); raise epochs, train on more images, or fine-tune "
+            "from weights"
+        )
+
+
+def estimate_accuracy(
+    trainings: Iterable[Training],
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resolution: float = DEFAULT_RESOLUTION,
+) -> AccuracyEstimates:
+    """Groups trainings into accuracy configs and replicates, and estimates each config's accuracy.
+
+    Args:
+        trainings: Feasible completed trainings (infeasible and failed ones have no accuracy).
+        confidence: Two-sided confidence of intervals and comparisons.
+        resolution: The smallest difference that can count.
+    """
+    by_config: dict[AccuracyKey, list[Training]] = defaultdict(list)
+    for training in trainings:
+        by_config[accuracy_key(training.config)].append(training)
+    replicates: dict[AccuracyKey, list[float]] = {}
+    for key, group in by_config.items():
+        draws: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+        for training in group:
+            draws[training.replicate_key].append(training.accuracy)
+        replicates[key] = [statistics.fmean(values) for values in draws.values()]
+    squares = sum(sum((v - statistics.fmean(vs)) ** 2 for v in vs) for vs in replicates.values())
+    df = sum(len(vs) - 1 for vs in replicates.values())
+    noise = Noise(
+        sd=math.sqrt(squares / df) if df > 0 else None, df=df, confidence=confidence, resolution=resolution
+    )
+    configs = {}
+    for key, group in by_config.items():
+        values = replicates[key]
+        mean = statistics.fmean(values)
+        half = noise.half_width(len(values))
+        configs[key] = AccuracyEstimate(
+            key=key,
+            mean=mean,
+            low=mean - half,
+            high=mean + half,
+            replicates=len(values),
+            trials=tuple(sorted(t.number for t in group)),
+            systems=_systems(group),
+        )
+    return AccuracyEstimates(configs=configs, noise=noise)
+
+
+def _systems(group: list[Training]) -> tuple[FullConfig, ...]:
+    by_system: dict[SystemKey, list[Training]] = defaultdict(list)
+    for training in group:
+        by_system[system_key(training.config)].append(training)
+    systems = []
+    for runs in by_system.values():
+        runs.sort(key=lambda t: t.number)
+        speeds = [t.epoch_seconds for t in runs if t.epoch_seconds is not None]
+        systems.append(
+            FullConfig(
+                config=dict(runs[0].config),
+                trials=tuple(t.number for t in runs),
+                peak_host_bytes=statistics.median(t.peak_host_bytes for t in runs),
+                epoch_seconds=statistics.median(speeds) if speeds else None,
+            )
+        )
+    return tuple(sorted(systems, key=lambda s: (s.peak_host_bytes, s.epoch_seconds or math.inf)))
