@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from search.errors import InputError
-from search.results._export import write_text
+from search.results._export import noise_text, write_text
 from search.study._progress import config_text
+from search.study._space import KNOBS
 from search.units import format_bytes, format_seconds, parse_size
 
 if TYPE_CHECKING:
@@ -56,7 +58,16 @@ def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
                 "duplicate_of": None
                 if row["duplicate_of"] is None or row["duplicate_of"] != row["duplicate_of"]
                 else int(row["duplicate_of"]),
-                "config": {k: _plain(row[k]) for k in ("batch", "imgsz", "cache", "workers", "amp")},
+                **{k: _plain(row[k]) for k in KNOBS},
+                "config": {k: _plain(row[k]) for k in KNOBS},
+                "seed": _plain(row["seed"]),
+                "accuracy_mean": _plain(row["accuracy_mean"]),
+                "accuracy_low": _plain(row["accuracy_low"]),
+                "accuracy_high": _plain(row["accuracy_high"]),
+                "replicates": _plain(row["replicates"]),
+                "equivalent_to": _plain(row["equivalent_to"]),
+                "config_peak_host_bytes": _plain(row["config_peak_host_bytes"]),
+                "config_epoch_seconds": _plain(row["config_epoch_seconds"]),
                 "cache_used": row["cache_used"],
                 accuracy: _plain(row[accuracy]),
                 "map50": _plain(row["map50"]),
@@ -81,6 +92,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _number(value: Any) -> str:
+    return "-" if _missing(value) else f"{float(value):.3f}"
+
+
+def _interval(row: Any) -> str:
+    if _missing(row["accuracy_mean"]):
+        return "-"
+    if _missing(row["accuracy_low"]):
+        return "unknown"
+    return f"{float(row['accuracy_low']):.3f}-{float(row['accuracy_high']):.3f}"
+
+
 def report(
     study_file: StudyFile,
     storage: StorageOption = None,
@@ -99,38 +122,34 @@ def report(
     shown = frame[frame["duplicate_of"].isna()] if all_trials else pareto
     table = Table(
         title=f"{spec.name}: {'all trials' if all_trials else 'Pareto front'} "
-        f"({accuracy} vs peak host memory, limit {format_bytes(spec.memory_limit)})"
+        f"({accuracy} vs peak host memory, limit {format_bytes(spec.memory_limit)}; accuracy: mean over "
+        f"the accuracy config's replicates, {100 * results.estimates.noise.confidence:.0f}% interval)"
     )
-    for column in (
-        "trial",
-        "batch",
-        "imgsz",
-        "cache",
-        "workers",
-        "amp",
-        accuracy,
-        "mAP50",
-        "peak host",
-        "full data (pred.)",
-        "s/epoch",
-        "status",
-    ):
+    columns = ["trial", "batch", "imgsz", "cache", "workers", "amp", f"{accuracy} mean", "interval", "n"]
+    columns += ["peak host", "full data (pred.)", "s/epoch", "status" if all_trials else "within noise of"]
+    for column in columns:
         table.add_column(column, justify="right")
     for _, row in shown.iterrows():
-        acc = row[accuracy]
+        on_front = bool(row["pareto"])
+        peak = row["config_peak_host_bytes"] if on_front else row["peak_host_bytes"]
+        epoch = row["config_epoch_seconds"] if on_front else row["epoch_seconds"]
+        last = row["status"]
+        if not all_trials:
+            last = "-" if _missing(row["equivalent_to"]) else f"trial {int(row['equivalent_to'])}"
         table.add_row(
-            str(row["number"]) + ("*" if row["pareto"] and all_trials else ""),
+            str(row["number"]) + ("*" if on_front and all_trials else ""),
             str(row["batch"]),
             str(row["imgsz"]),
             _cache_text(row),
             str(row["workers"]),
             "on" if row["amp"] else "off",
-            "-" if acc is None or acc != acc else f"{acc:.3f}",
-            "-" if row["map50"] is None or row["map50"] != row["map50"] else f"{row['map50']:.3f}",
-            format_bytes(_plain(row["peak_host_bytes"])),
+            _number(row["accuracy_mean"]),
+            _interval(row),
+            "-" if not row["replicates"] else str(int(row["replicates"])),
+            format_bytes(_plain(peak)),
             format_bytes(_plain(row["predicted_full_bytes"])),
-            format_seconds(_plain(row["epoch_seconds"])),
-            row["status"],
+            format_seconds(_plain(epoch)),
+            last,
         )
     # With --json - or --csv - stdout carries the data: the table goes to stderr.
     shown_on = console if "-" in (str(csv), str(json_path)) else out
@@ -138,9 +157,10 @@ def report(
     counts = results.status_counts()
     volume = results.hypervolume()
     shown_on.print(
-        f"front: {len(pareto)} trials; hypervolume {volume:.4f} ({accuracy} x GiB under the limit); "
-        f"status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB under the limit, "
+        "from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+    shown_on.print(noise_text(results.estimates))
     fitted = results.memory_model
     if fitted and fitted.get("median_error") is not None:
         shown_on.print(
@@ -155,6 +175,9 @@ def report(
             "objectives": spec.objectives,
             "memory_limit_bytes": spec.memory_limit,
             "hypervolume": volume,
+            "accuracy_signal": results.accuracy_signal,
+            "accuracy_note": results.accuracy_note(),
+            "noise": dataclasses.asdict(results.estimates.noise),
             "status_counts": counts,
             "memory_model": results.memory_model,
             "front": _figure_columns(pareto, accuracy),
@@ -191,10 +214,12 @@ def export(
     ] = False,
     storage: StorageOption = None,
 ) -> None:
-    """The most accurate measured config that fits a memory budget, ready to run.
+    """The best measured config for a memory budget, ready to run, and why it was chosen.
 
-    When trials used a subset of the training images, a config is also refused if its peak predicted
-    for the whole dataset exceeds the budget (``--ignore-prediction`` overrides).
+    Among accuracy configs that fit, the best mean; among those within noise of it, the cheapest in
+    memory (ties: fastest); then its fastest system setting measured to fit. When trials used a
+    subset of the training images, a config is also refused if its peak predicted for the whole
+    dataset exceeds the budget (``--ignore-prediction`` overrides).
     """
     from search.results._export import (
         export_yaml,
@@ -236,10 +261,9 @@ def export(
     options = train_options(
         row, spec, resolve_data(spec, study_file), hyp=resolve_hyp_path(spec, study_file), epochs=epochs
     )
-    console.print(
-        f"trial {int(row['number'])}: {accuracy} {float(row[accuracy]):.4f}, measured peak "
-        f"{format_bytes(row['peak_host_bytes'])} <= {format_bytes(budget)}"
-    )
+    explained = results.explain(budget, check_prediction=not ignore_prediction)
+    for line in explained:
+        console.print(line)
     if output_format == "cmd":
         text = f"{memfront_command(options)}\n# upstream flags: {upstream_command(options)}\n"
     elif output_format == "yaml":
@@ -249,8 +273,14 @@ def export(
             json.dumps(
                 {
                     "trial": int(row["number"]),
-                    accuracy: float(row[accuracy]),
-                    "peak_host_bytes": int(row["peak_host_bytes"]),
+                    "accuracy_mean": float(row["accuracy_mean"]),
+                    "accuracy_low": _plain(row["accuracy_low"]),
+                    "accuracy_high": _plain(row["accuracy_high"]),
+                    "replicates": int(row["replicates"]),
+                    "accuracy_signal": results.accuracy_signal,
+                    "peak_host_bytes": int(row["config_peak_host_bytes"]),
+                    "epoch_seconds": _plain(row["config_epoch_seconds"]),
+                    "why": explained,
                     "options": options,
                     "command": memfront_command(options),
                     "upstream": upstream_command(options),

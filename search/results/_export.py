@@ -3,93 +3,190 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig, key_text
 from search.child.compat import MODEL_YAML_SUFFIXES
 from search.results._frame import front
 from search.study._spec import StudySpec
 from search.trial._config import resolve_hyp
-from search.units import format_bytes
+from search.units import format_bytes, format_seconds
 
 __all__ = [
     "ExportChoice",
-    "best_config",
+    "choice_lines",
     "choose_config",
-    "closest_config",
+    "interval_text",
     "memfront_command",
+    "noise_text",
     "train_options",
     "upstream_command",
 ]
 
 
-def best_config(
-    frame: pd.DataFrame, *, max_memory_bytes: int, accuracy: str, check_prediction: bool = False
-) -> pd.Series | None:
-    """The most accurate feasible Pareto trial whose measured peak fits the budget, or None.
-
-    Args:
-        check_prediction: Also require the peak predicted for the whole dataset (column
-            ``predicted_full_bytes``, where known) to fit.
-    """
-    fitting = front(frame, accuracy)
-    fitting = fitting[fitting["peak_host_bytes"] <= max_memory_bytes]
-    if check_prediction and "predicted_full_bytes" in fitting:
-        predicted = pd.to_numeric(fitting["predicted_full_bytes"], errors="coerce")
-        fitting = fitting[predicted.isna() | (predicted <= max_memory_bytes)]
-    if fitting.empty:
-        return None
-    return fitting.sort_values([accuracy, "peak_host_bytes"], ascending=[False, True]).iloc[0]
-
-
-def closest_config(frame: pd.DataFrame, *, accuracy: str) -> pd.Series | None:
-    """The feasible Pareto trial that needed the least memory, or None if there is none."""
-    chosen = front(frame, accuracy)
-    return None if chosen.empty else chosen.sort_values("peak_host_bytes").iloc[0]
-
-
 @dataclasses.dataclass(frozen=True)
 class ExportChoice:
-    """What ``export`` picks for a budget, and what it passed over.
+    """What ``export`` picks for a budget, why, and what it passed over.
+
+    The rule (one for ``export`` and the notebook): among the accuracy configs with a measured system
+    setting that fits the budget, take the best mean; among those not distinguishable from it beyond
+    noise, the one that fits in the least memory (ties: the fastest); then, for it, the fastest
+    system setting measured to fit.
 
     Attributes:
-        chosen: The trial to export, or None when nothing fits.
+        chosen: The trial to export (a row of the trials table: the chosen system setting's first
+            trial), or None when nothing fits.
+        estimate: The chosen accuracy config's estimate.
+        system: The chosen system setting as measured (memory and speed medians).
+        leanest: The chosen config's leanest system setting that fits (what the chosen one's speed
+            is compared with).
+        runner_up: The accuracy config the choice was weighed against: the best mean when the chosen
+            one is cheaper and within noise of it, else the next best mean that fits.
+        runner_up_beyond_noise: Whether the chosen config is more accurate than the runner-up beyond
+            noise (False when the runner-up's mean is higher or the difference is noise).
+        signal: Whether the study shows any accuracy difference beyond noise (else the pick is on
+            memory and speed alone).
         refused_by_prediction: The trial that fits as measured (on the trials' subset) but whose
             peak predicted for the whole dataset exceeds the budget, when it would have been chosen.
         closest: When nothing fits, the feasible front trial that needed the least memory.
     """
 
     chosen: pd.Series | None
-    refused_by_prediction: pd.Series | None
-    closest: pd.Series | None
+    estimate: AccuracyEstimate | None = None
+    system: FullConfig | None = None
+    leanest: FullConfig | None = None
+    runner_up: AccuracyEstimate | None = None
+    runner_up_beyond_noise: bool = False
+    signal: bool = False
+    refused_by_prediction: pd.Series | None = None
+    closest: pd.Series | None = None
+
+
+def _pick(
+    estimates: AccuracyEstimates, fits: Callable[[FullConfig], bool]
+) -> tuple[AccuracyEstimate, FullConfig, FullConfig, AccuracyEstimate | None] | None:
+    fitting = {key: [s for s in estimate.systems if fits(s)] for key, estimate in estimates.configs.items()}
+    fitting = {key: systems for key, systems in fitting.items() if systems}
+    if not fitting:
+        return None
+    configs = estimates.configs
+    best = max(fitting, key=lambda k: (configs[k].mean, -fitting[k][0].peak_host_bytes))
+    tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
+    chosen = min(tied, key=lambda k: (fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf))
+    system = min(fitting[chosen], key=lambda s: (s.epoch_seconds or math.inf, s.peak_host_bytes))
+    others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
+    runner_up = best if best != chosen else (others[0] if others else None)
+    return configs[chosen], system, fitting[chosen][0], None if runner_up is None else configs[runner_up]
 
 
 def choose_config(
-    frame: pd.DataFrame, *, max_memory_bytes: int, accuracy: str, check_prediction: bool = True
+    frame: pd.DataFrame,
+    estimates: AccuracyEstimates,
+    *,
+    max_memory_bytes: int,
+    check_prediction: bool = True,
 ) -> ExportChoice:
     """The one rule ``memfront export`` and the notebook apply to pick a configuration for a budget.
 
     Args:
         frame: :func:`search.results._frame.trials_frame` output, with ``predicted_full_bytes`` where known.
+        estimates: The study's accuracy estimates (those the frame was made with).
         max_memory_bytes: The budget.
-        accuracy: The accuracy column.
-        check_prediction: Refuse a trial whose whole-dataset prediction exceeds the budget.
+        check_prediction: Refuse a full config whose whole-dataset prediction exceeds the budget.
     """
-    measured = best_config(frame, max_memory_bytes=max_memory_bytes, accuracy=accuracy)
-    chosen = best_config(
-        frame, max_memory_bytes=max_memory_bytes, accuracy=accuracy, check_prediction=check_prediction
+    rows = frame.set_index("number", drop=False)
+    predicted = pd.to_numeric(rows.get("predicted_full_bytes", pd.Series(dtype=float)), errors="coerce")
+
+    def measured_fit(system: FullConfig) -> bool:
+        return system.peak_host_bytes <= max_memory_bytes
+
+    def predicted_fit(system: FullConfig) -> bool:
+        values = [predicted.get(n) for n in system.trials]
+        return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
+
+    picked = _pick(estimates, predicted_fit if check_prediction else measured_fit)
+    unchecked = _pick(estimates, measured_fit) if check_prediction else picked
+    refused = None
+    if unchecked is not None and (picked is None or unchecked[1].trial != picked[1].trial):
+        refused = rows.loc[unchecked[1].trial]
+    if picked is None:
+        shown = front(frame)
+        closest = None if shown.empty else shown.sort_values("config_peak_host_bytes").iloc[0]
+        return ExportChoice(
+            chosen=None, refused_by_prediction=refused, closest=closest, signal=estimates.signal
+        )
+    estimate, system, leanest, runner_up = picked
+    beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
+    return ExportChoice(
+        chosen=rows.loc[system.trial], estimate=estimate, system=system, leanest=leanest, runner_up=runner_up,
+        runner_up_beyond_noise=beyond, signal=estimates.signal, refused_by_prediction=refused,
+    )  # fmt: skip
+
+
+def choice_lines(
+    choice: ExportChoice, estimates: AccuracyEstimates, *, accuracy: str, budget: int
+) -> list[str]:
+    """The choice explained: its interval, the runner-up and by how much, what the system setting buys."""
+    estimate, system, leanest = choice.estimate, choice.system, choice.leanest
+    if choice.chosen is None or estimate is None or system is None or leanest is None:
+        return []
+    lines = [
+        f"trial {system.trial}: {key_text(estimate.key)}; cache {system.config['cache']}, workers "
+        f"{system.config['workers']}: {accuracy} {interval_text(estimate)}, measured peak "
+        f"{format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
+    ]
+    note = estimates.signal_text()
+    if note is not None:
+        lines.append(f"{note}: picked on memory and speed alone")
+    runner = choice.runner_up
+    if runner is not None:
+        gap = estimate.mean - runner.mean
+        threshold = estimates.noise.difference_threshold(estimate.replicates, runner.replicates)
+        noise = "unknown noise" if math.isinf(threshold) else f"noise ±{threshold:.3f}"
+        extra = runner.leanest.peak_host_bytes - leanest.peak_host_bytes
+        if choice.runner_up_beyond_noise:
+            verdict = f"beaten by {gap:.3f}, beyond the {noise}"
+        else:
+            verdict = f"{gap:+.3f} against it, within the {noise}: not distinguishable"
+        memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'} memory"
+        lines.append(
+            f"runner-up: {key_text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
+        )
+    if system.trial != leanest.trial and system.epoch_seconds and leanest.epoch_seconds:
+        lines.append(
+            f"system setting cache {system.config['cache']}, workers {system.config['workers']}: "
+            f"{format_seconds(system.epoch_seconds)}/epoch against {format_seconds(leanest.epoch_seconds)} "
+            f"with the leanest (cache {leanest.config['cache']}, workers {leanest.config['workers']}, "
+            f"{format_bytes(leanest.peak_host_bytes)})"
+        )
+    return lines
+
+
+def noise_text(estimates: AccuracyEstimates) -> str:
+    """How noisy one training's accuracy is, and whether the study can rank on accuracy."""
+    noise = estimates.noise
+    measured = (
+        f"accuracy noise: ±{noise.sd:.3f} per training (pooled sd, {noise.df} degrees of freedom)"
+        if noise.known
+        else "accuracy noise: not measured yet (no accuracy config trained twice)"
     )
-    refused = (
-        measured
-        if measured is not None and (chosen is None or chosen["number"] != measured["number"])
-        else None
-    )
-    closest = closest_config(frame, accuracy=accuracy) if chosen is None else None
-    return ExportChoice(chosen=chosen, refused_by_prediction=refused, closest=closest)
+    note = estimates.signal_text()
+    return measured + ("; differences beyond it rank the front" if note is None else f"; {note}")
+
+
+def interval_text(estimate: AccuracyEstimate) -> str:
+    """A mean with its interval and replicate count, e.g. ``0.302 [0.250, 0.354] (3 replicates)``."""
+    count = f"{estimate.replicates} replicate{'s' if estimate.replicates != 1 else ''}"
+    if math.isinf(estimate.high):
+        return f"{estimate.mean:.3f} (interval unknown, {count})"
+    return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] ({count})"
 
 
 def train_options(
@@ -153,8 +250,9 @@ def upstream_command(options: dict[str, Any]) -> str:
 def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str) -> str:
     """The train options as YAML, with where they came from as comments."""
     header = (
-        f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} "
-        f"{float(row[accuracy]):.4f}, measured peak host memory {format_bytes(row['peak_host_bytes'])}\n"
+        f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} mean "
+        f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, measured peak host "
+        f"memory {format_bytes(row['config_peak_host_bytes'])}\n"
         f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
         f"# upstream flags (yolov5 7.0.14 needs memfront's stack fixes): {upstream_command(options)}\n"
     )

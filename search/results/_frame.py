@@ -1,8 +1,15 @@
 """The study's results as a pandas DataFrame: every trial, its figures, and the Pareto front.
 
 One table feeds everything that shows results (``report``, ``plot``, ``export``, the notebook).
-The front every view shows (report, plot, hypervolume, export) is the front of accuracy against
-peak host memory among feasible trials (column ``pareto``). A study with a third objective
+Accuracy is a property of an accuracy config, estimated from all its trainings with the study's
+noise (:mod:`search.accuracy`): every row carries its config's ``accuracy_mean``, interval
+(``accuracy_low``/``accuracy_high``, NaN while the noise is unknown) and ``replicates``.
+The front every view shows (report, plot, hypervolume, export) is the noise-aware front of accuracy
+against peak host memory (:func:`search.accuracy.noise_front`): column ``pareto`` marks one row per
+front point, the first trial of the config's leanest measured system setting, whose memory and speed
+are ``config_peak_host_bytes`` and ``config_epoch_seconds`` (medians over that full config's
+trainings); ``equivalent_to`` names the cheaper front point it is equivalent to within noise. A
+study with a third objective
 (``epoch_seconds``) also gets Optuna's own front over all its objectives (``Study.best_trials``,
 what ``optuna best-trials`` prints) as column ``pareto_all``: a trial can be on it only because it
 is faster, though another one is as accurate with less memory.
@@ -16,10 +23,27 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from search.accuracy._estimates import (
+    DEFAULT_RESOLUTION,
+    AccuracyEstimates,
+    accuracy_key,
+    estimate_accuracy,
+    system_key,
+    trainings_of,
+)
+from search.accuracy._front import front_hypervolume, noise_front
 from search.study._space import KNOBS
 from search.study._stored import StudyKeys, read_trials
 
-__all__ = ["FRAME_COLUMNS", "front", "hypervolume", "pareto_mask", "status_counts", "trials_frame"]
+__all__ = [
+    "FRAME_COLUMNS",
+    "apply_estimates",
+    "front",
+    "hypervolume",
+    "status_counts",
+    "study_estimates",
+    "trials_frame",
+]
 
 FRAME_COLUMNS = [
     "number",
@@ -34,6 +58,14 @@ FRAME_COLUMNS = [
     "cache",
     "workers",
     "amp",
+    "seed",
+    "accuracy_mean",
+    "accuracy_low",
+    "accuracy_high",
+    "replicates",
+    "equivalent_to",
+    "config_peak_host_bytes",
+    "config_epoch_seconds",
     "cache_used",
     "imgsz_used",
     "train_images",
@@ -52,12 +84,23 @@ FRAME_COLUMNS = [
 ]
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per finished trial with its configuration, status and figures."""
+def study_estimates(study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION) -> AccuracyEstimates:
+    """The accuracy estimates of a study's feasible trainings."""
+    accuracy, _ = _front_axes(study)
+    trainings = trainings_of(read_trials(study.get_trials(deepcopy=False)), accuracy=accuracy)
+    return estimate_accuracy(trainings, resolution=resolution)
+
+
+def trials_frame(study: optuna.Study, *, estimates: AccuracyEstimates | None = None) -> pd.DataFrame:
+    """One row per finished trial with its configuration, status, figures and accuracy estimate.
+
+    Args:
+        study: The study.
+        estimates: Its accuracy estimates (default: :func:`study_estimates` with the default resolution).
+    """
     trials = study.get_trials(deepcopy=False)
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     pareto_all = {t.number for t in study.best_trials} if complete else set()
-    accuracy, memory_column = _front_axes(study)
     rows: list[dict[str, Any]] = []
     for trial in read_trials(trials):
         if not trial.state.is_finished() or trial.discarded is not None:
@@ -76,6 +119,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "pareto_all": trial.number in pareto_all and trial.duplicate_of is None,
                 "duplicate_of": trial.duplicate_of,
                 **{k: config.get(k) for k in KNOBS},
+                "seed": trial.seed,
                 "cache_used": used.get("cache"),
                 "imgsz_used": used.get("imgsz"),
                 "train_images": used.get("train_images"),
@@ -89,8 +133,56 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    frame["pareto"] = pareto_mask(frame, accuracy=accuracy, memory=memory_column)
+    apply_estimates(frame, estimates if estimates is not None else study_estimates(study))
     return frame.sort_values("number").reset_index(drop=True)
+
+
+def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
+    """Fills each row's accuracy estimate and marks the front's points (in place)."""
+    points = noise_front(estimates)
+    representative = {p.estimate.leanest.trial: p for p in points}
+    first_trial = {p.estimate.key: p.estimate.leanest.trial for p in points}
+    columns: dict[str, list[Any]] = {name: [] for name in _ESTIMATE_COLUMNS}
+    for _, row in frame.iterrows():
+        config = {k: row[k] for k in KNOBS}
+        known = all(v is not None and v == v for v in config.values())
+        estimate = estimates.configs.get(accuracy_key(config)) if known else None
+        system = None
+        if estimate is not None:
+            system = next((s for s in estimate.systems if system_key(s.config) == system_key(config)), None)
+        point = representative.get(int(row["number"]))
+        values: dict[str, Any] = {
+            "accuracy_mean": math.nan if estimate is None else estimate.mean,
+            "accuracy_low": math.nan if estimate is None else _finite(estimate.low),
+            "accuracy_high": math.nan if estimate is None else _finite(estimate.high),
+            "replicates": 0 if estimate is None else estimate.replicates,
+            "config_peak_host_bytes": math.nan if system is None else system.peak_host_bytes,
+            "config_epoch_seconds": math.nan if system is None or system.epoch_seconds is None
+            else system.epoch_seconds,
+            "pareto": point is not None,
+            "equivalent_to": None if point is None or point.equivalent_to is None
+            else first_trial[point.equivalent_to],
+        }  # fmt: skip
+        for name in _ESTIMATE_COLUMNS:
+            columns[name].append(values[name])
+    for name, column in columns.items():
+        frame[name] = pd.Series(column, index=frame.index, dtype=object if name == "equivalent_to" else None)
+
+
+_ESTIMATE_COLUMNS = (
+    "accuracy_mean",
+    "accuracy_low",
+    "accuracy_high",
+    "replicates",
+    "config_peak_host_bytes",
+    "config_epoch_seconds",
+    "pareto",
+    "equivalent_to",
+)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.nan
 
 
 def _front_axes(study: optuna.Study) -> tuple[str, str]:
@@ -99,44 +191,23 @@ def _front_axes(study: optuna.Study) -> tuple[str, str]:
     return str(objectives[0]), f"{objectives[1]}_bytes"
 
 
-def pareto_mask(frame: pd.DataFrame, *, accuracy: str, memory: str = "peak_host_bytes") -> pd.Series:
-    """Which rows are on the front of ``accuracy`` (higher is better) against ``memory`` (lower is
-    better): feasible original trials that no other one beats on one axis without losing on the other.
-    """
-    candidate = frame["feasible"].astype(bool) & frame["duplicate_of"].isna()
-    acc = pd.to_numeric(frame[accuracy], errors="coerce")
-    mem = pd.to_numeric(frame[memory], errors="coerce")
-    candidate &= acc.notna() & mem.notna()
-    points = list(zip(acc[candidate], mem[candidate], strict=True))
-    on_front = pd.Series(False, index=frame.index)
-    for index, a, m in zip(frame.index[candidate], acc[candidate], mem[candidate], strict=True):
-        on_front[index] = not any((oa >= a and om <= m) and (oa > a or om < m) for oa, om in points)
-    return on_front
-
-
 def front(frame: pd.DataFrame, accuracy: str = "map50_95") -> pd.DataFrame:
-    """The feasible Pareto-optimal trials, least memory first."""
-    chosen = frame[frame["pareto"] & frame["feasible"]]
-    return chosen.sort_values(["peak_host_bytes", accuracy], ascending=[True, False])
+    """The front's points (one row each: its config's first trial at its leanest system setting),
+    least memory first."""
+    chosen = frame[frame["pareto"].astype(bool)]
+    return chosen.sort_values(["config_peak_host_bytes", "accuracy_mean"], ascending=[True, False])
 
 
 def hypervolume(frame: pd.DataFrame, *, accuracy: str, memory_limit: int) -> float:
-    """Area dominated by the front in (accuracy, peak host memory) space, in accuracy x GiB.
+    """Area dominated by the front's means in (accuracy, peak host memory) space, in accuracy x GiB.
 
     The reference point is (accuracy 0, memory at the limit): a front that reaches higher accuracy
     with less memory covers more.
     """
-    points = sorted(
-        (float(row["peak_host_bytes"]), float(row[accuracy]))
-        for _, row in front(frame, accuracy).iterrows()
-        if row["peak_host_bytes"] is not None and not math.isnan(row[accuracy])
-    )
-    area, best = 0.0, 0.0
-    edges = [p[0] for p in points[1:]] + [float(memory_limit)]
-    for (peak, acc), next_peak in zip(points, edges, strict=False):
-        best = max(best, acc)
-        area += best * max(0.0, min(next_peak, memory_limit) - peak)
-    return area / 1024**3
+    shown = front(frame, accuracy)
+    peaks, means = shown["config_peak_host_bytes"].astype(float), shown["accuracy_mean"].astype(float)
+    points = list(zip(peaks, means, strict=True))
+    return front_hypervolume(points, memory_limit=memory_limit)
 
 
 def status_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -43,6 +43,7 @@ ACCURACY_NAMES = {"map50_95": "mAP50-95", "map50": "mAP50", "fitness": "fitness"
 POINT_COLUMNS = [
     "number", "accuracy", "y", "peak_host_bytes", "peak_gib", "status", "feasible", "pareto",
     "dominated", "infeasible", "label", "config", "hover", "x", "clipped", "label_position",
+    "low", "high", "replicates", "equivalent",
 ]  # fmt: skip
 _MATPLOTLIB_SUFFIXES = (".png", ".svg", ".pdf")
 _PLOTTED_STATES = ("COMPLETE",)
@@ -133,19 +134,34 @@ def _config_text(row: pd.Series) -> str:
 
 
 def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: int) -> dict[str, Any]:
-    value = row[accuracy]
-    measured = float("nan") if _is_missing(value) else float(value)
-    peak = row["peak_host_bytes"]
-    peak_bytes = memory_limit if _is_missing(peak) else int(peak)
     feasible = bool(row["feasible"])
     pareto = feasible and bool(row["pareto"])
+    # A front point is its accuracy config's mean at its system setting's median peak; any other
+    # training is drawn where it measured.
+    value = row["accuracy_mean"] if pareto else row[accuracy]
+    measured = float("nan") if _is_missing(value) else float(value)
+    peak = row["config_peak_host_bytes"] if pareto else row["peak_host_bytes"]
+    peak_bytes = memory_limit if _is_missing(peak) else int(peak)
     config = _config_text(row)
     shown = "n/a" if math.isnan(measured) else f"{measured:.3f}"
-    verdict = "on the front" if pareto else ("dominated" if feasible else f"over the limit ({row['status']})")
+    low, high = row.get("accuracy_low"), row.get("accuracy_high")
+    replicates = int(row.get("replicates") or 0)
+    equivalent = pareto and not _is_missing(row.get("equivalent_to"))
+    verdict = (
+        "on the front" if pareto else ("a training" if feasible else f"over the limit ({row['status']})")
+    )
+    if pareto:
+        interval = "interval unknown" if _is_missing(low) else f"interval {low:.3f}-{high:.3f}"
+        shown = f"mean {shown} over {replicates} replicates ({interval})"
+        if equivalent:
+            verdict += f", equivalent within noise to trial {int(row['equivalent_to'])} (less memory)"
+    elif feasible and not _is_missing(row.get("accuracy_mean")):
+        shown += f" (its config's mean {float(row['accuracy_mean']):.3f} over {replicates})"
     hover = (
         f"trial {int(row['number'])}: {verdict}<br>{accuracy_name} {shown}, "
         f"peak host {format_bytes(peak_bytes)}<br>{config}"
     )
+    label = _short_label(row) + (f" n={replicates}" if pareto else "") + (" ≈" if equivalent else "")
     return {
         "number": int(row["number"]),
         "accuracy": measured,
@@ -157,12 +173,16 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         "pareto": pareto,
         "dominated": feasible and not pareto,
         "infeasible": not feasible,
-        "label": _short_label(row),
+        "label": label,
         "config": config,
         "hover": hover,
         "x": peak_bytes / GIB,  # until the axis is known
         "clipped": False,
         "label_position": "",
+        "low": float(low) if pareto and not _is_missing(low) else math.nan,
+        "high": float(high) if pareto and not _is_missing(high) else math.nan,
+        "replicates": replicates,
+        "equivalent": equivalent,
     }
 
 
@@ -178,10 +198,12 @@ def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int) -> str:
+def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int, noise: str) -> str:
     text = (
-        f"{len(points)} trials plotted: {int(points['pareto'].sum())} on the front, "
-        f"{int(points['dominated'].sum())} dominated, {int(points['infeasible'].sum())} over the memory limit"
+        f"front: {int(points['pareto'].sum())} accuracy configs, mean and interval over their replicates "
+        f"({int(points['equivalent'].sum())} marked ≈: within noise of a leaner one); "
+        f"{int(points['dominated'].sum())} other trainings faded; {int(points['infeasible'].sum())} over "
+        f"the memory limit"
     )
     if clipped := int(points["clipped"].sum()):
         text += f" ({clipped} beyond the memory axis, drawn on its edge as a triangle)"
@@ -189,11 +211,11 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int)
         text += "; not plotted: " + ", ".join(f"{n} {status}" for status, n in sorted(not_plotted.items()))
     if duplicates:
         text += f"; {duplicates} duplicate proposals skipped"
-    return text
+    return f"{text}\n{noise}"
 
 
 def pareto_plot_data(
-    frame: pd.DataFrame, *, accuracy: str, memory_limit: int, study_name: str
+    frame: pd.DataFrame, *, accuracy: str, memory_limit: int, study_name: str, noise: str = ""
 ) -> ParetoPlotData:
     """Computes what the Pareto plot shows.
 
@@ -202,6 +224,7 @@ def pareto_plot_data(
         accuracy: The accuracy column, one of ``map50_95``, ``map50``, ``fitness``.
         memory_limit: The study's host memory limit in bytes.
         study_name: Shown in the title.
+        noise: The study's accuracy noise in words, shown in the caption.
 
     Returns:
         The plot's data. Duplicate proposals are skipped; failed, timed-out and interrupted
@@ -221,7 +244,7 @@ def pareto_plot_data(
         for _, row in originals[plotted].iterrows()
     ]
     points = pd.DataFrame(rows, columns=POINT_COLUMNS)
-    for column in ("feasible", "pareto", "dominated", "infeasible", "clipped"):
+    for column in ("feasible", "pareto", "dominated", "infeasible", "clipped", "equivalent"):
         points[column] = points[column].astype(bool)
     points = points.sort_values("number").reset_index(drop=True)
     not_plotted = {str(k): int(v) for k, v in originals[~plotted]["status"].value_counts().items()}
@@ -237,7 +260,8 @@ def pareto_plot_data(
     # A point on the edge is not where its peak is: its label says the peak.
     points.loc[points["clipped"], "label"] += points["peak_host_bytes"].map(lambda b: f" ({format_bytes(b)})")
     x_range = (axis.low, axis.high)
-    y_range = plot_layout.value_range([*points["y"].tolist(), *step_y])
+    bars = [v for v in [*points["low"].tolist(), *points["high"].tolist()] if not math.isnan(v)]
+    y_range = plot_layout.value_range([*points["y"].tolist(), *step_y, *bars])
     limit_drawn = None if axis.limit_side else limit_gib
     points["label_position"] = plot_layout.label_positions(
         points, (step_x, step_y), x_range, y_range, limit_drawn
@@ -264,7 +288,7 @@ def pareto_plot_data(
         accuracy_name=accuracy_name,
         study_name=study_name,
         title=title,
-        caption=_caption(points, not_plotted, duplicates),
+        caption=_caption(points, not_plotted, duplicates, noise),
         not_plotted=not_plotted,
         duplicates=duplicates,
     )
@@ -286,7 +310,7 @@ def _layers(data: ParetoPlotData) -> list[_Layer]:
     points = data.points
     dominated, infeasible = points[points["dominated"]], points[points["infeasible"]]
     layers = [
-        _Layer(f"dominated ({len(dominated)})", dominated, _DOMINATED_COLOR, "o", 9, 0.4),
+        _Layer(f"other trainings ({len(dominated)})", dominated, _DOMINATED_COLOR, "o", 9, 0.4),
         _Layer(f"over the memory limit ({len(infeasible)})", infeasible, _INFEASIBLE_COLOR, "x", 11, 1.0),
         _Layer(f"Pareto front ({len(data.front)})", data.front, _FRONT_COLOR, "o", 12, 1.0),
     ]
@@ -308,11 +332,17 @@ def matplotlib_figure(data: ParetoPlotData) -> Figure:
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     # The layout leaves room below for the caption, and on the right for a triangle on the axis's edge.
-    layout = ConstrainedLayoutEngine(rect=(0, 0.045, 0.985, 0.955))
+    layout = ConstrainedLayoutEngine(rect=(0, 0.06, 0.985, 0.955))
     fig = Figure(figsize=(9, 6), dpi=110, layout=layout)
     ax = fig.add_subplot()
     if data.step_x:
         ax.plot(data.step_x, data.step_y, color=_FRONT_COLOR, linewidth=1.8, zorder=3)
+    bars = data.front[data.front["low"].notna()]
+    if not bars.empty:
+        ax.errorbar(
+            bars["x"], bars["y"], yerr=[bars["y"] - bars["low"], bars["high"] - bars["y"]], fmt="none",
+            ecolor=_FRONT_COLOR, elinewidth=1.4, capsize=5, zorder=4, label="95% interval of the mean",
+        )  # fmt: skip
     for zorder, layer in enumerate(_layers(data), start=2):
         front = layer.color == _FRONT_COLOR
         markers = _markers(layer, data)
@@ -402,8 +432,15 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
         front = layer.color == _FRONT_COLOR
         marker: dict[str, Any] = {"color": layer.color, "size": layer.size, "opacity": layer.opacity}
         marker["symbol"] = [_PLOTLY_SYMBOLS[m] for m in _markers(layer, data)]
+        error_y = None
         if front:
             marker["line"] = {"color": "black", "width": 1}
+            known = points["low"].notna()
+            error_y = {
+                "type": "data", "symmetric": False, "color": _FRONT_COLOR, "width": 5,
+                "array": (points["high"] - points["y"]).where(known, 0).tolist(),
+                "arrayminus": (points["y"] - points["low"]).where(known, 0).tolist(),
+            }  # fmt: skip
         labelled = points["label_position"] != ""
         fig.add_trace(
             go.Scatter(
@@ -421,6 +458,7 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
                 customdata=points["hover"].tolist(),
                 hovertemplate="%{customdata}<extra></extra>",
                 marker=marker,
+                error_y=error_y,
             )
         )
     limit = data.memory_limit_gib
@@ -438,7 +476,7 @@ def render_plotly(data: ParetoPlotData) -> go.Figure:
         }
     fig.add_annotation(y=1, yref="paper", showarrow=False, yanchor="bottom", font={"size": 11}, **where)
     fig.update_layout(
-        title={"text": f"{data.title}<br><sup>{data.caption}</sup>"},
+        title={"text": f"{data.title}<br><sup>{data.caption.replace(chr(10), '<br>')}</sup>"},
         xaxis={"title": {"text": data.x_title}, "range": list(data.x_range)},
         yaxis={"title": {"text": data.y_title}, "range": list(data.y_range)},
         template="plotly_white",

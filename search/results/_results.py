@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from search.errors import InputError
-from search.results._export import ExportChoice, choose_config
-from search.results._frame import front, hypervolume, status_counts, trials_frame
+from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
+from search.results._frame import front, hypervolume, status_counts, study_estimates, trials_frame
 from search.study._stored import RecordFiles, read_trial
 from search.units import parse_size
 
 if TYPE_CHECKING:
     import optuna
 
+    from search.accuracy._estimates import AccuracyEstimates
     from search.results._notebook import WithImage
     from search.results._plot import ParetoPlotData
     from search.study._spec import StudySpec
@@ -38,6 +39,7 @@ class StudyResults:
         trials: One row per finished trial (the ``report --all`` columns), with
             ``predicted_full_bytes``, each configuration's peak predicted for the whole dataset
             (None where the dataset is not at hand).
+        estimates: Each accuracy config's mean, interval and replicates, and the study's noise.
         memory_model: The memory model behind those predictions (a dict), or None.
     """
 
@@ -47,12 +49,14 @@ class StudyResults:
         spec: StudySpec,
         study: optuna.Study,
         trials: pd.DataFrame,
+        estimates: AccuracyEstimates,
         memory_model: dict[str, Any] | None,
         record_files: RecordFiles | None = None,
     ) -> None:
         self.spec = spec
         self.study = study
         self.trials = trials
+        self.estimates = estimates
         self.memory_model = memory_model
         self._record_files = record_files
 
@@ -73,8 +77,18 @@ class StudyResults:
         return self.spec.objectives[0]
 
     def front(self) -> pd.DataFrame:
-        """The feasible Pareto trials (accuracy against peak host memory), least memory first."""
+        """The noise-aware front (accuracy configs against peak host memory), least memory first:
+        one row per point, with ``accuracy_mean``, ``accuracy_low``, ``accuracy_high``, ``replicates``."""
         return front(self.trials, self.accuracy)
+
+    @property
+    def accuracy_signal(self) -> bool:
+        """Whether any two accuracy configs differ beyond noise (else nothing ranks on accuracy)."""
+        return self.estimates.signal
+
+    def accuracy_note(self) -> str | None:
+        """What ``run``, ``report`` and ``export`` say when accuracy cannot rank the configs; else None."""
+        return self.estimates.signal_text()
 
     def hypervolume(self) -> float:
         """The front's hypervolume in accuracy x GiB under the memory limit (what ``report`` prints)."""
@@ -97,10 +111,16 @@ class StudyResults:
         """
         return choose_config(
             self.trials,
+            self.estimates,
             max_memory_bytes=_budget(max_memory),
-            accuracy=self.accuracy,
             check_prediction=check_prediction,
         )
+
+    def explain(self, max_memory: int | str, *, check_prediction: bool = True) -> list[str]:
+        """What ``export`` prints about its choice: interval, runner-up, what the system setting buys."""
+        budget = _budget(max_memory)
+        choice = self.choice(budget, check_prediction=check_prediction)
+        return choice_lines(choice, self.estimates, accuracy=self.accuracy, budget=budget)
 
     def best(self, max_memory: int | str, *, check_prediction: bool = True) -> pd.Series | None:
         """The trial ``memfront export`` exports for this budget (a row of :attr:`trials`), or None."""
@@ -115,6 +135,7 @@ class StudyResults:
             accuracy=self.accuracy,
             memory_limit=self.spec.memory_limit,
             study_name=self.spec.name,
+            noise=noise_text(self.estimates),
         )
 
     def figure(self, backend: str = "plotly") -> Any:
@@ -181,12 +202,14 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     study_file = Path(path)
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    frame = trials_frame(study)
+    estimates = study_estimates(study, resolution=spec.accuracy_resolution)
+    frame = trials_frame(study, estimates=estimates)
     predictions, model = _full_size_predictions(spec, study_file, study, frame)
     frame["predicted_full_bytes"] = predictions
     return StudyResults(
-        spec=spec, study=study, trials=frame, memory_model=model, record_files=record_files(spec, study_file)
-    )
+        spec=spec, study=study, trials=frame, estimates=estimates, memory_model=model,
+        record_files=record_files(spec, study_file),
+    )  # fmt: skip
 
 
 def _full_size_predictions(

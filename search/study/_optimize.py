@@ -132,6 +132,8 @@ class StudyOutcome:
     storage_seconds: float = 0.0
     preflight_skipped: int = 0
     preflight_seconds_saved: float = 0.0
+    replicates: int = 0
+    accuracy_note: str | None = None
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -314,6 +316,10 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         "heartbeat_storage": storage.background_seconds if storage else 0.0,
     }
     announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
+    final = TrainingState.of(
+        read_trials(study.get_trials(deepcopy=False)), accuracy=spec.objectives[0], first_seed=spec.seed,
+        resolution=spec.accuracy_resolution,
+    )  # fmt: skip
     return StudyOutcome(
         trained=trained,
         total_finished=finished_count(study),
@@ -326,6 +332,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         storage_seconds=times["storage"],
         preflight_skipped=skipped,
         preflight_seconds_saved=prepared.preflight.seconds_saved(skipped) if prepared.preflight else 0.0,
+        replicates=sum(c.replicates - 1 for c in final.estimates.configs.values()),
+        accuracy_note=final.estimates.signal_text(),
     )
 
 

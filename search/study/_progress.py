@@ -47,6 +47,13 @@ def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
         f"({outcome.trained} trained by this worker, {outcome.duplicates} repeated proposals skipped) in "
         f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
     ]
+    if outcome.replicates:
+        lines.append(
+            f"accuracy: {outcome.replicates} of the trainings are replicates (a measured accuracy config "
+            "trained again with another seed, where that could change the front)"
+        )
+    if outcome.accuracy_note:
+        lines.append(outcome.accuracy_note)
     if outcome.preflight_skipped:
         lines.append(
             f"pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were "
