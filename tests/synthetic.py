@@ -99,6 +99,18 @@ def stored_trial(
     )
 
 
+def replicated(
+    config: dict[str, Any], accuracy: float, peak: float, *, limit: float, spread: float = 0.002, **extra: Any
+) -> list[optuna.trial.FrozenTrial]:
+    """Two feasible trainings of one config with seeds 0 and 1, ``accuracy ± spread``: a measured noise."""
+    return [
+        stored_trial(
+            config=config, values=[accuracy + sign * spread, peak], violation=peak - limit, seed=seed, **extra
+        )
+        for seed, sign in ((0, 1), (1, -1))
+    ]
+
+
 def knobs(batch: int = 8, imgsz: int = 96, cache: str = "none", workers: int = 0) -> dict[str, Any]:
     """A configuration of the five knobs."""
     return {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": False}

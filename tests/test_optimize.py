@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from search.study._optimize import ProposalGuard, _discard_reason, _tell
-from search.study._replicates import replicate_identity
 from search.study._prepare import _sampler
+from search.study._replicates import replicate_identity
 from search.study._space import effective_space
 from search.study._spec import StudySpec
 from search.study._stored import write_proposal
@@ -115,7 +115,9 @@ def test_two_workers_proposing_one_replicate_train_it_once() -> None:
     )
     other = _asked(study, knobs(16))
     assert (
-        _discard_reason(study.get_trials(deepcopy=False), other.number, replicate_identity(knobs(16), None), n_trials=10)
+        _discard_reason(
+            study.get_trials(deepcopy=False), other.number, replicate_identity(knobs(16), None), n_trials=10
+        )
         is None
     )
 

@@ -13,7 +13,7 @@ from search.results._frame import front, hypervolume, trials_frame
 from search.results._plot import pareto_plot_data
 
 from .conftest import run_cli
-from .synthetic import GIB, knobs, stored_study_file, stored_trial
+from .synthetic import GIB, knobs, replicated, stored_study_file, stored_trial
 
 LIMIT = 2 * GIB
 
@@ -22,39 +22,45 @@ def _three_objective_study() -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     study.set_user_attr("objectives", ["map50_95", "peak_host", "epoch_seconds"])
     points = [
-        (knobs(16, 128), [0.50001, 1.17 * GIB, 8.0]),  # 0: the most accurate, by a hair
-        (knobs(16, 96), [0.50000, 1.12 * GIB, 3.8]),  # 1
-        (knobs(8, 64), [0.30, 1.00 * GIB, 9.0]),  # 2: the leanest
-        (knobs(8, 96, workers=1), [0.40, 1.20 * GIB, 2.0]),  # 3: beaten by 1 on both axes, but fastest
+        (knobs(16, 128), 0.50001, 1.17, 8.0),  # trials 0, 1: the most accurate, by a hair
+        (knobs(16, 96), 0.50000, 1.12, 3.8),  # 2, 3: within noise of the above, with less memory
+        (knobs(8, 64), 0.30, 1.00, 9.0),  # 4, 5: the leanest
+        (knobs(8, 96, workers=1), 0.40, 1.20, 2.0),  # 6, 7: beaten beyond noise by 2-3, but fastest
     ]
-    for config, values in points:
-        study.add_trial(
-            stored_trial(config=config, values=values, violation=values[1] - LIMIT, epoch_seconds=values[2])
-        )
+    for config, accuracy, peak, seconds in points:
+        trials = replicated(config, accuracy, peak * GIB, limit=LIMIT, epoch_seconds=seconds)
+        for trial in trials:
+            trial.values = [trial.values[0], peak * GIB, seconds]
+            study.add_trial(trial)
     return study
 
 
 def test_three_objectives_front_is_accuracy_against_memory_and_optunas_front_is_kept_beside_it() -> None:
     frame = trials_frame(_three_objective_study())
-    assert frame["pareto"].tolist() == [True, True, True, False]
-    # Optuna's own front over all three objectives also holds trial 3, only because it is fastest.
-    assert frame["pareto_all"].tolist() == [True, True, True, True]
-    assert front(frame)["number"].tolist() == [2, 1, 0]
+    # One row per front point: its config's first trial.
+    assert frame["pareto"].tolist() == [True, False, True, False, True, False, False, False]
+    # Optuna's own front over all three objectives also holds the fastest config's trials.
+    assert frame.set_index("number").loc[[6, 7], "pareto_all"].any()
+    assert front(frame)["number"].tolist() == [4, 2, 0]
+    # 0 is no better beyond noise than 2, which needs less memory.
+    assert front(frame)["equivalent_to"].tolist() == [None, None, 2]
     data = pareto_plot_data(frame, accuracy="map50_95", memory_limit=LIMIT, study_name="s")
-    assert data.front["number"].tolist() == [2, 1, 0]
-    assert data.points.set_index("number").loc[3, "dominated"]
+    assert data.front["number"].tolist() == [4, 2, 0]
+    assert data.front["equivalent"].tolist() == [False, False, True]
+    assert data.points.set_index("number").loc[6, "dominated"]
+    assert (data.front["low"] < data.front["y"]).all() and (data.front["y"] < data.front["high"]).all()
     # The step line only rises: no zig-zag through a dominated point.
     assert data.step_y == sorted(data.step_y)
 
 
-def test_hypervolume_is_the_area_under_the_front_up_to_the_limit() -> None:
+def test_hypervolume_is_the_area_under_the_front_of_means_up_to_the_limit() -> None:
     frame = trials_frame(_three_objective_study())
     # Steps: 0.30 from 1.00 to 1.12 GiB, 0.50000 from 1.12 to 1.17, 0.50001 from 1.17 to the 2 GiB limit.
     expected = 0.30 * 0.12 + 0.50000 * 0.05 + 0.50001 * 0.83
     assert hypervolume(frame, accuracy="map50_95", memory_limit=LIMIT) == pytest.approx(expected)
 
 
-def test_two_objectives_front_matches_optunas() -> None:
+def test_without_replicates_nothing_is_dropped_on_accuracy() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("objectives", ["map50_95", "peak_host"])
     for config, acc, peak in [(knobs(4), 0.2, 1.0), (knobs(8), 0.3, 1.5), (knobs(16), 0.25, 1.6)]:
@@ -62,9 +68,11 @@ def test_two_objectives_front_matches_optunas() -> None:
     over = stored_trial(config=knobs(32), values=[0.0, 3.0 * GIB], violation=GIB, status="memory_limit")
     study.add_trial(over)
     frame = trials_frame(study)
-    assert frame["pareto"].tolist() == [True, True, False, False]
-    assert frame["pareto"].tolist() == frame["pareto_all"].tolist()
+    # One training each: the noise is unknown, so 0.25 is not shown to be worse than 0.3.
+    assert frame["pareto"].tolist() == [True, True, True, False]
+    assert frame["accuracy_low"].isna().all()
     assert frame["feasible"].tolist() == [True, True, True, False]
+    assert frame["pareto_all"].tolist() == [True, True, False, False]  # Optuna's, on single values
 
 
 def test_legacy_constraints_in_user_attributes_still_decide_feasibility() -> None:

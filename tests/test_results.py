@@ -12,10 +12,10 @@ import yaml
 
 import search
 from search.results._export import choose_config
-from search.results._frame import trials_frame
+from search.results._frame import study_estimates, trials_frame
 
 from .conftest import run_cli
-from .synthetic import GIB, knobs, stored_study_file, stored_trial
+from .synthetic import GIB, knobs, replicated, stored_study_file
 
 LIMIT = 2 * GIB
 
@@ -23,12 +23,13 @@ LIMIT = 2 * GIB
 @pytest.fixture
 def study_file(tmp_path: Path, tiny_data: Path) -> Path:
     trials = [
-        stored_trial(config=config, values=[acc, peak * GIB], violation=(peak - 2) * GIB)
+        trial
         for config, acc, peak in [
             (knobs(4, 64), 0.2, 1.0),
             (knobs(8, 96), 0.3, 1.4),
             (knobs(16, 96), 0.25, 1.5),
         ]
+        for trial in replicated(config, acc, peak * GIB, limit=LIMIT)
     ]
     return stored_study_file(tmp_path, name="api", data=tiny_data, limit=LIMIT, trials=trials)
 
@@ -37,12 +38,14 @@ def test_load_study_reads_without_changing_anything(study_file: Path) -> None:
     storage = yaml.safe_load(study_file.read_text())["storage"]
     before = optuna.load_study(study_name="api", storage=storage)
     results = search.load_study(study_file)
-    assert list(results.trials["number"]) == [0, 1, 2]
-    assert list(results.front()["number"]) == [0, 1]
+    assert list(results.trials["number"]) == [0, 1, 2, 3, 4, 5]
+    assert list(results.front()["number"]) == [0, 2]
+    assert results.accuracy_signal and results.accuracy_note() is None
+    assert list(results.front()["replicates"]) == [2, 2]
     assert results.hypervolume() == pytest.approx(0.2 * 0.4 + 0.3 * 0.6)
-    assert results.status_counts() == {"ok": 3}
+    assert results.status_counts() == {"ok": 6}
     data = results.plot_data()
-    assert list(data.front["number"]) == [0, 1]
+    assert list(data.front["number"]) == [0, 2]
     assert results.figure().data  # a plotly figure with traces
     assert results.figure(backend="matplotlib").axes
     after = optuna.load_study(study_name="api", storage=storage)
@@ -77,16 +80,17 @@ def test_the_prediction_check_refuses_what_would_not_fit_on_the_whole_dataset() 
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("objectives", ["map50_95", "peak_host"])
     for config, acc, peak in [(knobs(4, 64), 0.2, 1.0), (knobs(8, 96), 0.3, 1.4)]:
-        study.add_trial(stored_trial(config=config, values=[acc, peak * GIB], violation=(peak - 2) * GIB))
-    frame = trials_frame(study)
-    frame["predicted_full_bytes"] = pd.Series([1.1 * GIB, 1.9 * GIB])  # trial 1 grows on the full data
-    checked = choose_config(frame, max_memory_bytes=int(1.5 * GIB), accuracy="map50_95")
+        for trial in replicated(config, acc, peak * GIB, limit=LIMIT):
+            study.add_trial(trial)
+    estimates = study_estimates(study)
+    frame = trials_frame(study, estimates=estimates)
+    # Trials 2 and 3 (batch 8) grow past the budget on the full data.
+    frame["predicted_full_bytes"] = pd.Series([1.1 * GIB, 1.1 * GIB, 1.9 * GIB, 1.9 * GIB])
+    checked = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB))
     assert checked.chosen is not None and int(checked.chosen["number"]) == 0
-    assert checked.refused_by_prediction is not None and int(checked.refused_by_prediction["number"]) == 1
-    trusting = choose_config(
-        frame, max_memory_bytes=int(1.5 * GIB), accuracy="map50_95", check_prediction=False
-    )
-    assert trusting.chosen is not None and int(trusting.chosen["number"]) == 1
+    assert checked.refused_by_prediction is not None and int(checked.refused_by_prediction["number"]) == 2
+    trusting = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB), check_prediction=False)
+    assert trusting.chosen is not None and int(trusting.chosen["number"]) == 2
     assert trusting.refused_by_prediction is None
-    nothing = choose_config(frame, max_memory_bytes=int(0.5 * GIB), accuracy="map50_95")
+    nothing = choose_config(frame, estimates, max_memory_bytes=int(0.5 * GIB))
     assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0

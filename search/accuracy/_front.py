@@ -71,6 +71,8 @@ def front_hypervolume(points: list[tuple[float, float]], *, memory_limit: int) -
     the front's own hypervolume.
     """
     ordered = sorted((p, a) for p, a in points if not math.isnan(a) and p < memory_limit)
+    if not ordered:
+        return 0.0
     area, best = 0.0, 0.0
     edges = [p for p, _ in ordered[1:]] + [float(memory_limit)]
     for (peak, acc), next_peak in zip(ordered, edges, strict=True):

@@ -178,6 +178,8 @@ def noise_text(estimates: AccuracyEstimates) -> str:
         else "accuracy noise: not measured yet (no accuracy config trained twice)"
     )
     note = estimates.signal_text()
+    if note is None and len(estimates.configs) < 2:
+        return measured
     return measured + ("; differences beyond it rank the front" if note is None else f"; {note}")
 
 

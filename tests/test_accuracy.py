@@ -1,0 +1,160 @@
+"""Accuracy with its noise (search.accuracy) and the export rule, on synthetic trainings."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from search.accuracy import Training, estimate_accuracy, front_hypervolume, noise_front
+from search.results._export import choice_lines, choose_config
+from search.results._frame import FRAME_COLUMNS, apply_estimates
+
+from .synthetic import GIB, knobs
+
+
+def _training(
+    number: int, config: dict[str, object], seed: int, accuracy: float, peak: float, **kw: float
+) -> Training:
+    return Training(
+        number=number, config=dict(config), seed=seed, accuracy=accuracy, peak_host_bytes=peak * GIB, **kw
+    )
+
+
+def test_trainings_that_differ_only_in_the_cache_are_one_replicate() -> None:
+    trainings = [
+        _training(0, knobs(16, 128, "none"), 0, 0.308, 1.10),
+        _training(1, knobs(16, 128, "disk"), 0, 0.308, 1.12),  # the same pixels, the same stream
+        _training(2, knobs(16, 128, "none", workers=1), 0, 0.380, 1.30),  # another random stream
+    ]
+    estimates = estimate_accuracy(trainings)
+    (estimate,) = estimates.configs.values()
+    assert estimate.replicates == 2 and estimate.mean == pytest.approx((0.308 + 0.380) / 2)
+    assert estimate.trials == (0, 1, 2)
+    # Pooled over the two replicates: sd of (0.308, 0.380), one degree of freedom.
+    assert estimates.noise.df == 1 and estimates.noise.sd == pytest.approx(0.072 / math.sqrt(2))
+    # The leanest measured system setting first; each with its own memory.
+    assert [s.config["cache"] for s in estimate.systems] == ["none", "disk", "none"]
+
+
+def test_noise_is_pooled_and_intervals_shrink_with_replicates() -> None:
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.20, 1.0),
+        _training(1, knobs(8, 96), 1, 0.24, 1.0),
+        _training(2, knobs(8, 128), 0, 0.30, 1.1),
+        _training(3, knobs(8, 128), 1, 0.34, 1.1),
+        _training(4, knobs(8, 128), 2, 0.32, 1.1),
+        _training(5, knobs(8, 160), 0, 0.33, 1.2),
+    ]
+    estimates = estimate_accuracy(trainings)
+    assert estimates.noise.df == 1 + 2
+    wide, narrow, single = (estimates.configs[(8, s, False)] for s in (96, 128, 160))
+    assert narrow.high - narrow.low < wide.high - wide.low < single.high - single.low
+    assert narrow.low < narrow.mean < narrow.high
+    # 0.22 vs 0.32: beyond the noise; 0.32 vs 0.33: not.
+    assert estimates.better(narrow.key, wide.key)
+    assert not estimates.distinguishable(narrow.key, single.key)
+    assert estimates.signal and estimates.signal_text() is None
+
+
+def test_without_a_replicate_the_noise_is_unknown_and_nothing_ranks() -> None:
+    estimates = estimate_accuracy(
+        [_training(0, knobs(8, 96), 0, 0.2, 1.0), _training(1, knobs(8, 128), 0, 0.4, 1.1)]
+    )
+    assert not estimates.noise.known
+    assert math.isinf(estimates.configs[(8, 96, False)].high)
+    assert not estimates.signal and "not measured yet" in str(estimates.signal_text())
+    assert len(noise_front(estimates)) == 2
+
+
+def test_differences_below_the_resolution_never_count() -> None:
+    # Nothing learned: 1e-6 against 6e-6 with a tiny noise is still no finding.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 1e-6, 1.17),
+        _training(1, knobs(8, 96), 1, 1.1e-6, 1.17),
+        _training(2, knobs(16, 96), 0, 6e-6, 1.12),
+        _training(3, knobs(16, 96), 1, 6.1e-6, 1.12),
+    ]
+    estimates = estimate_accuracy(trainings)
+    assert not estimates.signal
+    assert "trials too short to rank accuracy" in str(estimates.signal_text())
+
+
+def _study() -> list[Training]:
+    """Three accuracy configs, replicated: A lean and poor, B better beyond noise, C within noise of B."""
+    return [
+        _training(0, knobs(8, 96), 0, 0.20, 1.00, epoch_seconds=2.5),
+        _training(1, knobs(8, 96), 1, 0.22, 1.00, epoch_seconds=2.5),
+        _training(2, knobs(8, 128), 0, 0.40, 1.10, epoch_seconds=3.6),
+        _training(3, knobs(8, 128), 1, 0.42, 1.10, epoch_seconds=3.6),
+        _training(4, knobs(8, 128, "ram"), 2, 0.41, 1.13, epoch_seconds=2.9),  # faster, a bit more memory
+        _training(5, knobs(8, 160), 0, 0.42, 1.20, epoch_seconds=4.9),
+        _training(6, knobs(8, 160), 1, 0.44, 1.20, epoch_seconds=4.9),
+        _training(7, knobs(16, 96), 0, 0.10, 1.30, epoch_seconds=2.0),  # beaten on both: dropped
+        _training(8, knobs(16, 96), 1, 0.12, 1.30, epoch_seconds=2.0),
+    ]
+
+
+def test_a_config_is_dropped_only_when_beaten_beyond_noise_with_no_more_memory() -> None:
+    estimates = estimate_accuracy(_study())
+    front = noise_front(estimates)
+    assert [p.estimate.key for p in front] == [(8, 96, False), (8, 128, False), (8, 160, False)]
+    # batch 8 at 160 is not shown better than at 128, which needs less memory.
+    assert [p.equivalent_to for p in front] == [None, None, (8, 128, False)]
+
+
+def test_hypervolume_of_nothing_under_the_limit_is_zero() -> None:
+    assert front_hypervolume([], memory_limit=2 * GIB) == 0.0
+    assert front_hypervolume([(3.0 * GIB, 0.4)], memory_limit=2 * GIB) == 0.0
+    assert front_hypervolume([(1.0 * GIB, 0.4)], memory_limit=2 * GIB) == pytest.approx(0.4)
+
+
+def _frame(trainings: list[Training]) -> pd.DataFrame:
+    rows = [
+        {**dict.fromkeys(FRAME_COLUMNS), "number": t.number, **t.config, "feasible": True, "status": "ok",
+         "peak_host_bytes": t.peak_host_bytes, "epoch_seconds": t.epoch_seconds, "map50_95": t.accuracy}
+        for t in trainings
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    apply_estimates(frame, estimate_accuracy(trainings))
+    return frame
+
+
+def test_export_takes_the_cheapest_config_within_noise_of_the_best_then_its_fastest_fitting_setting() -> None:
+    trainings = _study()
+    estimates = estimate_accuracy(trainings)
+    frame = _frame(trainings)
+    roomy = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB))
+    # batch 8/160 has the best mean, but 8/128 is within noise of it with less memory.
+    assert roomy.estimate is not None and roomy.estimate.key == (8, 128, False)
+    assert roomy.runner_up is not None and roomy.runner_up.key == (8, 160, False)
+    assert not roomy.runner_up_beyond_noise
+    # Its fastest measured setting that fits: cache ram (2.9 s/epoch), against the leanest (none).
+    assert roomy.system is not None and roomy.system.config["cache"] == "ram"
+    assert roomy.chosen is not None and int(roomy.chosen["number"]) == 4
+    lines = choice_lines(roomy, estimates, accuracy="map50_95", budget=int(1.5 * GIB))
+    assert "not distinguishable" in lines[1] and "2.9 s/epoch against 3.6 s" in lines[2]
+    tight = choose_config(frame, estimates, max_memory_bytes=int(1.11 * GIB))
+    # cache ram (1.13 GiB) no longer fits: the leanest setting, and 8/160 does not fit at all.
+    assert tight.system is not None and tight.system.config["cache"] == "none"
+    assert (
+        tight.runner_up is not None and tight.runner_up.key == (8, 96, False) and tight.runner_up_beyond_noise
+    )
+    nothing = choose_config(frame, estimates, max_memory_bytes=int(0.9 * GIB))
+    assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0
+
+
+def test_with_no_accuracy_signal_export_picks_on_memory_and_speed_alone() -> None:
+    trainings = [
+        _training(0, knobs(16, 128), 0, 2e-6, 1.17, epoch_seconds=8.0),
+        _training(1, knobs(16, 128), 1, 6e-6, 1.17, epoch_seconds=8.0),
+        _training(2, knobs(16, 96), 0, 1e-6, 1.12, epoch_seconds=3.8),
+        _training(3, knobs(16, 96), 1, 2e-6, 1.12, epoch_seconds=3.8),
+    ]
+    estimates = estimate_accuracy(trainings)
+    choice = choose_config(_frame(trainings), estimates, max_memory_bytes=int(1.2 * GIB))
+    assert not choice.signal
+    assert choice.estimate is not None and choice.estimate.key == (16, 96, False)
+    lines = choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.2 * GIB))
+    assert "picked on memory and speed alone" in lines[1]

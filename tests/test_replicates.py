@@ -1,0 +1,110 @@
+"""What a study trains next (search.study._replicates), on synthetic trainings."""
+
+from __future__ import annotations
+
+from search.accuracy import Training, estimate_accuracy
+from search.study._replicates import Running, judge_proposal, plan_next, replicate_candidates
+
+from .synthetic import GIB, knobs
+
+CHOICES = {
+    "batch": [8, 16],
+    "imgsz": [96, 128, 160],
+    "cache": ["none", "ram", "disk"],
+    "workers": [0, 1],
+    "amp": [False],
+}
+
+
+def _t(number: int, batch: int, imgsz: int, seed: int, accuracy: float, **system: object) -> Training:
+    config = knobs(batch, imgsz, **system)  # type: ignore[arg-type]
+    return Training(
+        number=number, config=config, seed=seed, accuracy=accuracy, peak_host_bytes=(1 + imgsz / 1000) * GIB
+    )
+
+
+ALL_CONFIGS = {(b, i, False) for b in (8, 16) for i in (96, 128, 160)}
+
+
+def _plan(
+    trainings: list[Training], running: list[Running] | None = None, explored: bool = False, **kw: object
+):  # type: ignore[no-untyped-def]
+    estimates = estimate_accuracy(trainings)
+    tried = ALL_CONFIGS if explored else {(t.config["batch"], t.config["imgsz"], False) for t in trainings}
+    return plan_next(estimates, trainings, running or [], tried=tried, choices=CHOICES, first_seed=0, **kw)  # type: ignore[arg-type]
+
+
+def test_a_new_study_explores_first_then_replicates_the_best_to_measure_the_noise() -> None:
+    first = _plan([])
+    assert first is not None and not first.replicate and first.fixed == {"cache": "none", "workers": 0}
+    one = [_t(0, 8, 96, 0, 0.2)]
+    second = _plan(one)
+    # Another system setting than the one measured: memory and speed are learned across the space.
+    assert second is not None and not second.replicate and second.fixed != {"cache": "none", "workers": 0}
+    two = [*one, _t(1, 8, 128, 0, 0.3, cache="ram")]
+    third = _plan(two)
+    assert third is not None and third.replicate and third.seed == 1
+    assert (third.fixed["batch"], third.fixed["imgsz"]) == (8, 128)
+    assert "noise is not measured" in third.reason
+
+
+def test_replicates_go_to_front_configs_within_noise_of_a_neighbour_never_to_a_beaten_one() -> None:
+    trainings = [
+        _t(0, 8, 96, 0, 0.10), _t(1, 8, 96, 1, 0.12),  # the leanest, below 8/128 beyond noise
+        _t(2, 8, 128, 0, 0.30), _t(3, 8, 128, 1, 0.32),
+        _t(4, 8, 160, 0, 0.31),  # within noise of 8/128, one replicate
+        _t(5, 16, 160, 0, 0.05), _t(6, 16, 160, 1, 0.06),  # beaten beyond noise, more memory: never again
+    ]  # fmt: skip
+    estimates = estimate_accuracy(trainings)
+    candidates = replicate_candidates(estimates, max_replicates=3)
+    assert (16, 160, False) not in candidates
+    assert candidates[0] == (8, 160, False)  # fewest replicates first
+    assert (8, 96, False) not in candidates  # separated from its neighbour beyond noise
+    # While new configs remain, at most about one training in three is a replicate: 3 of these 7 are.
+    plan = _plan(trainings)
+    assert plan is not None and not plan.replicate
+    # Once the space is explored (the others were over the limit, say), the candidate is replicated,
+    # with a seed its config has not used.
+    plan = _plan(trainings, explored=True)
+    assert plan is not None and plan.replicate and (plan.fixed["batch"], plan.fixed["imgsz"]) == (8, 160)
+    assert plan.seed == 1
+
+
+def test_a_replicate_takes_a_system_setting_its_config_was_not_measured_with() -> None:
+    trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
+    plan = _plan(trainings)
+    assert plan is not None and plan.replicate
+    assert (plan.fixed["cache"], plan.fixed["workers"]) != ("none", 0)
+
+
+def test_a_config_being_replicated_by_another_worker_is_not_planned_twice() -> None:
+    trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
+    running = [Running(config=knobs(8, 128, "ram"), seed=1)]
+    plan = _plan(trainings, running)
+    assert plan is None or not plan.replicate or plan.fixed["imgsz"] != 128
+
+
+def test_when_every_config_is_measured_and_ranked_nothing_is_left() -> None:
+    trainings = []
+    number = 0
+    for batch in (8, 16):
+        for index, imgsz in enumerate((96, 128, 160)):
+            for seed in range(3):
+                trainings.append(
+                    _t(number, batch, imgsz, seed, 0.1 * index + 0.3 * (batch == 8) + 0.001 * seed)
+                )
+                number += 1
+    assert _plan(trainings) is None
+
+
+def test_a_sampled_repeat_of_a_measured_config_is_a_replicate_only_when_that_can_change_the_answer() -> None:
+    trainings = [
+        _t(0, 8, 128, 0, 0.30), _t(1, 8, 128, 1, 0.32),
+        _t(2, 8, 160, 0, 0.31),
+        _t(3, 16, 160, 0, 0.05), _t(4, 16, 160, 1, 0.06),
+    ]  # fmt: skip
+    estimates = estimate_accuracy(trainings)
+    assert judge_proposal(knobs(8, 96), estimates, trainings, [], first_seed=0) == 0  # new: the study's seed
+    assert judge_proposal(knobs(8, 160, "ram"), estimates, trainings, [], first_seed=0) == 1
+    assert judge_proposal(knobs(16, 160), estimates, trainings, [], first_seed=0) is None
+    assert judge_proposal(knobs(8, 160), estimates, trainings, [], first_seed=0, max_replicates=1) is None
