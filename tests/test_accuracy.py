@@ -38,6 +38,18 @@ def test_trainings_that_differ_only_in_the_cache_are_one_replicate() -> None:
     assert [s.config["cache"] for s in estimate.systems] == ["none", "disk", "none"]
 
 
+def test_ram_cache_without_workers_is_another_random_stream() -> None:
+    # yolov5's RAM check draws from the main process's random before the augmentations do.
+    trainings = [
+        _training(0, knobs(16, 128, "none"), 0, 0.168, 1.11),
+        _training(1, knobs(16, 128, "ram"), 0, 0.292, 1.16),
+        _training(2, knobs(16, 128, "none", workers=1), 0, 0.247, 1.26),
+        _training(3, knobs(16, 128, "ram", workers=1), 0, 0.247, 1.28),  # with workers: the same stream
+    ]
+    (estimate,) = estimate_accuracy(trainings).configs.values()
+    assert estimate.replicates == 3
+
+
 def test_noise_is_pooled_and_intervals_shrink_with_replicates() -> None:
     trainings = [
         _training(0, knobs(8, 96), 0, 0.20, 1.0),

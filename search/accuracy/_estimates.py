@@ -5,10 +5,14 @@ Short trials are noisy: the same configuration trained with another seed moves m
 (the knobs that change what the network sees or how it is optimised: :data:`ACCURACY_KNOBS`), not to
 a trial, and it is estimated from all of that config's trainings:
 
-* A *replicate* is one independent draw of the training's randomness: a seed and a dataloader worker
-  count (each worker count is another random stream for the augmentations). Trainings that differ
-  only in the cache mode see the same pixels in the same order and score the same to the digit: they
-  are one replicate, not two (counting them twice would understate the noise).
+* A *replicate* is one independent draw of the training's randomness (:func:`random_stream`): a
+  seed and a dataloader worker count (each worker count is another random stream for the
+  augmentations). Trainings that differ only in the cache mode see the same pixels in the same order
+  and score the same to the digit: they are one replicate, not two (counting them twice would
+  understate the noise). One exception, measured by ``bench/noise_bench.py``: yolov5's RAM check
+  (``check_cache_ram``) draws 30 images with Python's ``random`` in the main process, so with
+  ``workers`` 0 (augmentations drawn in the main process) ``cache=ram`` shifts the stream: another
+  replicate. With workers, each worker's stream is seeded apart, and ``ram`` scores as ``none``.
 * The noise is the pooled within-config standard deviation over every config with two replicates or
   more (one noise level for the study: configs of one short-training setup share it), with its
   degrees of freedom. Until some config has two replicates the noise is unknown, and no accuracy
@@ -41,6 +45,7 @@ __all__ = [
     "accuracy_key",
     "estimate_accuracy",
     "key_text",
+    "random_stream",
     "system_key",
     "trainings_of",
 ]
@@ -60,6 +65,16 @@ def accuracy_key(config: Mapping[str, Any]) -> AccuracyKey:
 def system_key(config: Mapping[str, Any]) -> SystemKey:
     """The system setting of a full config: its :data:`SYSTEM_KNOBS` values."""
     return tuple(_plain(config[k]) for k in SYSTEM_KNOBS)
+
+
+def random_stream(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]:
+    """Which draw of the training's randomness a training is: equal streams, equal results.
+
+    The seed, the worker count, and whether the RAM cache's check drew from the main process's
+    ``random`` before the augmentations did (``cache=ram`` with ``workers`` 0; see the module).
+    """
+    workers = _plain(config["workers"])
+    return (seed, workers, _plain(config["cache"]) == "ram" and workers == 0)
 
 
 def key_text(key: AccuracyKey) -> str:
@@ -98,8 +113,8 @@ class Training:
 
     @property
     def replicate_key(self) -> tuple[Any, ...]:
-        """Trainings with the same key are one replicate: only the cache differs between them."""
-        return (self.seed, _plain(self.config["workers"]))
+        """Trainings with the same key are one replicate (:func:`random_stream`)."""
+        return random_stream(self.config, self.seed)
 
 
 def trainings_of(trials: Iterable[StoredTrial], *, accuracy: str, default_seed: int = 0) -> list[Training]:

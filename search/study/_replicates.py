@@ -37,6 +37,7 @@ from search.accuracy._estimates import (
     Training,
     accuracy_key,
     estimate_accuracy,
+    random_stream,
     system_key,
     trainings_of,
 )
@@ -221,8 +222,8 @@ def training_key(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]
 
 
 def replicate_identity(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]:
-    """Trainings with the same identity are one replicate (they differ at most in the cache)."""
-    return (*accuracy_key(config), seed, config["workers"])
+    """Trainings with the same identity are one replicate: the same accuracy config and random stream."""
+    return (*accuracy_key(config), *random_stream(config, seed))
 
 
 @dataclasses.dataclass(frozen=True)
