@@ -20,9 +20,11 @@ INTRO = """\
 
 Every trial of a memfront study trained YOLOv5 with one setting of the memory knobs (batch size,
 image size, image cache, dataloader workers, AMP) and measured its accuracy and its peak host memory.
-This notebook shows the trade-off: the **Pareto front** (no other trial is both more accurate and
-leaner), the trials it dominates, the trials that crossed the memory limit, and how each knob
-drives peak memory. It ends by picking the best configuration for a memory budget.
+A short training's accuracy is noisy, so accuracy belongs to an *accuracy config* (batch, imgsz,
+AMP): the mean over its replicates (other seeds), with a 95% interval from the study's pooled noise.
+This notebook shows the trade-off: the **Pareto front** (a config leaves it only when another is more
+accurate beyond noise with no more memory), the other trainings, the trials that crossed the memory
+limit, and how each knob drives peak memory. It ends by picking the best configuration for a budget.
 
 Choose the study with environment variables before starting Jupyter, or edit the next cell:
 `MEMFRONT_STUDY` (a study yaml, relative to this folder) and `MEMFRONT_STORAGE` (an Optuna storage
@@ -70,12 +72,20 @@ duplicates = int(frame["duplicate_of"].notna().sum())
 print(f"study {spec.name}: {len(frame) - duplicates} trials (and {duplicates} duplicate proposals)")
 print(f"memory limit {spec.memory_limit / GIB:.2f} GiB")
 print("by status:", results.status_counts())
+noise = results.estimates.noise
+print(f"accuracy noise: ±{noise.sd:.3f} per training ({noise.df} degrees of freedom)" if noise.known
+      else "accuracy noise: not measured yet (no accuracy config trained twice)")
+if results.accuracy_note():
+    print(results.accuracy_note())
 """
 
 PLOT_MD = """\
 ## The Pareto front
 
-Hover a point for its configuration. Trials over the memory limit have no accuracy and are drawn
+Each front point is an accuracy config's mean with its 95% interval (error bars) and replicate
+count (`n=`), at its leanest measured system setting; `≈` marks a point not better beyond noise than
+a leaner one. Faded dots are single trainings. Hover a point for its configuration. Trials over
+the memory limit have no accuracy and are drawn
 at 0 with an ×; the dashed line is the limit. The memory axis is zoomed to the trials: a limit far
 from them is named in the legend instead, and a trial far over it is drawn on the axis's edge as a
 triangle, its peak in its label. Labels that would overlap are left out (hover shows them). Failed
@@ -87,8 +97,9 @@ results.show()  # results.figure() is the plotly figure alone; results.plot_data
 """
 
 OPTUNA_MD = """\
-The same front as Optuna draws it (`optuna.visualization.plot_pareto_front`), with the constraint
-(peak minus limit) marking infeasible trials: a cross-check that both agree.
+Optuna's own view of the same study (`optuna.visualization.plot_pareto_front`), with the constraint
+(peak minus limit) marking infeasible trials. It ranks single trainings on their own values, noise
+and all: the front above is the one memfront reports.
 """
 
 OPTUNA_PLOT = """\
@@ -125,16 +136,27 @@ TABLE_MD = "## The front, least memory first"
 
 TABLE = """\
 knobs = ["batch", "imgsz", "cache", "workers", "amp"]
-columns = ["number", *knobs, ACCURACY, "peak_host_bytes", "epoch_seconds"]
+columns = ["number", *knobs, "accuracy_mean", "accuracy_low", "accuracy_high", "replicates"]
+columns += ["config_peak_host_bytes", "config_epoch_seconds", "equivalent_to"]
 table = results.front()[columns].copy()
-table[ACCURACY] = table[ACCURACY].map("{:.3f}".format)
-table["peak_host_bytes"] = (table["peak_host_bytes"].astype(float) / GIB).map("{:.2f}".format)
-table["epoch_seconds"] = table["epoch_seconds"].map(lambda s: "n/a" if pd.isna(s) else f"{s:.1f}")
+for column in ("accuracy_mean", "accuracy_low", "accuracy_high"):
+    table[column] = table[column].map(lambda v: "unknown" if pd.isna(v) else f"{v:.3f}")
+table["config_peak_host_bytes"] = (table["config_peak_host_bytes"].astype(float) / GIB).map("{:.2f}".format)
+table["config_epoch_seconds"] = table["config_epoch_seconds"].map(
+    lambda s: "n/a" if pd.isna(s) else f"{s:.1f}"
+)
+table["equivalent_to"] = table["equivalent_to"].map(
+    lambda n: "" if n is None or pd.isna(n) else f"trial {int(n)}"
+)
 names = {
     "number": "trial",
-    ACCURACY: ACCURACY_NAME,
-    "peak_host_bytes": "peak host (GiB)",
-    "epoch_seconds": "epoch (s)",
+    "accuracy_mean": f"{ACCURACY_NAME} mean",
+    "accuracy_low": "95% low",
+    "accuracy_high": "95% high",
+    "replicates": "n",
+    "config_peak_host_bytes": "peak host (GiB)",
+    "config_epoch_seconds": "epoch (s)",
+    "equivalent_to": "within noise of",
 }
 table.rename(columns=names).set_index("trial")
 """
@@ -158,9 +180,11 @@ results.knob_plot("batch", "workers")
 EXPORT_MD = """\
 ## The best configuration for a budget
 
-`results.best(budget)` is the trial `memfront export --max-memory` exports: the most accurate front
-trial whose measured peak fits the budget and whose peak predicted for the whole dataset fits it too
-(trials may train on a subset; `check_prediction=False` is export's `--ignore-prediction`).
+`results.choice(budget)` is what `memfront export --max-memory` exports, by one rule: among accuracy
+configs with a measured system setting that fits, the best mean; among those within noise of it, the
+leanest (ties: the fastest); then its fastest system setting that fits. A peak predicted for the
+whole dataset must fit too (trials may train on a subset; `check_prediction=False` is export's
+`--ignore-prediction`). `results.explain(budget)` says why, as `export` prints it.
 """
 
 EXPORT = """\
@@ -176,7 +200,7 @@ if chosen is None:
 else:
     print(f"best configuration within {MAX_MEMORY / GIB:.2f} GiB: trial {int(chosen['number'])}")
     print(chosen[["batch", "imgsz", "cache", "workers", "amp"]].to_string())
-    print(f"{ACCURACY_NAME} {chosen[ACCURACY]:.3f}, peak host {chosen['peak_host_bytes'] / GIB:.2f} GiB")
+    print("\\n".join(results.explain(MAX_MEMORY)))
 """
 
 

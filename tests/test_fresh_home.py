@@ -74,7 +74,7 @@ def test_run_and_report_in_an_empty_home(tiny_data: Path, tmp_path: Path) -> Non
 
     report = _memfront("report", str(study), env=env, cwd=work)
     assert report.returncode == 0, report.stderr
-    assert "front: 1 trials" in report.stdout, report.stdout
+    assert "front: 1 accuracy configs" in report.stdout, report.stdout
     assert not [w for w in _WARNINGS if w in report.stdout + report.stderr]
 
     # memfront's own cache (the footprint it measured) is all that a run leaves in the home: no

@@ -87,7 +87,7 @@ def test_png_and_html(plot_data: ParetoPlotData, tmp_path: Path) -> None:
     points = plot_data.points
     layers = {
         "Pareto front": points["pareto"],
-        "dominated": points["dominated"],
+        "other trainings": points["dominated"],
         "over the memory limit": points["infeasible"],
     }
     for name, members in layers.items():

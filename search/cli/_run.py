@@ -93,7 +93,7 @@ def _run_jobs(
     codes = enumerate(outcome.exit_codes)
     lost = [f"job {i} ({_exit_text(code)})" for i, code in codes if code not in (0, EXIT_INTERRUPTED)]
     console.print(
-        f"{spec.name}: {done}/{spec.n_trials} configurations done by {len(pinned)} jobs in "
+        f"{spec.name}: {done}/{spec.n_trials} trainings done by {len(pinned)} jobs in "
         f"{format_seconds(outcome.wall_seconds)}" + (f"; ended abnormally: {', '.join(lost)}" if lost else "")
     )
     if outcome.interrupted:

@@ -239,10 +239,16 @@ def pareto_plot_data(
     originals = frame[frame["duplicate_of"].isna()]
     duplicates = len(frame) - len(originals)
     plotted = originals["state"].isin(_PLOTTED_STATES)
-    rows = [
-        _point(row, accuracy=accuracy, accuracy_name=accuracy_name, memory_limit=memory_limit)
-        for _, row in originals[plotted].iterrows()
-    ]
+    on_front = originals[originals["pareto"].astype(bool)]
+    front_configs = {tuple(r[k] for k in ("batch", "imgsz", "amp")) for _, r in on_front.iterrows()}
+    rows, labelled = [], set()
+    for _, row in originals[plotted].iterrows():
+        point = _point(row, accuracy=accuracy, accuracy_name=accuracy_name, memory_limit=memory_limit)
+        config = tuple(row[k] for k in ("batch", "imgsz", "amp"))
+        if point["dominated"] and (config in front_configs or point["label"] in labelled):
+            point["label"] = ""  # another training of a labelled config: hover says which
+        labelled.add(point["label"])
+        rows.append(point)
     points = pd.DataFrame(rows, columns=POINT_COLUMNS)
     for column in ("feasible", "pareto", "dominated", "infeasible", "clipped", "equivalent"):
         points[column] = points[column].astype(bool)
@@ -332,7 +338,7 @@ def matplotlib_figure(data: ParetoPlotData) -> Figure:
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     # The layout leaves room below for the caption, and on the right for a triangle on the axis's edge.
-    layout = ConstrainedLayoutEngine(rect=(0, 0.06, 0.985, 0.955))
+    layout = ConstrainedLayoutEngine(rect=(0, 0.06, 0.985, 0.93))  # (left, bottom, width, height)
     fig = Figure(figsize=(9, 6), dpi=110, layout=layout)
     ax = fig.add_subplot()
     if data.step_x:

@@ -172,6 +172,8 @@ def place_labels(
     placed: list[Box] = []
     chosen = [""] * len(anchors)
     for index in order:
+        if not texts[index]:
+            continue  # no label to place
         for position in POSITIONS:
             box = _text_box(anchors[index], texts[index], position)
             if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:

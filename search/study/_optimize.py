@@ -193,7 +193,7 @@ def _tell(
 
 
 def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
-    """Trains until the study has ``n_trials`` configurations done, counting every worker's.
+    """Trains until the study has ``n_trials`` trainings done, counting every worker's.
 
     Any number of workers may run this on one storage: a configuration another worker trains or
     trained is not trained again, a worker with nothing left to start waits for the others (one of

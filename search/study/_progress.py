@@ -36,14 +36,16 @@ def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str
     figures = (
         f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
     ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
-    line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {config_text(record.requested)}  {figures}"
+    seed = record.requested.get("seed")
+    knobs = config_text(record.requested) + ("" if seed is None else f", seed {seed}")
+    line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {knobs}  {figures}"
     return line + (f"  [red]{note}[/]" if note else "")
 
 
 def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
     """How a worker's run ended, as ``run`` prints it."""
     lines = [
-        f"{spec.name}: {outcome.total_finished}/{spec.n_trials} configurations done "
+        f"{spec.name}: {outcome.total_finished}/{spec.n_trials} trainings done "
         f"({outcome.trained} trained by this worker, {outcome.duplicates} repeated proposals skipped) in "
         f"{format_seconds(outcome.wall_seconds)}; {outcome.stop_reason}"
     ]

@@ -205,11 +205,14 @@ def judge_proposal(
 ) -> int | None:
     """The seed to train a sampled configuration with; None when it must not be trained.
 
-    A new accuracy config trains with the study's seed; a measured one only as the next replicate of
-    a replicate candidate (else it repeats what is known: the caller tells the earlier result).
+    An accuracy config without a feasible training trains with the study's seed; a measured one only
+    as the next replicate of a replicate candidate (else it repeats what is known: the caller tells
+    the earlier result, :meth:`TrainingState.earlier`).
     """
     key = accuracy_key(config)
-    if key not in estimates.configs and not any(accuracy_key(r.config) == key for r in running):
+    if key not in estimates.configs:
+        # Not measured yet (or only over the limit, or in training elsewhere: a repeat of that one's
+        # random stream is discarded as such, another stream is a replicate of its own).
         return first_seed
     if key not in replicate_candidates(estimates, max_replicates=max_replicates):
         return None

@@ -23,7 +23,7 @@ def run_study(
     storage: str | None = None,
     progress: bool = True,
 ) -> StudyOutcome:
-    """Creates or resumes a study and trains until it has ``n_trials`` configurations done.
+    """Creates or resumes a study and trains until it has ``n_trials`` trainings done (replicates included).
 
     What ``memfront run STUDY`` does, as one worker: several processes may run it on one storage.
     Interrupting it (Ctrl-C, or the notebook's stop button) stops the current trial cleanly; running

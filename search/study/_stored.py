@@ -350,7 +350,7 @@ def carried_attrs(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def is_queued_retry(trial: FrozenTrial) -> bool:
-    """Whether the trial came from the queue (a retry of a lost trial or an enqueued configuration)."""
-    return bool(trial.params) and (
-        _FAILED_TRIAL in trial.system_attrs or "fixed_params" in trial.system_attrs
-    )
+    """Whether the trial came from the queue to train a configuration again: a retry of a lost trial
+    or an interrupted one's configuration (not a replicate or system setting the study planned,
+    which the next plan decides afresh)."""
+    return bool(trial.params) and (_FAILED_TRIAL in trial.system_attrs or _REQUEUE_OF in trial.user_attrs)
