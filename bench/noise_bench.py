@@ -69,10 +69,16 @@ def truth(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per accuracy config: replicates, mean, sd; per full config: peak and epoch seconds."""
     accuracy_runs = [r for r in runs if r["phase"] in ("accuracy", "roles")]
     trainings = [
-        Training(number=i, config=r["knobs"], seed=r["seed"], accuracy=r["map50_95"],
-                 peak_host_bytes=r["peak_host_bytes"], epoch_seconds=r["epoch_seconds"])
+        Training(
+            number=i,
+            config=r["knobs"],
+            seed=r["seed"],
+            accuracy=r["map50_95"],
+            peak_host_bytes=r["peak_host_bytes"],
+            epoch_seconds=r["epoch_seconds"],
+        )
         for i, r in enumerate(accuracy_runs)
-    ]  # fmt: skip
+    ]
     estimates = estimate_accuracy(trainings)
     systems: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
@@ -154,9 +160,10 @@ def knob_roles(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "sd": statistics.stdev(seeds.values()) if len(seeds) > 1 else None,
                 "seeds": len(seeds),
                 "identical_to_cache_none": identical,
-                "vs_leanest": None if (cache, workers) == ("none", 0)
+                "vs_leanest": None
+                if (cache, workers) == ("none", 0)
                 else _difference(list(seeds.values()), list(leanest.values())),
-            }  # fmt: skip
+            }
         found.append({"config": f"batch {batch}, imgsz {imgsz}", "variants": rows})
     return found
 
@@ -201,10 +208,16 @@ def baseline_view(study_file: Path) -> tuple[list[dict[str, Any]], int]:
         if t.status == "ok" and t.feasible and t.config and t.figures["map50_95"] is not None
     ]
     front = [
-        p for p in feasible
-        if not any(o["accuracy"] >= p["accuracy"] and o["peak"] <= p["peak"] and o is not p
-                   and (o["accuracy"] > p["accuracy"] or o["peak"] < p["peak"]) for o in feasible)
-    ]  # fmt: skip
+        p
+        for p in feasible
+        if not any(
+            o["accuracy"] >= p["accuracy"]
+            and o["peak"] <= p["peak"]
+            and o is not p
+            and (o["accuracy"] > p["accuracy"] or o["peak"] < p["peak"])
+            for o in feasible
+        )
+    ]
     return front, len(stored)
 
 
@@ -255,7 +268,8 @@ def main() -> None:
     runs = load_runs(args.runs)
     gt = truth(runs)
     print(
-        f"ground truth: {len(runs)} runs; pooled noise sd {gt['estimates'].noise.sd:.3f} ({gt['estimates'].noise.df} df)"
+        f"ground truth: {len(runs)} runs; pooled noise sd {gt['estimates'].noise.sd:.3f} "
+        f"({gt['estimates'].noise.df} df)"
     )
     print(f"{'accuracy config':34} {'n':>2} {'mean':>6} {'sd':>6} {'leanest peak':>13} {'s/epoch':>8}")
     for row in gt["table"]:
@@ -271,10 +285,14 @@ def main() -> None:
             sd = "-" if v["sd"] is None else f"{v['sd']:.3f}"
             same = "identical to cache none per seed" if v["identical_to_cache_none"] else "another stream"
             e = v["vs_leanest"]
-            versus = "" if e is None else (
-                f"; {e['difference']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}] "
-                + ("within noise" if e["within_noise"] else "BEYOND NOISE")
-            )  # fmt: skip
+            versus = (
+                ""
+                if e is None
+                else (
+                    f"; {e['difference']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}] "
+                    + ("within noise" if e["within_noise"] else "BEYOND NOISE")
+                )
+            )
             print(f"  {name:8} mean {v['mean']:.3f} sd {sd} n {v['seeds']}; {same}{versus}")
     result: dict[str, Any] = {
         "truth": {k: v for k, v in gt.items() if k != "estimates"},
@@ -285,8 +303,11 @@ def main() -> None:
     budgets = [peaks[1] * 1.01, peaks[len(peaks) // 2] * 1.01, peaks[-1] * 1.05]
     if not args.skip_studies:
         worktree = Path(tempfile.mkdtemp(prefix="memfront-baseline-")) / "code"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), BASELINE], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), BASELINE],
+            check=True,
+            capture_output=True,
+        )
         studies = []
         try:
             for seed in args.seeds:
@@ -297,23 +318,28 @@ def main() -> None:
                     fits = [p for p in front if p["peak"] <= budget]
                     return max(fits, key=lambda p: (p["accuracy"], -p["peak"]))["key"] if fits else None
 
-                studies.append({**evaluate("today's all-knob TPE", front, base_choice, gt, budgets), "seed": seed,
-                                "trainings": trained, "wall_seconds": base["wall_seconds"]})  # fmt: skip
+                studies.append(
+                    {
+                        **evaluate("today's all-knob TPE", front, base_choice, gt, budgets),
+                        "seed": seed,
+                        "trainings": trained,
+                        "wall_seconds": base["wall_seconds"],
+                    }
+                )
                 new = run_study(ROOT, args.minutes, seed, "memfront with replicates")
                 import search
 
                 results = search.load_study(new["file"])
                 points = [
-                    {"key": tuple(int(r["batch"]) if k == "batch" else r[k] for k in ("batch", "imgsz", "amp")),
-                     "accuracy": float(r["accuracy_mean"]), "peak": float(r["config_peak_host_bytes"]),
-                     "low": None if r["accuracy_low"] != r["accuracy_low"] else float(r["accuracy_low"]),
-                     "high": None if r["accuracy_high"] != r["accuracy_high"] else float(r["accuracy_high"]),
-                     "replicates": int(r["replicates"])}
-                    for _, r in results.front().iterrows()
-                ]  # fmt: skip
-                points = [
-                    {**p, "key": accuracy_key(dict(zip(("batch", "imgsz", "amp"), p["key"], strict=True)))}
-                    for p in points
+                    {
+                        "key": accuracy_key(row),
+                        "accuracy": float(row["accuracy_mean"]),
+                        "peak": float(row["config_peak_host_bytes"]),
+                        "low": None if math.isnan(row["accuracy_low"]) else float(row["accuracy_low"]),
+                        "high": None if math.isnan(row["accuracy_high"]) else float(row["accuracy_high"]),
+                        "replicates": int(row["replicates"]),
+                    }
+                    for _, row in results.front().iterrows()
                 ]
 
                 def new_choice(budget: float, results: Any = results) -> Any:
@@ -323,9 +349,15 @@ def main() -> None:
                 trainings = len(
                     [t for t in read_trials(results.study.get_trials()) if t.counts_toward_n_trials]
                 )
-                studies.append({**evaluate("memfront with replicates", points, new_choice, gt, budgets), "seed": seed,
-                                "trainings": trainings, "wall_seconds": new["wall_seconds"],
-                                "accuracy_signal": results.accuracy_signal})  # fmt: skip
+                studies.append(
+                    {
+                        **evaluate("memfront with replicates", points, new_choice, gt, budgets),
+                        "seed": seed,
+                        "trainings": trainings,
+                        "wall_seconds": new["wall_seconds"],
+                        "accuracy_signal": results.accuracy_signal,
+                    }
+                )
                 for folder in (base["folder"], new["folder"]):
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
@@ -333,13 +365,18 @@ def main() -> None:
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False
             )
         result["studies"] = studies
-        print(f"side by side, {args.minutes:g} min each, seeds {args.seeds}; budgets "
-              + ", ".join(f"{b / GIB:.3f} GiB" for b in budgets))  # fmt: skip
+        print(
+            f"side by side, {args.minutes:g} min each, seeds {args.seeds}; budgets "
+            + ", ".join(f"{b / GIB:.3f} GiB" for b in budgets)
+        )
         for s in studies:
             regrets = ", ".join("-" if r["regret"] is None else f"{r['regret']:+.3f}" for r in s["regret"])
             coverage = "-" if s["coverage"] is None else f"{s['coverage']:.2f} of {s['coverage_n']}"
-            print(f"  {s['label']:26} seed {s['seed']}: {s['trainings']:2} trainings, front {len(s['front'])}, "
-                  f"hypervolume {s['hypervolume_ratio']:.3f} of the truth's, regret {regrets}, coverage {coverage}")  # fmt: skip
+            print(
+                f"  {s['label']:26} seed {s['seed']}: {s['trainings']:2} trainings, front {len(s['front'])}, "
+                f"hypervolume {s['hypervolume_ratio']:.3f} of the truth's, regret {regrets}, "
+                f"coverage {coverage}"
+            )
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
 

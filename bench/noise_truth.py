@@ -68,7 +68,9 @@ def planned_runs(spec_path: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def _run(phase: str, batch: int, imgsz: int, system: tuple[str, int], seed: int, epochs: int) -> dict[str, Any]:
+def _run(
+    phase: str, batch: int, imgsz: int, system: tuple[str, int], seed: int, epochs: int
+) -> dict[str, Any]:
     cache, workers = system
     knobs = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": False}
     return {"phase": phase, "knobs": knobs, "seed": seed, "epochs": epochs}
@@ -90,7 +92,8 @@ def main() -> None:
     done = set()
     if args.runs.exists():
         done = {run_key(json.loads(line)) for line in args.runs.read_text().splitlines() if line.strip()}
-    todo = [r for r in planned_runs(args.study) if args.phase in ("all", r["phase"]) and run_key(r) not in done]
+    planned = planned_runs(args.study)
+    todo = [r for r in planned if args.phase in ("all", r["phase"]) and run_key(r) not in done]
     print(f"noise truth: {len(todo)} runs to do ({len(done)} already in {args.runs})", flush=True)
     with tempfile.TemporaryDirectory(prefix="memfront-noise-truth-") as tmp:
         data = make_demo_dataset(Path(tmp) / "data", images=spec.demo_images, size=spec.demo_size, seed=0)
