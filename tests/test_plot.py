@@ -76,7 +76,10 @@ def test_data_matches_the_frame(tiny_frame: tuple[pd.DataFrame, int], plot_data:
     for _, row in points.iterrows():
         assert row["peak_gib"] == pytest.approx(row["peak_host_bytes"] / GIB)
         assert "batch" in row["hover"] and "imgsz" in row["hover"] and "epoch" in row["hover"]
-        assert row["label"].startswith("b")
+        # Every front point is labelled by its knobs; another training of a labelled config is not.
+        assert row["label"].startswith("b") or (row["dominated"] and row["label"] == "")
+    labels = points.loc[points["label"] != "", "label"]
+    assert labels.is_unique
 
 
 @pytest.mark.slow  # the plot of a real tiny study
