@@ -23,15 +23,25 @@ def _t(number: int, batch: int, imgsz: int, seed: int, accuracy: float, **system
     )
 
 
-ALL_CONFIGS = {(b, i, False) for b in (8, 16) for i in (96, 128, 160)}
+ALL_CONFIGS = [(b, i) for b in (8, 16) for i in (96, 128, 160)]
+
+
+def _attempts(trainings: list[Training], running: list[Running] | None = None) -> list[Running]:
+    return [Running(config=t.config, seed=t.seed, feasible=True) for t in trainings] + (running or [])
 
 
 def _plan(
     trainings: list[Training], running: list[Running] | None = None, explored: bool = False, **kw: object
 ):  # type: ignore[no-untyped-def]
-    estimates = estimate_accuracy(trainings)
-    tried = ALL_CONFIGS if explored else {(t.config["batch"], t.config["imgsz"], False) for t in trainings}
-    return plan_next(estimates, trainings, running or [], tried=tried, choices=CHOICES, first_seed=0, **kw)  # type: ignore[arg-type]
+    attempts = _attempts(trainings, running)
+    if explored:  # every other config went over the limit at the leanest setting
+        measured = {(t.config["batch"], t.config["imgsz"]) for t in trainings}
+        attempts += [
+            Running(config=knobs(b, i), seed=0, feasible=False)
+            for b, i in ALL_CONFIGS
+            if (b, i) not in measured
+        ]
+    return plan_next(estimate_accuracy(trainings), attempts, choices=CHOICES, first_seed=0, **kw)  # type: ignore[arg-type]
 
 
 def test_a_new_study_explores_first_then_replicates_the_best_to_measure_the_noise() -> None:
@@ -79,7 +89,7 @@ def test_a_replicate_takes_a_system_setting_its_config_was_not_measured_with() -
 
 def test_a_config_being_replicated_by_another_worker_is_not_planned_twice() -> None:
     trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
-    running = [Running(config=knobs(8, 128, "ram"), seed=1)]
+    running = [Running(config=knobs(8, 128, "ram"), seed=1, feasible=None)]
     plan = _plan(trainings, running)
     assert plan is None or not plan.replicate or plan.fixed["imgsz"] != 128
 
@@ -104,7 +114,47 @@ def test_a_sampled_repeat_of_a_measured_config_is_a_replicate_only_when_that_can
         _t(3, 16, 160, 0, 0.05), _t(4, 16, 160, 1, 0.06),
     ]  # fmt: skip
     estimates = estimate_accuracy(trainings)
-    assert judge_proposal(knobs(8, 96), estimates, trainings, [], first_seed=0) == 0  # new: the study's seed
-    assert judge_proposal(knobs(8, 160, "ram"), estimates, trainings, [], first_seed=0) == 1
-    assert judge_proposal(knobs(16, 160), estimates, trainings, [], first_seed=0) is None
-    assert judge_proposal(knobs(8, 160), estimates, trainings, [], first_seed=0, max_replicates=1) is None
+    assert (
+        judge_proposal(knobs(8, 96), estimates, _attempts(trainings), first_seed=0) == 0
+    )  # new: the study's seed
+    assert judge_proposal(knobs(8, 160, "ram"), estimates, _attempts(trainings), first_seed=0) == 1
+    assert judge_proposal(knobs(16, 160), estimates, _attempts(trainings), first_seed=0) is None
+    assert (
+        judge_proposal(knobs(8, 160), estimates, _attempts(trainings), first_seed=0, max_replicates=1) is None
+    )
+
+
+def test_a_replicate_never_returns_to_a_setting_where_its_config_went_over_the_limit() -> None:
+    trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
+    over = [
+        Running(config=knobs(8, 128, cache, workers), seed=1, feasible=False)
+        for cache in ("none", "ram", "disk")
+        for workers in (0, 1)
+        if (cache, workers) != ("none", 0)
+    ]
+    plan = plan_next(estimate_accuracy(trainings), _attempts(trainings) + over, choices=CHOICES, first_seed=0)
+    # Every other setting failed for 8/128: the only one left is the one it fitted in, with a new seed.
+    assert plan is not None and plan.replicate and (plan.fixed["cache"], plan.fixed["workers"]) == ("none", 0)
+    assert plan.seed == 2
+
+
+def test_a_config_that_only_went_over_the_limit_at_a_heavy_setting_is_not_done() -> None:
+    trainings = [_t(n, b, i, 0, 0.1 * n) for n, (b, i) in enumerate(ALL_CONFIGS[:5])]
+    heavy = [Running(config=knobs(16, 160, "ram", 1), seed=0, feasible=False)]
+    plan = plan_next(
+        estimate_accuracy(trainings), _attempts(trainings) + heavy, choices=CHOICES, first_seed=0
+    )
+    assert plan is not None  # 16/160 still deserves a try at the leanest setting
+    at_leanest = [Running(config=knobs(16, 160), seed=0, feasible=False)]
+    done = plan_next(
+        estimate_accuracy(trainings), _attempts(trainings) + at_leanest, choices=CHOICES, first_seed=0
+    )
+    assert done is None or done.replicate
+
+
+def test_when_the_sampler_keeps_repeating_a_new_config_is_planned_whole() -> None:
+    trainings = [_t(0, 8, 96, 0, 0.2)]
+    plan = _plan(trainings, explore_directly=True)
+    assert plan is not None and not plan.replicate
+    assert {"batch", "imgsz", "cache", "workers"} <= set(plan.fixed)
+    assert (plan.fixed["batch"], plan.fixed["imgsz"]) != (8, 96)

@@ -188,14 +188,16 @@ class FullConfig:
     Attributes:
         config: The five knobs.
         trials: The trial numbers that trained it.
-        peak_host_bytes: The median of their measured peaks.
+        peak_host_bytes: The median of their measured peaks (what the front shows).
         epoch_seconds: The median of their seconds per epoch (None if none ended an epoch).
+        max_peak_host_bytes: The highest of their peaks (what must fit a budget).
     """
 
     config: dict[str, Any]
     trials: tuple[int, ...]
     peak_host_bytes: float
     epoch_seconds: float | None
+    max_peak_host_bytes: float = 0.0
 
     @property
     def trial(self) -> int:
@@ -335,6 +337,7 @@ def _systems(group: list[Training]) -> tuple[FullConfig, ...]:
                 trials=tuple(t.number for t in runs),
                 peak_host_bytes=statistics.median(t.peak_host_bytes for t in runs),
                 epoch_seconds=statistics.median(speeds) if speeds else None,
+                max_peak_host_bytes=max(t.peak_host_bytes for t in runs),
             )
         )
     return tuple(sorted(systems, key=lambda s: (s.peak_host_bytes, s.epoch_seconds or math.inf)))

@@ -60,7 +60,7 @@ def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
                 else int(row["duplicate_of"]),
                 **{k: _plain(row[k]) for k in KNOBS},
                 "config": {k: _plain(row[k]) for k in KNOBS},
-                "seed": _plain(row["seed"]),
+                "seed": None if _missing(row["seed"]) else int(row["seed"]),
                 "accuracy_mean": _plain(row["accuracy_mean"]),
                 "accuracy_low": _plain(row["accuracy_low"]),
                 "accuracy_high": _plain(row["accuracy_high"]),

@@ -105,16 +105,17 @@ def choose_config(
     predicted = pd.to_numeric(rows.get("predicted_full_bytes", pd.Series(dtype=float)), errors="coerce")
 
     def measured_fit(system: FullConfig) -> bool:
-        return system.peak_host_bytes <= max_memory_bytes
+        # Every training of it fitted, not only its median: replicates repeat a full config.
+        return system.max_peak_host_bytes <= max_memory_bytes
 
     def predicted_fit(system: FullConfig) -> bool:
         values = [predicted.get(n) for n in system.trials]
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
     picked = _pick(estimates, predicted_fit if check_prediction else measured_fit)
-    unchecked = _pick(estimates, measured_fit) if check_prediction else picked
+    unchecked = _pick(estimates, measured_fit) if check_prediction else None
     refused = None
-    if unchecked is not None and (picked is None or unchecked[1].trial != picked[1].trial):
+    if unchecked is not None and not predicted_fit(unchecked[1]):
         refused = rows.loc[unchecked[1].trial]
     if picked is None:
         shown = front(frame)

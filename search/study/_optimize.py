@@ -24,7 +24,7 @@ import optuna
 
 from search.study._prepare import PreparedStudy
 from search.study._replicates import TrainingState, replicate_identity, training_key
-from search.study._space import KNOBS, suggest
+from search.study._space import KNOBS, sampled_choices, suggest
 from search.study._spec import ACCURACY_OBJECTIVES, StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 _MAX_CONSECUTIVE_UNTRAINED = 30
+_REFUSALS_BEFORE_DIRECT = 3
+"""Sampler proposals of measured configs in a row after which the next new config is planned whole."""
 
 
 class ProposalGuard:
@@ -217,6 +219,10 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     clock = _Clock()
     trained = duplicates = skipped = 0
     guard = ProposalGuard()
+    refused = 0  # sampler proposals of measured configs in a row
+    # The sampler draws from the study file's values (the same on every host); a value is capped to
+    # this machine only when it trains (EffectiveSpace.here), so plans enqueue declared values.
+    choices = {**space.choices, **sampled_choices(spec, space)}
     interrupted = False
     stop_reason = "n_trials reached"
     try:
@@ -238,12 +244,13 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             )
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             plan = None if queued else state.plan(
-                choices=space.choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid"
+                choices=choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid",
+                explore_directly=refused >= _REFUSALS_BEFORE_DIRECT,
             )  # fmt: skip
             if not queued and plan is None and not state.running:
                 stop_reason = "nothing left to train can change the answer (every accuracy config measured)"
                 break
-            if (plan is None and not queued) or len(done) + len(state.running) >= spec.n_trials:
+            if (plan is None and not queued) or len(done) + state.running >= spec.n_trials:
                 # What is left is being trained by other workers; wait, since one may yet fail.
                 announce(study, worker, state="waiting")
                 clock.idle(min(5.0, spec.heartbeat_interval))
@@ -265,6 +272,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     write_proposal(trial, params, worker=worker.name, device=spec.device)
                     _tell_duplicate(study, trial, trials[state.earlier(params)])
                     duplicates += 1
+                    refused += 1
                     if guard.untrained():
                         stop_reason = "the sampler keeps proposing configurations already evaluated"
                         break
@@ -295,6 +303,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
                     continue
                 guard.trained()
+                refused = 0
                 outcome = _train(prepared, trial, params, seed, clock, events)
                 if outcome == "skipped":
                     skipped += 1

@@ -34,7 +34,6 @@ from optuna.trial import TrialState
 from search.accuracy._estimates import (
     AccuracyEstimates,
     AccuracyKey,
-    Training,
     accuracy_key,
     estimate_accuracy,
     random_stream,
@@ -62,10 +61,18 @@ DEFAULT_MAX_REPLICATES = 3
 
 @dataclasses.dataclass(frozen=True)
 class Running:
-    """A training in progress (any worker's): its knobs and seed, once decided."""
+    """A training counted so far or in progress (any worker's): its knobs, seed, and whether it fitted.
+
+    Attributes:
+        config: The five knobs.
+        seed: Its seed (None: a legacy trial without one).
+        feasible: True within the limit, False over it (or failed, timed out, skipped by pre-flight),
+            None while in progress.
+    """
 
     config: dict[str, Any]
     seed: int | None
+    feasible: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,76 +114,89 @@ def replicate_candidates(estimates: AccuracyEstimates, *, max_replicates: int) -
     return sorted(wanted, key=lambda k: (configs[k].replicates, -configs[k].mean))
 
 
-def next_seed(
-    key: AccuracyKey, trainings: Iterable[Training], running: Iterable[Running], *, first: int
-) -> int:
+def next_seed(key: AccuracyKey, attempts: Iterable[Running], *, first: int) -> int:
     """The lowest seed from ``first`` that no training of accuracy config ``key`` used or uses."""
-    used = {t.seed for t in trainings if accuracy_key(t.config) == key}
-    used |= {r.seed for r in running if r.seed is not None and accuracy_key(r.config) == key}
+    used = {r.seed for r in attempts if r.seed is not None and accuracy_key(r.config) == key}
     return next(s for s in itertools.count(first) if s not in used)
 
 
 def _least_measured_system(
-    systems: list[dict[str, Any]], trainings: list[Training], running: list[Running], key: AccuracyKey | None
-) -> dict[str, Any]:
-    """The system setting with the fewest trainings (for ``key``'s config first, then overall)."""
-    overall = Counter(system_key(c) for c in [t.config for t in trainings] + [r.config for r in running])
-    own = Counter(
-        system_key(c)
-        for c in [t.config for t in trainings] + [r.config for r in running]
-        if key is not None and accuracy_key(c) == key
+    systems: list[dict[str, Any]], attempts: list[Running], key: AccuracyKey | None
+) -> dict[str, Any] | None:
+    """The system setting with the fewest trainings (for ``key``'s config first, then overall).
+
+    For a config's replicate, a setting where that config went over the limit (or failed) is never
+    taken again; None when no setting is left.
+    """
+    overall = Counter(system_key(r.config) for r in attempts)
+    own = Counter(system_key(r.config) for r in attempts if key is not None and accuracy_key(r.config) == key)
+    refused = {
+        system_key(r.config)
+        for r in attempts
+        if key is not None and accuracy_key(r.config) == key and r.feasible is False
+    }
+    ranked = sorted(
+        (s for s in systems if system_key(s) not in refused),
+        key=lambda s: (own[system_key(s)], overall[system_key(s)]),
     )
-    ranked = sorted(systems, key=lambda s: (own[system_key(s)], overall[system_key(s)]))
-    return ranked[0]
+    return ranked[0] if ranked else None
 
 
 def plan_next(
     estimates: AccuracyEstimates,
-    trainings: list[Training],
-    running: list[Running],
+    attempts: list[Running],
     *,
-    tried: set[AccuracyKey],
     choices: Mapping[str, list[Any]],
     first_seed: int,
     max_replicates: int = DEFAULT_MAX_REPLICATES,
     fix_system: bool = True,
+    explore_directly: bool = False,
 ) -> Plan | None:
     """What to train next; None when nothing left can change the answer.
 
     Args:
         estimates: The study's accuracy estimates (feasible trainings).
-        trainings: Those trainings.
-        running: Trainings in progress on any worker.
-        tried: Every accuracy config trained so far, feasible or not.
-        choices: Per knob, the values searched on this machine (one value: not searched).
+        attempts: Every training counted so far (any status) and every one in progress.
+        choices: Per knob, the values the sampler draws from (one value: not searched).
         first_seed: The study's seed (a new config's first training uses it).
         max_replicates: The most replicates of one accuracy config.
         fix_system: Choose the system setting of a new config (the grid sampler chooses its own).
+        explore_directly: The sampler keeps repeating measured configs: plan a config not started
+            yet with all its knobs, instead of asking the sampler for one.
     """
     systems = [
         dict(zip(SYSTEM_KNOBS, values, strict=True))
         for values in itertools.product(*(choices[k] for k in SYSTEM_KNOBS))
     ]
-    accuracy_space = 1
-    for name in ACCURACY_KNOBS:
-        accuracy_space *= len(choices[name])
-    started = set(estimates.configs) | tried | {accuracy_key(r.config) for r in running}
-    all_started = len(started) >= accuracy_space
+    lean_cache = "none" if "none" in choices["cache"] else choices["cache"][0]
+    leanest = (lean_cache, min(choices["workers"]))
+    systems.sort(key=lambda s: system_key(s) != leanest)  # ties go to the leanest
+    space = {tuple(v) for v in itertools.product(*(choices[k] for k in ACCURACY_KNOBS))}
+    # A config is started once it trained within the limit, or was tried at the leanest setting (a
+    # config that only went over the limit at a heavier one deserves a try at the leanest).
+    started = set(estimates.configs) | {
+        accuracy_key(r.config) for r in attempts if r.feasible is None or system_key(r.config) == leanest
+    }
+    started &= space
+    all_started = len(started) >= len(space)
+    busy = {accuracy_key(r.config) for r in attempts if r.feasible is None}
     candidates = [
-        k for k in replicate_candidates(estimates, max_replicates=max_replicates)
-        if not any(accuracy_key(r.config) == k for r in running)
-    ]  # fmt: skip
+        k
+        for k in replicate_candidates(estimates, max_replicates=max_replicates)
+        if k in space and k not in busy
+    ]
     replicates_done = sum(c.replicates - 1 for c in estimates.configs.values())
     # At most one training in three is a replicate while new configs remain; the first one comes as
     # soon as two configs are measured, since no accuracy difference counts before the noise is known.
     due = all_started or (
         not estimates.noise.known and len(estimates.configs) >= 2
     ) or 2 * replicates_done < len(estimates.configs) - 1  # fmt: skip
-    if candidates and due:
-        key = candidates[0]
+    for key in candidates if due else []:
+        system = _least_measured_system(systems, attempts, key)
+        if system is None:
+            continue
         knobs = dict(zip(ACCURACY_KNOBS, key, strict=True))
-        system = _least_measured_system(systems, trainings, running, key)
-        seed = next_seed(key, trainings, running, first=first_seed)
+        seed = next_seed(key, attempts, first=first_seed)
         reason = (
             "replicate of the best config: the accuracy noise is not measured yet"
             if not estimates.noise.known
@@ -185,8 +205,13 @@ def plan_next(
         return Plan(fixed=_searched({**knobs, **system}, choices), seed=seed, reason=reason)
     if all_started:
         return None
-    system = _least_measured_system(systems, trainings, running, None) if fix_system else {}
-    return Plan(fixed=_searched(system, choices), seed=None, reason="a new accuracy config")
+    system = _least_measured_system(systems, attempts, None) if fix_system else {}
+    if explore_directly:
+        key = min(space - started)
+        system = system if system else systems[0]
+        fixed = _searched({**dict(zip(ACCURACY_KNOBS, key, strict=True)), **system}, choices)
+        return Plan(fixed=fixed, seed=None, reason="a new accuracy config (the sampler kept repeating)")
+    return Plan(fixed=_searched(system or {}, choices), seed=None, reason="a new accuracy config")
 
 
 def _searched(values: dict[str, Any], choices: Mapping[str, list[Any]]) -> dict[str, Any]:
@@ -197,8 +222,7 @@ def _searched(values: dict[str, Any], choices: Mapping[str, list[Any]]) -> dict[
 def judge_proposal(
     config: Mapping[str, Any],
     estimates: AccuracyEstimates,
-    trainings: list[Training],
-    running: list[Running],
+    attempts: list[Running],
     *,
     first_seed: int,
     max_replicates: int = DEFAULT_MAX_REPLICATES,
@@ -206,17 +230,18 @@ def judge_proposal(
     """The seed to train a sampled configuration with; None when it must not be trained.
 
     An accuracy config without a feasible training trains with the study's seed; a measured one only
-    as the next replicate of a replicate candidate (else it repeats what is known: the caller tells
-    the earlier result, :meth:`TrainingState.earlier`).
+    as the next replicate of a replicate candidate that no worker is replicating now (else it repeats
+    what is known: the caller tells the earlier result, :meth:`TrainingState.earlier`).
     """
     key = accuracy_key(config)
     if key not in estimates.configs:
         # Not measured yet (or only over the limit, or in training elsewhere: a repeat of that one's
         # random stream is discarded as such, another stream is a replicate of its own).
         return first_seed
-    if key not in replicate_candidates(estimates, max_replicates=max_replicates):
+    busy = any(r.feasible is None and accuracy_key(r.config) == key for r in attempts)
+    if busy or key not in replicate_candidates(estimates, max_replicates=max_replicates):
         return None
-    return next_seed(key, trainings, running, first=first_seed)
+    return next_seed(key, attempts, first=first_seed)
 
 
 def training_key(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]:
@@ -235,16 +260,14 @@ class TrainingState:
 
     Attributes:
         estimates: The accuracy estimates of its feasible trainings.
-        trainings: Those trainings.
-        running: Trainings in progress on any worker, by trial number.
-        tried: Every accuracy config with a counted training, feasible or not.
+        attempts: Every training counted toward ``n_trials`` and every one in progress.
+        running: How many trials are in progress (including any whose knobs are not stored yet).
         first_seed: The study's seed.
     """
 
     estimates: AccuracyEstimates
-    trainings: list[Training]
-    running: dict[int, Running]
-    tried: set[AccuracyKey]
+    attempts: list[Running]
+    running: int
     first_seed: int
 
     @classmethod
@@ -253,33 +276,47 @@ class TrainingState:
     ) -> TrainingState:
         """Reads the state from a study's stored trials."""
         trainings = trainings_of(trials, accuracy=accuracy, default_seed=first_seed)
-        running = {
-            t.number: Running(config=dict(t.config), seed=t.seed)
-            for t in trials
-            if t.state == TrialState.RUNNING and not t.proposal_only and t.config is not None
-        }
-        tried = {accuracy_key(t.config) for t in trials if t.counts_toward_n_trials and t.config is not None}
+        feasible = {t.number for t in trainings}
+        attempts = []
+        running = 0
+        for t in trials:
+            in_progress = t.state == TrialState.RUNNING and not t.proposal_only
+            running += in_progress
+            if t.config is not None and (in_progress or t.counts_toward_n_trials):
+                seed = first_seed if t.seed is None else t.seed
+                attempts.append(
+                    Running(
+                        config=dict(t.config),
+                        seed=seed,
+                        feasible=None if in_progress else t.number in feasible,
+                    )
+                )
         return cls(
             estimates=estimate_accuracy(trainings, resolution=resolution),
-            trainings=trainings,
+            attempts=attempts,
             running=running,
-            tried=tried,
             first_seed=first_seed,
         )
 
-    def plan(self, *, choices: Mapping[str, list[Any]], max_replicates: int, fix_system: bool) -> Plan | None:
+    def plan(
+        self,
+        *,
+        choices: Mapping[str, list[Any]],
+        max_replicates: int,
+        fix_system: bool,
+        explore_directly: bool,
+    ) -> Plan | None:
         """:func:`plan_next` on this state."""
         return plan_next(
-            self.estimates, self.trainings, list(self.running.values()), tried=self.tried, choices=choices,
-            first_seed=self.first_seed, max_replicates=max_replicates, fix_system=fix_system,
+            self.estimates, self.attempts, choices=choices, first_seed=self.first_seed,
+            max_replicates=max_replicates, fix_system=fix_system, explore_directly=explore_directly,
         )  # fmt: skip
 
     def judge(self, config: Mapping[str, Any], *, max_replicates: int) -> int | None:
         """:func:`judge_proposal` on this state."""
         return judge_proposal(
-            config, self.estimates, self.trainings, list(self.running.values()),
-            first_seed=self.first_seed, max_replicates=max_replicates,
-        )  # fmt: skip
+            config, self.estimates, self.attempts, first_seed=self.first_seed, max_replicates=max_replicates
+        )
 
     def earlier(self, config: Mapping[str, Any]) -> int:
         """A measured trial of the same accuracy config (the one a refused proposal is told)."""
