@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from search.study._prepare import open_study
+from search.study._replicates import replicate_identity
 from search.study._spec import load_study_spec
 
 from .conftest import (
@@ -73,8 +74,10 @@ def test_three_workers_share_one_postgresql_study(
     study = _study(spec, url)
     counted = _counted(study)
     assert len(counted) == 6  # n_trials is a total across workers, not per worker
-    configs = [tuple(sorted(t.user_attrs["config"].items())) for t in counted]
-    assert len(set(configs)) == 6  # no configuration trained twice
+    # No training repeated: a configuration trains again only as a replicate, with another seed
+    # (another random stream).
+    streams = [replicate_identity(t.user_attrs["config"], t.user_attrs["seed"]) for t in counted]
+    assert len(set(streams)) == 6
     for trial in counted:
         _assert_complete(trial)
     assert not [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
@@ -126,7 +129,7 @@ def test_killed_worker_trial_is_failed_and_its_config_retried(
     retries = [t for t in counted if t.user_attrs.get("retry_of") == lost.number]
     assert len(retries) == 1 and retries[0].user_attrs["config"] == lost.user_attrs["config"]
     _assert_complete(retries[0])
-    assert len({tuple(sorted(t.user_attrs["config"].items())) for t in counted}) == 4
+    assert len({replicate_identity(t.user_attrs["config"], t.user_attrs["seed"]) for t in counted}) == 4
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert failed_after >= grace - 1  # failed by its silence, not before the grace period
     assert leftovers_of(victim.pid) == []  # the survivor's next trial removed the killed one's folders
