@@ -1,4 +1,4 @@
-"""Synthetic stored trials, shaped like the ones :func:`search.study._optimize._tell` writes.
+"""Synthetic stored trials, shaped like the ones :func:`search.study._tell.tell` writes.
 
 For the decision logic (what Optuna is told, what is on the front, what export picks): milliseconds
 per test instead of real training.

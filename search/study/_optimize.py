@@ -1,8 +1,7 @@
-"""The search loop: one worker trains configurations of a study until it has ``n_trials`` done.
+"""The search loop: one worker trains until the study has ``n_trials`` trainings done.
 
-Infeasible is not failed: a trial that crossed its memory limit is COMPLETE with a positive
-constraint violation (``peak - limit``), so that Optuna's constrained samplers learn to avoid that
-region; crashed and timed-out trials are FAIL (samplers ignore those).
+What to train comes from :mod:`search.study._replicates`; what the study is told of each proposal
+from :mod:`search.study._tell`.
 
 Any number of workers may run the loop on one storage, on one host or many. ``n_trials`` counts
 every worker's trials; a configuration another worker trains or trained is not trained again; a
@@ -24,18 +23,15 @@ import optuna
 
 from search.study._prepare import PreparedStudy
 from search.study._replicates import TrainingState, replicate_identity, training_key
-from search.study._space import KNOBS, sampled_choices, suggest
-from search.study._spec import ACCURACY_OBJECTIVES, StudySpec
+from search.study._space import sampled_choices, suggest
+from search.study._spec import StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
-    INFEASIBLE_STATUSES,
-    RecordFiles,
     StudyKeys,
     carried_attrs,
     counts_toward_n_trials,
     is_queued_retry,
     mark_discarded,
-    mark_duplicate,
     mark_interrupted,
     mark_requeued,
     read_trial,
@@ -44,69 +40,23 @@ from search.study._stored import (
     seed_attrs,
     write_prediction,
     write_proposal,
-    write_result,
     write_seed,
 )
+from search.study._tell import ProposalGuard, tell, tell_duplicate
 from search.study._workers import Heartbeat, announce
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord
 from search.trial._supervisor import TrialProgress, run_trial
 
 __all__ = [
-    "ProposalGuard",
     "StudyEvents",
     "StudyOutcome",
     "finished_count",
-    "infeasible_values",
-    "objective_values",
     "run_worker",
 ]
 
-_MAX_CONSECUTIVE_UNTRAINED = 30
 _REFUSALS_BEFORE_DIRECT = 3
 """Sampler proposals of measured configs in a row after which the next new config is planned whole."""
-
-
-class ProposalGuard:
-    """Bounds the proposals a worker makes in a row without training any.
-
-    A proposal is not trained when it repeats an evaluated configuration (told that result again)
-    or when another worker is training it (discarded). Each one in a row makes the worker wait a
-    little longer before it asks again (another worker's trial has to end before the sampler can
-    learn anything new), and after ``limit`` in a row the worker stops.
-    """
-
-    def __init__(self, *, limit: int = _MAX_CONSECUTIVE_UNTRAINED, max_wait_s: float = 5.0) -> None:
-        self.limit = limit
-        self.max_wait_s = max_wait_s
-        self.consecutive = 0
-
-    def untrained(self) -> bool:
-        """Counts a proposal that was not trained; True when the worker should stop."""
-        self.consecutive += 1
-        return self.consecutive >= self.limit
-
-    def wait_s(self) -> float:
-        """How long to wait before the next proposal after a discarded one: doubling from 0.2 s."""
-        return min(self.max_wait_s, 0.2 * 2 ** (self.consecutive - 1))
-
-    def trained(self) -> None:
-        """A proposal was trained: the count starts again."""
-        self.consecutive = 0
-
-
-def objective_values(record: TrialRecord, objectives: list[str]) -> list[float] | None:
-    """The trial's objective values in study order; None if any is missing."""
-    figures = {
-        "map50_95": record.map50_95,
-        "map50": record.map50,
-        "fitness": record.fitness,
-        "peak_host": record.peak_host_bytes,
-        "peak_gpu": record.peak_gpu_bytes,
-        "epoch_seconds": record.epoch_seconds,
-    }
-    values = [figures[name] for name in objectives]
-    return None if any(v is None for v in values) else [float(v) for v in values]  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass
@@ -141,57 +91,6 @@ class StudyOutcome:
 def finished_count(study: optuna.Study) -> int:
     """Configurations done so far, counted as towards ``n_trials``."""
     return len(counts_toward_n_trials(study.get_trials(deepcopy=False)))
-
-
-def infeasible_values(
-    record: TrialRecord, spec: StudySpec, trials: list[optuna.trial.FrozenTrial]
-) -> list[float]:
-    """What an infeasible trial (over the limit, or skipped by pre-flight) tells each objective.
-
-    Optuna's constrained samplers rank infeasible trials by their violation alone, so these values
-    only have to be honest, in each objective's own unit: accuracy 0 (the run was stopped, it has no
-    result); host memory the peak measured (or predicted), at least the limit; GPU memory the peak
-    measured, else the GPU limit; epoch time the trial's own median if an epoch ended, else the
-    slowest epoch of the study's completed trials (else the trial's wall time), a pessimistic figure.
-    """
-    values = []
-    for name in spec.objectives:
-        if name in ACCURACY_OBJECTIVES:
-            values.append(0.0)
-        elif name == "peak_host":
-            values.append(float(max(record.peak_host_bytes or 0, spec.memory_limit)))
-        elif name == "peak_gpu":
-            values.append(float(record.peak_gpu_bytes or spec.gpu_memory_limit or 0))
-        else:
-            seen = [
-                float(t.figures["epoch_seconds"]) for t in read_trials(trials)
-                if t.state == optuna.trial.TrialState.COMPLETE and t.figures["epoch_seconds"]
-            ]  # fmt: skip
-            values.append(float(record.epoch_seconds or max(seen, default=record.wall_seconds)))
-    return values
-
-
-def _tell(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    record: TrialRecord,
-    spec: StudySpec,
-    files: RecordFiles | None = None,
-) -> None:
-    values = objective_values(record, spec.objectives)
-    peak = record.peak_host_bytes
-    if record.status == "ok" and values is not None:
-        write_result(
-            trial, record, knobs=KNOBS, violation=float((peak or 0) - spec.memory_limit), files=files
-        )
-        study.tell(trial, values)
-    elif record.status in INFEASIBLE_STATUSES:
-        violation = max(1.0, float((peak or spec.memory_limit) - spec.memory_limit))
-        write_result(trial, record, knobs=KNOBS, violation=violation, files=files)
-        study.tell(trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
-    else:
-        write_result(trial, record, knobs=KNOBS, violation=None, files=files)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) -> StudyOutcome:
@@ -270,7 +169,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 if seed is None:
                     # A measured accuracy config whose rank another training cannot change.
                     write_proposal(trial, params, worker=worker.name, device=spec.device)
-                    _tell_duplicate(study, trial, trials[state.earlier(params)])
+                    tell_duplicate(study, trial, trials[state.earlier(params)])
                     duplicates += 1
                     refused += 1
                     if guard.untrained():
@@ -286,8 +185,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     if t.config
                 }.get(key)
                 if earlier is not None:
-                    _tell_duplicate(study, trial, trials[earlier])
+                    tell_duplicate(study, trial, trials[earlier])
                     duplicates += 1
+                    refused += 1
                     if guard.untrained():
                         stop_reason = "the sampler keeps proposing configurations already evaluated"
                         break
@@ -431,13 +331,6 @@ def _requeue_interrupted(study: optuna.Study) -> None:
     study.set_user_attr(StudyKeys.REQUEUED, sorted(requeued))
 
 
-def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
-    """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
-    mark_duplicate(trial, earlier)
-    complete = earlier.state == optuna.trial.TrialState.COMPLETE
-    study.tell(trial, earlier.values if complete else None, state=earlier.state)
-
-
 def _train(
     prepared: PreparedStudy,
     trial: optuna.Trial,
@@ -463,7 +356,7 @@ def _train(
         write_prediction(trial, prediction.total_bytes)
         if preflight.should_skip(prediction):
             record = preflight.skip_record(config, limits, prediction)
-            _tell(study, trial, record, spec, prepared.record_files)
+            tell(study, trial, record, spec, prepared.record_files)
             if events.on_trial_end:
                 events.on_trial_end(trial.number, record, None)
             return "skipped"
@@ -485,7 +378,7 @@ def _train(
         _requeue(study, trial, params, seed)
     note = None
     try:
-        _tell(study, trial, record, spec, prepared.record_files)
+        tell(study, trial, record, spec, prepared.record_files)
     except optuna.exceptions.UpdateFinishedTrialError:
         # This worker was silent past the grace period (suspended, or cut off from the storage):
         # another worker failed the trial and retries its configuration, so this result is dropped.
