@@ -15,13 +15,8 @@ from PIL import Image
 from search.errors import InputError
 from search.results._frame import trials_frame
 from search.results._notebook import WithImage
-from search.results._plot import (
-    ParetoPlotData,
-    matplotlib_figure,
-    pareto_plot_data,
-    render_plotly,
-    write_plot,
-)
+from search.results._plot import ParetoPlotData, pareto_plot_data
+from search.results._render import matplotlib_figure, render_plotly, write_plot
 from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
 

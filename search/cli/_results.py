@@ -194,7 +194,7 @@ def plot(
     storage: StorageOption = None,
 ) -> None:
     """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
-    from search.results._plot import write_plot
+    from search.results._render import write_plot
 
     written = write_plot(_open(study_file, storage).plot_data(), output)
     console.print(f"wrote {written}")

@@ -10,13 +10,8 @@ if TYPE_CHECKING:
     from search.results._export import ExportChoice, choose_config
     from search.results._frame import front, hypervolume, trials_frame
     from search.results._notebook import WithImage
-    from search.results._plot import (
-        ParetoPlotData,
-        pareto_plot_data,
-        render_matplotlib,
-        render_plotly,
-        write_plot,
-    )
+    from search.results._plot import ParetoPlotData, pareto_plot_data
+    from search.results._render import render_matplotlib, render_plotly, write_plot
     from search.results._results import StudyResults, load_study
 
 __all__ = [
@@ -45,9 +40,9 @@ __getattr__, __dir__ = lazy_exports(
         "WithImage": "search.results._notebook",
         "ParetoPlotData": "search.results._plot",
         "pareto_plot_data": "search.results._plot",
-        "render_matplotlib": "search.results._plot",
-        "render_plotly": "search.results._plot",
-        "write_plot": "search.results._plot",
+        "render_matplotlib": "search.results._render",
+        "render_plotly": "search.results._render",
+        "write_plot": "search.results._render",
         "StudyResults": "search.results._results",
         "load_study": "search.results._results",
     },

@@ -144,7 +144,7 @@ class StudyResults:
         Raises:
             InputError: For another backend.
         """
-        from search.results import _plot as plot
+        from search.results import _render as plot
 
         if backend == "plotly":
             return plot.render_plotly(self.plot_data())
@@ -155,7 +155,7 @@ class StudyResults:
     def show(self) -> WithImage:
         """The Pareto plot as one notebook output: interactive where Jupyter can draw plotly, a PNG
         where it cannot (a code host, nbviewer)."""
-        from search.results import _plot as plot
+        from search.results import _render as plot
         from search.results._notebook import WithImage
 
         data = self.plot_data()
