@@ -3,11 +3,12 @@
 :func:`pareto_plot_data` turns :func:`search.results._frame.trials_frame` output into plain data;
 :mod:`search.results._render` draws it as a static image (PNG, SVG, PDF) or an interactive plotly
 figure (a self-contained HTML file, or a notebook cell). Both draw the same layers: the front's
-means with their 95% intervals joined by a step line, the other trainings faded, the trials over the
-memory limit marked 'x' (at accuracy 0 when they have none), and the limit as a vertical dashed
-line. The memory axis is zoomed to the trials (:func:`search.results._plot_layout.memory_axis`): a limit far from them is named
-instead of drawn, and a trial far over it sits on the axis's edge as a triangle. The labels are laid
-out once, in the data (:func:`search.results._plot_layout.place_labels`), so that none overlaps another.
+means with their 95% intervals joined by a step line, the other trainings faded, the trials over
+the memory limit marked 'x' (at accuracy 0 when they have none), and the limit as a vertical dashed
+line. The memory axis is zoomed to the trials (:func:`search.results._plot_layout.memory_axis`): a
+limit far from them is named instead of drawn, and a trial far over it sits on the axis's edge as a
+triangle. The labels are laid out once, in the data (:func:`search.results._plot_layout.place_labels`),
+so that none overlaps another.
 """
 
 from __future__ import annotations
