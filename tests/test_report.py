@@ -123,3 +123,46 @@ def test_a_changed_memory_limit_is_refused_and_nothing_is_touched(stored_study: 
         assert done.stderr.count("\n") == 1 and "was run with memory_limit 2.00 GiB" in done.stderr
     study = optuna.load_study(study_name="synthetic", storage=spec["storage"])
     assert len(study.trials) == 3 and study.user_attrs["memory_limit_bytes"] == LIMIT
+
+
+@pytest.mark.slow  # the CLI in a subprocess
+def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_ranks(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    ranked = [
+        *replicated(knobs(8, 64), 0.20, 1.0 * GIB, limit=LIMIT),
+        *replicated(knobs(8, 96), 0.40, 1.2 * GIB, limit=LIMIT),
+    ]
+    study = stored_study_file(tmp_path, name="ranked", data=tiny_data, limit=LIMIT, trials=ranked)
+    done = run_cli("report", str(study), "--json", "-", timeout=120)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["accuracy_signal"] is True and payload["noise"]["df"] == 2
+    entry = payload["front"][0]
+    for key in (
+        "accuracy_mean",
+        "accuracy_low",
+        "accuracy_high",
+        "replicates",
+        "peak_host_bytes",
+        "epoch_seconds",
+    ):
+        assert entry[key] is not None, key
+    assert {"batch", "imgsz", "cache", "workers", "amp"} <= set(entry)
+    assert (
+        entry["accuracy_low"] < entry["accuracy_mean"] < entry["accuracy_high"] and entry["replicates"] == 2
+    )
+    # Nothing learned: differences of 1e-6 are no finding, whatever the noise.
+    flat = [
+        *replicated(knobs(8, 64), 2e-6, 1.0 * GIB, limit=LIMIT, spread=1e-7),
+        *replicated(knobs(8, 96), 6e-6, 1.2 * GIB, limit=LIMIT, spread=1e-7),
+    ]
+    (tmp_path / "flat").mkdir()
+    study = stored_study_file(tmp_path / "flat", name="flat", data=tiny_data, limit=LIMIT, trials=flat)
+    done = run_cli("report", str(study), "--json", "-", timeout=120)
+    payload = json.loads(done.stdout)
+    assert payload["accuracy_signal"] is False and "trials too short to rank accuracy" in done.stderr
+    assert len(payload["front"]) == 2
+    export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
+    assert export.returncode == 0 and "picked on memory and speed alone" in export.stderr
+    assert "--imgsz 64" in export.stdout  # the leaner one, since accuracy cannot tell them apart

@@ -11,9 +11,10 @@ decides the rest:
   replicates first, up to ``max_replicates``. A config beaten beyond noise is never trained again.
   While new configs remain, at most one training in three is a replicate.
 * **System knobs** (cache, workers) cannot change accuracy in expectation, so they are not searched
-  for it: each training takes the system setting measured least so far (for a replicate, least for
-  its own config), so that memory and speed get learned across the space without a training spent
-  on re-measuring accuracy.
+  for it: a new config trains at the leanest setting (cache none, fewest workers: its front point is
+  where it needs least memory), and each replicate at the setting its config was measured with least
+  (never one where it went over the limit), so that what the other settings cost and buy in speed
+  is learned on the configs that matter, without a training spent on re-measuring accuracy.
 * A proposal of the sampler that repeats a measured accuracy config becomes that config's next
   replicate when it is a candidate for one, and is told the earlier result otherwise.
 
@@ -205,7 +206,9 @@ def plan_next(
         return Plan(fixed=_searched({**knobs, **system}, choices), seed=seed, reason=reason)
     if all_started:
         return None
-    system = _least_measured_system(systems, attempts, None) if fix_system else {}
+    # A new config trains at the leanest setting: its point on the front is where it needs least
+    # memory, which is what a budget asks about; its replicates then measure the other settings.
+    system = systems[0] if fix_system else {}
     if explore_directly:
         key = min(space - started)
         system = system if system else systems[0]
