@@ -172,14 +172,19 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
 
 
 def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """The best mean reached with at most each front point's memory: the hypervolume's boundary.
+
+    A front point below it is kept only because it is within noise of the better one (marked ≈).
+    """
     xs: list[float] = []
     ys: list[float] = []
     for peak, acc in zip(front["peak_gib"], front["y"], strict=False):
+        level = max(float(acc), ys[-1]) if ys else float(acc)
         if xs:
             xs.append(float(peak))
             ys.append(ys[-1])
         xs.append(float(peak))
-        ys.append(float(acc))
+        ys.append(level)
     return xs, ys
 
 

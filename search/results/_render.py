@@ -8,6 +8,7 @@ the trials over the memory limit marked 'x', and the limit as a vertical dashed 
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,7 @@ def matplotlib_figure(data: ParetoPlotData) -> Figure:
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     # The layout leaves room below for the caption, and on the right for a triangle on the axis's edge.
-    layout = ConstrainedLayoutEngine(rect=(0, 0.06, 0.985, 0.93))  # (left, bottom, width, height)
+    layout = ConstrainedLayoutEngine(rect=(0, 0.075, 0.985, 0.915))  # (left, bottom, width, height)
     fig = Figure(figsize=(9, 6), dpi=110, layout=layout)
     ax = fig.add_subplot()
     if data.step_x:
@@ -126,7 +127,8 @@ def matplotlib_figure(data: ParetoPlotData) -> Figure:
     ax.grid(True, alpha=0.3)
     # Below the axis title, where it cannot hide a point or a label; constrained layout makes room.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False)
-    fig.text(0.01, 0.005, data.caption, fontsize=7, ha="left", va="bottom", color="#555555")
+    caption = "\n".join(textwrap.fill(line, 175) for line in data.caption.splitlines())
+    fig.text(0.01, 0.005, caption, fontsize=7, ha="left", va="bottom", color="#555555")
     return fig
 
 
