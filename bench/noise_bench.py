@@ -86,7 +86,7 @@ def truth(runs: list[dict[str, Any]]) -> dict[str, Any]:
         systems[(k["batch"], k["imgsz"], k["amp"], k["cache"], k["workers"])].append(run)
     table = []
     for key, estimate in sorted(estimates.configs.items()):
-        values = _replicate_values(trainings, key)
+        values = estimate.values
         leanest = min(
             (s for s in systems if s[:3] == key),
             key=lambda s: statistics.median(r["peak_host_bytes"] for r in systems[s]),
@@ -113,14 +113,6 @@ def truth(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
     points = [(row["leanest_peak_bytes"], row["mean"]) for row in table]
     return {"estimates": estimates, "table": table, "full_configs": full, "points": points}
-
-
-def _replicate_values(trainings: list[Training], key: tuple[Any, ...]) -> list[float]:
-    draws: dict[tuple[Any, ...], list[float]] = defaultdict(list)
-    for t in trainings:
-        if accuracy_key(t.config) == key:
-            draws[t.replicate_key].append(t.accuracy)
-    return [statistics.fmean(v) for v in draws.values()]
 
 
 def _difference(a: list[float], b: list[float]) -> dict[str, Any] | None:

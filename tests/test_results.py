@@ -12,7 +12,7 @@ import yaml
 
 import search
 from search.results._export import choose_config
-from search.results._frame import study_estimates, trials_frame
+from search.results._frame import read_results
 
 from .conftest import run_cli
 from .synthetic import GIB, knobs, replicated, stored_study_file
@@ -82,8 +82,7 @@ def test_the_prediction_check_refuses_what_would_not_fit_on_the_whole_dataset() 
     for config, acc, peak in [(knobs(4, 64), 0.2, 1.0), (knobs(8, 96), 0.3, 1.4)]:
         for trial in replicated(config, acc, peak * GIB, limit=LIMIT):
             study.add_trial(trial)
-    estimates = study_estimates(study)
-    frame = trials_frame(study, estimates=estimates)
+    frame, estimates = read_results(study)
     # Trials 2 and 3 (batch 8) grow past the budget on the full data.
     frame["predicted_full_bytes"] = pd.Series([1.1 * GIB, 1.1 * GIB, 1.9 * GIB, 1.9 * GIB])
     checked = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB))

@@ -217,6 +217,7 @@ class AccuracyEstimate:
         replicates: How many independent trainings the mean is over.
         trials: Every trial number that trained it (cache-only repeats included).
         systems: Each system setting it was measured with, leanest first.
+        values: Each replicate's accuracy (the mean of its trainings: they score alike).
     """
 
     key: AccuracyKey
@@ -226,6 +227,7 @@ class AccuracyEstimate:
     replicates: int
     trials: tuple[int, ...]
     systems: tuple[FullConfig, ...]
+    values: tuple[float, ...] = ()
 
     @property
     def leanest(self) -> FullConfig:
@@ -319,6 +321,7 @@ def estimate_accuracy(
             replicates=len(values),
             trials=tuple(sorted(t.number for t in group)),
             systems=_systems(group),
+            values=tuple(values),
         )
     return AccuracyEstimates(configs=configs, noise=noise)
 

@@ -129,7 +129,10 @@ def status(
     spec = load_study_spec(study_file)
     url = storage_url(spec, study_file, storage)
     study = open_study(spec, url, create=False)
-    now = study_status(study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s)
+    now = study_status(
+        study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s,
+        resolution=spec.accuracy_resolution,
+    )  # fmt: skip
     from search.study._storage import safe_url
 
     counts = ", ".join(f"{k} {v}" for k, v in sorted(now.counts.items())) or "none"

@@ -40,8 +40,8 @@ __all__ = [
     "apply_estimates",
     "front",
     "hypervolume",
+    "read_results",
     "status_counts",
-    "study_estimates",
     "trials_frame",
 ]
 
@@ -84,25 +84,30 @@ FRAME_COLUMNS = [
 ]
 
 
-def study_estimates(study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION) -> AccuracyEstimates:
-    """The accuracy estimates of a study's feasible trainings."""
-    accuracy, _ = _front_axes(study)
-    trainings = trainings_of(read_trials(study.get_trials(deepcopy=False)), accuracy=accuracy)
-    return estimate_accuracy(trainings, resolution=resolution)
+def trials_frame(study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION) -> pd.DataFrame:
+    """One row per finished trial with its configuration, status, figures and accuracy estimate."""
+    return read_results(study, resolution=resolution)[0]
 
 
-def trials_frame(study: optuna.Study, *, estimates: AccuracyEstimates | None = None) -> pd.DataFrame:
-    """One row per finished trial with its configuration, status, figures and accuracy estimate.
+def read_results(
+    study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION
+) -> tuple[pd.DataFrame, AccuracyEstimates]:
+    """The trials table (:func:`trials_frame`) and the accuracy estimates it was made with, from one
+    read of the study's trials.
 
     Args:
         study: The study.
-        estimates: Its accuracy estimates (default: :func:`study_estimates` with the default resolution).
+        resolution: The smallest accuracy difference that counts (the study file's
+            ``accuracy_resolution``).
     """
     trials = study.get_trials(deepcopy=False)
+    stored = read_trials(trials)
+    accuracy, _ = _front_axes(study)
+    estimates = estimate_accuracy(trainings_of(stored, accuracy=accuracy), resolution=resolution)
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     pareto_all = {t.number for t in study.best_trials} if complete else set()
     rows: list[dict[str, Any]] = []
-    for trial in read_trials(trials):
+    for trial in stored:
         if not trial.state.is_finished() or trial.discarded is not None:
             continue  # a proposal discarded because another worker had it is not a trial of the study
         record = trial.record or {}
@@ -133,8 +138,8 @@ def trials_frame(study: optuna.Study, *, estimates: AccuracyEstimates | None = N
             }
         )
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    apply_estimates(frame, estimates if estimates is not None else study_estimates(study))
-    return frame.sort_values("number").reset_index(drop=True)
+    apply_estimates(frame, estimates)
+    return frame.sort_values("number").reset_index(drop=True), estimates
 
 
 def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:

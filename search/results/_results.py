@@ -13,7 +13,7 @@ import pandas as pd
 
 from search.errors import InputError
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
-from search.results._frame import front, hypervolume, status_counts, study_estimates, trials_frame
+from search.results._frame import front, hypervolume, read_results, status_counts
 from search.study._stored import RecordFiles, read_trial
 from search.units import parse_size
 
@@ -202,8 +202,7 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     study_file = Path(path)
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    estimates = study_estimates(study, resolution=spec.accuracy_resolution)
-    frame = trials_frame(study, estimates=estimates)
+    frame, estimates = read_results(study, resolution=spec.accuracy_resolution)
     predictions, model = _full_size_predictions(spec, study_file, study, frame)
     frame["predicted_full_bytes"] = predictions
     return StudyResults(

@@ -27,6 +27,7 @@ from search.study._space import sampled_choices, suggest
 from search.study._spec import StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
+    StoredTrial,
     StudyKeys,
     carried_attrs,
     counts_toward_n_trials,
@@ -166,24 +167,14 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 seed = read_trial(study._storage.get_trial(trial._trial_id)).seed
                 if seed is None:
                     seed = state.judge(params, max_replicates=spec.max_replicates)
-                if seed is None:
-                    # A measured accuracy config whose rank another training cannot change.
-                    write_proposal(trial, params, worker=worker.name, device=spec.device)
-                    tell_duplicate(study, trial, trials[state.earlier(params)])
-                    duplicates += 1
-                    refused += 1
-                    if guard.untrained():
-                        stop_reason = "the sampler keeps proposing configurations already evaluated"
-                        break
-                    continue
-                write_seed(trial, seed)
+                if seed is not None:
+                    write_seed(trial, seed)
                 write_proposal(trial, params, worker=worker.name, device=spec.device)
-                key = training_key(params, seed)
-                earlier = {
-                    training_key(t.config, spec.seed if t.seed is None else t.seed): t.number
-                    for t in done
-                    if t.config
-                }.get(key)
+                # No seed: a measured accuracy config whose rank another training cannot change;
+                # else the training itself may be done already (the same knobs and seed).
+                earlier = (
+                    state.earlier(params) if seed is None else _trained_before(done, params, seed, spec.seed)
+                )
                 if earlier is not None:
                     tell_duplicate(study, trial, trials[earlier])
                     duplicates += 1
@@ -192,6 +183,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                         stop_reason = "the sampler keeps proposing configurations already evaluated"
                         break
                     continue
+                assert seed is not None  # no seed always has an earlier trial
                 identity = replicate_identity(params, seed)
                 now = study.get_trials(deepcopy=False)
                 reason = _discard_reason(now, trial.number, identity, spec.n_trials)
@@ -272,6 +264,20 @@ def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.Fr
     if walls and spec.timeout - elapsed < 0.8 * statistics.median(walls):
         # A trial cut by the study's timeout measures nothing: do not start one that cannot end.
         return "too little of the study's timeout left for another trial"
+    return None
+
+
+def _trained_before(
+    done: list[StoredTrial], params: dict[str, Any], seed: int, default_seed: int
+) -> int | None:
+    """The counted trial that trained these knobs with this seed, if any."""
+    key = training_key(params, seed)
+    for trial in done:
+        if (
+            trial.config
+            and training_key(trial.config, default_seed if trial.seed is None else trial.seed) == key
+        ):
+            return trial.number
     return None
 
 

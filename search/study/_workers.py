@@ -220,7 +220,9 @@ class StudyStatus:
     waiting: int
 
 
-def study_status(study: optuna.Study, *, n_trials: int, accuracy: str, recent_s: float) -> StudyStatus:
+def study_status(
+    study: optuna.Study, *, n_trials: int, accuracy: str, recent_s: float, resolution: float
+) -> StudyStatus:
     """Summarises the study as stored now (reads only: a status check never changes a study).
 
     Args:
@@ -228,10 +230,11 @@ def study_status(study: optuna.Study, *, n_trials: int, accuracy: str, recent_s:
         n_trials: The study's target (a total across workers).
         accuracy: The accuracy objective, for the front.
         recent_s: Workers seen within this many seconds are listed.
+        resolution: The study file's ``accuracy_resolution`` (the front is the one ``report`` shows).
     """
     from search.results._frame import front, status_counts, trials_frame
 
-    frame = trials_frame(study)
+    frame = trials_frame(study, resolution=resolution)
     trials = study.get_trials(deepcopy=False)
     now = time.time()
     running = [
