@@ -1,33 +1,127 @@
-"""Child probes: their answer travels in a file, whatever the child prints."""
+"""Probes: the plateau rule on synthetic readings, and real bounded yolov5 runs under supervision."""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from search.errors import TrialError
-from search.measure._probe import run_probe
+from search.child.probe import BoundedLoader, PlateauRule
+from search.probe import ProbeBounds, run_probe
+from search.trial._config import TrialConfig, TrialLimits
+
+from .conftest import run_cli, trainer_processes
+
+PHASES = {"startup", "cache", "training", "validation", "shutdown"}
 
 
-def test_the_answer_survives_a_first_run_banner_on_stdout() -> None:
-    code = "print('Creating new Ultralytics Settings v0.0.8 file'); print(12); result({'pss': 845})"
-    assert run_probe(code, what="measure") == {"pss": 845}
+def _readings(peaks: list[int], *, every_s: float = 0.5) -> list[tuple[float, int]]:
+    return [(i * every_s, peak) for i, peak in enumerate(peaks)]
 
 
-def test_a_failing_probe_names_the_childs_error_not_its_last_stderr_line() -> None:
-    code = "import warnings; warnings.warn('pkg_resources is deprecated'); import no_such_module_here"
-    with pytest.raises(TrialError, match="cannot measure: ModuleNotFoundError: No module named 'no_such"):
-        run_probe(code, what="measure")
+def test_the_rule_runs_at_least_the_minimum_and_stops_on_a_plateau() -> None:
+    rule = PlateauRule(min_batches=6, max_batches=50, window=4)
+    flat = _readings([1000] * 10)
+    assert [rule.reason(flat[:n]) for n in (5, 6)] == [None, "plateau"]
 
 
-def test_a_probe_that_answers_nothing_or_hangs_is_one_clear_error() -> None:
-    with pytest.raises(TrialError, match="ended with no result"):
-        run_probe("print('hello')", what="measure")
-    with pytest.raises(TrialError, match="did not finish within 1 s"):
-        run_probe("import time; time.sleep(30)", what="measure", timeout_s=1)
+def test_the_rule_goes_on_while_the_peak_grows_and_stops_at_the_maximum() -> None:
+    rule = PlateauRule(min_batches=4, max_batches=12, window=4)
+    growing = _readings([1000 + 50 * i for i in range(12)])
+    assert all(rule.reason(growing[:n]) is None for n in range(1, 12))
+    assert rule.reason(growing) == "max_batches"
 
 
-def test_the_probe_writes_its_settings_in_its_own_folder() -> None:
-    names = ("YOLO_CONFIG_DIR", "MPLCONFIGDIR", "XDG_CONFIG_HOME")
-    code = f"import os; result([os.environ[k] for k in {names!r}])"
-    folders = run_probe(code, what="measure")
-    assert all("memfront-probe-" in folder for folder in folders)
+def test_the_rule_waits_for_a_quiet_spell_in_seconds_not_only_in_batches() -> None:
+    # Fast batches: 5 batches in 0.25 s are no evidence that the peak has settled.
+    rule = PlateauRule(min_batches=4, max_batches=100, window=4)
+    fast = _readings([1000] * 60, every_s=0.05)
+    stops = next(n for n in range(1, 61) if rule.reason(fast[:n]))
+    assert (stops - 1) * 0.05 >= 2.0
+
+
+def test_more_workers_need_more_batches() -> None:
+    few, many = (PlateauRule.for_workers(w, least=8, most=100, peak_file=None) for w in (0, 8))
+    assert few.min_batches == 8 and many.min_batches > 4 * 8 and many.window > few.window
+    assert PlateauRule.for_workers(8, least=8, most=10, peak_file=None).min_batches == 10
+
+
+def test_the_bounded_loader_keeps_the_full_length_and_reads_the_peak_file(tmp_path: Path) -> None:
+    peak_file = tmp_path / "peak.txt"
+    peak_file.write_text("123456\n")
+    loader = BoundedLoader(
+        list(range(30)), PlateauRule(min_batches=3, max_batches=5, window=2, peak_file=peak_file)
+    )
+    assert len(loader) == 30 and list(loader) == [0, 1, 2, 3, 4]
+    summary = loader.summary()
+    assert (
+        summary["batches"] == 5 and summary["batches_total"] == 30 and summary["stop_reason"] == "max_batches"
+    )
+    assert {peak for _, peak in loader.peaks} == {123456}
+
+
+@pytest.mark.slow
+def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) -> None:
+    # A subset asked for is ignored: memory and epoch time refer to the whole dataset.
+    config = TrialConfig(
+        data=str(tiny_data), batch=2, imgsz=64, cache="ram", workers=1, train_images=4, hyp="demo"
+    )
+    before = set(Path(tempfile.gettempdir()).glob("mf-*"))
+    result = run_probe(
+        config, bounds=ProbeBounds(train_min_batches=2, train_max_batches=3, val_max_batches=2)
+    )
+    assert result.ok, result.error
+    assert (result.train_images, result.val_images) == (16, 16)
+    assert result.record["used"]["cache"] == "ram" and result.record["used"]["workers"] == 1
+    assert result.train["batches"] <= 3 < result.train["batches_total"] == 8
+    assert result.val["batches"] <= 2 < result.val["batches_total"]
+    assert result.peak_phase in PHASES
+    assert result.peak_host_bytes and result.peak_host_bytes > 100 * 2**20
+    assert result.images_per_second and result.images_per_second > 0
+    # One epoch of 8 train and 4 val batches at the measured rates.
+    expected = (
+        8 * result.train["seconds_per_batch"] + result.val["batches_total"] * result.val["seconds_per_batch"]
+    )
+    assert result.projected_epoch_seconds == pytest.approx(expected)
+    assert 0 < result.seconds < 120
+    assert [e["phase"] for e in result.record["timeline"]][:2] == ["startup", "cache"]
+    assert trainer_processes() == [] and set(Path(tempfile.gettempdir()).glob("mf-*")) <= before
+
+
+@pytest.mark.slow
+def test_a_probe_over_its_limit_says_so_and_leaves_nothing(tiny_data: Path) -> None:
+    config = TrialConfig(data=str(tiny_data), batch=2, imgsz=64, hyp="demo")
+    result = run_probe(config, limits=TrialLimits(memory_limit_bytes=200 * 2**20))
+    assert result.status == "memory_limit" and not result.ok
+    assert result.projected_epoch_seconds is None and result.train_images == 16
+    assert result.peak_host_bytes and result.peak_host_bytes > 200 * 2**20
+    assert trainer_processes() == []
+
+
+@pytest.mark.slow
+def test_the_probe_command_writes_json_and_a_table(tiny_data: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "probe", "--data", str(tiny_data), "--batch", "4", "--imgsz", "64", "--cache", "disk",
+        "--hyp", "demo", "--json", "-",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # stdout is the JSON alone, whatever the child printed
+    for key in ("peak_host_bytes", "images_per_second", "projected_epoch_seconds", "seconds", "peak_phase"):
+        assert result[key] is not None, key
+    assert result["status"] == "ok" and result["knobs"]["cache"] == "disk"
+    assert "peak host memory" in done.stderr and "projected epoch" in done.stderr
+    assert not list(Path(tiny_data).parent.rglob("*.npy"))  # cache=disk files are the probe's, removed
+
+
+def test_bad_probe_input_is_one_line(tiny_data: Path) -> None:
+    for args, expected in (
+        (["--data", "/no/such.yaml"], "data yaml not found"),
+        (["--data", str(tiny_data), "--cache", "fast"], "--cache"),
+        (["--data", str(tiny_data), "--amp", "maybe"], "--amp"),
+        (["--data", str(tiny_data), "--memory-limit", "lots"], "--memory-limit"),
+    ):
+        done = run_cli("probe", *args)
+        assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

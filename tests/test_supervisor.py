@@ -206,7 +206,7 @@ def test_the_trial_child_imports_nothing_of_the_search_side() -> None:
     # Whatever the child imports is counted in every trial's memory: the search's own libraries
     # (pandas, optuna, pydantic, rich) must stay out of it, whatever the package's public API grows to.
     code = (
-        "import sys, search.child.trainer, search.child.compat\n"
+        "import sys, search.child.trainer, search.child.compat, search.child.probe\n"
         "search.child.trainer.model_options('m.yml')\n"
         "print(sorted({'pandas', 'optuna', 'pydantic', 'rich', 'numpy', 'psutil'} & set(sys.modules)))"
     )

@@ -5,7 +5,10 @@ module of memfront (with :mod:`search.child.compat`) that imports torch or yolov
 object a line to the events file named in the spec; the parent reads them for progress and for
 the trial's record.
 
-Exit codes: 0 trained; 1 failed (traceback in the log); 3 CUDA out of memory.
+A spec with a ``probe`` section runs a probe instead of a training: one epoch on the whole
+dataset, its train and val loops bounded by :mod:`search.child.probe`, ended after validation.
+
+Exit codes: 0 trained (or probed); 1 failed (traceback in the log); 3 CUDA out of memory.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from typing import Any
 
 EXIT_FAILED = 1
 EXIT_CUDA_OOM = 3
+
+
+class ProbeDone(Exception):
+    """Raised after a probe's validation: the probe ends before yolov5 saves a checkpoint."""
 
 
 class EventWriter:
@@ -122,11 +129,24 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
 
     loaders: list[tuple[Any, Any]] = []
     original_create = yolo_train.create_dataloader
+    probe = spec.get("probe")
+    bounded: dict[str, Any] = {}
 
     def create_dataloader(*args: Any, **kwargs: Any) -> Any:
+        which = "train" if not loaders else "val"
+        # Scanning the labels and building the cache (ram or disk) happen here, for each split.
+        events.write("phase", phase="cache", split=which)
         made = original_create(*args, **kwargs)
         loaders.append((made[0], made[1]))
-        return made
+        if probe is None:
+            return made
+        from search.child.probe import BoundedLoader, PlateauRule
+
+        peak_file = Path(probe["peak_file"]) if probe.get("peak_file") else None
+        least, most = probe[f"{which}_min_batches"], probe[f"{which}_max_batches"]
+        rule = PlateauRule.for_workers(int(made[0].num_workers), least=least, most=most, peak_file=peak_file)
+        bounded[which] = BoundedLoader(made[0], rule)
+        return (bounded[which], *made[1:])
 
     yolo_train.create_dataloader = create_dataloader
 
@@ -153,6 +173,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             val_images=len(val_set) if val_set is not None else None,
             epochs=spec["epochs"],
         )
+        events.write("phase", phase="training")
         timing["epoch_start"] = time.monotonic()
 
     def on_train_epoch_start() -> None:
@@ -160,6 +181,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
 
     def on_train_epoch_end(epoch: int) -> None:
         timing["train_end"] = time.monotonic()
+        events.write("phase", phase="validation")
 
     def on_fit_epoch_end(log_vals: list[Any], epoch: int, best_fitness: Any, fi: Any) -> None:
         now = time.monotonic()
@@ -183,6 +205,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             train_seconds=timing.get("train_end", now) - timing.get("epoch_start", now),
             gpu=_gpu_peaks(torch, device),
         )
+        if probe is not None:
+            events.write("probe", **{split: loop.summary() for split, loop in bounded.items()})
+            raise ProbeDone
 
     callbacks = Callbacks()  # fresh: yolov5's default argument is shared between runs
     callbacks.register_action("on_train_start", callback=on_train_start)
@@ -215,6 +240,8 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         setattr(opt, key, value)
     try:
         yolo_train.main(opt, callbacks=callbacks)
+    except ProbeDone:
+        pass
     except torch.cuda.OutOfMemoryError as error:
         events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
         return EXIT_CUDA_OOM

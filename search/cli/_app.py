@@ -273,12 +273,14 @@ def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> T
 
 
 from search.cli import _predict as predict_cli  # noqa: E402 - register their commands on `app`
+from search.cli import _probe as probe_cli  # noqa: E402 - register their commands on `app`
 from search.cli import _results as study_cli  # noqa: E402 - register their commands on `app`
 from search.cli import _run as run_cli  # noqa: E402 - register their commands on `app`
 
 run_cli.register(app)
 study_cli.register(app)
 predict_cli.register(app)
+probe_cli.register(app)
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:

@@ -1,4 +1,4 @@
-"""Measuring what a trial costs: the PSS of its process tree, cgroup accounting, GPU memory, probes."""
+"""Measuring what a trial costs: its tree's PSS, cgroup accounting, GPU memory, child snippets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from search.measure._footprint import check_device, framework_footprint_bytes
     from search.measure._gpu import NvmlProbe
     from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, MemoryReport, TreeSampler
-    from search.measure._probe import run_probe
+    from search.measure._snippet import run_snippet
 
 __all__ = [
     "DEFAULT_PSS_CPU_BUDGET",
@@ -22,7 +22,7 @@ __all__ = [
     "cgroup_figures",
     "check_device",
     "framework_footprint_bytes",
-    "run_probe",
+    "run_snippet",
 ]
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -35,6 +35,6 @@ __getattr__, __dir__ = lazy_exports(
         "DEFAULT_PSS_CPU_BUDGET": "search.measure._memory",
         "MemoryReport": "search.measure._memory",
         "TreeSampler": "search.measure._memory",
-        "run_probe": "search.measure._probe",
+        "run_snippet": "search.measure._snippet",
     },
 )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 
 from search.errors import InputError
-from search.measure._probe import run_probe
+from search.measure._snippet import run_snippet
 from search.model._calibration import cache_dir, calibration_key
 
 __all__ = ["check_device", "framework_footprint_bytes"]
 
-_FOOTPRINT_PROBE = """\
+_FOOTPRINT_SNIPPET = """\
 import torch  # noqa: F401
 import yolov5.train  # noqa: F401
 for line in open("/proc/self/smaps_rollup"):
@@ -29,7 +29,7 @@ def framework_footprint_bytes(*, device: str = "cpu") -> int:
     """PSS of a process that imported torch and yolov5's trainer (cached).
 
     Raises:
-        TrialError: If the probe cannot import them (a broken installation).
+        TrialError: If the child cannot import them (a broken installation).
     """
     path = cache_dir() / "footprint" / f"{calibration_key('framework', device)}.json"
     if path.is_file():
@@ -38,14 +38,14 @@ def framework_footprint_bytes(*, device: str = "cpu") -> int:
         except (ValueError, KeyError, TypeError):
             pass  # damaged: measure again
     footprint = int(
-        run_probe(_FOOTPRINT_PROBE, what="import torch and yolov5 to measure the framework's footprint")
+        run_snippet(_FOOTPRINT_SNIPPET, what="import torch and yolov5 to measure the framework's footprint")
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")
     return footprint
 
 
-_CUDA_PROBE = "import torch; result(torch.cuda.device_count())"
+_CUDA_SNIPPET = "import torch; result(torch.cuda.device_count())"
 
 
 def check_device(device: str) -> None:
@@ -62,7 +62,7 @@ def check_device(device: str) -> None:
     indices = device.removeprefix("cuda:").split(",")
     if not all(index.strip().isdigit() for index in indices):
         raise InputError(f"device {device!r}: expected cpu, a CUDA index such as 0, or indices such as 0,1")
-    count = int(run_probe(_CUDA_PROBE, what="import torch to count the CUDA devices"))
+    count = int(run_snippet(_CUDA_SNIPPET, what="import torch to count the CUDA devices"))
     missing = [index.strip() for index in indices if int(index) >= count]
     if missing:
         raise InputError(

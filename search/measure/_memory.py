@@ -293,6 +293,11 @@ class TreeSampler:
         return self._report()
 
     @property
+    def peak_bytes(self) -> int:
+        """The highest estimate of the tree's PSS so far (0 before the first sample)."""
+        return self._peak
+
+    @property
     def pids(self) -> set[int]:
         """The processes of the tree as last seen."""
         return set(self._tree.pids)

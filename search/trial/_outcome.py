@@ -18,7 +18,15 @@ from typing import Any
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord
 
-__all__ = ["ChildEvents", "apply_kernel_floor", "build_record", "child_phases", "log_tail"]
+__all__ = [
+    "ChildEvents",
+    "apply_kernel_floor",
+    "build_record",
+    "child_phases",
+    "child_timeline",
+    "log_tail",
+    "phase_at",
+]
 
 _LOG_TAIL_LINES = 25
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -112,6 +120,36 @@ def child_phases(events: ChildEvents, spawned_at: float, exited_at: float) -> di
     }
 
 
+def child_timeline(events: ChildEvents, spawned_at: float, exited_at: float) -> list[dict[str, Any]]:
+    """When each phase of the child began, in seconds since it was started.
+
+    ``startup`` (imports, model), ``cache`` (each split's label scan and cache build), ``training``,
+    ``validation``, and ``shutdown`` once the child reported its end.
+    """
+    timeline: list[dict[str, Any]] = [{"phase": "startup", "start_s": 0.0}]
+    for event in events.of("phase"):
+        entry = {"phase": event["phase"], "start_s": max(0.0, event["time"] - spawned_at)}
+        if event.get("split"):
+            entry["split"] = event["split"]
+        timeline.append(entry)
+    end = events.last("end")
+    timeline.append(
+        {"phase": "shutdown", "start_s": max(0.0, (end["time"] if end else exited_at) - spawned_at)}
+    )
+    return timeline
+
+
+def phase_at(timeline: list[dict[str, Any]], seconds: float | None) -> str | None:
+    """The phase of the timeline the child was in ``seconds`` after it was started."""
+    if seconds is None or not timeline:
+        return None
+    current = timeline[0]["phase"]
+    for entry in timeline:
+        if entry["start_s"] <= seconds:
+            current = entry["phase"]
+    return str(current)
+
+
 def build_record(
     config: TrialConfig,
     limits: TrialLimits,
@@ -126,6 +164,7 @@ def build_record(
     rusage_maxrss: int | None,
     nvml_peak: int | None,
     nvml_reason: str | None,
+    timeline: list[dict[str, Any]] | None = None,
 ) -> TrialRecord:
     epochs = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in events.of("epoch")]
     error_event = events.last("error")
@@ -173,6 +212,8 @@ def build_record(
         "limit_bytes": limits.memory_limit_bytes,
     }
     apply_kernel_floor(memory)
+    # The sampler starts with the child, so its clock and the timeline's agree to a few milliseconds.
+    memory["peak_phase"] = phase_at(timeline or [], memory.get("peak_time_s"))
     kernel = memory.get("cgroup") or {}
     if kernel.get("peak_bytes") and memory.get("peak_host_bytes"):
         kernel["peak_over_pss"] = kernel["peak_bytes"] / memory["peak_host_bytes"]
@@ -205,4 +246,6 @@ def build_record(
         error=error,
         log_tail=log_tail if status in ("failed", "timeout", "memory_limit") else [],
         versions={"torch": start.get("torch"), "yolov5": start.get("yolov5")},
+        timeline=timeline or [],
+        probe={k: v for k, v in (events.last("probe") or {}).items() if k not in ("event", "time")},
     )

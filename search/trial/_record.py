@@ -56,6 +56,9 @@ class TrialRecord:
     ``phases`` splits the child's life: start-up (imports, dataset scan, caching), training (yolov5's
     loop with validation), shut-down.
     ``peak_gpu_bytes`` is None when the trial did not use CUDA (not 0: nothing was measured).
+    ``timeline`` says when each phase began (:func:`search.trial._outcome.child_timeline`), and
+    ``memory["peak_phase"]`` which one the peak fell in. ``probe`` is a probe's bounded loops (empty
+    for a training).
     """
 
     status: str
@@ -77,6 +80,8 @@ class TrialRecord:
     error: str | None = None
     log_tail: list[str] = dataclasses.field(default_factory=list)
     versions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timeline: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    probe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the record as JSON-ready data."""

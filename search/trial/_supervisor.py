@@ -37,7 +37,7 @@ from search.trial._leftovers import (
     owned_prefix,
     remove_abandoned,
 )
-from search.trial._outcome import ChildEvents, build_record, child_phases, log_tail
+from search.trial._outcome import ChildEvents, build_record, child_phases, child_timeline, log_tail
 from search.trial._record import TrialRecord
 
 __all__ = ["TrialProgress", "run_trial"]
@@ -83,6 +83,12 @@ class _ExitWatch:
             self._fd = self._poll = None
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def _kill_tree(pgid: int, pids: set[int]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -102,6 +108,7 @@ def run_trial(
     on_progress: Callable[[TrialProgress], None] | None = None,
     fast_hz: float = 25.0,
     pss_cpu_budget: float = DEFAULT_PSS_CPU_BUDGET,
+    probe: dict[str, int] | None = None,
 ) -> TrialRecord:
     """Runs one trial in a child process and returns its record.
 
@@ -114,6 +121,9 @@ def run_trial(
         on_progress: Called twice a second with a :class:`TrialProgress`.
         fast_hz: Rate of the cheap memory reads that also enforce the memory limit.
         pss_cpu_budget: Fraction of one core the exact PSS reads may use.
+        probe: Bounds of a probe's train and val loops (``train_min_batches``, ``train_max_batches``,
+            ``val_min_batches``, ``val_max_batches``): the child runs a probe instead of a training
+            (:mod:`search.child.probe`); :func:`search.probe.run_probe` is its entry point.
 
     Returns:
         The trial's record, whatever its status.
@@ -151,6 +161,7 @@ def run_trial(
             "parent_pid": os.getpid(),
             # A kept run is a real training: let yolov5 draw its usual plots; a trial skips them.
             "noplots": keep_run is None,
+            "probe": None if probe is None else {**probe, "peak_file": str(folder / "peak.txt")},
         }
         (folder / "spec.json").write_text(json.dumps(spec))
         record = _supervise(
@@ -162,6 +173,7 @@ def run_trial(
             on_progress,
             fast_hz=fast_hz,
             pss_cpu_budget=pss_cpu_budget,
+            peak_file=None if probe is None else folder / "peak.txt",
         )
         if keep_run is not None and (folder / "run").is_dir():
             shutil.copytree(folder / "run", keep_run, dirs_exist_ok=True)
@@ -183,6 +195,7 @@ def _supervise(
     *,
     fast_hz: float,
     pss_cpu_budget: float,
+    peak_file: Path | None = None,
 ) -> TrialRecord:
     env = {**os.environ, **compat.child_environment(folder / "settings")}
     package_root = str(Path(__file__).resolve().parents[2])
@@ -236,7 +249,9 @@ def _supervise(
     exit_watch = _ExitWatch(child.pid)
     # Nothing here needs to wake up while the trial runs, except to report progress, to read NVML or
     # at the time limit: on a shared core, every wake-up is taken from the trial.
-    period = _PROGRESS_PERIOD_S if on_progress is not None or nvml is not None else None
+    # A probe's child stops once the peak stops growing, so it needs the peak as it goes.
+    wanted = on_progress is not None or nvml is not None or peak_file is not None
+    period = _PROGRESS_PERIOD_S if wanted else None
     try:
         while True:
             pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
@@ -247,6 +262,8 @@ def _supervise(
             elapsed = time.monotonic() - started
             if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
                 stop("timeout")
+            if peak_file is not None:
+                _write_atomically(peak_file, f"{sampler.peak_bytes}\n")
             if on_progress is not None:
                 events.poll()
             if nvml is not None and nvml.available:
@@ -255,9 +272,10 @@ def _supervise(
                     nvml_peak = max(nvml_peak or 0, used)
             if on_progress is not None:
                 last_epoch = events.last("epoch")
+                phase = events.last("phase")
                 on_progress(
                     TrialProgress(
-                        phase="training" if events.last("used") else "starting",
+                        phase=phase["phase"] if phase else "starting",
                         epoch=(last_epoch["epoch"] + 1) if last_epoch else None,
                         epochs=config.epochs,
                         host_bytes=sampler.current_bytes,
@@ -296,6 +314,7 @@ def _supervise(
         stopped_for,
         wall=time.monotonic() - started,
         phases=child_phases(events, spawned_at, exited_at or time.time()),
+        timeline=child_timeline(events, spawned_at, exited_at or time.time()),
         log_tail=log_tail(log_path),
         rusage_maxrss=rusage_maxrss,
         nvml_peak=nvml_peak,

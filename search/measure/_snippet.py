@@ -18,17 +18,17 @@ from typing import Any
 from search.child import compat
 from search.errors import TrialError
 
-__all__ = ["run_probe"]
+__all__ = ["run_snippet"]
 
 # ultralytics, for one, announces a new settings file on stdout on a machine's first run.
-_PROBE_WRAPPER = """\
+_SNIPPET_WRAPPER = """\
 import json, os, sys, traceback
-path = os.environ["MEMFRONT_PROBE_RESULT"]
+path = os.environ["MEMFRONT_SNIPPET_RESULT"]
 def result(value):
     with open(path, "w") as handle:
         json.dump({"value": value}, handle)
 try:
-    exec(compile(sys.argv[1], "<memfront probe>", "exec"), {"result": result})
+    exec(compile(sys.argv[1], "<memfront snippet>", "exec"), {"result": result})
 except BaseException as error:
     with open(path, "w") as handle:
         json.dump({"error": "".join(traceback.format_exception_only(type(error), error)).strip()}, handle)
@@ -36,7 +36,7 @@ except BaseException as error:
 """
 
 
-def run_probe(code: str, *, what: str, timeout_s: float = 300) -> Any:
+def run_snippet(code: str, *, what: str, timeout_s: float = 300) -> Any:
     """Runs ``code`` in a child Python process and returns the value it passed to ``result(value)``.
 
     The child gets the same private settings folders as a trial
@@ -45,36 +45,38 @@ def run_probe(code: str, *, what: str, timeout_s: float = 300) -> Any:
 
     Args:
         code: Python source; it calls ``result(value)`` with a JSON-ready value.
-        what: What the probe measures, for the error message.
-        timeout_s: Seconds before the probe is killed.
+        what: What the snippet measures, for the error message.
+        timeout_s: Seconds before the snippet is killed.
 
     Raises:
-        TrialError: If the probe fails, hangs or returns nothing; the message names the child's error.
+        TrialError: If the snippet fails, hangs or returns nothing; the message names the child's error.
     """
-    with tempfile.TemporaryDirectory(prefix="memfront-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="memfront-snippet-") as tmp:
         folder = Path(tmp)
         result_path = folder / "result.json"
-        log_path = folder / "probe.log"
+        log_path = folder / "snippet.log"
         env = {
             **os.environ,
             **compat.child_environment(folder / "settings"),
-            "MEMFRONT_PROBE_RESULT": str(result_path),
+            "MEMFRONT_SNIPPET_RESULT": str(result_path),
         }
         try:
             with open(log_path, "wb") as log:
                 subprocess.run(
-                    [sys.executable, "-c", _PROBE_WRAPPER, code],
+                    [sys.executable, "-c", _SNIPPET_WRAPPER, code],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
                     timeout=timeout_s, check=False,
                 )  # fmt: skip
         except subprocess.TimeoutExpired:
-            raise TrialError(f"cannot {what}: the probe did not finish within {timeout_s:.0f} s") from None
+            raise TrialError(
+                f"cannot {what}: the measuring child did not finish within {timeout_s:.0f} s"
+            ) from None
         try:
             answer = json.loads(result_path.read_text())
         except (OSError, ValueError):
             lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.is_file() else []
             raise TrialError(
-                f"cannot {what}: the probe ended with no result ({(lines or ['no output'])[-1]})"
+                f"cannot {what}: the measuring child ended with no result ({(lines or ['no output'])[-1]})"
             ) from None
     if "error" in answer:
         raise TrialError(f"cannot {what}: {answer['error'].splitlines()[-1]}")

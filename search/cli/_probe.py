@@ -1,0 +1,151 @@
+"""The ``probe`` command: one full config's memory and speed on the whole dataset, no training."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from search.errors import InputError
+from search.trial._config import TrialConfig, TrialLimits, validation_message
+from search.units import format_bytes, format_seconds, parse_duration, parse_size
+
+__all__ = ["print_probe", "register"]
+
+console = Console(stderr=True, soft_wrap=True)
+_EXIT_INTERRUPTED = 130
+
+
+def print_probe(result: Any, *, target: Console | None = None) -> None:
+    """Prints a probe's result as a two-column table."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    colour = "green" if result.ok else "red"
+    table.add_row("status", f"[{colour}]{result.status}[/]" + (f"  ({result.error})" if result.error else ""))
+    knobs = result.knobs
+    table.add_row(
+        "config",
+        f"batch {knobs['batch']}, imgsz {knobs['imgsz']}, cache {knobs['cache']}, "
+        f"workers {knobs['workers']}, amp {'on' if knobs['amp'] else 'off'}; "
+        f"{result.train_images} train + {result.val_images} val images",
+    )
+    bound = "" if result.ok else " (a lower bound: the probe did not end)"
+    table.add_row(
+        "peak host memory",
+        f"{format_bytes(result.peak_host_bytes)}{bound}, set during {result.peak_phase or '-'}",
+    )
+    table.add_row(
+        "peak GPU memory",
+        "- (no CUDA)" if result.peak_gpu_bytes is None else format_bytes(result.peak_gpu_bytes),
+    )
+    speed = "-" if result.images_per_second is None else f"{result.images_per_second:.1f} images/s"
+    table.add_row("training speed", speed)
+    table.add_row("projected epoch", format_seconds(result.projected_epoch_seconds))
+    for name in ("train", "val"):
+        loop = getattr(result, name)
+        if loop:
+            table.add_row(
+                f"{name} batches",
+                f"{loop['batches']} of {loop['batches_total']} ({loop['stop_reason']}), "
+                f"{_milliseconds(loop.get('seconds_per_batch'))} each",
+            )
+    table.add_row("probe took", format_seconds(result.seconds))
+    (target or console).print(table)
+
+
+def probe(
+    data: Annotated[str, typer.Option(help="YOLOv5 data yaml (every image is used).")],
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
+    imgsz: Annotated[int, typer.Option(help="Image size (rounded up to a multiple of 32).")] = 640,
+    cache: Annotated[str, typer.Option(help="Image cache: none, ram or disk.")] = "none",
+    workers: Annotated[int, typer.Option(help="Dataloader workers.")] = 0,
+    amp: Annotated[str, typer.Option(help="Mixed precision: on or off.")] = "off",
+    model: Annotated[
+        str, typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune).")
+    ] = "yolov5n.yaml",
+    device: Annotated[str, typer.Option(help="cpu, or a CUDA device such as 0.")] = "cpu",
+    hyp: Annotated[str | None, typer.Option(help="yolov5 hyperparameter yaml, or demo.")] = None,
+    memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
+    gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
+    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result here as JSON (- for stdout).")
+    ] = None,
+) -> None:
+    """Measure one full config's peak memory and epoch time on the whole dataset, without training it.
+
+    Builds the cache as yolov5 does (all train and val images), runs training batches with the real
+    dataloader workers until the peak stops growing, validates a bounded number of batches, and stops.
+    """
+    from search.probe._run import run_probe
+
+    if amp not in ("on", "off"):
+        raise InputError(f"--amp: expected on or off, got {amp!r}")
+    try:
+        config = TrialConfig(
+            data=data, model=model, batch=batch, imgsz=imgsz, cache=cache, workers=workers, amp=amp == "on",
+            device=device, hyp=hyp,
+        )  # fmt: skip
+    except ValidationError as error:
+        raise InputError(f"--{validation_message(error).replace('_', '-')}") from None
+    limits = TrialLimits(
+        memory_limit_bytes=_size(memory_limit, "--memory-limit"),
+        gpu_memory_limit_bytes=_size(gpu_memory_limit, "--gpu-memory-limit"),
+        time_limit_s=_duration(time_limit, "--time-limit"),
+    )
+    with Progress(
+        TextColumn("[bold]probing[/]"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        refresh_per_second=2,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting")
+
+        def show(progress: Any) -> None:
+            bar.update(task, description=f"{progress.phase}  host {format_bytes(progress.host_bytes)}")
+
+        result = run_probe(config, limits=limits, on_progress=show)
+    print_probe(result)
+    if json_path is not None:
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+        if str(json_path) == "-":
+            sys.stdout.write(text)
+        else:
+            json_path.write_text(text)
+    if result.status == "interrupted":
+        raise typer.Exit(_EXIT_INTERRUPTED)
+    if result.status not in ("ok", "memory_limit"):
+        raise typer.Exit(1)
+
+
+def _milliseconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.0f} ms"
+
+
+def _size(value: str | None, flag: str) -> int | None:
+    try:
+        return None if value is None else parse_size(value)
+    except ValueError as error:
+        raise InputError(f"{flag}: {error}") from None
+
+
+def _duration(value: str | None, flag: str) -> float | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as error:
+        raise InputError(f"{flag}: {error}") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the ``probe`` command to the CLI."""
+    app.command()(probe)
