@@ -70,7 +70,7 @@ def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) ->
     )
     before = set(Path(tempfile.gettempdir()).glob("mf-*"))
     result = run_probe(
-        config, bounds=ProbeBounds(train_min_batches=2, train_max_batches=3, val_max_batches=2)
+        config, bounds=ProbeBounds(train_min_batches=2, train_max_batches=3, val_min_batches=1, val_max_batches=2)
     )
     assert result.ok, result.error
     assert (result.train_images, result.val_images) == (16, 16)
@@ -111,6 +111,7 @@ def test_the_probe_command_writes_json_and_a_table(tiny_data: Path, tmp_path: Pa
     for key in ("peak_host_bytes", "images_per_second", "projected_epoch_seconds", "seconds", "peak_phase"):
         assert result[key] is not None, key
     assert result["status"] == "ok" and result["knobs"]["cache"] == "disk"
+    assert result["val"]["stop_reason"] == "whole pass"  # by default, one whole validation pass
     assert "peak host memory" in done.stderr and "projected epoch" in done.stderr
     assert not list(Path(tiny_data).parent.rglob("*.npy"))  # cache=disk files are the probe's, removed
 

@@ -28,7 +28,7 @@ import dataclasses
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from scipy import stats as scipy_stats
@@ -41,10 +41,12 @@ __all__ = [
     "AccuracyEstimates",
     "FullConfig",
     "Noise",
+    "SystemsOf",
     "Training",
     "accuracy_key",
     "estimate_accuracy",
     "key_text",
+    "measured_systems",
     "random_stream",
     "system_key",
     "trainings_of",
@@ -191,6 +193,11 @@ class FullConfig:
         peak_host_bytes: The median of their measured peaks (what the front shows).
         epoch_seconds: The median of their seconds per epoch (None if none ended an epoch).
         max_peak_host_bytes: The highest of their peaks (what must fit a budget).
+        source: Where the memory and speed figures come from: ``training`` (its trainings on the
+            whole dataset), ``probe`` (a probe on the whole dataset, :mod:`search.probe`) or
+            ``model`` (trained on a subset only: the memory model's prediction for the whole
+            dataset, and the trainings' epoch time scaled to it).
+        probe: The probe's number in the storage's ``memfront-probes`` study, if probed.
     """
 
     config: dict[str, Any]
@@ -198,11 +205,13 @@ class FullConfig:
     peak_host_bytes: float
     epoch_seconds: float | None
     max_peak_host_bytes: float = 0.0
+    source: str = "training"
+    probe: int | None = None
 
     @property
-    def trial(self) -> int:
-        """The trial that stands for this config in tables: its first."""
-        return self.trials[0]
+    def trial(self) -> int | None:
+        """The trial that stands for this config in tables: its first (None if only probed)."""
+        return self.trials[0] if self.trials else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,11 +290,16 @@ class AccuracyEstimates:
         )
 
 
+SystemsOf = Callable[[AccuracyKey, list[Training]], tuple[FullConfig, ...]]
+"""Each full config of an accuracy config that fits, with its memory and speed, leanest first."""
+
+
 def estimate_accuracy(
     trainings: Iterable[Training],
     *,
     confidence: float = DEFAULT_CONFIDENCE,
     resolution: float = DEFAULT_RESOLUTION,
+    systems_of: SystemsOf | None = None,
 ) -> AccuracyEstimates:
     """Groups trainings into accuracy configs and replicates, and estimates each config's accuracy.
 
@@ -293,6 +307,10 @@ def estimate_accuracy(
         trainings: Feasible completed trainings (infeasible and failed ones have no accuracy).
         confidence: Two-sided confidence of intervals and comparisons.
         resolution: The smallest difference that can count.
+        systems_of: Where each accuracy config's full configs and their figures come from
+            (default: its trainings' own measurements; :class:`search.probe.SystemFigures` adds
+            probes and whole-dataset predictions). A config left with none that fits is measured
+            (its replicates count toward the noise) but not in ``configs``.
     """
     by_config: dict[AccuracyKey, list[Training]] = defaultdict(list)
     for training in trainings:
@@ -310,6 +328,9 @@ def estimate_accuracy(
     )
     configs = {}
     for key, group in by_config.items():
+        systems = _systems(group) if systems_of is None else systems_of(key, group)
+        if not systems:
+            continue
         values = replicates[key]
         mean = statistics.fmean(values)
         half = noise.half_width(len(values))
@@ -320,10 +341,15 @@ def estimate_accuracy(
             high=mean + half,
             replicates=len(values),
             trials=tuple(sorted(t.number for t in group)),
-            systems=_systems(group),
+            systems=systems,
             values=tuple(values),
         )
     return AccuracyEstimates(configs=configs, noise=noise)
+
+
+def measured_systems(group: list[Training]) -> tuple[FullConfig, ...]:
+    """The full configs of an accuracy config as its trainings measured them, leanest first."""
+    return _systems(group)
 
 
 def _systems(group: list[Training]) -> tuple[FullConfig, ...]:

@@ -2,9 +2,10 @@
 
 A probe (:mod:`search.probe`) runs one full config as the real run would (the whole dataset, its
 cache built by yolov5, the real dataloader workers) but only until its memory peak is established.
-:class:`BoundedLoader` wraps yolov5's train and val loaders: yolov5 sees the loader's full length (so
-its schedule and warm-up are those of the real run) but the iteration ends early, yolov5 goes on to
-validation and the probe ends after it, before any checkpoint is written.
+:class:`BoundedLoader` wraps yolov5's train loader (and the val loader, if the probe bounds it too):
+yolov5 sees the loader's full length (so its schedule and warm-up are those of the real run) but the
+iteration ends early, yolov5 goes on to validation and the probe ends after it, before any
+checkpoint is written.
 
 When the peak is established (:class:`PlateauRule`): the supervisor writes the tree's running peak
 (the PSS estimate that the probe reports, :mod:`search.measure._memory`) into a file twice a second;

@@ -144,6 +144,8 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
 
         peak_file = Path(probe["peak_file"]) if probe.get("peak_file") else None
         least, most = probe[f"{which}_min_batches"], probe[f"{which}_max_batches"]
+        if most is None:
+            return made  # the whole pass
         rule = PlateauRule.for_workers(int(made[0].num_workers), least=least, most=most, peak_file=peak_file)
         bounded[which] = BoundedLoader(made[0], rule)
         return (bounded[which], *made[1:])
@@ -206,7 +208,14 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             gpu=_gpu_peaks(torch, device),
         )
         if probe is not None:
-            events.write("probe", **{split: loop.summary() for split, loop in bounded.items()})
+            total = len(loaders[1][0]) if len(loaders) > 1 else 0
+            seconds = now - timing.get("train_end", now)  # the pass and its metrics
+            validation = {
+                "batches": total, "batches_total": total, "seconds": seconds,
+                "seconds_per_batch": seconds / total if total else None, "stop_reason": "whole pass",
+            }  # fmt: skip
+            loops = {"val": validation, **{split: loop.summary() for split, loop in bounded.items()}}
+            events.write("probe", **loops)
             raise ProbeDone
 
     callbacks = Callbacks()  # fresh: yolov5's default argument is shared between runs

@@ -99,10 +99,19 @@ class Preflight:
         self._walls: list[float] = []
         self._model: MemoryModel | None = None
 
-    def load(self, trials: Iterable[optuna.trial.FrozenTrial]) -> None:
-        """Learns from the study's measured trials, whichever worker ran them (replaces what it knew)."""
+    def load(
+        self,
+        trials: Iterable[optuna.trial.FrozenTrial],
+        extra_rows: list[tuple[dict[str, float], float]] | None = None,
+    ) -> None:
+        """Learns from the study's measured trials, whichever worker ran them (replaces what it knew).
+
+        Args:
+            trials: The study's trials.
+            extra_rows: Other measurements of this dataset and machine (the probes' rows).
+        """
         trials = list(trials)
-        rows = study_rows(trials, self.stats)
+        rows = study_rows(trials, self.stats) + list(extra_rows or [])
         if len(rows) != len(self._rows):
             self._model = None
         self._rows = rows
@@ -191,11 +200,18 @@ def full_size_predictions(frame: Any, model: MemoryModel, stats: DatasetStats) -
 
 
 def study_memory_model(
-    trials: Iterable[optuna.trial.FrozenTrial], stats: DatasetStats, *, model_name: str, device: str
+    trials: Iterable[optuna.trial.FrozenTrial],
+    stats: DatasetStats,
+    *,
+    model_name: str,
+    device: str,
+    extra_rows: list[tuple[dict[str, float], float]] | None = None,
 ) -> MemoryModel:
-    """The memory model fitted on the study's measured trials, from :func:`load_starting_model`."""
+    """The memory model fitted on the study's measured trials (and ``extra_rows``: its probes), from
+    :func:`load_starting_model`."""
     start = load_starting_model(model_name, device)
-    return combined_fit(start.calibration_rows, study_rows(trials, stats), base=start.model)
+    rows = study_rows(trials, stats) + list(extra_rows or [])
+    return combined_fit(start.calibration_rows, rows, base=start.model)
 
 
 # The machine's calibration may have been measured in other conditions than the study: between two

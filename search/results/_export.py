@@ -109,6 +109,8 @@ def choose_config(
         return system.max_peak_host_bytes <= max_memory_bytes
 
     def predicted_fit(system: FullConfig) -> bool:
+        if system.source != "training":
+            return measured_fit(system)  # a probe's figures, or the prediction itself: the whole dataset
         values = [predicted.get(n) for n in system.trials]
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
@@ -116,7 +118,7 @@ def choose_config(
     unchecked = _pick(estimates, measured_fit) if check_prediction else None
     refused = None
     if unchecked is not None and not predicted_fit(unchecked[1]):
-        refused = rows.loc[unchecked[1].trial]
+        refused = _row_of(rows, unchecked[0], unchecked[1])
     if picked is None:
         shown = front(frame)
         closest = None if shown.empty else shown.sort_values("config_peak_host_bytes").iloc[0]
@@ -126,9 +128,32 @@ def choose_config(
     estimate, system, leanest, runner_up = picked
     beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
     return ExportChoice(
-        chosen=rows.loc[system.trial], estimate=estimate, system=system, leanest=leanest, runner_up=runner_up,
+        chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest, runner_up=runner_up,
         runner_up_beyond_noise=beyond, signal=estimates.signal, refused_by_prediction=refused,
     )  # fmt: skip
+
+
+_PEAK_WORDS = {
+    "training": "measured peak",
+    "probe": "probed peak on the whole dataset",
+    "model": "peak predicted for the whole dataset",
+}
+
+
+def _row_of(rows: pd.DataFrame, estimate: AccuracyEstimate, system: FullConfig) -> pd.Series:
+    """The trials-table row that stands for a full config: its first trial's; for a setting only
+    probed, the accuracy config's first trial with the probed setting and its figures."""
+    if system.trial is not None:
+        row = rows.loc[system.trial].copy()
+    else:
+        row = rows.loc[estimate.trials[0]].copy()
+        for knob in ("cache", "workers"):
+            row[knob] = system.config[knob]
+    row["config_peak_host_bytes"] = system.peak_host_bytes
+    row["config_epoch_seconds"] = math.nan if system.epoch_seconds is None else system.epoch_seconds
+    row["memory_source"] = system.source
+    row["config_cache"], row["config_workers"] = system.config["cache"], system.config["workers"]
+    return row
 
 
 def choice_lines(
@@ -138,9 +163,10 @@ def choice_lines(
     estimate, system, leanest = choice.estimate, choice.system, choice.leanest
     if choice.chosen is None or estimate is None or system is None or leanest is None:
         return []
+    where = f"trial {system.trial}" if system.trial is not None else f"probe {system.probe}"
     lines = [
-        f"trial {system.trial}: {key_text(estimate.key)}; cache {system.config['cache']}, workers "
-        f"{system.config['workers']}: {accuracy} {interval_text(estimate)}, measured peak "
+        f"{where}: {key_text(estimate.key)}; cache {system.config['cache']}, workers "
+        f"{system.config['workers']}: {accuracy} {interval_text(estimate)}, {_PEAK_WORDS[system.source]} "
         f"{format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
     ]
     note = estimates.signal_text()
@@ -160,7 +186,7 @@ def choice_lines(
         lines.append(
             f"runner-up: {key_text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
         )
-    if system.trial != leanest.trial and system.epoch_seconds and leanest.epoch_seconds:
+    if system.config != leanest.config and system.epoch_seconds and leanest.epoch_seconds:
         lines.append(
             f"system setting cache {system.config['cache']}, workers {system.config['workers']}: "
             f"{format_seconds(system.epoch_seconds)}/epoch against {format_seconds(leanest.epoch_seconds)} "

@@ -7,8 +7,11 @@ noise (:mod:`search.accuracy`): every row carries its config's ``accuracy_mean``
 The front every view shows (report, plot, hypervolume, export) is the noise-aware front of accuracy
 against peak host memory (:func:`search.accuracy.noise_front`): column ``pareto`` marks one row per
 front point, the first trial of the config's leanest measured system setting, whose memory and speed
-are ``config_peak_host_bytes`` and ``config_epoch_seconds`` (medians over that full config's
-trainings); ``equivalent_to`` names the cheaper front point it is equivalent to within noise. A
+are ``config_peak_host_bytes`` and ``config_epoch_seconds``, on the whole dataset, with
+``memory_source`` saying where they come from (``training``: medians over that full config's
+trainings; ``probe``: a probe's; ``model``: trained on a subset only, predicted) and
+``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`);
+``equivalent_to`` names the cheaper front point it is equivalent to within noise. A
 study with a third objective
 (``epoch_seconds``) also gets Optuna's own front over all its objectives (``Study.best_trials``,
 what ``optuna best-trials`` prints) as column ``pareto_all``: a trial can be on it only because it
@@ -26,6 +29,7 @@ import pandas as pd
 from search.accuracy._estimates import (
     DEFAULT_RESOLUTION,
     AccuracyEstimates,
+    SystemsOf,
     accuracy_key,
     estimate_accuracy,
     system_key,
@@ -66,6 +70,9 @@ FRAME_COLUMNS = [
     "equivalent_to",
     "config_peak_host_bytes",
     "config_epoch_seconds",
+    "memory_source",
+    "config_cache",
+    "config_workers",
     "cache_used",
     "imgsz_used",
     "train_images",
@@ -90,7 +97,7 @@ def trials_frame(study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION)
 
 
 def read_results(
-    study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION
+    study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION, systems_of: SystemsOf | None = None
 ) -> tuple[pd.DataFrame, AccuracyEstimates]:
     """The trials table (:func:`trials_frame`) and the accuracy estimates it was made with, from one
     read of the study's trials.
@@ -99,11 +106,15 @@ def read_results(
         study: The study.
         resolution: The smallest accuracy difference that counts (the study file's
             ``accuracy_resolution``).
+        systems_of: Where full configs' memory and speed come from (default: the trainings';
+            :class:`search.probe.SystemFigures` adds probes and whole-dataset predictions).
     """
     trials = study.get_trials(deepcopy=False)
     stored = read_trials(trials)
     accuracy, _ = _front_axes(study)
-    estimates = estimate_accuracy(trainings_of(stored, accuracy=accuracy), resolution=resolution)
+    estimates = estimate_accuracy(
+        trainings_of(stored, accuracy=accuracy), resolution=resolution, systems_of=systems_of
+    )
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     pareto_all = {t.number for t in study.best_trials} if complete else set()
     rows: list[dict[str, Any]] = []
@@ -145,8 +156,10 @@ def read_results(
 def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
     """Fills each row's accuracy estimate and marks the front's points (in place)."""
     points = noise_front(estimates)
-    representative = {p.estimate.leanest.trial: p for p in points}
-    first_trial = {p.estimate.key: p.estimate.leanest.trial for p in points}
+    # A point's row is the first trial of its leanest system setting, or of the config when that
+    # setting was only probed; the row then carries the point's figures and setting.
+    first_trial = {p.estimate.key: p.estimate.leanest.trial or p.estimate.trials[0] for p in points}
+    representative = {first_trial[p.estimate.key]: p for p in points}
     columns: dict[str, list[Any]] = {name: [] for name in _ESTIMATE_COLUMNS}
     for _, row in frame.iterrows():
         config = {k: row[k] for k in KNOBS}
@@ -156,6 +169,8 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
         if estimate is not None:
             system = next((s for s in estimate.systems if system_key(s.config) == system_key(config)), None)
         point = representative.get(int(row["number"]))
+        if point is not None:
+            system = point.estimate.leanest
         values: dict[str, Any] = {
             "accuracy_mean": math.nan if estimate is None else estimate.mean,
             "accuracy_low": math.nan if estimate is None else _finite(estimate.low),
@@ -164,6 +179,9 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
             "config_peak_host_bytes": math.nan if system is None else system.peak_host_bytes,
             "config_epoch_seconds": math.nan if system is None or system.epoch_seconds is None
             else system.epoch_seconds,
+            "memory_source": None if system is None else system.source,
+            "config_cache": None if system is None else system.config["cache"],
+            "config_workers": None if system is None else system.config["workers"],
             "pareto": point is not None,
             "equivalent_to": None if point is None or point.equivalent_to is None
             else first_trial[point.equivalent_to],
@@ -171,7 +189,8 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
         for name in _ESTIMATE_COLUMNS:
             columns[name].append(values[name])
     for name, column in columns.items():
-        frame[name] = pd.Series(column, index=frame.index, dtype=object if name == "equivalent_to" else None)
+        text = name in ("equivalent_to", "memory_source", "config_cache", "config_workers")
+        frame[name] = pd.Series(column, index=frame.index, dtype=object if text else None)
 
 
 _ESTIMATE_COLUMNS = (
@@ -181,6 +200,9 @@ _ESTIMATE_COLUMNS = (
     "replicates",
     "config_peak_host_bytes",
     "config_epoch_seconds",
+    "memory_source",
+    "config_cache",
+    "config_workers",
     "pareto",
     "equivalent_to",
 )

@@ -6,12 +6,15 @@ so a notebook and the command line show the same front and pick the same configu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from search.errors import InputError
+from search.model._preflight import full_size_predictions
+from search.probe._systems import SystemFigures, probe_rows, whole_dataset_predictor
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
 from search.results._frame import front, hypervolume, read_results, status_counts
 from search.study._stored import RecordFiles, read_trial
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
     import optuna
 
     from search.accuracy._estimates import AccuracyEstimates
+    from search.model._predict import DatasetStats, MemoryModel
+    from search.probe._run import ProbeResult
+    from search.probe._store import StoredProbe
     from search.results._notebook import WithImage
     from search.results._plot import ParetoPlotData
     from search.study._spec import StudySpec
@@ -41,6 +47,7 @@ class StudyResults:
             (None where the dataset is not at hand).
         estimates: Each accuracy config's mean, interval and replicates, and the study's noise.
         memory_model: The memory model behind those predictions (a dict), or None.
+        probes: The probes of the study's dataset on this machine (:mod:`search.probe`).
     """
 
     def __init__(
@@ -52,8 +59,10 @@ class StudyResults:
         estimates: AccuracyEstimates,
         memory_model: dict[str, Any] | None,
         record_files: RecordFiles | None = None,
+        probes: list[ProbeResult] | None = None,
     ) -> None:
         self.spec = spec
+        self.probes = list(probes or [])
         self.study = study
         self.trials = trials
         self.estimates = estimates
@@ -202,29 +211,51 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     study_file = Path(path)
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    frame, estimates = read_results(study, resolution=spec.accuracy_resolution)
-    predictions, model = _full_size_predictions(spec, study_file, study, frame)
-    frame["predicted_full_bytes"] = predictions
+    memory = _whole_dataset(spec, study_file, study)
+    figures = None if memory is None else memory.figures
+    frame, estimates = read_results(study, resolution=spec.accuracy_resolution, systems_of=figures)
+    if memory is None:
+        frame["predicted_full_bytes"] = [None] * len(frame)
+    else:
+        frame["predicted_full_bytes"] = full_size_predictions(frame, memory.model, memory.stats)
     return StudyResults(
-        spec=spec, study=study, trials=frame, estimates=estimates, memory_model=model,
+        spec=spec, study=study, trials=frame, estimates=estimates,
+        memory_model=None if memory is None else memory.model.to_dict(),
         record_files=record_files(spec, study_file),
+        probes=[] if memory is None else [p.result for p in memory.probes.values()],
     )  # fmt: skip
 
 
-def _full_size_predictions(
-    spec: StudySpec, study_file: Path, study: optuna.Study, frame: pd.DataFrame
-) -> tuple[list[float | None], dict[str, Any] | None]:
-    """Each configuration's predicted peak on the whole dataset; None where the data is not at hand."""
+@dataclasses.dataclass(frozen=True)
+class _WholeDataset:
+    stats: DatasetStats
+    model: MemoryModel
+    probes: dict[tuple[Any, ...], StoredProbe]
+    figures: SystemFigures
+
+
+def _whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> _WholeDataset | None:
+    """The study's memory model, probes and whole-dataset figures; None where the data is not at hand."""
     from search.data._dataset import load_dataset
     from search.model._predict import DatasetStats
-    from search.model._preflight import full_size_predictions, study_memory_model
-    from search.study._prepare import resolve_data
+    from search.model._preflight import study_memory_model
+    from search.study._prepare import probe_store, resolve_data, resolve_hyp_path
 
     try:
-        stats = DatasetStats.read(load_dataset(resolve_data(spec, study_file)))
+        dataset = load_dataset(resolve_data(spec, study_file))
+        store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
     except InputError:
-        return [None] * len(frame), None
+        return None
+    stats = DatasetStats.read(dataset)
+    probes = store.probes()
     model = study_memory_model(
-        study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device
-    )
-    return full_size_predictions(frame, model, stats), model.to_dict()
+        study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
+        extra_rows=probe_rows(probes, stats),
+    )  # fmt: skip
+    full_images = len(stats.train_sizes)
+    subset = spec.train_images is not None and spec.train_images < full_images
+    figures = SystemFigures(
+        probes=probes, limit_bytes=spec.memory_limit, predict_full=whole_dataset_predictor(model, stats),
+        subset_scale=full_images / spec.train_images if subset and spec.train_images else None,
+    )  # fmt: skip
+    return _WholeDataset(stats=stats, model=model, probes=probes, figures=figures)

@@ -13,9 +13,12 @@ from typing import Any
 
 import optuna
 
+from search.data._dataset import DatasetSpec
 from search.errors import InputError, StorageError
 from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
+from search.probe._store import ProbeKey, ProbeStore
+from search.study._probes import StudyProbes
 from search.study._space import EffectiveSpace, effective_space, sampled_choices
 from search.study._spec import StudySpec
 from search.study._storage import (
@@ -28,7 +31,7 @@ from search.study._storage import (
 )
 from search.study._stored import RecordFiles, StudyKeys
 from search.study._workers import WorkerIdentity, workers_seen
-from search.trial._config import resolve_hyp
+from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.units import format_bytes
 
 __all__ = [
@@ -193,6 +196,7 @@ class PreparedStudy:
     worker: WorkerIdentity
     threads: int | None = None
     record_files: RecordFiles | None = None
+    probes: StudyProbes | None = None
 
 
 def prepare_study(
@@ -264,9 +268,34 @@ def prepare_study(
             margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
             device=spec.device,
         )  # fmt: skip
+    probes = None
+    if spec.probe_share > 0:
+        probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name)
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
-        record_files=record_files(spec, spec_path),
+        record_files=record_files(spec, spec_path), probes=probes,
+    )  # fmt: skip
+
+
+def probe_store(
+    spec: StudySpec, study: optuna.Study, dataset: DatasetSpec, *, hyp: str | None, create: bool = True
+) -> ProbeStore:
+    """The probes of the study's dataset and machine, in the study's storage (``create=False``:
+    read only, never adding the probes' study to the storage)."""
+    key = ProbeKey.of(dataset, model=resolve_model(spec.model), hyp=hyp, device=spec.device)
+    stale = max(3600.0, spec.trial_time_limit or 0.0)
+    return ProbeStore(storage=study._storage, key=key, stale_after_s=stale, create=create)
+
+
+def study_probes(
+    spec: StudySpec, study: optuna.Study, dataset: DatasetSpec, *, data: str, hyp: str | None, worker: str
+) -> StudyProbes:
+    """A worker's probes of the study (:mod:`search.study._probes`)."""
+    base = TrialConfig(data=data, model=spec.model, hyp=hyp, device=spec.device, seed=spec.seed)
+    limits = TrialLimits(memory_limit_bytes=spec.memory_limit, gpu_memory_limit_bytes=spec.gpu_memory_limit)
+    return StudyProbes(
+        store=probe_store(spec, study, dataset, hyp=hyp), stats=DatasetStats.read(dataset), base_config=base,
+        limits=limits, probe_share=spec.probe_share, worker=worker,
     )  # fmt: skip
 
 

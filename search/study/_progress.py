@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from search.study._prepare import PreparedStudy
     from search.study._spec import StudySpec
 
-__all__ = ["config_text", "outcome_lines", "run_prepared", "trial_line"]
+__all__ = ["config_text", "outcome_lines", "probe_line", "run_prepared", "trial_line"]
 
 
 def config_text(config: dict[str, Any]) -> str:
@@ -42,6 +42,18 @@ def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str
     return line + (f"  [red]{note}[/]" if note else "")
 
 
+def probe_line(plan: Any, result: Any) -> str:
+    """One finished probe, as ``run`` prints it."""
+    colour = {"ok": "green", "memory_limit": "yellow"}.get(result.status, "red")
+    figures = (
+        f"peak {format_bytes(result.peak_host_bytes)} ({result.peak_phase or '-'})  "
+        f"~{format_seconds(result.projected_epoch_seconds)}/epoch on {result.train_images} images  "
+        f"took {format_seconds(result.seconds)}"
+    )
+    knobs = config_text(result.knobs)
+    return f"probe     [{colour}]{result.status:<12}[/] {knobs}  {figures}  [dim]{plan.reason}[/]"
+
+
 def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
     """How a worker's run ended, as ``run`` prints it."""
     lines = [
@@ -56,6 +68,11 @@ def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
         )
     if outcome.accuracy_note:
         lines.append(outcome.accuracy_note)
+    if outcome.probes:
+        lines.append(
+            f"probes: {outcome.probes} full configs measured on the whole dataset in "
+            f"{format_seconds(outcome.probe_seconds)}"
+        )
     if outcome.preflight_skipped:
         lines.append(
             f"pre-flight: {outcome.preflight_skipped} configurations predicted over the limit were "
@@ -119,9 +136,27 @@ def _run_with_progress(prepared: PreparedStudy, console: Console) -> StudyOutcom
             for note in notes:
                 bar.console.print(f"[dim]note: {note}[/]")
 
+        def on_probe_start(plan: Any) -> None:
+            current.update(number="probe", params=plan.knobs)
+            bar.update(task, description=f"probe: {config_text(plan.knobs)}")
+
+        def on_probe_end(plan: Any, result: Any) -> None:
+            bar.console.print(probe_line(plan, result))
+
+        def on_any_progress(progress: Any) -> None:
+            if current.get("number") == "probe":
+                bar.update(
+                    task,
+                    description=f"probe: {config_text(current.get('params', {}))}  {progress.phase}  "
+                    f"host {format_bytes(progress.host_bytes)}",
+                )
+            else:
+                on_progress(progress)
+
         events = StudyEvents(
-            on_notes=on_notes, on_trial_start=on_start, on_progress=on_progress, on_trial_end=on_end
-        )
+            on_notes=on_notes, on_trial_start=on_start, on_progress=on_any_progress, on_trial_end=on_end,
+            on_probe_start=on_probe_start, on_probe_end=on_probe_end,
+        )  # fmt: skip
         return run_worker(prepared, events=events)
 
 
@@ -139,5 +174,10 @@ def _run_plain(prepared: PreparedStudy, console: Console, prefix: str) -> StudyO
     def on_end(number: int, record: TrialRecord, note: str | None) -> None:
         console.print(prefix + trial_line(number, record, note))
 
-    events = StudyEvents(on_notes=on_notes, on_trial_start=on_start, on_trial_end=on_end)
+    def on_probe_end(plan: Any, result: Any) -> None:
+        console.print(prefix + probe_line(plan, result))
+
+    events = StudyEvents(
+        on_notes=on_notes, on_trial_start=on_start, on_trial_end=on_end, on_probe_end=on_probe_end
+    )
     return run_worker(prepared, events=events)

@@ -325,6 +325,6 @@ class TrainingState:
         """A measured trial of the same accuracy config (the one a refused proposal is told)."""
         estimate = self.estimates.configs[accuracy_key(config)]
         for system in estimate.systems:
-            if system_key(system.config) == system_key(config):
-                return system.trial
-        return estimate.leanest.trial
+            if system_key(system.config) == system_key(config) and system.trials:
+                return system.trials[0]
+        return next((s.trials[0] for s in estimate.systems if s.trials), estimate.trials[0])

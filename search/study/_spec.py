@@ -114,6 +114,7 @@ class StudySpec(BaseModel):
     preflight_margin: float | None = Field(0.1, ge=0)
     preflight_min_samples: int = Field(3, ge=0)
     calibrate: bool = False
+    probe_share: float = Field(0.33, ge=0, le=1)
     demo_images: int = Field(256, gt=0)
     demo_size: int = Field(256, gt=0)
     space: SearchSpace = Field(default_factory=SearchSpace)

@@ -1,0 +1,128 @@
+"""Each full config's memory and epoch time on the whole dataset, from the best source there is.
+
+One front over all five knobs: accuracy comes from the accuracy config's replicates
+(:mod:`search.accuracy`), memory and speed from the full config itself, on the whole dataset:
+
+1. a training on the whole dataset measured it (its median; the trainings repeat it exactly);
+2. else a probe measured it (:mod:`search.probe`), on the whole dataset by construction;
+3. else, when the trainings used a subset (``train_images``), the memory model predicts the whole
+   dataset's peak (with the error it states) and the trainings' epoch time is scaled by the ratio of
+   training images (validation included, so a slight overestimate).
+
+A full config whose probe went over its memory limit, or whose prediction exceeds the limit, does
+not fit and is left out: it is not a point of the front, and export never picks it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from search.accuracy._estimates import AccuracyKey, FullConfig, Training, accuracy_key, system_key
+from search.model._predict import DatasetStats, MemoryModel, features
+from search.model._preflight import record_features
+from search.probe._store import StoredProbe
+
+__all__ = ["SystemFigures", "probe_rows", "whole_dataset_predictor"]
+
+
+def whole_dataset_predictor(model: MemoryModel, stats: DatasetStats) -> Callable[[Mapping[str, Any]], float]:
+    """The memory model's prediction of a full config's peak on the whole dataset."""
+
+    def predict(knobs: Mapping[str, Any]) -> float:
+        chosen = {k: knobs[k] for k in ("batch", "imgsz", "cache", "workers")}
+        return model.predict(features(stats=stats, train_images=None, **chosen)).total_bytes
+
+    return predict
+
+
+def probe_rows(
+    probes: Mapping[tuple[Any, ...], StoredProbe], stats: DatasetStats
+) -> list[tuple[dict[str, float], float]]:
+    """The memory model's (features, peak) rows of the probes that ran to their end."""
+    return [
+        (record_features(p.result.record, stats), float(p.result.peak_host_bytes))
+        for p in probes.values()
+        if p.result.ok and p.result.peak_host_bytes
+    ]
+
+
+class SystemFigures:
+    """Builds the full configs of each accuracy config (an ``estimate_accuracy(systems_of=...)``).
+
+    Args:
+        probes: The storage's probes of this dataset and machine, by knobs.
+        limit_bytes: The study's memory limit.
+        predict_full: The memory model's whole-dataset prediction of a config's peak (None: no model).
+        subset_scale: Whole-dataset training images over those the trainings used, when the study
+            trains on a subset (None: the trainings saw the whole dataset).
+    """
+
+    def __init__(
+        self,
+        *,
+        probes: Mapping[tuple[Any, ...], StoredProbe],
+        limit_bytes: int,
+        predict_full: Callable[[Mapping[str, Any]], float] | None = None,
+        subset_scale: float | None = None,
+    ) -> None:
+        self.limit_bytes = limit_bytes
+        self.predict_full = predict_full
+        self.subset_scale = subset_scale
+        self._probes: dict[AccuracyKey, list[StoredProbe]] = defaultdict(list)
+        for probe in probes.values():
+            self._probes[accuracy_key(probe.result.knobs)].append(probe)
+
+    def probed(self, key: AccuracyKey) -> list[StoredProbe]:
+        """The probes of an accuracy config's full configs."""
+        return list(self._probes.get(key, []))
+
+    def __call__(self, key: AccuracyKey, group: list[Training]) -> tuple[FullConfig, ...]:
+        by_system: dict[tuple[Any, ...], list[Training]] = defaultdict(list)
+        for training in group:
+            by_system[system_key(training.config)].append(training)
+        probes = {system_key(p.result.knobs): p for p in self._probes.get(key, [])}
+        systems = []
+        for system in dict.fromkeys([*by_system, *probes]):
+            runs = sorted(by_system.get(system, []), key=lambda t: t.number)
+            figure = self._figure(runs, probes.get(system))
+            if figure is not None:
+                systems.append(figure)
+        return tuple(sorted(systems, key=lambda s: (s.peak_host_bytes, s.epoch_seconds or math.inf)))
+
+    def _figure(self, runs: list[Training], probe: StoredProbe | None) -> FullConfig | None:
+        trials = tuple(t.number for t in runs)
+        if probe is not None and not probe.result.ok:
+            return None  # over its limit on the whole dataset
+        if runs and self.subset_scale is None:
+            speeds = [t.epoch_seconds for t in runs if t.epoch_seconds is not None]
+            return FullConfig(
+                config=dict(runs[0].config), trials=trials,
+                peak_host_bytes=statistics.median(t.peak_host_bytes for t in runs),
+                epoch_seconds=statistics.median(speeds) if speeds else None,
+                max_peak_host_bytes=max(t.peak_host_bytes for t in runs),
+                probe=None if probe is None else probe.number,
+            )  # fmt: skip
+        if probe is not None:
+            result = probe.result
+            peak = float(result.peak_host_bytes or 0)
+            config = dict(runs[0].config) if runs else dict(result.knobs)
+            return FullConfig(
+                config=config, trials=trials, peak_host_bytes=peak,
+                epoch_seconds=result.projected_epoch_seconds, max_peak_host_bytes=peak, source="probe",
+                probe=probe.number,
+            )  # fmt: skip
+        if self.predict_full is None or self.subset_scale is None:
+            return None
+        predicted = self.predict_full(runs[0].config)
+        if predicted > self.limit_bytes:
+            return None
+        speeds = [t.epoch_seconds for t in runs if t.epoch_seconds is not None]
+        return FullConfig(
+            config=dict(runs[0].config), trials=trials, peak_host_bytes=predicted,
+            epoch_seconds=statistics.median(speeds) * self.subset_scale if speeds else None,
+            max_peak_host_bytes=predicted, source="model",
+        )  # fmt: skip

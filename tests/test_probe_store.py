@@ -1,0 +1,241 @@
+"""Probes in the study's storage, and the whole-dataset figures built from them (synthetic results)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.accuracy import Training, estimate_accuracy, noise_front
+from search.data._dataset import load_dataset
+from search.probe import ProbeResult
+from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore, StoredProbe, knobs_key
+from search.probe._systems import SystemFigures
+from search.results._export import choice_lines, choose_config
+from search.results._frame import FRAME_COLUMNS, apply_estimates
+from search.study._probes import plan_probe
+
+from .synthetic import GIB, knobs
+
+LIMIT = 2 * GIB
+SYSTEMS = {"cache": ["none", "ram", "disk"], "workers": [0, 2]}
+
+
+def result(config: dict[str, Any], peak: float, *, seconds: float = 10.0, status: str = "ok") -> ProbeResult:
+    """A probe's result as run_probe returns it (synthetic figures)."""
+    return ProbeResult(
+        knobs=dict(config), status=status, peak_host_bytes=int(peak * GIB), peak_gpu_bytes=None,
+        peak_phase="training", images_per_second=100.0,
+        projected_epoch_seconds=seconds if status == "ok" else None, seconds=12.0, train_images=2000,
+        val_images=500, train={"batches": 10}, val={"batches": 3}, error=None if status == "ok" else "over",
+        record={
+            "requested": {**config, "train_images": None}, "used": {"train_images": 2000},
+            "limits": {"memory_limit_bytes": LIMIT}, "memory": {"series": [1, 2]}, "epochs": [{}],
+        },
+    )  # fmt: skip
+
+
+def stored(*results: ProbeResult) -> dict[tuple[Any, ...], StoredProbe]:
+    return {knobs_key(r.knobs): StoredProbe(i, r, LIMIT) for i, r in enumerate(results)}
+
+
+def _training(number: int, config: dict[str, Any], seed: int, accuracy: float, peak: float) -> Training:
+    return Training(
+        number=number,
+        config=dict(config),
+        seed=seed,
+        accuracy=accuracy,
+        peak_host_bytes=peak * GIB,
+        epoch_seconds=2.0,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path, tiny_data: Path) -> ProbeStore:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'probes.db'}")
+    key = ProbeKey.of(load_dataset(str(tiny_data)), model="yolov5n.yaml", hyp=None, device="cpu")
+    return ProbeStore(storage=storage, key=key)
+
+
+def test_a_stored_probe_is_an_optuna_trial_that_every_store_of_its_key_finds(store: ProbeStore) -> None:
+    config = knobs(16, 128, "ram", 2)
+    claim = store.claim(config, worker="a")
+    assert claim is not None and knobs_key(config) in store.probing()
+    store.store(claim, result(config, 1.5))
+    found = store.probes()[knobs_key(config)].result
+    assert found.ok and found.peak_host_bytes == int(1.5 * GIB) and "series" not in found.record["memory"]
+    # Optuna's own view: a COMPLETE trial of memfront-probes with the knobs as params.
+    study = optuna.load_study(study_name=PROBE_STUDY, storage=store.study._storage)  # type: ignore[union-attr]
+    (trial,) = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert trial.params == config and trial.values == [float(int(1.5 * GIB)), 10.0]
+    other = ProbeStore(storage=store.study._storage, key=store.key, create=False)  # type: ignore[union-attr]
+    assert list(other.probes()) == [knobs_key(config)]
+    elsewhere = ProbeKey(**{**store.key.__dict__, "machine": "another"})
+    assert ProbeStore(storage=store.study._storage, key=elsewhere).probes() == {}  # type: ignore[union-attr]
+
+
+def test_two_claims_at_once_leave_the_probe_to_one_worker(store: ProbeStore) -> None:
+    config = knobs(8, 96)
+    first = store.claim(config, worker="a")
+    assert first is not None and store.claim(config, worker="b") is None
+    store.release(first, "could not run")
+    assert store.probes() == {} and store.probing() == set()
+    assert store.claim(config, worker="b") is not None
+
+
+def test_a_stale_claim_is_failed_and_freed(store: ProbeStore) -> None:
+    config = knobs(8, 96)
+    assert store.claim(config, worker="dead") is not None
+    store.stale_after_s = 0.0
+    assert store.probing() == set()
+    assert store.claim(config, worker="b") is not None
+
+
+def test_a_read_only_store_of_a_storage_without_probes_holds_none(tmp_path: Path) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'empty.db'}")
+    key = ProbeKey(dataset="d", machine="m", model="yolov5n.yaml", hyp=None, device="cpu")
+    assert ProbeStore(storage=storage, key=key, create=False).probes() == {}
+    assert optuna.get_all_study_summaries(storage) == []
+
+
+def test_a_subset_study_takes_memory_from_probes_else_from_the_model() -> None:
+    lean, heavy = knobs(8, 96), knobs(16, 160)
+    trainings = [
+        _training(0, lean, 0, 0.30, 0.9),
+        _training(1, lean, 1, 0.31, 0.9),
+        _training(2, heavy, 0, 0.40, 1.0),
+    ]
+    probes = stored(
+        result(lean, 1.2),
+        result(knobs(8, 96, "ram", 2), 1.8, seconds=6.0),
+        result(knobs(8, 96, "ram", 0), 2.5, status="memory_limit"),
+    )
+    figures = SystemFigures(
+        probes=probes, limit_bytes=LIMIT, predict_full=lambda k: 1.7 * GIB, subset_scale=10.0
+    )
+    estimates = estimate_accuracy(trainings, systems_of=figures)
+    lean_systems = estimates.configs[(8, 96, False)].systems
+    # Trained at (none, 0) and probed there: the probe's whole-dataset peak, not the subset's 0.9 GiB.
+    assert [(s.config["cache"], s.config["workers"], s.source) for s in lean_systems] == [
+        ("none", 0, "probe"),
+        ("ram", 2, "probe"),
+    ]
+    assert lean_systems[0].peak_host_bytes == int(1.2 * GIB) and lean_systems[0].trials == (0, 1)
+    assert lean_systems[1].trials == () and lean_systems[1].epoch_seconds == 6.0  # probed only
+    # Not probed: the model's prediction, and the subset's epoch time scaled to the whole dataset.
+    (heavy_system,) = estimates.configs[(16, 160, False)].systems
+    assert heavy_system.source == "model" and heavy_system.peak_host_bytes == 1.7 * GIB
+    assert heavy_system.epoch_seconds == pytest.approx(20.0)
+
+
+def test_a_config_predicted_over_the_limit_on_the_whole_dataset_leaves_the_front() -> None:
+    trainings = [_training(0, knobs(8, 96), 0, 0.30, 0.9), _training(1, knobs(16, 160), 0, 0.40, 1.0)]
+    figures = SystemFigures(
+        probes={},
+        limit_bytes=LIMIT,
+        predict_full=lambda k: (3.0 if k["imgsz"] == 160 else 1.0) * GIB,
+        subset_scale=4.0,
+    )
+    estimates = estimate_accuracy(trainings, systems_of=figures)
+    assert list(estimates.configs) == [(8, 96, False)]
+    assert [p.estimate.key for p in noise_front(estimates)] == [(8, 96, False)]
+
+
+def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
+    lean = knobs(8, 96)
+    trainings = [_training(0, lean, 0, 0.30, 0.9), _training(1, lean, 1, 0.31, 0.9)]
+    fast = knobs(8, 96, "ram", 2)
+    figures = SystemFigures(
+        probes=stored(result(lean, 1.2, seconds=10.0), result(fast, 1.6, seconds=4.0)), limit_bytes=LIMIT,
+        predict_full=lambda k: GIB, subset_scale=10.0,
+    )  # fmt: skip
+    estimates = estimate_accuracy(trainings, systems_of=figures)
+    rows = [
+        {**{c: None for c in FRAME_COLUMNS}, "number": t.number, "state": "COMPLETE", "status": "ok",
+         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy, "peak_host_bytes": t.peak_host_bytes}
+        for t in trainings
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    apply_estimates(frame, estimates)
+    front = frame[frame["pareto"].astype(bool)]
+    assert list(front["memory_source"]) == ["probe"] and float(
+        front["config_peak_host_bytes"].iloc[0]
+    ) == int(1.2 * GIB)
+    choice = choose_config(frame, estimates, max_memory_bytes=int(1.7 * GIB))
+    assert choice.chosen is not None and choice.system is not None and choice.system.trial is None
+    assert (choice.chosen["cache"], choice.chosen["workers"], choice.chosen["memory_source"]) == (
+        "ram",
+        2,
+        "probe",
+    )
+    lines = choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.7 * GIB))
+    assert lines[0].startswith("probe 1:") and "probed peak on the whole dataset" in lines[0]
+    assert "4.0 s/epoch against 10.0 s" in lines[-1]
+    tight = choose_config(frame, estimates, max_memory_bytes=int(1.3 * GIB))
+    assert tight.system is not None and tight.system.config["cache"] == "none"
+    assert not math.isnan(float(tight.chosen["config_epoch_seconds"]))  # type: ignore[index]
+
+
+def _estimates(*configs: tuple[dict[str, Any], float]) -> Any:
+    trainings = []
+    for number, (config, accuracy) in enumerate(configs):
+        peak = config["imgsz"] / 160  # on the subset: more pixels, more memory
+        trainings.append(_training(2 * number, config, 0, accuracy, peak))
+        trainings.append(_training(2 * number + 1, config, 1, accuracy + 0.002, peak))
+    return estimate_accuracy(trainings)
+
+
+def _plan(
+    estimates: Any, probes: dict[tuple[Any, ...], StoredProbe], *, predict: Any = None, **kw: Any
+) -> Any:
+    options: dict[str, Any] = {"subset": True, "speed_objective": False, "model_error": 0.02}
+    options.update(kw)
+    return plan_probe(
+        estimates, systems=SYSTEMS, probed=probes, skip=set(), predict=predict or (lambda k: 1.0 * GIB),
+        limit_bytes=LIMIT, **options,
+    )  # fmt: skip
+
+
+def test_the_first_probe_anchors_the_best_config_at_its_leanest_setting() -> None:
+    estimates = _estimates((knobs(8, 96), 0.3), (knobs(16, 160), 0.5))
+    plan = _plan(estimates, {})
+    assert plan.knobs == knobs(16, 160) and plan.reason.startswith("anchor")
+
+
+def test_then_each_memory_term_no_probe_has_exercised() -> None:
+    estimates = _estimates(
+        (knobs(16, 160), 0.5),
+    )
+    plans = []
+    probes = stored(result(knobs(16, 160), 1.0))
+    for _ in range(3):
+        plan = _plan(estimates, probes)
+        plans.append((plan.knobs["cache"], plan.knobs["workers"]))
+        probes = stored(*[p.result for p in probes.values()], result(plan.knobs, 1.2))
+    assert plans == [("ram", 0), ("none", 2), ("ram", 2)]
+
+
+def test_then_configs_near_the_budget_closest_first_and_never_a_probed_one() -> None:
+    estimates = _estimates((knobs(8, 96), 0.3), (knobs(16, 160), 0.5))
+    probes = stored(*(result(knobs(16, 160, c, w), 1.0) for c, w in (("none", 0), ("ram", 0), ("ram", 2))))
+
+    def predict(k: dict[str, Any]) -> float:
+        return (1.95 if k["batch"] == 8 and k["cache"] == "disk" and k["workers"] == 2 else 1.0) * GIB
+
+    plan = _plan(estimates, probes, predict=predict)
+    assert plan.knobs == knobs(8, 96, "disk", 2) and plan.reason.startswith("near the budget")
+
+
+def test_a_subset_study_probes_each_front_config_and_a_full_one_only_when_speed_is_an_objective() -> None:
+    estimates = _estimates((knobs(8, 96), 0.3), (knobs(16, 160), 0.5))
+    covered = stored(*(result(knobs(16, 160, c, w), 1.0) for c, w in (("none", 0), ("ram", 0), ("ram", 2))))
+    assert _plan(estimates, covered, predict=lambda k: 0.5 * GIB).knobs == knobs(8, 96)
+    assert _plan(estimates, covered, predict=lambda k: 0.5 * GIB, subset=False) is None
+    speed = _plan(estimates, covered, predict=lambda k: 0.5 * GIB, subset=False, speed_objective=True)
+    assert speed is not None and speed.reason.startswith("front")
+    over = _plan(estimates, covered, predict=lambda k: 3.0 * GIB, subset=False, speed_objective=True)
+    assert over is None  # predicted far over the limit: nothing a probe could put on the front
