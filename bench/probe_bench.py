@@ -4,11 +4,12 @@ What it measures, side by side in one run, on a synthetic demo dataset of ``--im
 images (a quarter as many validation images; ``search.data._demo``):
 
 1. For every system variant (cache none/ram/disk x workers 0/2) of one accuracy config: a probe
-   (``search.probe.run_probe``) and a real one-epoch training on the whole dataset (validation
-   included, as a study's trial runs it), alternating which goes first. Printed: probe peak / the
-   full run's peak (goal within 3%), the probe's projected epoch seconds / the full run's measured
-   epoch seconds, and the probe's own seconds / that epoch's seconds (what a probe costs against
-   one epoch of the real run; a real run has many).
+   (``search.probe.run_probe``) between two real one-epoch trainings on the whole dataset
+   (validation included, as a study's trial runs it). Printed: probe peak / the full runs' mean
+   peak (goal within 3%) beside the spread of the two full runs (what one run can resolve), the
+   probe's projected training seconds against the full runs' measured ones, both validation
+   passes, and the probe's own seconds / one full epoch's (what a probe costs against one epoch of
+   the real run; a real run has many).
 2. Extrapolation: a study that trains on a subset learns memory from its trainings. Short trainings
    on ``images / 10`` training images (what such a study measures) fit the memory model
    (``search.model``); for each variant the model's prediction for the whole dataset (10x the
@@ -29,7 +30,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--imgsz", type=int, default=128)
+    parser.add_argument("--full-runs", type=int, default=2, help="full-epoch runs per variant")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "probe_bench.json")
     args = parser.parse_args()
@@ -91,29 +92,28 @@ def main() -> int:
     model = combined_fit(start.calibration_rows, rows, base=start.model)
 
     results = []
-    for index, (cache, workers) in enumerate(VARIANTS):
+    for cache, workers in VARIANTS:
         config = _config(data, args.batch, args.imgsz, cache, workers)
-        runs: dict[str, Any] = {}
-        for kind in ("probe", "full") if index % 2 == 0 else ("full", "probe"):
-            began = time.monotonic()
-            if kind == "probe":
-                probe = run_probe(config)
-                runs["probe"] = {
-                    "status": probe.status, "peak_host_bytes": probe.peak_host_bytes, "peak_phase": probe.peak_phase,
-                    "projected_epoch_seconds": probe.projected_epoch_seconds, "seconds": probe.seconds,
-                    "images_per_second": probe.images_per_second, "train": probe.train, "val": probe.val,
-                }  # fmt: skip
-            else:
-                record = run_trial(config)
-                runs["full"] = {
-                    "status": record.status, "peak_host_bytes": record.peak_host_bytes,
-                    "peak_phase": record.memory.get("peak_phase"), "epoch_seconds": record.epoch_seconds,
-                    "wall_seconds": record.wall_seconds,
-                }  # fmt: skip
-            runs[kind]["bench_seconds"] = time.monotonic() - began
+        # The probe between two full runs: the full runs' spread is what one run can resolve.
+        fulls = [_full(config)]
+        probe = run_probe(config)
+        fulls += [_full(config) for _ in range(args.full_runs - 1)]
+        probed = {
+            "status": probe.status, "peak_host_bytes": probe.peak_host_bytes, "peak_phase": probe.peak_phase,
+            "projected_epoch_seconds": probe.projected_epoch_seconds, "seconds": probe.seconds,
+            "projected_train_seconds": probe.projected_train_seconds,
+            "validation_seconds": probe.validation_seconds,
+            "images_per_second": probe.images_per_second, "train": probe.train, "val": probe.val,
+        }  # fmt: skip
         knobs = {"batch": args.batch, "imgsz": args.imgsz, "cache": cache, "workers": workers}
         predicted = model.predict(features(stats=stats, train_images=None, **knobs)).total_bytes
-        row = {"cache": cache, "workers": workers, **runs, "predicted_peak_host_bytes": predicted}
+        row = {
+            "cache": cache,
+            "workers": workers,
+            "probe": probed,
+            "full": fulls,
+            "predicted_peak_host_bytes": predicted,
+        }
         results.append(row)
         print(_line(row), flush=True)
 
@@ -136,16 +136,36 @@ def main() -> int:
     return 0
 
 
+def _full(config: TrialConfig) -> dict[str, Any]:
+    record = run_trial(config)
+    train = record.epochs[0].get("train_seconds") if record.epochs else None
+    epoch = record.epoch_seconds
+    return {
+        "status": record.status, "peak_host_bytes": record.peak_host_bytes,
+        "peak_phase": record.memory.get("peak_phase"), "epoch_seconds": record.epoch_seconds,
+        "train_seconds": train,
+        "validation_seconds": None if train is None or epoch is None else epoch - train,
+        "wall_seconds": record.wall_seconds,
+    }  # fmt: skip
+
+
+def _mean(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r["status"] == "ok" and r.get(key) is not None]
+    return statistics.fmean(values) if values else None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else a / b
 
 
 def _line(row: dict[str, Any]) -> str:
-    probe, full = row["probe"], row["full"]
+    probe, fulls = row["probe"], row["full"]
+    peaks = ", ".join(_mib(f["peak_host_bytes"]) for f in fulls)
     return (
-        f"cache {row['cache']:<4} workers {row['workers']}: probe {probe['status']} {_mib(probe['peak_host_bytes'])} "
-        f"({probe['peak_phase']}) in {probe['seconds']:.1f} s, projected epoch {_s(probe['projected_epoch_seconds'])}; "
-        f"full {full['status']} {_mib(full['peak_host_bytes'])} ({full['peak_phase']}), epoch {_s(full['epoch_seconds'])}"
+        f"cache {row['cache']:<4} workers {row['workers']}: probe {probe['status']} "
+        f"{_mib(probe['peak_host_bytes'])} ({probe['peak_phase']}) in {probe['seconds']:.1f} s, train "
+        f"{_s(probe['projected_train_seconds'])} + val {_s(probe['validation_seconds'])}; full runs {peaks}, "
+        f"train {_s(_mean(fulls, 'train_seconds'))} + val {_s(_mean(fulls, 'validation_seconds'))}"
     )
 
 
@@ -163,35 +183,40 @@ def _fmt(value: float | None) -> str:
 
 def _table(results: list[dict[str, Any]], *, images: int, subset: int) -> str:
     head = (
-        f"| cache | workers | full-run peak | probe peak | probe/full peak | model-only ({subset} img fit) "
-        f"| model/full | full epoch | projected | projected/full | probe s | probe s / epoch s | peak set in |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        f"| cache | workers | full-run peaks | probe peak | probe / full mean | model only "
+        f"({subset}-image fit) "
+        "| model / full mean | full train s | probe train s | ratio | full val s | probe val s "
+        "| probe s | probe s / full epoch s | peak set in (probe / full) |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [head]
+    worst = []
     for row in results:
-        probe, full = row["probe"], row["full"]
-        lines.append(
-            f"| {row['cache']} | {row['workers']} | {_mib(full['peak_host_bytes'])} | {_mib(probe['peak_host_bytes'])} "
-            f"| {_fmt(_ratio(probe['peak_host_bytes'], full['peak_host_bytes']))} "
-            f"| {_mib(row['predicted_peak_host_bytes'])} "
-            f"| {_fmt(_ratio(row['predicted_peak_host_bytes'], full['peak_host_bytes']))} "
-            f"| {_s(full['epoch_seconds'])} | {_s(probe['projected_epoch_seconds'])} "
-            f"| {_fmt(_ratio(probe['projected_epoch_seconds'], full['epoch_seconds']))} "
-            f"| {probe['seconds']:.1f} | {_fmt(_ratio(probe['seconds'], full['epoch_seconds']))} "
-            f"| {probe['peak_phase']} / {full['peak_phase']} |"
-        )
-    peaks = [
-        _ratio(r["probe"]["peak_host_bytes"], r["full"]["peak_host_bytes"])
+        probe, fulls = row["probe"], row["full"]
+        full_peak = _mean(fulls, "peak_host_bytes")
+        full_train, full_val = _mean(fulls, "train_seconds"), _mean(fulls, "validation_seconds")
+        ratio = _ratio(probe["peak_host_bytes"], full_peak)
+        if ratio is not None and probe["status"] == "ok":
+            worst.append(abs(ratio - 1))
+        cells = [
+            row["cache"], str(row["workers"]), " / ".join(_mib(f["peak_host_bytes"]) for f in fulls),
+            _mib(probe["peak_host_bytes"]), _fmt(ratio), _mib(row["predicted_peak_host_bytes"]),
+            _fmt(_ratio(row["predicted_peak_host_bytes"], full_peak)), _s(full_train),
+            _s(probe["projected_train_seconds"]), _fmt(_ratio(probe["projected_train_seconds"], full_train)),
+            _s(full_val), _s(probe["validation_seconds"]), f"{probe['seconds']:.1f}",
+            _fmt(_ratio(probe["seconds"], _mean(fulls, "epoch_seconds"))),
+            f"{probe['peak_phase']} / {', '.join(str(f['peak_phase']) for f in fulls)}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    spreads = [
+        (max(f["peak_host_bytes"] for f in r["full"]) / min(f["peak_host_bytes"] for f in r["full"]) - 1)
         for r in results
-        if r["probe"]["status"] == "ok" and r["full"]["status"] == "ok"
+        if len(r["full"]) > 1 and all(f["peak_host_bytes"] for f in r["full"])
     ]
-    worst = max((abs(p - 1) for p in peaks if p is not None), default=None)
-    summary = f"\n{len(peaks)} variants on {images} train images; worst |probe/full - 1| = "
-    summary += "-" if worst is None else f"{100 * worst:.1f}% (goal 3%)"
-    ratios = [_ratio(r["probe"]["seconds"], r["full"]["epoch_seconds"]) for r in results]
-    ratios = [r for r in ratios if r is not None]
-    if ratios:
-        summary += f"; median probe seconds / epoch seconds = {statistics.median(ratios):.2f}"
+    summary = f"\n{len(results)} variants on {images} train images; worst |probe / full mean - 1| = "
+    summary += "-" if not worst else f"{100 * max(worst):.1f}% (goal 3%)"
+    if spreads:
+        summary += f"; largest spread between two full runs of one config: {100 * max(spreads):.1f}%"
     return "\n".join(lines) + summary
 
 

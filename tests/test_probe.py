@@ -70,7 +70,8 @@ def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) ->
     )
     before = set(Path(tempfile.gettempdir()).glob("mf-*"))
     result = run_probe(
-        config, bounds=ProbeBounds(train_min_batches=2, train_max_batches=3, val_min_batches=1, val_max_batches=2)
+        config,
+        bounds=ProbeBounds(train_min_batches=2, train_max_batches=3, val_min_batches=1, val_max_batches=2),
     )
     assert result.ok, result.error
     assert (result.train_images, result.val_images) == (16, 16)

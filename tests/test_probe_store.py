@@ -30,7 +30,8 @@ def result(config: dict[str, Any], peak: float, *, seconds: float = 10.0, status
     return ProbeResult(
         knobs=dict(config), status=status, peak_host_bytes=int(peak * GIB), peak_gpu_bytes=None,
         peak_phase="training", images_per_second=100.0,
-        projected_epoch_seconds=seconds if status == "ok" else None, seconds=12.0, train_images=2000,
+        projected_epoch_seconds=seconds if status == "ok" else None, projected_train_seconds=None,
+        validation_seconds=None, seconds=12.0, train_images=2000,
         val_images=500, train={"batches": 10}, val={"batches": 3}, error=None if status == "ok" else "over",
         record={
             "requested": {**config, "train_images": None}, "used": {"train_images": 2000},

@@ -19,18 +19,20 @@ if TYPE_CHECKING:
         system_key,
         trainings_of,
     )
-    from search.accuracy._front import FrontPoint, front_hypervolume, noise_front
+    from search.accuracy._front import FrontPoint, FullFrontPoint, front_hypervolume, full_front, noise_front
 
 __all__ = [
     "AccuracyEstimate",
     "AccuracyEstimates",
     "FrontPoint",
     "FullConfig",
+    "FullFrontPoint",
     "Noise",
     "Training",
     "accuracy_key",
     "estimate_accuracy",
     "front_hypervolume",
+    "full_front",
     "key_text",
     "noise_front",
     "system_key",
@@ -55,6 +57,8 @@ __getattr__, __dir__ = lazy_exports(
             "search.accuracy._estimates",
         ),
         "FrontPoint": "search.accuracy._front",
+        "FullFrontPoint": "search.accuracy._front",
+        "full_front": "search.accuracy._front",
         "front_hypervolume": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
     },

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey
+from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 
-__all__ = ["FrontPoint", "front_hypervolume", "noise_front"]
+__all__ = ["FrontPoint", "FullFrontPoint", "front_hypervolume", "full_front", "noise_front"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,45 @@ def noise_front(estimates: AccuracyEstimates) -> list[FrontPoint]:
         ]
         points.append(FrontPoint(estimate=config, equivalent_to=cheaper[0] if cheaper else None))
     return points
+
+
+@dataclasses.dataclass(frozen=True)
+class FullFrontPoint:
+    """One full config (accuracy config and system setting) of the front over all five knobs."""
+
+    estimate: AccuracyEstimate
+    system: FullConfig
+
+
+def full_front(estimates: AccuracyEstimates, *, speed: bool = True) -> list[FullFrontPoint]:
+    """The full configs no other one beats: accuracy (beyond noise), memory and, with ``speed``, epoch time.
+
+    A full config is dropped when another needs no more memory, is no slower (with ``speed``), and
+    is either of the same accuracy config (the same estimate: system knobs do not change accuracy)
+    and cheaper or faster, or more accurate beyond noise. So the system settings of one accuracy
+    config that trade memory for speed all stay: what workers and the RAM cache buy is visible.
+    Least memory first.
+    """
+
+    def time_of(system: FullConfig) -> float:
+        return system.epoch_seconds if system.epoch_seconds is not None else math.inf
+
+    pairs = [FullFrontPoint(e, s) for e in estimates.configs.values() for s in e.systems]
+
+    def beats(a: FullFrontPoint, b: FullFrontPoint) -> bool:
+        no_worse = a.system.peak_host_bytes <= b.system.peak_host_bytes and (
+            not speed or time_of(a.system) <= time_of(b.system)
+        )
+        if not no_worse or a is b:
+            return False
+        if a.estimate.key == b.estimate.key:
+            return a.system.peak_host_bytes < b.system.peak_host_bytes or (
+                speed and time_of(a.system) < time_of(b.system)
+            )
+        return estimates.better(a.estimate.key, b.estimate.key)
+
+    kept = [p for p in pairs if not any(beats(other, p) for other in pairs)]
+    return sorted(kept, key=lambda p: (p.system.peak_host_bytes, time_of(p.system), -p.estimate.mean))
 
 
 def front_hypervolume(points: list[tuple[float, float]], *, memory_limit: int) -> float:

@@ -178,12 +178,20 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         events.write("phase", phase="training")
         timing["epoch_start"] = time.monotonic()
 
+    validations = {"passes": 0}
+
     def on_train_epoch_start() -> None:
         timing["epoch_start"] = time.monotonic()
+        if validations["passes"]:
+            events.write("phase", phase="training")
 
     def on_train_epoch_end(epoch: int) -> None:
         timing["train_end"] = time.monotonic()
-        events.write("phase", phase="validation")
+
+    def on_val_start() -> None:
+        # Each epoch's pass, and yolov5's last one over best.pt after the final epoch.
+        validations["passes"] += 1
+        events.write("phase", phase="validation", split=f"pass {validations['passes']}")
 
     def on_fit_epoch_end(log_vals: list[Any], epoch: int, best_fitness: Any, fi: Any) -> None:
         now = time.monotonic()
@@ -222,6 +230,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     callbacks.register_action("on_train_start", callback=on_train_start)
     callbacks.register_action("on_train_epoch_start", callback=on_train_epoch_start)
     callbacks.register_action("on_train_epoch_end", callback=on_train_epoch_end)
+    callbacks.register_action("on_val_start", callback=on_val_start)
     callbacks.register_action("on_fit_epoch_end", callback=on_fit_epoch_end)
 
     opt = yolo_train.parse_opt(True)

@@ -45,9 +45,17 @@ def _cache_text(row: Any) -> str:
     return str(row["cache"]) + ("" if _missing(used) or used == row["cache"] else f"->{used}")
 
 
-def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
+def _figure_columns(frame: Any, accuracy: str, *, front: bool = False) -> list[dict[str, Any]]:
+    """JSON entries of trials; a front entry's knobs and figures are its point's (``memory_source``)."""
     rows = []
     for _, row in frame.iterrows():
+        if front and not _missing(row["config_cache"]):
+            row = row.copy()
+            row["cache"], row["workers"] = row["config_cache"], row["config_workers"]
+            row["peak_host_bytes"], row["epoch_seconds"] = (
+                row["config_peak_host_bytes"],
+                row["config_epoch_seconds"],
+            )
         rows.append(
             {
                 "number": int(row["number"]),
@@ -68,6 +76,7 @@ def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
                 "equivalent_to": _plain(row["equivalent_to"]),
                 "config_peak_host_bytes": _plain(row["config_peak_host_bytes"]),
                 "config_epoch_seconds": _plain(row["config_epoch_seconds"]),
+                "memory_source": _plain(row["memory_source"]),
                 "cache_used": row["cache_used"],
                 accuracy: _plain(row[accuracy]),
                 "map50": _plain(row["map50"]),
@@ -80,6 +89,37 @@ def _figure_columns(frame: Any, accuracy: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _probe_entry(probe: Any) -> dict[str, Any]:
+    return {
+        key: getattr(probe, key)
+        for key in (
+            "knobs", "status", "peak_host_bytes", "peak_gpu_bytes", "peak_phase", "images_per_second",
+            "projected_epoch_seconds", "seconds", "train_images", "val_images",
+        )
+    }  # fmt: skip
+
+
+def _full_front_table(results: StudyResults, full: Any) -> Table:
+    speed = "and epoch time " if results.speed_counts else ""
+    table = Table(
+        title=f"front over all five knobs (accuracy beyond noise, memory {speed}on the whole dataset)"
+    )
+    for column in ("batch", "imgsz", "cache", "workers", "amp", "mean", "n", "peak host", "s/epoch", "from"):
+        table.add_column(column, justify="right")
+    for _, row in full.iterrows():
+        where = f"trial {row['trial']}" if not _missing(row["trial"]) else f"probe {row['probe']}"
+        source = row["memory_source"] if row["memory_source"] != "training" else where
+        if row["memory_source"] == "probe":
+            source = f"probe {row['probe']}"
+        table.add_row(
+            str(row["batch"]), str(row["imgsz"]), str(row["cache"]), str(row["workers"]),
+            "on" if row["amp"] else "off", _number(row["accuracy_mean"]), str(int(row["replicates"])),
+            format_bytes(_plain(row["peak_host_bytes"])), format_seconds(_plain(row["epoch_seconds"])),
+            str(source),
+        )  # fmt: skip
+    return table
 
 
 def _plain(value: Any) -> Any:
@@ -126,13 +166,21 @@ def report(
         f"the accuracy config's replicates, {100 * results.estimates.noise.confidence:.0f}% interval)"
     )
     columns = ["trial", "batch", "imgsz", "cache", "workers", "amp", f"{accuracy} mean", "interval", "n"]
-    columns += ["peak host", "full data (pred.)", "s/epoch", "status" if all_trials else "within noise of"]
+    columns += [
+        "peak host",
+        "from",
+        "full data (pred.)",
+        "s/epoch",
+        "status" if all_trials else "within noise of",
+    ]
     for column in columns:
         table.add_column(column, justify="right")
     for _, row in shown.iterrows():
         on_front = bool(row["pareto"])
         peak = row["config_peak_host_bytes"] if on_front else row["peak_host_bytes"]
         epoch = row["config_epoch_seconds"] if on_front else row["epoch_seconds"]
+        source = row["memory_source"] if on_front and not _missing(row["memory_source"]) else "trial"
+        cache, workers = (row["config_cache"], row["config_workers"]) if on_front else (None, None)
         last = row["status"]
         if not all_trials:
             last = "-" if _missing(row["equivalent_to"]) else f"trial {int(row['equivalent_to'])}"
@@ -140,13 +188,14 @@ def report(
             str(row["number"]) + ("*" if on_front and all_trials else ""),
             str(row["batch"]),
             str(row["imgsz"]),
-            _cache_text(row),
-            str(row["workers"]),
+            _cache_text(row) if _missing(cache) else str(cache),
+            str(row["workers"] if _missing(workers) else workers),
             "on" if row["amp"] else "off",
             _number(row["accuracy_mean"]),
             _interval(row),
             "-" if not row["replicates"] else str(int(row["replicates"])),
             format_bytes(_plain(peak)),
+            str(source),
             format_bytes(_plain(row["predicted_full_bytes"])),
             format_seconds(_plain(epoch)),
             last,
@@ -161,6 +210,15 @@ def report(
         "from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
     shown_on.print(noise_text(results.estimates))
+    full = results.full_front()
+    if results.probes or results.speed_counts:
+        shown_on.print(_full_front_table(results, full))
+    if results.probes:
+        over = sum(1 for p in results.probes if not p.ok)
+        shown_on.print(
+            f"probes: {len(results.probes)} full configs measured on the whole dataset on this machine"
+            + (f" ({over} over the limit)" if over else "")
+        )
     fitted = results.memory_model
     if fitted and fitted.get("median_error") is not None:
         shown_on.print(
@@ -180,7 +238,9 @@ def report(
             "noise": dataclasses.asdict(results.estimates.noise),
             "status_counts": counts,
             "memory_model": results.memory_model,
-            "front": _figure_columns(pareto, accuracy),
+            "front": _figure_columns(pareto, accuracy, front=True),
+            "full_front": [{k: _plain(v) for k, v in row.items()} for row in full.to_dict("records")],
+            "probes": [_probe_entry(p) for p in results.probes],
             "trials": _figure_columns(frame, accuracy),
         }
         write_text(json_path, json.dumps(payload, indent=2) + "\n")
@@ -280,6 +340,7 @@ def export(
                     "accuracy_signal": results.accuracy_signal,
                     "peak_host_bytes": int(row["config_peak_host_bytes"]),
                     "epoch_seconds": _plain(row["config_epoch_seconds"]),
+                    "memory_source": _plain(row.get("memory_source")),
                     "why": explained,
                     "options": options,
                     "command": memfront_command(options),

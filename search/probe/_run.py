@@ -60,7 +60,12 @@ class ProbeResult:
         peak_phase: The phase the peak fell in: ``startup``, ``cache``, ``training``,
             ``validation`` or ``shutdown``.
         images_per_second: Training throughput once started (the second half of the batches run).
-        projected_epoch_seconds: One epoch's training and validation at the measured rates.
+        projected_epoch_seconds: One epoch: ``projected_train_seconds`` plus ``validation_seconds``.
+        projected_train_seconds: The epoch's training batches at the measured rate (within 2-8% of
+            a full epoch's training in ``bench/probe_bench.py``).
+        validation_seconds: The validation pass as the probe ran it. A probe validates a model
+            trained for a few batches; a trained model's pass is slower (more candidate boxes
+            above yolov5's confidence threshold go through NMS and the metrics).
         seconds: The probe's own wall time.
         train_images: Images in the training split (all of them: a probe never subsets).
         val_images: Images in the validation split.
@@ -77,6 +82,8 @@ class ProbeResult:
     peak_phase: str | None
     images_per_second: float | None
     projected_epoch_seconds: float | None
+    projected_train_seconds: float | None
+    validation_seconds: float | None
     seconds: float
     train_images: int | None
     val_images: int | None
@@ -112,15 +119,16 @@ class ProbeResult:
         ok = record.status == "ok" and bool(train)
         per_batch, per_val_batch = train.get("seconds_per_batch"), val.get("seconds_per_batch")
         batch = record.used.get("batch") or record.requested["batch"]
-        projected = None
+        train_seconds = val_seconds = None
         if ok and per_batch:
+            train_seconds = train["batches_total"] * per_batch
             # A whole validation pass is timed as it ran (its metrics included); a bounded one is
             # scaled to its batches.
             whole = val.get("stop_reason") == "whole pass"
             val_seconds = (
                 val.get("seconds") if whole else (val.get("batches_total") or 0) * (per_val_batch or 0)
             )
-            projected = train["batches_total"] * per_batch + (val_seconds or 0.0)
+        projected = None if train_seconds is None else train_seconds + (val_seconds or 0.0)
         error = record.error
         if record.status == "ok" and not train:
             error = "the child ended without running the probe's loops"
@@ -132,6 +140,8 @@ class ProbeResult:
             peak_phase=record.memory.get("peak_phase"),
             images_per_second=batch / per_batch if ok and per_batch else None,
             projected_epoch_seconds=projected,
+            projected_train_seconds=train_seconds,
+            validation_seconds=val_seconds,
             seconds=record.wall_seconds,
             train_images=record.used.get("train_images") or (images[0] if images else None),
             val_images=record.used.get("val_images") or (images[1] if images else None),

@@ -128,8 +128,9 @@ def choose_config(
     estimate, system, leanest, runner_up = picked
     beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
     return ExportChoice(
-        chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest, runner_up=runner_up,
-        runner_up_beyond_noise=beyond, signal=estimates.signal, refused_by_prediction=refused,
+        chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
+        runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
+        refused_by_prediction=refused,
     )  # fmt: skip
 
 

@@ -35,7 +35,7 @@ from search.accuracy._estimates import (
     system_key,
     trainings_of,
 )
-from search.accuracy._front import front_hypervolume, noise_front
+from search.accuracy._front import front_hypervolume, full_front, noise_front
 from search.study._space import KNOBS
 from search.study._stored import StudyKeys, read_trials
 
@@ -43,6 +43,7 @@ __all__ = [
     "FRAME_COLUMNS",
     "apply_estimates",
     "front",
+    "full_front_frame",
     "hypervolume",
     "read_results",
     "status_counts",
@@ -223,6 +224,28 @@ def front(frame: pd.DataFrame, accuracy: str = "map50_95") -> pd.DataFrame:
     least memory first."""
     chosen = frame[frame["pareto"].astype(bool)]
     return chosen.sort_values(["config_peak_host_bytes", "accuracy_mean"], ascending=[True, False])
+
+
+def full_front_frame(estimates: AccuracyEstimates, *, speed: bool) -> pd.DataFrame:
+    """The front over all five knobs as a table (:meth:`search.results.StudyResults.full_front`)."""
+    rows = [
+        {
+            **point.system.config,
+            "accuracy_mean": point.estimate.mean,
+            "accuracy_low": _finite(point.estimate.low),
+            "accuracy_high": _finite(point.estimate.high),
+            "replicates": point.estimate.replicates,
+            "peak_host_bytes": point.system.peak_host_bytes,
+            "epoch_seconds": point.system.epoch_seconds,
+            "memory_source": point.system.source,
+            "trial": point.system.trial,
+            "probe": point.system.probe,
+        }
+        for point in full_front(estimates, speed=speed)
+    ]
+    columns = [*KNOBS, "accuracy_mean", "accuracy_low", "accuracy_high", "replicates", "peak_host_bytes"]
+    columns += ["epoch_seconds", "memory_source", "trial", "probe"]
+    return pd.DataFrame(rows, columns=columns).astype({"trial": object, "probe": object})
 
 
 def hypervolume(frame: pd.DataFrame, *, accuracy: str, memory_limit: int) -> float:

@@ -121,11 +121,13 @@ def _config_text(row: pd.Series) -> str:
 def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: int) -> dict[str, Any]:
     feasible = bool(row["feasible"])
     pareto = feasible and bool(row["pareto"])
-    # A front point is its accuracy config's mean at its system setting's median peak; any other
-    # training is drawn where it measured.
+    # A front point is its accuracy config's mean at its system setting's peak on the whole dataset;
+    # any other training is drawn where it measured, or, when it trained on a subset, where its full
+    # config was probed or predicted for the whole dataset (the axis is the whole dataset's).
     value = row["accuracy_mean"] if pareto else row[accuracy]
     measured = float("nan") if _is_missing(value) else float(value)
-    peak = row["config_peak_host_bytes"] if pareto else row["peak_host_bytes"]
+    whole = feasible and row.get("memory_source") in ("probe", "model")
+    peak = row["config_peak_host_bytes"] if pareto or whole else row["peak_host_bytes"]
     peak_bytes = memory_limit if _is_missing(peak) else int(peak)
     config = _config_text(row)
     shown = "n/a" if math.isnan(measured) else f"{measured:.3f}"

@@ -16,7 +16,7 @@ from search.errors import InputError
 from search.model._preflight import full_size_predictions
 from search.probe._systems import SystemFigures, probe_rows, whole_dataset_predictor
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
-from search.results._frame import front, hypervolume, read_results, status_counts
+from search.results._frame import front, full_front_frame, hypervolume, read_results, status_counts
 from search.study._stored import RecordFiles, read_trial
 from search.units import parse_size
 
@@ -89,6 +89,22 @@ class StudyResults:
         """The noise-aware front (accuracy configs against peak host memory), least memory first:
         one row per point, with ``accuracy_mean``, ``accuracy_low``, ``accuracy_high``, ``replicates``."""
         return front(self.trials, self.accuracy)
+
+    def full_front(self) -> pd.DataFrame:
+        """The front over all five knobs (:func:`search.accuracy.full_front`), least memory first.
+
+        One row per full config: its knobs, its accuracy config's ``accuracy_mean``/``low``/``high``
+        and ``replicates``, its ``peak_host_bytes`` and ``epoch_seconds`` on the whole dataset and
+        where they come from (``memory_source``), the ``trial`` that trained it and the ``probe``
+        that measured it (None when there is none). With ``epoch_seconds`` an objective or any probe
+        stored, speed counts: a setting that buys speed with memory stays on it.
+        """
+        return full_front_frame(self.estimates, speed=self.speed_counts)
+
+    @property
+    def speed_counts(self) -> bool:
+        """Whether the five-knob front weighs epoch time (an objective, or probes measured it)."""
+        return "epoch_seconds" in self.spec.objectives or bool(self.probes)
 
     @property
     def accuracy_signal(self) -> bool:

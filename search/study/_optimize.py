@@ -21,13 +21,11 @@ from typing import Any
 
 import optuna
 
-from search.accuracy._estimates import AccuracyEstimates
-from search.model._preflight import study_memory_model
 from search.probe._run import ProbeResult
 from search.study._prepare import PreparedStudy
-from search.study._probes import ProbePlan, plan_probe
+from search.study._probes import ProbePlan, run_due_probe
 from search.study._replicates import TrainingState, replicate_identity, training_key
-from search.study._space import SYSTEM_KNOBS, sampled_choices, suggest
+from search.study._space import sampled_choices, suggest
 from search.study._spec import StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
@@ -152,7 +150,10 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             )
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             if prepared.probes is not None and not queued:
-                probed = _probe(prepared, trials, state.estimates, clock, events)
+                probed, seconds = run_due_probe(
+                    prepared, trials, state.estimates, elapsed_s=clock.elapsed(), events=events
+                )
+                clock.probing += seconds
                 if probed == "interrupted":
                     interrupted, stop_reason = True, "interrupted"
                     break
@@ -283,51 +284,6 @@ def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.Fr
         # A trial cut by the study's timeout measures nothing: do not start one that cannot end.
         return "too little of the study's timeout left for another trial"
     return None
-
-
-def _probe(
-    prepared: PreparedStudy,
-    trials: list[optuna.trial.FrozenTrial],
-    estimates: AccuracyEstimates,
-    clock: _Clock,
-    events: StudyEvents,
-) -> str | None:
-    """Runs the study's next probe if one is due (:mod:`search.study._probes`); returns what happened."""
-    spec, probes = prepared.spec, prepared.probes
-    assert probes is not None
-    remaining = None if spec.timeout is None else spec.timeout - clock.elapsed()
-    if not probes.allowed(elapsed_s=clock.elapsed(), remaining_s=remaining):
-        return None
-    stored = probes.stored()
-    rows = probes.rows(stored)
-    if prepared.preflight is not None:
-        prepared.preflight.load(trials, extra_rows=rows)
-        model = prepared.preflight.model
-    else:
-        model = study_memory_model(
-            trials, probes.stats, model_name=spec.model, device=spec.device, extra_rows=rows
-        )
-    plan = plan_probe(
-        estimates, systems={k: prepared.space.choices[k] for k in SYSTEM_KNOBS}, probed=stored,
-        skip=probes.store.probing() | probes.failed, predict=probes.predictor(model),
-        model_error=model.median_error, limit_bytes=spec.memory_limit,
-        subset=spec.train_images is not None and spec.train_images < len(probes.stats.train_sizes),
-        speed_objective="epoch_seconds" in spec.objectives,
-    )  # fmt: skip
-    if plan is None:
-        return None
-    if events.on_probe_start:
-        events.on_probe_start(plan)
-    time_limit = min(filter(None, [spec.trial_time_limit, remaining]), default=None)
-    result = probes.run(
-        plan, time_limit_s=time_limit, threads=prepared.threads, on_progress=events.on_progress
-    )
-    if result is None:
-        return "probed"  # another worker claimed it: plan again
-    clock.probing += result.seconds
-    if events.on_probe_end:
-        events.on_probe_end(plan, result)
-    return "interrupted" if result.status == "interrupted" else "probed"
 
 
 def _trained_before(

@@ -167,10 +167,13 @@ def resolve_data(spec: StudySpec, spec_path: Path) -> str:
         return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
     from search.data._demo import make_demo_dataset
 
-    folder = spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}"
+    val = "" if spec.demo_val_images is None else f"-val{spec.demo_val_images}"
+    folder = spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}{val}"
     data_yaml = folder / "data.yaml"
     if not data_yaml.is_file():
-        make_demo_dataset(folder, images=spec.demo_images, size=spec.demo_size, seed=0)
+        make_demo_dataset(
+            folder, images=spec.demo_images, val_images=spec.demo_val_images, size=spec.demo_size, seed=0
+        )
     return str(data_yaml)
 
 

@@ -25,18 +25,26 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import optuna
 
 from search.accuracy._estimates import AccuracyEstimates
 from search.accuracy._front import noise_front
 from search.model._predict import DatasetStats, MemoryModel
+from search.model._preflight import study_memory_model
 from search.probe._run import ProbeResult, run_probe
 from search.probe._store import ProbeStore, StoredProbe, knobs_key
 from search.probe._systems import probe_rows, whole_dataset_predictor
+from search.study._space import SYSTEM_KNOBS
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress
 
-__all__ = ["ProbePlan", "StudyProbes", "plan_probe"]
+if TYPE_CHECKING:
+    from search.study._optimize import StudyEvents
+    from search.study._prepare import PreparedStudy
+
+__all__ = ["ProbePlan", "StudyProbes", "plan_probe", "run_due_probe"]
 
 _NEAR_BUDGET = 0.10
 _UNCERTAIN_TERMS = ("ram_cache", "worker_processes", "worker_cache_copies")
@@ -219,3 +227,49 @@ class StudyProbes:
             self.store.release(claim, f"the probe ended {result.status}: {result.error}")
             self.failed.add(knobs_key(plan.knobs))
         return result
+
+
+def run_due_probe(
+    prepared: PreparedStudy,
+    trials: list[optuna.trial.FrozenTrial],
+    estimates: AccuracyEstimates,
+    *,
+    elapsed_s: float,
+    events: StudyEvents,
+) -> tuple[str | None, float]:
+    """Runs the study's next probe if one is due; returns what happened (``probed``,
+    ``interrupted`` or None: nothing due) and the probe's seconds."""
+    spec, probes = prepared.spec, prepared.probes
+    assert probes is not None
+    remaining = None if spec.timeout is None else spec.timeout - elapsed_s
+    if not probes.allowed(elapsed_s=elapsed_s, remaining_s=remaining):
+        return None, 0.0
+    stored = probes.stored()
+    rows = probes.rows(stored)
+    if prepared.preflight is not None:
+        prepared.preflight.load(trials, extra_rows=rows)
+        model = prepared.preflight.model
+    else:
+        model = study_memory_model(
+            trials, probes.stats, model_name=spec.model, device=spec.device, extra_rows=rows
+        )
+    plan = plan_probe(
+        estimates, systems={k: prepared.space.choices[k] for k in SYSTEM_KNOBS}, probed=stored,
+        skip=probes.store.probing() | probes.failed, predict=probes.predictor(model),
+        model_error=model.median_error, limit_bytes=spec.memory_limit,
+        subset=spec.train_images is not None and spec.train_images < len(probes.stats.train_sizes),
+        speed_objective="epoch_seconds" in spec.objectives,
+    )  # fmt: skip
+    if plan is None:
+        return None, 0.0
+    if events.on_probe_start:
+        events.on_probe_start(plan)
+    time_limit = min(filter(None, [spec.trial_time_limit, remaining]), default=None)
+    result = probes.run(
+        plan, time_limit_s=time_limit, threads=prepared.threads, on_progress=events.on_progress
+    )
+    if result is None:
+        return "probed", 0.0  # another worker claimed it: plan again
+    if events.on_probe_end:
+        events.on_probe_end(plan, result)
+    return ("interrupted" if result.status == "interrupted" else "probed"), result.seconds

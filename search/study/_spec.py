@@ -117,6 +117,7 @@ class StudySpec(BaseModel):
     probe_share: float = Field(0.33, ge=0, le=1)
     demo_images: int = Field(256, gt=0)
     demo_size: int = Field(256, gt=0)
+    demo_val_images: int | None = Field(None, gt=0)
     space: SearchSpace = Field(default_factory=SearchSpace)
 
     @field_validator("memory_limit", "gpu_memory_limit", mode="before")

@@ -108,7 +108,7 @@ def run_trial(
     on_progress: Callable[[TrialProgress], None] | None = None,
     fast_hz: float = 25.0,
     pss_cpu_budget: float = DEFAULT_PSS_CPU_BUDGET,
-    probe: dict[str, int] | None = None,
+    probe: dict[str, int | None] | None = None,
 ) -> TrialRecord:
     """Runs one trial in a child process and returns its record.
 

@@ -1,0 +1,74 @@
+"""Probes in a real study: trainings on a subset, memory and speed probed on the whole dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.data._demo import make_demo_dataset
+from search.probe._store import PROBE_STUDY
+
+from .conftest import run_cli, trainer_processes
+
+SUBSET_STUDY = """\
+name: subset
+data: {data}
+hyp: demo
+epochs: 1
+train_images: 8
+n_trials: {n_trials}
+memory_limit: 6GiB
+objectives: [map50_95, peak_host, epoch_seconds]
+sampler: random
+seed: 3
+space:
+  batch: [4]
+  imgsz: [64]
+  cache: [none, ram]
+  workers: [0, 1]
+"""
+
+
+@pytest.mark.slow
+def test_a_subset_study_probes_the_whole_dataset_and_never_probes_twice(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "shapes", images=32, val_images=16, size=96)
+    spec = tmp_path / "subset.yaml"
+    spec.write_text(SUBSET_STUDY.format(data=data, n_trials=2))
+    first = run_cli("run", str(spec))
+    assert first.returncode == 0, first.stderr
+    assert "probe " in first.stderr and "full configs measured on the whole dataset" in first.stderr
+    storage = f"sqlite:///{tmp_path / 'subset.db'}"
+    probes = optuna.load_study(study_name=PROBE_STUDY, storage=storage)
+    done = probes.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert done, "no probe stored"
+    # Each probe saw the whole dataset, though the trainings used 8 of its 32 images.
+    assert {t.user_attrs["memfront:probe"]["train_images"] for t in done} == {32}
+    assert all(t.values[0] > 0 and t.values[1] > 0 for t in done)
+    probed = {tuple(sorted(t.params.items())) for t in done}
+    assert len(probed) == len(done)  # never the same config twice
+
+    report = run_cli("report", str(spec), "--json", "-")
+    assert report.returncode == 0, report.stderr
+    payload = json.loads(report.stdout)
+    assert payload["probes"] and all(p["train_images"] == 32 for p in payload["probes"])
+    assert payload["front"] and {e["memory_source"] for e in payload["front"]} <= {"probe", "model"}
+    assert payload["full_front"] and all(e["peak_host_bytes"] > 0 for e in payload["full_front"])
+    assert "front over all five knobs" in report.stderr
+
+    # Resumed with more trainings: the probes already stored are not taken again.
+    spec.write_text(SUBSET_STUDY.format(data=data, n_trials=3))
+    second = run_cli("run", str(spec))
+    assert second.returncode == 0, second.stderr
+    again = optuna.load_study(study_name=PROBE_STUDY, storage=storage).get_trials(
+        states=[optuna.trial.TrialState.COMPLETE]
+    )
+    assert len({tuple(sorted(t.params.items())) for t in again}) == len(again)
+    assert trainer_processes() == []
+
+    exported = run_cli("export", str(spec), "--max-memory", "6GiB", "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    choice = json.loads(exported.stdout)
+    assert choice["memory_source"] in ("probe", "model") and choice["options"]["imgsz"] == 64
