@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.measure import run_probe  # noqa: E402
+from search.measure import run_snippet  # noqa: E402
 
 _STARTED = time.monotonic()
 
@@ -45,7 +45,7 @@ def _cuda() -> dict[str, Any]:
         " 'name': torch.cuda.get_device_name(0) if ok else None,"
         " 'total_bytes': torch.cuda.get_device_properties(0).total_memory if ok else None})"
     )
-    return dict(run_probe(code, what="ask torch for CUDA"))
+    return dict(run_snippet(code, what="ask torch for CUDA"))
 
 
 def _trial_figures(record: Any) -> dict[str, Any]:

@@ -75,7 +75,7 @@ from trial_runs import (
     steal_seconds,
 )
 
-from search.measure._probe import run_probe
+from search.measure._snippet import run_snippet
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord
 
@@ -183,7 +183,7 @@ def make_dataset(root: Path, scale: BenchConfig) -> Path:
         "from search.data._demo import make_demo_dataset; "
         f"result(str(make_demo_dataset({str(root)!r}, images={scale.images}, size={scale.image_size})))"
     )
-    return Path(run_probe(code, what="write the bench's dataset"))
+    return Path(run_snippet(code, what="write the bench's dataset"))
 
 
 def warm_up(root: Path) -> float:

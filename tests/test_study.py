@@ -28,6 +28,8 @@ def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
     shutil.copy(tiny_study.with_name("tiny.db"), folder / "tiny.db")
     text = tiny_study.read_text()
     for key, value in changes.items():
+        if not any(line.startswith(f"{key}:") for line in text.splitlines()):
+            text = f"{key}: {value}\n" + text
         text = "\n".join(
             f"{key}: {value}" if line.startswith(f"{key}:") else line for line in text.splitlines()
         )
@@ -208,7 +210,8 @@ def test_missing_study_for_report(tiny_data: Path, tmp_path: Path) -> None:
 def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     tiny_study: Path, tmp_path: Path
 ) -> None:
-    study = _copy_study(tiny_study, tmp_path, n_trials="4", epochs="40")
+    # No probes here: the first child to appear is the training to interrupt (probes: the next test).
+    study = _copy_study(tiny_study, tmp_path, n_trials="4", epochs="40", probe_share="0")
     cli = subprocess.Popen(
         [sys.executable, "-m", "search", "run", str(study)],
         cwd=tmp_path,
@@ -237,6 +240,37 @@ def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     ]
     assert resumed and resumed[0].user_attrs["config"] == interrupted[0].user_attrs["config"]
     assert resumed[0].user_attrs["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_probe_frees_its_claim_and_the_next_run_probes_it(
+    tiny_study: Path, tmp_path: Path
+) -> None:
+    from search.probe._store import PROBE_STUDY
+
+    study = _copy_study(tiny_study, tmp_path, n_trials="4")
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    before = len(optuna.load_study(study_name=PROBE_STUDY, storage=storage).get_trials())
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(study)], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not trainer_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # the resumed study's first child is a probe: the tiny study left one due
+    cli.send_signal(signal.SIGINT)
+    _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 130, stderr
+    assert trainer_processes() == []
+    probes = optuna.load_study(study_name=PROBE_STUDY, storage=storage).get_trials()
+    assert len(probes) == before + 1
+    assert probes[-1].state == optuna.trial.TrialState.FAIL  # the claim is freed, not left RUNNING
+    assert "interrupted" in probes[-1].user_attrs["memfront:discarded"]
+    done = run_cli("run", str(study))
+    assert done.returncode == 0, done.stderr
+    again = optuna.load_study(study_name=PROBE_STUDY, storage=storage).get_trials()
+    assert any(t.state == optuna.trial.TrialState.COMPLETE and t.params == probes[-1].params for t in again)
 
 
 @pytest.mark.slow
