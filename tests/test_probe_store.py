@@ -240,3 +240,29 @@ def test_a_subset_study_probes_each_front_config_and_a_full_one_only_when_speed_
     assert speed is not None and speed.reason.startswith("front")
     over = _plan(estimates, covered, predict=lambda k: 3.0 * GIB, subset=False, speed_objective=True)
     assert over is None  # predicted far over the limit: nothing a probe could put on the front
+
+
+def test_a_probe_stopped_under_a_lower_limit_says_nothing_about_a_higher_one() -> None:
+    config = knobs(8, 96)
+    over = result(config, 1.5, status="memory_limit")
+    trainings = [_training(0, config, 0, 0.30, 0.9)]
+    for limit, expected in ((1.0, "model"), (2.0, None)):
+        probes = {knobs_key(config): StoredProbe(0, over, int(limit * GIB))}
+        figures = SystemFigures(
+            probes=probes, limit_bytes=LIMIT, predict_full=lambda k: GIB, subset_scale=2.0
+        )
+        systems = figures((8, 96, False), trainings)
+        assert [s.source for s in systems] == ([] if expected is None else [expected])
+
+
+def test_probes_of_another_study_that_do_not_fit_this_limit_are_left_out() -> None:
+    config, only_probed = knobs(8, 96), knobs(8, 96, "ram", 2)
+    trainings = [_training(0, config, 0, 0.30, 0.9)]
+    probes = {
+        knobs_key(config): StoredProbe(0, result(config, 2.5), 4 * GIB),  # ok under a 4 GiB limit
+        knobs_key(only_probed): StoredProbe(1, result(only_probed, 1.5, status="memory_limit"), GIB),
+    }
+    figures = SystemFigures(probes=probes, limit_bytes=LIMIT, predict_full=lambda k: GIB, subset_scale=2.0)
+    # 2.5 GiB does not fit this study's 2 GiB; the probe stopped at 1 GiB says nothing here, and the
+    # config it probed has no training to fall back on.
+    assert figures((8, 96, False), trainings) == ()

@@ -83,7 +83,7 @@ def probe(
     """Measure one full config's peak memory and epoch time on the whole dataset, without training it.
 
     Builds the cache as yolov5 does (all train and val images), runs training batches with the real
-    dataloader workers until the peak stops growing, validates a bounded number of batches, and stops.
+    dataloader workers until the peak stops growing, runs one whole validation pass, and stops.
     """
     from search.probe._run import run_probe
 

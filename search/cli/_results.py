@@ -91,6 +91,14 @@ def _figure_columns(frame: Any, accuracy: str, *, front: bool = False) -> list[d
     return rows
 
 
+def _point_knobs(row: Any) -> dict[str, Any]:
+    """A front row's knobs, with the system setting its figures are of."""
+    knobs = row.to_dict()
+    if not _missing(row.get("config_cache")):
+        knobs["cache"], knobs["workers"] = row["config_cache"], row["config_workers"]
+    return knobs
+
+
 def _probe_entry(probe: Any) -> dict[str, Any]:
     return {
         key: getattr(probe, key)
@@ -277,9 +285,11 @@ def export(
     """The best measured config for a memory budget, ready to run, and why it was chosen.
 
     Among accuracy configs that fit, the best mean; among those within noise of it, the cheapest in
-    memory (ties: fastest); then its fastest system setting measured to fit. When trials used a
-    subset of the training images, a config is also refused if its peak predicted for the whole
-    dataset exceeds the budget (``--ignore-prediction`` overrides).
+    memory (ties: fastest); then its fastest system setting measured to fit. Memory is on the
+    whole dataset: a training's on it, else a probe's, else (trained on a subset) the model's
+    prediction. Where the data is not at hand (no probes, no model), a config trained on a subset
+    is refused if its predicted whole-dataset peak exceeds the budget (``--ignore-prediction``
+    overrides).
     """
     from search.results._export import (
         export_yaml,
@@ -311,8 +321,8 @@ def export(
     if row is None:
         nearest = choice.closest
         hint = (
-            f"; closest: trial {int(nearest['number'])} ({config_text(nearest.to_dict())}) needed "
-            f"{format_bytes(nearest['peak_host_bytes'])}"
+            f"; closest: trial {int(nearest['number'])} ({config_text(_point_knobs(nearest))}) needs "
+            f"{format_bytes(nearest['config_peak_host_bytes'])}"
             if nearest is not None
             else "; the study has no feasible trial at all"
         )
@@ -341,6 +351,7 @@ def export(
                     "peak_host_bytes": int(row["config_peak_host_bytes"]),
                     "epoch_seconds": _plain(row["config_epoch_seconds"]),
                     "memory_source": _plain(row.get("memory_source")),
+                    "probe": None if choice.system is None else choice.system.probe,
                     "why": explained,
                     "options": options,
                     "command": memfront_command(options),

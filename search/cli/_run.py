@@ -129,9 +129,12 @@ def status(
     spec = load_study_spec(study_file)
     url = storage_url(spec, study_file, storage)
     study = open_study(spec, url, create=False)
+    from search.results._results import whole_dataset
+
+    memory = whole_dataset(spec, study_file, study)
     now = study_status(
         study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s,
-        resolution=spec.accuracy_resolution,
+        resolution=spec.accuracy_resolution, systems_of=None if memory is None else memory.figures,
     )  # fmt: skip
     from search.study._storage import safe_url
 

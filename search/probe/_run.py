@@ -6,12 +6,12 @@ nearly deterministic (peak PSS repeats within 2-4% over seeds), so one short, ex
 answers them: the child (:mod:`search.child.trainer` with :mod:`search.child.probe`) starts yolov5's
 training on the whole dataset exactly as the real run would (the train and val cache built as yolov5
 builds them, the real dataloader workers), runs training batches until the tree's peak stops
-growing, validates a bounded number of batches, and stops before anything is saved. It runs under
+growing, runs one whole validation pass, and stops before anything is saved. It runs under
 the same supervision as a trial (PSS of the tree, limits, statuses, cleanup:
 :func:`search.trial._supervisor.run_trial`).
 
-Its cost does not grow with epochs; it grows with the dataset only where the real run's memory does:
-building the cache.
+Its cost does not grow with epochs; with the dataset it grows where the real run's memory does
+(building the cache) and in its one validation pass.
 """
 
 from __future__ import annotations

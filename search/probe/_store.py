@@ -7,13 +7,15 @@ result attached. User attributes say what the measurement is valid for (:class:`
 dataset's files, the machine, the model, the hyperparameters, the device); a probe is reused by
 every study and worker with the same key and never taken again.
 
-Several workers share the store: a worker claims a probe with a RUNNING trial before running it; a
-live claim of another worker means "being probed" (the lowest trial number wins when two claim at
-once), and a claim older than ``stale_after_s`` is a worker that died and is failed.
+Several workers share the store: a worker claims a probe with a RUNNING trial before running it and
+refreshes the claim while it runs; a live claim of another worker means "being probed" (the lowest
+trial number wins when two claim at once), and a claim not refreshed for ``stale_after_s`` is a
+worker that died, and is failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -135,7 +137,7 @@ class ProbeStore:
         *,
         storage: optuna.storages.BaseStorage,
         key: ProbeKey,
-        stale_after_s: float = 3600,
+        stale_after_s: float = 600,
         create: bool = True,
     ) -> None:
         self.key = key
@@ -207,28 +209,40 @@ class ProbeStore:
         rivals = [
             t.number for t in self._mine([optuna.trial.TrialState.RUNNING]) if knobs_key(t.params) == wanted
         ]
-        if min(rivals, default=mine) < mine:
-            self._close(trial_id, "another worker claimed this probe first")
+        if min(rivals, default=mine) < mine or wanted in self.probes():
+            self._close(trial_id, "another worker claimed (or finished) this probe first")
             return None
         return trial_id
 
-    def store(self, claim: int, result: ProbeResult) -> None:
-        """Stores a claimed probe's result (a probe that failed or was interrupted frees the claim)."""
+    def refresh(self, claim: int) -> None:
+        """Marks a claim as live (a claim not refreshed for ``stale_after_s`` is a dead worker's)."""
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self._study._storage.set_trial_user_attr(claim, _CLAIMED_ATTR, time.time())
+
+    def store(self, claim: int, result: ProbeResult) -> bool:
+        """Stores a claimed probe's result; False if another worker failed the claim meanwhile.
+
+        A probe that failed or was interrupted is not stored: :meth:`release` frees its claim.
+        """
         compact = result.to_dict()
         record = dict(compact["record"])
         record["memory"] = {k: v for k, v in (record.get("memory") or {}).items() if k != "series"}
         record.pop("epochs", None)
         compact["record"] = record
         storage = self._study._storage
-        storage.set_trial_user_attr(claim, _RESULT_ATTR, compact)
-        if result.ok and result.peak_host_bytes and result.projected_epoch_seconds:
-            storage.set_trial_state_values(
-                claim,
-                optuna.trial.TrialState.COMPLETE,
-                [float(result.peak_host_bytes), float(result.projected_epoch_seconds)],
-            )
-        else:
-            storage.set_trial_state_values(claim, optuna.trial.TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(claim, _RESULT_ATTR, compact)
+            if result.ok and result.peak_host_bytes and result.projected_epoch_seconds:
+                storage.set_trial_state_values(
+                    claim,
+                    optuna.trial.TrialState.COMPLETE,
+                    [float(result.peak_host_bytes), float(result.projected_epoch_seconds)],
+                )
+            else:
+                storage.set_trial_state_values(claim, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False  # declared stale by another worker, which probes it again
+        return True
 
     def release(self, claim: int, reason: str) -> None:
         """Frees a claim without a result (the probe could not run)."""

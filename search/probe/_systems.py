@@ -96,7 +96,9 @@ class SystemFigures:
     def _figure(self, runs: list[Training], probe: StoredProbe | None) -> FullConfig | None:
         trials = tuple(t.number for t in runs)
         if probe is not None and not probe.result.ok:
-            return None  # over its limit on the whole dataset
+            if (probe.limit_bytes or 0) >= self.limit_bytes:
+                return None  # over a limit no higher than this study's, on the whole dataset
+            probe = None  # stopped under a lower limit: says nothing about this one
         if runs and self.subset_scale is None:
             speeds = [t.epoch_seconds for t in runs if t.epoch_seconds is not None]
             return FullConfig(
@@ -109,13 +111,15 @@ class SystemFigures:
         if probe is not None:
             result = probe.result
             peak = float(result.peak_host_bytes or 0)
+            if peak > self.limit_bytes:
+                return None  # probed under a higher limit (another study): does not fit this one
             config = dict(runs[0].config) if runs else dict(result.knobs)
             return FullConfig(
                 config=config, trials=trials, peak_host_bytes=peak,
                 epoch_seconds=result.projected_epoch_seconds, max_peak_host_bytes=peak, source="probe",
                 probe=probe.number,
             )  # fmt: skip
-        if self.predict_full is None or self.subset_scale is None:
+        if not runs or self.predict_full is None or self.subset_scale is None:
             return None
         predicted = self.predict_full(runs[0].config)
         if predicted > self.limit_bytes:

@@ -281,8 +281,9 @@ def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accura
     """The train options as YAML, with where they came from as comments."""
     header = (
         f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} mean "
-        f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, measured peak host "
-        f"memory {format_bytes(row['config_peak_host_bytes'])}\n"
+        f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, "
+        f"{_PEAK_WORDS.get(str(row.get('memory_source')), 'measured peak')} "
+        f"{format_bytes(row['config_peak_host_bytes'])}\n"
         f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
         f"# upstream flags (yolov5 7.0.14 needs memfront's stack fixes): {upstream_command(options)}\n"
     )

@@ -159,7 +159,10 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
     points = noise_front(estimates)
     # A point's row is the first trial of its leanest system setting, or of the config when that
     # setting was only probed; the row then carries the point's figures and setting.
-    first_trial = {p.estimate.key: p.estimate.leanest.trial or p.estimate.trials[0] for p in points}
+    first_trial = {
+        p.estimate.key: p.estimate.trials[0] if p.estimate.leanest.trial is None else p.estimate.leanest.trial
+        for p in points
+    }
     representative = {first_trial[p.estimate.key]: p for p in points}
     columns: dict[str, list[Any]] = {name: [] for name in _ESTIMATE_COLUMNS}
     for _, row in frame.iterrows():

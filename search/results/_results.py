@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from search.results._plot import ParetoPlotData
     from search.study._spec import StudySpec
 
-__all__ = ["StudyResults", "load_study"]
+__all__ = ["StudyResults", "WholeDataset", "load_study", "whole_dataset"]
 
 
 class StudyResults:
@@ -227,7 +227,7 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     study_file = Path(path)
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    memory = _whole_dataset(spec, study_file, study)
+    memory = whole_dataset(spec, study_file, study)
     figures = None if memory is None else memory.figures
     frame, estimates = read_results(study, resolution=spec.accuracy_resolution, systems_of=figures)
     if memory is None:
@@ -243,14 +243,16 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
 
 
 @dataclasses.dataclass(frozen=True)
-class _WholeDataset:
+class WholeDataset:
+    """A study's memory model, probes and whole-dataset figures (:func:`whole_dataset`)."""
+
     stats: DatasetStats
     model: MemoryModel
     probes: dict[tuple[Any, ...], StoredProbe]
     figures: SystemFigures
 
 
-def _whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> _WholeDataset | None:
+def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> WholeDataset | None:
     """The study's memory model, probes and whole-dataset figures; None where the data is not at hand."""
     from search.data._dataset import load_dataset
     from search.model._predict import DatasetStats
@@ -260,10 +262,16 @@ def _whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> _W
     try:
         dataset = load_dataset(resolve_data(spec, study_file))
         store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
+        stats = DatasetStats.read(dataset)
     except InputError:
         return None
-    stats = DatasetStats.read(dataset)
-    probes = store.probes()
+    # Probes of other studies on this dataset and machine count where this study's space reaches.
+    space = {knob: spec.space.choices(knob) for knob in ("batch", "imgsz", "cache", "workers", "amp")}
+    probes = {
+        key: probe
+        for key, probe in store.probes().items()
+        if all(probe.result.knobs[knob] in values for knob, values in space.items())
+    }
     model = study_memory_model(
         study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
         extra_rows=probe_rows(probes, stats),
@@ -274,4 +282,4 @@ def _whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> _W
         probes=probes, limit_bytes=spec.memory_limit, predict_full=whole_dataset_predictor(model, stats),
         subset_scale=full_images / spec.train_images if subset and spec.train_images else None,
     )  # fmt: skip
-    return _WholeDataset(stats=stats, model=model, probes=probes, figures=figures)
+    return WholeDataset(stats=stats, model=model, probes=probes, figures=figures)

@@ -136,12 +136,12 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             if prepared.preflight is not None:
-                prepared.preflight.load(trials)
+                probed_rows = prepared.probes.rows(prepared.probes.stored()) if prepared.probes else None
+                prepared.preflight.load(trials, extra_rows=probed_rows)
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
-            if len(done) >= spec.n_trials:
-                break
-            reason = _timeout_reason(spec, clock, trials)
+            finished = len(done) >= spec.n_trials
+            reason = None if finished else _timeout_reason(spec, clock, trials)
             if reason is not None:
                 stop_reason = reason
                 break
@@ -159,6 +159,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     break
                 if probed == "probed":
                     continue
+            if finished:
+                break  # after the probes still due: the last trainings' front is probed too
             plan = None if queued else state.plan(
                 choices=choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid",
                 explore_directly=refused >= _REFUSALS_BEFORE_DIRECT,

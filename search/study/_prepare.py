@@ -286,8 +286,7 @@ def probe_store(
     """The probes of the study's dataset and machine, in the study's storage (``create=False``:
     read only, never adding the probes' study to the storage)."""
     key = ProbeKey.of(dataset, model=resolve_model(spec.model), hyp=hyp, device=spec.device)
-    stale = max(3600.0, spec.trial_time_limit or 0.0)
-    return ProbeStore(storage=study._storage, key=key, stale_after_s=stale, create=create)
+    return ProbeStore(storage=study._storage, key=key, create=create)
 
 
 def study_probes(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["ProbePlan", "StudyProbes", "plan_probe", "run_due_probe"]
 
 _NEAR_BUDGET = 0.10
+_CLAIM_REFRESH_S = 30.0
 _UNCERTAIN_TERMS = ("ram_cache", "worker_processes", "worker_cache_copies")
 
 
@@ -110,7 +112,7 @@ def plan_probe(
     leanest_workers = min(systems["workers"])
 
     def leanest(knobs: Mapping[str, Any]) -> dict[str, Any]:
-        cache = "none" if "none" in systems["cache"] else systems["cache"][0]
+        cache = next(c for c in ("none", "disk", "ram") if c in systems["cache"])
         return {**knobs, "cache": cache, "workers": leanest_workers}
 
     best = ranked[0].knobs
@@ -213,19 +215,30 @@ class StudyProbes:
             return None
         config = self.base_config.model_copy(update={**plan.knobs, "threads": threads})
         limits = self.limits.model_copy(update={"time_limit_s": time_limit_s})
+        refreshed = [time.monotonic()]
+
+        def progress(update: TrialProgress) -> None:
+            # A live claim says so: other workers fail claims that stop being refreshed.
+            if time.monotonic() - refreshed[0] > _CLAIM_REFRESH_S:
+                refreshed[0] = time.monotonic()
+                self.store.refresh(claim)
+            if on_progress is not None:
+                on_progress(update)
+
+        stored = False
         try:
-            result = run_probe(config, limits=limits, on_progress=on_progress)
-        except BaseException:
-            self.store.release(claim, "the probe was interrupted")
-            raise
-        self.count += 1
-        self.seconds += result.seconds
-        self.longest_s = max(self.longest_s, result.seconds)
-        if result.status in ("ok", "memory_limit"):
-            self.store.store(claim, result)
-        else:
-            self.store.release(claim, f"the probe ended {result.status}: {result.error}")
-            self.failed.add(knobs_key(plan.knobs))
+            result = run_probe(config, limits=limits, on_progress=progress)
+            self.count += 1
+            self.seconds += result.seconds
+            self.longest_s = max(self.longest_s, result.seconds)
+            if result.status in ("ok", "memory_limit"):
+                stored = self.store.store(claim, result)
+            else:
+                self.failed.add(knobs_key(plan.knobs))
+        finally:
+            if not stored:
+                # Failed, interrupted, or Ctrl-C between the probe and the storage: free the claim.
+                self.store.release(claim, "the probe did not end with a result (failed or interrupted)")
         return result
 
 

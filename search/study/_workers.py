@@ -221,7 +221,13 @@ class StudyStatus:
 
 
 def study_status(
-    study: optuna.Study, *, n_trials: int, accuracy: str, recent_s: float, resolution: float
+    study: optuna.Study,
+    *,
+    n_trials: int,
+    accuracy: str,
+    recent_s: float,
+    resolution: float,
+    systems_of: Any = None,
 ) -> StudyStatus:
     """Summarises the study as stored now (reads only: a status check never changes a study).
 
@@ -231,10 +237,11 @@ def study_status(
         accuracy: The accuracy objective, for the front.
         recent_s: Workers seen within this many seconds are listed.
         resolution: The study file's ``accuracy_resolution`` (the front is the one ``report`` shows).
+        systems_of: The whole-dataset figures ``report`` uses (:func:`search.results._results.whole_dataset`).
     """
-    from search.results._frame import front, status_counts, trials_frame
+    from search.results._frame import front, read_results, status_counts
 
-    frame = trials_frame(study, resolution=resolution)
+    frame, _ = read_results(study, resolution=resolution, systems_of=systems_of)
     trials = study.get_trials(deepcopy=False)
     now = time.time()
     running = [
