@@ -161,6 +161,21 @@ names = {
 table.rename(columns=names).set_index("trial")
 """
 
+FULL_MD = """\
+## The front over all five knobs
+
+Accuracy from each accuracy config's replicates; memory and epoch time from each full config on the
+whole dataset (`memory_source`: its trainings, a probe, or the memory model). A system setting stays
+on it when it buys speed with memory.
+"""
+
+FULL = """\
+full = results.full_front()
+full["peak_host_bytes"] = (full["peak_host_bytes"].astype(float) / GIB).map("{:.2f}".format)
+full["accuracy_mean"] = full["accuracy_mean"].map("{:.3f}".format)
+full.rename(columns={"peak_host_bytes": "peak host (GiB)", "epoch_seconds": "epoch (s)", "replicates": "n"})
+"""
+
 KNOBS_MD = """\
 ## What drives peak memory
 
@@ -217,6 +232,8 @@ def build() -> nbformat.NotebookNode:
         (code, OPTUNA_PLOT),
         (markdown, TABLE_MD),
         (code, TABLE),
+        (markdown, FULL_MD),
+        (code, FULL),
         (markdown, KNOBS_MD),
         (code, KNOBS),
         (code, KNOBS_BATCH),

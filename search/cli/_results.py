@@ -110,10 +110,8 @@ def _probe_entry(probe: Any) -> dict[str, Any]:
 
 
 def _full_front_table(results: StudyResults, full: Any) -> Table:
-    speed = "and epoch time " if results.speed_counts else ""
-    table = Table(
-        title=f"front over all five knobs (accuracy beyond noise, memory {speed}on the whole dataset)"
-    )
+    speed = ", epoch time" if results.speed_counts else ""
+    table = Table(title=f"front over all five knobs (accuracy, memory{speed}; whole dataset)")
     for column in ("batch", "imgsz", "cache", "workers", "amp", "mean", "n", "peak host", "s/epoch", "from"):
         table.add_column(column, justify="right")
     for _, row in full.iterrows():

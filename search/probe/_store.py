@@ -24,6 +24,7 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -70,7 +71,8 @@ class ProbeKey:
     """What a probe's figures hold for: the same files, machine, model and run settings.
 
     Attributes:
-        dataset: A digest of every train and val image's path and size.
+        dataset: A digest of every train and val image's path (relative to their common folder) and
+            size.
         machine: A digest of the host name, CPU count, total memory and torch/yolov5 versions.
         model: The model yaml or checkpoint (its file name: the same architecture costs the same).
         hyp: The hyperparameter yaml's file name, if any (augmentations cost memory).
@@ -87,12 +89,15 @@ class ProbeKey:
     def of(cls, dataset: DatasetSpec, *, model: str, hyp: str | None, device: str) -> ProbeKey:
         """The key for probing ``dataset`` on this machine."""
         files = hashlib.sha256()
-        for path in sorted(dataset.all_images):
+        # Paths relative to the images' common folder: a dataset moved or copied whole is the same.
+        paths = sorted(dataset.all_images)
+        root = Path(os.path.commonpath(paths)) if paths else Path()
+        for path in paths:
             try:
                 size = path.stat().st_size
             except OSError:
                 size = -1
-            files.update(f"{path}\0{size}\n".encode())
+            files.update(f"{path.relative_to(root)}\0{size}\n".encode())
         import psutil
 
         machine = json.dumps(

@@ -127,7 +127,7 @@ def matplotlib_figure(data: ParetoPlotData) -> Figure:
     ax.grid(True, alpha=0.3)
     # Below the axis title, where it cannot hide a point or a label; constrained layout makes room.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False)
-    caption = "\n".join(textwrap.fill(line, 175) for line in data.caption.splitlines())
+    caption = "\n".join(textwrap.fill(line, 150) for line in data.caption.splitlines())
     fig.text(0.01, 0.005, caption, fontsize=7, ha="left", va="bottom", color="#555555")
     return fig
 

@@ -45,10 +45,14 @@ def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str
 def probe_line(plan: Any, result: Any) -> str:
     """One finished probe, as ``run`` prints it."""
     colour = {"ok": "green", "memory_limit": "yellow"}.get(result.status, "red")
+    speed = (
+        f"~{format_seconds(result.projected_epoch_seconds)}/epoch"
+        if result.ok
+        else ("over the limit" if result.status == "memory_limit" else str(result.error))
+    )
     figures = (
         f"peak {format_bytes(result.peak_host_bytes)} ({result.peak_phase or '-'})  "
-        f"~{format_seconds(result.projected_epoch_seconds)}/epoch on {result.train_images} images  "
-        f"took {format_seconds(result.seconds)}"
+        f"{speed} on {result.train_images} images  took {format_seconds(result.seconds)}"
     )
     knobs = config_text(result.knobs)
     return f"probe     [{colour}]{result.status:<12}[/] {knobs}  {figures}  [dim]{plan.reason}[/]"
