@@ -183,9 +183,12 @@ def report(
         table.add_column(column, justify="right")
     for _, row in shown.iterrows():
         on_front = bool(row["pareto"])
-        peak = row["config_peak_host_bytes"] if on_front else row["peak_host_bytes"]
-        epoch = row["config_epoch_seconds"] if on_front else row["epoch_seconds"]
-        source = row["memory_source"] if on_front and not _missing(row["memory_source"]) else "trial"
+        # The same rule as the plot: a front point, or a training on a subset, shows its full config's
+        # whole-dataset figures; any other training its own.
+        whole = on_front or row["memory_source"] in ("probe", "model")
+        peak = row["config_peak_host_bytes"] if whole else row["peak_host_bytes"]
+        epoch = row["config_epoch_seconds"] if whole else row["epoch_seconds"]
+        source = row["memory_source"] if whole and not _missing(row["memory_source"]) else "training"
         cache, workers = (row["config_cache"], row["config_workers"]) if on_front else (None, None)
         last = row["status"]
         if not all_trials:
@@ -223,7 +226,7 @@ def report(
         over = sum(1 for p in results.probes if not p.ok)
         shown_on.print(
             f"probes: {len(results.probes)} full configs measured on the whole dataset on this machine"
-            + (f" ({over} over the limit)" if over else "")
+            + (f" ({over} stopped at their memory limit)" if over else "")
         )
     fitted = results.memory_model
     if fitted and fitted.get("median_error") is not None:
