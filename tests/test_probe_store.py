@@ -157,7 +157,8 @@ def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
     estimates = estimate_accuracy(trainings, systems_of=figures)
     rows = [
         {**{c: None for c in FRAME_COLUMNS}, "number": t.number, "state": "COMPLETE", "status": "ok",
-         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy, "peak_host_bytes": t.peak_host_bytes}
+         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy,
+         "peak_host_bytes": t.peak_host_bytes}
         for t in trainings
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
