@@ -103,7 +103,10 @@ def _is_missing(value: Any) -> bool:
 
 
 def _short_label(row: pd.Series) -> str:
-    parts = [f"b{row['batch']}", f"s{row['imgsz']}", str(row["cache"]), f"w{row['workers']}"]
+    # A front point's figures are of its leanest system setting, which may not be its row's own.
+    own = _is_missing(row.get("config_cache")) or not bool(row.get("pareto"))
+    cache, workers = (row["cache"], row["workers"]) if own else (row["config_cache"], row["config_workers"])
+    parts = [f"b{row['batch']}", f"s{row['imgsz']}", str(cache), f"w{workers}"]
     if bool(row["amp"]) and not _is_missing(row["amp"]):
         parts.append("amp")
     return " ".join(parts)
