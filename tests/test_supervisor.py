@@ -45,7 +45,9 @@ def test_ok_trial_reports_metrics_memory_and_what_ran(tiny_data: Path, work: Pat
 
     def on_progress(update: TrialProgress) -> None:
         progress.append(update)
-        if update.phase == "training":  # the child and its dataloader workers, while they run
+        # The child and its dataloader workers while they run (a tiny trial's training phase may be
+        # shorter than one progress period; its validation runs with the same processes).
+        if update.phase in ("training", "validation"):
             for pid in trainer_processes():
                 with contextlib.suppress(OSError):
                     oom_scores.add(Path(f"/proc/{pid}/oom_score_adj").read_text().strip())
