@@ -15,7 +15,7 @@ from rich.table import Table
 
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
-from search.units import format_bytes, format_seconds, parse_duration, parse_size
+from search.units import format_bytes, format_seconds
 
 __all__ = ["print_probe", "register"]
 
@@ -85,6 +85,7 @@ def probe(
     Builds the cache as yolov5 does (all train and val images), runs training batches with the real
     dataloader workers until the peak stops growing, runs one whole validation pass, and stops.
     """
+    from search.cli._app import duration_option, size_option
     from search.probe._run import run_probe
 
     if amp not in ("on", "off"):
@@ -97,9 +98,9 @@ def probe(
     except ValidationError as error:
         raise InputError(f"--{validation_message(error).replace('_', '-')}") from None
     limits = TrialLimits(
-        memory_limit_bytes=_size(memory_limit, "--memory-limit"),
-        gpu_memory_limit_bytes=_size(gpu_memory_limit, "--gpu-memory-limit"),
-        time_limit_s=_duration(time_limit, "--time-limit"),
+        memory_limit_bytes=size_option(memory_limit, "--memory-limit"),
+        gpu_memory_limit_bytes=size_option(gpu_memory_limit, "--gpu-memory-limit"),
+        time_limit_s=duration_option(time_limit, "--time-limit"),
     )
     with Progress(
         TextColumn("[bold]probing[/]"),
@@ -130,20 +131,6 @@ def probe(
 
 def _milliseconds(seconds: float | None) -> str:
     return "-" if seconds is None else f"{1000 * seconds:.0f} ms"
-
-
-def _size(value: str | None, flag: str) -> int | None:
-    try:
-        return None if value is None else parse_size(value)
-    except ValueError as error:
-        raise InputError(f"{flag}: {error}") from None
-
-
-def _duration(value: str | None, flag: str) -> float | None:
-    try:
-        return None if value is None else parse_duration(value)
-    except ValueError as error:
-        raise InputError(f"{flag}: {error}") from None
 
 
 def register(app: typer.Typer) -> None:

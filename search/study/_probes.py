@@ -258,13 +258,11 @@ def run_due_probe(
     if not probes.allowed(elapsed_s=elapsed_s, remaining_s=remaining):
         return None, 0.0
     stored = probes.stored()
-    rows = probes.rows(stored)
     if prepared.preflight is not None:
-        prepared.preflight.load(trials, extra_rows=rows)
-        model = prepared.preflight.model
+        model = prepared.preflight.model  # the loop loaded it with these trials and probes
     else:
         model = study_memory_model(
-            trials, probes.stats, model_name=spec.model, device=spec.device, extra_rows=rows
+            trials, probes.stats, model_name=spec.model, device=spec.device, extra_rows=probes.rows(stored)
         )
     plan = plan_probe(
         estimates, systems={k: prepared.space.choices[k] for k in SYSTEM_KNOBS}, probed=stored,
