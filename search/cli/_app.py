@@ -24,7 +24,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="memfront",
-    help="Find the YOLOv5 settings with the best accuracy for a given amount of memory.",
+    help="Find the YOLO (yolov5, ultralytics) settings with the best accuracy for a given amount of memory.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -116,10 +116,14 @@ def _print_trial(record: TrialRecord) -> None:
 
 @app.command()
 def trial(
-    data: Annotated[str, typer.Option(help="YOLOv5 data yaml.")],
+    data: Annotated[str, typer.Option(help="YOLO data yaml.")],
     model: Annotated[
-        str, typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune).")
-    ] = "yolov5n.yaml",
+        str | None,
+        typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune); default the framework's."),
+    ] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size (rounded up to a multiple of 32).")] = 640,
     cache: Annotated[str, typer.Option(help="Image cache: none, ram or disk.")] = "none",
@@ -130,7 +134,9 @@ def trial(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     train_images: Annotated[int | None, typer.Option(help="Train on this many images only.")] = None,
     train_fraction: Annotated[float | None, typer.Option(help="Train on this fraction only.")] = None,
-    hyp: Annotated[str | None, typer.Option(help="yolov5 hyperparameter yaml, or demo.")] = None,
+    hyp: Annotated[
+        str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
+    ] = None,
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
     gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
@@ -139,12 +145,13 @@ def trial(
         Path | None, typer.Option("--json", help="Write the full record here (- for stdout).")
     ] = None,
 ) -> None:
-    """Run one measured YOLOv5 training trial in a child process."""
+    """Run one measured YOLO training trial in a child process."""
     if amp not in ("on", "off"):
         fail(f"--amp: expected on or off, got {amp!r}")
     try:
         config = TrialConfig(
             data=data,
+            framework=framework,
             model=model,
             batch=batch,
             imgsz=imgsz,
@@ -178,8 +185,11 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="Train options from `memfront export --format yaml`.")
     ] = None,
-    data: Annotated[str | None, typer.Option(help="YOLOv5 data yaml.")] = None,
+    data: Annotated[str | None, typer.Option(help="YOLO data yaml.")] = None,
     model: Annotated[str | None, typer.Option(help="Model yaml or local .pt.")] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     imgsz: Annotated[int | None, typer.Option(help="Image size.")] = None,
@@ -188,7 +198,9 @@ def train(
     amp: Annotated[str | None, typer.Option(help="on or off.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or a CUDA device.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    hyp: Annotated[str | None, typer.Option(help="yolov5 hyperparameter yaml, or demo.")] = None,
+    hyp: Annotated[
+        str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
+    ] = None,
     project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
@@ -196,7 +208,7 @@ def train(
         Path | None, typer.Option("--json", help="Write the full record here (- for stdout).")
     ] = None,
 ) -> None:
-    """Run a full YOLOv5 training with memfront's adaptations (what `export` prints)."""
+    """Run a full training with memfront's adaptations (what `export` prints)."""
     options: dict[str, Any] = {}
     if config is not None:
         if not config.is_file():
@@ -212,6 +224,7 @@ def train(
         fail(f"--amp: expected on or off, got {amp!r}")
     flags = {
         "data": data,
+        "framework": framework,
         "model": model,
         "epochs": epochs,
         "batch": batch,

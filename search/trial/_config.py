@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from search.child.compat import MODEL_YAML_SUFFIXES
 from search.errors import InputError
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framework
 
 __all__ = [
     "CACHE_MODES",
@@ -31,7 +30,8 @@ class TrialConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    data: str = Field(description="YOLOv5 data yaml")
+    data: str = Field(description="YOLO data yaml")
+    framework: str = Field(DEFAULT_FRAMEWORK, description="yolov5 or ultralytics; default: the model's")
     model: str = Field("yolov5n.yaml", description="model yaml (from scratch) or local .pt")
     batch: int = Field(16, gt=0)
     imgsz: int = Field(640, gt=0)
@@ -43,8 +43,16 @@ class TrialConfig(BaseModel):
     seed: int = 0
     train_images: int | None = Field(None, gt=0)
     train_fraction: float | None = Field(None, gt=0, le=1)
-    hyp: str | None = Field(None, description="yolov5 hyperparameter yaml, or 'demo'; default scratch-low")
+    hyp: str | None = Field(None, description="hyperparameter yaml, or 'demo'; default the framework's own")
     threads: int | None = Field(None, gt=0, description="torch CPU threads; default torch's own (all cores)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _framework_and_model(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            framework, model = resolve_framework(data.get("framework"), data.get("model"))
+            data = {**data, "framework": framework, "model": model}
+        return data
 
     def knobs(self) -> dict[str, Any]:
         """The searched knobs as a plain mapping."""
@@ -65,44 +73,38 @@ def validation_message(error: ValidationError) -> str:
     """One line naming the first bad field of a pydantic error."""
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "value"
-    return f"{where}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    # The framework/model rule checks both fields at once: name the one it speaks of.
+    if where == "value" and message.startswith("framework"):
+        return message.replace("framework must be", "framework: must be", 1)
+    return f"{where}: {message}"
 
 
-def resolve_model(model: str) -> str:
-    """Returns the absolute path of a model yaml or checkpoint, never downloading one.
+def resolve_model(model: str, framework: str = DEFAULT_FRAMEWORK) -> str:
+    """The model as the framework's child must be given it (an absolute path, or a shipped name).
 
-    A bare yaml name such as ``yolov5n.yaml`` is looked up among the model yamls shipped in the
-    yolov5 package (found without importing it, so that the parent stays free of torch).
+    Never downloads one: a bare yaml name such as ``yolov5n.yaml`` or ``yolo11n.yaml`` is looked up
+    among the yamls the framework's package ships (found without importing it).
 
     Raises:
         InputError: If the model is neither an existing ``.yaml`` nor an existing ``.pt``.
     """
-    path = Path(model).expanduser()
-    if path.suffix not in (*MODEL_YAML_SUFFIXES, ".pt"):
-        raise InputError(f"model must be a .yaml (train from scratch) or a local .pt: {model!r}")
-    if path.is_file():
-        return str(path.resolve())
-    if path.suffix == ".pt":
-        raise InputError(f"model checkpoint not found: {model} (memfront never downloads weights)")
-    spec = importlib.util.find_spec("yolov5")
-    if spec is not None and spec.submodule_search_locations and path.parent == Path("."):
-        shipped = Path(next(iter(spec.submodule_search_locations))) / "models" / path.name
-        if shipped.is_file():
-            return str(shipped)
-    raise InputError(f"model yaml not found: {model} (neither a file nor one of yolov5's models)")
+    return get_framework(framework).resolve_model(model)
 
 
-def resolve_hyp(hyp: str | None) -> str | None:
-    """Returns the absolute path of a hyperparameter yaml; ``demo`` is memfront's own.
+def resolve_hyp(hyp: str | None, framework: str = DEFAULT_FRAMEWORK) -> str | None:
+    """Returns the absolute path of a hyperparameter yaml; ``demo`` is memfront's own for the framework.
 
     Raises:
-        InputError: If the file does not exist.
+        InputError: If the file does not exist or cannot be the framework's.
     """
     if hyp is None:
         return None
+    chosen = get_framework(framework)
     if hyp == "demo":
-        return str(Path(__file__).resolve().parents[1] / "hyps" / "demo.yaml")
+        return str(chosen.demo_hyp())
     path = Path(hyp).expanduser()
     if not path.is_file():
         raise InputError(f"hyp yaml not found: {hyp}")
+    chosen.check_hyp(path)
     return str(path.resolve())

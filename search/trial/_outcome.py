@@ -245,7 +245,7 @@ def build_record(
         exit_code=exit_code,
         error=error,
         log_tail=log_tail if status in ("failed", "timeout", "memory_limit") else [],
-        versions={"torch": start.get("torch"), "yolov5": start.get("yolov5")},
+        versions={"torch": start.get("torch"), config.framework: start.get(config.framework)},
         timeline=timeline or [],
         probe={k: v for k, v in (events.last("probe") or {}).items() if k not in ("event", "time")},
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from search.child import compat
 from search.data._dataset import load_dataset, write_trial_data_yaml
+from search.frameworks import get_framework
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
 from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
@@ -133,8 +134,8 @@ def run_trial(
     """
     limits = limits or TrialLimits()
     dataset = load_dataset(config.data)
-    model = resolve_model(config.model)
-    hyp = resolve_hyp(config.hyp)
+    model = resolve_model(config.model, config.framework)
+    hyp = resolve_hyp(config.hyp, config.framework)
     started = time.monotonic()
     remove_abandoned(workdir)
     folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
@@ -153,6 +154,7 @@ def run_trial(
             "data": str(data_yaml),
             "model": model,
             "hyp": hyp,
+            "child_module": get_framework(config.framework).child_module,
             "project": str(folder),
             "name": "run",
             "events": str(folder / "events.jsonl"),

@@ -1,0 +1,109 @@
+"""ultralytics 8.4 inside a measured trial: every adaptation, in one place.
+
+Imported only by :mod:`search.child.ultralytics_train`, in the trial's child. Nothing here touches the
+user's files or the network; all patches live in the child's memory.
+
+* Settings: ``YOLO_CONFIG_DIR`` (set by :func:`search.child.compat.child_environment`) puts the
+  settings file, and the banner ultralytics prints when it has none, in the trial's own folder;
+  :func:`quiet_settings` turns its usage analytics and logger integrations off and points its
+  runs/weights/datasets folders there too (else relative paths land in the working directory).
+* ``check_font`` downloads Arial.ttf into the config folder: :func:`prepare_fonts` puts a local one there.
+* ``check_amp`` runs a downloaded ``yolo26n.pt`` on CUDA to decide AMP: :func:`patch_amp`.
+* Its datasets write a ``labels.cache`` beside the user's label folders: :func:`redirect_label_caches`
+  keeps them in the trial's folder (yolov5, given image lists, does the same by itself).
+* On a CUDA out-of-memory error in the first epoch, its trainer halves the batch and retries (up to
+  3 times): a measured trial must end as over the limit instead, see :func:`no_oom_retries`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from search.child.compat import prepare_config_dir
+
+__all__ = [
+    "decide_amp",
+    "no_oom_retries",
+    "patch_amp",
+    "prepare_fonts",
+    "quiet_settings",
+    "redirect_label_caches",
+]
+
+_OFF = ("sync", "clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
+
+
+def quiet_settings(folder: Path) -> None:
+    """No analytics, no logger integrations; the settings' folders inside ``folder``."""
+    from ultralytics.utils import SETTINGS
+
+    wanted: dict[str, Any] = {key: False for key in _OFF if key in SETTINGS}
+    for key, sub in (("runs_dir", "runs"), ("weights_dir", "weights"), ("datasets_dir", "datasets")):
+        if key in SETTINGS:
+            wanted[key] = str(folder / sub)
+    SETTINGS.update(wanted)
+
+
+def prepare_fonts() -> None:
+    """A local TrueType font where ``check_font`` looks first, so it never downloads one."""
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    prepare_config_dir(Path(USER_CONFIG_DIR))
+
+
+def decide_amp(*, requested: bool, cuda: bool) -> tuple[bool, str]:
+    """Decides whether AMP really runs, and why: ultralytics autocasts on CUDA only.
+
+    Returns:
+        (AMP on, the reason in words).
+    """
+    if not requested:
+        return False, "off as requested"
+    if not cuda:
+        return False, "requested, but AMP needs a CUDA device (ultralytics autocasts on CUDA only)"
+    return True, "on as requested (ultralytics' own AMP check skipped)"
+
+
+def patch_amp(trainer_module: ModuleType, enabled: bool) -> None:
+    """Replaces ``ultralytics.engine.trainer.check_amp`` so that AMP is what :func:`decide_amp` chose."""
+
+    def check_amp(model: Any, *args: Any, **kwargs: Any) -> bool:
+        return enabled
+
+    trainer_module.check_amp = check_amp  # type: ignore[attr-defined]
+
+
+def redirect_label_caches(folder: Path) -> None:
+    """Keeps the ``*.cache`` label files ultralytics reads and writes in ``folder``.
+
+    A cache is named after the label folder it stands for, so that train and val keep theirs apart.
+    """
+    from ultralytics.data import dataset
+
+    load, save = dataset.load_dataset_cache_file, dataset.save_dataset_cache_file
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def moved(path: Path) -> Path:
+        digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12]
+        return folder / f"{digest}-{Path(path).name}"
+
+    def load_dataset_cache_file(path: Path) -> dict[str, Any]:
+        return load(moved(path))
+
+    def save_dataset_cache_file(prefix: str, path: Path, x: dict[str, Any], version: str) -> None:
+        save(prefix, moved(path), x, version)
+
+    dataset.load_dataset_cache_file = load_dataset_cache_file  # type: ignore[assignment]
+    dataset.save_dataset_cache_file = save_dataset_cache_file  # type: ignore[assignment]
+
+
+def no_oom_retries(trainer: Any) -> None:
+    """Called at every epoch start: the trainer's OOM retry counter reads as spent.
+
+    Its loop re-raises a CUDA out-of-memory error once ``_oom_retries`` reaches 3; it resets the
+    counter before the first epoch and after it, so this runs from ``on_train_epoch_start``.
+    """
+    trainer._oom_retries = 3
