@@ -96,8 +96,8 @@ def redirect_label_caches(folder: Path) -> None:
     def save_dataset_cache_file(prefix: str, path: Path, x: dict[str, Any], version: str) -> None:
         save(prefix, moved(path), x, version)
 
-    dataset.load_dataset_cache_file = load_dataset_cache_file  # type: ignore[assignment]
-    dataset.save_dataset_cache_file = save_dataset_cache_file  # type: ignore[assignment]
+    dataset.load_dataset_cache_file = load_dataset_cache_file
+    dataset.save_dataset_cache_file = save_dataset_cache_file
 
 
 def no_oom_retries(trainer: Any) -> None:

@@ -73,7 +73,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     probe = spec.get("probe")
     bounded: dict[str, Any] = {}
 
-    class MeasuredTrainer(DetectionTrainer):  # type: ignore[misc]
+    class MeasuredTrainer(DetectionTrainer):
         """ultralytics' detection trainer, whose loaders say when they are built (and a probe bounds)."""
 
         def get_dataloader(

@@ -297,6 +297,7 @@ def export(
         memfront_command,
         train_options,
         upstream_command,
+        upstream_words,
         write_text,
     )
     from search.study._prepare import resolve_data, resolve_hyp_path
@@ -336,7 +337,7 @@ def export(
     for line in explained:
         console.print(line)
     if output_format == "cmd":
-        text = f"{memfront_command(options)}\n# upstream flags: {upstream_command(options)}\n"
+        text = f"{memfront_command(options)}\n# {upstream_words(options)}: {upstream_command(options)}\n"
     elif output_format == "yaml":
         text = export_yaml(options, row, spec, accuracy)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from search.errors import InputError
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.measure._snippet import run_snippet
 from search.model._calibration import cache_dir, calibration_key
 
@@ -18,27 +19,29 @@ __all__ = ["check_device", "framework_footprint_bytes"]
 
 _FOOTPRINT_SNIPPET = """\
 import torch  # noqa: F401
-import yolov5.train  # noqa: F401
+{import_line}  # noqa: F401
 for line in open("/proc/self/smaps_rollup"):
     if line.startswith("Pss:"):
         result(int(line.split()[1]) * 1024)
 """
 
 
-def framework_footprint_bytes(*, device: str = "cpu") -> int:
-    """PSS of a process that imported torch and yolov5's trainer (cached).
+def framework_footprint_bytes(*, device: str = "cpu", framework: str = DEFAULT_FRAMEWORK) -> int:
+    """PSS of a process that imported torch and the framework's trainer (cached).
 
     Raises:
         TrialError: If the child cannot import them (a broken installation).
     """
-    path = cache_dir() / "footprint" / f"{calibration_key('framework', device)}.json"
+    chosen = get_framework(framework)
+    path = cache_dir() / "footprint" / f"{calibration_key('framework', device, framework=framework)}.json"
     if path.is_file():
         try:
             return int(json.loads(path.read_text())["pss_bytes"])
         except (ValueError, KeyError, TypeError):
             pass  # damaged: measure again
+    snippet = _FOOTPRINT_SNIPPET.format(import_line=chosen.import_line)
     footprint = int(
-        run_snippet(_FOOTPRINT_SNIPPET, what="import torch and yolov5 to measure the framework's footprint")
+        run_snippet(snippet, what=f"import torch and {framework} to measure the framework's footprint")
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")

@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framework
 from search.model._predict import DatasetStats, MemoryModel, features
 from search.trial._config import TrialConfig, TrialLimits
 
@@ -52,19 +53,20 @@ def _version(package: str) -> str:
         return "none"
 
 
-def calibration_key(model: str, device: str) -> str:
-    """Identifies what a calibration is valid for: this machine, its software, the model, the device."""
+def calibration_key(model: str, device: str, *, framework: str = DEFAULT_FRAMEWORK) -> str:
+    """Identifies what a calibration is valid for: this machine, the framework and its software, the
+    model, the device (each framework keeps its own calibrations: its memory behaves its own way)."""
     identity = {
         "host": platform.node(),
         "cpus": os.cpu_count(),
         "ram": psutil.virtual_memory().total,
-        "torch": _version("torch"),
-        "yolov5": _version("yolov5"),
+        **get_framework(framework).versions(),
+        "framework": framework,
         "model": Path(model).name,
         "device": device,
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{Path(model).stem}-{device}-{digest}"
+    return f"{framework}-{Path(model).stem}-{device}-{digest}"
 
 
 class Calibration:
@@ -88,9 +90,10 @@ class Calibration:
         return cls(rows=rows, model=MemoryModel.from_dict(data["model"]))
 
 
-def load_calibration(model: str, device: str) -> Calibration | None:
-    """The cached calibration for this machine, model and device, if there is one."""
-    path = cache_dir() / "calibration" / f"{calibration_key(model, device)}.json"
+def load_calibration(model: str, device: str, *, framework: str | None = None) -> Calibration | None:
+    """The cached calibration for this machine, framework (default: the model's), model and device."""
+    framework, _ = resolve_framework(framework, model)
+    path = cache_dir() / "calibration" / f"{calibration_key(model, device, framework=framework)}.json"
     if not path.is_file():
         return None
     try:
@@ -103,6 +106,7 @@ def calibrate(
     *,
     model: str = "yolov5n.yaml",
     device: str = "cpu",
+    framework: str | None = None,
     runs: tuple[tuple[int, int, str, int, int], ...] = CALIBRATION_RUNS,
     force: bool = False,
     on_run: Callable[[int, int, dict[str, Any]], None] | None = None,
@@ -112,11 +116,13 @@ def calibrate(
     Args:
         model: Model yaml or checkpoint the calibration is for.
         device: Device the calibration is for.
+        framework: The framework that trains (default: the model's).
         runs: (batch, imgsz, cache, workers, train images) of each calibration trial.
         force: Measure again even if a calibration is cached.
         on_run: Called before each run with (index, count, config).
     """
-    if not force and (cached := load_calibration(model, device)) is not None:
+    framework, model = resolve_framework(framework, model)
+    if not force and (cached := load_calibration(model, device, framework=framework)) is not None:
         return cached
     from search.data._dataset import load_dataset
     from search.data._demo import make_demo_dataset
@@ -133,16 +139,27 @@ def calibrate(
                 on_run(index, len(runs), knobs)
             record = run_trial(
                 TrialConfig(
-                    data=str(data_yaml), model=model, device=device, epochs=1, train_images=images, **knobs
+                    data=str(data_yaml),
+                    framework=framework,
+                    model=model,
+                    device=device,
+                    epochs=1,
+                    train_images=images,
+                    **knobs,
                 ),
                 limits=TrialLimits(time_limit_s=600),
             )
             if record.status == "ok" and record.peak_host_bytes:
                 rows.append(
-                    (features(stats=stats, train_images=images, **knobs), float(record.peak_host_bytes))
+                    (
+                        features(
+                            stats=stats, train_images=images, framework=framework, device=device, **knobs
+                        ),
+                        float(record.peak_host_bytes),
+                    )
                 )
     calibration = Calibration(rows=rows, model=MemoryModel.prior().fit(rows))
-    path = cache_dir() / "calibration" / f"{calibration_key(model, device)}.json"
+    path = cache_dir() / "calibration" / f"{calibration_key(model, device, framework=framework)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
     return calibration

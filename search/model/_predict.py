@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from search.data._dataset import DatasetSpec
 from search.errors import InputError, MemfrontError
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 
 if TYPE_CHECKING:
     from search.model._calibration import Calibration
@@ -81,16 +82,23 @@ PRIORS = {
 MODEL_STATE_BYTES = 165 * 1024**2
 
 
-def loader_workers(workers: int, batch: int, cpus: int | None = None) -> tuple[int, int]:
-    """Dataloader processes yolov5 really starts: (train, validation).
+def loader_workers(
+    workers: int,
+    batch: int,
+    cpus: int | None = None,
+    *,
+    framework: str = DEFAULT_FRAMEWORK,
+    device: str = "cpu",
+) -> tuple[int, int]:
+    """Dataloader processes the framework really starts: (train, validation).
 
-    yolov5's ``create_dataloader`` takes ``min(cpu_count, batch if batch > 1 else 0, workers)``;
-    validation asks for twice the batch and twice the workers.
+    Each framework has its rule (:meth:`search.frameworks.Framework.loader_workers`): yolov5 caps
+    workers at the CPU count and the batch, and doubles them for validation; ultralytics runs none
+    on a CPU.
     """
-    cpus = cpus or os.cpu_count() or 1
-    train = min(cpus, batch if batch > 1 else 0, workers)
-    val = min(cpus, 2 * batch if 2 * batch > 1 else 0, 2 * workers)
-    return train, val
+    return get_framework(framework).loader_workers(
+        workers, batch, device=device, cpus=cpus or os.cpu_count() or 1
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,12 +157,20 @@ def round_imgsz(imgsz: int, stride: int = 32) -> int:
 
 
 def features(
-    *, batch: int, imgsz: int, cache: str, workers: int, stats: DatasetStats, train_images: int | None = None
+    *,
+    batch: int,
+    imgsz: int,
+    cache: str,
+    workers: int,
+    stats: DatasetStats,
+    train_images: int | None = None,
+    framework: str = DEFAULT_FRAMEWORK,
+    device: str = "cpu",
 ) -> dict[str, float]:
-    """The model's features for one configuration."""
+    """The model's features for one configuration of ``framework`` on ``device``."""
     size = round_imgsz(imgsz)
     cache_bytes = stats.cache_bytes(size, train_images=train_images) if cache == "ram" else 0.0
-    train_workers, val_workers = loader_workers(workers, batch)
+    train_workers, val_workers = loader_workers(workers, batch, framework=framework, device=device)
     return {
         "framework": 1.0,
         "activations": float(batch * size * size),
@@ -305,7 +321,9 @@ class StartingModel:
 _CALIBRATE_HINT = "run `memfront calibrate` for this machine's figures"
 
 
-def starting_model(*, calibration: Calibration | None, device: str) -> StartingModel:
+def starting_model(
+    *, calibration: Calibration | None, device: str, framework: str = DEFAULT_FRAMEWORK
+) -> StartingModel:
     """The best model before fitting: the calibration if there is one, else the priors anchored on
     this machine's framework footprint, else the plain priors.
 
@@ -314,6 +332,7 @@ def starting_model(*, calibration: Calibration | None, device: str) -> StartingM
     Args:
         calibration: The machine's cached calibration for the model and device, or None.
         device: The trial device (selects the cached footprint).
+        framework: The framework whose footprint anchors an uncalibrated model.
     """
     if calibration is not None:
         fitted = calibration.model
@@ -328,7 +347,7 @@ def starting_model(*, calibration: Calibration | None, device: str) -> StartingM
 
     try:
         # Cached per machine by `memfront run`; measured here otherwise (a child process, seconds).
-        footprint = framework_footprint_bytes(device=device)
+        footprint = framework_footprint_bytes(device=device, framework=framework)
     except MemfrontError as error:
         return StartingModel(
             model=MemoryModel.prior(),
@@ -347,8 +366,14 @@ def starting_model(*, calibration: Calibration | None, device: str) -> StartingM
     )
 
 
-def load_starting_model(model_name: str, device: str) -> StartingModel:
-    """:func:`starting_model` with the calibration cached for ``model_name`` and ``device``, if any."""
+def load_starting_model(model_name: str, device: str, *, framework: str | None = None) -> StartingModel:
+    """:func:`starting_model` with the calibration cached for ``model_name`` and ``device``, if any.
+
+    ``framework`` defaults to the model's (:func:`search.frameworks.infer_framework`).
+    """
+    from search.frameworks import resolve_framework
     from search.model._calibration import load_calibration
 
-    return starting_model(calibration=load_calibration(model_name, device), device=device)
+    framework, _ = resolve_framework(framework, model_name)
+    calibration = load_calibration(model_name, device, framework=framework)
+    return starting_model(calibration=calibration, device=device, framework=framework)

@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from search.frameworks import DEFAULT_FRAMEWORK
 from search.model._calibration import Calibration
 from search.model._predict import (
     DatasetStats,
@@ -50,6 +51,8 @@ def record_features(record: dict[str, Any], stats: DatasetStats) -> dict[str, fl
         workers=int(requested["workers"]),
         stats=stats,
         train_images=used.get("train_images") or requested.get("train_images"),
+        framework=str(requested.get("framework") or DEFAULT_FRAMEWORK),
+        device=str(requested.get("device") or "cpu"),
     )
 
 
@@ -88,12 +91,15 @@ class Preflight:
         calibration: Calibration | None = None,
         min_samples: int = 3,
         device: str = "cpu",
+        framework: str = DEFAULT_FRAMEWORK,
     ) -> None:
         self.stats = stats
+        self.device = device
+        self.framework = framework
         self.limit_bytes = limit_bytes
         self.margin = margin
         self.min_samples = min_samples
-        self.start = starting_model(calibration=calibration, device=device)
+        self.start = starting_model(calibration=calibration, device=device, framework=framework)
         self._base_rows = self.start.calibration_rows
         self._rows: list[tuple[dict[str, float], float]] = []
         self._walls: list[float] = []
@@ -141,6 +147,8 @@ class Preflight:
             features(
                 stats=self.stats,
                 train_images=train_images,
+                framework=self.framework,
+                device=self.device,
                 **{k: knobs[k] for k in ("batch", "imgsz", "cache", "workers")},
             )
         )
@@ -182,7 +190,14 @@ class Preflight:
         )
 
 
-def full_size_predictions(frame: Any, model: MemoryModel, stats: DatasetStats) -> list[float | None]:
+def full_size_predictions(
+    frame: Any,
+    model: MemoryModel,
+    stats: DatasetStats,
+    *,
+    framework: str = DEFAULT_FRAMEWORK,
+    device: str = "cpu",
+) -> list[float | None]:
     """Predicted peak of each trial's configuration trained on the whole dataset (None if unknown)."""
     predicted: list[float | None] = []
     for _, row in frame.iterrows():
@@ -195,7 +210,8 @@ def full_size_predictions(frame: Any, model: MemoryModel, stats: DatasetStats) -
             "cache": str(row["cache"]),
             "workers": int(row["workers"]),
         }
-        predicted.append(model.predict(features(stats=stats, train_images=None, **knobs)).total_bytes)
+        chosen = features(stats=stats, train_images=None, framework=framework, device=device, **knobs)
+        predicted.append(model.predict(chosen).total_bytes)
     return predicted
 
 
@@ -205,11 +221,12 @@ def study_memory_model(
     *,
     model_name: str,
     device: str,
+    framework: str = DEFAULT_FRAMEWORK,
     extra_rows: list[tuple[dict[str, float], float]] | None = None,
 ) -> MemoryModel:
     """The memory model fitted on the study's measured trials (and ``extra_rows``: its probes), from
     :func:`load_starting_model`."""
-    start = load_starting_model(model_name, device)
+    start = load_starting_model(model_name, device, framework=framework)
     rows = study_rows(trials, stats) + list(extra_rows or [])
     return combined_fit(start.calibration_rows, rows, base=start.model)
 

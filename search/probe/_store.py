@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from search.data._dataset import DatasetSpec
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.probe._run import ProbeResult
 
 __all__ = ["PROBE_STUDY", "ProbeKey", "ProbeStore", "knobs_key"]
@@ -56,13 +56,11 @@ def knobs_key(knobs: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(knobs[k] for k in _KNOBS)
 
 
-def _packages() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in ("torch", "yolov5"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+def _packages(framework: str) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"torch": None, "yolov5": None}  # the keys of stored yolov5 probes
+    versions.update({k: None if v == "none" else v for k, v in get_framework(framework).versions().items()})
+    if framework != DEFAULT_FRAMEWORK:
+        versions["framework"] = framework
     return versions
 
 
@@ -73,7 +71,8 @@ class ProbeKey:
     Attributes:
         dataset: A digest of every train and val image's path (relative to their common folder) and
             size.
-        machine: A digest of the host name, CPU count, total memory and torch/yolov5 versions.
+        machine: A digest of the host name, CPU count, total memory, the framework and the torch and
+            framework versions.
         model: The model yaml or checkpoint (its file name: the same architecture costs the same).
         hyp: The hyperparameter yaml's file name, if any (augmentations cost memory).
         device: ``cpu`` or the CUDA device.
@@ -86,7 +85,15 @@ class ProbeKey:
     device: str
 
     @classmethod
-    def of(cls, dataset: DatasetSpec, *, model: str, hyp: str | None, device: str) -> ProbeKey:
+    def of(
+        cls,
+        dataset: DatasetSpec,
+        *,
+        model: str,
+        hyp: str | None,
+        device: str,
+        framework: str = DEFAULT_FRAMEWORK,
+    ) -> ProbeKey:
         """The key for probing ``dataset`` on this machine."""
         files = hashlib.sha256()
         # Paths relative to the images' common folder: a dataset moved or copied whole is the same.
@@ -101,7 +108,7 @@ class ProbeKey:
         import psutil
 
         machine = json.dumps(
-            [platform.node(), os.cpu_count(), psutil.virtual_memory().total // 2**30, _packages()],
+            [platform.node(), os.cpu_count(), psutil.virtual_memory().total // 2**30, _packages(framework)],
             sort_keys=True,
         )
         return cls(

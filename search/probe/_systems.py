@@ -29,12 +29,15 @@ from search.probe._store import StoredProbe
 __all__ = ["SystemFigures", "probe_rows", "whole_dataset_predictor"]
 
 
-def whole_dataset_predictor(model: MemoryModel, stats: DatasetStats) -> Callable[[Mapping[str, Any]], float]:
+def whole_dataset_predictor(
+    model: MemoryModel, stats: DatasetStats, *, framework: str, device: str
+) -> Callable[[Mapping[str, Any]], float]:
     """The memory model's prediction of a full config's peak on the whole dataset."""
 
     def predict(knobs: Mapping[str, Any]) -> float:
         chosen = {k: knobs[k] for k in ("batch", "imgsz", "cache", "workers")}
-        return model.predict(features(stats=stats, train_images=None, **chosen)).total_bytes
+        row = features(stats=stats, train_images=None, framework=framework, device=device, **chosen)
+        return model.predict(row).total_bytes
 
     return predict
 

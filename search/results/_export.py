@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig, key_text
-from search.child.compat import MODEL_YAML_SUFFIXES
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
 from search.study._spec import StudySpec
 from search.trial._config import resolve_hyp
@@ -28,6 +28,7 @@ __all__ = [
     "noise_text",
     "train_options",
     "upstream_command",
+    "upstream_words",
 ]
 
 
@@ -219,12 +220,24 @@ def interval_text(estimate: AccuracyEstimate) -> str:
     return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] ({count})"
 
 
+_UPSTREAM_WORDS = {
+    "yolov5": "upstream flags (yolov5 7.0.14 needs memfront's stack fixes)",
+    "ultralytics": "the same run with ultralytics' own command",
+}
+
+
+def upstream_words(options: dict[str, Any]) -> str:
+    """What to call :func:`upstream_command`'s line for these options."""
+    return _UPSTREAM_WORDS.get(str(options.get("framework") or DEFAULT_FRAMEWORK), "upstream flags")
+
+
 def train_options(
     row: pd.Series, spec: StudySpec, data: str, *, hyp: str | None = None, epochs: int | None = None
 ) -> dict[str, Any]:
     """The options of a full training run with the trial's knobs (all training images)."""
     options: dict[str, Any] = {
         "data": data,
+        "framework": spec.framework,
         "model": spec.model,
         "epochs": int(epochs or spec.epochs),
         "batch": int(row["batch"]),
@@ -251,30 +264,15 @@ def memfront_command(options: dict[str, Any]) -> str:
 
 
 def upstream_command(options: dict[str, Any]) -> str:
-    """The equivalent upstream ``yolov5 train`` flags (needs the stack fixes memfront applies)."""
-    model = str(options["model"])
-    parts = ["yolov5", "train", "--data", str(options["data"])]
-    from_scratch = model.endswith(MODEL_YAML_SUFFIXES)
-    parts += ["--cfg", model, "--weights", ""] if from_scratch else ["--weights", model]
-    parts += [
-        "--epochs",
-        str(options["epochs"]),
-        "--batch-size",
-        str(options["batch"]),
-        "--img",
-        str(options["imgsz"]),
-        "--workers",
-        str(options["workers"]),
-        "--device",
-        str(options["device"]),
-        "--seed",
-        str(options["seed"]),
-    ]
-    if options["cache"] != "none":
-        parts += ["--cache", str(options["cache"])]
-    if options.get("hyp"):
-        parts += ["--hyp", str(resolve_hyp(options["hyp"]))]
-    return shlex.join(parts)
+    """The framework's own command for these options (``yolov5 train ...``, ``yolo detect train ...``).
+
+    yolov5 7.0.14 needs the stack fixes memfront applies (``memfront train`` runs with them);
+    ultralytics runs as printed.
+    """
+    framework = get_framework(str(options.get("framework") or DEFAULT_FRAMEWORK))
+    hyp = options.get("hyp")
+    resolved = {**options, "hyp": resolve_hyp(str(hyp), framework.name) if hyp else None}
+    return framework.upstream_command(resolved)
 
 
 def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str) -> str:
@@ -285,7 +283,7 @@ def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accura
         f"{_PEAK_WORDS.get(str(row.get('memory_source')), 'measured peak')} "
         f"{format_bytes(row['config_peak_host_bytes'])}\n"
         f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
-        f"# upstream flags (yolov5 7.0.14 needs memfront's stack fixes): {upstream_command(options)}\n"
+        f"# {upstream_words(options)}: {upstream_command(options)}\n"
     )
     return header + yaml.safe_dump(options, sort_keys=False)
 

@@ -233,7 +233,9 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     if memory is None:
         frame["predicted_full_bytes"] = [None] * len(frame)
     else:
-        frame["predicted_full_bytes"] = full_size_predictions(frame, memory.model, memory.stats)
+        frame["predicted_full_bytes"] = full_size_predictions(
+            frame, memory.model, memory.stats, framework=spec.framework, device=spec.device
+        )
     return StudyResults(
         spec=spec, study=study, trials=frame, estimates=estimates,
         memory_model=None if memory is None else memory.model.to_dict(),
@@ -274,12 +276,13 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
     }
     model = study_memory_model(
         study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
-        extra_rows=probe_rows(probes, stats),
+        framework=spec.framework, extra_rows=probe_rows(probes, stats),
     )  # fmt: skip
     full_images = len(stats.train_sizes)
     subset = spec.train_images is not None and spec.train_images < full_images
+    predict_full = whole_dataset_predictor(model, stats, framework=spec.framework, device=spec.device)
     figures = SystemFigures(
-        probes=probes, limit_bytes=spec.memory_limit, predict_full=whole_dataset_predictor(model, stats),
+        probes=probes, limit_bytes=spec.memory_limit, predict_full=predict_full,
         subset_scale=full_images / spec.train_images if subset and spec.train_images else None,
     )  # fmt: skip
     return WholeDataset(stats=stats, model=model, probes=probes, figures=figures)

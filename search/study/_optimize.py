@@ -369,7 +369,8 @@ def _train(
     """Trains (or pre-flight skips) one configuration and tells the study; returns what happened."""
     spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
     config = TrialConfig(
-        data=prepared.data, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs, device=spec.device,
+        data=prepared.data, framework=spec.framework, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs,
+        device=spec.device,
         seed=seed, train_images=spec.train_images, threads=prepared.threads, **params,
     )  # fmt: skip
     remaining = None if spec.timeout is None else max(1.0, spec.timeout - clock.elapsed())

@@ -230,11 +230,11 @@ def prepare_study(
     from search.measure._footprint import check_device, framework_footprint_bytes
 
     check_device(spec.device)
-    footprint = framework_footprint_bytes(device=spec.device)
+    footprint = framework_footprint_bytes(device=spec.device, framework=spec.framework)
     if spec.memory_limit <= footprint:
         raise InputError(
             f"memory_limit {spec.memory_limit / 1024**2:.0f} MiB is below the framework's own footprint "
-            f"({footprint / 1024**2:.0f} MiB: Python with torch and yolov5 imported, nothing trained)"
+            f"({footprint / 1024**2:.0f} MiB: Python with torch and {spec.framework} imported, no training)"
         )
     if jobs > 1:
         _check_jobs_fit(spec, jobs)
@@ -250,7 +250,7 @@ def prepare_study(
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)
     hyp = resolve_hyp_path(spec, spec_path)
-    resolve_hyp(hyp)
+    resolve_hyp(hyp, spec.framework)
     study = open_study(spec, url, create=True, space=space)
     worker = WorkerIdentity.here(device=spec.device, index=worker_index)
     if worker_index:
@@ -263,13 +263,13 @@ def prepare_study(
         from search.model._calibration import calibrate, load_calibration
 
         calibration = (
-            calibrate(model=spec.model, device=spec.device) if spec.calibrate
-            else load_calibration(spec.model, spec.device)
+            calibrate(model=spec.model, device=spec.device, framework=spec.framework) if spec.calibrate
+            else load_calibration(spec.model, spec.device, framework=spec.framework)
         )  # fmt: skip
         preflight = Preflight(
             stats=DatasetStats.read(dataset), limit_bytes=spec.memory_limit,
             margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
-            device=spec.device,
+            device=spec.device, framework=spec.framework,
         )  # fmt: skip
     probes = None
     if spec.probe_share > 0:
@@ -285,7 +285,10 @@ def probe_store(
 ) -> ProbeStore:
     """The probes of the study's dataset and machine, in the study's storage (``create=False``:
     read only, never adding the probes' study to the storage)."""
-    key = ProbeKey.of(dataset, model=resolve_model(spec.model), hyp=hyp, device=spec.device)
+    key = ProbeKey.of(
+        dataset, framework=spec.framework, model=resolve_model(spec.model, spec.framework), hyp=hyp,
+        device=spec.device,
+    )  # fmt: skip
     return ProbeStore(storage=study._storage, key=key, create=create)
 
 
@@ -293,7 +296,9 @@ def study_probes(
     spec: StudySpec, study: optuna.Study, dataset: DatasetSpec, *, data: str, hyp: str | None, worker: str
 ) -> StudyProbes:
     """A worker's probes of the study (:mod:`search.study._probes`)."""
-    base = TrialConfig(data=data, model=spec.model, hyp=hyp, device=spec.device, seed=spec.seed)
+    base = TrialConfig(
+        data=data, framework=spec.framework, model=spec.model, hyp=hyp, device=spec.device, seed=spec.seed
+    )
     limits = TrialLimits(memory_limit_bytes=spec.memory_limit, gpu_memory_limit_bytes=spec.gpu_memory_limit)
     return StudyProbes(
         store=probe_store(spec, study, dataset, hyp=hyp), stats=DatasetStats.read(dataset), base_config=base,

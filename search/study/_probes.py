@@ -193,7 +193,8 @@ class StudyProbes:
 
     def predictor(self, model: MemoryModel) -> Callable[[Mapping[str, Any]], float]:
         """The model's whole-dataset prediction of a full config's peak."""
-        return whole_dataset_predictor(model, self.stats)
+        base = self.base_config
+        return whole_dataset_predictor(model, self.stats, framework=base.framework, device=base.device)
 
     def allowed(self, *, elapsed_s: float, remaining_s: float | None) -> bool:
         """Whether the worker may spend time on a probe now."""
@@ -262,8 +263,9 @@ def run_due_probe(
         model = prepared.preflight.model  # the loop loaded it with these trials and probes
     else:
         model = study_memory_model(
-            trials, probes.stats, model_name=spec.model, device=spec.device, extra_rows=probes.rows(stored)
-        )
+            trials, probes.stats, model_name=spec.model, device=spec.device, framework=spec.framework,
+            extra_rows=probes.rows(stored),
+        )  # fmt: skip
     plan = plan_probe(
         estimates, systems={k: prepared.space.choices[k] for k in SYSTEM_KNOBS}, probed=stored,
         skip=probes.store.probing() | probes.failed, predict=probes.predictor(model),

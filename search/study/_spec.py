@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search.errors import InputError
+from search.frameworks import DEFAULT_FRAMEWORK, resolve_framework
 from search.units import parse_duration, parse_size
 
 __all__ = [
@@ -92,7 +93,8 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    data: str = Field(description="a YOLOv5 data yaml, or 'demo' for the synthetic dataset")
+    data: str = Field(description="a YOLO data yaml, or 'demo' for the synthetic dataset")
+    framework: str = Field(DEFAULT_FRAMEWORK, description="yolov5 or ultralytics; default: the model's")
     model: str = "yolov5n.yaml"
     hyp: str | None = None
     epochs: int = Field(5, gt=0)
@@ -129,6 +131,14 @@ class StudySpec(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _framework_and_model(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            framework, model = resolve_framework(data.get("framework"), data.get("model"))
+            data = {**data, "framework": framework, "model": model}
+        return data
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> StudySpec:
