@@ -208,7 +208,8 @@ def test_the_trial_child_imports_nothing_of_the_search_side() -> None:
     # Whatever the child imports is counted in every trial's memory: the search's own libraries
     # (pandas, optuna, pydantic, rich) must stay out of it, whatever the package's public API grows to.
     code = (
-        "import sys, search.child.trainer, search.child.yolov5_train, search.child.compat, search.child.probe\n"
+        "import sys, search.child.trainer, search.child.compat, search.child.probe\n"
+        "import search.child.yolov5_train, search.child.ultralytics_train, search.child.ultralytics_compat\n"
         "search.child.yolov5_train.model_options('m.yml')\n"
         "print(sorted({'pandas', 'optuna', 'pydantic', 'rich', 'numpy', 'psutil'} & set(sys.modules)))"
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 
+from search.frameworks import get_framework
 from search.study._spec import IntRange, StudySpec
 from search.study._stored import write_capped_workers, write_fixed_knob
 
@@ -74,9 +75,17 @@ def effective_space(spec: StudySpec, *, cpus: int | None = None) -> EffectiveSpa
     notes = []
     if spec.device == "cpu" and True in choices["amp"]:
         choices["amp"] = [False]
-        notes.append("amp fixed off: this study runs on the CPU and yolov5's AMP is CUDA-only")
+        notes.append(f"amp fixed off: this study runs on the CPU and {spec.framework}'s AMP is CUDA-only")
     cpus = cpus or os.cpu_count() or 1
-    if max(choices["workers"]) > cpus:
+    framework = get_framework(spec.framework)
+    # A large batch: only the device and the CPU count may stop workers from starting.
+    started = {
+        framework.loader_workers(w, 1 << 20, device=spec.device, cpus=cpus) for w in choices["workers"]
+    }
+    if started == {(0, 0)} and choices["workers"] != [0]:
+        notes.append(f"workers fixed at 0: {spec.framework} starts no dataloader worker on {spec.device}")
+        choices["workers"] = [0]
+    elif max(choices["workers"]) > cpus:
         clipped = sorted({min(w, cpus) for w in choices["workers"]})
         notes.append(f"workers clipped to this machine's {cpus} CPUs: {choices['workers']} -> {clipped}")
         choices["workers"] = clipped

@@ -1,0 +1,128 @@
+"""Which framework a study or trial trains with, and what each framework's rules are (fast)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from search.errors import InputError
+from search.frameworks import FRAMEWORK_NAMES, get_framework, infer_framework, resolve_framework
+from search.model._predict import features, loader_workers
+from search.results._export import upstream_command
+from search.study._spec import StudySpec
+from search.trial._config import TrialConfig, resolve_hyp, resolve_model, validation_message
+
+
+def test_the_model_names_its_framework() -> None:
+    assert FRAMEWORK_NAMES == ("yolov5", "ultralytics")
+    assert infer_framework("yolo11n.yaml") == "ultralytics"
+    assert infer_framework("yolov8s.yaml") == "ultralytics"
+    assert infer_framework("yolov5n.yaml") == "yolov5"  # both ship it: yolov5, the default, wins
+    assert infer_framework("no-such-model.yaml") == "yolov5"
+    assert resolve_framework("ultralytics", None) == ("ultralytics", "yolo11n.yaml")
+    assert resolve_framework(None, None) == ("yolov5", "yolov5n.yaml")
+    assert resolve_framework("ultralytics", "yolov5n.yaml") == ("ultralytics", "yolov5n.yaml")  # YOLOv5u
+    with pytest.raises(InputError, match="framework must be one of yolov5, ultralytics"):
+        resolve_framework("keras", None)
+
+
+def test_a_model_file_is_read_for_its_framework(tmp_path: Path) -> None:
+    yolov5_yaml = tmp_path / "mine-v5.yaml"
+    yolov5_yaml.write_text(Path(resolve_model("yolov5n.yaml")).read_text())
+    anchor_free = tmp_path / "mine-v8.yaml"
+    anchor_free.write_text(yaml.safe_dump({"nc": 3, "backbone": [[-1, 1, "Conv", [16, 3, 2]]], "head": []}))
+    assert infer_framework(str(yolov5_yaml)) == "yolov5"
+    assert infer_framework(str(anchor_free)) == "ultralytics"
+    # A checkpoint is a zip whose pickle names the classes that saved it.
+    import zipfile
+
+    for name, module in (
+        ("v8.pt", b"ultralytics.nn.tasks\nDetectionModel"),
+        ("v5.pt", b"models.yolo\nModel"),
+    ):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            archive.writestr("archive/data.pkl", b"\x80\x02c" + module)
+    assert infer_framework(str(tmp_path / "v8.pt")) == "ultralytics"
+    assert infer_framework(str(tmp_path / "v5.pt")) == "yolov5"
+
+
+def test_trial_and_study_resolve_the_same_way(tiny_data: Path) -> None:
+    config = TrialConfig(data=str(tiny_data), model="yolo11n.yaml")
+    assert config.framework == "ultralytics"
+    assert TrialConfig(data=str(tiny_data), framework="ultralytics").model == "yolo11n.yaml"
+    assert TrialConfig(data=str(tiny_data)).framework == "yolov5"
+    with pytest.raises(ValidationError) as error:
+        TrialConfig(data=str(tiny_data), framework="keras")
+    assert validation_message(error.value) == "framework: must be one of yolov5, ultralytics: 'keras'"
+    spec = StudySpec.model_validate(
+        {"name": "s", "data": "demo", "memory_limit": "2GiB", "framework": "ultralytics"}
+    )
+    assert (spec.framework, spec.model) == ("ultralytics", "yolo11n.yaml")
+    spec = StudySpec.model_validate(
+        {"name": "s", "data": "demo", "memory_limit": "2GiB", "model": "yolov8n.yaml"}
+    )
+    assert spec.framework == "ultralytics"
+
+
+def test_shipped_models_are_found_without_downloading() -> None:
+    assert resolve_model("yolo11n.yaml", "ultralytics") == "yolo11n.yaml"  # ultralytics keeps the scale
+    assert Path(resolve_model("yolov5s.yaml", "yolov5")).is_file()
+    with pytest.raises(InputError, match="not found"):
+        resolve_model("yolo11n.pt", "ultralytics")
+    with pytest.raises(InputError, match="one of ultralytics's models"):
+        resolve_model("yolo99n.yaml", "ultralytics")
+
+
+def test_hyperparameters_in_each_frameworks_format(tmp_path: Path) -> None:
+    assert resolve_hyp("demo", "ultralytics") != resolve_hyp("demo", "yolov5")
+    get_framework("ultralytics").check_hyp(Path(str(resolve_hyp("demo", "ultralytics"))))
+    # yolov5's loss gains (obj, anchor_t) are not ultralytics settings: said before anything runs.
+    with pytest.raises(
+        InputError, match="not ultralytics train settings: anchor_t, fl_gamma, iou_t, obj, obj_pw"
+    ):
+        resolve_hyp(str(resolve_hyp("demo", "yolov5")), "ultralytics")
+    with pytest.raises(InputError, match="yolov5 hyp yaml"):
+        resolve_hyp(str(resolve_hyp("demo", "ultralytics")), "yolov5")
+
+
+def test_each_framework_starts_its_own_dataloader_workers() -> None:
+    assert loader_workers(8, 16, cpus=2) == (2, 2)  # yolov5: capped at the CPUs
+    assert loader_workers(4, 1, cpus=8) == (0, 2)  # yolov5: no worker for a batch of 1
+    # ultralytics' trainer runs none on a CPU, whatever was asked.
+    assert loader_workers(8, 16, cpus=16, framework="ultralytics", device="cpu") == (0, 0)
+    assert loader_workers(4, 16, cpus=16, framework="ultralytics", device="0") == (4, 8)
+    assert loader_workers(8, 16, cpus=16, framework="ultralytics", device="0,1") == (8, 8)  # 8 CPUs a GPU
+
+
+def test_the_memory_model_sees_no_worker_cost_where_none_runs(tiny_data: Path) -> None:
+    from search.data._dataset import load_dataset
+    from search.model._predict import DatasetStats
+
+    stats = DatasetStats.read(load_dataset(tiny_data))
+    knobs = {"batch": 8, "imgsz": 64, "cache": "ram", "workers": 2, "stats": stats}
+    on_yolov5 = features(**knobs, framework="yolov5")
+    on_ultralytics = features(**knobs, framework="ultralytics", device="cpu")
+    assert on_yolov5["worker_processes"] > 0 and on_yolov5["worker_cache_copies"] > 0
+    assert on_ultralytics["worker_processes"] == 0 and on_ultralytics["worker_cache_copies"] == 0
+    assert on_ultralytics["ram_cache"] == on_yolov5["ram_cache"]
+
+
+def test_export_prints_each_frameworks_own_command() -> None:
+    options = {
+        "data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": 3, "batch": 16, "imgsz": 320,
+        "cache": "none", "workers": 2, "amp": True, "device": "0", "seed": 1,
+    }  # fmt: skip
+    command = shlex.split(upstream_command({**options, "framework": "ultralytics", "hyp": "demo"}))
+    assert command[:3] == ["yolo", "detect", "train"]
+    settings = dict(part.split("=", 1) for part in command[3:])
+    assert settings == {
+        "data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": "3", "batch": "16", "imgsz": "320",
+        "workers": "2", "device": "0", "seed": "1", "cache": "False", "amp": "True",
+        "cfg": str(resolve_hyp("demo", "ultralytics")),
+    }  # fmt: skip
+    yolov5 = shlex.split(upstream_command({**options, "model": "yolov5n.yaml", "framework": "yolov5"}))
+    assert yolov5[:2] == ["yolov5", "train"] and "--cfg" in yolov5 and "--cache" not in yolov5
