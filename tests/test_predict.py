@@ -168,7 +168,7 @@ def _stub_footprint(monkeypatch: pytest.MonkeyPatch, value: int) -> list[str]:
     """Replaces the footprint probe with ``value``; returns the devices it was asked for."""
     asked: list[str] = []
 
-    def fake(*, device: str = "cpu") -> int:
+    def fake(*, device: str = "cpu", framework: str = "yolov5") -> int:
         asked.append(device)
         return value
 
@@ -220,7 +220,7 @@ def test_starting_model_prefers_the_calibration_and_falls_back_to_priors(
     assert start.source == "calibration" and start.model is fitted and start.calibration_rows == rows
     assert start.origin == "calibrated on this machine (6 runs, median error 1.0%)" and asked == []
 
-    def broken(*, device: str = "cpu") -> int:
+    def broken(*, device: str = "cpu", framework: str = "yolov5") -> int:
         raise InputError("cannot import torch and yolov5 to measure the framework's footprint: boom")
 
     monkeypatch.setattr(footprint, "framework_footprint_bytes", broken)
