@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from search.accuracy import Training
 from search.errors import InputError
 from search.frameworks import FRAMEWORK_NAMES, get_framework, infer_framework, resolve_framework
 from search.model._predict import features, loader_workers
@@ -126,3 +127,56 @@ def test_export_prints_each_frameworks_own_command() -> None:
     }  # fmt: skip
     yolov5 = shlex.split(upstream_command({**options, "model": "yolov5n.yaml", "framework": "yolov5"}))
     assert yolov5[:2] == ["yolov5", "train"] and "--cfg" in yolov5 and "--cache" not in yolov5
+
+
+def test_ultralytics_counts_the_cache_as_an_accuracy_knob() -> None:
+    # Its mosaic draws partners from the whole dataset with cache=ram, from a buffer otherwise.
+    from search.study._space import DEFAULT_ROLES, KnobRoles
+
+    assert KnobRoles.of("yolov5") == DEFAULT_ROLES
+    assert DEFAULT_ROLES.accuracy == ("batch", "imgsz", "amp") and DEFAULT_ROLES.system == (
+        "cache",
+        "workers",
+    )
+    roles = KnobRoles.of("ultralytics")
+    assert roles.accuracy == ("batch", "imgsz", "cache", "amp") and roles.system == ("workers",)
+
+
+def _trainings() -> list[Training]:
+    from .synthetic import GIB, knobs
+
+    return [
+        Training(number=0, config=knobs(16, 128, "none"), seed=0, accuracy=0.30, peak_host_bytes=1.1 * GIB),
+        Training(number=1, config=knobs(16, 128, "ram"), seed=0, accuracy=0.34, peak_host_bytes=1.3 * GIB),
+    ]
+
+
+def test_trainings_differing_only_in_the_cache_are_one_config_for_yolov5_two_for_ultralytics() -> None:
+    from search.accuracy import estimate_accuracy
+    from search.study._space import KnobRoles
+
+    (yolov5,) = estimate_accuracy(_trainings()).configs.values()
+    assert [s.config["cache"] for s in yolov5.systems] == ["none", "ram"]
+    ultralytics = estimate_accuracy(_trainings(), roles=KnobRoles.of("ultralytics"))
+    assert set(ultralytics.configs) == {(16, 128, "none", False), (16, 128, "ram", False)}
+    assert {e.knobs["cache"] for e in ultralytics.configs.values()} == {"none", "ram"}
+    assert ultralytics.text((16, 128, "ram", False)) == "batch 16, imgsz 128, cache ram, amp off"
+
+
+def test_the_planner_varies_only_the_frameworks_system_knobs() -> None:
+    from search.accuracy import estimate_accuracy
+    from search.study._replicates import Running, plan_next
+    from search.study._space import KnobRoles
+
+    choices = {"batch": [16], "imgsz": [128], "cache": ["none", "ram"], "workers": [0, 1], "amp": [False]}
+    trainings = _trainings()
+    attempts = [Running(config=t.config, seed=t.seed, feasible=True) for t in trainings]
+    # yolov5: two replicates of one accuracy config (the RAM check shifts the stream at workers 0),
+    # the only one in the space: nothing left can change the answer.
+    assert plan_next(estimate_accuracy(trainings), attempts, choices=choices, first_seed=0) is None
+    # ultralytics: two accuracy configs, noise unknown: the best is replicated, keeping its cache and
+    # taking the system setting it was not measured with (workers, its only system knob).
+    roles = KnobRoles.of("ultralytics")
+    plan = plan_next(estimate_accuracy(trainings, roles=roles), attempts, choices=choices, first_seed=0)
+    assert plan is not None and plan.seed == 1
+    assert plan.fixed == {"cache": "ram", "workers": 1}

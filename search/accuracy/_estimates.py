@@ -33,7 +33,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from search.study._space import ACCURACY_KNOBS, SYSTEM_KNOBS
+from search.study._space import DEFAULT_ROLES, KnobRoles
 from search.study._stored import StoredTrial
 
 __all__ = [
@@ -59,14 +59,14 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESOLUTION = 0.005
 
 
-def accuracy_key(config: Mapping[str, Any]) -> AccuracyKey:
-    """The accuracy config of a full config: its :data:`ACCURACY_KNOBS` values."""
-    return tuple(_plain(config[k]) for k in ACCURACY_KNOBS)
+def accuracy_key(config: Mapping[str, Any], roles: KnobRoles = DEFAULT_ROLES) -> AccuracyKey:
+    """The accuracy config of a full config: its accuracy knobs' values (yolov5's by default)."""
+    return tuple(_plain(config[k]) for k in roles.accuracy)
 
 
-def system_key(config: Mapping[str, Any]) -> SystemKey:
-    """The system setting of a full config: its :data:`SYSTEM_KNOBS` values."""
-    return tuple(_plain(config[k]) for k in SYSTEM_KNOBS)
+def system_key(config: Mapping[str, Any], roles: KnobRoles = DEFAULT_ROLES) -> SystemKey:
+    """The system setting of a full config: its system knobs' values (yolov5's by default)."""
+    return tuple(_plain(config[k]) for k in roles.system)
 
 
 def random_stream(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]:
@@ -79,10 +79,10 @@ def random_stream(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...
     return (seed, workers, _plain(config["cache"]) == "ram" and workers == 0)
 
 
-def key_text(key: AccuracyKey) -> str:
+def key_text(key: AccuracyKey, roles: KnobRoles = DEFAULT_ROLES) -> str:
     """An accuracy config as people read it, e.g. ``batch 16, imgsz 128, amp off``."""
     parts = []
-    for name, value in zip(ACCURACY_KNOBS, key, strict=True):
+    for name, value in zip(roles.accuracy, key, strict=True):
         parts.append(f"{name} {('on' if value else 'off') if isinstance(value, bool) else value}")
     return ", ".join(parts)
 
@@ -219,7 +219,7 @@ class AccuracyEstimate:
     """An accuracy config's accuracy, from all its trainings.
 
     Attributes:
-        key: The :data:`ACCURACY_KNOBS` values.
+        key: The accuracy knobs' values (``names``).
         mean: The mean over its replicates.
         low: The lower end of its confidence interval (-inf while the noise is unknown).
         high: The upper end (inf while the noise is unknown).
@@ -227,6 +227,7 @@ class AccuracyEstimate:
         trials: Every trial number that trained it (cache-only repeats included).
         systems: Each system setting it was measured with, leanest first.
         values: Each replicate's accuracy (the mean of its trainings: they score alike).
+        names: The accuracy knobs the key holds (the framework's :class:`KnobRoles`).
     """
 
     key: AccuracyKey
@@ -237,6 +238,7 @@ class AccuracyEstimate:
     trials: tuple[int, ...]
     systems: tuple[FullConfig, ...]
     values: tuple[float, ...] = ()
+    names: tuple[str, ...] = DEFAULT_ROLES.accuracy
 
     @property
     def leanest(self) -> FullConfig:
@@ -246,15 +248,32 @@ class AccuracyEstimate:
     @property
     def knobs(self) -> dict[str, Any]:
         """The accuracy knobs as a mapping."""
-        return dict(zip(ACCURACY_KNOBS, self.key, strict=True))
+        return dict(zip(self.names, self.key, strict=True))
 
 
 @dataclasses.dataclass(frozen=True)
 class AccuracyEstimates:
-    """Every accuracy config of a study with its estimate, and the noise they share."""
+    """Every accuracy config of a study with its estimate, and the noise they share.
+
+    ``roles`` says which knobs make an accuracy config and which a system setting (the framework's);
+    keys of other configs are made with :meth:`key_of` and :meth:`system_of`.
+    """
 
     configs: dict[AccuracyKey, AccuracyEstimate]
     noise: Noise
+    roles: KnobRoles = DEFAULT_ROLES
+
+    def key_of(self, config: Mapping[str, Any]) -> AccuracyKey:
+        """The accuracy config of a full config."""
+        return accuracy_key(config, self.roles)
+
+    def system_of(self, config: Mapping[str, Any]) -> SystemKey:
+        """The system setting of a full config."""
+        return system_key(config, self.roles)
+
+    def text(self, key: AccuracyKey) -> str:
+        """An accuracy config as people read it."""
+        return key_text(key, self.roles)
 
     def distinguishable(self, a: AccuracyKey, b: AccuracyKey) -> bool:
         """Whether configs ``a`` and ``b`` differ in accuracy beyond noise."""
@@ -300,6 +319,7 @@ def estimate_accuracy(
     confidence: float = DEFAULT_CONFIDENCE,
     resolution: float = DEFAULT_RESOLUTION,
     systems_of: SystemsOf | None = None,
+    roles: KnobRoles = DEFAULT_ROLES,
 ) -> AccuracyEstimates:
     """Groups trainings into accuracy configs and replicates, and estimates each config's accuracy.
 
@@ -311,10 +331,11 @@ def estimate_accuracy(
             (default: its trainings' own measurements; :class:`search.probe.SystemFigures` adds
             probes and whole-dataset predictions). A config left with none that fits is measured
             (its replicates count toward the noise) but not in ``configs``.
+        roles: Which knobs make an accuracy config (the framework's; yolov5's by default).
     """
     by_config: dict[AccuracyKey, list[Training]] = defaultdict(list)
     for training in trainings:
-        by_config[accuracy_key(training.config)].append(training)
+        by_config[accuracy_key(training.config, roles)].append(training)
     replicates: dict[AccuracyKey, list[float]] = {}
     for key, group in by_config.items():
         draws: dict[tuple[Any, ...], list[float]] = defaultdict(list)
@@ -328,7 +349,7 @@ def estimate_accuracy(
     )
     configs = {}
     for key, group in by_config.items():
-        systems = _systems(group) if systems_of is None else systems_of(key, group)
+        systems = _systems(group, roles) if systems_of is None else systems_of(key, group)
         if not systems:
             continue
         values = replicates[key]
@@ -343,19 +364,20 @@ def estimate_accuracy(
             trials=tuple(sorted(t.number for t in group)),
             systems=systems,
             values=tuple(values),
+            names=roles.accuracy,
         )
-    return AccuracyEstimates(configs=configs, noise=noise)
+    return AccuracyEstimates(configs=configs, noise=noise, roles=roles)
 
 
-def measured_systems(group: list[Training]) -> tuple[FullConfig, ...]:
+def measured_systems(group: list[Training], roles: KnobRoles = DEFAULT_ROLES) -> tuple[FullConfig, ...]:
     """The full configs of an accuracy config as its trainings measured them, leanest first."""
-    return _systems(group)
+    return _systems(group, roles)
 
 
-def _systems(group: list[Training]) -> tuple[FullConfig, ...]:
+def _systems(group: list[Training], roles: KnobRoles) -> tuple[FullConfig, ...]:
     by_system: dict[SystemKey, list[Training]] = defaultdict(list)
     for training in group:
-        by_system[system_key(training.config)].append(training)
+        by_system[system_key(training.config, roles)].append(training)
     systems = []
     for runs in by_system.values():
         runs.sort(key=lambda t: t.number)

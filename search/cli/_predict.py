@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search.errors import InputError
+from search.frameworks import resolve_framework
 from search.model._predict import TERMS, DatasetStats, MemoryModel, features, load_starting_model
 from search.units import format_bytes, parse_size
 
@@ -34,13 +35,23 @@ _DESCRIPTIONS = {
 
 
 def largest_fitting(
-    model: MemoryModel, stats: DatasetStats, knobs: dict[str, Any], *, budget: int, train_images: int | None
+    model: MemoryModel,
+    stats: DatasetStats,
+    knobs: dict[str, Any],
+    *,
+    budget: int,
+    train_images: int | None,
+    rules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The largest batch, the largest imgsz and the cache modes that fit ``budget``, others unchanged."""
+    """The largest batch, the largest imgsz and the cache modes that fit ``budget``, others unchanged.
+
+    ``rules``: the ``framework`` and ``device`` whose worker rule applies (yolov5 on a CPU by default).
+    """
 
     def fits(**change: Any) -> bool:
         merged = {**knobs, **change}
-        return model.predict(features(stats=stats, train_images=train_images, **merged)).total_bytes <= budget
+        row = features(stats=stats, train_images=train_images, **(rules or {}), **merged)
+        return model.predict(row).total_bytes <= budget
 
     def largest(candidates: list[int], name: str) -> int | None:
         best = None
@@ -62,7 +73,7 @@ def largest_fitting(
 
 
 def predict(
-    data: Annotated[str, typer.Option(help="YOLOv5 data yaml.")],
+    data: Annotated[str, typer.Option(help="YOLO data yaml.")],
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size.")] = 640,
     cache: Annotated[str, typer.Option(help="none, ram or disk.")] = "none",
@@ -73,7 +84,12 @@ def predict(
     images: Annotated[
         int | None, typer.Option(help="Training images to assume (default: the dataset's).")
     ] = None,
-    model: Annotated[str, typer.Option(help="Model yaml or .pt (selects the calibration).")] = "yolov5n.yaml",
+    model: Annotated[
+        str | None, typer.Option(help="Model yaml or .pt (selects the calibration); default the framework's.")
+    ] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or a CUDA device (selects the calibration).")] = "cpu",
     max_memory: Annotated[str | None, typer.Option(help="Also say what fits this budget, e.g. 32GB.")] = None,
     json_path: Annotated[
@@ -101,12 +117,14 @@ def predict(
         raise InputError(f"--max-memory: {error}") from None
     json_to_stdout = json_path is not None and str(json_path) == "-"
     tables = err_out if json_to_stdout else out
+    framework, model = resolve_framework(framework, model)
     stats = DatasetStats.read(load_dataset(data))
     with console.status("this machine's calibration or framework footprint (measured once: seconds)"):
-        start = load_starting_model(model, device)
+        start = load_starting_model(model, device, framework=framework)
     memory_model, origin = start.model, start.origin
     knobs: dict[str, Any] = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers}
-    prediction = memory_model.predict(features(stats=stats, train_images=images, **knobs))
+    rules: dict[str, Any] = {"framework": framework, "device": device}
+    prediction = memory_model.predict(features(stats=stats, train_images=images, **rules, **knobs))
     table = Table(title=f"predicted peak host memory (PSS of the trial's processes): {origin}")
     table.add_column("term")
     table.add_column("what", style="dim")
@@ -131,7 +149,7 @@ def predict(
         "knobs_without_effect": {"amp": _AMP_NOTE},
     }
     if budget is not None:
-        fitting = largest_fitting(memory_model, stats, knobs, budget=budget, train_images=images)
+        fitting = largest_fitting(memory_model, stats, knobs, budget=budget, train_images=images, rules=rules)
         payload["fits"] = fitting
         modes = ", ".join(m for m, ok in fitting["cache_modes"].items() if ok) or "none of them"
         tables.print(
@@ -146,7 +164,10 @@ def predict(
 
 
 def calibrate(
-    model: Annotated[str, typer.Option(help="Model yaml or .pt to calibrate for.")] = "yolov5n.yaml",
+    model: Annotated[str | None, typer.Option(help="Model yaml or .pt to calibrate for.")] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or a CUDA device.")] = "cpu",
     force: Annotated[bool, typer.Option(help="Measure again even if cached.")] = False,
 ) -> None:
@@ -157,7 +178,8 @@ def calibrate(
     def on_run(index: int, count: int, knobs: dict[str, Any]) -> None:
         console.print(f"calibration run {index + 1}/{count}: {knobs}")
 
-    calibration = run_calibration(model=model, device=device, force=force, on_run=on_run)
+    framework, model = resolve_framework(framework, model)
+    calibration = run_calibration(model=model, device=device, framework=framework, force=force, on_run=on_run)
     fitted = calibration.model
     for name in TERMS:
         mark = "fitted" if name in fitted.fitted_terms else "prior"

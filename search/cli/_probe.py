@@ -62,17 +62,23 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
 
 
 def probe(
-    data: Annotated[str, typer.Option(help="YOLOv5 data yaml (every image is used).")],
+    data: Annotated[str, typer.Option(help="YOLO data yaml (every image is used).")],
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size (rounded up to a multiple of 32).")] = 640,
     cache: Annotated[str, typer.Option(help="Image cache: none, ram or disk.")] = "none",
     workers: Annotated[int, typer.Option(help="Dataloader workers.")] = 0,
     amp: Annotated[str, typer.Option(help="Mixed precision: on or off.")] = "off",
     model: Annotated[
-        str, typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune).")
-    ] = "yolov5n.yaml",
+        str | None,
+        typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune); default the framework's."),
+    ] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, or a CUDA device such as 0.")] = "cpu",
-    hyp: Annotated[str | None, typer.Option(help="yolov5 hyperparameter yaml, or demo.")] = None,
+    hyp: Annotated[
+        str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
+    ] = None,
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
     gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
@@ -82,7 +88,7 @@ def probe(
 ) -> None:
     """Measure one full config's peak memory and epoch time on the whole dataset, without training it.
 
-    Builds the cache as yolov5 does (all train and val images), runs training batches with the real
+    Builds the cache as the framework does (all train and val images), runs training batches with the real
     dataloader workers until the peak stops growing, runs one whole validation pass, and stops.
     """
     from search.cli._app import duration_option, size_option
@@ -92,8 +98,8 @@ def probe(
         raise InputError(f"--amp: expected on or off, got {amp!r}")
     try:
         config = TrialConfig(
-            data=data, model=model, batch=batch, imgsz=imgsz, cache=cache, workers=workers, amp=amp == "on",
-            device=device, hyp=hyp,
+            data=data, framework=framework, model=model, batch=batch, imgsz=imgsz, cache=cache,
+            workers=workers, amp=amp == "on", device=device, hyp=hyp,
         )  # fmt: skip
     except ValidationError as error:
         raise InputError(f"--{validation_message(error).replace('_', '-')}") from None

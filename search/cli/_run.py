@@ -118,6 +118,7 @@ def status(
 ) -> None:
     """Workers seen recently, trials running / done / infeasible, and the front's size."""
     from search.study._prepare import open_study, storage_url
+    from search.study._space import KnobRoles
     from search.study._spec import load_study_spec
     from search.study._workers import study_status
     from search.units import parse_duration
@@ -135,6 +136,7 @@ def status(
     now = study_status(
         study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s,
         resolution=spec.accuracy_resolution, systems_of=None if memory is None else memory.figures,
+        roles=KnobRoles.of(spec.framework),
     )  # fmt: skip
     from search.study._storage import safe_url
 

@@ -47,6 +47,8 @@ class Framework(abc.ABC):
         default_model: The model a study or trial trains when it names none.
         child_module: The module under :mod:`search.child` whose ``run(spec, events)`` trains.
         import_line: What a child imports to train (the framework footprint measures it).
+        system_knobs: The knobs that change memory and speed but not what the network sees (so
+            trainings that differ only in them measure one accuracy config).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Framework(abc.ABC):
     default_model: str
     child_module: str
     import_line: str
+    system_knobs: tuple[str, ...] = ("cache", "workers")
 
     def versions(self) -> dict[str, str]:
         """The software a measurement is valid for: torch and the framework."""

@@ -42,6 +42,10 @@ class Ultralytics(Framework):
     default_model = "yolo11n.yaml"
     child_module = "search.child.ultralytics_train"
     import_line = "import ultralytics.models.yolo.detect"
+    # Not the cache: with cache=ram its mosaic draws the other three images from the whole dataset,
+    # otherwise from a buffer of recently loaded ones (ultralytics/data/augment.py, buffer_enabled),
+    # so ram trains on other mosaics than none and disk.
+    system_knobs = ("workers",)
 
     def shipped_model(self, name: str) -> str | None:
         folder = package_folder("ultralytics")

@@ -25,6 +25,7 @@ from search.accuracy._estimates import AccuracyKey, FullConfig, Training, accura
 from search.model._predict import DatasetStats, MemoryModel, features
 from search.model._preflight import record_features
 from search.probe._store import StoredProbe
+from search.study._space import DEFAULT_ROLES, KnobRoles
 
 __all__ = ["SystemFigures", "probe_rows", "whole_dataset_predictor"]
 
@@ -62,6 +63,7 @@ class SystemFigures:
         predict_full: The memory model's whole-dataset prediction of a config's peak (None: no model).
         subset_scale: Whole-dataset training images over those the trainings used, when the study
             trains on a subset (None: the trainings saw the whole dataset).
+        roles: Which knobs make an accuracy config (the framework's).
     """
 
     def __init__(
@@ -71,13 +73,15 @@ class SystemFigures:
         limit_bytes: int,
         predict_full: Callable[[Mapping[str, Any]], float] | None = None,
         subset_scale: float | None = None,
+        roles: KnobRoles = DEFAULT_ROLES,
     ) -> None:
+        self.roles = roles
         self.limit_bytes = limit_bytes
         self.predict_full = predict_full
         self.subset_scale = subset_scale
         self._probes: dict[AccuracyKey, list[StoredProbe]] = defaultdict(list)
         for probe in probes.values():
-            self._probes[accuracy_key(probe.result.knobs)].append(probe)
+            self._probes[accuracy_key(probe.result.knobs, roles)].append(probe)
 
     def probed(self, key: AccuracyKey) -> list[StoredProbe]:
         """The probes of an accuracy config's full configs."""
@@ -86,8 +90,8 @@ class SystemFigures:
     def __call__(self, key: AccuracyKey, group: list[Training]) -> tuple[FullConfig, ...]:
         by_system: dict[tuple[Any, ...], list[Training]] = defaultdict(list)
         for training in group:
-            by_system[system_key(training.config)].append(training)
-        probes = {system_key(p.result.knobs): p for p in self._probes.get(key, [])}
+            by_system[system_key(training.config, self.roles)].append(training)
+        probes = {system_key(p.result.knobs, self.roles): p for p in self._probes.get(key, [])}
         systems = []
         for system in dict.fromkeys([*by_system, *probes]):
             runs = sorted(by_system.get(system, []), key=lambda t: t.number)

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig, key_text
+from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
 from search.study._spec import StudySpec
@@ -166,10 +166,10 @@ def choice_lines(
     if choice.chosen is None or estimate is None or system is None or leanest is None:
         return []
     where = f"trial {system.trial}" if system.trial is not None else f"probe {system.probe}"
+    setting = ", ".join(f"{name} {system.config[name]}" for name in estimates.roles.system)
     lines = [
-        f"{where}: {key_text(estimate.key)}; cache {system.config['cache']}, workers "
-        f"{system.config['workers']}: {accuracy} {interval_text(estimate)}, {_PEAK_WORDS[system.source]} "
-        f"{format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
+        f"{where}: {estimates.text(estimate.key)}; {setting}: {accuracy} {interval_text(estimate)}, "
+        f"{_PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
     ]
     note = estimates.signal_text()
     if note is not None:
@@ -186,7 +186,7 @@ def choice_lines(
             verdict = f"{gap:+.3f} against it, within the {noise}: not distinguishable"
         memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'} memory"
         lines.append(
-            f"runner-up: {key_text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
+            f"runner-up: {estimates.text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
         )
     if system.config != leanest.config and system.epoch_seconds and leanest.epoch_seconds:
         lines.append(

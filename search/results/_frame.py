@@ -30,13 +30,11 @@ from search.accuracy._estimates import (
     DEFAULT_RESOLUTION,
     AccuracyEstimates,
     SystemsOf,
-    accuracy_key,
     estimate_accuracy,
-    system_key,
     trainings_of,
 )
 from search.accuracy._front import front_hypervolume, full_front, noise_front
-from search.study._space import KNOBS
+from search.study._space import DEFAULT_ROLES, KNOBS, KnobRoles
 from search.study._stored import StudyKeys, read_trials
 
 __all__ = [
@@ -98,7 +96,11 @@ def trials_frame(study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION)
 
 
 def read_results(
-    study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION, systems_of: SystemsOf | None = None
+    study: optuna.Study,
+    *,
+    resolution: float = DEFAULT_RESOLUTION,
+    systems_of: SystemsOf | None = None,
+    roles: KnobRoles = DEFAULT_ROLES,
 ) -> tuple[pd.DataFrame, AccuracyEstimates]:
     """The trials table (:func:`trials_frame`) and the accuracy estimates it was made with, from one
     read of the study's trials.
@@ -109,12 +111,13 @@ def read_results(
             ``accuracy_resolution``).
         systems_of: Where full configs' memory and speed come from (default: the trainings';
             :class:`search.probe.SystemFigures` adds probes and whole-dataset predictions).
+        roles: Which knobs make an accuracy config (the study's framework's).
     """
     trials = study.get_trials(deepcopy=False)
     stored = read_trials(trials)
     accuracy, _ = _front_axes(study)
     estimates = estimate_accuracy(
-        trainings_of(stored, accuracy=accuracy), resolution=resolution, systems_of=systems_of
+        trainings_of(stored, accuracy=accuracy), resolution=resolution, systems_of=systems_of, roles=roles
     )
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     pareto_all = {t.number for t in study.best_trials} if complete else set()
@@ -168,10 +171,11 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
     for _, row in frame.iterrows():
         config = {k: row[k] for k in KNOBS}
         known = all(v is not None and v == v for v in config.values())
-        estimate = estimates.configs.get(accuracy_key(config)) if known else None
+        estimate = estimates.configs.get(estimates.key_of(config)) if known else None
         system = None
         if estimate is not None:
-            system = next((s for s in estimate.systems if system_key(s.config) == system_key(config)), None)
+            wanted = estimates.system_of(config)
+            system = next((s for s in estimate.systems if estimates.system_of(s.config) == wanted), None)
         point = representative.get(int(row["number"]))
         if point is not None:
             system = point.estimate.leanest

@@ -17,6 +17,7 @@ from search.model._preflight import full_size_predictions
 from search.probe._systems import SystemFigures, probe_rows, whole_dataset_predictor
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
 from search.results._frame import front, full_front_frame, hypervolume, read_results, status_counts
+from search.study._space import KnobRoles
 from search.study._stored import RecordFiles, read_trial
 from search.units import parse_size
 
@@ -229,7 +230,9 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
     memory = whole_dataset(spec, study_file, study)
     figures = None if memory is None else memory.figures
-    frame, estimates = read_results(study, resolution=spec.accuracy_resolution, systems_of=figures)
+    frame, estimates = read_results(
+        study, resolution=spec.accuracy_resolution, systems_of=figures, roles=KnobRoles.of(spec.framework)
+    )
     if memory is None:
         frame["predicted_full_bytes"] = [None] * len(frame)
     else:
@@ -284,5 +287,6 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
     figures = SystemFigures(
         probes=probes, limit_bytes=spec.memory_limit, predict_full=predict_full,
         subset_scale=full_images / spec.train_images if subset and spec.train_images else None,
+        roles=KnobRoles.of(spec.framework),
     )  # fmt: skip
     return WholeDataset(stats=stats, model=model, probes=probes, figures=figures)

@@ -13,13 +13,14 @@ if TYPE_CHECKING:
     from search.study._optimize import StudyOutcome, run_worker
     from search.study._prepare import PreparedStudy, open_study, prepare_study
     from search.study._run import run_study
-    from search.study._space import KNOBS, EffectiveSpace, effective_space
+    from search.study._space import KNOBS, EffectiveSpace, KnobRoles, effective_space
     from search.study._spec import StudySpec, load_study_spec
     from search.study._stored import Status, StoredTrial, read_trial, read_trials
 
 __all__ = [
     "KNOBS",
     "EffectiveSpace",
+    "KnobRoles",
     "PreparedStudy",
     "Status",
     "StoredTrial",
@@ -45,6 +46,7 @@ __getattr__, __dir__ = lazy_exports(
         "run_study": "search.study._run",
         "KNOBS": "search.study._space",
         "EffectiveSpace": "search.study._space",
+        "KnobRoles": "search.study._space",
         "effective_space": "search.study._space",
         "StudySpec": "search.study._spec",
         "load_study_spec": "search.study._spec",

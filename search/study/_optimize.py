@@ -24,7 +24,7 @@ from search.probe._run import ProbeResult
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, run_due_probe
 from search.study._replicates import TrainingState, replicate_identity, training_key
-from search.study._space import sampled_choices, suggest
+from search.study._space import KnobRoles, sampled_choices, suggest
 from search.study._spec import StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
@@ -145,8 +145,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 stop_reason = reason
                 break
             state = TrainingState.of(
-                stored, accuracy=spec.objectives[0], first_seed=spec.seed, resolution=spec.accuracy_resolution
-            )
+                stored, accuracy=spec.objectives[0], first_seed=spec.seed,
+                resolution=spec.accuracy_resolution, roles=prepared.roles,
+            )  # fmt: skip
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             if prepared.probes is not None and not queued:
                 probed, seconds = run_due_probe(
@@ -201,9 +202,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                         break
                     continue
                 assert seed is not None  # no seed always has an earlier trial
-                identity = replicate_identity(params, seed)
+                identity = replicate_identity(params, seed, prepared.roles)
                 now = study.get_trials(deepcopy=False)
-                reason = _discard_reason(now, trial.number, identity, spec.n_trials)
+                reason = _discard_reason(now, trial.number, identity, spec.n_trials, prepared.roles)
                 if reason is not None:
                     _discard(study, trial, reason)
                     if guard.untrained():
@@ -236,7 +237,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
     final = TrainingState.of(
         read_trials(study.get_trials(deepcopy=False)), accuracy=spec.objectives[0], first_seed=spec.seed,
-        resolution=spec.accuracy_resolution,
+        resolution=spec.accuracy_resolution, roles=prepared.roles,
     )  # fmt: skip
     return StudyOutcome(
         trained=trained,
@@ -302,17 +303,21 @@ def _trained_before(
     return None
 
 
-def _running(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple[Any, ...] | None]:
+def _running(trials: list[optuna.trial.FrozenTrial], roles: KnobRoles) -> dict[int, tuple[Any, ...] | None]:
     """The trainings in progress on any worker: number -> replicate identity (None until suggested)."""
     return {
-        t.number: None if t.config is None else replicate_identity(t.config, t.seed)
+        t.number: None if t.config is None else replicate_identity(t.config, t.seed, roles)
         for t in read_trials(trials)
         if t.state == optuna.trial.TrialState.RUNNING and not t.proposal_only
     }
 
 
 def _discard_reason(
-    trials: list[optuna.trial.FrozenTrial], number: int, identity: tuple[Any, ...], n_trials: int
+    trials: list[optuna.trial.FrozenTrial],
+    number: int,
+    identity: tuple[Any, ...],
+    n_trials: int,
+    roles: KnobRoles,
 ) -> str | None:
     """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
 
@@ -320,7 +325,7 @@ def _discard_reason(
     the same replicate at once, at least one sees the other. Trial numbers rank the workers that asked
     at once for the last trials of ``n_trials``: the lowest numbers train.
     """
-    running = _running(trials)
+    running = _running(trials, roles)
     for other, config in running.items():
         if other != number and config == identity:
             return f"trial {other} trains the same replicate"

@@ -19,7 +19,7 @@ from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import ProbeKey, ProbeStore
 from search.study._probes import StudyProbes
-from search.study._space import EffectiveSpace, effective_space, sampled_choices
+from search.study._space import EffectiveSpace, KnobRoles, effective_space, sampled_choices
 from search.study._spec import StudySpec
 from search.study._storage import (
     default_storage_url,
@@ -200,6 +200,11 @@ class PreparedStudy:
     threads: int | None = None
     record_files: RecordFiles | None = None
     probes: StudyProbes | None = None
+
+    @property
+    def roles(self) -> KnobRoles:
+        """Which knobs make an accuracy config in this study (its framework's)."""
+        return KnobRoles.of(self.spec.framework)
 
 
 def prepare_study(

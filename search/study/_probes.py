@@ -37,7 +37,6 @@ from search.model._preflight import study_memory_model
 from search.probe._run import ProbeResult, run_probe
 from search.probe._store import ProbeStore, StoredProbe, knobs_key
 from search.probe._systems import probe_rows, whole_dataset_predictor
-from search.study._space import SYSTEM_KNOBS
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress
 
@@ -87,7 +86,7 @@ def plan_probe(
 
     Args:
         estimates: The study's accuracy estimates from its trainings.
-        systems: The system knobs' values here (``cache``, ``workers``).
+        systems: The system knobs' values here (the framework's: ``cache`` and ``workers`` for yolov5).
         probed: The probes stored for this dataset and machine, by knobs.
         skip: Knobs not to plan (being probed by another worker, or failed in this run).
         predict: The model's whole-dataset peak of a full config.
@@ -101,19 +100,24 @@ def plan_probe(
     known = {k for k, p in probed.items() if p.result.ok or (p.limit_bytes or 0) >= limit_bytes}
     ranked = sorted(estimates.configs.values(), key=lambda e: -e.mean)
 
+    names = list(systems)  # the framework's system knobs; the others are the accuracy config's
+
     def variants(knobs: Mapping[str, Any]) -> list[dict[str, Any]]:
         found = []
-        for cache, workers in itertools.product(systems["cache"], systems["workers"]):
-            full = {**knobs, "cache": cache, "workers": workers}
+        for values in itertools.product(*(systems[name] for name in names)):
+            full = {**knobs, **dict(zip(names, values, strict=True))}
             if knobs_key(full) not in known and knobs_key(full) not in skip:
                 found.append(full)
         return found
 
-    leanest_workers = min(systems["workers"])
+    lean: dict[str, Any] = {}
+    if "cache" in systems:
+        lean["cache"] = next(c for c in ("none", "disk", "ram") if c in systems["cache"])
+    if "workers" in systems:
+        lean["workers"] = min(systems["workers"])
 
     def leanest(knobs: Mapping[str, Any]) -> dict[str, Any]:
-        cache = next(c for c in ("none", "disk", "ram") if c in systems["cache"])
-        return {**knobs, "cache": cache, "workers": leanest_workers}
+        return {**knobs, **lean}
 
     best = ranked[0].knobs
     if not any(p.result.ok for p in probed.values()):
@@ -267,7 +271,7 @@ def run_due_probe(
             extra_rows=probes.rows(stored),
         )  # fmt: skip
     plan = plan_probe(
-        estimates, systems={k: prepared.space.choices[k] for k in SYSTEM_KNOBS}, probed=stored,
+        estimates, systems={k: prepared.space.choices[k] for k in prepared.roles.system}, probed=stored,
         skip=probes.store.probing() | probes.failed, predict=probes.predictor(model),
         model_error=model.median_error, limit_bytes=spec.memory_limit,
         subset=spec.train_images is not None and spec.train_images < len(probes.stats.train_sizes),

@@ -42,7 +42,7 @@ from search.accuracy._estimates import (
     trainings_of,
 )
 from search.accuracy._front import noise_front
-from search.study._space import ACCURACY_KNOBS, SYSTEM_KNOBS
+from search.study._space import DEFAULT_ROLES, KnobRoles
 from search.study._stored import StoredTrial
 
 __all__ = [
@@ -115,30 +115,32 @@ def replicate_candidates(estimates: AccuracyEstimates, *, max_replicates: int) -
     return sorted(wanted, key=lambda k: (configs[k].replicates, -configs[k].mean))
 
 
-def next_seed(key: AccuracyKey, attempts: Iterable[Running], *, first: int) -> int:
+def next_seed(
+    key: AccuracyKey, attempts: Iterable[Running], *, first: int, roles: KnobRoles = DEFAULT_ROLES
+) -> int:
     """The lowest seed from ``first`` that no training of accuracy config ``key`` used or uses."""
-    used = {r.seed for r in attempts if r.seed is not None and accuracy_key(r.config) == key}
+    used = {r.seed for r in attempts if r.seed is not None and accuracy_key(r.config, roles) == key}
     return next(s for s in itertools.count(first) if s not in used)
 
 
 def _least_measured_system(
-    systems: list[dict[str, Any]], attempts: list[Running], key: AccuracyKey | None
+    systems: list[dict[str, Any]], attempts: list[Running], key: AccuracyKey | None, roles: KnobRoles
 ) -> dict[str, Any] | None:
     """The system setting with the fewest trainings (for ``key``'s config first, then overall).
 
     For a config's replicate, a setting where that config went over the limit (or failed) is never
     taken again; None when no setting is left.
     """
-    overall = Counter(system_key(r.config) for r in attempts)
-    own = Counter(system_key(r.config) for r in attempts if key is not None and accuracy_key(r.config) == key)
-    refused = {
-        system_key(r.config)
-        for r in attempts
-        if key is not None and accuracy_key(r.config) == key and r.feasible is False
-    }
+
+    def mine(r: Running) -> bool:
+        return key is not None and accuracy_key(r.config, roles) == key
+
+    overall = Counter(system_key(r.config, roles) for r in attempts)
+    own = Counter(system_key(r.config, roles) for r in attempts if mine(r))
+    refused = {system_key(r.config, roles) for r in attempts if mine(r) and r.feasible is False}
     ranked = sorted(
-        (s for s in systems if system_key(s) not in refused),
-        key=lambda s: (own[system_key(s)], overall[system_key(s)]),
+        (s for s in systems if system_key(s, roles) not in refused),
+        key=lambda s: (own[system_key(s, roles)], overall[system_key(s, roles)]),
     )
     return ranked[0] if ranked else None
 
@@ -165,22 +167,26 @@ def plan_next(
         explore_directly: The sampler keeps repeating measured configs: plan a config not started
             yet with all its knobs, instead of asking the sampler for one.
     """
+    roles = estimates.roles
     systems = [
-        dict(zip(SYSTEM_KNOBS, values, strict=True))
-        for values in itertools.product(*(choices[k] for k in SYSTEM_KNOBS))
+        dict(zip(roles.system, values, strict=True))
+        for values in itertools.product(*(choices[k] for k in roles.system))
     ]
     lean_cache = "none" if "none" in choices["cache"] else choices["cache"][0]
-    leanest = (lean_cache, min(choices["workers"]))
-    systems.sort(key=lambda s: system_key(s) != leanest)  # ties go to the leanest
-    space = {tuple(v) for v in itertools.product(*(choices[k] for k in ACCURACY_KNOBS))}
+    lean = {"cache": lean_cache, "workers": min(choices["workers"])}
+    leanest = system_key(lean, roles)
+    systems.sort(key=lambda s: system_key(s, roles) != leanest)  # ties go to the leanest
+    space = {tuple(v) for v in itertools.product(*(choices[k] for k in roles.accuracy))}
     # A config is started once it trained within the limit, or was tried at the leanest setting (a
     # config that only went over the limit at a heavier one deserves a try at the leanest).
     started = set(estimates.configs) | {
-        accuracy_key(r.config) for r in attempts if r.feasible is None or system_key(r.config) == leanest
+        estimates.key_of(r.config)
+        for r in attempts
+        if r.feasible is None or estimates.system_of(r.config) == leanest
     }
     started &= space
     all_started = len(started) >= len(space)
-    busy = {accuracy_key(r.config) for r in attempts if r.feasible is None}
+    busy = {estimates.key_of(r.config) for r in attempts if r.feasible is None}
     candidates = [
         k
         for k in replicate_candidates(estimates, max_replicates=max_replicates)
@@ -193,11 +199,11 @@ def plan_next(
         not estimates.noise.known and len(estimates.configs) >= 2
     ) or 2 * replicates_done < len(estimates.configs) - 1  # fmt: skip
     for key in candidates if due else []:
-        system = _least_measured_system(systems, attempts, key)
+        system = _least_measured_system(systems, attempts, key, roles)
         if system is None:
             continue
-        knobs = dict(zip(ACCURACY_KNOBS, key, strict=True))
-        seed = next_seed(key, attempts, first=first_seed)
+        knobs = dict(zip(roles.accuracy, key, strict=True))
+        seed = next_seed(key, attempts, first=first_seed, roles=roles)
         reason = (
             "replicate of the best config: the accuracy noise is not measured yet"
             if not estimates.noise.known
@@ -212,7 +218,7 @@ def plan_next(
     if explore_directly:
         key = min(space - started)
         system = system if system else systems[0]
-        fixed = _searched({**dict(zip(ACCURACY_KNOBS, key, strict=True)), **system}, choices)
+        fixed = _searched({**dict(zip(roles.accuracy, key, strict=True)), **system}, choices)
         return Plan(fixed=fixed, seed=None, reason="a new accuracy config (the sampler kept repeating)")
     return Plan(fixed=_searched(system or {}, choices), seed=None, reason="a new accuracy config")
 
@@ -236,15 +242,15 @@ def judge_proposal(
     as the next replicate of a replicate candidate that no worker is replicating now (else it repeats
     what is known: the caller tells the earlier result, :meth:`TrainingState.earlier`).
     """
-    key = accuracy_key(config)
+    key = estimates.key_of(config)
     if key not in estimates.configs:
         # Not measured yet (or only over the limit, or in training elsewhere: a repeat of that one's
         # random stream is discarded as such, another stream is a replicate of its own).
         return first_seed
-    busy = any(r.feasible is None and accuracy_key(r.config) == key for r in attempts)
+    busy = any(r.feasible is None and estimates.key_of(r.config) == key for r in attempts)
     if busy or key not in replicate_candidates(estimates, max_replicates=max_replicates):
         return None
-    return next_seed(key, attempts, first=first_seed)
+    return next_seed(key, attempts, first=first_seed, roles=estimates.roles)
 
 
 def training_key(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]:
@@ -252,9 +258,11 @@ def training_key(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]
     return (*accuracy_key(config), *system_key(config), seed)
 
 
-def replicate_identity(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...]:
+def replicate_identity(
+    config: Mapping[str, Any], seed: int | None, roles: KnobRoles = DEFAULT_ROLES
+) -> tuple[Any, ...]:
     """Trainings with the same identity are one replicate: the same accuracy config and random stream."""
-    return (*accuracy_key(config), *random_stream(config, seed))
+    return (*accuracy_key(config, roles), *random_stream(config, seed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,9 +283,15 @@ class TrainingState:
 
     @classmethod
     def of(
-        cls, trials: list[StoredTrial], *, accuracy: str, first_seed: int, resolution: float
+        cls,
+        trials: list[StoredTrial],
+        *,
+        accuracy: str,
+        first_seed: int,
+        resolution: float,
+        roles: KnobRoles = DEFAULT_ROLES,
     ) -> TrainingState:
-        """Reads the state from a study's stored trials."""
+        """Reads the state from a study's stored trials (``roles``: the study's framework's)."""
         trainings = trainings_of(trials, accuracy=accuracy, default_seed=first_seed)
         feasible = {t.number for t in trainings}
         attempts = []
@@ -295,7 +309,7 @@ class TrainingState:
                     )
                 )
         return cls(
-            estimates=estimate_accuracy(trainings, resolution=resolution),
+            estimates=estimate_accuracy(trainings, resolution=resolution, roles=roles),
             attempts=attempts,
             running=running,
             first_seed=first_seed,
@@ -323,8 +337,8 @@ class TrainingState:
 
     def earlier(self, config: Mapping[str, Any]) -> int:
         """A measured trial of the same accuracy config (the one a refused proposal is told)."""
-        estimate = self.estimates.configs[accuracy_key(config)]
+        estimate = self.estimates.configs[self.estimates.key_of(config)]
         for system in estimate.systems:
-            if system_key(system.config) == system_key(config) and system.trials:
+            if self.estimates.system_of(system.config) == self.estimates.system_of(config) and system.trials:
                 return system.trials[0]
         return next((s.trials[0] for s in estimate.systems if s.trials), estimate.trials[0])

@@ -14,9 +14,11 @@ from search.study._stored import write_capped_workers, write_fixed_knob
 
 __all__ = [
     "ACCURACY_KNOBS",
+    "DEFAULT_ROLES",
     "KNOBS",
     "SYSTEM_KNOBS",
     "EffectiveSpace",
+    "KnobRoles",
     "effective_space",
     "sampled_choices",
     "suggest",
@@ -28,7 +30,32 @@ ACCURACY_KNOBS = ("batch", "imgsz", "amp")
 SYSTEM_KNOBS = ("cache", "workers")
 """Knobs that change memory and speed, not the result in expectation: the cache holds the same pixels
 (trainings that differ only in it score the same to the digit), and a worker count only picks another
-random stream for the augmentations (``bench/noise_bench.py`` tests both)."""
+random stream for the augmentations (``bench/noise_bench.py`` tests both). yolov5's; a framework
+may count fewer (:attr:`search.frameworks.Framework.system_knobs`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KnobRoles:
+    """Which knobs change a training's result (accuracy knobs) and which only its memory and speed
+    (system knobs), for one framework.
+
+    Attributes:
+        accuracy: The knobs of an accuracy config, in :data:`KNOBS` order.
+        system: The knobs of a system setting, in :data:`KNOBS` order.
+    """
+
+    accuracy: tuple[str, ...] = ACCURACY_KNOBS
+    system: tuple[str, ...] = SYSTEM_KNOBS
+
+    @classmethod
+    def of(cls, framework: str) -> KnobRoles:
+        """The roles for a framework: its system knobs; every other knob changes the result."""
+        system = tuple(k for k in KNOBS if k in get_framework(framework).system_knobs)
+        return cls(accuracy=tuple(k for k in KNOBS if k not in system), system=system)
+
+
+DEFAULT_ROLES = KnobRoles()
+"""yolov5's roles: :data:`ACCURACY_KNOBS` and :data:`SYSTEM_KNOBS`."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -228,6 +228,7 @@ def study_status(
     recent_s: float,
     resolution: float,
     systems_of: Any = None,
+    roles: Any = None,
 ) -> StudyStatus:
     """Summarises the study as stored now (reads only: a status check never changes a study).
 
@@ -240,8 +241,9 @@ def study_status(
         systems_of: The whole-dataset figures ``report`` uses (:func:`search.results._results.whole_dataset`).
     """
     from search.results._frame import front, read_results, status_counts
+    from search.study._space import DEFAULT_ROLES
 
-    frame, _ = read_results(study, resolution=resolution, systems_of=systems_of)
+    frame, _ = read_results(study, resolution=resolution, systems_of=systems_of, roles=roles or DEFAULT_ROLES)
     trials = study.get_trials(deepcopy=False)
     now = time.time()
     running = [
