@@ -4,11 +4,12 @@ Usage::
 
     .venv/bin/python bench/framework_bench.py [--out bench/results/framework_bench.json]
 
-On one generated shapes dataset (``--images`` train + 64 val images, 256 px), for each framework:
+On one generated shapes dataset (``--images`` train + 64 val images, 320 px), for each framework:
 
 1. Peak memory per knob: a base config (batch 8, imgsz 128, cache none, workers 0) and one knob
-   changed at a time (batch 16, imgsz 160, cache ram, cache disk, workers 2): real supervised trials
-   of one epoch on the whole dataset. Printed: peak PSS, its ratio to the base, seconds per epoch,
+   changed at a time (batch 32, imgsz 256, cache ram, cache disk, workers 2; and the RAM cache at
+   imgsz 256, alone and with 2 workers, where it is large): real supervised trials of one epoch on
+   the whole dataset. Printed: peak PSS, its ratio to the base, seconds per epoch,
    and what the framework really ran (ultralytics starts no dataloader worker on a CPU).
 2. Prediction error per framework: each of those runs predicted by the memory model fitted on the
    framework's *other* runs (leave-one-out), from the framework's own footprint-anchored start, as
@@ -44,8 +45,9 @@ MIB = 1024**2
 MODELS = {"yolov5": "yolov5n.yaml", "ultralytics": "yolo11n.yaml"}
 BASE: dict[str, Any] = {"batch": 8, "imgsz": 128, "cache": "none", "workers": 0}
 CHANGES: list[tuple[str, dict[str, Any]]] = [
-    ("base", {}), ("batch 16", {"batch": 16}), ("imgsz 160", {"imgsz": 160}), ("cache ram", {"cache": "ram"}),
-    ("cache disk", {"cache": "disk"}), ("workers 2", {"workers": 2}),
+    ("base", {}), ("batch 32", {"batch": 32}), ("imgsz 256", {"imgsz": 256}), ("cache ram", {"cache": "ram"}),
+    ("ram s256", {"cache": "ram", "imgsz": 256}), ("cache disk", {"cache": "disk"}),
+    ("workers 2", {"workers": 2}), ("w2 ram s256", {"workers": 2, "cache": "ram", "imgsz": 256}),
 ]  # fmt: skip
 STUDY = """\
 name: bench-{framework}
@@ -137,7 +139,7 @@ def front_of(framework: str, data: Path, folder: Path, args: argparse.Namespace)
 
 def report(results: dict[str, Any]) -> None:
     """Prints the side-by-side tables."""
-    print(f"\n== peak memory per knob (1 epoch, {results['images']} train + 64 val images, 256 px) ==")
+    print(f"\n== peak memory per knob (1 epoch, {results['images']} train + 64 val images, 320 px) ==")
     print(
         f"{'change':<11}"
         + "".join(f"{fw + ' peak':>20}{'x base':>8}{'s/ep':>7}{'ran w':>6}" for fw in MODELS)
@@ -176,7 +178,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "framework_bench.json")
-    parser.add_argument("--images", type=int, default=800, help="train images of the generated dataset")
+    parser.add_argument("--images", type=int, default=1200, help="train images of the generated dataset")
     parser.add_argument("--train-images", type=int, default=256, help="the studies' training subset")
     parser.add_argument("--epochs", type=int, default=8, help="the studies' epochs")
     parser.add_argument("--n-trials", type=int, default=6, help="the studies' trainings")
@@ -191,7 +193,7 @@ def main() -> int:
     results["args"]["out"] = str(args.out)
     with tempfile.TemporaryDirectory(prefix="memfront-framework-bench-") as tmp:
         folder = Path(tmp)
-        data = make_demo_dataset(folder / "data", images=args.images, val_images=64, size=256, seed=0)
+        data = make_demo_dataset(folder / "data", images=args.images, val_images=64, size=320, seed=0)
         stats = DatasetStats.read(load_dataset(data))
         print("peak memory per knob:")
         for framework in MODELS:
