@@ -180,3 +180,82 @@ def test_the_planner_varies_only_the_frameworks_system_knobs() -> None:
     plan = plan_next(estimate_accuracy(trainings, roles=roles), attempts, choices=choices, first_seed=0)
     assert plan is not None and plan.seed == 1
     assert plan.fixed == {"cache": "ram", "workers": 1}
+
+
+def test_a_settings_yaml_may_not_set_what_the_trial_sets(tmp_path: Path) -> None:
+    settings = tmp_path / "mine.yaml"
+    settings.write_text(yaml.safe_dump({"lr0": 0.01, "epochs": 300, "model": "yolov8x.yaml"}))
+    with pytest.raises(
+        InputError, match="set by the study or trial, not by a settings yaml: epochs, model"
+    ):
+        resolve_hyp(str(settings), "ultralytics")
+
+
+def test_only_detection_models_and_one_device_for_ultralytics(tiny_data: Path) -> None:
+    with pytest.raises(InputError, match="one of ultralytics's models"):
+        resolve_model("yolov8n-seg.yaml", "ultralytics")
+    with pytest.raises(ValidationError) as error:
+        TrialConfig(data=str(tiny_data), framework="ultralytics", device="0,1")
+    assert validation_message(error.value).startswith(
+        "device: 0,1: an ultralytics trial trains on one device"
+    )
+    assert TrialConfig(data=str(tiny_data), framework="ultralytics", device="cuda:0").device == "cuda:0"
+    assert TrialConfig(data=str(tiny_data), device="0,1").device == "0,1"  # yolov5 takes it
+    with pytest.raises(ValidationError):
+        StudySpec.model_validate(
+            {"name": "s", "data": "demo", "memory_limit": "2GiB", "framework": "ultralytics", "device": "0,1"}
+        )
+
+
+def test_a_yolov5_checkpoint_naming_its_git_remote_is_still_yolov5s(tmp_path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "v5.pt", "w") as archive:
+        archive.writestr(
+            "archive/data.pkl", b"\x80\x02cmodels.yolo\nModel\nhttps://github.com/ultralytics/yolov5"
+        )
+    assert infer_framework(str(tmp_path / "v5.pt")) == "yolov5"
+
+
+def test_yolov5_calibrations_keep_their_key_and_ultralytics_gets_its_own() -> None:
+    from search.model._calibration import calibration_key
+
+    yolov5 = calibration_key("yolov5n.yaml", "cpu")
+    assert (
+        yolov5.startswith("yolov5n-cpu-")
+        and calibration_key("yolov5n.yaml", "cpu", framework="yolov5") == yolov5
+    )
+    ultralytics = calibration_key("yolov5n.yaml", "cpu", framework="ultralytics")
+    assert ultralytics.startswith("ultralytics-yolov5n-cpu-") and ultralytics != "ultralytics-" + yolov5
+
+
+def test_a_cpu_study_of_ultralytics_searches_no_worker_count() -> None:
+    from search.study._space import effective_space
+
+    spec = StudySpec.model_validate(
+        {"name": "s", "data": "demo", "memory_limit": "2GiB", "framework": "ultralytics",
+         "space": {"workers": {"low": 0, "high": 2}}}
+    )  # fmt: skip
+    space = effective_space(spec, cpus=4)
+    assert space.choices["workers"] == [0] and "workers" not in space.searched
+    assert "workers fixed at 0: ultralytics starts no dataloader worker on cpu" in space.notes
+    yolov5 = effective_space(spec.model_copy(update={"framework": "yolov5"}), cpus=4)
+    assert yolov5.choices["workers"] == [0, 1, 2]
+
+
+def test_a_dropped_ram_cache_counts_as_the_cache_that_ran() -> None:
+    # The framework's own RAM check dropped the cache: the training ran (and measured) without it.
+    from search.accuracy import trainings_of
+    from search.study._stored import read_trials
+
+    from .synthetic import GIB, knobs, stored_trial
+
+    frozen = stored_trial(
+        config=knobs(16, 128, "ram"), values=[0.3, 1.2 * GIB], violation=-1.0, cache_used="none"
+    )
+    frozen.user_attrs["record"]["used"]["cache_dropped"] = True
+    (training,) = trainings_of(read_trials([frozen]), accuracy="map50_95")
+    assert training.config["cache"] == "none"
+    kept = stored_trial(config=knobs(16, 128, "ram"), values=[0.3, 1.2 * GIB], violation=-1.0)
+    (training,) = trainings_of(read_trials([kept]), accuracy="map50_95")
+    assert training.config["cache"] == "ram"

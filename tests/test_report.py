@@ -125,6 +125,22 @@ def test_a_changed_memory_limit_is_refused_and_nothing_is_touched(stored_study: 
     assert len(study.trials) == 3 and study.user_attrs["memory_limit_bytes"] == LIMIT
 
 
+@pytest.mark.slow
+def test_a_changed_framework_is_refused_and_nothing_is_touched(stored_study: Path) -> None:
+    # The study trained with yolov5 (stored before frameworks: no framework attribute says so).
+    spec = yaml.safe_load(stored_study.read_text())
+    stored_study.write_text(yaml.safe_dump({**spec, "framework": "ultralytics"}))
+    for command in ("report", "run"):
+        done = run_cli(command, str(stored_study), timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"memfront: error: study 'synthetic' in {spec['storage']} trained with yolov5, but the study "
+            "file says ultralytics: set framework: yolov5, or rename the study"
+        ]
+    study = optuna.load_study(study_name="synthetic", storage=spec["storage"])
+    assert len(study.trials) == 3 and "framework" not in study.user_attrs
+
+
 @pytest.mark.slow  # the CLI in a subprocess
 def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_ranks(
     tmp_path: Path, tiny_data: Path

@@ -132,10 +132,14 @@ def trainings_of(trials: Iterable[StoredTrial], *, accuracy: str, default_seed: 
         value, peak = trial.figures.get(accuracy), trial.figures.get("peak_host_bytes")
         usable = trial.status == "ok" and trial.feasible and not trial.proposal_only
         if usable and trial.config is not None and value is not None and peak is not None:
+            config = dict(trial.config)
+            used = (trial.record or {}).get("used") or {}
+            if used.get("cache_dropped"):  # the framework's RAM check dropped it: it trained without
+                config["cache"] = used.get("cache") or "none"
             trainings.append(
                 Training(
                     number=trial.number,
-                    config=dict(trial.config),
+                    config=config,
                     seed=default_seed if trial.seed is None else trial.seed,
                     accuracy=float(value),
                     peak_host_bytes=float(peak),

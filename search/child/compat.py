@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "MODEL_YAML_SUFFIXES",
     "child_environment",
+    "child_process_environment",
     "decide_amp",
     "isolate_argv",
     "patch_amp",
@@ -70,11 +71,28 @@ def child_environment(settings_dir: Path) -> dict[str, str]:
         "COMET_MODE": "disabled",
         "HF_HUB_OFFLINE": "1",
         "YOLO_OFFLINE": "1",
+        # ultralytics' Platform callback streams metrics and uploads checkpoints whenever a key is
+        # set, offline or not: a trial never does.
+        "ULTRALYTICS_API_KEY": "",
         # yolov5 7.0.14 imports pkg_resources, which warns on every import: noise in every trial log.
         # Appended: a later filter wins, and the user's own filters are kept.
         "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _PKG_RESOURCES_WARNING])),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+# Set by pytest while memfront's own tests run: ultralytics would run in its test mode (integrations
+# and its Platform callback off whatever the settings say), hiding what a user's trial does.
+_NOT_INHERITED = ("PYTEST_CURRENT_TEST",)
+
+
+def child_process_environment(settings_dir: Path) -> dict[str, str]:
+    """The whole environment of a child memfront starts: this process's, with
+    :func:`child_environment` on top and what a child must not inherit left out."""
+    env = {**os.environ, **child_environment(settings_dir)}
+    for name in _NOT_INHERITED:
+        env.pop(name, None)
+    return env
 
 
 def yolov5_config_dir(settings_dir: Path) -> Path:

@@ -5,8 +5,11 @@ user's files or the network; all patches live in the child's memory.
 
 * Settings: ``YOLO_CONFIG_DIR`` (set by :func:`search.child.compat.child_environment`) puts the
   settings file, and the banner ultralytics prints when it has none, in the trial's own folder;
-  :func:`quiet_settings` turns its usage analytics and logger integrations off and points its
-  runs/weights/datasets folders there too (else relative paths land in the working directory).
+  :func:`quiet_settings` turns its usage analytics, logger integrations and Platform key off
+  (``ULTRALYTICS_API_KEY`` is emptied for the child too). Its runs/weights/datasets folders are
+  module constants fixed at import: a trial never uses them (absolute data lists and project).
+* On a CPU its ``select_device`` sets torch's threads to ``min(8, cpus - 1)``: :func:`keep_threads`
+  makes it keep the trial's ``threads`` when the study sets them (jobs sharing a machine).
 * ``check_font`` downloads Arial.ttf into the config folder: :func:`prepare_fonts` puts a local one there.
 * ``check_amp`` runs a downloaded ``yolo26n.pt`` on CUDA to decide AMP: :func:`patch_amp`.
 * Its datasets write a ``labels.cache`` beside the user's label folders: :func:`redirect_label_caches`
@@ -26,6 +29,7 @@ from search.child.compat import prepare_config_dir
 
 __all__ = [
     "decide_amp",
+    "keep_threads",
     "no_oom_retries",
     "patch_amp",
     "prepare_fonts",
@@ -34,6 +38,7 @@ __all__ = [
 ]
 
 _OFF = ("sync", "clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
+_EMPTY = ("api_key", "openai_api_key")
 
 
 def quiet_settings(folder: Path) -> None:
@@ -41,6 +46,7 @@ def quiet_settings(folder: Path) -> None:
     from ultralytics.utils import SETTINGS
 
     wanted: dict[str, Any] = {key: False for key in _OFF if key in SETTINGS}
+    wanted.update({key: "" for key in _EMPTY if key in SETTINGS})
     for key, sub in (("runs_dir", "runs"), ("weights_dir", "weights"), ("datasets_dir", "datasets")):
         if key in SETTINGS:
             wanted[key] = str(folder / sub)
@@ -98,6 +104,13 @@ def redirect_label_caches(folder: Path) -> None:
 
     dataset.load_dataset_cache_file = load_dataset_cache_file
     dataset.save_dataset_cache_file = save_dataset_cache_file
+
+
+def keep_threads(threads: int) -> None:
+    """Makes ultralytics' ``select_device`` set ``threads`` torch threads on a CPU, not its own count."""
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = threads
 
 
 def no_oom_retries(trainer: Any) -> None:

@@ -51,8 +51,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     compat.redirect_label_caches(folder / "label-caches")
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
+        compat.keep_threads(int(spec["threads"]))
     cuda = spec["device"] != "cpu" and torch.cuda.is_available()
-    device = torch.device(f"cuda:{spec['device'].split(',')[0]}" if cuda else "cpu")
+    device = torch.device(f"cuda:{spec['device'].removeprefix('cuda:').split(',')[0]}" if cuda else "cpu")
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
     compat.patch_amp(engine_trainer, amp)
     gpu_limit = spec.get("gpu_memory_limit_bytes")
@@ -135,12 +136,28 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         validations["passes"] += 1
         events.write("phase", phase="validation", split=f"pass {validations['passes']}")
 
+    def on_val_end(validator: Any) -> None:
+        # ultralytics saves its checkpoints between validation and on_fit_epoch_end: an epoch's time
+        # ends here, as yolov5's does, and a probe ends here, before anything is saved.
+        now = timing["val_end"] = time.monotonic()
+        if probe is None:
+            return
+        total = len(validator.dataloader) if validator.dataloader is not None else 0
+        seconds = now - timing.get("train_end", now)  # the pass and its metrics
+        validation = {
+            "batches": total, "batches_total": total, "seconds": seconds,
+            "seconds_per_batch": seconds / total if total else None, "stop_reason": "whole pass",
+        }  # fmt: skip
+        loops = {"val": validation, **{split: loop.summary() for split, loop in bounded.items()}}
+        events.write("probe", **loops)
+        raise ProbeDone
+
     def on_fit_epoch_end(trainer: Any) -> None:
         epoch = int(trainer.epoch)
         if epoch not in trained:
             return  # the final validation of best.pt, which ultralytics reports as one more epoch
         trained.discard(epoch)
-        now = time.monotonic()
+        now = timing.get("val_end", time.monotonic())
         metrics = {name: float(trainer.metrics.get(key, 0.0)) for name, key in _METRIC_KEYS.items()}
         losses = trainer.label_loss_items(trainer.tloss) if trainer.tloss is not None else {}
         events.write(
@@ -154,16 +171,6 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             train_seconds=timing.get("train_end", now) - timing.get("epoch_start", now),
             gpu=gpu_peaks(torch, device),
         )
-        if probe is not None:
-            total = len(trainer.test_loader) if trainer.test_loader is not None else 0
-            seconds = now - timing.get("train_end", now)  # the pass and its metrics
-            validation = {
-                "batches": total, "batches_total": total, "seconds": seconds,
-                "seconds_per_batch": seconds / total if total else None, "stop_reason": "whole pass",
-            }  # fmt: skip
-            loops = {"val": validation, **{split: loop.summary() for split, loop in bounded.items()}}
-            events.write("probe", **loops)
-            raise ProbeDone
 
     model = YOLO(spec["model"])
     for name, callback in (
@@ -171,6 +178,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         ("on_train_epoch_start", on_train_epoch_start),
         ("on_train_epoch_end", on_train_epoch_end),
         ("on_val_start", on_val_start),
+        ("on_val_end", on_val_end),
         ("on_fit_epoch_end", on_fit_epoch_end),
     ):
         model.add_callback(name, callback)
@@ -198,7 +206,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     except ProbeDone:
         pass
     except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
-        if not isinstance(error, torch.cuda.OutOfMemoryError) and "out of memory" not in str(error).lower():
+        text = str(error)
+        memory = "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
+        if not isinstance(error, torch.cuda.OutOfMemoryError) and not memory:
             raise
         events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
         return EXIT_CUDA_OOM

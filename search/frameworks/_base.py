@@ -94,6 +94,10 @@ class Framework(abc.ABC):
         """memfront's demo hyperparameters in this framework's format."""
 
     @abc.abstractmethod
+    def check_device(self, device: str) -> None:
+        """Raises :class:`InputError` for a device string a trial of this framework cannot train on."""
+
+    @abc.abstractmethod
     def check_hyp(self, path: Path) -> None:
         """Raises :class:`InputError` if the hyperparameter yaml cannot be this framework's."""
 

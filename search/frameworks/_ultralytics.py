@@ -23,6 +23,13 @@ __all__ = ["Ultralytics"]
 _HYPS = Path(__file__).resolve().parents[1] / "hyps"
 # ultralytics reads the scale from the name: yolo11n.yaml is yolo11.yaml at scale n.
 _SCALED_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")
+# What a trial sets itself (the knobs, the data, where the run goes): a settings yaml may not.
+_RUN_KEYS = frozenset({
+    "model", "data", "cfg", "task", "mode", "save_dir", "project", "name", "exist_ok", "resume", "time",
+    "fraction", "epochs", "batch", "imgsz", "cache", "workers", "device", "amp", "seed", "val", "plots",
+})  # fmt: skip
+# The detection heads memfront's trainer (ultralytics' DetectionTrainer) trains.
+_DETECT_HEADS = frozenset({"Detect", "v10Detect"})
 
 
 @functools.cache
@@ -32,6 +39,17 @@ def _settings_keys() -> frozenset[str]:
         return frozenset()
     content = yaml.safe_load((folder / "cfg" / "default.yaml").read_text())
     return frozenset(content) if isinstance(content, dict) else frozenset()
+
+
+def _detection_yaml(path: Path) -> bool:
+    """Whether a model yaml's last layer is a detection head (not segment, pose, obb, classify...)."""
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    head = content.get("head") if isinstance(content, dict) else None
+    last = head[-1] if isinstance(head, list) and head else None
+    return isinstance(last, list) and len(last) > 2 and last[2] in _DETECT_HEADS
 
 
 class Ultralytics(Framework):
@@ -51,18 +69,29 @@ class Ultralytics(Framework):
         folder = package_folder("ultralytics")
         if folder is None or Path(name).suffix not in MODEL_YAML_SUFFIXES:
             return None
-        stem = Path(name).stem
-        unified = _SCALED_NAME.sub(r"\1\3", stem) + ".yaml"
-        found = any((folder / "cfg" / "models").rglob(unified)) or any(
-            (folder / "cfg" / "models").rglob(name)
-        )
+        unified = _SCALED_NAME.sub(r"\1\3", Path(name).stem) + ".yaml"
+        found = [*(folder / "cfg" / "models").rglob(unified), *(folder / "cfg" / "models").rglob(name)]
         # Given by name: ultralytics finds its own yaml and keeps the scale the name carries.
-        return name if found else None
+        return name if found and _detection_yaml(found[0]) else None
 
     def owns_model_file(self, path: Path) -> bool:
         from search.frameworks._yolov5 import YOLOv5
 
         return path.is_file() and not YOLOv5().owns_model_file(path)
+
+    def resolve_model(self, model: str) -> str:
+        resolved = super().resolve_model(model)
+        path = Path(resolved)
+        if path.suffix in MODEL_YAML_SUFFIXES and path.is_file() and not _detection_yaml(path):
+            raise InputError(
+                f"model {model}: not a detection model (memfront trains ultralytics' detect task)"
+            )
+        return resolved
+
+    def check_device(self, device: str) -> None:
+        if "," in device:
+            # Several devices start ultralytics' DDP in new processes, outside the measured trainer.
+            raise InputError(f"device {device}: an ultralytics trial trains on one device (use --devices)")
 
     def demo_hyp(self) -> Path:
         return _HYPS / "demo-ultralytics.yaml"
@@ -78,6 +107,9 @@ class Ultralytics(Framework):
         unknown = sorted(str(key) for key in content if known and key not in known)
         if unknown:
             raise InputError(f"{path}: not ultralytics train settings: {', '.join(unknown)}")
+        run = sorted(str(key) for key in content if key in _RUN_KEYS)
+        if run:
+            raise InputError(f"{path}: set by the study or trial, not by a settings yaml: {', '.join(run)}")
 
     def loader_workers(self, workers: int, batch: int, *, device: str, cpus: int) -> tuple[int, int]:
         if device in ("cpu", "mps"):

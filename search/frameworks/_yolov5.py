@@ -49,10 +49,15 @@ class YOLOv5(Framework):
                 return False
             # yolov5's heads are anchor-based; ultralytics' (YOLOv5u included) are anchor-free.
             return isinstance(content, dict) and "anchors" in content
-        return b"ultralytics" not in pickled_modules(path)
+        # A global of ultralytics' own modules (a yolov5 checkpoint may name its git remote,
+        # github.com/ultralytics/yolov5, among its strings).
+        return b"ultralytics.nn" not in pickled_modules(path)
 
     def demo_hyp(self) -> Path:
         return _HYPS / "demo.yaml"
+
+    def check_device(self, device: str) -> None:
+        return None  # one device or several (yolov5's own DataParallel), as its train.py takes them
 
     def check_hyp(self, path: Path) -> None:
         try:

@@ -8,7 +8,6 @@ third-party packages print on import.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -56,8 +55,7 @@ def run_snippet(code: str, *, what: str, timeout_s: float = 300) -> Any:
         result_path = folder / "result.json"
         log_path = folder / "snippet.log"
         env = {
-            **os.environ,
-            **compat.child_environment(folder / "settings"),
+            **compat.child_process_environment(folder / "settings"),
             "MEMFRONT_SNIPPET_RESULT": str(result_path),
         }
         try:

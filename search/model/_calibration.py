@@ -56,17 +56,20 @@ def _version(package: str) -> str:
 def calibration_key(model: str, device: str, *, framework: str = DEFAULT_FRAMEWORK) -> str:
     """Identifies what a calibration is valid for: this machine, the framework and its software, the
     model, the device (each framework keeps its own calibrations: its memory behaves its own way)."""
-    identity = {
+    identity: dict[str, Any] = {
         "host": platform.node(),
         "cpus": os.cpu_count(),
         "ram": psutil.virtual_memory().total,
         **get_framework(framework).versions(),
-        "framework": framework,
         "model": Path(model).name,
         "device": device,
     }
+    prefix = ""
+    if framework != DEFAULT_FRAMEWORK:  # yolov5's keys are those of calibrations made before frameworks
+        identity["framework"] = framework
+        prefix = f"{framework}-"
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{framework}-{Path(model).stem}-{device}-{digest}"
+    return f"{prefix}{Path(model).stem}-{device}-{digest}"
 
 
 class Calibration:
@@ -104,7 +107,7 @@ def load_calibration(model: str, device: str, *, framework: str | None = None) -
 
 def calibrate(
     *,
-    model: str = "yolov5n.yaml",
+    model: str | None = None,
     device: str = "cpu",
     framework: str | None = None,
     runs: tuple[tuple[int, int, str, int, int], ...] = CALIBRATION_RUNS,
@@ -114,7 +117,7 @@ def calibrate(
     """Returns the cached calibration, or measures one with real tiny trials and caches it.
 
     Args:
-        model: Model yaml or checkpoint the calibration is for.
+        model: Model yaml or checkpoint the calibration is for (default: the framework's).
         device: Device the calibration is for.
         framework: The framework that trains (default: the model's).
         runs: (batch, imgsz, cache, workers, train images) of each calibration trial.

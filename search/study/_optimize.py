@@ -24,7 +24,7 @@ from search.probe._run import ProbeResult
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, run_due_probe
 from search.study._replicates import TrainingState, replicate_identity, training_key
-from search.study._space import KnobRoles, sampled_choices, suggest
+from search.study._space import DEFAULT_ROLES, KnobRoles, sampled_choices, suggest
 from search.study._spec import StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
@@ -317,7 +317,7 @@ def _discard_reason(
     number: int,
     identity: tuple[Any, ...],
     n_trials: int,
-    roles: KnobRoles,
+    roles: KnobRoles = DEFAULT_ROLES,
 ) -> str | None:
     """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
 

@@ -15,6 +15,7 @@ import optuna
 
 from search.data._dataset import DatasetSpec
 from search.errors import InputError, StorageError
+from search.frameworks import DEFAULT_FRAMEWORK
 from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import ProbeKey, ProbeStore
@@ -116,6 +117,7 @@ def open_study(
             raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
         loaded = optuna.load_study(study_name=spec.name, storage=storage)
         _check_same_limit(loaded, spec, url)
+        _check_same_framework(loaded, spec, url)
         return loaded
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
@@ -126,6 +128,7 @@ def open_study(
                 "rename the study or use another storage"
             )
         _check_same_limit(existing, spec, url)
+        _check_same_framework(existing, spec, url)
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
@@ -135,7 +138,19 @@ def open_study(
     )
     study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
+    study.set_user_attr(StudyKeys.FRAMEWORK, spec.framework)
     return study
+
+
+def _check_same_framework(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a study file whose framework is not the one the study trained with (studies made
+    before frameworks trained with yolov5): trials of two frameworks are not one search."""
+    stored = study.user_attrs.get(StudyKeys.FRAMEWORK, DEFAULT_FRAMEWORK)
+    if stored != spec.framework and study.get_trials(deepcopy=False):
+        raise InputError(
+            f"study {spec.name!r} in {safe_url(url)} trained with {stored}, but the study file says "
+            f"{spec.framework}: set framework: {stored}, or rename the study"
+        )
 
 
 def record_files(spec: StudySpec, spec_path: Path) -> RecordFiles:

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search.errors import InputError
-from search.frameworks import DEFAULT_FRAMEWORK, resolve_framework
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framework
 from search.units import parse_duration, parse_size
 
 __all__ = [
@@ -139,6 +139,11 @@ class StudySpec(BaseModel):
             framework, model = resolve_framework(data.get("framework"), data.get("model"))
             data = {**data, "framework": framework, "model": model}
         return data
+
+    @model_validator(mode="after")
+    def _device_fits_the_framework(self) -> StudySpec:
+        get_framework(self.framework).check_device(self.device)
+        return self
 
     @model_validator(mode="after")
     def _grace_covers_heartbeats(self) -> StudySpec:

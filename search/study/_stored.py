@@ -89,6 +89,7 @@ class StudyKeys:
     """Study user attributes memfront writes."""
 
     OBJECTIVES = "objectives"
+    FRAMEWORK = "framework"
     MEMORY_LIMIT = "memory_limit_bytes"
     NOTES = "notes"
     REQUEUED = "requeued"

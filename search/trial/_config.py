@@ -54,6 +54,11 @@ class TrialConfig(BaseModel):
             data = {**data, "framework": framework, "model": model}
         return data
 
+    @model_validator(mode="after")
+    def _device_fits_the_framework(self) -> TrialConfig:
+        get_framework(self.framework).check_device(self.device)
+        return self
+
     def knobs(self) -> dict[str, Any]:
         """The searched knobs as a plain mapping."""
         return {k: getattr(self, k) for k in ("batch", "imgsz", "cache", "workers", "amp")}
@@ -74,9 +79,11 @@ def validation_message(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "value"
     message = first["msg"].removeprefix("Value error, ")
-    # The framework/model rule checks both fields at once: name the one it speaks of.
-    if where == "value" and message.startswith("framework"):
+    # The checks of several fields at once name the field they speak of.
+    if where == "value" and message.startswith("framework must be"):
         return message.replace("framework must be", "framework: must be", 1)
+    if where == "value" and message.startswith("device "):
+        return message.replace("device ", "device: ", 1)
     return f"{where}: {message}"
 
 

@@ -199,7 +199,7 @@ def _supervise(
     pss_cpu_budget: float,
     peak_file: Path | None = None,
 ) -> TrialRecord:
-    env = {**os.environ, **compat.child_environment(folder / "settings")}
+    env = compat.child_process_environment(folder / "settings")
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     # Whatever the child and its workers put in a temp dir (multiprocessing's pymp-* folders, which a
