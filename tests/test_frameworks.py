@@ -185,9 +185,7 @@ def test_the_planner_varies_only_the_frameworks_system_knobs() -> None:
 def test_a_settings_yaml_may_not_set_what_the_trial_sets(tmp_path: Path) -> None:
     settings = tmp_path / "mine.yaml"
     settings.write_text(yaml.safe_dump({"lr0": 0.01, "epochs": 300, "model": "yolov8x.yaml"}))
-    with pytest.raises(
-        InputError, match="set by the study or trial, not by a settings yaml: epochs, model"
-    ):
+    with pytest.raises(InputError, match="set by the study or trial, not by a settings yaml: epochs, model"):
         resolve_hyp(str(settings), "ultralytics")
 
 

@@ -208,7 +208,13 @@ def test_a_study_end_to_end_and_the_exported_commands_run(tiny_data: Path, tmp_p
     assert "workers fixed at 0: ultralytics starts no dataloader worker on cpu" in done.stdout + done.stderr
     report = run_cli("report", str(spec_path), "--json", str(tmp_path / "report.json"))
     assert report.returncode == 0, report.stderr
-    trials = json.loads((tmp_path / "report.json").read_text())["trials"]
+    assert (
+        "trained with ultralytics (yolo11n.yaml); an accuracy config is its batch, imgsz, cache, amp"
+        in report.stdout
+    )
+    payload = json.loads((tmp_path / "report.json").read_text())
+    assert (payload["framework"], payload["system_knobs"]) == ("ultralytics", ["workers"])
+    trials = payload["trials"]
     trained = [t for t in trials if t["status"] == "ok"]
     assert len(trained) == 3 and all(t["workers"] == 0 for t in trained)
     exported = run_cli("export", str(spec_path), "--max-memory", "8GiB", "--epochs", "1")

@@ -214,6 +214,11 @@ def report(
     shown_on.print(table)
     counts = results.status_counts()
     volume = results.hypervolume()
+    roles = results.estimates.roles
+    shown_on.print(
+        f"trained with {spec.framework} ({spec.model}); an accuracy config is its {', '.join(roles.accuracy)}"
+        f" ({', '.join(roles.system)}: memory and speed only)"
+    )
     shown_on.print(
         f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB under the limit, "
         "from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -239,6 +244,10 @@ def report(
     if json_path is not None:
         payload = {
             "study": spec.name,
+            "framework": spec.framework,
+            "model": spec.model,
+            "accuracy_knobs": list(results.estimates.roles.accuracy),
+            "system_knobs": list(results.estimates.roles.system),
             "objectives": spec.objectives,
             "memory_limit_bytes": spec.memory_limit,
             "hypervolume": volume,
