@@ -122,7 +122,7 @@ def front_of(framework: str, data: Path, folder: Path, args: argparse.Namespace)
     front = results.front()
     points = [
         {
-            "batch": int(row["batch"]), "imgsz": int(row["imgsz"]),
+            "batch": int(row["batch"]), "imgsz": int(row["imgsz"]), "cache": str(row["cache"]),
             "accuracy_mean": float(row["accuracy_mean"]), "accuracy_low": float(row["accuracy_low"]),
             "accuracy_high": float(row["accuracy_high"]),
             "replicates": int(row["replicates"]), "peak_host_bytes": float(row["config_peak_host_bytes"]),
@@ -166,7 +166,7 @@ def report(results: dict[str, Any]) -> None:
         print(f"{framework} ({MODELS[framework]}): {front['ok']}/{front['trainings']} trainings ok in "
               f"{front['wall_seconds'] / 60:.1f} min; best {front['best_mean'] or 0:.3f}")  # fmt: skip
         for p in front["points"]:
-            print(f"  batch {p['batch']:>2}, imgsz {p['imgsz']:>3}: {p['accuracy_mean']:.3f} "
+            print(f"  batch {p['batch']:>2}, imgsz {p['imgsz']:>3}, cache {p['cache']:<4}: {p['accuracy_mean']:.3f} "
                   f"[{p['accuracy_low']:.3f}, {p['accuracy_high']:.3f}] ({p['replicates']} replicates)  "
                   f"peak {p['peak_host_bytes'] / MIB:.0f} MiB")  # fmt: skip
         if front["accuracy_note"]:
