@@ -166,7 +166,8 @@ def report(results: dict[str, Any]) -> None:
         print(f"{framework} ({MODELS[framework]}): {front['ok']}/{front['trainings']} trainings ok in "
               f"{front['wall_seconds'] / 60:.1f} min; best {front['best_mean'] or 0:.3f}")  # fmt: skip
         for p in front["points"]:
-            print(f"  batch {p['batch']:>2}, imgsz {p['imgsz']:>3}, cache {p['cache']:<4}: {p['accuracy_mean']:.3f} "
+            knobs = f"batch {p['batch']:>2}, imgsz {p['imgsz']:>3}, cache {p['cache']:<4}"
+            print(f"  {knobs}: {p['accuracy_mean']:.3f} "
                   f"[{p['accuracy_low']:.3f}, {p['accuracy_high']:.3f}] ({p['replicates']} replicates)  "
                   f"peak {p['peak_host_bytes'] / MIB:.0f} MiB")  # fmt: skip
         if front["accuracy_note"]:
