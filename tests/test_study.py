@@ -110,7 +110,8 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     done = run_cli("export", str(tiny_study), "--max-memory", "8GiB")
     assert done.returncode == 0, done.stderr
     command = done.stdout.splitlines()[0]
-    assert command.startswith("memfront train ") and "upstream flags: yolov5 train" in done.stdout
+    assert command.startswith("memfront train ") and "--framework yolov5" in command
+    assert "upstream flags (yolov5 7.0.14 needs memfront's stack fixes): yolov5 train --data" in done.stdout
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = subprocess.run(
         [*shlex.split(command), "--project", str(tmp_path)],

@@ -217,6 +217,29 @@ def test_a_study_end_to_end_and_the_exported_commands_run(tiny_data: Path, tmp_p
     trials = payload["trials"]
     trained = [t for t in trials if t["status"] == "ok"]
     assert len(trained) == 3 and all(t["workers"] == 0 for t in trained)
+    plotted = run_cli("plot", str(spec_path), "-o", str(tmp_path / "front.png"))
+    assert plotted.returncode == 0 and (tmp_path / "front.png").stat().st_size > 10_000, plotted.stderr
+    predicted = run_cli(
+        "predict", "--data", str(tiny_data), "--framework", "ultralytics", "--workers", "4", "--json", "-"
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["terms"]["worker_processes"] == 0  # none start on a CPU
+    # Two local workers on the same study (it moves into a journal): both train.
+    spec_path.write_text(spec_path.read_text().replace("n_trials: 3", "n_trials: 5"))
+    jobs = run_cli("run", str(spec_path), "--jobs", "2")
+    assert jobs.returncode == 0, jobs.stderr
+    from search.study._prepare import open_study, storage_url
+    from search.study._spec import load_study_spec
+
+    spec = load_study_spec(spec_path)
+    study = open_study(spec, storage_url(spec, spec_path), create=False)
+    trained = [
+        t
+        for t in study.get_trials()
+        if t.user_attrs.get("status") == "ok" and "duplicate_of" not in t.user_attrs
+    ]
+    assert len(trained) >= 5 and len({t.user_attrs["worker"] for t in trained[3:]}) == 2
+    assert all(t.user_attrs["record"]["requested"]["framework"] == "ultralytics" for t in trained)
     exported = run_cli("export", str(spec_path), "--max-memory", "8GiB", "--epochs", "1")
     assert exported.returncode == 0, exported.stderr
     memfront_line, upstream_line = (line for line in exported.stdout.splitlines() if "train" in line)
