@@ -1,4 +1,4 @@
-"""memfront: the most accurate YOLOv5 training settings for a given amount of memory.
+"""memfront: the most accurate YOLO training settings (yolov5, ultralytics) for a given amount of memory.
 
 In a notebook::
 
@@ -7,7 +7,7 @@ In a notebook::
     results = search.load_study("studies/demo.yaml")
     results.front(); results.show(); results.best(max_memory="4GiB")
 
-The parent side (this package's public surface) never imports torch or yolov5; only the trial's
+The parent side (this package's public surface) never imports torch or a YOLO package; only the trial's
 child process (:mod:`search.child.trainer`) does. The names below are imported on first use: the child
 is a module of this package too, and what it imports is counted in every trial's memory.
 """
