@@ -100,12 +100,19 @@ def _print_trial(record: TrialRecord) -> None:
     table.add_row("seconds / epoch", format_seconds(record.epoch_seconds))
     used = record.used
     if used:
+        asked = record.requested.get("workers")
+        capped = f" (asked {asked})" if asked is not None and asked != used.get("workers") else ""
         table.add_row(
             "ran with",
             f"batch {used.get('batch')}, imgsz {used.get('imgsz')}, cache {used.get('cache')}, "
-            f"workers {used.get('workers')}, amp {'on' if used.get('amp') else 'off'} "
+            f"workers {used.get('workers')}{capped}, amp {'on' if used.get('amp') else 'off'} "
             f"({used.get('amp_reason')}), {used.get('train_images')} train images",
         )
+    framework = str(record.requested.get("framework") or "yolov5")
+    version = (record.versions or {}).get(framework)
+    table.add_row(
+        "framework", f"{framework} {version or ''}, {record.requested.get('model')}".replace(" ,", ",")
+    )
     table.add_row("wall time", format_seconds(record.wall_seconds))
     console.print(table)
     if record.status == "failed" and record.log_tail:
