@@ -262,3 +262,17 @@ def test_a_study_end_to_end_and_the_exported_commands_run(tiny_data: Path, tmp_p
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert (tmp_path / "yolo" / "exp" / "weights" / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_the_trial_command_says_what_ultralytics_ran(tiny_data: Path) -> None:
+    done = run_cli(
+        "trial", "--data", str(tiny_data), "--model", "yolo11n.yaml", "--imgsz", "64", "--batch", "8",
+        "--workers", "2", "--json", "-",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "ok" and record["requested"]["framework"] == "ultralytics"
+    shown = " ".join(done.stderr.split())  # the table, on stderr with --json -, without its wrapping
+    assert "workers 0 (asked 2)" in shown
+    assert f"framework ultralytics {importlib.metadata.version('ultralytics')}, yolo11n.yaml" in shown
