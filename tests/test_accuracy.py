@@ -170,3 +170,24 @@ def test_with_no_accuracy_signal_export_picks_on_memory_and_speed_alone() -> Non
     assert choice.estimate is not None and choice.estimate.key == (16, 96, False)
     lines = choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.2 * GIB))
     assert "picked on memory and speed alone" in lines[1]
+
+
+def test_the_full_front_table_keeps_trial_and_probe_numbers_whole() -> None:
+    # A front of one probed config and one known only from the model: the numbers stay ints beside
+    # the missing ones (a mixed column would be floats: "probe 6.0").
+    from search.accuracy import FullConfig
+    from search.results._frame import full_front_frame
+
+    trainings = [_training(0, knobs(16, 128), 0, 0.30, 1.10), _training(1, knobs(8, 96), 0, 0.20, 1.00)]
+
+    def systems_of(key: tuple[object, ...], group: list[Training]) -> tuple[FullConfig, ...]:
+        run = group[0]
+        if run.number == 0:
+            return (FullConfig(config=run.config, trials=(0,), peak_host_bytes=1.2 * GIB, epoch_seconds=2.0,
+                               source="probe", probe=6),)  # fmt: skip
+        return (FullConfig(config=run.config, trials=(), peak_host_bytes=1.0 * GIB, epoch_seconds=None,
+                           source="model"),)  # fmt: skip
+
+    frame = full_front_frame(estimate_accuracy(trainings, systems_of=systems_of), speed=False)
+    assert sorted(frame["probe"], key=str) == [6, None] and sorted(frame["trial"], key=str) == [0, None]
+    assert {type(v) for v in [*frame["probe"], *frame["trial"]]} == {int, type(None)}

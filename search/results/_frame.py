@@ -252,7 +252,11 @@ def full_front_frame(estimates: AccuracyEstimates, *, speed: bool) -> pd.DataFra
     ]
     columns = [*KNOBS, "accuracy_mean", "accuracy_low", "accuracy_high", "replicates", "peak_host_bytes"]
     columns += ["epoch_seconds", "memory_source", "trial", "probe"]
-    return pd.DataFrame(rows, columns=columns).astype({"trial": object, "probe": object})
+    frame = pd.DataFrame(rows, columns=columns)
+    # Built from the rows, not cast afterwards: a column of ints and None would be floats by then.
+    for name in ("trial", "probe"):
+        frame[name] = pd.Series([row[name] for row in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def hypervolume(frame: pd.DataFrame, *, accuracy: str, memory_limit: int) -> float:
