@@ -157,7 +157,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         if epoch not in trained:
             return  # the final validation of best.pt, which ultralytics reports as one more epoch
         trained.discard(epoch)
-        now = timing.get("val_end", time.monotonic())
+        now = timing.pop("val_end", time.monotonic())  # this epoch's validation, if it validated
         metrics = {name: float(trainer.metrics.get(key, 0.0)) for name, key in _METRIC_KEYS.items()}
         losses = trainer.label_loss_items(trainer.tloss) if trainer.tloss is not None else {}
         events.write(
