@@ -19,10 +19,14 @@ __all__ = [
     "EXIT_FAILED",
     "EventWriter",
     "ProbeDone",
+    "cap_gpu_memory",
     "die_with_parent",
+    "end_probe",
     "gpu_peaks",
     "raise_oom_score",
     "vmhwm_bytes",
+    "write_end",
+    "write_start",
 ]
 
 EXIT_FAILED = 1
@@ -83,3 +87,51 @@ def gpu_peaks(torch: Any, device: Any) -> dict[str, int | None]:
         "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(device)),
         "allocated_peak_bytes": int(torch.cuda.max_memory_allocated(device)),
     }
+
+
+def cap_gpu_memory(torch: Any, device: Any, limit_bytes: int | None) -> None:
+    """Caps torch's CUDA allocator on ``device`` at ``limit_bytes`` (a CPU trial or no limit: nothing)."""
+    if device.type == "cuda" and limit_bytes:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit_bytes / total), device)
+
+
+def write_start(events: EventWriter, torch: Any, device: Any, *, versions: dict[str, str | None]) -> None:
+    """The ``start`` event: the process, torch and the framework's versions, the device."""
+    cuda = device.type == "cuda"
+    events.write(
+        "start",
+        pid=os.getpid(),
+        torch=torch.__version__,
+        **versions,
+        device=str(device),
+        cuda=cuda,
+        gpu_name=torch.cuda.get_device_name(device) if cuda else None,
+        gpu_total_bytes=torch.cuda.get_device_properties(device).total_memory if cuda else None,
+    )
+
+
+def write_end(events: EventWriter, torch: Any, device: Any, *, save_dir: str) -> None:
+    """The ``end`` event of a trial that trained (or probed) to its end."""
+    events.write("end", vmhwm_bytes=vmhwm_bytes(), gpu=gpu_peaks(torch, device), save_dir=save_dir)
+
+
+def end_probe(events: EventWriter, *, val_batches: int, val_seconds: float, bounded: dict[str, Any]) -> None:
+    """Writes a probe's ``probe`` event after its validation pass, and ends the training.
+
+    Args:
+        events: The trial's events.
+        val_batches: The validation loader's batches (a whole pass, unless ``bounded`` has ``val``).
+        val_seconds: The pass and its metrics.
+        bounded: The :class:`search.child.probe.BoundedLoader` of each bounded split.
+
+    Raises:
+        ProbeDone: Always: the framework must not go on to save a checkpoint.
+    """
+    validation = {
+        "batches": val_batches, "batches_total": val_batches, "seconds": val_seconds,
+        "seconds_per_batch": val_seconds / val_batches if val_batches else None, "stop_reason": "whole pass",
+    }  # fmt: skip
+    loops = {"val": validation, **{split: loop.summary() for split, loop in bounded.items()}}
+    events.write("probe", **loops)
+    raise ProbeDone

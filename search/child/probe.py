@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BoundedLoader", "PlateauRule", "read_peak"]
+__all__ = ["BoundedLoader", "PlateauRule", "bound_for_probe", "read_peak"]
 
 _PREFETCH_FACTOR = 2  # torch's DataLoader default, which yolov5 keeps
 _GROWTH = 0.01
@@ -133,3 +133,16 @@ class BoundedLoader:
             "seconds_per_batch": self.steady_seconds(),
             "stop_reason": self.stop_reason,
         }
+
+
+def bound_for_probe(loader: Any, probe: dict[str, Any], split: str) -> BoundedLoader | None:
+    """The framework's ``split`` loader (``train`` or ``val``) bounded as the probe's spec says;
+    None when the probe runs that split's whole pass."""
+    most = probe.get(f"{split}_max_batches")
+    if most is None:
+        return None
+    peak_file = Path(probe["peak_file"]) if probe.get("peak_file") else None
+    rule = PlateauRule.for_workers(
+        int(loader.num_workers), least=probe[f"{split}_min_batches"], most=most, peak_file=peak_file
+    )
+    return BoundedLoader(loader, rule)

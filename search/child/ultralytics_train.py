@@ -9,12 +9,20 @@ large, and runs no dataloader worker on a CPU.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from search.child._common import EXIT_CUDA_OOM, EventWriter, ProbeDone, gpu_peaks, vmhwm_bytes
+from search.child._common import (
+    EXIT_CUDA_OOM,
+    EventWriter,
+    ProbeDone,
+    cap_gpu_memory,
+    end_probe,
+    gpu_peaks,
+    write_end,
+    write_start,
+)
 
 __all__ = ["run"]
 
@@ -56,20 +64,8 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     device = torch.device(f"cuda:{spec['device'].removeprefix('cuda:').split(',')[0]}" if cuda else "cpu")
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
     compat.patch_amp(engine_trainer, amp)
-    gpu_limit = spec.get("gpu_memory_limit_bytes")
-    if cuda and gpu_limit:
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_limit / total), device)
-    events.write(
-        "start",
-        pid=os.getpid(),
-        torch=torch.__version__,
-        ultralytics=ultralytics.__version__,
-        device=str(device),
-        cuda=cuda,
-        gpu_name=torch.cuda.get_device_name(device) if cuda else None,
-        gpu_total_bytes=torch.cuda.get_device_properties(device).total_memory if cuda else None,
-    )
+    cap_gpu_memory(torch, device, spec.get("gpu_memory_limit_bytes"))
+    write_start(events, torch, device, versions={"ultralytics": ultralytics.__version__})
 
     probe = spec.get("probe")
     bounded: dict[str, Any] = {}
@@ -84,19 +80,15 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             # Scanning the labels and building the cache (ram or disk) happen here, for each split.
             events.write("phase", phase="cache", split=which)
             loader = super().get_dataloader(dataset_path, batch_size, rank, mode)
-            if probe is None or probe.get(f"{which}_max_batches") is None:
+            if probe is None:
                 return loader
-            from search.child.probe import BoundedLoader, PlateauRule
+            from search.child.probe import bound_for_probe
 
-            peak_file = Path(probe["peak_file"]) if probe.get("peak_file") else None
-            rule = PlateauRule.for_workers(
-                int(loader.num_workers),
-                least=probe[f"{which}_min_batches"],
-                most=probe[f"{which}_max_batches"],
-                peak_file=peak_file,
-            )
-            bounded[which] = BoundedLoader(loader, rule)
-            return bounded[which]
+            loop = bound_for_probe(loader, probe, which)
+            if loop is None:
+                return loader  # the whole pass
+            bounded[which] = loop
+            return loop
 
     timing: dict[str, float] = {}
     trained: set[int] = set()
@@ -143,14 +135,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         if probe is None:
             return
         total = len(validator.dataloader) if validator.dataloader is not None else 0
-        seconds = now - timing.get("train_end", now)  # the pass and its metrics
-        validation = {
-            "batches": total, "batches_total": total, "seconds": seconds,
-            "seconds_per_batch": seconds / total if total else None, "stop_reason": "whole pass",
-        }  # fmt: skip
-        loops = {"val": validation, **{split: loop.summary() for split, loop in bounded.items()}}
-        events.write("probe", **loops)
-        raise ProbeDone
+        end_probe(events, val_batches=total, val_seconds=now - timing.get("train_end", now), bounded=bounded)
 
     def on_fit_epoch_end(trainer: Any) -> None:
         epoch = int(trainer.epoch)
@@ -212,10 +197,5 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             raise
         events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
         return EXIT_CUDA_OOM
-    events.write(
-        "end",
-        vmhwm_bytes=vmhwm_bytes(),
-        gpu=gpu_peaks(torch, device),
-        save_dir=str(folder / spec["name"]),
-    )
+    write_end(events, torch, device, save_dir=str(folder / spec["name"]))
     return 0

@@ -8,12 +8,20 @@ Run by :mod:`search.child.trainer` for a spec whose framework is yolov5; every a
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from search.child._common import EXIT_CUDA_OOM, EventWriter, ProbeDone, gpu_peaks, vmhwm_bytes
+from search.child._common import (
+    EXIT_CUDA_OOM,
+    EventWriter,
+    ProbeDone,
+    cap_gpu_memory,
+    end_probe,
+    gpu_peaks,
+    write_end,
+    write_start,
+)
 
 __all__ = ["model_options", "run"]
 
@@ -48,20 +56,8 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     cuda = device.type == "cuda"
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
     compat.patch_amp(yolo_train, amp)
-    gpu_limit = spec.get("gpu_memory_limit_bytes")
-    if cuda and gpu_limit:
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_limit / total), device)
-    events.write(
-        "start",
-        pid=os.getpid(),
-        torch=torch.__version__,
-        yolov5=getattr(yolov5, "__version__", None),
-        device=str(device),
-        cuda=cuda,
-        gpu_name=torch.cuda.get_device_name(device) if cuda else None,
-        gpu_total_bytes=torch.cuda.get_device_properties(device).total_memory if cuda else None,
-    )
+    cap_gpu_memory(torch, device, spec.get("gpu_memory_limit_bytes"))
+    write_start(events, torch, device, versions={"yolov5": getattr(yolov5, "__version__", None)})
 
     loaders: list[tuple[Any, Any]] = []
     original_create = yolo_train.create_dataloader
@@ -76,15 +72,13 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         loaders.append((made[0], made[1]))
         if probe is None:
             return made
-        from search.child.probe import BoundedLoader, PlateauRule
+        from search.child.probe import bound_for_probe
 
-        peak_file = Path(probe["peak_file"]) if probe.get("peak_file") else None
-        least, most = probe[f"{which}_min_batches"], probe[f"{which}_max_batches"]
-        if most is None:
+        loop = bound_for_probe(made[0], probe, which)
+        if loop is None:
             return made  # the whole pass
-        rule = PlateauRule.for_workers(int(made[0].num_workers), least=least, most=most, peak_file=peak_file)
-        bounded[which] = BoundedLoader(made[0], rule)
-        return (bounded[which], *made[1:])
+        bounded[which] = loop
+        return (loop, *made[1:])
 
     yolo_train.create_dataloader = create_dataloader
 
@@ -153,14 +147,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         )
         if probe is not None:
             total = len(loaders[1][0]) if len(loaders) > 1 else 0
-            seconds = now - timing.get("train_end", now)  # the pass and its metrics
-            validation = {
-                "batches": total, "batches_total": total, "seconds": seconds,
-                "seconds_per_batch": seconds / total if total else None, "stop_reason": "whole pass",
-            }  # fmt: skip
-            loops = {"val": validation, **{split: loop.summary() for split, loop in bounded.items()}}
-            events.write("probe", **loops)
-            raise ProbeDone
+            end_probe(
+                events, val_batches=total, val_seconds=now - timing.get("train_end", now), bounded=bounded
+            )
 
     callbacks = Callbacks()  # fresh: yolov5's default argument is shared between runs
     callbacks.register_action("on_train_start", callback=on_train_start)
@@ -199,10 +188,5 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     except torch.cuda.OutOfMemoryError as error:
         events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
         return EXIT_CUDA_OOM
-    events.write(
-        "end",
-        vmhwm_bytes=vmhwm_bytes(),
-        gpu=gpu_peaks(torch, device),
-        save_dir=str(Path(spec["project"]) / spec["name"]),
-    )
+    write_end(events, torch, device, save_dir=str(Path(spec["project"]) / spec["name"]))
     return 0

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from search.cli._options import FrameworkOption
 from search.errors import InputError, MemfrontError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.trial._record import TrialRecord
@@ -128,9 +129,7 @@ def trial(
         str | None,
         typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune); default the framework's."),
     ] = None,
-    framework: Annotated[
-        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
-    ] = None,
+    framework: FrameworkOption = None,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size (rounded up to a multiple of 32).")] = 640,
     cache: Annotated[str, typer.Option(help="Image cache: none, ram or disk.")] = "none",
@@ -194,9 +193,7 @@ def train(
     ] = None,
     data: Annotated[str | None, typer.Option(help="YOLO data yaml.")] = None,
     model: Annotated[str | None, typer.Option(help="Model yaml or local .pt.")] = None,
-    framework: Annotated[
-        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's).")
-    ] = None,
+    framework: FrameworkOption = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     imgsz: Annotated[int | None, typer.Option(help="Image size.")] = None,

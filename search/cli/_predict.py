@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from search.cli._options import FrameworkOption
 from search.errors import InputError
 from search.frameworks import resolve_framework
 from search.model._predict import TERMS, DatasetStats, MemoryModel, features, load_starting_model
@@ -87,9 +88,7 @@ def predict(
     model: Annotated[
         str | None, typer.Option(help="Model yaml or .pt (selects the calibration); default the framework's.")
     ] = None,
-    framework: Annotated[
-        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
-    ] = None,
+    framework: FrameworkOption = None,
     device: Annotated[str, typer.Option(help="cpu or a CUDA device (selects the calibration).")] = "cpu",
     max_memory: Annotated[str | None, typer.Option(help="Also say what fits this budget, e.g. 32GB.")] = None,
     json_path: Annotated[
@@ -165,9 +164,7 @@ def predict(
 
 def calibrate(
     model: Annotated[str | None, typer.Option(help="Model yaml or .pt to calibrate for.")] = None,
-    framework: Annotated[
-        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
-    ] = None,
+    framework: FrameworkOption = None,
     device: Annotated[str, typer.Option(help="cpu or a CUDA device.")] = "cpu",
     force: Annotated[bool, typer.Option(help="Measure again even if cached.")] = False,
 ) -> None:

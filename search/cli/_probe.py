@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from search.cli._options import FrameworkOption
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.units import format_bytes, format_seconds
@@ -72,9 +73,7 @@ def probe(
         str | None,
         typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune); default the framework's."),
     ] = None,
-    framework: Annotated[
-        str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
-    ] = None,
+    framework: FrameworkOption = None,
     device: Annotated[str, typer.Option(help="cpu, or a CUDA device such as 0.")] = "cpu",
     hyp: Annotated[
         str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         get_framework,
         infer_framework,
         resolve_framework,
+        with_framework_and_model,
     )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "get_framework",
     "infer_framework",
     "resolve_framework",
+    "with_framework_and_model",
 ]
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -40,5 +42,6 @@ __getattr__, __dir__ = lazy_exports(
         "get_framework": "search.frameworks._registry",
         "infer_framework": "search.frameworks._registry",
         "resolve_framework": "search.frameworks._registry",
+        "with_framework_and_model": "search.frameworks._registry",
     },
 )

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from search.errors import InputError
 from search.frameworks._base import Framework
 from search.frameworks._ultralytics import Ultralytics
 from search.frameworks._yolov5 import YOLOv5
 
-__all__ = ["DEFAULT_FRAMEWORK", "FRAMEWORK_NAMES", "get_framework", "infer_framework", "resolve_framework"]
+__all__ = [
+    "DEFAULT_FRAMEWORK",
+    "FRAMEWORK_NAMES",
+    "get_framework",
+    "infer_framework",
+    "resolve_framework",
+    "with_framework_and_model",
+]
 
 # In this order: a bare name both ship (yolov5n.yaml) is yolov5's, the default.
 _FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (YOLOv5(), Ultralytics())}
@@ -58,3 +66,12 @@ def resolve_framework(framework: str | None, model: str | None) -> tuple[str, st
     if model is None:
         return DEFAULT_FRAMEWORK, get_framework(DEFAULT_FRAMEWORK).default_model
     return infer_framework(model), model
+
+
+def with_framework_and_model(data: Any) -> Any:
+    """A study file's or trial config's raw fields with ``framework`` and ``model`` resolved by
+    :func:`resolve_framework` (the ``mode="before"`` validator of both)."""
+    if isinstance(data, dict):
+        framework, model = resolve_framework(data.get("framework"), data.get("model"))
+        data = {**data, "framework": framework, "model": model}
+    return data

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search.errors import InputError
-from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framework
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework, with_framework_and_model
 from search.units import parse_duration, parse_size
 
 __all__ = [
@@ -135,10 +135,7 @@ class StudySpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _framework_and_model(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            framework, model = resolve_framework(data.get("framework"), data.get("model"))
-            data = {**data, "framework": framework, "model": model}
-        return data
+        return with_framework_and_model(data)
 
     @model_validator(mode="after")
     def _device_fits_the_framework(self) -> StudySpec:

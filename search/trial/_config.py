@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from search.errors import InputError
-from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framework
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework, with_framework_and_model
 
 __all__ = [
     "CACHE_MODES",
@@ -49,10 +49,7 @@ class TrialConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _framework_and_model(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            framework, model = resolve_framework(data.get("framework"), data.get("model"))
-            data = {**data, "framework": framework, "model": model}
-        return data
+        return with_framework_and_model(data)
 
     @model_validator(mode="after")
     def _device_fits_the_framework(self) -> TrialConfig:
