@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from search.accuracy import Training, estimate_accuracy, front_hypervolume, noise_front
+from search.accuracy import Training, estimate_accuracy, export_decisions, front_hypervolume, noise_front
 from search.results._export import choice_lines, choose_config
 from search.results._frame import FRAME_COLUMNS, apply_estimates
 
@@ -155,6 +155,17 @@ def test_export_takes_the_cheapest_config_within_noise_of_the_best_then_its_fast
     )
     nothing = choose_config(frame, estimates, max_memory_bytes=int(0.9 * GIB))
     assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0
+
+
+def test_the_configs_export_can_pick_are_those_it_picks_at_some_measured_peak() -> None:
+    estimates = estimate_accuracy(_study())
+    frame = _frame(_study())
+    decisions = export_decisions(estimates)
+    # 8/160 has the best mean but is never picked: 8/128 is within noise of it with less memory.
+    assert decisions == [(8, 128, False), (8, 96, False)]
+    for budget in (1.30, 1.10, 1.00):  # the same rule as export's, at every budget
+        choice = choose_config(frame, estimates, max_memory_bytes=int(budget * GIB), check_prediction=False)
+        assert choice.estimate is not None and choice.estimate.key in decisions
 
 
 def test_with_no_accuracy_signal_export_picks_on_memory_and_speed_alone() -> None:

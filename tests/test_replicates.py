@@ -80,6 +80,29 @@ def test_replicates_go_to_front_configs_within_noise_of_a_neighbour_never_to_a_b
     assert plan.seed == 1
 
 
+def test_the_last_trainings_confirm_a_pick_of_export_trained_once() -> None:
+    trainings = [
+        _t(0, 8, 96, 0, 0.30),  # the leanest, within noise of the best, trained once: export's pick
+        _t(1, 8, 128, 0, 0.30), _t(2, 8, 128, 1, 0.32),
+        _t(3, 16, 160, 0, 0.05), _t(4, 16, 160, 1, 0.06),
+    ]  # fmt: skip
+    # With trainings to spare, new configs come first (two of five trainings are replicates already).
+    for left in (None, 5, 2):
+        plan = _plan(trainings, trainings_left=left)
+        assert plan is not None and not plan.replicate, left
+    # The last training confirms the pick, rather than find a config it could not confirm.
+    last = _plan(trainings, trainings_left=1)
+    assert last is not None and last.replicate and (last.fixed["batch"], last.fixed["imgsz"]) == (8, 96)
+    assert last.seed == 1 and "export" in last.reason
+    # Not when another worker is replicating it already.
+    running = [Running(config=knobs(8, 96), seed=1, feasible=None)]
+    plan = _plan(trainings, running, trainings_left=1)
+    assert plan is not None and not plan.replicate
+    # Nor when a config is never trained twice.
+    plan = _plan(trainings, trainings_left=1, max_replicates=1)
+    assert plan is not None and not plan.replicate
+
+
 def test_a_replicate_takes_a_system_setting_its_config_was_not_measured_with() -> None:
     trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
     plan = _plan(trainings)

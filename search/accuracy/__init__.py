@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         trainings_of,
     )
     from search.accuracy._front import FrontPoint, FullFrontPoint, front_hypervolume, full_front, noise_front
+    from search.accuracy._pick import Pick, export_decisions, pick_config
 
 __all__ = [
     "AccuracyEstimate",
@@ -28,13 +29,16 @@ __all__ = [
     "FullConfig",
     "FullFrontPoint",
     "Noise",
+    "Pick",
     "Training",
     "accuracy_key",
     "estimate_accuracy",
+    "export_decisions",
     "front_hypervolume",
     "full_front",
     "key_text",
     "noise_front",
+    "pick_config",
     "system_key",
     "trainings_of",
 ]
@@ -61,5 +65,8 @@ __getattr__, __dir__ = lazy_exports(
         "full_front": "search.accuracy._front",
         "front_hypervolume": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
+        "Pick": "search.accuracy._pick",
+        "export_decisions": "search.accuracy._pick",
+        "pick_config": "search.accuracy._pick",
     },
 )

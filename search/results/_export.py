@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pandas as pd
 import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
+from search.accuracy._pick import pick_config
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
 from search.study._spec import StudySpec
@@ -36,10 +36,8 @@ __all__ = [
 class ExportChoice:
     """What ``export`` picks for a budget, why, and what it passed over.
 
-    The rule (one for ``export`` and the notebook): among the accuracy configs with a measured system
-    setting that fits the budget, take the best mean; among those not distinguishable from it beyond
-    noise, the one that fits in the least memory (ties: the fastest); then, for it, the fastest
-    system setting measured to fit.
+    The rule is :func:`search.accuracy.pick_config` (one for ``export``, the notebook and the
+    planner's last trainings).
 
     Attributes:
         chosen: The trial to export (a row of the trials table: the chosen system setting's first
@@ -70,23 +68,6 @@ class ExportChoice:
     closest: pd.Series | None = None
 
 
-def _pick(
-    estimates: AccuracyEstimates, fits: Callable[[FullConfig], bool]
-) -> tuple[AccuracyEstimate, FullConfig, FullConfig, AccuracyEstimate | None] | None:
-    fitting = {key: [s for s in estimate.systems if fits(s)] for key, estimate in estimates.configs.items()}
-    fitting = {key: systems for key, systems in fitting.items() if systems}
-    if not fitting:
-        return None
-    configs = estimates.configs
-    best = max(fitting, key=lambda k: (configs[k].mean, -fitting[k][0].peak_host_bytes))
-    tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
-    chosen = min(tied, key=lambda k: (fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf))
-    system = min(fitting[chosen], key=lambda s: (s.epoch_seconds or math.inf, s.peak_host_bytes))
-    others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
-    runner_up = best if best != chosen else (others[0] if others else None)
-    return configs[chosen], system, fitting[chosen][0], None if runner_up is None else configs[runner_up]
-
-
 def choose_config(
     frame: pd.DataFrame,
     estimates: AccuracyEstimates,
@@ -115,18 +96,18 @@ def choose_config(
         values = [predicted.get(n) for n in system.trials]
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
-    picked = _pick(estimates, predicted_fit if check_prediction else measured_fit)
-    unchecked = _pick(estimates, measured_fit) if check_prediction else None
+    picked = pick_config(estimates, predicted_fit if check_prediction else measured_fit)
+    unchecked = pick_config(estimates, measured_fit) if check_prediction else None
     refused = None
-    if unchecked is not None and not predicted_fit(unchecked[1]):
-        refused = _row_of(rows, unchecked[0], unchecked[1])
+    if unchecked is not None and not predicted_fit(unchecked.system):
+        refused = _row_of(rows, unchecked.estimate, unchecked.system)
     if picked is None:
         shown = front(frame)
         closest = None if shown.empty else shown.sort_values("config_peak_host_bytes").iloc[0]
         return ExportChoice(
             chosen=None, refused_by_prediction=refused, closest=closest, signal=estimates.signal
         )
-    estimate, system, leanest, runner_up = picked
+    estimate, system, leanest, runner_up = picked.estimate, picked.system, picked.leanest, picked.runner_up
     beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
     return ExportChoice(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,

@@ -21,11 +21,11 @@ from typing import Any
 import optuna
 
 from search.probe._run import ProbeResult
+from search.study._budget import timeout_reason, trainings_left
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, run_due_probe
 from search.study._replicates import TrainingState, replicate_identity, training_key
 from search.study._space import DEFAULT_ROLES, KnobRoles, sampled_choices, suggest
-from search.study._spec import StudySpec
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
     StoredTrial,
@@ -140,7 +140,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
             finished = len(done) >= spec.n_trials
-            reason = None if finished else _timeout_reason(spec, clock, trials)
+            reason = None if finished else timeout_reason(spec, elapsed=clock.elapsed(), trials=stored)
             if reason is not None:
                 stop_reason = reason
                 break
@@ -164,6 +164,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             plan = None if queued else state.plan(
                 choices=choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid",
                 explore_directly=refused >= _REFUSALS_BEFORE_DIRECT,
+                trainings_left=trainings_left(
+                    spec, elapsed=clock.elapsed(), trials=stored, running=state.running
+                ),
             )  # fmt: skip
             if not queued and plan is None and not state.running:
                 stop_reason = "nothing left to train can change the answer (every accuracy config measured)"
@@ -273,20 +276,6 @@ class _Clock:
     def idle(self, seconds: float) -> None:
         time.sleep(seconds)
         self.idle_total += seconds
-
-
-def _timeout_reason(spec: StudySpec, clock: _Clock, trials: list[optuna.trial.FrozenTrial]) -> str | None:
-    if spec.timeout is None:
-        return None
-    elapsed = clock.elapsed()
-    if elapsed >= spec.timeout:
-        return "study timeout reached"
-    walls = [t.wall_seconds for t in read_trials(trials) if t.status == "ok" and t.wall_seconds is not None]
-    if walls and spec.timeout - elapsed < max(walls):
-        # A trial cut by the study's timeout measures nothing: do not start one that may not end (the
-        # median was not enough: in the demo a config at imgsz 160 took 1.3 times the median).
-        return "too little of the study's timeout left for another trial"
-    return None
 
 
 def _trained_before(

@@ -10,6 +10,10 @@ decides the rest:
   the front's configs whose accuracy is not distinguishable from a front neighbour's, fewest
   replicates first, up to ``max_replicates``. A config beaten beyond noise is never trained again.
   While new configs remain, at most one training in three is a replicate.
+* **The last trainings** (as many as fit in what is left of ``n_trials`` or of the study's timeout)
+  go to the configs export would pick at some budget (:func:`search.accuracy.export_decisions`)
+  that were trained only once, the study-wide pick first: a pick on one training is a pick on one
+  draw of the noise, and a new config found at the very end could not be confirmed anyway.
 * **System knobs** (cache, workers) cannot change accuracy in expectation, so they are not searched
   for it: a new config trains at the leanest setting (cache none, fewest workers: its front point is
   where it needs least memory), and each replicate at the setting its config was measured with least
@@ -42,6 +46,7 @@ from search.accuracy._estimates import (
     trainings_of,
 )
 from search.accuracy._front import noise_front
+from search.accuracy._pick import export_decisions
 from search.study._space import DEFAULT_ROLES, KnobRoles
 from search.study._stored import StoredTrial
 
@@ -154,6 +159,7 @@ def plan_next(
     max_replicates: int = DEFAULT_MAX_REPLICATES,
     fix_system: bool = True,
     explore_directly: bool = False,
+    trainings_left: int | None = None,
 ) -> Plan | None:
     """What to train next; None when nothing left can change the answer.
 
@@ -166,6 +172,8 @@ def plan_next(
         fix_system: Choose the system setting of a new config (the grid sampler chooses its own).
         explore_directly: The sampler keeps repeating measured configs: plan a config not started
             yet with all its knobs, instead of asking the sampler for one.
+        trainings_left: How many more trainings this one included the study can still start (None:
+            no end in sight); the last ones confirm export's picks.
     """
     roles = estimates.roles
     systems = [
@@ -192,6 +200,21 @@ def plan_next(
         for k in replicate_candidates(estimates, max_replicates=max_replicates)
         if k in space and k not in busy
     ]
+    if trainings_left is not None and max_replicates > 1:
+        once = [
+            k
+            for k in export_decisions(estimates)
+            if k in space and k not in busy and estimates.configs[k].replicates == 1
+        ]
+        for key in once if 0 < trainings_left <= len(once) else []:
+            system = _least_measured_system(systems, attempts, key, roles)
+            if system is not None:
+                knobs = dict(zip(roles.accuracy, key, strict=True))
+                return Plan(
+                    fixed=_searched({**knobs, **system}, choices),
+                    seed=next_seed(key, attempts, first=first_seed, roles=roles),
+                    reason="replicate of a pick of export trained once (the last trainings confirm picks)",
+                )
     replicates_done = sum(c.replicates - 1 for c in estimates.configs.values())
     # At most one training in three is a replicate while new configs remain; the first one comes as
     # soon as two configs are measured, since no accuracy difference counts before the noise is known.
@@ -322,11 +345,13 @@ class TrainingState:
         max_replicates: int,
         fix_system: bool,
         explore_directly: bool,
+        trainings_left: int | None = None,
     ) -> Plan | None:
         """:func:`plan_next` on this state."""
         return plan_next(
             self.estimates, self.attempts, choices=choices, first_seed=self.first_seed,
             max_replicates=max_replicates, fix_system=fix_system, explore_directly=explore_directly,
+            trainings_left=trainings_left,
         )  # fmt: skip
 
     def judge(self, config: Mapping[str, Any], *, max_replicates: int) -> int | None:

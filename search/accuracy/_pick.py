@@ -1,0 +1,80 @@
+"""The one rule that picks a configuration for a memory budget, and the configs it can pick.
+
+``memfront export``, the notebook's ``choice()`` and the study's planner (which spends a study's last
+trainings on what export would pick) all apply :func:`pick_config`; there is no second definition.
+
+The rule: among the accuracy configs with a measured system setting that fits the budget, take the
+best mean; among those not distinguishable from it beyond noise, the one that fits in the least memory
+(ties: the fastest); then, for it, the fastest system setting measured to fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
+
+__all__ = ["Pick", "export_decisions", "pick_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pick:
+    """What the rule picks for one budget.
+
+    Attributes:
+        estimate: The chosen accuracy config's estimate.
+        system: Its fastest system setting that fits.
+        leanest: Its leanest system setting that fits (what the chosen one's speed is compared with).
+        runner_up: The config the choice was weighed against: the best mean when the chosen one is
+            cheaper and within noise of it, else the next best mean that fits (None: nothing else fits).
+    """
+
+    estimate: AccuracyEstimate
+    system: FullConfig
+    leanest: FullConfig
+    runner_up: AccuracyEstimate | None
+
+
+def pick_config(estimates: AccuracyEstimates, fits: Callable[[FullConfig], bool]) -> Pick | None:
+    """The rule applied to the full configs for which ``fits`` holds; None when none does."""
+    fitting = {key: [s for s in estimate.systems if fits(s)] for key, estimate in estimates.configs.items()}
+    fitting = {key: systems for key, systems in fitting.items() if systems}
+    if not fitting:
+        return None
+    configs = estimates.configs
+    best = max(fitting, key=lambda k: (configs[k].mean, -fitting[k][0].peak_host_bytes))
+    tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
+    chosen = min(tied, key=lambda k: (fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf))
+    system = min(fitting[chosen], key=lambda s: (s.epoch_seconds or math.inf, s.peak_host_bytes))
+    others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
+    runner_up = best if best != chosen else (others[0] if others else None)
+    return Pick(
+        estimate=configs[chosen],
+        system=system,
+        leanest=fitting[chosen][0],
+        runner_up=None if runner_up is None else configs[runner_up],
+    )
+
+
+def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
+    """The accuracy configs the rule picks at some budget, for the largest budget first.
+
+    A budget only matters through which measured peaks fit it, so the budgets tried are the measured
+    peaks themselves (every trial fitted the study's limit: the largest is the study's own answer).
+    """
+    peaks = {s.max_peak_host_bytes for e in estimates.configs.values() for s in e.systems}
+    decisions: list[AccuracyKey] = []
+    for budget in sorted(peaks, reverse=True):
+        pick = pick_config(estimates, _within(budget))
+        if pick is not None and pick.estimate.key not in decisions:
+            decisions.append(pick.estimate.key)
+    return decisions
+
+
+def _within(budget: float) -> Callable[[FullConfig], bool]:
+    def fits(system: FullConfig) -> bool:
+        return system.max_peak_host_bytes <= budget
+
+    return fits
