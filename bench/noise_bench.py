@@ -21,7 +21,14 @@ Reads the ground truth's runs (``bench/results/noise_truth_runs.jsonl``) and pri
   - regret of the exported config at three budgets: the ground truth's mean of the best config that
     fits minus that of the config the study exports (0, or within the ground truth's interval, is
     the goal);
-  - interval coverage: how often the ground truth's mean lies in the study's interval.
+  - interval coverage: how often the ground truth's mean lies in the study's interval;
+  - wall time to 0.95 of the ground truth's hypervolume (issue 13's goal: the new study in at most a
+    third of the baseline's time): after each training ends, the study's front at that moment (the
+    baseline's: its non-dominated trials; the new study's: its noise-aware front), its configs taken
+    at the ground truth's means and leanest peaks, over the truth's hypervolume.
+
+Both studies run the demo space as the ground truth measured it: the baseline's ``studies/demo.yaml``
+(256 images, workers 0-1, a 6 GiB limit), which today's memfront reads unchanged.
 
 The baseline's front and export are today's rules, applied here to its stored trials: the
 non-dominated trials on their single values, and the fitting front trial with the best single value.
@@ -50,7 +57,15 @@ sys.path.insert(0, str(ROOT))
 
 from scipy import stats as scipy_stats  # noqa: E402
 
-from search.accuracy import Training, accuracy_key, estimate_accuracy, front_hypervolume, key_text  # noqa: E402
+from search.accuracy import (  # noqa: E402
+    Training,
+    accuracy_key,
+    estimate_accuracy,
+    front_hypervolume,
+    key_text,
+    noise_front,
+    trainings_of,
+)
 from search.study._prepare import open_study, storage_url  # noqa: E402
 from search.study._spec import load_study_spec  # noqa: E402
 from search.study._stored import read_trials  # noqa: E402
@@ -163,7 +178,13 @@ def knob_roles(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_study(code: Path, minutes: float, seed: int, label: str) -> dict[str, Any]:
     """Runs the demo study with ``code``'s memfront for ``minutes``; returns its trials' stored view."""
     tmp = Path(tempfile.mkdtemp(prefix="memfront-noise-bench-"))
-    spec = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
+    baseline_demo = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{BASELINE}:studies/demo.yaml"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    spec = yaml.safe_load(baseline_demo)  # the space, data and limit the ground truth measured
     spec.update({"timeout": f"{minutes}m", "n_trials": 200, "seed": seed})
     study_file = tmp / "demo.yaml"
     study_file.write_text(yaml.safe_dump(spec))
@@ -190,6 +211,11 @@ def baseline_view(study_file: Path) -> tuple[list[dict[str, Any]], int]:
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file), create=False)
     stored = [t for t in read_trials(study.get_trials(deepcopy=False)) if t.counts_toward_n_trials]
+    return single_value_front(stored), len(stored)
+
+
+def single_value_front(stored: list[Any]) -> list[dict[str, Any]]:
+    """The non-dominated feasible trials on their single values (the baseline's front)."""
     feasible = [
         {
             "key": accuracy_key(t.config),
@@ -210,7 +236,43 @@ def baseline_view(study_file: Path) -> tuple[list[dict[str, Any]], int]:
             for o in feasible
         )
     ]
-    return front, len(stored)
+    return front
+
+
+def time_to_fraction(
+    study_file: Path, gt: dict[str, Any], *, noise_aware: bool, fraction: float = 0.95
+) -> dict[str, Any]:
+    """Seconds from the study's first trial until its front reached ``fraction`` of the truth's hypervolume.
+
+    The front after each training (in the order they ended), its configs at the truth's means and
+    leanest peaks; None when it never got there.
+    """
+    spec = load_study_spec(study_file)
+    study = open_study(spec, storage_url(spec, study_file), create=False)
+    frozen = [t for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
+    stored = read_trials(frozen)
+    if not frozen:
+        return {"seconds": None, "trajectory": []}
+    start = min(t.datetime_start for t in frozen if t.datetime_start is not None)
+    truth_of = {tuple(row["key"]): (row["leanest_peak_bytes"], row["mean"]) for row in gt["table"]}
+    limit = 6 * GIB
+    truth_hv = front_hypervolume(gt["points"], memory_limit=limit)
+    ends = sorted({t.datetime_complete for t in frozen if t.datetime_complete is not None})
+    trajectory, reached = [], None
+    for end in ends:
+        ended = [f.datetime_complete is not None and f.datetime_complete <= end for f in frozen]
+        subset = [s for s, done in zip(stored, ended, strict=True) if done]
+        if noise_aware:
+            estimates = estimate_accuracy(trainings_of(subset, accuracy="map50_95", default_seed=spec.seed))
+            keys = [p.estimate.key for p in noise_front(estimates)]
+        else:
+            keys = [p["key"] for p in single_value_front([t for t in subset if t.counts_toward_n_trials])]
+        ratio = front_hypervolume([truth_of[k] for k in keys if k in truth_of], memory_limit=limit) / truth_hv
+        seconds = (end - start).total_seconds()
+        trajectory.append({"seconds": seconds, "ratio": ratio})
+        if reached is None and ratio >= fraction:
+            reached = seconds
+    return {"seconds": reached, "trajectory": trajectory}
 
 
 def evaluate(
@@ -318,6 +380,7 @@ def main() -> None:
                         "seed": seed,
                         "trainings": trained,
                         "wall_seconds": base["wall_seconds"],
+                        "to_095": time_to_fraction(base["file"], gt, noise_aware=False),
                     }
                 )
                 new = run_study(ROOT, args.minutes, seed, "memfront with replicates")
@@ -350,6 +413,7 @@ def main() -> None:
                         "trainings": trainings,
                         "wall_seconds": new["wall_seconds"],
                         "accuracy_signal": results.accuracy_signal,
+                        "to_095": time_to_fraction(new["file"], gt, noise_aware=True),
                     }
                 )
                 for folder in (base["folder"], new["folder"]):
@@ -366,10 +430,12 @@ def main() -> None:
         for s in studies:
             regrets = ", ".join("-" if r["regret"] is None else f"{r['regret']:+.3f}" for r in s["regret"])
             coverage = "-" if s["coverage"] is None else f"{s['coverage']:.2f} of {s['coverage_n']}"
+            reached = s["to_095"]["seconds"]
+            to_095 = "not reached" if reached is None else f"{reached:.0f} s"
             print(
                 f"  {s['label']:26} seed {s['seed']}: {s['trainings']:2} trainings, front {len(s['front'])}, "
                 f"hypervolume {s['hypervolume_ratio']:.3f} of the truth's, regret {regrets}, "
-                f"coverage {coverage}"
+                f"coverage {coverage}, 0.95 of the truth's hypervolume after {to_095}"
             )
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
