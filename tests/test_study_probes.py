@@ -72,3 +72,55 @@ def test_a_subset_study_probes_the_whole_dataset_and_never_probes_twice(tmp_path
     assert exported.returncode == 0, exported.stderr
     choice = json.loads(exported.stdout)
     assert choice["memory_source"] in ("probe", "model") and choice["options"]["imgsz"] == 64
+
+
+@pytest.mark.slow
+def test_a_probe_asked_for_a_study_is_stored_where_the_study_finds_it(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "shapes", images=32, val_images=16, size=96)
+    spec = tmp_path / "subset.yaml"
+    spec.write_text(SUBSET_STUDY.format(data=data, n_trials=1))
+    knobs = ["--batch", "4", "--imgsz", "64", "--cache", "none", "--workers", "0"]
+    first = run_cli("probe", "--study", str(spec), *knobs, "--json", "-")
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["status"] == "ok" and result["train_images"] == 32  # the study's whole dataset
+    assert "stored as probe 0 of memfront-probes" in first.stderr
+    storage = f"sqlite:///{tmp_path / 'subset.db'}"
+
+    def probed() -> list[optuna.trial.FrozenTrial]:
+        study = optuna.load_study(study_name=PROBE_STUDY, storage=storage)
+        return study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+
+    leanest = {"batch": 4, "imgsz": 64, "cache": "none", "workers": 0, "amp": False}
+    assert [t.params for t in probed()] == [leanest]
+    # Asked again: the stored probe, not a second one.
+    again = run_cli("probe", "--study", str(spec), *knobs, "--json", "-")
+    assert again.returncode == 0, again.stderr
+    assert "already probed" in again.stderr and json.loads(again.stdout) == result
+    assert len(probed()) == 1
+    # The study's own first probe would be this config (the leanest setting of its best config): it
+    # uses the stored one instead of taking it again.
+    run = run_cli("run", str(spec))
+    assert run.returncode == 0, run.stderr
+    assert [t.number for t in probed() if t.params == leanest] == [0]
+    report = run_cli("report", str(spec), "--json", "-")
+    assert report.returncode == 0, report.stderr
+    assert leanest in [p["knobs"] for p in json.loads(report.stdout)["probes"]]
+    assert trainer_processes() == []
+
+
+def test_bad_probe_input_for_a_study_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "subset.yaml"
+    spec.write_text(SUBSET_STUDY.format(data=tmp_path / "none.yaml", n_trials=1))
+    for args, expected in (
+        (["--study", str(spec), "--data", "x.yaml"], "--data: with --study it comes from the study file"),
+        (["--study", str(spec), "--memory-limit", "1GiB"], "--memory-limit: with --study"),
+        (["--storage", "sqlite:///x.db"], "--storage: only with --study"),
+        ([], "--data: give a data yaml"),
+        (["--study", str(spec)], "data yaml not found"),
+        (["--study", str(tmp_path / "missing.yaml")], "missing.yaml"),
+    ):
+        done = run_cli("probe", *args)
+        assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "subset.db").exists()  # nothing stored for input that could not run

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,7 +65,18 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
 
 
 def probe(
-    data: Annotated[str, typer.Option(help="YOLO data yaml (every image is used).")],
+    data: Annotated[str | None, typer.Option(help="YOLO data yaml (every image is used).")] = None,
+    study_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--study",
+            help="Probe for this study: its data, model, hyp, device and limits, stored in its storage "
+            "(its workers use the probe and never take it again).",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="With --study: Optuna storage URL (overrides the study file).")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
     imgsz: Annotated[int, typer.Option(help="Image size (rounded up to a multiple of 32).")] = 640,
     cache: Annotated[str, typer.Option(help="Image cache: none, ram or disk.")] = "none",
@@ -88,13 +101,29 @@ def probe(
     """Measure one full config's peak memory and epoch time on the whole dataset, without training it.
 
     Builds the cache as the framework does (all train and val images), runs training batches with the real
-    dataloader workers until the peak stops growing, runs one whole validation pass, and stops.
+    dataloader workers until the peak stops growing, runs one whole validation pass, and stops. With
+    --study, the probe is the study's: stored in its storage, used by its workers, never taken again.
     """
     from search.cli._app import duration_option, size_option
-    from search.probe._run import run_probe
 
     if amp not in ("on", "off"):
         raise InputError(f"--amp: expected on or off, got {amp!r}")
+    knobs = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": amp == "on"}
+    if study_file is not None:
+        given = {
+            "--data": data, "--model": model, "--framework": framework, "--hyp": hyp,
+            "--memory-limit": memory_limit, "--gpu-memory-limit": gpu_memory_limit,
+            "--device": None if device == "cpu" else device,
+        }  # fmt: skip
+        for name, value in given.items():
+            if value is not None:
+                raise InputError(f"{name}: with --study it comes from the study file")
+        _probe_for_study(study_file, storage, knobs, duration_option(time_limit, "--time-limit"), json_path)
+        return
+    if storage is not None:
+        raise InputError("--storage: only with --study (a probe without a study is not stored)")
+    if data is None:
+        raise InputError("--data: give a data yaml, or --study STUDY.yaml to probe for a study")
     try:
         config = TrialConfig(
             data=data, framework=framework, model=model, batch=batch, imgsz=imgsz, cache=cache,
@@ -107,6 +136,45 @@ def probe(
         gpu_memory_limit_bytes=size_option(gpu_memory_limit, "--gpu-memory-limit"),
         time_limit_s=duration_option(time_limit, "--time-limit"),
     )
+    from search.probe._run import run_probe
+
+    with _progress() as show:
+        result = run_probe(config, limits=limits, on_progress=show)
+    print_probe(result)
+    _finish(result, json_path)
+
+
+def _probe_for_study(
+    study_file: Path,
+    storage: str | None,
+    knobs: dict[str, Any],
+    time_limit_s: float | None,
+    json_path: Path | None,
+) -> None:
+    from search.study._probe_command import probe_for_study
+    from search.study._spec import load_study_spec
+
+    spec = load_study_spec(study_file)
+    with _progress() as show:
+        probed = probe_for_study(
+            spec, study_file, knobs, storage=storage, time_limit_s=time_limit_s, on_progress=show
+        )
+    if probed.reused:
+        console.print(
+            f"already probed for this dataset and machine: probe {probed.number} of memfront-probes in "
+            f"{probed.url}, not taken again"
+        )
+    print_probe(probed.result)
+    if probed.number is not None and not probed.reused:
+        console.print(
+            f"stored as probe {probed.number} of memfront-probes in {probed.url}: study {spec.name!r} "
+            "uses it and never probes this config again"
+        )
+    _finish(probed.result, json_path)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[Any], None]]:
     with Progress(
         TextColumn("[bold]probing[/]"),
         TextColumn("{task.description}"),
@@ -120,8 +188,11 @@ def probe(
         def show(progress: Any) -> None:
             bar.update(task, description=f"{progress.phase}  host {format_bytes(progress.host_bytes)}")
 
-        result = run_probe(config, limits=limits, on_progress=show)
-    print_probe(result)
+        yield show
+
+
+def _finish(result: Any, json_path: Path | None) -> None:
+    """Writes the JSON asked for and exits as the probe's status says."""
     if json_path is not None:
         text = json.dumps(result.to_dict(), indent=2) + "\n"
         if str(json_path) == "-":
