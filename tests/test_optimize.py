@@ -134,20 +134,3 @@ def test_workers_asking_at_once_for_the_last_trials_are_ranked_by_number() -> No
     assert "n_trials is reached" in str(
         _discard_reason(trials, late.number, replicate_identity(knobs(16), None), n_trials=2)
     )
-
-
-def test_no_training_starts_that_the_study_timeout_would_cut() -> None:
-    from search.study._budget import timeout_reason
-    from search.study._stored import read_trials
-
-    spec = _spec(["map50_95", "peak_host"], timeout="10m")
-    fast = stored_trial(config=knobs(), values=[0.3, GIB], violation=-GIB)
-    slow = stored_trial(config=knobs(16, 160), values=[0.3, GIB], violation=-GIB)
-    slow.user_attrs["record"]["wall_seconds"] = 90.0  # the slowest config: 3 times the other
-    trials = read_trials([fast, slow])
-    # A minute left: more than the median training, less than the slowest.
-    assert (
-        timeout_reason(spec, elapsed=540, trials=trials)
-        == "too little of the study's timeout left for another trial"
-    )
-    assert timeout_reason(spec, elapsed=480, trials=trials) is None  # two minutes left

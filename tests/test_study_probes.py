@@ -84,6 +84,7 @@ def test_a_probe_asked_for_a_study_is_stored_where_the_study_finds_it(tmp_path: 
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["status"] == "ok" and result["train_images"] == 32  # the study's whole dataset
+    assert result["record"]["limits"]["memory_limit_bytes"] == 6 * 2**30  # under the study's limit
     assert "stored as probe 0 of memfront-probes" in first.stderr
     storage = f"sqlite:///{tmp_path / 'subset.db'}"
 
@@ -112,15 +113,24 @@ def test_a_probe_asked_for_a_study_is_stored_where_the_study_finds_it(tmp_path: 
 def test_bad_probe_input_for_a_study_is_one_line(tmp_path: Path) -> None:
     spec = tmp_path / "subset.yaml"
     spec.write_text(SUBSET_STUDY.format(data=tmp_path / "none.yaml", n_trials=1))
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        SUBSET_STUDY.format(data=make_demo_dataset(tmp_path / "shapes", images=8, size=64), n_trials=1)
+    )
     for args, expected in (
         (["--study", str(spec), "--data", "x.yaml"], "--data: with --study it comes from the study file"),
         (["--study", str(spec), "--memory-limit", "1GiB"], "--memory-limit: with --study"),
+        (["--study", str(spec), "--device", "cpu"], "--device: with --study"),
         (["--storage", "sqlite:///x.db"], "--storage: only with --study"),
         ([], "--data: give a data yaml"),
         (["--study", str(spec)], "data yaml not found"),
         (["--study", str(tmp_path / "missing.yaml")], "missing.yaml"),
+        (["--study", str(good), "--imgsz", "64", "--cache", "fast"], "--cache"),
+        (["--study", str(good), "--imgsz", "96"], "--imgsz 96: not in the study's space (64)"),
+        (["--study", str(good), "--imgsz", "64", "--workers", "3"], "--workers 3: not in the study's space"),
     ):
         done = run_cli("probe", *args)
         assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
-    assert not (tmp_path / "subset.db").exists()  # nothing stored for input that could not run
+    # Nothing stored for input that could not run.
+    assert not (tmp_path / "subset.db").exists() and not (tmp_path / "good.db").exists()

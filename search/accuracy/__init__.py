@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         trainings_of,
     )
     from search.accuracy._front import FrontPoint, FullFrontPoint, front_hypervolume, full_front, noise_front
-    from search.accuracy._pick import Pick, export_decisions, pick_config
+    from search.accuracy._pick import Pick, export_decisions, fits_budget, pick_config
 
 __all__ = [
     "AccuracyEstimate",
@@ -34,6 +34,7 @@ __all__ = [
     "accuracy_key",
     "estimate_accuracy",
     "export_decisions",
+    "fits_budget",
     "front_hypervolume",
     "full_front",
     "key_text",
@@ -67,6 +68,7 @@ __getattr__, __dir__ = lazy_exports(
         "noise_front": "search.accuracy._front",
         "Pick": "search.accuracy._pick",
         "export_decisions": "search.accuracy._pick",
+        "fits_budget": "search.accuracy._pick",
         "pick_config": "search.accuracy._pick",
     },
 )

@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 
-__all__ = ["Pick", "export_decisions", "pick_config"]
+__all__ = ["Pick", "export_decisions", "fits_budget", "pick_config"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Pick:
     """What the rule picks for one budget.
 
@@ -67,13 +67,16 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
     peaks = {s.max_peak_host_bytes for e in estimates.configs.values() for s in e.systems}
     decisions: list[AccuracyKey] = []
     for budget in sorted(peaks, reverse=True):
-        pick = pick_config(estimates, _within(budget))
+        pick = pick_config(estimates, fits_budget(budget))
         if pick is not None and pick.estimate.key not in decisions:
             decisions.append(pick.estimate.key)
     return decisions
 
 
-def _within(budget: float) -> Callable[[FullConfig], bool]:
+def fits_budget(budget: float) -> Callable[[FullConfig], bool]:
+    """Whether a full config fits ``budget`` as measured: every training of it, not only its median
+    (replicates repeat a full config), or its probe or prediction on the whole dataset."""
+
     def fits(system: FullConfig) -> bool:
         return system.max_peak_host_bytes <= budget
 

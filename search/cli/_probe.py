@@ -87,7 +87,7 @@ def probe(
         typer.Option(help="Model yaml (from scratch) or local .pt (fine-tune); default the framework's."),
     ] = None,
     framework: FrameworkOption = None,
-    device: Annotated[str, typer.Option(help="cpu, or a CUDA device such as 0.")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="cpu, or a CUDA device such as 0 (default cpu).")] = None,
     hyp: Annotated[
         str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
     ] = None,
@@ -113,7 +113,7 @@ def probe(
         given = {
             "--data": data, "--model": model, "--framework": framework, "--hyp": hyp,
             "--memory-limit": memory_limit, "--gpu-memory-limit": gpu_memory_limit,
-            "--device": None if device == "cpu" else device,
+            "--device": device,
         }  # fmt: skip
         for name, value in given.items():
             if value is not None:
@@ -127,7 +127,7 @@ def probe(
     try:
         config = TrialConfig(
             data=data, framework=framework, model=model, batch=batch, imgsz=imgsz, cache=cache,
-            workers=workers, amp=amp == "on", device=device, hyp=hyp,
+            workers=workers, amp=amp == "on", device=device or "cpu", hyp=hyp,
         )  # fmt: skip
     except ValidationError as error:
         raise InputError(f"--{validation_message(error).replace('_', '-')}") from None
@@ -168,7 +168,7 @@ def _probe_for_study(
     if probed.number is not None and not probed.reused:
         console.print(
             f"stored as probe {probed.number} of memfront-probes in {probed.url}: study {spec.name!r} "
-            "uses it and never probes this config again"
+            "counts it (front, export, memory model) and never probes this config again"
         )
     _finish(probed.result, json_path)
 

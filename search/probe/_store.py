@@ -132,6 +132,11 @@ class StoredProbe:
     result: ProbeResult
     limit_bytes: int | None
 
+    def settles(self, limit_bytes: int) -> bool:
+        """Whether this probe answers for a study under ``limit_bytes``: it ran to its end, or it went
+        over a limit no lower than that one (a probe stopped under a lower limit says nothing)."""
+        return self.result.ok or (self.limit_bytes or 0) >= limit_bytes
+
 
 class ProbeStore:
     """The probes of one :class:`ProbeKey` in a storage.

@@ -27,7 +27,7 @@ from search.model._preflight import record_features
 from search.probe._store import StoredProbe
 from search.study._space import DEFAULT_ROLES, KnobRoles
 
-__all__ = ["SystemFigures", "probe_rows", "whole_dataset_predictor"]
+__all__ = ["SystemFigures", "in_space", "probe_rows", "study_figures", "whole_dataset_predictor"]
 
 
 def whole_dataset_predictor(
@@ -103,7 +103,7 @@ class SystemFigures:
     def _figure(self, runs: list[Training], probe: StoredProbe | None) -> FullConfig | None:
         trials = tuple(t.number for t in runs)
         if probe is not None and not probe.result.ok:
-            if (probe.limit_bytes or 0) >= self.limit_bytes:
+            if probe.settles(self.limit_bytes):
                 return None  # over a limit no higher than this study's, on the whole dataset
             probe = None  # stopped under a lower limit: says nothing about this one
         if runs and self.subset_scale is None:
@@ -137,3 +137,51 @@ class SystemFigures:
             epoch_seconds=statistics.median(speeds) * self.subset_scale if speeds else None,
             max_peak_host_bytes=predicted, source="model",
         )  # fmt: skip
+
+
+def in_space(
+    probes: Mapping[tuple[Any, ...], StoredProbe], space: Mapping[str, list[Any]]
+) -> dict[tuple[Any, ...], StoredProbe]:
+    """The probes of full configs a study's space reaches (``space``: each knob's values).
+
+    Probes of other studies on the same dataset and machine count there too.
+    """
+    return {
+        key: probe
+        for key, probe in probes.items()
+        if all(probe.result.knobs[knob] in values for knob, values in space.items())
+    }
+
+
+def study_figures(
+    *,
+    probes: Mapping[tuple[Any, ...], StoredProbe],
+    stats: DatasetStats,
+    model: MemoryModel | None,
+    limit_bytes: int,
+    train_images: int | None,
+    framework: str,
+    device: str,
+    roles: KnobRoles = DEFAULT_ROLES,
+) -> SystemFigures:
+    """The whole-dataset figures of a study: what its front, export and planner all rank on.
+
+    Args:
+        probes: The study's probes (:func:`in_space`).
+        stats: The whole dataset's image sizes.
+        model: The study's memory model (None: no whole-dataset predictions).
+        limit_bytes: The study's memory limit.
+        train_images: The study's ``train_images`` (the trainings' subset), if any.
+        framework: The study's framework.
+        device: The study's device.
+        roles: Which knobs make an accuracy config.
+    """
+    full_images = len(stats.train_sizes)
+    subset = train_images is not None and 0 < train_images < full_images
+    predict_full = (
+        None if model is None else whole_dataset_predictor(model, stats, framework=framework, device=device)
+    )
+    return SystemFigures(
+        probes=probes, limit_bytes=limit_bytes, predict_full=predict_full,
+        subset_scale=full_images / train_images if subset and train_images else None, roles=roles,
+    )  # fmt: skip

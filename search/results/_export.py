@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
-from search.accuracy._pick import pick_config
+from search.accuracy._pick import fits_budget, pick_config
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
 from search.study._spec import StudySpec
@@ -86,9 +86,7 @@ def choose_config(
     rows = frame.set_index("number", drop=False)
     predicted = pd.to_numeric(rows.get("predicted_full_bytes", pd.Series(dtype=float)), errors="coerce")
 
-    def measured_fit(system: FullConfig) -> bool:
-        # Every training of it fitted, not only its median: replicates repeat a full config.
-        return system.max_peak_host_bytes <= max_memory_bytes
+    measured_fit = fits_budget(max_memory_bytes)
 
     def predicted_fit(system: FullConfig) -> bool:
         if system.source != "training":

@@ -14,10 +14,10 @@ import pandas as pd
 
 from search.errors import InputError
 from search.model._preflight import full_size_predictions
-from search.probe._systems import SystemFigures, probe_rows, whole_dataset_predictor
+from search.probe._systems import SystemFigures, in_space, probe_rows, study_figures
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
 from search.results._frame import front, full_front_frame, hypervolume, read_results, status_counts
-from search.study._space import KnobRoles
+from search.study._space import KNOBS, KnobRoles
 from search.study._stored import RecordFiles, read_trial
 from search.units import parse_size
 
@@ -270,23 +270,14 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
         stats = DatasetStats.read(dataset)
     except InputError:
         return None
-    # Probes of other studies on this dataset and machine count where this study's space reaches.
-    space = {knob: spec.space.choices(knob) for knob in ("batch", "imgsz", "cache", "workers", "amp")}
-    probes = {
-        key: probe
-        for key, probe in store.probes().items()
-        if all(probe.result.knobs[knob] in values for knob, values in space.items())
-    }
+    probes = in_space(store.probes(), {knob: spec.space.choices(knob) for knob in KNOBS})
     model = study_memory_model(
         study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
         framework=spec.framework, extra_rows=probe_rows(probes, stats),
     )  # fmt: skip
-    full_images = len(stats.train_sizes)
-    subset = spec.train_images is not None and spec.train_images < full_images
-    predict_full = whole_dataset_predictor(model, stats, framework=spec.framework, device=spec.device)
-    figures = SystemFigures(
-        probes=probes, limit_bytes=spec.memory_limit, predict_full=predict_full,
-        subset_scale=full_images / spec.train_images if subset and spec.train_images else None,
+    figures = study_figures(
+        probes=probes, stats=stats, model=model, limit_bytes=spec.memory_limit,
+        train_images=spec.train_images, framework=spec.framework, device=spec.device,
         roles=KnobRoles.of(spec.framework),
     )  # fmt: skip
     return WholeDataset(stats=stats, model=model, probes=probes, figures=figures)

@@ -27,15 +27,17 @@ def timeout_reason(spec: StudySpec, *, elapsed: float, trials: list[StoredTrial]
     return None
 
 
-def trainings_left(spec: StudySpec, *, elapsed: float, trials: list[StoredTrial], running: int) -> int:
-    """How many more trainings this worker can start, the next one included.
+def trainings_left(
+    spec: StudySpec, *, elapsed: float, trials: list[StoredTrial], running: int, workers: int = 1
+) -> int:
+    """How many more trainings the study's workers can start, the next one included.
 
-    The fewer of what ``n_trials`` leaves (every worker's trials counted) and of what the timeout
-    leaves this worker at its slowest training so far (the same bound :func:`timeout_reason` stops
-    at), so the estimate errs towards the end.
+    The fewer of what ``n_trials`` leaves (every worker's trials counted, those running too) and of
+    what the timeout leaves ``workers`` workers at the slowest training so far (the bound
+    :func:`timeout_reason` stops at), so the estimate errs low: the end is seen coming early.
     """
     left = spec.n_trials - sum(t.counts_toward_n_trials for t in trials) - running
     longest = _longest_training(trials)
     if spec.timeout is not None and longest:
-        left = min(left, int((spec.timeout - elapsed) // longest))
+        left = min(left, max(1, workers) * int((spec.timeout - elapsed) // longest))
     return max(left, 0)

@@ -23,7 +23,7 @@ import optuna
 from search.probe._run import ProbeResult
 from search.study._budget import timeout_reason, trainings_left
 from search.study._prepare import PreparedStudy
-from search.study._probes import ProbePlan, run_due_probe
+from search.study._probes import ProbePlan, planning_figures, run_due_probe
 from search.study._replicates import TrainingState, replicate_identity, training_key
 from search.study._space import DEFAULT_ROLES, KnobRoles, sampled_choices, suggest
 from search.study._storage import ask, fail_stale_trials, storage_clock
@@ -36,10 +36,10 @@ from search.study._stored import (
     mark_discarded,
     mark_interrupted,
     mark_requeued,
+    plan_attrs,
     read_trial,
     read_trials,
     requeue_attrs,
-    seed_attrs,
     write_prediction,
     write_proposal,
     write_seed,
@@ -144,14 +144,15 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             if reason is not None:
                 stop_reason = reason
                 break
+            figures = planning_figures(prepared, trials)
             state = TrainingState.of(
                 stored, accuracy=spec.objectives[0], first_seed=spec.seed,
-                resolution=spec.accuracy_resolution, roles=prepared.roles,
+                resolution=spec.accuracy_resolution, roles=prepared.roles, systems_of=figures,
             )  # fmt: skip
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             if prepared.probes is not None and not queued:
                 probed, seconds = run_due_probe(
-                    prepared, trials, state.estimates, elapsed_s=clock.elapsed(), events=events
+                    prepared, trials, state.measured, elapsed_s=clock.elapsed(), events=events
                 )
                 clock.probing += seconds
                 if probed == "interrupted":
@@ -165,7 +166,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 choices=choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid",
                 explore_directly=refused >= _REFUSALS_BEFORE_DIRECT,
                 trainings_left=trainings_left(
-                    spec, elapsed=clock.elapsed(), trials=stored, running=state.running
+                    spec, elapsed=clock.elapsed(), trials=stored, running=state.running,
+                    workers=1 + state.running,  # this one, and one per trial training elsewhere
                 ),
             )  # fmt: skip
             if not queued and plan is None and not state.running:
@@ -177,8 +179,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 clock.idle(min(5.0, spec.heartbeat_interval))
                 continue
             if plan is not None and (plan.fixed or plan.replicate):
-                attrs = None if plan.seed is None else seed_attrs(plan.seed)
-                study.enqueue_trial(plan.fixed, user_attrs=attrs)
+                study.enqueue_trial(plan.fixed, user_attrs=plan_attrs(plan.seed, plan.reason))
             trial = ask(study)
             with Heartbeat(
                 study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,

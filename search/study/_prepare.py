@@ -18,7 +18,7 @@ from search.errors import InputError, StorageError
 from search.frameworks import DEFAULT_FRAMEWORK
 from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
-from search.probe._store import ProbeKey, ProbeStore
+from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
 from search.study._probes import StudyProbes
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, sampled_choices
 from search.study._spec import StudySpec
@@ -215,6 +215,7 @@ class PreparedStudy:
     threads: int | None = None
     record_files: RecordFiles | None = None
     probes: StudyProbes | None = None
+    stats: DatasetStats | None = None
 
     @property
     def roles(self) -> KnobRoles:
@@ -278,6 +279,7 @@ def prepare_study(
     elif worker_index is None and workers_seen(study, within_s=spec.heartbeat_grace):
         # Another worker runs this study now: the same seed would propose the same configurations.
         study.sampler = _sampler(spec, space, spec.seed + 1 + random.SystemRandom().randrange(2**30))
+    stats = DatasetStats.read(dataset)
     preflight = None
     if spec.preflight_margin is not None:
         from search.model._calibration import calibrate, load_calibration
@@ -287,7 +289,7 @@ def prepare_study(
             else load_calibration(spec.model, spec.device, framework=spec.framework)
         )  # fmt: skip
         preflight = Preflight(
-            stats=DatasetStats.read(dataset), limit_bytes=spec.memory_limit,
+            stats=stats, limit_bytes=spec.memory_limit,
             margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
             device=spec.device, framework=spec.framework,
         )  # fmt: skip
@@ -296,7 +298,7 @@ def prepare_study(
         probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name)
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
-        record_files=record_files(spec, spec_path), probes=probes,
+        record_files=record_files(spec, spec_path), probes=probes, stats=stats,
     )  # fmt: skip
 
 
@@ -341,6 +343,9 @@ def _move_to_journal(spec: StudySpec, spec_path: Path, journal_url: str) -> None
         return
     target = make_storage(journal_url, heartbeat_interval=1, grace_period=2)
     optuna.copy_study(from_study_name=spec.name, from_storage=source, to_storage=target)
+    if PROBE_STUDY in {s.study_name for s in optuna.get_all_study_summaries(source)}:
+        # The probes taken so far (by the study or ``memfront probe --study``) move with it.
+        optuna.copy_study(from_study_name=PROBE_STUDY, from_storage=source, to_storage=target)
 
 
 def _check_jobs_fit(spec: StudySpec, jobs: int) -> None:

@@ -3,9 +3,10 @@
 ``memfront probe --study S.yaml --batch ... --cache ... --workers ...`` takes the dataset, model,
 hyperparameters, device and limits from the study file, and keeps the probe in the study's storage
 (the ``memfront-probes`` study, :mod:`search.probe._store`) under the same key as the study's own
-probes: every worker of the study uses it, and no one probes that full config again. A config
-already probed for this dataset and machine is not probed again here either; its stored figures are
-shown.
+probes: the study's front, export and memory model count it, and no worker probes that full config
+again. A config already probed for this dataset and machine (under a limit that answers for the
+study's) is not probed again here either; its stored figures are shown. Only configs of the
+study's space are taken: those are the ones its front and export count.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from search.study._probes import ProbePlan
 from search.study._spec import StudySpec
 from search.study._storage import safe_url
 from search.study._workers import WorkerIdentity
-from search.trial._config import TrialConfig, resolve_hyp, validation_message
+from search.trial._config import TrialConfig, resolve_hyp, resolve_model, validation_message
 from search.trial._supervisor import TrialProgress
 
 __all__ = ["StudyProbe", "probe_for_study"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StudyProbe:
     """A probe of a study's full config, as stored for it.
 
@@ -39,7 +40,8 @@ class StudyProbe:
         result: The probe's result (this run's, or the stored one's).
         number: Its trial number in the storage's ``memfront-probes`` study (None: not stored, as a
             probe that failed or was interrupted is not).
-        reused: It was probed before (by the study or this command) and not taken again.
+        reused: It was probed before, under a limit it answers for (by the study or this command),
+            and not taken again.
         url: The storage, with any password hidden.
     """
 
@@ -81,17 +83,29 @@ def probe_for_study(
     dataset = load_dataset(data)
     hyp = resolve_hyp_path(spec, spec_path)
     resolve_hyp(hyp, spec.framework)
-    study = open_study(spec, url, create=True)
-    worker = WorkerIdentity.here(device=spec.device)
-    probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name)
+    resolve_model(spec.model, spec.framework)
     try:
-        config = TrialConfig(**{**probes.base_config.model_dump(), **knobs})
+        config = TrialConfig(
+            data=data, framework=spec.framework, model=spec.model, hyp=hyp, device=spec.device, **knobs
+        )
     except ValidationError as error:
         raise InputError(f"--{validation_message(error).replace('_', '-')}") from None
     probed = {k: getattr(config, k) for k in knobs}
+    for name, value in probed.items():
+        # The study's front and export only count full configs of its space (other probes only refit
+        # its memory model): a probe for it outside that space would be stored for nothing it shows.
+        if value not in spec.space.choices(name):
+            allowed = ", ".join(str(v) for v in spec.space.choices(name))
+            raise InputError(
+                f"--{name} {value}: not in the study's space ({allowed}); probe it with --data instead"
+            )
+    # Every input is checked by now: only a probe that can run opens (or creates) the storage.
+    study = open_study(spec, url, create=True)
+    worker = WorkerIdentity.here(device=spec.device)
+    probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name)
     key = knobs_key(probed)
     stored = probes.stored().get(key)
-    if stored is not None:
+    if stored is not None and stored.settles(spec.memory_limit):
         return StudyProbe(result=stored.result, number=stored.number, reused=True, url=safe_url(url))
     plan = ProbePlan(knobs=probed, reason="asked for on the command line")
     limit = time_limit_s if time_limit_s is not None else spec.trial_time_limit

@@ -36,7 +36,8 @@ from search.model._predict import DatasetStats, MemoryModel
 from search.model._preflight import study_memory_model
 from search.probe._run import ProbeResult, run_probe
 from search.probe._store import ProbeStore, StoredProbe, knobs_key
-from search.probe._systems import probe_rows, whole_dataset_predictor
+from search.probe._systems import SystemFigures, in_space, probe_rows, study_figures, whole_dataset_predictor
+from search.study._space import KNOBS, KnobRoles
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from search.study._optimize import StudyEvents
     from search.study._prepare import PreparedStudy
 
-__all__ = ["ProbePlan", "StudyProbes", "plan_probe", "run_due_probe"]
+__all__ = ["ProbePlan", "StudyProbes", "plan_probe", "planning_figures", "run_due_probe"]
 
 _NEAR_BUDGET = 0.10
 _CLAIM_REFRESH_S = 30.0
@@ -97,7 +98,7 @@ def plan_probe(
     """
     if not estimates.configs:
         return None
-    known = {k for k, p in probed.items() if p.result.ok or (p.limit_bytes or 0) >= limit_bytes}
+    known = {k for k, p in probed.items() if p.settles(limit_bytes)}
     ranked = sorted(estimates.configs.values(), key=lambda e: -e.mean)
 
     names = list(systems)  # the framework's system knobs; the others are the accuracy config's
@@ -263,13 +264,7 @@ def run_due_probe(
     if not probes.allowed(elapsed_s=elapsed_s, remaining_s=remaining):
         return None, 0.0
     stored = probes.stored()
-    if prepared.preflight is not None:
-        model = prepared.preflight.model  # the loop loaded it with these trials and probes
-    else:
-        model = study_memory_model(
-            trials, probes.stats, model_name=spec.model, device=spec.device, framework=spec.framework,
-            extra_rows=probes.rows(stored),
-        )  # fmt: skip
+    model = _memory_model(prepared, trials, stored, probes.stats)
     plan = plan_probe(
         estimates, systems={k: prepared.space.choices[k] for k in prepared.roles.system}, probed=stored,
         skip=probes.store.probing() | probes.failed, predict=probes.predictor(model),
@@ -290,3 +285,37 @@ def run_due_probe(
     if events.on_probe_end:
         events.on_probe_end(plan, result)
     return ("interrupted" if result.status == "interrupted" else "probed"), result.seconds
+
+
+def _memory_model(
+    prepared: PreparedStudy,
+    trials: list[optuna.trial.FrozenTrial],
+    stored: Mapping[tuple[Any, ...], StoredProbe],
+    stats: DatasetStats,
+) -> MemoryModel:
+    if prepared.preflight is not None:
+        return prepared.preflight.model  # the loop loaded it with these trials and probes
+    spec = prepared.spec
+    return study_memory_model(
+        trials, stats, model_name=spec.model, device=spec.device, framework=spec.framework,
+        extra_rows=probe_rows(stored, stats),
+    )  # fmt: skip
+
+
+def planning_figures(prepared: PreparedStudy, trials: list[optuna.trial.FrozenTrial]) -> SystemFigures | None:
+    """The whole-dataset figures the planner ranks on: those report and export rank on
+    (:func:`search.probe._systems.study_figures`). None where they are the trainings' own (the
+    trainings saw the whole dataset and nothing is probed)."""
+    spec, stats = prepared.spec, prepared.stats
+    if stats is None:
+        return None
+    subset = spec.train_images is not None and spec.train_images < len(stats.train_sizes)
+    stored = prepared.probes.stored() if prepared.probes is not None else {}
+    if not subset and not stored:
+        return None
+    return study_figures(
+        probes=in_space(stored, {knob: spec.space.choices(knob) for knob in KNOBS}), stats=stats,
+        model=_memory_model(prepared, trials, stored, stats), limit_bytes=spec.memory_limit,
+        train_images=spec.train_images, framework=spec.framework, device=spec.device,
+        roles=KnobRoles.of(spec.framework),
+    )  # fmt: skip

@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 from search.accuracy._estimates import (
     AccuracyEstimates,
     AccuracyKey,
+    SystemsOf,
     accuracy_key,
     estimate_accuracy,
     random_stream,
@@ -172,8 +173,8 @@ def plan_next(
         fix_system: Choose the system setting of a new config (the grid sampler chooses its own).
         explore_directly: The sampler keeps repeating measured configs: plan a config not started
             yet with all its knobs, instead of asking the sampler for one.
-        trainings_left: How many more trainings this one included the study can still start (None:
-            no end in sight); the last ones confirm export's picks.
+        trainings_left: How many more trainings, this one included, the study's workers can still
+            start (None: no end in sight); the last ones confirm export's picks.
     """
     roles = estimates.roles
     systems = [
@@ -293,16 +294,21 @@ class TrainingState:
     """A study's trainings as the next decision sees them.
 
     Attributes:
-        estimates: The accuracy estimates of its feasible trainings.
+        estimates: The accuracy estimates of its feasible trainings, with the figures report and
+            export rank on (on the whole dataset).
         attempts: Every training counted toward ``n_trials`` and every one in progress.
         running: How many trials are in progress (including any whose knobs are not stored yet).
         first_seed: The study's seed.
+        measured: The same estimates on the trainings' own figures: what probes are planned from
+            (a config the model puts just over the limit is left out of ``estimates``, and a probe
+            is what settles it).
     """
 
     estimates: AccuracyEstimates
     attempts: list[Running]
     running: int
     first_seed: int
+    measured: AccuracyEstimates
 
     @classmethod
     def of(
@@ -313,8 +319,11 @@ class TrainingState:
         first_seed: int,
         resolution: float,
         roles: KnobRoles = DEFAULT_ROLES,
+        systems_of: SystemsOf | None = None,
     ) -> TrainingState:
-        """Reads the state from a study's stored trials (``roles``: the study's framework's)."""
+        """Reads the state from a study's stored trials (``roles``: the study's framework's;
+        ``systems_of``: the whole-dataset figures report and export rank on, when they are not the
+        trainings' own)."""
         trainings = trainings_of(trials, accuracy=accuracy, default_seed=first_seed)
         feasible = {t.number for t in trainings}
         attempts = []
@@ -331,11 +340,15 @@ class TrainingState:
                         feasible=None if in_progress else t.number in feasible,
                     )
                 )
+        measured = estimate_accuracy(trainings, resolution=resolution, roles=roles)
         return cls(
-            estimates=estimate_accuracy(trainings, resolution=resolution, roles=roles),
+            estimates=measured
+            if systems_of is None
+            else estimate_accuracy(trainings, resolution=resolution, roles=roles, systems_of=systems_of),
             attempts=attempts,
             running=running,
             first_seed=first_seed,
+            measured=measured,
         )
 
     def plan(

@@ -43,9 +43,9 @@ __all__ = [
     "mark_duplicate",
     "mark_interrupted",
     "mark_requeued",
+    "plan_attrs",
     "read_trial",
     "read_trials",
-    "seed_attrs",
     "write_proposal",
     "write_result",
     "write_seed",
@@ -79,6 +79,7 @@ _DISCARDED = "discarded"
 _PREDICTED_PEAK = "predicted_peak_bytes"
 _RECORD_FILE = "record_file"
 _SEED = "seed"
+_PLANNED = "planned"
 # Optuna's own system attribute: the trial a retried one replaces (RetryFailedTrialCallback).
 _FAILED_TRIAL = "failed_trial"
 # Record parts kept out of the stored record when there is a place for files.
@@ -252,9 +253,9 @@ def write_proposal(trial: optuna.Trial, config: dict[str, Any], *, worker: str, 
     return read_trial(frozen)
 
 
-def seed_attrs(seed: int) -> dict[str, Any]:
-    """User attributes of a queued trial that trains with this seed."""
-    return {_SEED: seed}
+def plan_attrs(seed: int | None, reason: str) -> dict[str, Any]:
+    """User attributes of a queued trial: the seed it trains with (if decided), and why it was planned."""
+    return {_PLANNED: reason, **({} if seed is None else {_SEED: seed})}
 
 
 def write_seed(trial: optuna.Trial, seed: int) -> None:

@@ -1,0 +1,50 @@
+"""What is left of a study for its workers (search.study._budget), on synthetic trials."""
+
+from __future__ import annotations
+
+from search.study._budget import timeout_reason, trainings_left
+from search.study._spec import StudySpec
+from search.study._stored import read_trials
+
+from .synthetic import GIB, knobs, stored_trial
+
+
+def _spec(**extra: object) -> StudySpec:
+    fields = {"name": "s", "data": "demo", "memory_limit": 2 * GIB, "objectives": ["map50_95", "peak_host"]}
+    return StudySpec.model_validate({**fields, **extra})
+
+
+def _trials(*walls: float):  # type: ignore[no-untyped-def]
+    trials = []
+    for index, wall in enumerate(walls):
+        trial = stored_trial(config=knobs(8, 96 + 32 * index), values=[0.3, GIB], violation=-GIB)
+        trial.user_attrs["record"]["wall_seconds"] = wall
+        trials.append(trial)
+    return read_trials(trials)
+
+
+def test_no_training_starts_that_the_study_timeout_would_cut() -> None:
+    spec = _spec(timeout="10m")
+    trials = _trials(30.0, 90.0)  # the slowest config: 3 times the other
+    # A minute left: more than the median training, less than the slowest.
+    too_little = "too little of the study's timeout left for another trial"
+    assert timeout_reason(spec, elapsed=540, trials=trials) == too_little
+    assert timeout_reason(spec, elapsed=480, trials=trials) is None  # two minutes left
+    assert timeout_reason(spec, elapsed=600, trials=trials) == "study timeout reached"
+    assert timeout_reason(_spec(), elapsed=10**6, trials=trials) is None  # no timeout
+
+
+def test_trainings_left_counts_n_trials_and_the_timeout_at_the_slowest_training() -> None:
+    trials = _trials(30.0, 90.0)
+    # No timeout: what n_trials leaves, less the trainings running elsewhere.
+    assert trainings_left(_spec(n_trials=10), elapsed=0, trials=trials, running=0) == 8
+    assert trainings_left(_spec(n_trials=10), elapsed=0, trials=trials, running=3) == 5
+    # With a timeout: 300 s left at the slowest 90 s is 3 trainings per worker, whatever n_trials says.
+    spec = _spec(n_trials=100, timeout="10m")
+    assert trainings_left(spec, elapsed=300, trials=trials, running=0) == 3
+    assert trainings_left(spec, elapsed=300, trials=trials, running=1, workers=2) == 6
+    # Nothing trained yet: the timeout cannot be counted in trainings; n_trials can.
+    assert trainings_left(spec, elapsed=300, trials=[], running=0) == 100
+    # Never below zero (more running than n_trials leaves, or the timeout passed).
+    assert trainings_left(_spec(n_trials=2), elapsed=0, trials=trials, running=1) == 0
+    assert trainings_left(spec, elapsed=700, trials=trials, running=0) == 0
