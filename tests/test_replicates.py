@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from search.accuracy import Training, estimate_accuracy
-from search.study._replicates import Running, judge_proposal, plan_next, replicate_candidates
+from search.accuracy._estimates import measured_systems
+from search.study._replicates import Running, TrainingState, judge_proposal, plan_next, replicate_candidates
 
 from .synthetic import GIB, knobs
 
@@ -181,3 +182,22 @@ def test_when_the_sampler_keeps_repeating_a_new_config_is_planned_whole() -> Non
     assert plan is not None and not plan.replicate
     assert {"batch", "imgsz", "cache", "workers"} <= set(plan.fixed)
     assert (plan.fixed["batch"], plan.fixed["imgsz"]) != (8, 96)
+
+
+def test_a_config_that_does_not_fit_the_whole_dataset_is_measured_not_new() -> None:
+    trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
+    measured = estimate_accuracy(trainings)
+    # On the whole dataset (probes, the model's prediction) no setting of 8/128 fits the limit.
+    whole = estimate_accuracy(
+        trainings, systems_of=lambda key, group: () if key == (8, 128, False) else measured_systems(group)
+    )
+    assert (8, 128, False) not in whole.configs
+    attempts = _attempts(trainings)
+    # A sampled repeat of it at another setting is not trained again: it was measured on the subset.
+    assert judge_proposal(knobs(8, 128, "ram"), whole, attempts, first_seed=0, measured=measured) is None
+    assert judge_proposal(knobs(16, 96), whole, attempts, first_seed=0, measured=measured) == 0
+    plan = plan_next(whole, attempts, choices=CHOICES, first_seed=0, trainings_left=1)
+    assert plan is None or plan.fixed.get("imgsz") != 128 or not plan.replicate
+    # The refused proposal is told the training that measured it.
+    state = TrainingState(estimates=whole, attempts=attempts, running=0, first_seed=0, measured=measured)
+    assert state.earlier(knobs(8, 128, "ram")) == 1

@@ -259,18 +259,23 @@ def judge_proposal(
     *,
     first_seed: int,
     max_replicates: int = DEFAULT_MAX_REPLICATES,
+    measured: AccuracyEstimates | None = None,
 ) -> int | None:
     """The seed to train a sampled configuration with; None when it must not be trained.
 
     An accuracy config without a feasible training trains with the study's seed; a measured one only
     as the next replicate of a replicate candidate that no worker is replicating now (else it repeats
     what is known: the caller tells the earlier result, :meth:`TrainingState.earlier`).
+    ``measured``: the estimates on the trainings' own figures, when ``estimates`` has whole-dataset
+    ones (a config trained on a subset that does not fit the whole dataset is measured, not new).
     """
     key = estimates.key_of(config)
-    if key not in estimates.configs:
+    if key not in (estimates if measured is None else measured).configs:
         # Not measured yet (or only over the limit, or in training elsewhere: a repeat of that one's
         # random stream is discarded as such, another stream is a replicate of its own).
         return first_seed
+    if key not in estimates.configs:
+        return None  # trained, but no setting of it fits on the whole dataset: nothing to replicate
     busy = any(r.feasible is None and estimates.key_of(r.config) == key for r in attempts)
     if busy or key not in replicate_candidates(estimates, max_replicates=max_replicates):
         return None
@@ -370,12 +375,13 @@ class TrainingState:
     def judge(self, config: Mapping[str, Any], *, max_replicates: int) -> int | None:
         """:func:`judge_proposal` on this state."""
         return judge_proposal(
-            config, self.estimates, self.attempts, first_seed=self.first_seed, max_replicates=max_replicates
-        )
+            config, self.estimates, self.attempts, first_seed=self.first_seed, max_replicates=max_replicates,
+            measured=self.measured,
+        )  # fmt: skip
 
     def earlier(self, config: Mapping[str, Any]) -> int:
         """A measured trial of the same accuracy config (the one a refused proposal is told)."""
-        estimate = self.estimates.configs[self.estimates.key_of(config)]
+        estimate = self.measured.configs[self.measured.key_of(config)]
         for system in estimate.systems:
             if self.estimates.system_of(system.config) == self.estimates.system_of(config) and system.trials:
                 return system.trials[0]
