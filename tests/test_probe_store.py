@@ -197,7 +197,7 @@ def _plan(
     options: dict[str, Any] = {"subset": True, "speed_objective": False, "model_error": 0.02}
     options.update(kw)
     return plan_probe(
-        estimates, systems=SYSTEMS, probed=probes, skip=set(), predict=predict or (lambda k: 1.0 * GIB),
+        estimates, systems=SYSTEMS, probed=probes, skip=set(), predict=predict or (lambda k: 1.2 * GIB),
         limit_bytes=LIMIT, **options,
     )  # fmt: skip
 
@@ -219,6 +219,16 @@ def test_then_each_memory_term_no_probe_has_exercised() -> None:
         plans.append((plan.knobs["cache"], plan.knobs["workers"]))
         probes = stored(*[p.result for p in probes.values()], result(plan.knobs, 1.2))
     assert plans == [("ram", 0), ("none", 2), ("ram", 2)]
+
+
+def test_no_probe_where_the_trainings_measure_it_or_where_it_could_not_change_a_decision() -> None:
+    estimates = _estimates((knobs(8, 96), 0.3), (knobs(16, 160), 0.5))
+    # Trainings on the whole dataset measured the leanest setting themselves: no anchor.
+    plan = _plan(estimates, {}, subset=False)
+    assert plan is not None and plan.reason.startswith("uncertain")
+    # Far below the limit (even twice the predicted peak fits), an unexercised term decides nothing.
+    assert _plan(estimates, {}, subset=False, predict=lambda k: 0.9 * GIB) is None
+    assert _plan(estimates, stored(result(knobs(16, 160), 1.0)), predict=lambda k: 0.9 * GIB) is not None
 
 
 def test_then_configs_near_the_budget_closest_first_and_never_a_probed_one() -> None:

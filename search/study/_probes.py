@@ -4,10 +4,13 @@ Trainings measure accuracy (on a subset when the study sets ``train_images``); p
 (:mod:`search.probe`) measure memory and speed on the whole dataset. The memory model predicts every
 full config; a worker probes, between trainings, in this order:
 
-1. *anchor*: nothing of this dataset and machine probed yet: the leanest system setting of the most
-   accurate config trained so far;
+1. *anchor*: when the trainings use a subset and nothing of this dataset and machine is probed yet:
+   the leanest system setting of the most accurate config trained so far (trainings on the whole
+   dataset measure that themselves);
 2. *uncertain*: a memory term no probe has exercised yet (the RAM cache, worker processes, the
-   cache pages workers copy): one full config that exercises it;
+   cache pages workers copy): one full config that exercises it, when even twice its predicted peak
+   might not fit (a term that could be off by its whole size changes no decision far below the
+   limit: there a probe would cost a training's time and tell nothing);
 3. *near the budget*: a full config of a measured accuracy config whose prediction lies within
    ``max(10%, 3 x the model's median error)`` of the memory limit, closest first;
 4. *front*: when the trainings used a subset, each front config's leanest system setting (so that
@@ -121,7 +124,7 @@ def plan_probe(
         return {**knobs, **lean}
 
     best = ranked[0].knobs
-    if not any(p.result.ok for p in probed.values()):
+    if subset and not any(p.result.ok for p in probed.values()):
         anchor = leanest(best)
         if knobs_key(anchor) not in known and knobs_key(anchor) not in skip:
             return ProbePlan(anchor, "anchor: nothing probed on this dataset and machine yet")
@@ -130,7 +133,7 @@ def plan_probe(
         if term in covered:
             continue
         for candidate in variants(best):
-            if term in _terms(candidate):
+            if term in _terms(candidate) and 2 * predict(candidate) > limit_bytes:
                 return ProbePlan(
                     candidate, f"uncertain: no probe has measured the {term.replace('_', ' ')} yet"
                 )
