@@ -249,7 +249,8 @@ def test_ctrl_c_during_a_probe_frees_its_claim_and_the_next_run_probes_it(
 ) -> None:
     from search.probe._store import PROBE_STUDY
 
-    study = _copy_study(tiny_study, tmp_path, n_trials="4")
+    # On a subset, the resumed study's first child is a probe: the anchor (its whole-dataset figures).
+    study = _copy_study(tiny_study, tmp_path, n_trials="4", train_images="8")
     storage = f"sqlite:///{tmp_path / 'tiny.db'}"
     before = len(optuna.load_study(study_name=PROBE_STUDY, storage=storage).get_trials())
     cli = subprocess.Popen(
@@ -259,7 +260,7 @@ def test_ctrl_c_during_a_probe_frees_its_claim_and_the_next_run_probes_it(
     deadline = time.monotonic() + 120
     while not trainer_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(2)  # the resumed study's first child is a probe: the tiny study left one due
+    time.sleep(2)  # in the probe
     cli.send_signal(signal.SIGINT)
     _, stderr = cli.communicate(timeout=60)
     assert cli.returncode == 130, stderr
