@@ -137,6 +137,64 @@ def test_a_lone_process_is_tracked_with_few_exact_reads() -> None:
     assert 1 <= report.pss_samples <= report.fast_samples // 10
 
 
+# Writes SIZE_MB of private pages, forks four workers that sleep, then rewrites every page itself:
+# each write copies a page the workers still share, which raises the tree's PSS by SIZE_MB in all
+# while no process's RSS moves (what a garbage collection of the parent does to the pages holding
+# the objects it tracks).
+_COPY_ON_WRITE_CHILD = textwrap.dedent(
+    """
+    import mmap, os, signal, sys, time
+    size = int(sys.argv[1]) * 1024 * 1024
+    block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 1
+    workers = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        workers.append(pid)
+    time.sleep(1.0)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 2
+    print("rewritten", flush=True)
+    sys.stdin.readline()
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    """
+)
+
+
+@pytest.mark.slow
+def test_an_exact_read_on_request_sees_copies_that_rss_does_not() -> None:
+    size_mb = 500
+    child = subprocess.Popen(
+        [sys.executable, "-c", _COPY_ON_WRITE_CHILD, str(size_mb)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    # No budget to speak of: the reads at the forks (five processes of 500 MB) spend the first
+    # allowance, and from then on exact reads come only when asked for.
+    sampler = TreeSampler(root_pid=child.pid, pss_cpu_budget=1e-9)
+    sampler.start()
+    assert child.stdout is not None and child.stdout.readline().strip() == b"rewritten"
+    before = sampler.peak_bytes
+    sampler.request_exact()
+    time.sleep(0.5)
+    assert child.stdin is not None
+    child.stdin.write(b"\n")
+    child.stdin.close()
+    child.wait(timeout=60)
+    report = sampler.stop()
+    # The parent's copy and the workers' shared original: twice the block, once each.
+    assert report.peak_host_bytes > 1.8 * size_mb * MB
+    assert report.peak_host_bytes > before
+    assert report.peak_host_bytes < (2 * size_mb + 80) * MB
+
+
 # A simulated 24-hour trial sampled at 25 Hz, the sampler's default rate away from the limit.
 _DAY_AT_25_HZ = 24 * 3600 * 25
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import tempfile
 from pathlib import Path
@@ -60,6 +61,27 @@ def test_the_bounded_loader_keeps_the_full_length_and_reads_the_peak_file(tmp_pa
         summary["batches"] == 5 and summary["batches_total"] == 30 and summary["stop_reason"] == "max_batches"
     )
     assert {peak for _, peak in loader.peaks} == {123456}
+
+
+def test_the_bounded_training_loop_ends_with_a_full_collection() -> None:
+    # The real run's first full collection after its workers fork copies every page holding a
+    # tracked object; a bounded epoch may end before it, so the probe's train loop runs it.
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    rule = PlateauRule(min_batches=1, max_batches=3, window=1, peak_file=None)
+    gc.callbacks.append(seen)
+    try:
+        assert list(BoundedLoader(list(range(10)), rule, collect_at_end=True)) == [0, 1, 2]
+        trained = list(collections)
+        collections.clear()
+        assert list(BoundedLoader(list(range(10)), rule)) == [0, 1, 2]
+    finally:
+        gc.callbacks.remove(seen)
+    assert 2 in trained and 2 not in collections
 
 
 @pytest.mark.slow

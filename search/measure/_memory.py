@@ -255,6 +255,7 @@ class TreeSampler:
         self._limit = limit_bytes
         self._on_limit = on_limit
         self._stop = threading.Event()
+        self._exact_requested = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memfront-sampler", daemon=True)
         self._anchors: dict[int, _Anchor] = {}
         self._first_seen: dict[int, Resident] = {}
@@ -291,6 +292,15 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
         return self._report()
+
+    def request_exact(self) -> None:
+        """Asks for an exact PSS read at the next sample, whatever the CPU budget has left.
+
+        For the moments when the tree's sharing changes at once, such as a phase change of the
+        trial: a garbage collection that copies the pages it shares with its workers raises PSS
+        without raising RSS, and a short run (a probe) has spent its budget on its forks by then.
+        """
+        self._exact_requested.set()
 
     @property
     def peak_bytes(self) -> int:
@@ -338,7 +348,9 @@ class TreeSampler:
                 # One budget whatever the tree's size: a tree of 5 processes costs 5 times as much to
                 # read, so it is re-anchored less often (see DEFAULT_PSS_CPU_BUDGET).
                 allowance = self._budget * now + 0.1 - self._pss_cpu
-                if want_pss and allowance > 0 and not self._near_limit(estimate):
+                requested = self._exact_requested.is_set()
+                if (requested or (want_pss and allowance > 0)) and not self._near_limit(estimate):
+                    self._exact_requested.clear()
                     t0 = time.thread_time()
                     measured = self._read_pss(list(resident))
                     cost = time.thread_time() - t0

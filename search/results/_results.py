@@ -270,11 +270,14 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
         stats = DatasetStats.read(dataset)
     except InputError:
         return None
-    probes = in_space(store.probes(), {knob: spec.space.choices(knob) for knob in KNOBS})
+    stored = store.probes()
+    # The model learns from every probe of this dataset and machine, as the run loop's does (the same
+    # rows, so that report and planner predict alike); the figures count the study's own configs.
     model = study_memory_model(
         study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
-        framework=spec.framework, extra_rows=probe_rows(probes, stats),
+        framework=spec.framework, extra_rows=probe_rows(stored, stats),
     )  # fmt: skip
+    probes = in_space(stored, {knob: spec.space.choices(knob) for knob in KNOBS})
     figures = study_figures(
         probes=probes, stats=stats, model=model, limit_bytes=spec.memory_limit,
         train_images=spec.train_images, framework=spec.framework, device=spec.device,

@@ -134,8 +134,11 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         while True:
             fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
+            # One read of the probe store per iteration: pre-flight, the planner and the probe plan
+            # all see the same probes.
+            probed = prepared.probes.stored() if prepared.probes is not None else {}
             if prepared.preflight is not None:
-                probed_rows = prepared.probes.rows(prepared.probes.stored()) if prepared.probes else None
+                probed_rows = prepared.probes.rows(probed) if prepared.probes is not None else None
                 prepared.preflight.load(trials, extra_rows=probed_rows)
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
@@ -144,21 +147,21 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             if reason is not None:
                 stop_reason = reason
                 break
-            figures = planning_figures(prepared, trials)
+            figures = planning_figures(prepared, trials, probed)
             state = TrainingState.of(
                 stored, accuracy=spec.objectives[0], first_seed=spec.seed,
                 resolution=spec.accuracy_resolution, roles=prepared.roles, systems_of=figures,
             )  # fmt: skip
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             if prepared.probes is not None and not queued:
-                probed, seconds = run_due_probe(
-                    prepared, trials, state.measured, elapsed_s=clock.elapsed(), events=events
+                probe_outcome, seconds = run_due_probe(
+                    prepared, trials, probed, state.measured, elapsed_s=clock.elapsed(), events=events
                 )
                 clock.probing += seconds
-                if probed == "interrupted":
+                if probe_outcome == "interrupted":
                     interrupted, stop_reason = True, "interrupted"
                     break
-                if probed == "probed":
+                if probe_outcome == "probed":
                     continue
             if finished:
                 break  # after the probes still due: the last trainings' front is probed too

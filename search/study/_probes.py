@@ -254,19 +254,22 @@ class StudyProbes:
 def run_due_probe(
     prepared: PreparedStudy,
     trials: list[optuna.trial.FrozenTrial],
+    stored: Mapping[tuple[Any, ...], StoredProbe],
     estimates: AccuracyEstimates,
     *,
     elapsed_s: float,
     events: StudyEvents,
 ) -> tuple[str | None, float]:
     """Runs the study's next probe if one is due; returns what happened (``probed``,
-    ``interrupted`` or None: nothing due) and the probe's seconds."""
+    ``interrupted`` or None: nothing due) and the probe's seconds.
+
+    ``stored`` is the probe store as the loop read it in this iteration (:meth:`StudyProbes.stored`).
+    """
     spec, probes = prepared.spec, prepared.probes
     assert probes is not None
     remaining = None if spec.timeout is None else spec.timeout - elapsed_s
     if not probes.allowed(elapsed_s=elapsed_s, remaining_s=remaining):
         return None, 0.0
-    stored = probes.stored()
     model = _memory_model(prepared, trials, stored, probes.stats)
     plan = plan_probe(
         estimates, systems={k: prepared.space.choices[k] for k in prepared.roles.system}, probed=stored,
@@ -305,15 +308,21 @@ def _memory_model(
     )  # fmt: skip
 
 
-def planning_figures(prepared: PreparedStudy, trials: list[optuna.trial.FrozenTrial]) -> SystemFigures | None:
+def planning_figures(
+    prepared: PreparedStudy,
+    trials: list[optuna.trial.FrozenTrial],
+    stored: Mapping[tuple[Any, ...], StoredProbe],
+) -> SystemFigures | None:
     """The whole-dataset figures the planner ranks on: those report and export rank on
     (:func:`search.probe._systems.study_figures`). None where they are the trainings' own (the
-    trainings saw the whole dataset and nothing is probed)."""
+    trainings saw the whole dataset and nothing is probed).
+
+    ``stored`` is the probe store as the loop read it in this iteration (empty without probes).
+    """
     spec, stats = prepared.spec, prepared.stats
     if stats is None:
         return None
     subset = spec.train_images is not None and spec.train_images < len(stats.train_sizes)
-    stored = prepared.probes.stored() if prepared.probes is not None else {}
     if not subset and not stored:
         return None
     return study_figures(

@@ -249,11 +249,10 @@ def _supervise(
     exited_at: float | None = None
     rusage_maxrss: int | None = None
     exit_watch = _ExitWatch(child.pid)
-    # Nothing here needs to wake up while the trial runs, except to report progress, to read NVML or
-    # at the time limit: on a shared core, every wake-up is taken from the trial.
-    # A probe's child stops once the peak stops growing, so it needs the peak as it goes.
-    wanted = on_progress is not None or nvml is not None or peak_file is not None
-    period = _PROGRESS_PERIOD_S if wanted else None
+    # Twice a second: progress, NVML, a probe's running peak, and the child's phase changes (each
+    # asks the sampler for an exact read). A wake-up that reads one small file costs the trial little.
+    period = _PROGRESS_PERIOD_S
+    phases_seen = 0
     try:
         while True:
             pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
@@ -266,8 +265,13 @@ def _supervise(
                 stop("timeout")
             if peak_file is not None:
                 _write_atomically(peak_file, f"{sampler.peak_bytes}\n")
-            if on_progress is not None:
-                events.poll()
+            events.poll()
+            phases = len(events.of("phase"))
+            if phases > phases_seen:
+                # A phase change is when the tree's sharing moves at once (workers forked, a
+                # collection before validation): one exact read after each, whatever the budget.
+                phases_seen = phases
+                sampler.request_exact()
             if nvml is not None and nvml.available:
                 used = nvml.used_bytes(sampler.pids | {child.pid})
                 if used is not None:
@@ -285,10 +289,10 @@ def _supervise(
                         last_map50_95=last_epoch["map50_95"] if last_epoch else None,
                     )
                 )
-            timeouts = [] if period is None else [period]
+            timeouts = [period]
             if limits.time_limit_s is not None and not stopped_for:
                 timeouts.append(max(limits.time_limit_s - elapsed, 0.01))
-            exit_watch.wait(min(timeouts, default=None))
+            exit_watch.wait(min(timeouts))
     except KeyboardInterrupt:
         stop("interrupted")
         _, exit_status, rusage = os.wait4(child.pid, 0)
