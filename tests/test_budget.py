@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.study._budget import timeout_reason, trainings_left
+from search.study._budget import end_game_seconds, known_durations, timeout_reason, trainings_left
 from search.study._spec import StudySpec
 from search.study._stored import read_trials
 
@@ -25,8 +25,8 @@ def _trials(*walls: float):  # type: ignore[no-untyped-def]
 
 def test_no_training_starts_that_the_study_timeout_would_cut() -> None:
     spec = _spec(timeout="10m")
-    trials = _trials(30.0, 90.0)  # the slowest config: 3 times the other
-    # A minute left: more than the median training, less than the slowest.
+    trials = _trials(60.0, 90.0)  # the slowest config: 1.5 times the other
+    # A minute left: less than either config's training (with its margin).
     too_little = "too little of the study's timeout left for another trial"
     assert timeout_reason(spec, elapsed=540, trials=trials) == too_little
     assert timeout_reason(spec, elapsed=480, trials=trials) is None  # two minutes left
@@ -48,3 +48,18 @@ def test_trainings_left_counts_n_trials_and_the_timeout_at_the_slowest_training(
     # Never below zero (more running than n_trials leaves, or the timeout passed).
     assert trainings_left(_spec(n_trials=2), elapsed=0, trials=trials, running=1) == 0
     assert trainings_left(spec, elapsed=700, trials=trials, running=0) == 0
+
+
+def test_the_end_game_leaves_time_for_a_config_whose_own_training_is_known_to_end() -> None:
+    spec = _spec(n_trials=100, timeout="10m")
+    trials = _trials(30.0, 90.0)  # 8/96 takes 30 s, 8/128 90 s
+    assert known_durations(trials) == {(8, 96, False): 30.0, (8, 128, False): 90.0}
+    # A minute left: the slowest would not end, 8/96's replicate would (30 s x the margin).
+    assert end_game_seconds(spec, elapsed=540, trials=trials) == 60.0
+    assert timeout_reason(spec, elapsed=540, trials=trials) is None
+    assert trainings_left(spec, elapsed=540, trials=trials, running=0) == 1  # the last one
+    # 30 s left: not even 8/96 with its margin.
+    assert timeout_reason(spec, elapsed=570, trials=trials) is not None
+    # Two minutes left: no end game, every config may start.
+    assert end_game_seconds(spec, elapsed=480, trials=trials) is None
+    assert end_game_seconds(_spec(), elapsed=10**6, trials=trials) is None  # no timeout

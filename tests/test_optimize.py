@@ -7,7 +7,7 @@ import warnings
 import optuna
 import pytest
 
-from search.study._optimize import _discard_reason
+from search.study._discard import discard_reason
 from search.study._prepare import _sampler
 from search.study._replicates import replicate_identity
 from search.study._space import effective_space
@@ -112,12 +112,12 @@ def test_two_workers_proposing_one_replicate_train_it_once() -> None:
     key = replicate_identity(knobs(8), None)
     # Each sees the other; the later one drops its proposal (so does the first, conservatively).
     assert (
-        _discard_reason(trials, second.number, key, n_trials=10)
+        discard_reason(trials, second.number, key, n_trials=10)
         == f"trial {first.number} trains the same replicate"
     )
     other = _asked(study, knobs(16))
     assert (
-        _discard_reason(
+        discard_reason(
             study.get_trials(deepcopy=False), other.number, replicate_identity(knobs(16), None), n_trials=10
         )
         is None
@@ -130,7 +130,7 @@ def test_workers_asking_at_once_for_the_last_trials_are_ranked_by_number() -> No
     early, late = _asked(study, knobs(8)), _asked(study, knobs(16))
     trials = study.get_trials(deepcopy=False)
     # One counted trial and n_trials 2: the lower-numbered proposal trains, the other is dropped.
-    assert _discard_reason(trials, early.number, replicate_identity(knobs(8), None), n_trials=2) is None
+    assert discard_reason(trials, early.number, replicate_identity(knobs(8), None), n_trials=2) is None
     assert "n_trials is reached" in str(
-        _discard_reason(trials, late.number, replicate_identity(knobs(16), None), n_trials=2)
+        discard_reason(trials, late.number, replicate_identity(knobs(16), None), n_trials=2)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,28 @@ def test_a_subset_study_takes_memory_from_probes_else_from_the_model() -> None:
     (heavy_system,) = estimates.configs[(16, 160, False)].systems
     assert heavy_system.source == "model" and heavy_system.peak_host_bytes == 1.7 * GIB
     assert heavy_system.epoch_seconds == pytest.approx(20.0)
+
+
+def test_epoch_times_on_the_whole_dataset_take_the_validation_pass_of_a_trained_model() -> None:
+    lean, heavy = knobs(8, 96), knobs(16, 160)
+    # Subset trainings of 10 s an epoch, 4 s of it validating the whole validation set.
+    trainings = [
+        dataclasses.replace(_training(n, config, 0, 0.3, 0.9), epoch_seconds=10.0, validation_seconds=4.0)
+        for n, config in enumerate([lean, heavy])
+    ]
+    # The probe projects 50 s of training and validated its barely trained model in 1 s.
+    probe = dataclasses.replace(
+        result(lean, 1.2, seconds=51.0), projected_train_seconds=50.0, validation_seconds=1.0
+    )
+    figures = SystemFigures(
+        probes=stored(probe), limit_bytes=LIMIT, predict_full=lambda k: 1.7 * GIB, subset_scale=10.0
+    )
+    estimates = estimate_accuracy(trainings, systems_of=figures)
+    (probed,) = estimates.configs[(8, 96, False)].systems
+    assert probed.source == "probe" and probed.epoch_seconds == pytest.approx(50.0 + 4.0)
+    # Modelled: the training part scaled to the whole dataset, the validation pass as it was.
+    (modelled,) = estimates.configs[(16, 160, False)].systems
+    assert modelled.source == "model" and modelled.epoch_seconds == pytest.approx(6.0 * 10 + 4.0)
 
 
 def test_a_config_predicted_over_the_limit_on_the_whole_dataset_leaves_the_front() -> None:

@@ -92,3 +92,15 @@ def test_a_record_of_an_older_study_still_loads() -> None:
     stored = read_trial(legacy)
     assert stored.kind == "training" and stored.violation == float(GIB) and not stored.feasible
     assert stored.full_record() == legacy.user_attrs["record"]
+
+
+def test_a_trainings_validation_pass_is_the_median_of_its_epochs() -> None:
+    trial = stored_trial(config=knobs(8, 96), values=[0.3, GIB], violation=-GIB)
+    assert read_trial(trial).validation_seconds is None  # no epoch ended
+    trial.user_attrs["record"]["epochs"] = [
+        {"seconds": 10.0, "train_seconds": 6.0},
+        {"seconds": 12.0, "train_seconds": 7.0},
+        {"seconds": 11.0, "train_seconds": 8.0},
+        {"seconds": 9.0},  # an epoch of an older record, without its training part
+    ]
+    assert read_trial(trial).validation_seconds == 4.0

@@ -104,6 +104,7 @@ class Training:
         accuracy: The accuracy objective's value (e.g. mAP50-95).
         peak_host_bytes: Its measured peak host memory.
         epoch_seconds: Its median seconds per epoch, if an epoch ended.
+        validation_seconds: Its median seconds per validation pass (part of an epoch's), if any.
     """
 
     number: int
@@ -112,6 +113,7 @@ class Training:
     accuracy: float
     peak_host_bytes: float
     epoch_seconds: float | None = None
+    validation_seconds: float | None = None
 
     @property
     def replicate_key(self) -> tuple[Any, ...]:
@@ -144,6 +146,7 @@ def trainings_of(trials: Iterable[StoredTrial], *, accuracy: str, default_seed: 
                     accuracy=float(value),
                     peak_host_bytes=float(peak),
                     epoch_seconds=trial.figures.get("epoch_seconds"),
+                    validation_seconds=trial.validation_seconds,
                 )
             )
     return trainings

@@ -4,10 +4,15 @@ One front over all five knobs: accuracy comes from the accuracy config's replica
 (:mod:`search.accuracy`), memory and speed from the full config itself, on the whole dataset:
 
 1. a training on the whole dataset measured it (its median; the trainings repeat it exactly);
-2. else a probe measured it (:mod:`search.probe`), on the whole dataset by construction;
+2. else a probe measured it (:mod:`search.probe`), on the whole dataset by construction. Its epoch
+   time is the probe's projection of the epoch's training plus the validation pass the accuracy
+   config's own trainings measured (median), where they did: a probe validates a barely trained
+   model, whose pass took 6-7 s against 26-32 s for one epoch's trained model on the probe
+   benchmark (fewer candidate boxes through NMS and the metrics);
 3. else, when the trainings used a subset (``train_images``), the memory model predicts the whole
-   dataset's peak (with the error it states) and the trainings' epoch time is scaled by the ratio of
-   training images (validation included, so a slight overestimate).
+   dataset's peak (with the error it states) and the trainings' epoch time is theirs with its
+   training part scaled by the ratio of training images (the trainings validate on the whole
+   validation set already).
 
 A full config whose probe went over its memory limit, or whose prediction exceeds the limit, does
 not fit and is left out: it is not a point of the front, and export never picks it.
@@ -92,15 +97,19 @@ class SystemFigures:
         for training in group:
             by_system[system_key(training.config, self.roles)].append(training)
         probes = {system_key(p.result.knobs, self.roles): p for p in self._probes.get(key, [])}
+        passes = [t.validation_seconds for t in group if t.validation_seconds is not None]
+        validation = statistics.median(passes) if passes else None
         systems = []
         for system in dict.fromkeys([*by_system, *probes]):
             runs = sorted(by_system.get(system, []), key=lambda t: t.number)
-            figure = self._figure(runs, probes.get(system))
+            figure = self._figure(runs, probes.get(system), validation)
             if figure is not None:
                 systems.append(figure)
         return tuple(sorted(systems, key=lambda s: (s.peak_host_bytes, s.epoch_seconds or math.inf)))
 
-    def _figure(self, runs: list[Training], probe: StoredProbe | None) -> FullConfig | None:
+    def _figure(
+        self, runs: list[Training], probe: StoredProbe | None, validation: float | None
+    ) -> FullConfig | None:
         trials = tuple(t.number for t in runs)
         if probe is not None and not probe.result.ok:
             if probe.settles(self.limit_bytes):
@@ -121,22 +130,32 @@ class SystemFigures:
             if peak > self.limit_bytes:
                 return None  # probed under a higher limit (another study): does not fit this one
             config = dict(runs[0].config) if runs else dict(result.knobs)
+            epoch = result.projected_epoch_seconds
+            if validation is not None and result.projected_train_seconds is not None:
+                epoch = result.projected_train_seconds + validation  # a trained model's pass (above)
             return FullConfig(
-                config=config, trials=trials, peak_host_bytes=peak,
-                epoch_seconds=result.projected_epoch_seconds, max_peak_host_bytes=peak, source="probe",
-                probe=probe.number,
+                config=config, trials=trials, peak_host_bytes=peak, epoch_seconds=epoch,
+                max_peak_host_bytes=peak, source="probe", probe=probe.number,
             )  # fmt: skip
         if not runs or self.predict_full is None or self.subset_scale is None:
             return None
         predicted = self.predict_full(runs[0].config)
         if predicted > self.limit_bytes:
             return None
-        speeds = [t.epoch_seconds for t in runs if t.epoch_seconds is not None]
+        speeds = [_scaled_epoch(t, self.subset_scale) for t in runs if t.epoch_seconds is not None]
         return FullConfig(
             config=dict(runs[0].config), trials=trials, peak_host_bytes=predicted,
-            epoch_seconds=statistics.median(speeds) * self.subset_scale if speeds else None,
+            epoch_seconds=statistics.median(speeds) if speeds else None,
             max_peak_host_bytes=predicted, source="model",
         )  # fmt: skip
+
+
+def _scaled_epoch(training: Training, scale: float) -> float:
+    """A subset training's epoch seconds on the whole dataset: its training part times ``scale``
+    (its validation pass ran on the whole validation set already)."""
+    epoch = float(training.epoch_seconds or 0.0)
+    validation = min(training.validation_seconds or 0.0, epoch)
+    return (epoch - validation) * scale + validation
 
 
 def in_space(

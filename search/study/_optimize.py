@@ -21,19 +21,22 @@ from typing import Any
 import optuna
 
 from search.probe._run import ProbeResult
-from search.study._budget import timeout_reason, trainings_left
+from search.study._budget import (
+    TOO_LITTLE_TIME,
+    end_game_seconds,
+    known_durations,
+    timeout_reason,
+    trainings_left,
+)
+from search.study._discard import discard, discard_reason, trained_before
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, planning_figures, run_due_probe
-from search.study._replicates import TrainingState, replicate_identity, training_key
-from search.study._space import DEFAULT_ROLES, KnobRoles, sampled_choices, suggest
+from search.study._replicates import TrainingState, replicate_identity
+from search.study._space import sampled_choices, suggest
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
-    StoredTrial,
     StudyKeys,
-    carried_attrs,
     counts_toward_n_trials,
-    is_queued_retry,
-    mark_discarded,
     mark_interrupted,
     mark_requeued,
     plan_attrs,
@@ -143,7 +146,11 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
             finished = len(done) >= spec.n_trials
-            reason = None if finished else timeout_reason(spec, elapsed=clock.elapsed(), trials=stored)
+            reason = (
+                None
+                if finished
+                else timeout_reason(spec, elapsed=clock.elapsed(), trials=stored, roles=prepared.roles)
+            )
             if reason is not None:
                 stop_reason = reason
                 break
@@ -165,6 +172,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     continue
             if finished:
                 break  # after the probes still due: the last trainings' front is probed too
+            end_game = end_game_seconds(spec, elapsed=clock.elapsed(), trials=stored)
             plan = None if queued else state.plan(
                 choices=choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid",
                 explore_directly=refused >= _REFUSALS_BEFORE_DIRECT,
@@ -172,7 +180,11 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     spec, elapsed=clock.elapsed(), trials=stored, running=state.running,
                     workers=1 + state.running,  # this one, and one per trial training elsewhere
                 ),
+                end_game_s=end_game, durations=known_durations(stored, prepared.roles),
             )  # fmt: skip
+            if not queued and plan is None and end_game is not None:
+                stop_reason = TOO_LITTLE_TIME
+                break
             if not queued and plan is None and not state.running:
                 stop_reason = "nothing left to train can change the answer (every accuracy config measured)"
                 break
@@ -198,7 +210,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 # No seed: a measured accuracy config whose rank another training cannot change;
                 # else the training itself may be done already (the same knobs and seed).
                 earlier = (
-                    state.earlier(params) if seed is None else _trained_before(done, params, seed, spec.seed)
+                    state.earlier(params) if seed is None else trained_before(done, params, seed, spec.seed)
                 )
                 if earlier is not None:
                     tell_duplicate(study, trial, trials[earlier])
@@ -211,9 +223,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 assert seed is not None  # no seed always has an earlier trial
                 identity = replicate_identity(params, seed, prepared.roles)
                 now = study.get_trials(deepcopy=False)
-                reason = _discard_reason(now, trial.number, identity, spec.n_trials, prepared.roles)
+                reason = discard_reason(now, trial.number, identity, spec.n_trials, prepared.roles)
                 if reason is not None:
-                    _discard(study, trial, reason)
+                    discard(study, trial, reason)
                     if guard.untrained():
                         stop_reason = "the sampler keeps proposing configurations other workers train"
                         break
@@ -280,69 +292,6 @@ class _Clock:
     def idle(self, seconds: float) -> None:
         time.sleep(seconds)
         self.idle_total += seconds
-
-
-def _trained_before(
-    done: list[StoredTrial], params: dict[str, Any], seed: int, default_seed: int
-) -> int | None:
-    """The counted trial that trained these knobs with this seed, if any."""
-    key = training_key(params, seed)
-    for trial in done:
-        if (
-            trial.config
-            and training_key(trial.config, default_seed if trial.seed is None else trial.seed) == key
-        ):
-            return trial.number
-    return None
-
-
-def _running(trials: list[optuna.trial.FrozenTrial], roles: KnobRoles) -> dict[int, tuple[Any, ...] | None]:
-    """The trainings in progress on any worker: number -> replicate identity (None until suggested)."""
-    return {
-        t.number: None if t.config is None else replicate_identity(t.config, t.seed, roles)
-        for t in read_trials(trials)
-        if t.state == optuna.trial.TrialState.RUNNING and not t.proposal_only
-    }
-
-
-def _discard_reason(
-    trials: list[optuna.trial.FrozenTrial],
-    number: int,
-    identity: tuple[Any, ...],
-    n_trials: int,
-    roles: KnobRoles = DEFAULT_ROLES,
-) -> str | None:
-    """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
-
-    Checked after this trial's configuration and seed are stored, so that of two workers that proposed
-    the same replicate at once, at least one sees the other. Trial numbers rank the workers that asked
-    at once for the last trials of ``n_trials``: the lowest numbers train.
-    """
-    running = _running(trials, roles)
-    for other, config in running.items():
-        if other != number and config == identity:
-            return f"trial {other} trains the same replicate"
-    rank = sorted(running).index(number) if number in running else 0
-    if len(counts_toward_n_trials(trials)) + rank >= n_trials:
-        return "n_trials is reached by the trials already running"
-    return None
-
-
-def _discard(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """Closes a proposal that must not be trained; a queued one (a retry) goes back to the queue."""
-    mark_discarded(trial, reason)
-    frozen = study._storage.get_trial(trial._trial_id)
-    if is_queued_retry(frozen):
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.WAITING,
-                params=frozen.params,
-                distributions=frozen.distributions,
-                user_attrs=carried_attrs(frozen),
-                system_attrs={k: v for k, v in frozen.system_attrs.items() if not k.startswith("memfront:")},
-            )
-        )
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:

@@ -48,6 +48,7 @@ from search.accuracy._estimates import (
 )
 from search.accuracy._front import noise_front
 from search.accuracy._pick import export_decisions
+from search.study._budget import END_GAME_MARGIN
 from search.study._space import DEFAULT_ROLES, KnobRoles
 from search.study._stored import StoredTrial
 
@@ -161,8 +162,11 @@ def plan_next(
     fix_system: bool = True,
     explore_directly: bool = False,
     trainings_left: int | None = None,
+    end_game_s: float | None = None,
+    durations: Mapping[AccuracyKey, float] | None = None,
 ) -> Plan | None:
-    """What to train next; None when nothing left can change the answer.
+    """What to train next; None when nothing left can change the answer (or, in the end game,
+    nothing left would end in time).
 
     Args:
         estimates: The study's accuracy estimates (feasible trainings).
@@ -175,6 +179,10 @@ def plan_next(
             yet with all its knobs, instead of asking the sampler for one.
         trainings_left: How many more trainings, this one included, the study's workers can still
             start (None: no end in sight); the last ones confirm export's picks.
+        end_game_s: The seconds left when the slowest training so far would not end in them
+            (:func:`search.study._budget.end_game_seconds`): only a replicate whose config's own
+            trainings would end in them is planned, and no new config (its duration is unknown).
+        durations: Each trained accuracy config's slowest training (seconds), for the end game.
     """
     roles = estimates.roles
     systems = [
@@ -196,16 +204,25 @@ def plan_next(
     started &= space
     all_started = len(started) >= len(space)
     busy = {estimates.key_of(r.config) for r in attempts if r.feasible is None}
+
+    def in_time(key: AccuracyKey) -> bool:
+        if end_game_s is None:
+            return True
+        known = (durations or {}).get(key)
+        return known is not None and END_GAME_MARGIN * known <= end_game_s
+
     candidates = [
         k
         for k in replicate_candidates(estimates, max_replicates=max_replicates)
-        if k in space and k not in busy
+        if k in space and k not in busy and in_time(k)
     ]
+    if end_game_s is not None:
+        trainings_left = 1  # the last that can start
     if trainings_left is not None and max_replicates > 1:
         once = [
             k
             for k in export_decisions(estimates)
-            if k in space and k not in busy and estimates.configs[k].replicates == 1
+            if k in space and k not in busy and estimates.configs[k].replicates == 1 and in_time(k)
         ]
         for key in once if 0 < trainings_left <= len(once) else []:
             system = _least_measured_system(systems, attempts, key, roles)
@@ -219,7 +236,7 @@ def plan_next(
     replicates_done = sum(c.replicates - 1 for c in estimates.configs.values())
     # At most one training in three is a replicate while new configs remain; the first one comes as
     # soon as two configs are measured, since no accuracy difference counts before the noise is known.
-    due = all_started or (
+    due = all_started or end_game_s is not None or (
         not estimates.noise.known and len(estimates.configs) >= 2
     ) or 2 * replicates_done < len(estimates.configs) - 1  # fmt: skip
     for key in candidates if due else []:
@@ -234,7 +251,7 @@ def plan_next(
             else "replicate: its accuracy is not distinguishable from a front neighbour's"
         )
         return Plan(fixed=_searched({**knobs, **system}, choices), seed=seed, reason=reason)
-    if all_started:
+    if all_started or end_game_s is not None:
         return None
     # A new config trains at the leanest setting: its point on the front is where it needs least
     # memory, which is what a budget asks about; its replicates then measure the other settings.
@@ -364,12 +381,14 @@ class TrainingState:
         fix_system: bool,
         explore_directly: bool,
         trainings_left: int | None = None,
+        end_game_s: float | None = None,
+        durations: Mapping[AccuracyKey, float] | None = None,
     ) -> Plan | None:
         """:func:`plan_next` on this state."""
         return plan_next(
             self.estimates, self.attempts, choices=choices, first_seed=self.first_seed,
             max_replicates=max_replicates, fix_system=fix_system, explore_directly=explore_directly,
-            trainings_left=trainings_left,
+            trainings_left=trainings_left, end_game_s=end_game_s, durations=durations,
         )  # fmt: skip
 
     def judge(self, config: Mapping[str, Any], *, max_replicates: int) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -174,6 +175,16 @@ class StoredTrial:
         """The trial's wall time, from its record."""
         value = (self.record or {}).get("wall_seconds")
         return None if value is None else float(value)
+
+    @property
+    def validation_seconds(self) -> float | None:
+        """The median seconds of its epochs' validation passes, from its record (None: no epoch ended)."""
+        passes = [
+            float(epoch["seconds"]) - float(epoch["train_seconds"])
+            for epoch in (self.record or {}).get("epochs") or []
+            if epoch.get("seconds") is not None and epoch.get("train_seconds") is not None
+        ]
+        return statistics.median(passes) if passes else None
 
     def full_record(self, files: RecordFiles | None = None) -> dict[str, Any] | None:
         """The record with its bulky parts put back from their file (when it can be read)."""
