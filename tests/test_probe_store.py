@@ -300,3 +300,13 @@ def test_probes_of_another_study_that_do_not_fit_this_limit_are_left_out() -> No
     # 2.5 GiB does not fit this study's 2 GiB; the probe stopped at 1 GiB says nothing here, and the
     # config it probed has no training to fall back on.
     assert figures((8, 96, False), trainings) == ()
+
+
+def test_an_epoch_without_its_validation_pass_is_scaled_whole() -> None:
+    # Records of older versions hold no training part of an epoch: the whole epoch scales (an
+    # overestimate by the validation pass, as before validation was told apart).
+    heavy = knobs(16, 160)
+    training = dataclasses.replace(_training(0, heavy, 0, 0.3, 0.9), epoch_seconds=10.0)
+    figures = SystemFigures(probes={}, limit_bytes=LIMIT, predict_full=lambda k: 1.7 * GIB, subset_scale=10.0)
+    (modelled,) = estimate_accuracy([training], systems_of=figures).configs[(16, 160, False)].systems
+    assert modelled.epoch_seconds == pytest.approx(100.0)

@@ -110,13 +110,15 @@ def test_the_end_game_replicates_only_a_config_whose_own_training_would_end_in_t
         _t(1, 8, 128, 0, 0.30), _t(2, 8, 128, 1, 0.32),  # 100 s
     ]  # fmt: skip
     durations = {(8, 96, False): 40.0, (8, 128, False): 100.0}
-    # 60 s left: too little for a new config (counted at the slowest, 100 s); 8/96 confirms its pick.
-    plan = _plan(trainings, trainings_left=0, end_game_s=60.0, durations=durations)
+    # 60 s left: too little for a new config (counted at the slowest, 100 s); 8/96 confirms its pick,
+    # at the system setting it was measured with (another may be slower).
+    plan = _plan(trainings, trainings_left=1, end_game_s=60.0, durations=durations)
     assert plan is not None and plan.replicate and (plan.fixed["batch"], plan.fixed["imgsz"]) == (8, 96)
+    assert (plan.fixed["cache"], plan.fixed["workers"]) == ("none", 0)
     # 40 s left: 8/96 with its margin would not end either, and nothing else may start.
-    assert _plan(trainings, trainings_left=0, end_game_s=40.0, durations=durations) is None
+    assert _plan(trainings, trainings_left=1, end_game_s=40.0, durations=durations) is None
     # A config whose duration is unknown never starts in the end game.
-    assert _plan(trainings, trainings_left=0, end_game_s=60.0, durations={}) is None
+    assert _plan(trainings, trainings_left=1, end_game_s=60.0, durations={}) is None
 
 
 def test_a_replicate_takes_a_system_setting_its_config_was_not_measured_with() -> None:

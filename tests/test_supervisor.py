@@ -18,7 +18,7 @@ from search.data._demo import make_demo_dataset
 from search.errors import InputError
 from search.measure._cgroup import memory_cgroup_root
 from search.trial._config import TrialConfig, TrialLimits
-from search.trial._supervisor import TrialProgress, run_trial
+from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
 
 from .conftest import trainer_processes
 
@@ -215,3 +215,19 @@ def test_the_trial_child_imports_nothing_of_the_search_side() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_an_exact_read_is_asked_for_the_first_time_the_child_enters_each_phase() -> None:
+    # Entering a phase for the first time moves the tree's sharing (workers forked, the first full
+    # collection after them); its repeats in later epochs do not, and a read at each would slow it.
+    first = _FirstPhases()
+    events = [{"phase": "cache", "split": "train"}]
+    assert first.new(events)
+    events.append({"phase": "cache", "split": "val"})
+    assert not first.new(events)
+    events.append({"phase": "training"})
+    assert first.new(events) and not first.new(events)
+    events += [{"phase": "validation"}, {"phase": "training"}]
+    assert first.new(events)
+    events += [{"phase": "validation"}, {"phase": "training"}]
+    assert not first.new(events)

@@ -348,8 +348,10 @@ class TreeSampler:
                 # One budget whatever the tree's size: a tree of 5 processes costs 5 times as much to
                 # read, so it is re-anchored less often (see DEFAULT_PSS_CPU_BUDGET).
                 allowance = self._budget * now + 0.1 - self._pss_cpu
-                requested = self._exact_requested.is_set()
-                if (requested or (want_pss and allowance > 0)) and not self._near_limit(estimate):
+                # Near the limit the page walks give way to fast reads; a requested one passes up
+                # to just below it, since a probe near the limit is what it is asked for.
+                requested = self._exact_requested.is_set() and not self._at_limit(estimate)
+                if requested or (want_pss and allowance > 0 and not self._near_limit(estimate)):
                     self._exact_requested.clear()
                     t0 = time.thread_time()
                     measured = self._read_pss(list(resident))
@@ -405,6 +407,9 @@ class TreeSampler:
 
     def _near_limit(self, estimate: int) -> bool:
         return self._limit is not None and estimate >= 0.75 * self._limit
+
+    def _at_limit(self, estimate: int) -> bool:
+        return self._limit is not None and estimate >= 0.95 * self._limit
 
     def _unexplained_faults(self) -> int:
         # A copy-on-write break raises PSS without raising RSS, but it is a minor fault: faults that

@@ -172,17 +172,26 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     continue
             if finished:
                 break  # after the probes still due: the last trainings' front is probed too
-            end_game = end_game_seconds(spec, elapsed=clock.elapsed(), trials=stored)
+            # One reading of the clock for every decision below (a probe may have run meanwhile).
+            elapsed = clock.elapsed()
+            reason = timeout_reason(spec, elapsed=elapsed, trials=stored, roles=prepared.roles)
+            end_game = end_game_seconds(spec, elapsed=elapsed, trials=stored)
+            if reason is not None or (queued and end_game is not None):
+                # A queued retry's duration is not known to fit what is left: it waits for a resume.
+                stop_reason = reason or TOO_LITTLE_TIME
+                break
             plan = None if queued else state.plan(
                 choices=choices, max_replicates=spec.max_replicates, fix_system=spec.sampler != "grid",
                 explore_directly=refused >= _REFUSALS_BEFORE_DIRECT,
                 trainings_left=trainings_left(
-                    spec, elapsed=clock.elapsed(), trials=stored, running=state.running,
+                    spec, elapsed=elapsed, trials=stored, running=state.running,
                     workers=1 + state.running,  # this one, and one per trial training elsewhere
                 ),
                 end_game_s=end_game, durations=known_durations(stored, prepared.roles),
             )  # fmt: skip
-            if not queued and plan is None and end_game is not None:
+            if plan is None and end_game is not None:
+                # Nothing this worker could start would end in time; what other workers train
+                # ends (or is cut) by the timeout without it.
                 stop_reason = TOO_LITTLE_TIME
                 break
             if not queued and plan is None and not state.running:

@@ -14,6 +14,9 @@ decides the rest:
   go to the configs export would pick at some budget (:func:`search.accuracy.export_decisions`)
   that were trained only once, the study-wide pick first: a pick on one training is a pick on one
   draw of the noise, and a new config found at the very end could not be confirmed anyway.
+* **The end game** of a timed study (:mod:`search.study._budget`): when even the slowest training
+  so far would not end in the time left, only a replicate whose config's own trainings would end
+  in it starts, at a system setting that config trained with.
 * **System knobs** (cache, workers) cannot change accuracy in expectation, so they are not searched
   for it: a new config trains at the leanest setting (cache none, fewest workers: its front point is
   where it needs least memory), and each replicate at the setting its config was measured with least
@@ -130,6 +133,23 @@ def next_seed(
     return next(s for s in itertools.count(first) if s not in used)
 
 
+def _system_for(
+    systems: list[dict[str, Any]],
+    attempts: list[Running],
+    key: AccuracyKey,
+    roles: KnobRoles,
+    *,
+    end_game: bool,
+) -> dict[str, Any] | None:
+    """A replicate's system setting: the least measured (:func:`_least_measured_system`); in the end
+    game, one its config trained with (within the time that config is known to take: another setting
+    may be slower, by 26% with workers on 2 cores)."""
+    if end_game:
+        measured = [r.config for r in attempts if r.feasible and accuracy_key(r.config, roles) == key]
+        return {k: measured[0][k] for k in roles.system} if measured else None
+    return _least_measured_system(systems, attempts, key, roles)
+
+
 def _least_measured_system(
     systems: list[dict[str, Any]], attempts: list[Running], key: AccuracyKey | None, roles: KnobRoles
 ) -> dict[str, Any] | None:
@@ -217,7 +237,7 @@ def plan_next(
         if k in space and k not in busy and in_time(k)
     ]
     if end_game_s is not None:
-        trainings_left = 1  # the last that can start
+        trainings_left = 1 if trainings_left is None else min(trainings_left, 1)  # the last to start
     if trainings_left is not None and max_replicates > 1:
         once = [
             k
@@ -225,7 +245,7 @@ def plan_next(
             if k in space and k not in busy and estimates.configs[k].replicates == 1 and in_time(k)
         ]
         for key in once if 0 < trainings_left <= len(once) else []:
-            system = _least_measured_system(systems, attempts, key, roles)
+            system = _system_for(systems, attempts, key, roles, end_game=end_game_s is not None)
             if system is not None:
                 knobs = dict(zip(roles.accuracy, key, strict=True))
                 return Plan(
@@ -240,7 +260,7 @@ def plan_next(
         not estimates.noise.known and len(estimates.configs) >= 2
     ) or 2 * replicates_done < len(estimates.configs) - 1  # fmt: skip
     for key in candidates if due else []:
-        system = _least_measured_system(systems, attempts, key, roles)
+        system = _system_for(systems, attempts, key, roles, end_game=end_game_s is not None)
         if system is None:
             continue
         knobs = dict(zip(roles.accuracy, key, strict=True))

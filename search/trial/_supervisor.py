@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from search.child import compat
 from search.data._dataset import load_dataset, write_trial_data_yaml
@@ -187,6 +188,29 @@ def run_trial(
         shutil.rmtree(child_temp, ignore_errors=True)
 
 
+class _FirstPhases:
+    """Spots the first time the child enters each phase (the cache, training, validation).
+
+    A phase entered for the first time is when the tree's sharing moves at once: workers are
+    forked, and the first full garbage collection after that copies every page holding a tracked
+    object (before the first validation in yolov5's runs, and in a probe by design). The sampler
+    is asked for one exact read then, whatever its budget; later epochs repeat phases without
+    moving the sharing, and a read at each would cost a many-epoch trial its speed.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._read = 0
+
+    def new(self, phases: list[dict[str, Any]]) -> bool:
+        """Whether ``phases`` (every phase event so far) holds a phase not entered before."""
+        names = {str(event.get("phase")) for event in phases[self._read :]}
+        self._read = len(phases)
+        fresh = names - self._seen
+        self._seen |= names
+        return bool(fresh)
+
+
 def _supervise(
     config: TrialConfig,
     limits: TrialLimits,
@@ -252,7 +276,7 @@ def _supervise(
     # Twice a second: progress, NVML, a probe's running peak, and the child's phase changes (each
     # asks the sampler for an exact read). A wake-up that reads one small file costs the trial little.
     period = _PROGRESS_PERIOD_S
-    phases_seen = 0
+    first_phases = _FirstPhases()
     try:
         while True:
             pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
@@ -266,11 +290,7 @@ def _supervise(
             if peak_file is not None:
                 _write_atomically(peak_file, f"{sampler.peak_bytes}\n")
             events.poll()
-            phases = len(events.of("phase"))
-            if phases > phases_seen:
-                # A phase change is when the tree's sharing moves at once (workers forked, a
-                # collection before validation): one exact read after each, whatever the budget.
-                phases_seen = phases
+            if first_phases.new(events.of("phase")):
                 sampler.request_exact()
             if nvml is not None and nvml.available:
                 used = nvml.used_bytes(sampler.pids | {child.pid})
