@@ -18,9 +18,9 @@ cannot be read at 20 Hz on a 2-core machine without slowing the trial.
   from ``/proc/PID/stat``), periodically, and once whatever the budget when the supervisor asks
   (:meth:`TreeSampler.request_exact`: the child entered a phase for the first time). A *lone*
   process (no dataloader workers) shares no anonymous memory, so its estimate is exact but for its
-  file-backed share: it is re-read only when its file-backed pages moved by 5% or every 10 s. Each read walks every page of the trial and
-  evicts its working set from the caches; on a 2-core machine reading a lone process about once a
-  second cost the trial ~3% of its speed for nothing.
+  file-backed share: it is re-read only when its file-backed pages moved by 5% or every 10 s. Each
+  read walks every page of the trial and evicts its working set from the caches; on a 2-core
+  machine reading a lone process about once a second cost the trial ~3% of its speed for nothing.
 
 Between PSS reads, each process's PSS is carried forward: new anonymous memory counts in full (it is
 private); file-backed and shared memory keep the proportion the last PSS read measured; a forked
