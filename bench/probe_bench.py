@@ -3,13 +3,14 @@
 What it measures, side by side in one run, on a synthetic demo dataset of ``--images`` training
 images (a quarter as many validation images; ``search.data._demo``):
 
-1. For every system variant (cache none/ram/disk x workers 0/2) of one accuracy config: a probe
-   (``search.probe.run_probe``) between two real one-epoch trainings on the whole dataset
-   (validation included, as a study's trial runs it). Printed: probe peak / the full runs' mean
-   peak (goal within 3%) beside the spread of the two full runs (what one run can resolve), the
-   probe's projected training seconds against the full runs' measured ones, both validation
-   passes, and the probe's own seconds / one full epoch's (what a probe costs against one epoch of
-   the real run; a real run has many).
+1. For every system variant (cache none/ram/disk x workers 0/2, or those of ``--workers``) of one
+   accuracy config: ``--probes`` probes (``search.probe.run_probe``) interleaved with
+   ``--full-runs`` real one-epoch trainings on the whole dataset (validation included, as a study's
+   trial runs it), in the order full, probe, full, probe, ... Printed: the median probe peak / the
+   full runs' median peak (goal within 3%) beside the full runs' own spread (max / min - 1: what
+   one run can resolve) and the probes', the probe's projected training seconds against the full
+   runs' measured ones, both validation passes, and the probe's own seconds / one full epoch's
+   (what a probe costs against one epoch of the real run; a real run has many).
 2. Extrapolation: a study that trains on a subset learns memory from its trainings. Short trainings
    on ``images / 10`` training images (what such a study measures) fit the memory model
    (``search.model``); for each variant the model's prediction for the whole dataset (10x the
@@ -17,7 +18,8 @@ images (a quarter as many validation images; ``search.data._demo``):
 
 Run from the repository root (about 15 minutes at 3000 images on 2 cores)::
 
-    .venv/bin/python bench/probe_bench.py [--images 3000] [--out bench/results/probe_bench.json]
+    .venv/bin/python bench/probe_bench.py [--images 3000] [--full-runs 2] [--probes 1] [--workers 0 2]
+        [--out bench/results/probe_bench.json]
 
 The bench process never imports torch or yolov5 (their pages, mapped here, would be shared with the
 runs it measures and lower their PSS).
@@ -67,6 +69,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--full-runs", type=int, default=2, help="full-epoch runs per variant")
+    parser.add_argument("--probes", type=int, default=1, help="probes per variant")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="the variants' workers")
+    parser.add_argument("--skip-subset", action="store_true", help="no model-only predictions")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "probe_bench.json")
     args = parser.parse_args()
@@ -81,7 +86,7 @@ def main() -> int:
 
     # 2 first: the subset trainings that fit the model (what a study on a subset would have measured).
     rows = []
-    for batch, imgsz, cache, workers in SUBSET_CONFIGS:
+    for batch, imgsz, cache, workers in [] if args.skip_subset else SUBSET_CONFIGS:
         record = run_trial(_config(data, batch, imgsz, cache, workers, train_images=subset))
         print(
             f"subset {batch}/{imgsz} {cache} w{workers}: {record.status} {record.peak_host_bytes}", flush=True
@@ -92,25 +97,25 @@ def main() -> int:
     model = combined_fit(start.calibration_rows, rows, base=start.model)
 
     results = []
-    for cache, workers in VARIANTS:
+    for cache, workers in [v for v in VARIANTS if v[1] in args.workers]:
         config = _config(data, args.batch, args.imgsz, cache, workers)
-        # The probe between two full runs: the full runs' spread is what one run can resolve.
-        fulls = [_full(config)]
-        probe = run_probe(config)
-        fulls += [_full(config) for _ in range(args.full_runs - 1)]
-        probed = {
-            "status": probe.status, "peak_host_bytes": probe.peak_host_bytes, "peak_phase": probe.peak_phase,
-            "projected_epoch_seconds": probe.projected_epoch_seconds, "seconds": probe.seconds,
-            "projected_train_seconds": probe.projected_train_seconds,
-            "validation_seconds": probe.validation_seconds,
-            "images_per_second": probe.images_per_second, "train": probe.train, "val": probe.val,
-        }  # fmt: skip
+        # Full runs and probes alternate, so that a drift of the machine falls on both alike; the full
+        # runs' spread is what one run can resolve.
+        fulls: list[dict[str, Any]] = []
+        probes: list[dict[str, Any]] = []
+        for index in range(max(args.full_runs, args.probes + 1)):
+            if index < args.full_runs:
+                fulls.append(_full(config))
+            if index < args.probes:
+                probes.append(_probe(config))
         knobs = {"batch": args.batch, "imgsz": args.imgsz, "cache": cache, "workers": workers}
-        predicted = model.predict(features(stats=stats, train_images=None, **knobs)).total_bytes
+        predicted = (
+            model.predict(features(stats=stats, train_images=None, **knobs)).total_bytes if rows else None
+        )
         row = {
             "cache": cache,
             "workers": workers,
-            "probe": probed,
+            "probes": probes,
             "full": fulls,
             "predicted_peak_host_bytes": predicted,
         }
@@ -136,6 +141,17 @@ def main() -> int:
     return 0
 
 
+def _probe(config: TrialConfig) -> dict[str, Any]:
+    probe = run_probe(config)
+    return {
+        "status": probe.status, "peak_host_bytes": probe.peak_host_bytes, "peak_phase": probe.peak_phase,
+        "projected_epoch_seconds": probe.projected_epoch_seconds, "seconds": probe.seconds,
+        "projected_train_seconds": probe.projected_train_seconds,
+        "validation_seconds": probe.validation_seconds,
+        "images_per_second": probe.images_per_second, "train": probe.train, "val": probe.val,
+    }  # fmt: skip
+
+
 def _full(config: TrialConfig) -> dict[str, Any]:
     record = run_trial(config)
     train = record.epochs[0].get("train_seconds") if record.epochs else None
@@ -149,9 +165,24 @@ def _full(config: TrialConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _ok(runs: list[dict[str, Any]], key: str) -> list[float]:
+    return [r[key] for r in runs if r["status"] == "ok" and r.get(key) is not None]
+
+
 def _mean(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in runs if r["status"] == "ok" and r.get(key) is not None]
+    values = _ok(runs, key)
     return statistics.fmean(values) if values else None
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = _ok(runs, key)
+    return statistics.median(values) if values else None
+
+
+def _spread(runs: list[dict[str, Any]]) -> float | None:
+    """max / min - 1 of the runs' peaks."""
+    peaks = _ok(runs, "peak_host_bytes")
+    return max(peaks) / min(peaks) - 1 if len(peaks) > 1 else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -159,12 +190,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _line(row: dict[str, Any]) -> str:
-    probe, fulls = row["probe"], row["full"]
+    probes, fulls = row["probes"], row["full"]
+    probed = ", ".join(f"{p['status']} {_mib(p['peak_host_bytes'])} ({p['peak_phase']})" for p in probes)
     peaks = ", ".join(_mib(f["peak_host_bytes"]) for f in fulls)
     return (
-        f"cache {row['cache']:<4} workers {row['workers']}: probe {probe['status']} "
-        f"{_mib(probe['peak_host_bytes'])} ({probe['peak_phase']}) in {probe['seconds']:.1f} s, train "
-        f"{_s(probe['projected_train_seconds'])} + val {_s(probe['validation_seconds'])}; full runs {peaks}, "
+        f"cache {row['cache']:<4} workers {row['workers']}: probes {probed} in "
+        f"{_s(_mean(probes, 'seconds'))}, train {_s(_mean(probes, 'projected_train_seconds'))} + val "
+        f"{_s(_mean(probes, 'validation_seconds'))}; full runs {peaks}, "
         f"train {_s(_mean(fulls, 'train_seconds'))} + val {_s(_mean(fulls, 'validation_seconds'))}"
     )
 
@@ -183,41 +215,44 @@ def _fmt(value: float | None) -> str:
 
 def _table(results: list[dict[str, Any]], *, images: int, subset: int) -> str:
     head = (
-        f"| cache | workers | full-run peaks | probe peak | probe / full mean | model only "
-        f"({subset}-image fit) "
-        "| model / full mean | full train s | probe train s | ratio | full val s | probe val s "
-        "| probe s | probe s / full epoch s | peak set in (probe / full) |\n"
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| cache | workers | full-run peaks | spread | probe peaks | spread | probe / full (medians) "
+        f"| model only ({subset}-image fit) | model / full median | full train s | probe train s | ratio "
+        "| full val s | probe val s | probe s | probe s / full epoch s | peak set in (probes / full runs) |\n"
+        "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [head]
-    worst = []
+    worst, spreads = [], []
     for row in results:
-        probe, fulls = row["probe"], row["full"]
-        full_peak = _mean(fulls, "peak_host_bytes")
+        probes, fulls = row["probes"], row["full"]
+        full_peak = _median(fulls, "peak_host_bytes")
         full_train, full_val = _mean(fulls, "train_seconds"), _mean(fulls, "validation_seconds")
-        ratio = _ratio(probe["peak_host_bytes"], full_peak)
-        if ratio is not None and probe["status"] == "ok":
+        probe_train = _mean(probes, "projected_train_seconds")
+        ratio = _ratio(_median(probes, "peak_host_bytes"), full_peak)
+        if ratio is not None:
             worst.append(abs(ratio - 1))
+        full_spread = _spread(fulls)
+        if full_spread is not None:
+            spreads.append(full_spread)
+        probe_seconds = _mean(probes, "seconds")
+        phases = [", ".join(str(r["peak_phase"]) for r in runs) for runs in (probes, fulls)]
         cells = [
             row["cache"], str(row["workers"]), " / ".join(_mib(f["peak_host_bytes"]) for f in fulls),
-            _mib(probe["peak_host_bytes"]), _fmt(ratio), _mib(row["predicted_peak_host_bytes"]),
-            _fmt(_ratio(row["predicted_peak_host_bytes"], full_peak)), _s(full_train),
-            _s(probe["projected_train_seconds"]), _fmt(_ratio(probe["projected_train_seconds"], full_train)),
-            _s(full_val), _s(probe["validation_seconds"]), f"{probe['seconds']:.1f}",
-            _fmt(_ratio(probe["seconds"], _mean(fulls, "epoch_seconds"))),
-            f"{probe['peak_phase']} / {', '.join(str(f['peak_phase']) for f in fulls)}",
+            _pct(full_spread), " / ".join(_mib(p["peak_host_bytes"]) for p in probes),
+            _pct(_spread(probes)), _fmt(ratio), _mib(row["predicted_peak_host_bytes"]),
+            _fmt(_ratio(row["predicted_peak_host_bytes"], full_peak)), _s(full_train), _s(probe_train),
+            _fmt(_ratio(probe_train, full_train)), _s(full_val), _s(_mean(probes, "validation_seconds")),
+            _s(probe_seconds), _fmt(_ratio(probe_seconds, _mean(fulls, "epoch_seconds"))), " / ".join(phases),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    spreads = [
-        (max(f["peak_host_bytes"] for f in r["full"]) / min(f["peak_host_bytes"] for f in r["full"]) - 1)
-        for r in results
-        if len(r["full"]) > 1 and all(f["peak_host_bytes"] for f in r["full"])
-    ]
-    summary = f"\n{len(results)} variants on {images} train images; worst |probe / full mean - 1| = "
+    summary = f"\n{len(results)} variants on {images} train images; worst |probe / full - 1| (medians) = "
     summary += "-" if not worst else f"{100 * max(worst):.1f}% (goal 3%)"
     if spreads:
-        summary += f"; largest spread between two full runs of one config: {100 * max(spreads):.1f}%"
+        summary += f"; largest spread of one config's full runs: {100 * max(spreads):.1f}%"
     return "\n".join(lines) + summary
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 if __name__ == "__main__":
