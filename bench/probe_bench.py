@@ -10,7 +10,9 @@ images (a quarter as many validation images; ``search.data._demo``):
    full runs' median peak (goal within 3%) beside the full runs' own spread (max / min - 1: what
    one run can resolve) and the probes', the probe's projected training seconds against the full
    runs' measured ones, both validation passes, and the probe's own seconds / one full epoch's
-   (what a probe costs against one epoch of the real run; a real run has many).
+   (what a probe costs against one epoch of the real run; a real run has many). Each full run's
+   tree peak in each of its validation passes is printed too: with ``--full-epochs N`` they show how
+   the real run's memory moves from epoch to epoch (``--caches`` picks variants).
 2. Extrapolation: a study that trains on a subset learns memory from its trainings. Short trainings
    on ``images / 10`` training images (what such a study measures) fit the memory model
    (``search.model``); for each variant the model's prediction for the whole dataset (10x the
@@ -19,7 +21,7 @@ images (a quarter as many validation images; ``search.data._demo``):
 Run from the repository root (about 15 minutes at 3000 images on 2 cores)::
 
     .venv/bin/python bench/probe_bench.py [--images 3000] [--full-runs 2] [--probes 1] [--workers 0 2]
-        [--out bench/results/probe_bench.json]
+        [--caches none ram disk] [--full-epochs 1] [--skip-subset] [--out bench/results/probe_bench.json]
 
 The bench process never imports torch or yolov5 (their pages, mapped here, would be shared with the
 runs it measures and lower their PSS).
@@ -71,6 +73,8 @@ def main() -> int:
     parser.add_argument("--full-runs", type=int, default=2, help="full-epoch runs per variant")
     parser.add_argument("--probes", type=int, default=1, help="probes per variant")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="the variants' workers")
+    parser.add_argument("--caches", nargs="+", default=["none", "ram", "disk"], help="the variants' caches")
+    parser.add_argument("--full-epochs", type=int, default=1, help="epochs of each full run")
     parser.add_argument("--skip-subset", action="store_true", help="no model-only predictions")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "probe_bench.json")
@@ -97,15 +101,16 @@ def main() -> int:
     model = combined_fit(start.calibration_rows, rows, base=start.model)
 
     results = []
-    for cache, workers in [v for v in VARIANTS if v[1] in args.workers]:
+    for cache, workers in [v for v in VARIANTS if v[1] in args.workers and v[0] in args.caches]:
         config = _config(data, args.batch, args.imgsz, cache, workers)
+        full_config = config.model_copy(update={"epochs": args.full_epochs})
         # Full runs and probes alternate, so that a drift of the machine falls on both alike; the full
         # runs' spread is what one run can resolve.
         fulls: list[dict[str, Any]] = []
         probes: list[dict[str, Any]] = []
         for index in range(max(args.full_runs, args.probes + 1)):
             if index < args.full_runs:
-                fulls.append(_full(config))
+                fulls.append(_full(full_config))
             if index < args.probes:
                 probes.append(_probe(config))
         knobs = {"batch": args.batch, "imgsz": args.imgsz, "cache": cache, "workers": workers}
@@ -155,14 +160,29 @@ def _probe(config: TrialConfig) -> dict[str, Any]:
 def _full(config: TrialConfig) -> dict[str, Any]:
     record = run_trial(config)
     train = record.epochs[0].get("train_seconds") if record.epochs else None
-    epoch = record.epoch_seconds
     return {
         "status": record.status, "peak_host_bytes": record.peak_host_bytes,
         "peak_phase": record.memory.get("peak_phase"), "epoch_seconds": record.epoch_seconds,
         "train_seconds": train,
-        "validation_seconds": None if train is None or epoch is None else epoch - train,
+        "validation_seconds": record.validation_seconds,
+        "validation_peaks": _pass_peaks(record),
         "wall_seconds": record.wall_seconds,
     }  # fmt: skip
+
+
+def _pass_peaks(record: Any) -> list[int]:
+    """The tree's peak in each validation pass (the epochs' and yolov5's final one over best.pt)."""
+    series = record.memory.get("series") or {}
+    times, host = series.get("t_s") or [], series.get("host_bytes") or []
+    bounds = [entry["start_s"] for entry in record.timeline]
+    peaks = []
+    for index, entry in enumerate(record.timeline):
+        if entry["phase"] != "validation":
+            continue
+        end = bounds[index + 1] if index + 1 < len(bounds) else float("inf")
+        inside = [h for t, h in zip(times, host, strict=True) if entry["start_s"] <= t < end and h]
+        peaks.append(max(inside) if inside else 0)
+    return peaks
 
 
 def _ok(runs: list[dict[str, Any]], key: str) -> list[float]:
@@ -197,7 +217,9 @@ def _line(row: dict[str, Any]) -> str:
         f"cache {row['cache']:<4} workers {row['workers']}: probes {probed} in "
         f"{_s(_mean(probes, 'seconds'))}, train {_s(_mean(probes, 'projected_train_seconds'))} + val "
         f"{_s(_mean(probes, 'validation_seconds'))}; full runs {peaks}, "
-        f"train {_s(_mean(fulls, 'train_seconds'))} + val {_s(_mean(fulls, 'validation_seconds'))}"
+        f"train {_s(_mean(fulls, 'train_seconds'))} + val {_s(_mean(fulls, 'validation_seconds'))}; "
+        "the full runs' validation passes peaked at "
+        + "; ".join(", ".join(_mib(p) for p in f.get("validation_peaks") or []) for f in fulls)
     )
 
 

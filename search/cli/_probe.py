@@ -51,7 +51,16 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
     )
     speed = "-" if result.images_per_second is None else f"{result.images_per_second:.1f} images/s"
     table.add_row("training speed", speed)
-    table.add_row("projected epoch", format_seconds(result.projected_epoch_seconds))
+    epoch = format_seconds(result.projected_epoch_seconds)
+    if result.projected_train_seconds is not None and result.validation_seconds is not None:
+        # A barely trained model puts few boxes above yolov5's confidence threshold, so NMS and the
+        # metrics have little to do; a study replaces the pass by its trainings' own.
+        epoch += (
+            f" (training {format_seconds(result.projected_train_seconds)} + validation "
+            f"{format_seconds(result.validation_seconds)}, the pass of a barely trained model: a trained "
+            "model's takes longer, up to 5x in the README's probe benchmark)"
+        )
+    table.add_row("projected epoch", epoch)
     for name in ("train", "val"):
         loop = getattr(result, name)
         if loop:

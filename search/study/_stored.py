@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from search.trial._record import (
     TrialRecord,
     memory_violation,
     trial_constraints,
+    validation_seconds,
 )
 
 __all__ = [
@@ -179,12 +179,7 @@ class StoredTrial:
     @property
     def validation_seconds(self) -> float | None:
         """The median seconds of its epochs' validation passes, from its record (None: no epoch ended)."""
-        passes = [
-            float(epoch["seconds"]) - float(epoch["train_seconds"])
-            for epoch in (self.record or {}).get("epochs") or []
-            if epoch.get("seconds") is not None and epoch.get("train_seconds") is not None
-        ]
-        return statistics.median(passes) if passes else None
+        return validation_seconds((self.record or {}).get("epochs") or [])
 
     def full_record(self, files: RecordFiles | None = None) -> dict[str, Any] | None:
         """The record with its bulky parts put back from their file (when it can be read)."""

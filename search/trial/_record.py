@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -15,6 +16,7 @@ __all__ = [
     "TrialRecord",
     "memory_violation",
     "trial_constraints",
+    "validation_seconds",
 ]
 
 RecordStatus = Literal["ok", "memory_limit", "predicted", "timeout", "failed", "interrupted"]
@@ -23,6 +25,17 @@ STATUSES: tuple[str, ...] = get_args(RecordStatus)
 
 MEMORY_CONSTRAINT = "memory_limit"
 """The Optuna constraint (``Trial.set_constraint``) of every trial: peak host bytes minus the limit."""
+
+
+def validation_seconds(epochs: list[dict[str, Any]]) -> float | None:
+    """The median seconds of a record's validation passes: each epoch's seconds less its training's
+    (None: no epoch ended)."""
+    passes = [
+        float(epoch["seconds"]) - float(epoch["train_seconds"])
+        for epoch in epochs
+        if epoch.get("seconds") is not None and epoch.get("train_seconds") is not None
+    ]
+    return statistics.median(passes) if passes else None
 
 
 def trial_constraints(trial: Any) -> dict[str, float]:
@@ -82,6 +95,11 @@ class TrialRecord:
     versions: dict[str, Any] = dataclasses.field(default_factory=dict)
     timeline: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def validation_seconds(self) -> float | None:
+        """The median seconds of its validation passes (:func:`validation_seconds`)."""
+        return validation_seconds(self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the record as JSON-ready data."""
