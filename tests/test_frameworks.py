@@ -118,15 +118,17 @@ def test_export_prints_each_frameworks_own_command() -> None:
         "cache": "none", "workers": 2, "amp": True, "device": "0", "seed": 1,
     }  # fmt: skip
     command = shlex.split(upstream_command({**options, "framework": "ultralytics", "hyp": "demo"}))
-    assert command[:3] == ["yolo", "detect", "train"]
-    settings = dict(part.split("=", 1) for part in command[3:])
+    # The allocator setting every trial ran with comes first: the memory measured is that run's.
+    assert command[:4] == ["MALLOC_MMAP_THRESHOLD_=1048576", "yolo", "detect", "train"]
+    settings = dict(part.split("=", 1) for part in command[4:])
     assert settings == {
         "data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": "3", "batch": "16", "imgsz": "320",
         "workers": "2", "device": "0", "seed": "1", "cache": "False", "amp": "True",
         "cfg": str(resolve_hyp("demo", "ultralytics")),
     }  # fmt: skip
     yolov5 = shlex.split(upstream_command({**options, "model": "yolov5n.yaml", "framework": "yolov5"}))
-    assert yolov5[:2] == ["yolov5", "train"] and "--cfg" in yolov5 and "--cache" not in yolov5
+    assert yolov5[:3] == ["MALLOC_MMAP_THRESHOLD_=1048576", "yolov5", "train"]
+    assert "--cfg" in yolov5 and "--cache" not in yolov5
 
 
 def test_ultralytics_counts_the_cache_as_an_accuracy_knob() -> None:

@@ -231,3 +231,17 @@ def test_an_exact_read_is_asked_for_the_first_time_the_child_enters_each_phase()
     assert first.new(events)
     events += [{"phase": "validation"}, {"phase": "training"}]
     assert not first.new(events)
+
+
+def test_every_child_runs_with_a_fixed_mmap_threshold_unless_the_user_set_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc's dynamic threshold lets yolov5's validation workers grow epoch after epoch in some runs
+    # (search.child.compat.ALLOCATOR_ENVIRONMENT): every child, and every exported command, fixes it.
+    from search.child.compat import ALLOCATOR_ENVIRONMENT, child_process_environment
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert ALLOCATOR_ENVIRONMENT == {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+    assert child_process_environment(tmp_path)["MALLOC_MMAP_THRESHOLD_"] == "1048576"
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
+    assert child_process_environment(tmp_path)["MALLOC_MMAP_THRESHOLD_"] == "262144"  # the user's own

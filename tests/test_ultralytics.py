@@ -245,7 +245,7 @@ def test_a_study_end_to_end_and_the_exported_commands_run(tiny_data: Path, tmp_p
     memfront_line, upstream_line = (line for line in exported.stdout.splitlines() if "train" in line)
     assert memfront_line.startswith("memfront train ") and "--framework ultralytics" in memfront_line
     yolo = upstream_line.split(": ", 1)[1]
-    assert yolo.startswith("yolo detect train ") and "epochs=1" in yolo
+    assert yolo.startswith("MALLOC_MMAP_THRESHOLD_=1048576 yolo detect train ") and "epochs=1" in yolo
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = subprocess.run(
         [*shlex.split(memfront_line), "--project", str(tmp_path / "memfront")],
