@@ -56,7 +56,7 @@ through the whole run, then grow in some runs by ~30 MiB each per validation pas
 and in others barely: on ``bench/probe_bench.py``'s config (cache none, 2 workers, 3000 + 750
 images) a 4-epoch run's passes peaked at 1265 -> 1634 MiB, and one-epoch runs of one config spread
 by up to 20%. A fixed threshold turns the dynamic one off: two 3-epoch runs peaked at 1335 and
-1335 MiB, each pass within 1.4% of the last but for the main process's one-time copy, at the
+1335 MiB, each pass within 2.2% of the last but for the main process's one-time copy, at the
 default's training speed (43.9 s per epoch against 43.7 s; a 64 KiB threshold was as steady but
 2.5x slower). A user's own value wins. Other C libraries ignore the variable.
 """
