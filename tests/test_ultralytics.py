@@ -255,8 +255,8 @@ def test_a_study_end_to_end_and_the_exported_commands_run(tiny_data: Path, tmp_p
     assert (tmp_path / "memfront" / "exp" / "weights" / "best.pt").is_file()
     # ultralytics' own command, as printed (the run's folder given, as its users do).
     home = tmp_path / "yolo-home"
-    ran = subprocess.run(
-        [*shlex.split(yolo), f"project={tmp_path / 'yolo'}", "name=exp"],
+    ran = subprocess.run(  # through a shell, as a user pastes it: it starts with an environment setting
+        ["sh", "-c", f"{yolo} {shlex.quote('project=' + str(tmp_path / 'yolo'))} name=exp"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={**env, "HOME": str(home), "YOLO_CONFIG_DIR": str(home / "ultralytics"), "YOLO_OFFLINE": "1"},
     )  # fmt: skip
