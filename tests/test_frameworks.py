@@ -259,3 +259,12 @@ def test_a_dropped_ram_cache_counts_as_the_cache_that_ran() -> None:
     kept = stored_trial(config=knobs(16, 128, "ram"), values=[0.3, 1.2 * GIB], violation=-1.0)
     (training,) = trainings_of(read_trials([kept]), accuracy="map50_95")
     assert training.config["cache"] == "ram"
+
+
+def test_the_exported_command_carries_the_allocator_setting_the_trials_ran_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    options = {"data": "/d/data.yaml", "model": "yolov5n.yaml", "epochs": 1, "batch": 8, "imgsz": 64,
+               "cache": "none", "workers": 0, "amp": False, "device": "cpu", "seed": 0}  # fmt: skip
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")  # the user's own: every child kept it
+    assert shlex.split(upstream_command(options))[0] == "MALLOC_MMAP_THRESHOLD_=262144"

@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "ALLOCATOR_ENVIRONMENT",
     "MODEL_YAML_SUFFIXES",
+    "allocator_environment",
     "child_environment",
     "child_process_environment",
     "decide_amp",
@@ -57,9 +58,15 @@ and in others barely: on ``bench/probe_bench.py``'s config (cache none, 2 worker
 images) a 4-epoch run's passes peaked at 1265 -> 1634 MiB, and one-epoch runs of one config spread
 by up to 20%. A fixed threshold turns the dynamic one off: two 3-epoch runs peaked at 1335 and
 1335 MiB, each pass within 2.2% of the last but for the main process's one-time copy, at the
-default's training speed (43.9 s per epoch against 43.7 s; a 64 KiB threshold was as steady but
-2.5x slower). A user's own value wins. Other C libraries ignore the variable.
+default's training speed (first epoch's training 43.9 s against 43.7 s; a 64 KiB threshold was as
+steady but 2.5x slower). A user's own value wins (:func:`allocator_environment`). Other C libraries
+ignore the variable.
 """
+
+
+def allocator_environment() -> dict[str, str]:
+    """:data:`ALLOCATOR_ENVIRONMENT` as every child runs with it: the user's own values where set."""
+    return {name: os.environ.get(name, value) for name, value in ALLOCATOR_ENVIRONMENT.items()}
 
 
 def child_environment(settings_dir: Path) -> dict[str, str]:
@@ -76,7 +83,7 @@ def child_environment(settings_dir: Path) -> dict[str, str]:
     ``.pt`` the user chose to fine-tune from, which yolov5 cannot load any other way).
     """
     return {
-        **{name: os.environ.get(name, value) for name, value in ALLOCATOR_ENVIRONMENT.items()},
+        **allocator_environment(),
         "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
         "YOLOV5_CONFIG_DIR": str(yolov5_config_dir(settings_dir)),
         "YOLO_CONFIG_DIR": str(settings_dir / "ultralytics"),

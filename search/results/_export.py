@@ -13,7 +13,7 @@ import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
 from search.accuracy._pick import fits_budget, pick_config
-from search.child.compat import ALLOCATOR_ENVIRONMENT
+from search.child.compat import allocator_environment
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
 from search.study._spec import StudySpec
@@ -248,13 +248,13 @@ def upstream_command(options: dict[str, Any]) -> str:
 
     yolov5 7.0.14 needs the stack fixes memfront applies (``memfront train`` runs with them);
     ultralytics runs as printed. Both start with the allocator setting of every trial
-    (:data:`search.child.compat.ALLOCATOR_ENVIRONMENT`).
+    (:func:`search.child.compat.allocator_environment`).
     """
     framework = get_framework(str(options.get("framework") or DEFAULT_FRAMEWORK))
     hyp = options.get("hyp")
     resolved = {**options, "hyp": resolve_hyp(str(hyp), framework.name) if hyp else None}
     # The allocator setting every trial ran with: without it the run's memory is not the one measured.
-    environment = shlex.join(f"{name}={value}" for name, value in ALLOCATOR_ENVIRONMENT.items())
+    environment = shlex.join(f"{name}={value}" for name, value in allocator_environment().items())
     return f"{environment} {framework.upstream_command(resolved)}"
 
 
