@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from search.data._demo import make_demo_dataset  # noqa: E402
+from search.measure._procfs import _kib_fields as kib_fields  # noqa: E402
+from search.measure._procfs import _read as read_proc_file  # noqa: E402
 from search.probe import run_probe  # noqa: E402
 from search.probe._run import ProbeBounds  # noqa: E402
 from search.trial._config import TrialConfig  # noqa: E402
@@ -40,21 +42,16 @@ from search.trial._supervisor import run_trial  # noqa: E402
 _PERIOD_S = 0.5
 
 
-def rollup(pid: int) -> dict[str, int] | None:
-    """The kB fields of a process's ``smaps_rollup``; None once it has gone."""
-    fields: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as handle:
-            for line in handle:
-                parts = line.split()
-                if len(parts) >= 3 and parts[2] == "kB":
-                    fields[parts[0].rstrip(":")] = int(parts[1])
-    except OSError:
-        return None
-    return fields
+_FIELDS = (b"Pss", b"Private_Dirty", b"Private_Clean", b"Shared_Dirty", b"Shared_Clean")
 
 
-class TreeSampler(threading.Thread):
+def rollup(pid: int) -> dict[bytes, int] | None:
+    """A process's PSS, private and shared fields of ``smaps_rollup``, in bytes; None once gone."""
+    data = read_proc_file(f"/proc/{pid}/smaps_rollup")
+    return None if data is None else kib_fields(data, _FIELDS)
+
+
+class ProcessSampler(threading.Thread):
     """Samples every descendant of this process until :meth:`stop`."""
 
     def __init__(self) -> None:
@@ -70,11 +67,11 @@ class TreeSampler(threading.Thread):
                 fields = rollup(child.pid)
                 if fields is None:
                     continue
+                private = fields.get(b"Private_Dirty", 0) + fields.get(b"Private_Clean", 0)
+                shared = fields.get(b"Shared_Dirty", 0) + fields.get(b"Shared_Clean", 0)
                 self.samples.append({
-                    "t": now, "pid": child.pid,
-                    "pss_kib": fields.get("Pss", 0),
-                    "private_kib": fields.get("Private_Dirty", 0) + fields.get("Private_Clean", 0),
-                    "shared_kib": fields.get("Shared_Dirty", 0) + fields.get("Shared_Clean", 0),
+                    "t": now, "pid": child.pid, "pss_kib": fields.get(b"Pss", 0) // 1024,
+                    "private_kib": private // 1024, "shared_kib": shared // 1024,
                 })  # fmt: skip
             self._stopped.wait(_PERIOD_S)
 
@@ -133,7 +130,7 @@ def main() -> int:
         data=str(folder / "data.yaml"), batch=16, imgsz=128, cache=args.cache, workers=args.workers,
         hyp="demo", epochs=args.epochs,
     )  # type: ignore[arg-type]  # fmt: skip
-    sampler = TreeSampler()
+    sampler = ProcessSampler()
     start = time.time()
     sampler.start()
     if args.mode == "probe":
