@@ -124,6 +124,21 @@ def test_two_workers_proposing_one_replicate_train_it_once() -> None:
     )
 
 
+def test_a_replicate_another_worker_finished_since_the_proposal_was_judged_is_not_trained() -> None:
+    # Worker A's training of (8, seed 0) ends between worker B's read of the study, on which B
+    # judged its proposal new, and B's check after storing it: B must see it ended, not only running.
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(stored_trial(config=knobs(8), values=[0.2, float(GIB)], violation=-1.0, seed=0))
+    proposal = _asked(study, knobs(8, cache="disk"))  # the same random stream: the cache changes nothing
+    proposal.set_user_attr("seed", 0)
+    trials = study.get_trials(deepcopy=False)
+    identity = replicate_identity(knobs(8, cache="disk"), 0)
+    reason = discard_reason(trials, proposal.number, identity, n_trials=10)
+    assert reason == "trial 0 trained the same replicate while this one was proposed"
+    # Another seed of the same config is a replicate of its own, and trains.
+    assert discard_reason(trials, proposal.number, replicate_identity(knobs(8), 1), n_trials=10) is None
+
+
 def test_workers_asking_at_once_for_the_last_trials_are_ranked_by_number() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.add_trial(stored_trial(config=knobs(4), values=[0.2, float(GIB)], violation=-1.0))

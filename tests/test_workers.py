@@ -45,6 +45,20 @@ def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
+def _timeline(study: optuna.Study) -> str:
+    """Every trial in one line each, for a failed assertion's message: who trained what, when."""
+    lines = []
+    for t in study.get_trials():
+        attrs = t.user_attrs
+        lines.append(
+            f"#{t.number} {t.state.name} status={attrs.get('status')} worker={attrs.get('worker')} "
+            f"config={attrs.get('config')} seed={attrs.get('seed')} retry_of={attrs.get('retry_of')} "
+            f"duplicate_of={attrs.get('duplicate_of')} discarded={attrs.get('discarded')} "
+            f"start={t.datetime_start} end={t.datetime_complete}"
+        )
+    return "\n".join(lines)
+
+
 def _finish(workers: list[subprocess.Popen[str]], timeout: float = 600) -> list[str]:
     outputs = []
     for worker in workers:
@@ -77,7 +91,7 @@ def test_three_workers_share_one_postgresql_study(
     # No training repeated: a configuration trains again only as a replicate, with another seed
     # (another random stream).
     streams = [replicate_identity(t.user_attrs["config"], t.user_attrs["seed"]) for t in counted]
-    assert len(set(streams)) == 6
+    assert len(set(streams)) == 6, _timeline(study)
     for trial in counted:
         _assert_complete(trial)
     assert not [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]

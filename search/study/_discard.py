@@ -59,15 +59,22 @@ def discard_reason(
     """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
 
     Checked after this trial's configuration and seed are stored, so that of two workers that proposed
-    the same replicate at once, at least one sees the other. Trial numbers rank the workers that asked
-    at once for the last trials of ``n_trials``: the lowest numbers train.
+    the same replicate at once, at least one sees the other, running or ended: the proposal was
+    judged on the trials as they were when the worker's iteration began, and another worker's
+    training of the same replicate may have ended since (the next iteration judges afresh). Trial
+    numbers rank the workers that asked at once for the last trials of ``n_trials``: the lowest
+    numbers train.
     """
     running = _running(trials, roles)
     for other, config in running.items():
         if other != number and config == identity:
             return f"trial {other} trains the same replicate"
+    counted = counts_toward_n_trials(trials)
+    for ended in counted:
+        if ended.config is not None and replicate_identity(ended.config, ended.seed, roles) == identity:
+            return f"trial {ended.number} trained the same replicate while this one was proposed"
     rank = sorted(running).index(number) if number in running else 0
-    if len(counts_toward_n_trials(trials)) + rank >= n_trials:
+    if len(counted) + rank >= n_trials:
         return "n_trials is reached by the trials already running"
     return None
 

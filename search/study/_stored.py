@@ -314,12 +314,14 @@ def write_result(
         trial.set_user_attr(_RECORD_FILE, path.name)
         stored["log_tail"] = bulky["log_tail"][-3:]  # the reason a trial failed stays at hand
     trial.set_user_attr(_RECORD, stored)
-    trial.set_user_attr(_STATUS, record.status)
     trial.set_user_attr(_CONFIG, {k: record.requested[k] for k in knobs})
     for name in FIGURES:
         trial.set_user_attr(name, getattr(record, name))
     if violation is not None:
         trial.set_constraint(MEMORY_CONSTRAINT, violation)
+    # The status last: it is what makes a trial count toward n_trials, and another worker may fail
+    # this one (declared lost, its configuration retried) between any two of these writes.
+    trial.set_user_attr(_STATUS, record.status)
 
 
 def mark_duplicate(trial: optuna.Trial, earlier: FrozenTrial) -> None:
