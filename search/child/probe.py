@@ -4,8 +4,9 @@ A probe (:mod:`search.probe`) runs one full config as the real run would (the wh
 cache built by yolov5, the real dataloader workers) but only until its memory peak is established.
 :class:`BoundedLoader` wraps yolov5's train loader (and the val loader, if the probe bounds it too):
 yolov5 sees the loader's full length (so its schedule and warm-up are those of the real run) but the
-iteration ends early, yolov5 goes on to validation and the probe ends after it, before any
-checkpoint is written.
+iteration ends early and yolov5 goes on to validation; after the probe's last pass
+(``validation_passes``, two by default: :class:`search.probe.ProbeBounds`) the trainer ends the run,
+before that epoch's checkpoint is written.
 
 Before validation, the bounded training loop ends with a full garbage collection
 (:func:`gc.collect`). The real run's first full collection after its dataloader workers are forked
@@ -114,6 +115,7 @@ class BoundedLoader:
 
     def __iter__(self) -> Iterator[Any]:
         last = time.monotonic()
+        self.peaks = []  # each epoch runs to its own plateau; ``durations`` spans them all
         batches = iter(self._loader)
         for batch in batches:
             yield batch

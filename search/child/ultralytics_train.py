@@ -130,9 +130,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
 
     def on_val_end(validator: Any) -> None:
         # ultralytics saves its checkpoints between validation and on_fit_epoch_end: an epoch's time
-        # ends here, as yolov5's does, and a probe ends here, before anything is saved.
+        # ends here, as yolov5's does, and a probe ends here after its last pass, before it saves.
         now = timing["val_end"] = time.monotonic()
-        if probe is None:
+        if probe is None or validations["passes"] < probe.get("validation_passes", 1):
             return
         total = len(validator.dataloader) if validator.dataloader is not None else 0
         end_probe(events, val_batches=total, val_seconds=now - timing.get("train_end", now), bounded=bounded)

@@ -145,7 +145,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             train_seconds=timing.get("train_end", now) - timing.get("epoch_start", now),
             gpu=gpu_peaks(torch, device),
         )
-        if probe is not None:
+        if probe is not None and validations["passes"] >= probe.get("validation_passes", 1):
             total = len(loaders[1][0]) if len(loaders) > 1 else 0
             end_probe(
                 events, val_batches=total, val_seconds=now - timing.get("train_end", now), bounded=bounded

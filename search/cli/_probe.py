@@ -110,7 +110,7 @@ def probe(
     """Measure one full config's peak memory and epoch time on the whole dataset, without training it.
 
     Builds the cache as the framework does (all train and val images), runs training batches with the real
-    dataloader workers until the peak stops growing, runs one whole validation pass, and stops. With
+    dataloader workers until the peak stops growing and one whole validation pass, twice, and stops. With
     --study, the probe is the study's: stored in its storage, used by its workers, never taken again.
     """
     from search.cli._app import duration_option, size_option

@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
+from search.child.compat import allocator_environment
 from search.data._dataset import DatasetSpec
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.probe._run import ProbeResult
@@ -41,6 +42,9 @@ _RESULT_ATTR = "memfront:probe"
 _CLAIMED_ATTR = "memfront:claimed_at"
 _WORKER_ATTR = "memfront:worker"
 _DISCARDED_ATTR = "memfront:discarded"
+# How a probe measures: a probe stored by another method (before two validation passes: 1) is not
+# this one's figure, so it is taken again.
+_METHOD = 2
 _KNOBS = ("batch", "imgsz", "cache", "workers", "amp")
 _DISTRIBUTIONS = {
     "batch": IntDistribution(1, 1 << 20),
@@ -71,8 +75,9 @@ class ProbeKey:
     Attributes:
         dataset: A digest of every train and val image's path (relative to their common folder) and
             size.
-        machine: A digest of the host name, CPU count, total memory, the framework and the torch and
-            framework versions.
+        machine: A digest of the host name, CPU count, total memory, the framework, the torch and
+            framework versions, the allocator's settings (:func:`search.child.compat.allocator_environment`)
+            and the probe's method.
         model: The model yaml or checkpoint (its file name: the same architecture costs the same).
         hyp: The hyperparameter yaml's file name, if any (augmentations cost memory).
         device: ``cpu`` or the CUDA device.
@@ -108,9 +113,12 @@ class ProbeKey:
         import psutil
 
         machine = json.dumps(
-            [platform.node(), os.cpu_count(), psutil.virtual_memory().total // 2**30, _packages(framework)],
+            [
+                platform.node(), os.cpu_count(), psutil.virtual_memory().total // 2**30,
+                _packages(framework), allocator_environment(), _METHOD,
+            ],
             sort_keys=True,
-        )
+        )  # fmt: skip
         return cls(
             dataset=files.hexdigest()[:16],
             machine=hashlib.sha256(machine.encode()).hexdigest()[:16],
