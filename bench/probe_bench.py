@@ -238,8 +238,9 @@ def _fmt(value: float | None) -> str:
 def _table(results: list[dict[str, Any]], *, images: int, subset: int) -> str:
     head = (
         "| cache | workers | full-run peaks | spread | probe peaks | spread | probe / full (medians) "
-        f"| model only ({subset}-image fit) | model / full median | full train s | probe train s | ratio "
-        "| full val s | probe val s | probe s | probe s / full epoch s | peak set in (probes / full runs) |\n"
+        f"| model only ({subset}-image fit) | model / full median | full train s (1st epoch) | probe train s "
+        "| ratio | full val s (median pass) | probe val s | probe s | probe s / full epoch s (median) "
+        "| peak set in (probes / full runs) |\n"
         "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [head]
