@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from search.study._budget import end_game_seconds, known_durations, timeout_reason, trainings_left
+from search.study._budget import (
+    duration_bounds,
+    end_game_seconds,
+    known_durations,
+    new_config_seconds,
+    timeout_reason,
+    trainings_left,
+)
 from search.study._spec import StudySpec
 from search.study._stored import read_trials
 
@@ -63,3 +70,52 @@ def test_the_end_game_leaves_time_for_a_config_whose_own_training_is_known_to_en
     # Two minutes left: no end game, every config may start.
     assert end_game_seconds(spec, elapsed=480, trials=trials) is None
     assert end_game_seconds(_spec(), elapsed=10**6, trials=trials) is None  # no timeout
+
+
+DEMO_CHOICES = {"batch": [8, 16], "imgsz": [96, 128, 160], "cache": ["none"], "workers": [0], "amp": [False]}
+
+
+def _demo_trials():  # type: ignore[no-untyped-def]
+    """The demo's first command at 1a31d8e: wall seconds of its trainings before the cut one."""
+    trials = []
+    for batch, imgsz, wall in ((16, 128, 61.0), (8, 128, 75.0), (16, 160, 80.0), (16, 96, 50.0)):
+        trial = stored_trial(config=knobs(batch, imgsz), values=[0.3, GIB], violation=-GIB)
+        trial.user_attrs["record"]["wall_seconds"] = wall
+        trials.append(trial)
+    return read_trials(trials)
+
+
+def test_a_config_not_trained_yet_is_bounded_by_each_training_scaled_by_what_it_costs_more() -> None:
+    trials = _demo_trials()
+    bounds = duration_bounds(trials, DEMO_CHOICES)
+    # Trained configs: their slowest training.
+    assert bounds[(16, 160, False)] == 80.0 and bounds[(8, 128, False)] == 75.0
+    # 8/160: 8/128 x (160/128)^2 = 117 s is the tightest (16/160 x 16/8 = 160 s, ...).
+    assert abs(bounds[(8, 160, False)] - 75.0 * (160 / 128) ** 2) < 1e-9
+    # 8/96: 8/128's training bounds it (fewer pixels never take longer): 75 s, not 16/96 x 2 = 100 s.
+    assert bounds[(8, 96, False)] == 75.0
+    assert new_config_seconds(trials, DEMO_CHOICES) == bounds[(8, 160, False)]
+    # AMP on is bounded by AMP off, not the reverse; any other knob only by an equal value.
+    amp_choices = {**DEMO_CHOICES, "amp": [False, True]}
+    amp_bounds = duration_bounds(trials, amp_choices)
+    assert amp_bounds[(16, 160, True)] == 80.0
+    assert duration_bounds(trials, amp_choices)[(8, 160, True)] == bounds[(8, 160, False)]
+    # Nothing trained: nothing is bounded; every config trained: no new config left.
+    assert duration_bounds([], DEMO_CHOICES) == {} and new_config_seconds([], DEMO_CHOICES) is None
+    assert new_config_seconds(trials, {**DEMO_CHOICES, "batch": [16]}) is None
+
+
+def test_the_end_game_begins_when_a_config_the_sampler_may_propose_would_not_end() -> None:
+    # The demo's first command at 1a31d8e: batch 8 / imgsz 160 started with 82 s of 12 minutes left,
+    # counted at the slowest training (80 s); it needed ~95 s and the timeout cut it at its last epoch.
+    spec = _spec(n_trials=10, timeout="12m")
+    trials = _demo_trials()
+    elapsed = 720 - 82
+    assert end_game_seconds(spec, elapsed=elapsed, trials=trials) is None  # the slowest training alone
+    # Bounded at 117 s, 8/160 would not end: the end game, where 16/96's replicate (50 s) still fits.
+    assert end_game_seconds(spec, elapsed=elapsed, trials=trials, choices=DEMO_CHOICES) == 82.0
+    assert timeout_reason(spec, elapsed=elapsed, trials=trials, choices=DEMO_CHOICES) is None
+    # 55 s left: nothing trained fits with its margin, and neither does 8/96's bound (75 s).
+    assert timeout_reason(spec, elapsed=720 - 55, trials=trials, choices=DEMO_CHOICES) is not None
+    # Two minutes left: 8/160's bound ends in them, no end game.
+    assert end_game_seconds(spec, elapsed=600, trials=trials, choices=DEMO_CHOICES) is None

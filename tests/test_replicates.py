@@ -121,6 +121,20 @@ def test_the_end_game_replicates_only_a_config_whose_own_training_would_end_in_t
     assert _plan(trainings, trainings_left=1, end_game_s=60.0, durations={}) is None
 
 
+def test_the_end_game_names_a_new_config_bounded_to_end_when_no_replicate_would() -> None:
+    trainings = [_t(0, 8, 128, 0, 0.30), _t(1, 8, 128, 1, 0.32), _t(2, 16, 128, 0, 0.25)]
+    # 90 s left: neither trained config's replicate (8/128: 100 s, 16/128: 80 s) would end with its
+    # margin; 8/96 is bounded at 70 s (by 8/128's training; search.study._budget.duration_bounds).
+    durations = {(8, 128, False): 100.0, (16, 128, False): 80.0, (8, 96, False): 70.0, (8, 160, False): 156.0}
+    plan = _plan(trainings, trainings_left=1, end_game_s=90.0, durations=durations)
+    assert plan is not None and not plan.replicate and plan.seed is None
+    # The planner names it whole (the sampler could propose 8/160), at the leanest setting.
+    assert plan.fixed == {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0}
+    assert "bounded to end" in plan.reason
+    # 70 s left: no config's bound fits with its margin.
+    assert _plan(trainings, trainings_left=1, end_game_s=70.0, durations=durations) is None
+
+
 def test_a_replicate_takes_a_system_setting_its_config_was_not_measured_with() -> None:
     trainings = [_t(0, 8, 96, 0, 0.2), _t(1, 8, 128, 0, 0.3)]
     plan = _plan(trainings)

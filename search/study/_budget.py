@@ -1,14 +1,22 @@
 """What is left of a study for a worker to start: its timeout and ``n_trials``, counted in trainings.
 
 A trial cut by the study's timeout measures nothing, so no training starts that the timeout may cut.
-The duration of a new accuracy config is unknown, and is counted at the slowest training so far (in
-the demo a config at imgsz 160 took 1.3 times the median). Once even that would not end in the time
-left, the study is in its *end game*: only a replicate of a config whose own trainings would end in
-it (with :data:`END_GAME_MARGIN`) may still start, where a worker would otherwise sit idle for
-minutes (the noise benchmark's studies stopped with 1-2 minutes of 9 unused).
+The sampler picks the next config, so the next training is counted at what any training it may
+propose could take: the slowest training so far, or an accuracy config not trained yet, counted at
+its bound from the trainings so far (:func:`new_config_seconds`), whichever is longer. (Counted at
+the slowest training alone, the demo's last new config, batch 8 at imgsz 160, was started with 82 s
+left, needed ~95 s and was cut at its last epoch.) Once that would not end in the time left, the
+study is in its *end game*: only a config whose training is known or bounded to end in it (with
+:data:`END_GAME_MARGIN`) may still start, a replicate first, else a new config the planner names
+(not the sampler), where a worker would otherwise sit idle for minutes (the noise benchmark's
+studies stopped with 1-2 minutes of 9 unused).
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from search.accuracy._estimates import AccuracyKey, accuracy_key
 from search.study._space import DEFAULT_ROLES, KnobRoles
@@ -18,8 +26,10 @@ from search.study._stored import StoredTrial
 __all__ = [
     "END_GAME_MARGIN",
     "TOO_LITTLE_TIME",
+    "duration_bounds",
     "end_game_seconds",
     "known_durations",
+    "new_config_seconds",
     "timeout_reason",
     "trainings_left",
 ]
@@ -28,8 +38,8 @@ TOO_LITTLE_TIME = "too little of the study's timeout left for another trial"
 """Why a worker stops before the study's timeout: nothing it could start would end in time."""
 
 END_GAME_MARGIN = 1.15
-"""A replicate in the end game must fit this many times its config's slowest training (its system
-setting may be one the config was not measured with)."""
+"""A training in the end game must fit this many times its config's slowest training or bound (a
+replicate's system setting may be one the config was not measured with)."""
 
 
 def _longest_training(trials: list[StoredTrial]) -> float | None:
@@ -47,27 +57,109 @@ def known_durations(trials: list[StoredTrial], roles: KnobRoles = DEFAULT_ROLES)
     return durations
 
 
-def end_game_seconds(spec: StudySpec, *, elapsed: float, trials: list[StoredTrial]) -> float | None:
-    """The seconds left when the study is in its end game (the slowest training so far would not
-    end in them); None otherwise (no timeout, nothing trained, or time for any training)."""
+def _scale(knob: str, new: Any, measured: Any) -> float | None:
+    """How many times longer a training with ``new`` may take than one with ``measured``, at most
+    (None: no bound). An epoch's work grows at most with the pixels per image (imgsz squared) and
+    with the steps per epoch (the batch's inverse; a step's cost does not fall with its batch); AMP
+    on is not slower than off; any other knob bounds nothing unless equal."""
+    if new == measured:
+        return 1.0
+    if knob == "imgsz":
+        return max(1.0, (float(new) / float(measured)) ** 2)
+    if knob == "batch":
+        return max(1.0, float(measured) / float(new))
+    if knob == "amp" and bool(new) and not bool(measured):
+        return 1.0
+    return None
+
+
+def _bound(key: Sequence[Any], trials: list[StoredTrial], roles: KnobRoles) -> float | None:
+    """The tightest upper bound on a training of accuracy config ``key``: each training that ended,
+    scaled by :func:`_scale` on every accuracy knob, the least of them (None: none bounds it)."""
+    bounds = []
+    for t in trials:
+        if t.status != "ok" or t.wall_seconds is None or t.config is None:
+            continue
+        factor = 1.0
+        for knob, value in zip(roles.accuracy, key, strict=True):
+            scale = _scale(knob, value, t.config[knob])
+            if scale is None:
+                break
+            factor *= scale
+        else:
+            bounds.append(t.wall_seconds * factor)
+    return min(bounds) if bounds else None
+
+
+def duration_bounds(
+    trials: list[StoredTrial], choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES
+) -> dict[AccuracyKey, float]:
+    """How long a training of each accuracy config of the space may take (seconds, wall time): a
+    trained config's slowest training (:func:`known_durations`), another's bound from the trainings
+    so far (:func:`_bound`), or the slowest training so far where none bounds it. ``choices``: per
+    knob, the values the sampler draws from. Empty until a training has ended."""
+    known = known_durations(trials, roles)
+    longest = _longest_training(trials)
+    if longest is None:
+        return known
+    bounds = dict(known)
+    for values in itertools.product(*(choices[k] for k in roles.accuracy)):
+        key = tuple(values)
+        if key not in bounds:
+            bounds[key] = _bound(key, trials, roles) or longest
+    return bounds
+
+
+def new_config_seconds(
+    trials: list[StoredTrial], choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES
+) -> float | None:
+    """What a training of an accuracy config not trained yet may take, at most: the longest of their
+    :func:`duration_bounds`. None when every config is trained or nothing has ended yet."""
+    trained = known_durations(trials, roles)
+    untrained = [s for key, s in duration_bounds(trials, choices, roles).items() if key not in trained]
+    return max(untrained) if untrained else None
+
+
+def end_game_seconds(
+    spec: StudySpec,
+    *,
+    elapsed: float,
+    trials: list[StoredTrial],
+    roles: KnobRoles = DEFAULT_ROLES,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> float | None:
+    """The seconds left when the study is in its end game (neither the slowest training so far nor,
+    given the space's ``choices``, a new config's bound, :func:`new_config_seconds`, would end in
+    them); None otherwise (no timeout, nothing trained, or time for any training)."""
     if spec.timeout is None:
         return None
-    longest = _longest_training(trials)
+    new_config_s = new_config_seconds(trials, choices, roles) if choices is not None else None
+    longest = max(filter(None, [_longest_training(trials), new_config_s]), default=None)
     left = spec.timeout - elapsed
     return left if longest is not None and 0 < left < longest else None
 
 
 def timeout_reason(
-    spec: StudySpec, *, elapsed: float, trials: list[StoredTrial], roles: KnobRoles = DEFAULT_ROLES
+    spec: StudySpec,
+    *,
+    elapsed: float,
+    trials: list[StoredTrial],
+    roles: KnobRoles = DEFAULT_ROLES,
+    choices: Mapping[str, Sequence[Any]] | None = None,
 ) -> str | None:
-    """Why this worker must not start another trial under the study's timeout (None: it may)."""
+    """Why this worker must not start another trial under the study's timeout (None: it may).
+
+    ``choices`` (per knob, the values the sampler draws from) bounds the configs not trained yet
+    (:func:`duration_bounds`); without it only trained configs' durations are known."""
     if spec.timeout is None:
         return None
     if elapsed >= spec.timeout:
         return "study timeout reached"
-    left = end_game_seconds(spec, elapsed=elapsed, trials=trials)
+    left = end_game_seconds(spec, elapsed=elapsed, trials=trials, roles=roles, choices=choices)
     if left is not None:
-        durations = known_durations(trials, roles).values()
+        durations = (
+            duration_bounds(trials, choices, roles) if choices is not None else known_durations(trials, roles)
+        ).values()
         if not durations or END_GAME_MARGIN * min(durations) > left:
             return TOO_LITTLE_TIME
     return None

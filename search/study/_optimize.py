@@ -23,8 +23,8 @@ import optuna
 from search.probe._run import ProbeResult
 from search.study._budget import (
     TOO_LITTLE_TIME,
+    duration_bounds,
     end_game_seconds,
-    known_durations,
     timeout_reason,
     trainings_left,
 )
@@ -146,10 +146,13 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
             finished = len(done) >= spec.n_trials
+            # The space's choices bound what a config not trained yet may take (the timeout must not cut it).
             reason = (
                 None
                 if finished
-                else timeout_reason(spec, elapsed=clock.elapsed(), trials=stored, roles=prepared.roles)
+                else timeout_reason(
+                    spec, elapsed=clock.elapsed(), trials=stored, roles=prepared.roles, choices=choices
+                )
             )
             if reason is not None:
                 stop_reason = reason
@@ -174,8 +177,12 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 break  # after the probes still due: the last trainings' front is probed too
             # One reading of the clock for every decision below (a probe may have run meanwhile).
             elapsed = clock.elapsed()
-            reason = timeout_reason(spec, elapsed=elapsed, trials=stored, roles=prepared.roles)
-            end_game = end_game_seconds(spec, elapsed=elapsed, trials=stored)
+            reason = timeout_reason(
+                spec, elapsed=elapsed, trials=stored, roles=prepared.roles, choices=choices
+            )
+            end_game = end_game_seconds(
+                spec, elapsed=elapsed, trials=stored, roles=prepared.roles, choices=choices
+            )
             if reason is not None or (queued and end_game is not None):
                 # A queued retry's duration is not known to fit what is left: it waits for a resume.
                 stop_reason = reason or TOO_LITTLE_TIME
@@ -187,7 +194,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     spec, elapsed=elapsed, trials=stored, running=state.running,
                     workers=1 + state.running,  # this one, and one per trial training elsewhere
                 ),
-                end_game_s=end_game, durations=known_durations(stored, prepared.roles),
+                end_game_s=end_game, durations=duration_bounds(stored, choices, prepared.roles),
             )  # fmt: skip
             if plan is None and end_game is not None:
                 # Nothing this worker could start would end in time; what other workers train

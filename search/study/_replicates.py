@@ -199,10 +199,11 @@ def plan_next(
             yet with all its knobs, instead of asking the sampler for one.
         trainings_left: How many more trainings, this one included, the study's workers can still
             start (None: no end in sight); the last ones confirm export's picks.
-        end_game_s: The seconds left when the slowest training so far would not end in them
-            (:func:`search.study._budget.end_game_seconds`): only a replicate whose config's own
-            trainings would end in them is planned, and no new config (its duration is unknown).
-        durations: Each trained accuracy config's slowest training (seconds), for the end game.
+        end_game_s: The seconds left when a training the sampler may propose would not end in them
+            (:func:`search.study._budget.end_game_seconds`): only a config whose ``durations``
+            entry would end in them is planned, a replicate first, else a new config named here.
+        durations: Each accuracy config's slowest training, or for one not trained its bound
+            (seconds; :func:`search.study._budget.duration_bounds`), for the end game.
     """
     roles = estimates.roles
     systems = [
@@ -271,11 +272,18 @@ def plan_next(
             else "replicate: its accuracy is not distinguishable from a front neighbour's"
         )
         return Plan(fixed=_searched({**knobs, **system}, choices), seed=seed, reason=reason)
-    if all_started or end_game_s is not None:
+    if all_started:
         return None
     # A new config trains at the leanest setting: its point on the front is where it needs least
     # memory, which is what a budget asks about; its replicates then measure the other settings.
     system = systems[0] if fix_system else {}
+    if end_game_s is not None:
+        # The sampler could propose a config that would not end: name one bounded to end in time.
+        fitting = sorted(k for k in space - started - busy if in_time(k))
+        if not fitting:
+            return None
+        fixed = _searched({**dict(zip(roles.accuracy, fitting[0], strict=True)), **systems[0]}, choices)
+        return Plan(fixed=fixed, seed=None, reason="a new accuracy config bounded to end before the timeout")
     if explore_directly:
         key = min(space - started)
         system = system if system else systems[0]
