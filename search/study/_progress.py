@@ -5,6 +5,7 @@ Shared by ``memfront run`` and :func:`search.run_study`, so a notebook sees what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -30,12 +31,26 @@ def config_text(config: dict[str, Any]) -> str:
     )
 
 
+_PAST_LIMIT = "[yellow]above the limit after the run (the kernel's high-water mark): does not fit[/]"
+
+
+def _past_limit(status: str, peak: int | None, limits: Mapping[str, Any]) -> bool:
+    """A run that ended ``ok`` with its peak above its limit: a spike between the sampler's reads,
+    which the kernel's high-water mark showed only after the run (``apply_kernel_floor`` in
+    :mod:`search.trial._outcome`). Optuna, the front and export count it over the limit; the line
+    says so."""
+    limit = limits.get("memory_limit_bytes")
+    return status == "ok" and bool(peak and limit and peak > limit)
+
+
 def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str:
     """One finished trial, as ``run`` prints it."""
     colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
     figures = (
         f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
     ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
+    if _past_limit(record.status, record.peak_host_bytes, record.limits):
+        figures += "  " + _PAST_LIMIT
     seed = record.requested.get("seed")
     knobs = config_text(record.requested) + ("" if seed is None else f", seed {seed}")
     line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {knobs}  {figures}"
@@ -50,6 +65,8 @@ def probe_line(plan: Any, result: Any) -> str:
         if result.ok
         else ("over the limit" if result.status == "memory_limit" else str(result.error))
     )
+    if _past_limit(result.status, result.peak_host_bytes, result.record.get("limits") or {}):
+        speed += ", " + _PAST_LIMIT
     figures = (
         f"peak {format_bytes(result.peak_host_bytes)} ({result.peak_phase or '-'})  "
         f"{speed} on {result.train_images} images  took {format_seconds(result.seconds)}"

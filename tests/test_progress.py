@@ -1,0 +1,43 @@
+"""What ``run`` prints for each finished trial and probe (search.study._progress), on synthetic records."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
+from search.probe import ProbeResult
+from search.study._progress import probe_line, trial_line
+
+from .synthetic import GIB, knobs, record
+
+LIMIT = int(1.3 * GIB)
+
+
+def _probe(peak: int, status: str = "ok") -> ProbeResult:
+    config = knobs(16, 160, cache="ram")
+    return ProbeResult(
+        knobs=config, status=status, peak_host_bytes=peak, peak_gpu_bytes=None, peak_phase="validation",
+        images_per_second=100.0, projected_epoch_seconds=34.1, projected_train_seconds=30.0,
+        validation_seconds=4.1, seconds=15.4, train_images=2400, val_images=64, train={"batches": 10},
+        val={"batches": 2}, error=None, record={"limits": {"memory_limit_bytes": LIMIT}},
+    )  # fmt: skip
+
+
+def _trial(peak: int) -> Any:
+    return dataclasses.replace(record(peak=peak), limits={"memory_limit_bytes": LIMIT})
+
+
+def test_a_run_that_ended_ok_above_its_limit_says_it_does_not_fit() -> None:
+    # The demo's first command at 1a31d8e printed "probe ok ... peak 1.31 GiB" under a 1.30 GiB
+    # limit: the kernel's high-water mark raised the peak after the run.
+    above, below = int(1.31 * GIB), int(1.2 * GIB)
+    plan = SimpleNamespace(reason="near the budget")
+    assert "above the limit after the run" in probe_line(plan, _probe(above))
+    assert "~34.1 s/epoch" in probe_line(plan, _probe(above))  # the speed it measured stays
+    assert "above the limit" not in probe_line(plan, _probe(below))
+    assert "above the limit after the run" in trial_line(3, _trial(above))
+    assert "above the limit" not in trial_line(3, _trial(below))
+    # A run stopped at its limit says so already (its status); no limit, nothing to say.
+    assert "above the limit after the run" not in probe_line(plan, _probe(above, status="memory_limit"))
+    assert "above the limit" not in trial_line(3, record(peak=above))
