@@ -6,7 +6,6 @@ from search.study._budget import (
     duration_bounds,
     end_game_seconds,
     known_durations,
-    new_config_seconds,
     timeout_reason,
     trainings_left,
 )
@@ -94,15 +93,15 @@ def test_a_config_not_trained_yet_is_bounded_by_each_training_scaled_by_what_it_
     assert abs(bounds[(8, 160, False)] - 75.0 * (160 / 128) ** 2) < 1e-9
     # 8/96: 8/128's training bounds it (fewer pixels never take longer): 75 s, not 16/96 x 2 = 100 s.
     assert bounds[(8, 96, False)] == 75.0
-    assert new_config_seconds(trials, DEMO_CHOICES) == bounds[(8, 160, False)]
+    assert max(bounds.values()) == bounds[(8, 160, False)]  # what the end game counts the next training at
     # AMP on is bounded by AMP off, not the reverse; any other knob only by an equal value.
     amp_choices = {**DEMO_CHOICES, "amp": [False, True]}
     amp_bounds = duration_bounds(trials, amp_choices)
     assert amp_bounds[(16, 160, True)] == 80.0
     assert duration_bounds(trials, amp_choices)[(8, 160, True)] == bounds[(8, 160, False)]
-    # Nothing trained: nothing is bounded; every config trained: no new config left.
-    assert duration_bounds([], DEMO_CHOICES) == {} and new_config_seconds([], DEMO_CHOICES) is None
-    assert new_config_seconds(trials, {**DEMO_CHOICES, "batch": [16]}) is None
+    # Nothing trained: nothing is bounded; every config trained: their slowest trainings alone.
+    assert duration_bounds([], DEMO_CHOICES) == {}
+    assert duration_bounds(trials, {**DEMO_CHOICES, "batch": [16]}) == known_durations(trials)
 
 
 def test_the_end_game_begins_when_a_config_the_sampler_may_propose_would_not_end() -> None:
@@ -113,9 +112,10 @@ def test_the_end_game_begins_when_a_config_the_sampler_may_propose_would_not_end
     elapsed = 720 - 82
     assert end_game_seconds(spec, elapsed=elapsed, trials=trials) is None  # the slowest training alone
     # Bounded at 117 s, 8/160 would not end: the end game, where 16/96's replicate (50 s) still fits.
-    assert end_game_seconds(spec, elapsed=elapsed, trials=trials, choices=DEMO_CHOICES) == 82.0
-    assert timeout_reason(spec, elapsed=elapsed, trials=trials, choices=DEMO_CHOICES) is None
+    durations = duration_bounds(trials, DEMO_CHOICES)
+    assert end_game_seconds(spec, elapsed=elapsed, trials=trials, durations=durations) == 82.0
+    assert timeout_reason(spec, elapsed=elapsed, trials=trials, durations=durations) is None
     # 55 s left: nothing trained fits with its margin, and neither does 8/96's bound (75 s).
-    assert timeout_reason(spec, elapsed=720 - 55, trials=trials, choices=DEMO_CHOICES) is not None
+    assert timeout_reason(spec, elapsed=720 - 55, trials=trials, durations=durations) is not None
     # Two minutes left: 8/160's bound ends in them, no end game.
-    assert end_game_seconds(spec, elapsed=600, trials=trials, choices=DEMO_CHOICES) is None
+    assert end_game_seconds(spec, elapsed=600, trials=trials, durations=durations) is None

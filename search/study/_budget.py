@@ -3,7 +3,7 @@
 A trial cut by the study's timeout measures nothing, so no training starts that the timeout may cut.
 The sampler picks the next config, so the next training is counted at what any training it may
 propose could take: the slowest training so far, or an accuracy config not trained yet, counted at
-its bound from the trainings so far (:func:`new_config_seconds`), whichever is longer. (Counted at
+its bound from the trainings so far (:func:`duration_bounds`), whichever is longer. (Counted at
 the slowest training alone, the demo's last new config, batch 8 at imgsz 160, was started with 82 s
 left, needed ~95 s and was cut at its last epoch.) Once that would not end in the time left, the
 study is in its *end game*: only a config whose training is known or bounded to end in it (with
@@ -29,7 +29,6 @@ __all__ = [
     "duration_bounds",
     "end_game_seconds",
     "known_durations",
-    "new_config_seconds",
     "timeout_reason",
     "trainings_left",
 ]
@@ -110,31 +109,20 @@ def duration_bounds(
     return bounds
 
 
-def new_config_seconds(
-    trials: list[StoredTrial], choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES
-) -> float | None:
-    """What a training of an accuracy config not trained yet may take, at most: the longest of their
-    :func:`duration_bounds`. None when every config is trained or nothing has ended yet."""
-    trained = known_durations(trials, roles)
-    untrained = [s for key, s in duration_bounds(trials, choices, roles).items() if key not in trained]
-    return max(untrained) if untrained else None
-
-
 def end_game_seconds(
     spec: StudySpec,
     *,
     elapsed: float,
     trials: list[StoredTrial],
-    roles: KnobRoles = DEFAULT_ROLES,
-    choices: Mapping[str, Sequence[Any]] | None = None,
+    durations: Mapping[AccuracyKey, float] | None = None,
 ) -> float | None:
-    """The seconds left when the study is in its end game (neither the slowest training so far nor,
-    given the space's ``choices``, a new config's bound, :func:`new_config_seconds`, would end in
-    them); None otherwise (no timeout, nothing trained, or time for any training)."""
+    """The seconds left when the study is in its end game: the longest of ``durations``
+    (:func:`duration_bounds`: the slowest training so far, or a config not trained yet that the
+    sampler may propose) would not end in them; without ``durations``, the slowest training so far.
+    None otherwise (no timeout, nothing trained, or time for any training)."""
     if spec.timeout is None:
         return None
-    new_config_s = new_config_seconds(trials, choices, roles) if choices is not None else None
-    longest = max(filter(None, [_longest_training(trials), new_config_s]), default=None)
+    longest = max(durations.values()) if durations else _longest_training(trials)
     left = spec.timeout - elapsed
     return left if longest is not None and 0 < left < longest else None
 
@@ -145,23 +133,20 @@ def timeout_reason(
     elapsed: float,
     trials: list[StoredTrial],
     roles: KnobRoles = DEFAULT_ROLES,
-    choices: Mapping[str, Sequence[Any]] | None = None,
+    durations: Mapping[AccuracyKey, float] | None = None,
 ) -> str | None:
     """Why this worker must not start another trial under the study's timeout (None: it may).
 
-    ``choices`` (per knob, the values the sampler draws from) bounds the configs not trained yet
-    (:func:`duration_bounds`); without it only trained configs' durations are known."""
+    ``durations``: each accuracy config's training time at most (:func:`duration_bounds`); without
+    it, only the trained configs' (:func:`known_durations`)."""
     if spec.timeout is None:
         return None
     if elapsed >= spec.timeout:
         return "study timeout reached"
-    left = end_game_seconds(spec, elapsed=elapsed, trials=trials, roles=roles, choices=choices)
-    if left is not None:
-        durations = (
-            duration_bounds(trials, choices, roles) if choices is not None else known_durations(trials, roles)
-        ).values()
-        if not durations or END_GAME_MARGIN * min(durations) > left:
-            return TOO_LITTLE_TIME
+    durations = durations if durations is not None else known_durations(trials, roles)
+    left = end_game_seconds(spec, elapsed=elapsed, trials=trials, durations=durations)
+    if left is not None and (not durations or END_GAME_MARGIN * min(durations.values()) > left):
+        return TOO_LITTLE_TIME
     return None
 
 

@@ -146,13 +146,13 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
             finished = len(done) >= spec.n_trials
-            # The space's choices bound what a config not trained yet may take (the timeout must not cut it).
+            # What each config's training may take, those not trained yet bounded from the trainings so
+            # far: the timeout must not cut whatever the sampler proposes.
+            durations = duration_bounds(stored, choices, prepared.roles)
             reason = (
                 None
                 if finished
-                else timeout_reason(
-                    spec, elapsed=clock.elapsed(), trials=stored, roles=prepared.roles, choices=choices
-                )
+                else timeout_reason(spec, elapsed=clock.elapsed(), trials=stored, durations=durations)
             )
             if reason is not None:
                 stop_reason = reason
@@ -177,12 +177,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 break  # after the probes still due: the last trainings' front is probed too
             # One reading of the clock for every decision below (a probe may have run meanwhile).
             elapsed = clock.elapsed()
-            reason = timeout_reason(
-                spec, elapsed=elapsed, trials=stored, roles=prepared.roles, choices=choices
-            )
-            end_game = end_game_seconds(
-                spec, elapsed=elapsed, trials=stored, roles=prepared.roles, choices=choices
-            )
+            reason = timeout_reason(spec, elapsed=elapsed, trials=stored, durations=durations)
+            end_game = end_game_seconds(spec, elapsed=elapsed, trials=stored, durations=durations)
             if reason is not None or (queued and end_game is not None):
                 # A queued retry's duration is not known to fit what is left: it waits for a resume.
                 stop_reason = reason or TOO_LITTLE_TIME
@@ -194,7 +190,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     spec, elapsed=elapsed, trials=stored, running=state.running,
                     workers=1 + state.running,  # this one, and one per trial training elsewhere
                 ),
-                end_game_s=end_game, durations=duration_bounds(stored, choices, prepared.roles),
+                end_game_s=end_game, durations=durations,
             )  # fmt: skip
             if plan is None and end_game is not None:
                 # Nothing this worker could start would end in time; what other workers train
