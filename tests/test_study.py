@@ -160,6 +160,44 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     assert export.returncode == 1 and "no feasible trial" in export.stderr
 
 
+TIMED_STUDY = """\
+name: timed
+data: {data}
+hyp: demo
+epochs: 1
+n_trials: 30
+timeout: {timeout}s
+memory_limit: 6GiB
+sampler: random
+seed: 0
+space:
+  batch: [4, 8]
+  imgsz: [64, 96, 128]
+  cache: [none]
+  workers: [0]
+  amp: [false]
+"""
+
+
+@pytest.mark.slow
+def test_a_timed_study_starts_no_training_its_timeout_would_cut(tiny_data: Path, tmp_path: Path) -> None:
+    # More trainings than the timeout allows: the study must stop starting them in time, whatever
+    # config the sampler proposes next (configs not trained yet are bounded from those trained).
+    timeout = 70
+    study = tmp_path / "timed.yaml"
+    study.write_text(TIMED_STUDY.format(data=tiny_data, timeout=timeout))
+    started = time.monotonic()
+    done = run_cli("run", str(study))
+    wall = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    trials = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
+    statuses = [t.user_attrs.get("status") for t in trials]
+    assert len(trials) >= 2 and "timeout" not in statuses, (statuses, done.stderr[-2000:])
+    assert all(s == "ok" for s in statuses), statuses
+    assert "timeout" in done.stderr  # it stopped for its timeout: the end game or the timeout itself
+    assert wall < timeout + 45, wall  # the CLI's start and the report aside, within its timeout
+
+
 def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_path: Path) -> None:
     study = tmp_path / "tiny.yaml"
     study.write_text(TINY_STUDY.format(data=tiny_data).replace("6GiB", "300MiB"))
