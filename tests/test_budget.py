@@ -94,6 +94,12 @@ def test_a_config_not_trained_yet_is_bounded_by_each_training_scaled_by_what_it_
     # 8/96: 8/128's training bounds it (fewer pixels never take longer): 75 s, not 16/96 x 2 = 100 s.
     assert bounds[(8, 96, False)] == 75.0
     assert max(bounds.values()) == bounds[(8, 160, False)]  # what the end game counts the next training at
+    # Only trainings at the setting a new config trains with (the leanest) bound it: workers may make
+    # another several times faster (a 20 s training of 16/96 with a worker would bound 8/96 at 40 s).
+    fast = stored_trial(config=knobs(16, 96, workers=1), values=[0.3, GIB], violation=-GIB)
+    fast.user_attrs["record"]["wall_seconds"] = 20.0
+    with_workers = [*trials, *read_trials([fast])]
+    assert duration_bounds(with_workers, {**DEMO_CHOICES, "workers": [0, 1]})[(8, 96, False)] == 75.0
     # AMP on is bounded by AMP off, not the reverse; any other knob only by an equal value.
     amp_choices = {**DEMO_CHOICES, "amp": [False, True]}
     amp_bounds = duration_bounds(trials, amp_choices)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from search.accuracy._estimates import AccuracyKey, accuracy_key
-from search.study._space import DEFAULT_ROLES, KnobRoles
+from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_system
 from search.study._spec import StudySpec
 from search.study._stored import StoredTrial
 
@@ -72,12 +72,18 @@ def _scale(knob: str, new: Any, measured: Any) -> float | None:
     return None
 
 
-def _bound(key: Sequence[Any], trials: list[StoredTrial], roles: KnobRoles) -> float | None:
-    """The tightest upper bound on a training of accuracy config ``key``: each training that ended,
-    scaled by :func:`_scale` on every accuracy knob, the least of them (None: none bounds it)."""
+def _bound(
+    key: Sequence[Any], system: Mapping[str, Any], trials: list[StoredTrial], roles: KnobRoles
+) -> float | None:
+    """The tightest upper bound on a training of accuracy config ``key`` at ``system`` (the setting a
+    new config trains with): each training at that setting that ended, scaled by :func:`_scale` on
+    every accuracy knob, the least of them (None: none bounds it). Trainings at other settings bound
+    nothing: workers can make a training several times faster on a many-core machine."""
     bounds = []
     for t in trials:
         if t.status != "ok" or t.wall_seconds is None or t.config is None:
+            continue
+        if any(t.config[k] != v for k, v in system.items()):
             continue
         factor = 1.0
         for knob, value in zip(roles.accuracy, key, strict=True):
@@ -95,17 +101,19 @@ def duration_bounds(
 ) -> dict[AccuracyKey, float]:
     """How long a training of each accuracy config of the space may take (seconds, wall time): a
     trained config's slowest training (:func:`known_durations`), another's bound from the trainings
-    so far (:func:`_bound`), or the slowest training so far where none bounds it. ``choices``: per
-    knob, the values the sampler draws from. Empty until a training has ended."""
+    so far at the leanest setting, where a new config trains (:func:`_bound`), or the slowest
+    training so far where none bounds it. ``choices``: per knob, the values the sampler draws from.
+    Empty until a training has ended."""
     known = known_durations(trials, roles)
     longest = _longest_training(trials)
     if longest is None:
         return known
+    system = leanest_system(choices, roles)
     bounds = dict(known)
     for values in itertools.product(*(choices[k] for k in roles.accuracy)):
         key = tuple(values)
         if key not in bounds:
-            bounds[key] = _bound(key, trials, roles) or longest
+            bounds[key] = _bound(key, system, trials, roles) or longest
     return bounds
 
 

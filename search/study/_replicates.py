@@ -52,7 +52,7 @@ from search.accuracy._estimates import (
 from search.accuracy._front import noise_front
 from search.accuracy._pick import export_decisions
 from search.study._budget import END_GAME_MARGIN
-from search.study._space import DEFAULT_ROLES, KnobRoles
+from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_system
 from search.study._stored import StoredTrial
 
 __all__ = [
@@ -210,9 +210,7 @@ def plan_next(
         dict(zip(roles.system, values, strict=True))
         for values in itertools.product(*(choices[k] for k in roles.system))
     ]
-    lean_cache = "none" if "none" in choices["cache"] else choices["cache"][0]
-    lean = {"cache": lean_cache, "workers": min(choices["workers"])}
-    leanest = system_key(lean, roles)
+    leanest = system_key(leanest_system(choices, roles), roles)
     systems.sort(key=lambda s: system_key(s, roles) != leanest)  # ties go to the leanest
     space = {tuple(v) for v in itertools.product(*(choices[k] for k in roles.accuracy))}
     # A config is started once it trained within the limit, or was tried at the leanest setting (a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -20,6 +21,7 @@ __all__ = [
     "EffectiveSpace",
     "KnobRoles",
     "effective_space",
+    "leanest_system",
     "sampled_choices",
     "suggest",
 ]
@@ -56,6 +58,14 @@ class KnobRoles:
 
 DEFAULT_ROLES = KnobRoles()
 """yolov5's roles: :data:`ACCURACY_KNOBS` and :data:`SYSTEM_KNOBS`."""
+
+
+def leanest_system(choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES) -> dict[str, Any]:
+    """The system setting a new accuracy config trains with: no cache (else the first listed) and the
+    fewest workers, where it needs least memory. ``choices``: per knob, the values searched."""
+    lean = {"cache": "none" if "none" in choices["cache"] else choices["cache"][0]}
+    lean["workers"] = min(choices["workers"])
+    return {k: lean[k] for k in roles.system}
 
 
 @dataclasses.dataclass(frozen=True)
