@@ -14,9 +14,10 @@ decides the rest:
   go to the configs export would pick at some budget (:func:`search.accuracy.export_decisions`)
   that were trained only once, the study-wide pick first: a pick on one training is a pick on one
   draw of the noise, and a new config found at the very end could not be confirmed anyway.
-* **The end game** of a timed study (:mod:`search.study._budget`): when even the slowest training
-  so far would not end in the time left, only a replicate whose config's own trainings would end
-  in it starts, at a system setting that config trained with.
+* **The end game** of a timed study (:mod:`search.study._budget`): when a training the sampler may
+  propose (the slowest so far, or a config not trained yet at its bound) would not end in the time
+  left, only a replicate whose config's own trainings would end in it starts, at a system setting
+  that config trained with, else a new config this module names whose bound would end in it.
 * **System knobs** (cache, workers) cannot change accuracy in expectation, so they are not searched
   for it: a new config trains at the leanest setting (cache none, fewest workers: its front point is
   where it needs least memory), and each replicate at the setting its config was measured with least
