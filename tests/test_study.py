@@ -195,6 +195,16 @@ def test_a_timed_study_starts_no_training_its_timeout_would_cut(tiny_data: Path,
     assert len(trials) >= 2 and "timeout" not in statuses, (statuses, done.stderr[-2000:])
     assert all(s == "ok" for s in statuses), statuses
     assert "timeout" in done.stderr  # it stopped for its timeout: the end game or the timeout itself
+    # Each training says why it trained: a config trained before is a replicate, whoever proposed it.
+    seen = set()
+    for trial in sorted(trials, key=lambda t: t.number):
+        key = (trial.params["batch"], trial.params["imgsz"])
+        assert trial.user_attrs.get("planned", "").startswith("replicate") == (key in seen), (
+            trial.number,
+            key,
+            trial.user_attrs.get("planned"),
+        )
+        seen.add(key)
     assert wall < timeout + 45, wall  # the CLI's start and the report aside, within its timeout
 
 

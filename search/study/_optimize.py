@@ -31,7 +31,7 @@ from search.study._budget import (
 from search.study._discard import discard, discard_reason, trained_before
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, planning_figures, run_due_probe
-from search.study._replicates import TrainingState, replicate_identity
+from search.study._replicates import SAMPLED_REPLICATE, TrainingState, replicate_identity
 from search.study._space import sampled_choices, suggest
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
@@ -43,6 +43,7 @@ from search.study._stored import (
     read_trial,
     read_trials,
     requeue_attrs,
+    write_planned,
     write_prediction,
     write_proposal,
     write_seed,
@@ -216,6 +217,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 seed = read_trial(study._storage.get_trial(trial._trial_id)).seed
                 if seed is None:
                     seed = state.judge(params, max_replicates=spec.max_replicates)
+                    if seed is not None and state.is_measured(params):
+                        write_planned(trial, SAMPLED_REPLICATE)  # the queue had asked for a new config
                 if seed is not None:
                     write_seed(trial, seed)
                 write_proposal(trial, params, worker=worker.name, device=spec.device)

@@ -296,6 +296,11 @@ def _searched(values: dict[str, Any], choices: Mapping[str, list[Any]]) -> dict[
     return {k: v for k, v in values.items() if len(choices[k]) > 1}
 
 
+SAMPLED_REPLICATE = "replicate: the sampler proposed a measured config whose accuracy may change the front"
+"""Why a training trains when the planner asked the sampler for a new config and it proposed a
+measured one that is a replicate candidate (:func:`judge_proposal`)."""
+
+
 def judge_proposal(
     config: Mapping[str, Any],
     estimates: AccuracyEstimates,
@@ -417,6 +422,11 @@ class TrainingState:
             max_replicates=max_replicates, fix_system=fix_system, explore_directly=explore_directly,
             trainings_left=trainings_left, end_game_s=end_game_s, durations=durations,
         )  # fmt: skip
+
+    def is_measured(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config``'s accuracy config has a training within its limit (the trainings' own
+        figures): a proposal of it that :meth:`judge` lets train is a replicate."""
+        return self.measured.key_of(config) in self.measured.configs
 
     def judge(self, config: Mapping[str, Any], *, max_replicates: int) -> int | None:
         """:func:`judge_proposal` on this state."""

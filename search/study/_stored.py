@@ -47,6 +47,7 @@ __all__ = [
     "plan_attrs",
     "read_trial",
     "read_trials",
+    "write_planned",
     "write_proposal",
     "write_result",
     "write_seed",
@@ -262,6 +263,11 @@ def write_proposal(trial: optuna.Trial, config: dict[str, Any], *, worker: str, 
 def plan_attrs(seed: int | None, reason: str) -> dict[str, Any]:
     """User attributes of a queued trial: the seed it trains with (if decided), and why it was planned."""
     return {_PLANNED: reason, **({} if seed is None else {_SEED: seed})}
+
+
+def write_planned(trial: optuna.Trial, reason: str) -> None:
+    """Replaces why the trial was planned, when what it trains turned out otherwise."""
+    trial.set_user_attr(_PLANNED, reason)
 
 
 def write_seed(trial: optuna.Trial, seed: int) -> None:
