@@ -96,12 +96,24 @@ def main() -> None:
     todo = [r for r in planned if args.phase in ("all", r["phase"]) and run_key(r) not in done]
     print(f"noise truth: {len(todo)} runs to do ({len(done)} already in {args.runs})", flush=True)
     with tempfile.TemporaryDirectory(prefix="memfront-noise-truth-") as tmp:
-        data = make_demo_dataset(Path(tmp) / "data", images=spec.demo_images, size=spec.demo_size, seed=0)
+        data = make_demo_dataset(
+            Path(tmp) / "data",
+            images=spec.demo_images,
+            val_images=spec.demo_val_images,
+            size=spec.demo_size,
+            seed=0,
+        )
         model, hyp = resolve_model(spec.model), resolve_hyp(spec.hyp)
         limits = TrialLimits(memory_limit_bytes=spec.memory_limit, time_limit_s=900)
         for index, run in enumerate(todo, 1):
             config = TrialConfig(
-                data=str(data), model=model, hyp=hyp, epochs=run["epochs"], seed=run["seed"], **run["knobs"]
+                data=str(data),
+                model=model,
+                hyp=hyp,
+                epochs=run["epochs"],
+                seed=run["seed"],
+                train_images=spec.train_images,  # the study's subset, a seeded sample per seed
+                **run["knobs"],
             )
             started = time.monotonic()
             record = run_trial(config, limits=limits)
