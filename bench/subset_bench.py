@@ -219,6 +219,7 @@ def run_memfront(seed: int, minutes: float | None, n_trials: int | None) -> tupl
         [sys.executable, "-m", "search", "run", str(study_file)], cwd=tmp, capture_output=True, text=True
     )
     if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise SystemExit(f"memfront, seed {seed}: run failed ({done.returncode}): {done.stderr[-2000:]}")
     return study_file, time.monotonic() - started
 
@@ -235,6 +236,14 @@ def main() -> None:
     args = parser.parse_args()
     spec = load_study_spec(ROOT / "studies" / "demo.yaml")
     tmp = Path(tempfile.mkdtemp(prefix="memfront-subset-bench-"))
+    try:
+        compare(args, spec, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace, spec: Any, tmp: Path) -> None:
+    """Draws, probes, the ground truth, memfront's studies and the comparison (see the module)."""
     worktree = tmp / "baseline"
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), BASELINE],
