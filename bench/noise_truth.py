@@ -2,9 +2,14 @@
 
 Usage::
 
-    .venv/bin/python bench/noise_truth.py [--runs bench/results/noise_truth_runs.jsonl] [--phase all]
+    .venv/bin/python bench/noise_truth.py [--study S.yaml] [--runs R.jsonl] [--phase all]
 
-Runs real memfront trials (``search.trial.run_trial``, the demo's dataset, model, hyp and epochs) in
+``--study`` (default ``studies/demo.yaml``) gives the space, the data (its ``train_images`` subset and
+``demo_val_images`` too), model, hyp, epochs and limit. ``bench/noise_bench.py``'s runs were taken
+with the demo of commit 78da3d5 (256 images: ``git show 78da3d5:studies/demo.yaml``);
+``bench/subset_bench.py``'s with today's demo and ``--phase accuracy``.
+
+Runs real memfront trials (``search.trial.run_trial``, the study's dataset, model, hyp and epochs) in
 three phases, each run appended to ``--runs`` as one JSON line as soon as it ends, so that the bench
 resumes where it stopped (a run already in the file is not run again):
 
