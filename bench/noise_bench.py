@@ -80,10 +80,9 @@ def load_runs(path: Path) -> list[dict[str, Any]]:
     return [r for r in runs if r["status"] == "ok"]
 
 
-def truth(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per accuracy config: replicates, mean, sd; per full config: peak and epoch seconds."""
-    accuracy_runs = [r for r in runs if r["phase"] in ("accuracy", "roles")]
-    trainings = [
+def trainings_from_runs(runs: list[dict[str, Any]]) -> list[Training]:
+    """The ground truth's runs as the trainings memfront's accuracy estimate reads."""
+    return [
         Training(
             number=i,
             config=r["knobs"],
@@ -92,9 +91,14 @@ def truth(runs: list[dict[str, Any]]) -> dict[str, Any]:
             peak_host_bytes=r["peak_host_bytes"],
             epoch_seconds=r["epoch_seconds"],
         )
-        for i, r in enumerate(accuracy_runs)
+        for i, r in enumerate(runs)
     ]
-    estimates = estimate_accuracy(trainings)
+
+
+def truth(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per accuracy config: replicates, mean, sd; per full config: peak and epoch seconds."""
+    accuracy_runs = [r for r in runs if r["phase"] in ("accuracy", "roles")]
+    estimates = estimate_accuracy(trainings_from_runs(accuracy_runs))
     systems: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         k = run["knobs"]

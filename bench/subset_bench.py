@@ -49,9 +49,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from noise_bench import time_to_fraction  # noqa: E402
+from noise_bench import time_to_fraction, trainings_from_runs  # noqa: E402
 
-from search.accuracy import Training, estimate_accuracy, front_hypervolume, key_text  # noqa: E402
+from search.accuracy import estimate_accuracy, front_hypervolume, key_text  # noqa: E402
 from search.data._demo import make_demo_dataset  # noqa: E402
 from search.probe import run_probe  # noqa: E402
 from search.study._spec import load_study_spec  # noqa: E402
@@ -147,18 +147,7 @@ def ground_truth(runs_path: Path, probes: dict[str, dict[str, Any]], spec: Any) 
     """Per accuracy config: the subset trainings' mean over seeds and the leanest full peak."""
     runs = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
     ok = [r for r in runs if r["status"] == "ok" and r["phase"] == "accuracy"]
-    trainings = [
-        Training(
-            number=i,
-            config=r["knobs"],
-            seed=r["seed"],
-            accuracy=r["map50_95"],
-            peak_host_bytes=r["peak_host_bytes"],
-            epoch_seconds=r["epoch_seconds"],
-        )
-        for i, r in enumerate(ok)
-    ]
-    estimates = estimate_accuracy(trainings)
+    estimates = estimate_accuracy(trainings_from_runs(ok))
     table = []
     for key, estimate in sorted(estimates.configs.items()):
         probe = probes[knobs_text({"batch": key[0], "imgsz": key[1], **LEANEST})]
