@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,8 @@ def main() -> None:
     args = parser.parse_args()
     spec = load_study_spec(ROOT / "studies" / "demo.yaml")
     tmp = Path(tempfile.mkdtemp(prefix="memfront-subset-bench-"))
+    # a killed bench still removes its worktree and demo data (the finally below)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     try:
         compare(args, spec, tmp)
     finally:
