@@ -47,7 +47,10 @@ def _plan(
 
 def test_a_new_study_explores_first_then_replicates_the_best_to_measure_the_noise() -> None:
     first = _plan([])
-    assert first is not None and not first.replicate and first.fixed == {"cache": "none", "workers": 0}
+    # The leanest accuracy config first, named whole: on the front whatever its accuracy.
+    assert first is not None and not first.replicate
+    assert first.fixed == {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0}
+    assert "leanest" in first.reason
     one = [_t(0, 8, 96, 0, 0.2)]
     second = _plan(one)
     # A new config at the leanest setting: its front point is where it needs least memory.
@@ -232,3 +235,29 @@ def test_a_config_that_does_not_fit_the_whole_dataset_is_measured_not_new() -> N
     # The refused proposal is told the training that measured it.
     state = TrainingState(estimates=whole, attempts=attempts, running=0, first_seed=0, measured=measured)
     assert state.earlier(knobs(8, 128, "ram")) == 1
+
+
+def test_the_leanest_accuracy_config_is_planned_until_it_is_started_anywhere() -> None:
+    # A study resumed from trainings that never tried it: the next new config is the leanest, whole.
+    trainings = [_t(0, 8, 128, 0, 0.3), _t(1, 16, 160, 0, 0.2), _t(2, 8, 128, 1, 0.31)]
+    plan = _plan(trainings)
+    assert plan is not None and not plan.replicate and plan.seed is None
+    assert plan.fixed == {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0}
+    # Not while another worker trains it, nor once it went over the limit at its leanest setting
+    # (no config would fit then): the sampler proposes the next new config.
+    for attempt in (
+        Running(config=knobs(8, 96), seed=0, feasible=None),
+        Running(config=knobs(8, 96), seed=0, feasible=False),
+    ):
+        plan = _plan(trainings, [attempt])
+        assert plan is not None and plan.fixed == {"cache": "none", "workers": 0}, attempt
+    # The grid sampler keeps its own order.
+    plan = _plan(trainings, fix_system=False)
+    assert plan is not None and plan.fixed == {}
+
+
+def test_the_leanest_accuracy_config_turns_amp_on_where_it_is_searched() -> None:
+    gpu_choices = {**CHOICES, "amp": [False, True]}
+    plan = plan_next(estimate_accuracy([]), [], choices=gpu_choices, first_seed=0)
+    assert plan is not None
+    assert plan.fixed == {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0, "amp": True}

@@ -4,7 +4,7 @@ import os
 
 import optuna
 
-from search.study._space import effective_space, suggest
+from search.study._space import KnobRoles, effective_space, leanest_accuracy, leanest_system, suggest
 from search.study._spec import StudySpec
 
 
@@ -74,3 +74,21 @@ def test_workers_on_hosts_of_different_sizes_share_one_distribution(tmp_path: ob
     assert capped > 0
     distributions = {str(t.distributions["workers"]) for t in small.trials}
     assert len(distributions) == 1
+
+
+def test_the_leanest_config_splits_into_accuracy_and_system_knobs_by_the_frameworks_roles() -> None:
+    choices = {
+        "batch": [32, 8, 16],
+        "imgsz": [160, 96],
+        "cache": ["ram", "none"],
+        "workers": [2, 0],
+        "amp": [False, True],
+    }
+    assert leanest_accuracy(choices) == {"batch": 8, "imgsz": 96, "amp": True}
+    assert leanest_system(choices) == {"cache": "none", "workers": 0}
+    # ultralytics's cache changes the result: the leanest accuracy config has no cache.
+    roles = KnobRoles.of("ultralytics")
+    assert leanest_accuracy(choices, roles) == {"batch": 8, "imgsz": 96, "cache": "none", "amp": True}
+    assert leanest_system(choices, roles) == {"workers": 0}
+    # Without "none" among the cache choices, the first listed (as a new config's system setting).
+    assert leanest_accuracy({**choices, "cache": ["disk", "ram"], "amp": [False]}, roles)["cache"] == "disk"

@@ -18,6 +18,11 @@ decides the rest:
   propose (the slowest so far, or a config not trained yet at its bound) would not end in the time
   left, only a replicate whose config's own trainings would end in it starts, at a system setting
   that config trained with, else a new config this module names whose bound would end in it.
+* **The first new config** is the space's leanest accuracy config (the smallest batch and image
+  size, AMP on where searched), at the leanest system setting: no config needs less memory, so it
+  is on the front whatever its accuracy, and it answers the smallest budget. It is known before any
+  training, and the cheapest to train; the sampler proposes the others. (Not with the grid sampler,
+  which keeps its own order.)
 * **System knobs** (cache, workers) cannot change accuracy in expectation, so they are not searched
   for it: a new config trains at the leanest setting (cache none, fewest workers: its front point is
   where it needs least memory), and each replicate at the setting its config was measured with least
@@ -53,7 +58,7 @@ from search.accuracy._estimates import (
 from search.accuracy._front import noise_front
 from search.accuracy._pick import export_decisions
 from search.study._budget import END_GAME_MARGIN
-from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_system
+from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_accuracy, leanest_system
 from search.study._stored import StoredTrial
 
 __all__ = [
@@ -283,6 +288,12 @@ def plan_next(
             return None
         fixed = _searched({**dict(zip(roles.accuracy, fitting[0], strict=True)), **systems[0]}, choices)
         return Plan(fixed=fixed, seed=None, reason="a new accuracy config bounded to end before the timeout")
+    lean_knobs = leanest_accuracy(choices, roles)
+    if fix_system and tuple(lean_knobs[k] for k in roles.accuracy) not in started:
+        # Whatever its accuracy, no config needs less memory: it is the front's low-memory end (the
+        # answer at the smallest budget, and a bound on every hypervolume), known before any training.
+        fixed = _searched({**lean_knobs, **systems[0]}, choices)
+        return Plan(fixed=fixed, seed=None, reason="the leanest accuracy config: the front's low-memory end")
     if explore_directly:
         key = min(space - started)
         system = system if system else systems[0]

@@ -21,6 +21,7 @@ __all__ = [
     "EffectiveSpace",
     "KnobRoles",
     "effective_space",
+    "leanest_accuracy",
     "leanest_system",
     "sampled_choices",
     "suggest",
@@ -60,12 +61,34 @@ DEFAULT_ROLES = KnobRoles()
 """yolov5's roles: :data:`ACCURACY_KNOBS` and :data:`SYSTEM_KNOBS`."""
 
 
+def _leanest(choices: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """Each knob's value expected to need least memory: memory grows with batch, image size and workers,
+    the RAM or disk cache adds to it, and AMP halves activation memory."""
+    return {
+        "batch": min(choices["batch"]),
+        "imgsz": min(choices["imgsz"]),
+        "cache": "none" if "none" in choices["cache"] else choices["cache"][0],
+        "workers": min(choices["workers"]),
+        "amp": True in choices["amp"],
+    }
+
+
 def leanest_system(choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES) -> dict[str, Any]:
     """The system setting a new accuracy config trains with: no cache (else the first listed) and the
     fewest workers, where it needs least memory. ``choices``: per knob, the values searched."""
-    lean = {"cache": "none" if "none" in choices["cache"] else choices["cache"][0]}
-    lean["workers"] = min(choices["workers"])
+    lean = _leanest(choices)
     return {k: lean[k] for k in roles.system}
+
+
+def leanest_accuracy(
+    choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES
+) -> dict[str, Any]:
+    """The accuracy config expected to need least memory: the smallest batch and image size, AMP on
+    where it is searched (a framework's accuracy knobs among cache and workers: their leanest value).
+    At its leanest system setting it is on the memory front whatever its accuracy, since no config
+    needs less. ``choices``: per knob, the values searched."""
+    lean = _leanest(choices)
+    return {k: lean[k] for k in roles.accuracy}
 
 
 @dataclasses.dataclass(frozen=True)
