@@ -289,9 +289,10 @@ def plan_next(
         fixed = _searched({**dict(zip(roles.accuracy, fitting[0], strict=True)), **systems[0]}, choices)
         return Plan(fixed=fixed, seed=None, reason="a new accuracy config bounded to end before the timeout")
     lean_knobs = leanest_accuracy(choices, roles)
-    if fix_system and tuple(lean_knobs[k] for k in roles.accuracy) not in started:
+    if fix_system and accuracy_key(lean_knobs, roles) not in started:
         # Whatever its accuracy, no config needs less memory: it is the front's low-memory end (the
-        # answer at the smallest budget, and a bound on every hypervolume), known before any training.
+        # answer at the smallest budget, the widest memory range of the hypervolume), known before
+        # any training.
         fixed = _searched({**lean_knobs, **systems[0]}, choices)
         return Plan(fixed=fixed, seed=None, reason="the leanest accuracy config: the front's low-memory end")
     if explore_directly:
