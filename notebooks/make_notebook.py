@@ -23,8 +23,9 @@ image size, image cache, dataloader workers, AMP) and measured its accuracy and 
 A short training's accuracy is noisy, so accuracy belongs to an *accuracy config* (batch, imgsz,
 AMP): the mean over its replicates (other seeds), with a 95% interval from the study's pooled noise.
 This notebook shows the trade-off: the **Pareto front** (a config leaves it only when another is more
-accurate beyond noise with no more memory), the other trainings, the trials that crossed the memory
-limit, and how each knob drives peak memory. It ends by picking the best configuration for a budget.
+accurate beyond noise and shown to need no more memory), the other trainings, the trials that crossed
+the memory limit, and how each knob drives peak memory. It ends by picking the best configuration for
+a budget.
 
 Choose the study with environment variables before starting Jupyter, or edit the next cell:
 `MEMFRONT_STUDY` (a study yaml, relative to this folder) and `MEMFRONT_STORAGE` (an Optuna storage

@@ -53,6 +53,26 @@ def test_three_objectives_front_is_accuracy_against_memory_and_optunas_front_is_
     assert data.step_y == sorted(data.step_y)
 
 
+def test_a_point_kept_on_a_memory_tie_is_marked_in_every_view() -> None:
+    from search.cli._results import _ties_text
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["map50_95", "peak_host"])
+    # 16/96 reads 2% above 8/128, which is better beyond noise: within memory's spread, it stays.
+    for config, accuracy, peak in ((knobs(8, 128), 0.40, 1.05), (knobs(16, 96), 0.20, 1.07)):
+        for trial in replicated(config, accuracy, peak * GIB, limit=LIMIT):
+            study.add_trial(trial)
+    frame = trials_frame(study)
+    shown = front(frame)
+    assert shown["number"].tolist() == [0, 2] and shown["memory_tie"].tolist() == [None, 0]
+    assert [_ties_text(row) for _, row in shown.iterrows()] == ["-", "trial 0 (memory)"]
+    data = pareto_plot_data(frame, accuracy="map50_95", memory_limit=LIMIT, study_name="s")
+    assert data.front["memory_tie"].tolist() == [False, True]
+    assert "1 ≈mem" in data.caption and "≈mem" in data.front["label"].iloc[1]
+    # The step line stays at the better point's mean past the tied one.
+    assert data.step_y == sorted(data.step_y)
+
+
 def test_hypervolume_is_the_area_under_the_front_of_means_up_to_the_limit() -> None:
     frame = trials_frame(_three_objective_study())
     # Steps: 0.30 from 1.00 to 1.12 GiB, 0.50000 from 1.12 to 1.17, 0.50001 from 1.17 to the 2 GiB limit.

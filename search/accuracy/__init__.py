@@ -19,10 +19,19 @@ if TYPE_CHECKING:
         system_key,
         trainings_of,
     )
-    from search.accuracy._front import FrontPoint, FullFrontPoint, front_hypervolume, full_front, noise_front
+    from search.accuracy._front import (
+        MEMORY_SPREAD,
+        FrontPoint,
+        FullFrontPoint,
+        front_hypervolume,
+        full_front,
+        needs_no_more_memory,
+        noise_front,
+    )
     from search.accuracy._pick import Pick, export_decisions, fits_budget, pick_config
 
 __all__ = [
+    "MEMORY_SPREAD",
     "AccuracyEstimate",
     "AccuracyEstimates",
     "FrontPoint",
@@ -38,6 +47,7 @@ __all__ = [
     "front_hypervolume",
     "full_front",
     "key_text",
+    "needs_no_more_memory",
     "noise_front",
     "pick_config",
     "system_key",
@@ -61,10 +71,12 @@ __getattr__, __dir__ = lazy_exports(
             ],
             "search.accuracy._estimates",
         ),
+        "MEMORY_SPREAD": "search.accuracy._front",
         "FrontPoint": "search.accuracy._front",
         "FullFrontPoint": "search.accuracy._front",
         "full_front": "search.accuracy._front",
         "front_hypervolume": "search.accuracy._front",
+        "needs_no_more_memory": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
         "Pick": "search.accuracy._pick",
         "export_decisions": "search.accuracy._pick",

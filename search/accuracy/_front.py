@@ -5,6 +5,12 @@ that config was seen to train in). A config is dropped from the front only when 
 accurate *beyond noise* and needs no more memory: configs whose accuracy differences are noise all
 stay, and each is marked with the cheaper front point it is equivalent to within noise (paying the
 extra memory for it buys no accuracy that was shown).
+
+Memory differences get the same treatment: "needs no more memory" must be shown too
+(:func:`needs_no_more_memory`), either by construction (the same setting with a batch and image size
+no larger) or by figures apart by more than memory's own spread (:data:`MEMORY_SPREAD`). A config
+that a more accurate one beats only by a memory difference below that spread stays, marked
+(``memory_tie``): the figures cannot tell which of the two needs less.
 """
 
 from __future__ import annotations
@@ -14,7 +20,50 @@ import math
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 
-__all__ = ["FrontPoint", "FullFrontPoint", "front_hypervolume", "full_front", "noise_front"]
+__all__ = [
+    "MEMORY_SPREAD",
+    "FrontPoint",
+    "FullFrontPoint",
+    "front_hypervolume",
+    "full_front",
+    "needs_no_more_memory",
+    "noise_front",
+]
+
+MEMORY_SPREAD = 0.04
+"""How far apart, relative to the larger, two peak host memory figures must be for the difference to
+count. One full config's peak repeats within 2-4% over seeds (``shared/notes/accuracy-noise.md``),
+a probe reads within 3% of a longer run of the same config (*Probes* in the README's benchmarks),
+and the memory model's median error on the whole dataset is about 2%."""
+
+_GROWS_WITH = ("batch", "imgsz")
+"""The knobs memory grows with, all else equal (activations scale with both)."""
+
+
+def needs_no_more_memory(a: FullConfig, b: FullConfig, *, spread: float = MEMORY_SPREAD) -> bool:
+    """Whether full config ``a`` is shown to need no more peak host memory than ``b``.
+
+    Known by construction when the two differ only in a batch or image size that is no larger in
+    ``a`` (whatever their figures say: a smaller batch cannot need more); known not to when it is
+    ``b`` that is so built. Otherwise their figures must be apart by more than ``spread`` of the
+    larger one: a smaller difference is within what one config's peak repeats within.
+    """
+    if _built_no_larger(a.config, b.config):
+        return True
+    if _built_no_larger(b.config, a.config):
+        return False
+    return a.peak_host_bytes < b.peak_host_bytes * (1 - spread)
+
+
+def _built_no_larger(a: dict[str, object], b: dict[str, object]) -> bool:
+    """Whether ``a`` equals ``b`` but for batch and image size, and those are no larger."""
+    if any(a.get(k) != b.get(k) for k in a.keys() | b.keys() if k not in _GROWS_WITH):
+        return False
+    return all(_number(a.get(k)) <= _number(b.get(k)) for k in _GROWS_WITH)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,10 +75,14 @@ class FrontPoint:
         equivalent_to: The cheapest front point whose accuracy is not distinguishable from this
             one's and that needs less memory (None: this point is a step up shown beyond noise, or the
             leanest).
+        memory_tie: A front point more accurate beyond noise whose memory figure is no higher but
+            within the spread of this one's (:data:`MEMORY_SPREAD`): this point stays only because
+            it may need less (None: no such point).
     """
 
     estimate: AccuracyEstimate
     equivalent_to: AccuracyKey | None
+    memory_tie: AccuracyKey | None = None
 
     @property
     def peak_host_bytes(self) -> float:
@@ -40,16 +93,15 @@ class FrontPoint:
 def noise_front(estimates: AccuracyEstimates) -> list[FrontPoint]:
     """The configs no other one beats beyond noise without needing more memory, least memory first."""
     configs = list(estimates.configs.values())
-    kept = [
-        config
-        for config in configs
-        if not any(
+
+    def beats(other: AccuracyEstimate, config: AccuracyEstimate) -> bool:
+        return (
             other.key != config.key
-            and other.leanest.peak_host_bytes <= config.leanest.peak_host_bytes
+            and needs_no_more_memory(other.leanest, config.leanest)
             and estimates.better(other.key, config.key)
-            for other in configs
         )
-    ]
+
+    kept = [config for config in configs if not any(beats(other, config) for other in configs)]
     kept.sort(key=lambda c: (c.leanest.peak_host_bytes, -c.mean))
     points = []
     for index, config in enumerate(kept):
@@ -59,7 +111,19 @@ def noise_front(estimates: AccuracyEstimates) -> list[FrontPoint]:
             if other.leanest.peak_host_bytes < config.leanest.peak_host_bytes
             and not estimates.distinguishable(other.key, config.key)
         ]
-        points.append(FrontPoint(estimate=config, equivalent_to=cheaper[0] if cheaper else None))
+        tied = [
+            other.key
+            for other in kept[:index]
+            if other.leanest.peak_host_bytes <= config.leanest.peak_host_bytes
+            and estimates.better(other.key, config.key)
+        ]
+        points.append(
+            FrontPoint(
+                estimate=config,
+                equivalent_to=cheaper[0] if cheaper else None,
+                memory_tie=tied[0] if tied else None,
+            )
+        )
     return points
 
 
@@ -74,11 +138,11 @@ class FullFrontPoint:
 def full_front(estimates: AccuracyEstimates, *, speed: bool = True) -> list[FullFrontPoint]:
     """The full configs no other one beats: accuracy (beyond noise), memory and, with ``speed``, epoch time.
 
-    A full config is dropped when another needs no more memory, is no slower (with ``speed``), and
-    is either of the same accuracy config (the same estimate: system knobs do not change accuracy)
-    and cheaper or faster, or more accurate beyond noise. So the system settings of one accuracy
-    config that trade memory for speed all stay: what workers and the RAM cache buy is visible.
-    Least memory first.
+    A full config is dropped when another is no slower (with ``speed``) and either is of the same
+    accuracy config (the same estimate: system knobs do not change accuracy), needs no more memory
+    and is cheaper or faster, or is more accurate beyond noise and shown to need no more memory
+    (:func:`needs_no_more_memory`). So the system settings of one accuracy config that trade memory
+    for speed all stay: what workers and the RAM cache buy is visible. Least memory first.
     """
 
     def time_of(system: FullConfig) -> float:
@@ -87,16 +151,16 @@ def full_front(estimates: AccuracyEstimates, *, speed: bool = True) -> list[Full
     pairs = [FullFrontPoint(e, s) for e in estimates.configs.values() for s in e.systems]
 
     def beats(a: FullFrontPoint, b: FullFrontPoint) -> bool:
-        no_worse = a.system.peak_host_bytes <= b.system.peak_host_bytes and (
-            not speed or time_of(a.system) <= time_of(b.system)
-        )
-        if not no_worse or a is b:
+        if a is b or (speed and time_of(a.system) > time_of(b.system)):
             return False
         if a.estimate.key == b.estimate.key:
-            return a.system.peak_host_bytes < b.system.peak_host_bytes or (
-                speed and time_of(a.system) < time_of(b.system)
+            # One accuracy config: its settings' figures are compared as measured, so that what
+            # a setting buys in speed shows against what it costs.
+            return a.system.peak_host_bytes <= b.system.peak_host_bytes and (
+                a.system.peak_host_bytes < b.system.peak_host_bytes
+                or (speed and time_of(a.system) < time_of(b.system))
             )
-        return estimates.better(a.estimate.key, b.estimate.key)
+        return needs_no_more_memory(a.system, b.system) and estimates.better(a.estimate.key, b.estimate.key)
 
     kept = [p for p in pairs if not any(beats(other, p) for other in pairs)]
     return sorted(kept, key=lambda p: (p.system.peak_host_bytes, time_of(p.system), -p.estimate.mean))

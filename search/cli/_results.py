@@ -39,6 +39,15 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
+def _ties_text(row: Any) -> str:
+    """A front point's ties: the leaner point it is within accuracy noise of, and the more accurate
+    one whose memory it is within the spread of (``(memory)``)."""
+    ties = [] if _missing(row["equivalent_to"]) else [f"trial {int(row['equivalent_to'])}"]
+    if not _missing(row["memory_tie"]):
+        ties.append(f"trial {int(row['memory_tie'])} (memory)")
+    return ", ".join(ties) or "-"
+
+
 def _cache_text(row: Any) -> str:
     """The cache asked for, and what yolov5 really used when it differed (e.g. ``ram->none``)."""
     used = row["cache_used"]
@@ -74,6 +83,7 @@ def _figure_columns(frame: Any, accuracy: str, *, front: bool = False) -> list[d
                 "accuracy_high": _plain(row["accuracy_high"]),
                 "replicates": _plain(row["replicates"]),
                 "equivalent_to": _plain(row["equivalent_to"]),
+                "memory_tie": _plain(row["memory_tie"]),
                 "config_peak_host_bytes": _plain(row["config_peak_host_bytes"]),
                 "config_epoch_seconds": _plain(row["config_epoch_seconds"]),
                 "memory_source": _plain(row["memory_source"]),
@@ -192,7 +202,7 @@ def report(
         cache, workers = (row["config_cache"], row["config_workers"]) if on_front else (None, None)
         last = row["status"]
         if not all_trials:
-            last = "-" if _missing(row["equivalent_to"]) else f"trial {int(row['equivalent_to'])}"
+            last = _ties_text(row)
         table.add_row(
             str(row["number"]) + ("*" if on_front and all_trials else ""),
             str(row["batch"]),

@@ -11,7 +11,9 @@ are ``config_peak_host_bytes`` and ``config_epoch_seconds``, on the whole datase
 ``memory_source`` saying where they come from (``training``: medians over that full config's
 trainings; ``probe``: a probe's; ``model``: trained on a subset only, predicted) and
 ``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`);
-``equivalent_to`` names the cheaper front point it is equivalent to within noise. A
+``equivalent_to`` names the cheaper front point it is equivalent to within noise, ``memory_tie`` a
+more accurate point whose memory figure is lower only within memory's spread (the point stays
+because it may need less, :func:`search.accuracy.needs_no_more_memory`). A
 study with a third objective
 (``epoch_seconds``) also gets Optuna's own front over all its objectives (``Study.best_trials``,
 what ``optuna best-trials`` prints) as column ``pareto_all``: a trial can be on it only because it
@@ -67,6 +69,7 @@ FRAME_COLUMNS = [
     "accuracy_high",
     "replicates",
     "equivalent_to",
+    "memory_tie",
     "config_peak_host_bytes",
     "config_epoch_seconds",
     "memory_source",
@@ -193,11 +196,13 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
             "pareto": point is not None,
             "equivalent_to": None if point is None or point.equivalent_to is None
             else first_trial[point.equivalent_to],
+            "memory_tie": None if point is None or point.memory_tie is None
+            else first_trial[point.memory_tie],
         }  # fmt: skip
         for name in _ESTIMATE_COLUMNS:
             columns[name].append(values[name])
     for name, column in columns.items():
-        text = name in ("equivalent_to", "memory_source", "config_cache", "config_workers")
+        text = name in ("equivalent_to", "memory_tie", "memory_source", "config_cache", "config_workers")
         frame[name] = pd.Series(column, index=frame.index, dtype=object if text else None)
 
 
@@ -213,6 +218,7 @@ _ESTIMATE_COLUMNS = (
     "config_workers",
     "pareto",
     "equivalent_to",
+    "memory_tie",
 )
 
 

@@ -34,7 +34,7 @@ ACCURACY_NAMES = {"map50_95": "mAP50-95", "map50": "mAP50", "fitness": "fitness"
 POINT_COLUMNS = [
     "number", "accuracy", "y", "peak_host_bytes", "peak_gib", "status", "feasible", "pareto",
     "dominated", "infeasible", "label", "config", "hover", "x", "clipped", "label_position",
-    "low", "high", "replicates", "equivalent",
+    "low", "high", "replicates", "equivalent", "memory_tie",
 ]  # fmt: skip
 _PLOTTED_STATES = ("COMPLETE",)
 
@@ -137,6 +137,7 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
     low, high = row.get("accuracy_low"), row.get("accuracy_high")
     replicates = int(row.get("replicates") or 0)
     equivalent = pareto and not _is_missing(row.get("equivalent_to"))
+    memory_tie = pareto and not _is_missing(row.get("memory_tie"))
     verdict = (
         "on the front" if pareto else ("a training" if feasible else f"over the limit ({row['status']})")
     )
@@ -145,6 +146,11 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         shown = f"mean {shown} over {replicates} replicates ({interval})"
         if equivalent:
             verdict += f", equivalent within noise to trial {int(row['equivalent_to'])} (less memory)"
+        if memory_tie:
+            verdict += (
+                f", less accurate than trial {int(row['memory_tie'])}, whose memory is lower only within "
+                "the measurement's spread (this one may need less)"
+            )
     elif feasible and not _is_missing(row.get("accuracy_mean")):
         shown += f" (its config's mean {float(row['accuracy_mean']):.3f} over {replicates})"
     hover = (
@@ -152,6 +158,7 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         f"peak host {format_bytes(peak_bytes)}<br>{config}"
     )
     label = _short_label(row) + (f" n={replicates}" if pareto else "") + (" ≈" if equivalent else "")
+    label += " ≈mem" if memory_tie else ""
     return {
         "number": int(row["number"]),
         "accuracy": measured,
@@ -173,13 +180,15 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         "high": float(high) if pareto and not _is_missing(high) else math.nan,
         "replicates": replicates,
         "equivalent": equivalent,
+        "memory_tie": memory_tie,
     }
 
 
 def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
     """The best mean reached with at most each front point's memory: the hypervolume's boundary.
 
-    A front point below it is kept only because it is within noise of the better one (marked ≈).
+    A front point below it is kept only because it is within noise of the better one (marked ≈), or
+    because the better one's memory is lower only within the measurement's spread (marked ≈mem).
     """
     xs: list[float] = []
     ys: list[float] = []
@@ -196,7 +205,13 @@ def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
 def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int, noise: str) -> str:
     text = (
         f"front: {int(points['pareto'].sum())} accuracy configs, mean and interval over their replicates "
-        f"({int(points['equivalent'].sum())} marked ≈: within noise of a leaner one); "
+        f"({int(points['equivalent'].sum())} marked ≈: within noise of a leaner one"
+        + (
+            f"; {ties} ≈mem: memory within the measurement's spread of a more accurate one"
+            if (ties := int(points["memory_tie"].sum()))
+            else ""
+        )
+        + "); "
         f"{int(points['dominated'].sum())} other trainings faded; {int(points['infeasible'].sum())} over "
         f"the memory limit"
     )
@@ -245,7 +260,7 @@ def pareto_plot_data(
         labelled.add(point["label"])
         rows.append(point)
     points = pd.DataFrame(rows, columns=POINT_COLUMNS)
-    for column in ("feasible", "pareto", "dominated", "infeasible", "clipped", "equivalent"):
+    for column in ("feasible", "pareto", "dominated", "infeasible", "clipped", "equivalent", "memory_tie"):
         points[column] = points[column].astype(bool)
     points = points.sort_values("number").reset_index(drop=True)
     not_plotted = {str(k): int(v) for k, v in originals[~plotted]["status"].value_counts().items()}
