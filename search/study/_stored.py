@@ -178,6 +178,14 @@ class StoredTrial:
         return None if value is None else float(value)
 
     @property
+    def epochs_seconds(self) -> float | None:
+        """The seconds of its epochs together (training and validation passes), from its record; the
+        rest of its wall time is start-up and wind-down. None when its record holds no epoch."""
+        epochs = (self.record or {}).get("epochs") or []
+        seconds = [float(e["seconds"]) for e in epochs if e.get("seconds") is not None]
+        return sum(seconds) if seconds else None
+
+    @property
     def validation_seconds(self) -> float | None:
         """The median seconds of its epochs' validation passes, from its record (None: no epoch ended)."""
         return validation_seconds((self.record or {}).get("epochs") or [])
