@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from types import SimpleNamespace
 from typing import Any
 
 from search.probe import ProbeResult
-from search.study._progress import probe_line, trial_line
+from search.study._progress import live_display, probe_line, trial_line
 
 from .synthetic import GIB, knobs, record
 
@@ -41,3 +42,12 @@ def test_a_run_that_ended_ok_above_its_limit_says_it_does_not_fit() -> None:
     # A run stopped at its limit says so already (its status); no limit, nothing to say.
     assert "above the limit after the run" not in probe_line(plan, _probe(above, status="memory_limit"))
     assert "above the limit" not in trial_line(3, record(peak=above))
+
+
+def test_a_live_bar_only_on_a_terminal_for_one_job() -> None:
+    from rich.console import Console
+
+    # A log file or a pipe kept the bar's last frame, cut to 80 columns ("d… trial 6: ... ho…").
+    assert not live_display(Console(file=io.StringIO()), None)
+    assert live_display(Console(file=io.StringIO(), force_terminal=True), None)
+    assert not live_display(Console(file=io.StringIO(), force_terminal=True), "[job 0 cpu] ")

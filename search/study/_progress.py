@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from search.study._prepare import PreparedStudy
     from search.study._spec import StudySpec
 
-__all__ = ["config_text", "outcome_lines", "probe_line", "run_prepared", "trial_line"]
+__all__ = ["config_text", "live_display", "outcome_lines", "probe_line", "run_prepared", "trial_line"]
 
 
 def config_text(config: dict[str, Any]) -> str:
@@ -116,9 +116,16 @@ def run_prepared(
 
     if console is None:
         return run_worker(prepared)
-    if prefix is not None:
-        return _run_plain(prepared, console, prefix)
+    if not live_display(console, prefix):
+        return _run_plain(prepared, console, prefix or "")
     return _run_with_progress(prepared, console)
+
+
+def live_display(console: Console, prefix: str | None) -> bool:
+    """Whether progress is a live bar: on a terminal or in a notebook, for one job. Several jobs on
+    one terminal (``prefix``) would garble each other's bars, and a file or a pipe would keep only the
+    bar's last frame, cut to 80 columns: they get one plain line per event."""
+    return prefix is None and (console.is_terminal or console.is_jupyter)
 
 
 def _run_with_progress(prepared: PreparedStudy, console: Console) -> StudyOutcome:
@@ -182,7 +189,7 @@ def _run_with_progress(prepared: PreparedStudy, console: Console) -> StudyOutcom
 
 
 def _run_plain(prepared: PreparedStudy, console: Console, prefix: str) -> StudyOutcome:
-    """One line per event: several jobs share a terminal, and live progress bars would garble it."""
+    """One line per event (:func:`live_display`: several jobs on one terminal, a file, a pipe)."""
     from search.study._optimize import StudyEvents, run_worker
 
     def on_notes(notes: tuple[str, ...]) -> None:
