@@ -175,6 +175,32 @@ def test_a_memory_difference_below_the_spread_drops_no_config() -> None:
     assert [p.memory_tie for p in front] == [None, None, (8, 128, False)]
 
 
+def test_export_says_when_the_runner_ups_memory_is_within_the_spread() -> None:
+    # 8/128 and 16/96 are not distinguishable in accuracy; 8/128 reads 2% leaner: picked, but the
+    # memory difference is no finding, and export says so (8/160 is there for the signal).
+    trainings = [
+        _training(0, knobs(8, 128), 0, 0.40, 1.05),
+        _training(1, knobs(8, 128), 1, 0.42, 1.05),
+        _training(2, knobs(16, 96), 0, 0.41, 1.07),
+        _training(3, knobs(16, 96), 1, 0.43, 1.07),
+        _training(4, knobs(8, 160), 0, 0.20, 1.20),
+        _training(5, knobs(8, 160), 1, 0.22, 1.20),
+    ]
+    estimates = estimate_accuracy(trainings)
+    choice = choose_config(_frame(trainings), estimates, max_memory_bytes=int(1.1 * GIB))
+    assert choice.estimate is not None and choice.estimate.key == (8, 128, False)
+    text = " ".join(choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.1 * GIB)))
+    assert "not distinguishable" in text
+    assert "more memory (within memory's 4% spread: no difference shown)" in text
+    # 8/96 as accurate at 0.90 GiB: picked, against 16/96 at 1.07: beyond the spread, no such words.
+    lean = [*trainings, _training(6, knobs(8, 96), 0, 0.41, 0.90), _training(7, knobs(8, 96), 1, 0.43, 0.90)]
+    estimates = estimate_accuracy(lean)
+    choice = choose_config(_frame(lean), estimates, max_memory_bytes=int(1.1 * GIB))
+    assert choice.estimate is not None and choice.estimate.key == (8, 96, False)
+    text = " ".join(choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.1 * GIB)))
+    assert choice.runner_up is not None and "more memory" in text and "spread" not in text
+
+
 def test_the_full_front_applies_the_spread_between_accuracy_configs_not_within_one() -> None:
     trainings = [
         *_tied_study(lean_peak=1.06),

@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
+from search.accuracy._front import MEMORY_SPREAD, needs_no_more_memory
 from search.accuracy._pick import fits_budget, pick_config
 from search.child.compat import allocator_environment
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
@@ -165,6 +166,9 @@ def choice_lines(
         else:
             verdict = f"{gap:+.3f} against it, within the {noise}: not distinguishable"
         memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'} memory"
+        leaner, other = (leanest, runner.leanest) if extra >= 0 else (runner.leanest, leanest)
+        if not needs_no_more_memory(leaner, other):
+            memory += f" (within memory's {100 * MEMORY_SPREAD:.0f}% spread: no difference shown)"
         lines.append(
             f"runner-up: {estimates.text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
         )
