@@ -157,7 +157,7 @@ names = {
     "config_peak_host_bytes": "peak host (GiB)",
     "config_epoch_seconds": "epoch (s)",
     "equivalent_to": "within noise of",
-    "memory_tie": "memory within spread of",  # a more accurate point, lower only within 4%
+    "memory_tie": "memory not shown above",  # a more accurate point not shown to need less memory
 }
 table.rename(columns=names).set_index("trial")
 """

@@ -75,9 +75,10 @@ class FrontPoint:
         equivalent_to: The cheapest front point whose accuracy is not distinguishable from this
             one's and that needs less memory (None: this point is a step up shown beyond noise, or the
             leanest).
-        memory_tie: A front point more accurate beyond noise whose memory figure is no higher but
-            within the spread of this one's (:data:`MEMORY_SPREAD`): this point stays only because
-            it may need less (None: no such point).
+        memory_tie: A front point more accurate beyond noise whose memory figure is no higher than
+            this one's, but that is not shown to need less (:func:`needs_no_more_memory`: the
+            figures within :data:`MEMORY_SPREAD`, or this config built leaner): this point stays
+            because it may need less (None: no such point).
     """
 
     estimate: AccuracyEstimate

@@ -41,7 +41,7 @@ def _missing(value: Any) -> bool:
 
 def _ties_text(row: Any) -> str:
     """A front point's ties: the leaner point it is within accuracy noise of, and the more accurate
-    one whose memory it is within the spread of (``(memory)``)."""
+    one not shown to need less memory (``(memory)``)."""
     ties = [] if _missing(row["equivalent_to"]) else [f"trial {int(row['equivalent_to'])}"]
     if not _missing(row["memory_tie"]):
         ties.append(f"trial {int(row['memory_tie'])} (memory)")

@@ -12,8 +12,8 @@ are ``config_peak_host_bytes`` and ``config_epoch_seconds``, on the whole datase
 trainings; ``probe``: a probe's; ``model``: trained on a subset only, predicted) and
 ``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`);
 ``equivalent_to`` names the cheaper front point it is equivalent to within noise, ``memory_tie`` a
-more accurate point whose memory figure is lower only within memory's spread (the point stays
-because it may need less, :func:`search.accuracy.needs_no_more_memory`). A
+more accurate point whose memory figure is no higher but not shown lower (the point stays because
+it may need less, :func:`search.accuracy.needs_no_more_memory`). A
 study with a third objective
 (``epoch_seconds``) also gets Optuna's own front over all its objectives (``Study.best_trials``,
 what ``optuna best-trials`` prints) as column ``pareto_all``: a trial can be on it only because it

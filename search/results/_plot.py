@@ -148,8 +148,8 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
             verdict += f", equivalent within noise to trial {int(row['equivalent_to'])} (less memory)"
         if memory_tie:
             verdict += (
-                f", less accurate than trial {int(row['memory_tie'])}, whose memory is lower only within "
-                "the measurement's spread (this one may need less)"
+                f", less accurate than trial {int(row['memory_tie'])}, whose memory figure is no higher but "
+                "not shown lower (within memory's spread, or this config is leaner by construction)"
             )
     elif feasible and not _is_missing(row.get("accuracy_mean")):
         shown += f" (its config's mean {float(row['accuracy_mean']):.3f} over {replicates})"
@@ -188,7 +188,7 @@ def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
     """The best mean reached with at most each front point's memory: the hypervolume's boundary.
 
     A front point below it is kept only because it is within noise of the better one (marked ≈), or
-    because the better one's memory is lower only within the measurement's spread (marked ≈mem).
+    because the better one is not shown to need less memory (marked ≈mem).
     """
     xs: list[float] = []
     ys: list[float] = []
@@ -207,7 +207,7 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int,
         f"front: {int(points['pareto'].sum())} accuracy configs, mean and interval over their replicates "
         f"({int(points['equivalent'].sum())} marked ≈: within noise of a leaner one"
         + (
-            f"; {ties} ≈mem: memory within the measurement's spread of a more accurate one"
+            f"; {ties} ≈mem: kept, a more accurate one not shown to need less memory"
             if (ties := int(points["memory_tie"].sum()))
             else ""
         )
