@@ -48,8 +48,8 @@ def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> Non
     trials = _trials(tiny_study)
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
     assert len(trained) == 3
-    configs = [tuple(sorted(t.user_attrs["config"].items())) for t in trained]
-    assert len(set(configs)) == 3  # no configuration trained twice
+    configs = [(tuple(sorted(t.user_attrs["config"].items())), t.user_attrs["seed"]) for t in trained]
+    assert len(set(configs)) == 3  # no training twice (a replicate has another seed)
     for trial in trained:
         assert trial.user_attrs["status"] == "ok"
         assert trial.user_attrs["config"]["amp"] is False  # fixed off on the CPU
