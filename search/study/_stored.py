@@ -26,6 +26,7 @@ from search.trial._record import (
     MEMORY_CONSTRAINT,
     RecordStatus,
     TrialRecord,
+    epochs_seconds,
     memory_violation,
     trial_constraints,
     validation_seconds,
@@ -181,9 +182,7 @@ class StoredTrial:
     def epochs_seconds(self) -> float | None:
         """The seconds of its epochs together (training and validation passes), from its record; the
         rest of its wall time is start-up and wind-down. None when its record holds no epoch."""
-        epochs = (self.record or {}).get("epochs") or []
-        seconds = [float(e["seconds"]) for e in epochs if e.get("seconds") is not None]
-        return sum(seconds) if seconds else None
+        return epochs_seconds((self.record or {}).get("epochs") or [])
 
     @property
     def validation_seconds(self) -> float | None:

@@ -14,6 +14,7 @@ __all__ = [
     "STATUSES",
     "RecordStatus",
     "TrialRecord",
+    "epochs_seconds",
     "memory_violation",
     "trial_constraints",
     "validation_seconds",
@@ -36,6 +37,13 @@ def validation_seconds(epochs: list[dict[str, Any]]) -> float | None:
         if epoch.get("seconds") is not None and epoch.get("train_seconds") is not None
     ]
     return statistics.median(passes) if passes else None
+
+
+def epochs_seconds(epochs: list[dict[str, Any]]) -> float | None:
+    """The seconds of a record's epochs together (training and validation passes); the rest of a
+    trial's wall time is start-up and wind-down (None: no epoch ended)."""
+    seconds = [float(epoch["seconds"]) for epoch in epochs if epoch.get("seconds") is not None]
+    return sum(seconds) if seconds else None
 
 
 def trial_constraints(trial: Any) -> dict[str, float]:
