@@ -18,6 +18,7 @@ from search.study._storage import (
     fail_stale_trials,
     make_storage,
     safe_url,
+    storage_file,
 )
 
 from .conftest import ROOT, run_cli, scale_study
@@ -31,11 +32,28 @@ def test_default_storage_is_sqlite_for_one_job_and_a_journal_for_several(tmp_pat
     (tmp_path / "x.journal").write_text("")
     # Once a journal exists, every command (run, report, status) finds the study there.
     assert default_storage_url(tmp_path, "x") == journal
+    # ... unless it is empty and a SQLite file holds the study: an empty journal holds no study.
+    (tmp_path / "x.db").write_bytes(b"")
+    assert default_storage_url(tmp_path, "x").startswith("sqlite:")
+    (tmp_path / "x.journal").write_text('{"op_code": 0}\n')
+    assert default_storage_url(tmp_path, "x") == journal
+
+
+def test_storage_file_names_the_file_of_a_file_backed_storage(tmp_path: Path) -> None:
+    assert storage_file(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
+    assert storage_file("sqlite:///rel/a.db") == Path("rel/a.db")
+    assert storage_file(f"journal:{tmp_path}/a.journal") == tmp_path / "a.journal"
+    assert storage_file("journal:///abs/a.journal") == Path("/abs/a.journal")
+    assert storage_file("sqlite://") is None and storage_file("sqlite:///:memory:") is None
+    assert storage_file("postgresql://me:pw@db/s") is None
 
 
 def test_safe_url_masks_the_password() -> None:
     assert safe_url("postgresql://me:secret@db:5432/s") == "postgresql://me:***@db:5432/s"
     assert safe_url("sqlite:///a.db") == "sqlite:///a.db"
+    assert safe_url("postgresql://me:p@ss@db/s") == "postgresql://me:***@db/s"  # not half of it
+    assert safe_url("postgresql://me@db/s") == "postgresql://me@db/s"
+    assert safe_url("postgresql://db/a@b") == "postgresql://db/a@b"
 
 
 @pytest.fixture(params=["journal", "postgresql"])

@@ -26,9 +26,11 @@ from search.study._storage import (
     default_storage_url,
     error_line,
     is_concurrent_safe,
+    journal_holds_records,
     journal_path,
     make_storage,
     safe_url,
+    storage_file,
 )
 from search.study._stored import RecordFiles, StudyKeys
 from search.study._workers import WorkerIdentity, workers_seen
@@ -107,6 +109,11 @@ def open_study(
             or exists with different objectives.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    file = storage_file(url)
+    if not create and file is not None and not file.is_file():
+        # Opening a SQLite or journal file creates it: a read-only command must leave nothing behind
+        # (an empty journal beside the study file would hide its SQLite file from every later command).
+        raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
     storage = make_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.heartbeat_grace)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
@@ -336,7 +343,7 @@ def _move_to_journal(spec: StudySpec, spec_path: Path, journal_url: str) -> None
     """
     sqlite = spec_path.parent / f"{spec.name}.db"
     journal = journal_path(journal_url)
-    if not sqlite.is_file() or journal is None or journal.exists():
+    if not sqlite.is_file() or journal is None or journal_holds_records(journal):
         return
     source = make_storage(f"sqlite:///{sqlite.resolve()}", heartbeat_interval=1, grace_period=2)
     if spec.name not in {s.study_name for s in optuna.get_all_study_summaries(source)}:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
@@ -42,10 +43,12 @@ __all__ = [
     "error_line",
     "fail_stale_trials",
     "is_concurrent_safe",
+    "journal_holds_records",
     "journal_path",
     "make_storage",
     "safe_url",
     "storage_clock",
+    "storage_file",
 ]
 
 HEARTBEAT_ATTR = "memfront:heartbeat"
@@ -56,11 +59,16 @@ _SCHEMA_ATTEMPTS = 5
 
 def safe_url(url: str) -> str:
     """The URL with its password masked, for messages."""
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
+    # The host follows the last "@" before the path: a password may hold one (unencoded, it is still
+    # the user's password, and must not be half shown).
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    scheme, _, credentials = head.partition("://")
-    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}" if ":" in credentials else url
+    authority, slash, path = rest.partition("/")
+    credentials, at, host = authority.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}{slash}{path}"
 
 
 def journal_path(url: str) -> Path | None:
@@ -77,16 +85,38 @@ def journal_path(url: str) -> Path | None:
     return Path(rest).expanduser()
 
 
+def storage_file(url: str) -> Path | None:
+    """The file a file-backed storage URL names (a journal, SQLite); None for a server or memory."""
+    path = journal_path(url)
+    if path is not None or not url.startswith("sqlite:"):
+        return path
+    try:
+        database = sqlalchemy.engine.make_url(url).database
+    except sqlalchemy.exc.ArgumentError:
+        return None  # malformed: opening it says so
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def journal_holds_records(path: Path) -> bool:
+    """Whether a journal file exists and is not empty (an empty one is what a killed first open
+    leaves: it holds no study)."""
+    return path.is_file() and path.stat().st_size > 0
+
+
 def default_storage_url(folder: Path, name: str, *, jobs: int = 1) -> str:
     """The storage of a study file without a ``storage`` key.
 
     SQLite beside the study file, unless several local jobs are asked for or a journal of the study
-    already exists there: SQLite's file locking is not safe for concurrent writers, a journal is.
+    already exists there (and holds records, or no SQLite file does): SQLite's file locking is not
+    safe for concurrent writers, a journal is.
     """
     journal = (folder / f"{name}.journal").resolve()
-    if jobs > 1 or journal.is_file():
+    sqlite = folder / f"{name}.db"
+    if jobs > 1 or journal_holds_records(journal) or (journal.is_file() and not sqlite.is_file()):
         return f"journal:///{str(journal).lstrip('/')}"
-    return f"sqlite:///{(folder / f'{name}.db').resolve()}"
+    return f"sqlite:///{sqlite.resolve()}"
 
 
 def is_concurrent_safe(url: str) -> bool:
