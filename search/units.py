@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["format_bytes", "format_seconds", "parse_duration", "parse_size"]
@@ -23,8 +24,13 @@ _SIZE_UNITS = {
     "tib": 1024**4,
 }
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
-_DURATION_RE = re.compile(r"([0-9]*\.?[0-9]+)\s*(h|m|s|ms)?", re.IGNORECASE)
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
+_NUMBER = r"[0-9]*\.?[0-9]+"
+# "ms" before "m": the first alternative that matches wins. Every part has a unit ("1h30m"), or the
+# whole text is one plain number of seconds ("600"): "1 2" or "1.5.5" are not durations.
+_DURATION_PART_RE = re.compile(rf"({_NUMBER})\s*(ms|h|m|s)", re.IGNORECASE)
+_DURATION_RE = re.compile(rf"^(?:{_NUMBER}\s*(?:ms|h|m|s)\s*)+$", re.IGNORECASE)
+_PLAIN_RE = re.compile(rf"^{_NUMBER}$")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 def parse_size(text: str | int | float) -> int:
@@ -41,8 +47,8 @@ def parse_size(text: str | int | float) -> int:
     Raises:
         ValueError: If ``text`` is not a positive size.
     """
-    if isinstance(text, bool):
-        raise ValueError(f"not a memory size: {text!r}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"not a memory size: {text!r} (expected e.g. 6GiB, 512MB)")
     if isinstance(text, (int, float)):
         value, unit = float(text), ""
     else:
@@ -52,6 +58,8 @@ def parse_size(text: str | int | float) -> int:
         value, unit = float(match.group(1)), match.group(2).lower()
     if unit not in _SIZE_UNITS:
         raise ValueError(f"unknown size unit {unit!r} in {text!r} (use B, KB, MB, GB, KiB, MiB, GiB)")
+    if not math.isfinite(value * _SIZE_UNITS[unit]):
+        raise ValueError(f"not a memory size: {text!r} (too large)")
     size = int(value * _SIZE_UNITS[unit])
     if size <= 0:
         raise ValueError(f"memory size must be positive: {text!r}")
@@ -70,18 +78,23 @@ def parse_duration(text: str | int | float) -> float:
     Raises:
         ValueError: If ``text`` is not a positive duration.
     """
-    if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 1h30m)")
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
         stripped = text.strip()
-        parts = list(_DURATION_RE.finditer(stripped))
-        if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != stripped.replace(" ", ""):
+        if _PLAIN_RE.match(stripped):
+            seconds = float(stripped)
+        elif _DURATION_RE.match(stripped):
+            seconds = sum(
+                float(p.group(1)) * _DURATION_UNITS[p.group(2).lower()]
+                for p in _DURATION_PART_RE.finditer(stripped)
+            )
+        else:
             raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 1h30m)")
-        seconds = sum(
-            float(p.group(1)) * _DURATION_UNITS[p.group(2).lower() if p.group(2) else None] for p in parts
-        )
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {text!r} (too long)")
     if seconds <= 0:
         raise ValueError(f"duration must be positive: {text!r}")
     return seconds

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, run_cli, trainer_processes
+from .conftest import ROOT, TINY_STUDY, run_cli, trainer_processes
 
 REQUIRED_KEYS = {
     "status",
@@ -138,6 +138,31 @@ def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Pa
     temp = Path(tempfile.gettempdir())
     made = [*temp.glob("memfront-trial-*"), *temp.glob("mf-*"), *temp.glob("pymp-*")]
     assert [p for p in made if p.stat().st_mtime >= started] == []  # no trial or multiprocessing folder
+
+
+def test_output_paths_are_checked_before_any_work(tiny_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text(TINY_STUDY.format(data=tiny_data))
+    missing = str(tmp_path / "missing" / "out")
+    for args in (
+        ["trial", "--data", str(tiny_data), "--json", missing],
+        ["train", "--data", str(tiny_data), "--json", missing],
+        ["report", str(study), "--csv", missing],
+        ["report", str(study), "--json", str(tmp_path)],
+        ["plot", str(study), "-o", missing],
+        ["export", str(study), "--max-memory", "1GiB", "-o", missing],
+        ["predict", "--data", str(tiny_data), "--json", missing],
+    ):
+        done = run_cli(*args, timeout=60)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (args, done.stderr)
+        assert ("does not exist" in lines[0] or "is a folder" in lines[0]) and args[-2] in lines[0]
+    # Refused while parsing: no trial started, no storage opened.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    done = run_cli("train", "--data", str(tiny_data), "--project", str(blocked / "runs"), timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("memfront: error: --project: cannot create")
 
 
 def test_demo_data_command(tmp_path: Path) -> None:

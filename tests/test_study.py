@@ -136,6 +136,14 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     assert as_yaml.returncode == 0
     exported = (tmp_path / "best.yaml").read_text()
     assert "batch:" in exported and "hyp: demo" in exported and "--hyp " in exported
+    # A second training with the same --name goes beside the first (yolov5's rule), never into it.
+    first = (tmp_path / "exp" / "weights" / "best.pt").stat().st_mtime_ns
+    best = str(tmp_path / "best.yaml")
+    again = run_cli("train", "--config", best, "--project", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"weights and results in {tmp_path / 'exp2'}" in again.stderr
+    assert (tmp_path / "exp2" / "weights" / "best.pt").is_file()
+    assert (tmp_path / "exp" / "weights" / "best.pt").stat().st_mtime_ns == first
 
 
 @pytest.mark.slow
@@ -226,6 +234,11 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("space: {imgsz: {low: 320, high: 128}}", "low (320) > high (128)"),
         ("space: {imgsz: [0, 64]}", "imgsz must be >= 1"),
         ("storage: sqlite:////no/such/folder/x.db", "cannot be opened"),
+        ("space: {imgsz: {low: 32, high: 100000000}}", "99999969 values; at most 256"),
+        ("model: 5", "model: Input should be a valid string"),
+        ("memory_limit: [1]", "memory_limit: not a memory size"),  # the last of a repeated key wins
+        ("memory_limit: .inf", "memory_limit: not a memory size"),
+        ("timeout: 1 2", "timeout: not a duration"),
     ],
 )
 def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: str) -> None:

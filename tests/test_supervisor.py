@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from search.data._demo import make_demo_dataset
-from search.errors import InputError
+from search.errors import InputError, TrialError
 from search.measure._cgroup import memory_cgroup_root
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
@@ -151,6 +151,19 @@ def test_disk_cache_files_are_removed_but_users_own_are_kept(tmp_path: Path, wor
 def test_train_subset(tiny_data: Path, work: Path) -> None:
     record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), train_images=6, **TINY))
     assert record.status == "ok" and record.used["train_images"] == 6
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_be_copied_keeps_its_weights(tiny_data: Path, work: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # the copy's destination lies under a file: copytree fails after training
+    with pytest.raises(TrialError, match="could not be copied") as raised:
+        run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), keep_run=blocked / "exp")
+    kept = Path(str(raised.value).rsplit(" are in ", 1)[1])
+    assert (kept / "weights" / "best.pt").is_file()
+    assert _leftovers(work) == [kept]  # the trial's own folder is gone; the kept run is not its
+    run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), train_images=4, **TINY))
+    assert kept.is_dir()  # the next trial's clean-up of dead trials' folders leaves it
 
 
 def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path, work: Path) -> None:

@@ -20,20 +20,36 @@ def test_parse_size(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["lots", "6 GiBs", "-1GB", "0", "", "1.2.3G", True])
+@pytest.mark.parametrize(
+    "text",
+    ["lots", "6 GiBs", "-1GB", "0", "", "1.2.3G", True, [1], None, float("inf"), "1" + "0" * 400 + "GB"],
+)
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("10m", 600.0), ("90s", 90.0), ("1h30m", 5400.0), ("600", 600.0), (2.5, 2.5)]
+    ("text", "expected"),
+    [
+        ("10m", 600.0),
+        ("90s", 90.0),
+        ("1h30m", 5400.0),
+        ("1h 30m", 5400.0),
+        ("600", 600.0),
+        (2.5, 2.5),
+        ("500ms", 0.5),
+        ("1m30s500ms", 90.5),
+    ],
 )
 def test_parse_duration(text: str | float, expected: float) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["soon", "10 minutes", "0s", "-5m", "m"])
+@pytest.mark.parametrize(
+    "text",
+    ["soon", "10 minutes", "0s", "-5m", "m", "1 2", "1.5.5", "10m5", [1], float("inf"), "1" + "0" * 400],
+)
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from search.cli._options import FrameworkOption
+from search.cli._options import FrameworkOption, output_path
 from search.errors import InputError, MemfrontError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.trial._record import TrialRecord
@@ -148,7 +149,12 @@ def trial(
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
     keep_cache: Annotated[bool, typer.Option(help="Keep the .npy files cache=disk writes.")] = False,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the full record here (- for stdout).")
+        Path | None,
+        typer.Option(
+            "--json",
+            callback=output_path,
+            help="Write the full record here (- for stdout).",
+        ),
     ] = None,
 ) -> None:
     """Run one measured YOLO training trial in a child process."""
@@ -209,7 +215,12 @@ def train(
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the full record here (- for stdout).")
+        Path | None,
+        typer.Option(
+            "--json",
+            callback=output_path,
+            help="Write the full record here (- for stdout).",
+        ),
     ] = None,
 ) -> None:
     """Run a full training with memfront's adaptations (what `export` prints)."""
@@ -247,7 +258,7 @@ def train(
         trial_config = TrialConfig(**options)
     except ValidationError as error:
         fail(f"--{validation_message(error).replace('_', '-')}")
-    destination = project / name
+    destination = _new_run_folder(project, name)
     record = _run_with_bar(
         trial_config,
         TrialLimits(memory_limit_bytes=size_option(memory_limit, "--memory-limit")),
@@ -262,6 +273,21 @@ def train(
         raise typer.Exit(EXIT_INTERRUPTED)
     if record.status != "ok":
         raise typer.Exit(1)
+
+
+def _new_run_folder(project: Path, name: str) -> Path:
+    """``project/name``, else ``name2``, ``name3``, ... (yolov5's and ultralytics' own rule: a
+    second training never mixes its weights into the first's), checked before the training starts."""
+    try:
+        project.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"--project: cannot create {project}: {error.strerror or error}")
+    if not os.access(project, os.W_OK):
+        fail(f"--project: {project} cannot be written (permission denied)")
+    destination, number = project / name, 2
+    while destination.exists():
+        destination, number = project / f"{name}{number}", number + 1
+    return destination
 
 
 def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> TrialRecord:

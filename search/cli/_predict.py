@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from search.cli._options import FrameworkOption
+from search.cli._options import FrameworkOption, output_path
 from search.errors import InputError
 from search.frameworks import resolve_framework
 from search.model._predict import TERMS, DatasetStats, MemoryModel, features, load_starting_model
@@ -94,7 +94,9 @@ def predict(
     json_path: Annotated[
         Path | None,
         typer.Option(
-            "--json", help="Write the prediction as JSON (- for stdout; the table then goes to stderr)."
+            "--json",
+            callback=output_path,
+            help="Write the prediction as JSON (- for stdout; the table then goes to stderr).",
         ),
     ] = None,
 ) -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from search.cli._options import FrameworkOption
+from search.cli._options import FrameworkOption, output_path
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.units import format_bytes, format_seconds
@@ -104,7 +104,12 @@ def probe(
     gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the result here as JSON (- for stdout).")
+        Path | None,
+        typer.Option(
+            "--json",
+            callback=output_path,
+            help="Write the result here as JSON (- for stdout).",
+        ),
     ] = None,
 ) -> None:
     """Measure one full config's peak memory and epoch time on the whole dataset, without training it.

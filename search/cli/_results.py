@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from search.cli._options import output_path
 from search.errors import InputError
 from search.results._export import noise_text, write_text
 from search.study._progress import config_text
@@ -166,9 +167,20 @@ def report(
     all_trials: Annotated[
         bool, typer.Option("--all", help="Also list dominated and infeasible trials.")
     ] = False,
-    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV (- for stdout).")] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(
+            callback=output_path,
+            help="Write the table as CSV (- for stdout).",
+        ),
+    ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write front and trials as JSON (- for stdout).")
+        Path | None,
+        typer.Option(
+            "--json",
+            callback=output_path,
+            help="Write front and trials as JSON (- for stdout).",
+        ),
     ] = None,
 ) -> None:
     """The Pareto front as a table, its hypervolume and the status counts."""
@@ -277,7 +289,13 @@ def report(
 def plot(
     study_file: StudyFile,
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="front.png (matplotlib) or front.html (plotly).")
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            callback=output_path,
+            help="front.png (matplotlib) or front.html (plotly).",
+        ),
     ],
     storage: StorageOption = None,
 ) -> None:
@@ -293,7 +311,13 @@ def export(
     max_memory: Annotated[str, typer.Option(help="Memory budget, e.g. 4GiB.")],
     output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            callback=output_path,
+            help="Write here instead of stdout.",
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the full run (default: the study's).")] = None,
     ignore_prediction: Annotated[

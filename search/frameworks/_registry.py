@@ -71,7 +71,9 @@ def resolve_framework(framework: str | None, model: str | None) -> tuple[str, st
 def with_framework_and_model(data: Any) -> Any:
     """A study file's or trial config's raw fields with ``framework`` and ``model`` resolved by
     :func:`resolve_framework` (the ``mode="before"`` validator of both)."""
-    if isinstance(data, dict):
-        framework, model = resolve_framework(data.get("framework"), data.get("model"))
+    given = (data.get("framework"), data.get("model")) if isinstance(data, dict) else ()
+    # Anything but text or nothing is left to the field's own check ("model: 5" is a type error).
+    if given and all(value is None or isinstance(value, str) for value in given):
+        framework, model = resolve_framework(*given)
         data = {**data, "framework": framework, "model": model}
     return data

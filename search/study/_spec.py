@@ -35,6 +35,10 @@ DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
 }
 
 
+MAX_RANGE_VALUES = 256
+"""The most values an integer range of the search space may have."""
+
+
 class IntRange(BaseModel):
     """An integer range ``{low, high, step}``; both ends included."""
 
@@ -48,6 +52,11 @@ class IntRange(BaseModel):
     def _ordered(self) -> IntRange:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) > high ({self.high})")
+        count = (self.high - self.low) // self.step + 1
+        if count > MAX_RANGE_VALUES:
+            # Each value is a choice the study plans over (every accuracy config is a product of
+            # them): a typo such as high: 100000000 must be an error, not millions of choices.
+            raise ValueError(f"{count} values; at most {MAX_RANGE_VALUES} (a larger step, or a list)")
         return self
 
     def values(self) -> list[int]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from search.child import compat
 from search.data._dataset import load_dataset, write_trial_data_yaml
+from search.errors import TrialError
 from search.frameworks import get_framework
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
@@ -179,7 +180,17 @@ def run_trial(
             peak_file=None if probe is None else folder / "peak.txt",
         )
         if keep_run is not None and (folder / "run").is_dir():
-            shutil.copytree(folder / "run", keep_run, dirs_exist_ok=True)
+            try:
+                shutil.copytree(folder / "run", keep_run, dirs_exist_ok=True)
+            except OSError as error:
+                # A full training's weights outlive a failed copy: moved out of the trial's folder
+                # (which the next trial's clean-up of dead owners would remove), and named.
+                kept = folder.parent / f"memfront-kept-run-{folder.name}"
+                (folder / "run").rename(kept)
+                raise TrialError(
+                    f"the run could not be copied to {keep_run} ({error.strerror or error}); "
+                    f"its weights and results are in {kept}"
+                ) from None
         return record
     finally:
         if claim is not None:
