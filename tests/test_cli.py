@@ -172,3 +172,11 @@ def test_demo_data_command(tmp_path: Path) -> None:
     assert len(list((tmp_path / "shapes" / "images" / "train").iterdir())) == 4
     bad = run_cli("demo-data", str(tmp_path / "x"), "--images", "0")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    (tmp_path / "list.yaml").write_text("")
+    on_a_file = run_cli("demo-data", str(tmp_path / "list.yaml"), "--images", "4")
+    assert on_a_file.returncode == 2 and on_a_file.stderr.strip().endswith(
+        "list.yaml is a file, not a folder"
+    )
+    under_a_file = run_cli("demo-data", str(tmp_path / "list.yaml" / "d"), "--images", "4")
+    assert under_a_file.returncode == 2 and len(under_a_file.stderr.strip().splitlines()) == 1
+    assert "cannot write the dataset" in under_a_file.stderr

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
+from search.data._dataset import load_dataset
 from search.data._demo import CLASS_NAMES, make_demo_dataset
+from search.errors import InputError
+from search.study._prepare import resolve_data
+from search.study._spec import StudySpec
 
 
 def _digest(root: Path) -> str:
@@ -37,3 +43,19 @@ def test_layout_and_labels(tmp_path: Path) -> None:
         for cls, *box in rows:
             assert 0 <= int(cls) < len(CLASS_NAMES)
             assert all(0.0 < float(v) <= 1.0 for v in box)
+
+
+def test_a_moved_demo_dataset_is_found_where_it_is_now(tmp_path: Path) -> None:
+    spec = StudySpec(
+        name="d", data="demo", memory_limit=2**30, demo_images=4, demo_size=64, demo_val_images=2
+    )
+    with pytest.raises(InputError, match=r"not in .*\(a run generates it\)"):
+        resolve_data(spec, tmp_path / "old" / "d.yaml", generate=False)  # reading never generates
+    assert not (tmp_path / "old").exists()
+    first = Path(resolve_data(spec, tmp_path / "old" / "d.yaml"))
+    assert first.is_absolute() and yaml.safe_load(first.read_text())["path"] == str(first.parent)
+    shutil.move(tmp_path / "old", tmp_path / "new")  # a checkout moved or copied elsewhere
+    moved = Path(resolve_data(spec, tmp_path / "new" / "d.yaml", generate=False))
+    assert moved.parent == (tmp_path / "new" / "demo-data" / first.parent.name).resolve()
+    assert yaml.safe_load(moved.read_text())["path"] == str(moved.parent)
+    assert len(load_dataset(str(moved)).train_images) == 4

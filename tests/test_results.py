@@ -52,6 +52,17 @@ def test_load_study_reads_without_changing_anything(study_file: Path) -> None:
     assert len(after.trials) == len(before.trials) and after.user_attrs == before.user_attrs
 
 
+def test_a_study_whose_dataset_moved_says_so(study_file: Path, tiny_data: Path, tmp_path: Path) -> None:
+    assert search.load_study(study_file).dataset_note is None
+    moved = tmp_path / "elsewhere.yaml"
+    study_file.write_text(study_file.read_text().replace(str(tiny_data), str(moved)))
+    results = search.load_study(study_file)
+    assert results.dataset_note is not None and "not shown" in results.dataset_note
+    assert str(moved) in results.dataset_note and len(results.front()) == 2  # the trials' own figures
+    done = run_cli("report", str(study_file), timeout=120)
+    assert done.returncode == 0 and results.dataset_note in done.stdout.replace("\n", "")
+
+
 def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) -> None:
     path = tmp_path / "never.yaml"
     path.write_text(yaml.safe_dump({"name": "never", "data": str(tiny_data), "memory_limit": "1GiB"}))

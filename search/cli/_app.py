@@ -73,10 +73,14 @@ def demo_data(
     """Generate the deterministic synthetic shapes dataset."""
     from search.data._demo import make_demo_dataset
 
+    if folder.exists() and not folder.is_dir():
+        fail(f"{folder} is a file, not a folder")
     try:
         data_yaml = make_demo_dataset(folder, images=images, val_images=val_images, size=size, seed=seed)
     except ValueError as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"cannot write the dataset to {folder}: {error.strerror or error}")
     print(data_yaml)
 
 
@@ -352,4 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memfront: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:
+        # A file or folder the system refused (full disk, permissions) after the checks: one line,
+        # as for bad input, but not exit 2 (the input may have been right).
+        print(f"memfront: error: {error}", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else 0

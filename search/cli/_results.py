@@ -255,6 +255,8 @@ def report(
             f"probes: {len(results.probes)} full configs measured on the whole dataset on this machine"
             + (f" ({over} stopped at their memory limit)" if over else "")
         )
+    if results.dataset_note:
+        shown_on.print(results.dataset_note)
     fitted = results.memory_model
     if fitted and fitted.get("median_error") is not None:
         shown_on.print(
@@ -275,6 +277,7 @@ def report(
             "hypervolume": volume,
             "accuracy_signal": results.accuracy_signal,
             "accuracy_note": results.accuracy_note(),
+            "dataset_note": results.dataset_note,
             "noise": dataclasses.asdict(results.estimates.noise),
             "status_counts": counts,
             "memory_model": results.memory_model,
@@ -355,6 +358,8 @@ def export(
         raise InputError("--epochs: must be positive")
     results = _open(study_file, storage)
     spec, accuracy = results.spec, results.accuracy
+    if results.dataset_note:
+        console.print(f"{results.dataset_note}; memory as the trainings measured it")
     choice = results.choice(budget, check_prediction=not ignore_prediction)
     refused, row = choice.refused_by_prediction, choice.chosen
     if refused is not None:

@@ -132,10 +132,13 @@ def status(
     study = open_study(spec, url, create=False)
     from search.results._results import whole_dataset
 
-    memory = whole_dataset(spec, study_file, study)
+    try:
+        figures = whole_dataset(spec, study_file, study).figures
+    except InputError:
+        figures = None  # the dataset is not at hand: trials' own figures
     now = study_status(
         study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s,
-        resolution=spec.accuracy_resolution, systems_of=None if memory is None else memory.figures,
+        resolution=spec.accuracy_resolution, systems_of=figures,
         roles=KnobRoles.of(spec.framework),
     )  # fmt: skip
     from search.study._storage import safe_url

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-__all__ = ["CLASS_NAMES", "make_demo_dataset"]
+__all__ = ["CLASS_NAMES", "make_demo_dataset", "mend_demo_path"]
 
 CLASS_NAMES = ("circle", "square", "triangle")
 _BASE_COLOURS = np.array([[220, 40, 40], [40, 180, 60], [50, 80, 230]], dtype=float)
@@ -125,3 +125,17 @@ def make_demo_dataset(
     }
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml
+
+
+def mend_demo_path(data_yaml: Path) -> None:
+    """Points a generated ``data.yaml``'s ``path`` at the folder it is in now.
+
+    yolov5 resolves a relative ``path`` against its own package, so the dataset's root is written
+    absolute: a checkout moved or copied elsewhere would otherwise train on (or fail to find) the
+    old folder.
+    """
+    root = data_yaml.parent.resolve()
+    data = yaml.safe_load(data_yaml.read_text())
+    if isinstance(data, dict) and data.get("path") != str(root):
+        data["path"] = str(root)
+        data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))

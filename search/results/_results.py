@@ -49,6 +49,7 @@ class StudyResults:
         estimates: Each accuracy config's mean, interval and replicates, and the study's noise.
         memory_model: The memory model behind those predictions (a dict), or None.
         probes: The probes of the study's dataset on this machine (:mod:`search.probe`).
+        dataset_note: Why the whole-dataset figures are missing (the dataset is not at hand), or None.
     """
 
     def __init__(
@@ -61,9 +62,11 @@ class StudyResults:
         memory_model: dict[str, Any] | None,
         record_files: RecordFiles | None = None,
         probes: list[ProbeResult] | None = None,
+        dataset_note: str | None = None,
     ) -> None:
         self.spec = spec
         self.probes = list(probes or [])
+        self.dataset_note = dataset_note
         self.study = study
         self.trials = trials
         self.estimates = estimates
@@ -228,7 +231,12 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     study_file = Path(path)
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    memory = whole_dataset(spec, study_file, study)
+    memory: WholeDataset | None = None
+    dataset_note = None
+    try:
+        memory = whole_dataset(spec, study_file, study)
+    except InputError as error:
+        dataset_note = f"whole-dataset figures (probes, predictions) not shown: {error}"
     figures = None if memory is None else memory.figures
     frame, estimates = read_results(
         study, resolution=spec.accuracy_resolution, systems_of=figures, roles=KnobRoles.of(spec.framework)
@@ -244,6 +252,7 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
         memory_model=None if memory is None else memory.model.to_dict(),
         record_files=record_files(spec, study_file),
         probes=[] if memory is None else [p.result for p in memory.probes.values()],
+        dataset_note=dataset_note,
     )  # fmt: skip
 
 
@@ -257,19 +266,21 @@ class WholeDataset:
     figures: SystemFigures
 
 
-def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> WholeDataset | None:
-    """The study's memory model, probes and whole-dataset figures; None where the data is not at hand."""
+def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> WholeDataset:
+    """The study's memory model, probes and whole-dataset figures.
+
+    Raises:
+        InputError: If the study's dataset is not at hand (moved, or the demo's not generated here:
+            reading never generates it).
+    """
     from search.data._dataset import load_dataset
     from search.model._predict import DatasetStats
     from search.model._preflight import study_memory_model
     from search.study._prepare import probe_store, resolve_data, resolve_hyp_path
 
-    try:
-        dataset = load_dataset(resolve_data(spec, study_file))
-        store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
-        stats = DatasetStats.read(dataset)
-    except InputError:
-        return None
+    dataset = load_dataset(resolve_data(spec, study_file, generate=False))
+    store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
+    stats = DatasetStats.read(dataset)
     stored = store.probes()
     # The model learns from every probe of this dataset and machine, as the run loop's does (the same
     # rows, so that report and planner predict alike); the figures count the study's own configs.

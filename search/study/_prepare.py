@@ -182,20 +182,25 @@ def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
     )
 
 
-def resolve_data(spec: StudySpec, spec_path: Path) -> str:
-    """The data yaml to train on; ``demo`` generates the synthetic dataset beside the study file."""
+def resolve_data(spec: StudySpec, spec_path: Path, *, generate: bool = True) -> str:
+    """The data yaml to train on (an absolute path); ``demo`` is the synthetic dataset beside the
+    study file, generated when missing (``generate``, else an :class:`InputError`)."""
     if spec.data != "demo":
         path = Path(spec.data).expanduser()
         return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
-    from search.data._demo import make_demo_dataset
+    from search.data._demo import make_demo_dataset, mend_demo_path
 
     val = "" if spec.demo_val_images is None else f"-val{spec.demo_val_images}"
-    folder = spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}{val}"
+    folder = (spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}{val}").resolve()
     data_yaml = folder / "data.yaml"
-    if not data_yaml.is_file():
+    if data_yaml.is_file():
+        mend_demo_path(data_yaml)  # written last: the dataset is whole; the checkout may have moved
+    elif generate:
         make_demo_dataset(
             folder, images=spec.demo_images, val_images=spec.demo_val_images, size=spec.demo_size, seed=0
         )
+    else:
+        raise InputError(f"the demo dataset is not in {folder} (a run generates it)")
     return str(data_yaml)
 
 
