@@ -356,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memfront: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of a pipe left (`memfront report ... | head`): nothing to say, and Python's
+        # last flush of stdout must not fail again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         # A file or folder the system refused (full disk, permissions) after the checks: one line,
         # as for bad input, but not exit 2 (the input may have been right).
