@@ -6,7 +6,9 @@ catches the same classes.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "MemfrontError", "StorageError", "TrialError"]
+from typing import Any
+
+__all__ = ["InputError", "MemfrontError", "RunNotKept", "StorageError", "TrialError"]
 
 
 class MemfrontError(Exception):
@@ -23,3 +25,15 @@ class StorageError(InputError):
 
 class TrialError(MemfrontError):
     """A trial or probe could not be started or measured (a broken installation, a probe that hangs)."""
+
+
+class RunNotKept(TrialError):
+    """A training ended, but its run folder could not be copied where it was asked to go.
+
+    Attributes:
+        record: The training's record (a :class:`search.trial.TrialRecord`).
+    """
+
+    def __init__(self, message: str, *, record: Any) -> None:
+        super().__init__(message)
+        self.record = record

@@ -50,7 +50,10 @@ def parse_size(text: str | int | float) -> int:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError(f"not a memory size: {text!r} (expected e.g. 6GiB, 512MB)")
     if isinstance(text, (int, float)):
-        value, unit = float(text), ""
+        try:
+            value, unit = float(text), ""
+        except OverflowError:
+            raise ValueError(f"not a memory size: {text!r} (too large)") from None
     else:
         match = _SIZE_RE.match(text)
         if match is None:
@@ -81,7 +84,10 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 1h30m)")
     if isinstance(text, (int, float)):
-        seconds = float(text)
+        try:
+            seconds = float(text)
+        except OverflowError:
+            raise ValueError(f"not a duration: {text!r} (too long)") from None
     else:
         stripped = text.strip()
         if _PLAIN_RE.match(stripped):

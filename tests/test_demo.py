@@ -10,7 +10,7 @@ import yaml
 from search.data._dataset import load_dataset
 from search.data._demo import CLASS_NAMES, make_demo_dataset
 from search.errors import InputError
-from search.study._prepare import resolve_data
+from search.study._prepare import read_study_dataset, resolve_data
 from search.study._spec import StudySpec
 
 
@@ -50,12 +50,21 @@ def test_a_moved_demo_dataset_is_found_where_it_is_now(tmp_path: Path) -> None:
         name="d", data="demo", memory_limit=2**30, demo_images=4, demo_size=64, demo_val_images=2
     )
     with pytest.raises(InputError, match=r"not in .*\(a run generates it\)"):
-        resolve_data(spec, tmp_path / "old" / "d.yaml", generate=False)  # reading never generates
+        read_study_dataset(spec, tmp_path / "old" / "d.yaml")  # reading never generates
     assert not (tmp_path / "old").exists()
     first = Path(resolve_data(spec, tmp_path / "old" / "d.yaml"))
     assert first.is_absolute() and yaml.safe_load(first.read_text())["path"] == str(first.parent)
     shutil.move(tmp_path / "old", tmp_path / "new")  # a checkout moved or copied elsewhere
-    moved = Path(resolve_data(spec, tmp_path / "new" / "d.yaml", generate=False))
-    assert moved.parent == (tmp_path / "new" / "demo-data" / first.parent.name).resolve()
+    moved = tmp_path.resolve() / "new" / "demo-data" / first.parent.name / "data.yaml"
+    before = moved.read_text()
+    # Reading finds it where it is now, and leaves its yaml as it was.
+    assert (
+        read_study_dataset(spec, tmp_path / "new" / "d.yaml").train_images[0].parent.parent.parent
+        == moved.parent
+    )
+    assert moved.read_text() == before
+    # Running (or export) mends the yaml, for upstream commands that read its path.
+    assert resolve_data(spec, tmp_path / "new" / "d.yaml") == str(moved)
     assert yaml.safe_load(moved.read_text())["path"] == str(moved.parent)
     assert len(load_dataset(str(moved)).train_images) == 4
+    assert sorted(p.name for p in moved.parent.iterdir()) == ["data.yaml", "images", "labels"]

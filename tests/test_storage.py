@@ -41,7 +41,9 @@ def test_default_storage_is_sqlite_for_one_job_and_a_journal_for_several(tmp_pat
 
 def test_storage_file_names_the_file_of_a_file_backed_storage(tmp_path: Path) -> None:
     assert storage_file(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
-    assert storage_file("sqlite:///rel/a.db") == Path("rel/a.db")
+    assert storage_file("sqlite:///rel/a.db") == Path.cwd() / "rel/a.db"
+    assert storage_file("sqlite+pysqlite:///rel/a.db") == Path.cwd() / "rel/a.db"
+    assert storage_file("sqlite:///~/a.db") == Path.cwd() / "~/a.db"  # SQLite expands no "~"
     assert storage_file(f"journal:{tmp_path}/a.journal") == tmp_path / "a.journal"
     assert storage_file("journal:///abs/a.journal") == Path("/abs/a.journal")
     assert storage_file("sqlite://") is None and storage_file("sqlite:///:memory:") is None
@@ -52,8 +54,9 @@ def test_safe_url_masks_the_password() -> None:
     assert safe_url("postgresql://me:secret@db:5432/s") == "postgresql://me:***@db:5432/s"
     assert safe_url("sqlite:///a.db") == "sqlite:///a.db"
     assert safe_url("postgresql://me:p@ss@db/s") == "postgresql://me:***@db/s"  # not half of it
+    assert safe_url("postgresql://me:p/ss@db/s") == "postgresql://me:***@db/s"
     assert safe_url("postgresql://me@db/s") == "postgresql://me@db/s"
-    assert safe_url("postgresql://db/a@b") == "postgresql://db/a@b"
+    assert "secret" not in safe_url("postgresql+psycopg2://me:secret@db/s")
 
 
 @pytest.fixture(params=["journal", "postgresql"])

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from search.data._demo import make_demo_dataset
-from search.errors import InputError, TrialError
+from search.errors import InputError, RunNotKept
 from search.measure._cgroup import memory_cgroup_root
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
@@ -157,8 +157,9 @@ def test_train_subset(tiny_data: Path, work: Path) -> None:
 def test_a_run_that_cannot_be_copied_keeps_its_weights(tiny_data: Path, work: Path, tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")  # the copy's destination lies under a file: copytree fails after training
-    with pytest.raises(TrialError, match="could not be copied") as raised:
+    with pytest.raises(RunNotKept, match="could not be copied") as raised:
         run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), keep_run=blocked / "exp")
+    assert raised.value.record.status == "ok" and raised.value.record.map50_95 is not None
     kept = Path(str(raised.value).rsplit(" are in ", 1)[1])
     assert (kept / "weights" / "best.pt").is_file()
     assert _leftovers(work) == [kept]  # the trial's own folder is gone; the kept run is not its

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from search.cli._options import FrameworkOption, output_path
-from search.errors import InputError, MemfrontError
+from search.errors import InputError, MemfrontError, RunNotKept
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.trial._record import TrialRecord
 from search.units import format_bytes, format_seconds, parse_duration, parse_size
@@ -262,36 +262,46 @@ def train(
         trial_config = TrialConfig(**options)
     except ValidationError as error:
         fail(f"--{validation_message(error).replace('_', '-')}")
+    limits = TrialLimits(memory_limit_bytes=size_option(memory_limit, "--memory-limit"))
     destination = _new_run_folder(project, name)
-    record = _run_with_bar(
-        trial_config,
-        TrialLimits(memory_limit_bytes=size_option(memory_limit, "--memory-limit")),
-        keep_run=destination,
-    )
+    not_kept = None
+    try:
+        record = _run_with_bar(trial_config, limits, keep_run=destination)
+    except RunNotKept as error:
+        record, not_kept = error.record, error
+    finally:
+        if not any(destination.iterdir()):
+            destination.rmdir()  # reserved for a run that left nothing
     _print_trial(record)
-    if record.status == "ok":
+    if not_kept is not None:
+        console.print(f"memfront: error: {not_kept}")
+    elif record.status == "ok":
         console.print(f"weights and results in {destination}")
     if json_path is not None:
         record.write_json(json_path)
     if record.status == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
-    if record.status != "ok":
+    if record.status != "ok" or not_kept is not None:
         raise typer.Exit(1)
 
 
 def _new_run_folder(project: Path, name: str) -> Path:
     """``project/name``, else ``name2``, ``name3``, ... (yolov5's and ultralytics' own rule: a
-    second training never mixes its weights into the first's), checked before the training starts."""
+    second training never mixes its weights into the first's), made before the training starts."""
     try:
         project.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         fail(f"--project: cannot create {project}: {error.strerror or error}")
-    if not os.access(project, os.W_OK):
-        fail(f"--project: {project} cannot be written (permission denied)")
-    destination, number = project / name, 2
-    while destination.exists():
-        destination, number = project / f"{name}{number}", number + 1
-    return destination
+    number = 1
+    while True:
+        destination = project / (name if number == 1 else f"{name}{number}")
+        try:
+            destination.mkdir()  # reserved now: two trainings started together never share one
+            return destination
+        except FileExistsError:
+            number += 1
+        except OSError as error:
+            fail(f"--project: cannot create {destination}: {error.strerror or error}")
 
 
 def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> TrialRecord:

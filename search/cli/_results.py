@@ -346,7 +346,8 @@ def export(
         upstream_words,
         write_text,
     )
-    from search.study._prepare import resolve_data, resolve_hyp_path
+    from search.study._prepare import open_study, resolve_data, resolve_hyp_path, storage_url
+    from search.study._spec import load_study_spec
 
     if output_format not in ("cmd", "yaml", "json"):
         raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
@@ -356,6 +357,12 @@ def export(
         raise InputError(f"--max-memory: {error}") from None
     if epochs is not None and epochs <= 0:
         raise InputError("--epochs: must be positive")
+
+    # The command it prints trains on the study's data: the demo's is generated first (for a study
+    # that exists), so that the choice sees its probes; reading alone never generates it.
+    study_spec = load_study_spec(study_file)
+    open_study(study_spec, storage_url(study_spec, study_file, storage), create=False)
+    data = resolve_data(study_spec, study_file)
     results = _open(study_file, storage)
     spec, accuracy = results.spec, results.accuracy
     if results.dataset_note:
@@ -378,9 +385,7 @@ def export(
         )
         console.print(f"memfront: no measured configuration fits {format_bytes(budget)}{hint}")
         raise typer.Exit(1)
-    options = train_options(
-        row, spec, resolve_data(spec, study_file), hyp=resolve_hyp_path(spec, study_file), epochs=epochs
-    )
+    options = train_options(row, spec, data, hyp=resolve_hyp_path(spec, study_file), epochs=epochs)
     explained = results.explain(budget, check_prediction=not ignore_prediction)
     for line in explained:
         console.print(line)

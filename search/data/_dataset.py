@@ -95,11 +95,13 @@ def _split(data: dict[str, Any], root: Path, key: str) -> tuple[Path, ...]:
     return tuple(images)
 
 
-def load_dataset(yaml_path: str | Path) -> DatasetSpec:
+def load_dataset(yaml_path: str | Path, *, root: Path | None = None) -> DatasetSpec:
     """Reads and checks a YOLOv5 data yaml.
 
     Args:
         yaml_path: Path of the data yaml.
+        root: The dataset's folder, instead of the yaml's ``path`` (a generated demo dataset is
+            where its yaml is, wherever its ``path`` says it was made).
 
     Returns:
         The checked dataset.
@@ -121,9 +123,10 @@ def load_dataset(yaml_path: str | Path) -> DatasetSpec:
         names = dict(enumerate(names))
     if not isinstance(names, dict) or not names or not all(isinstance(k, int) for k in names):
         raise InputError(f"data yaml {path}: 'names' must be a non-empty list or {{int: name}} map")
-    root = Path(str(data.get("path") or "")).expanduser()
-    if not root.is_absolute():
-        root = (path.parent / root).resolve()
+    if root is None:
+        root = Path(str(data.get("path") or "")).expanduser()
+        if not root.is_absolute():
+            root = (path.parent / root).resolve()
     return DatasetSpec(
         yaml_path=path.resolve(),
         names={int(k): str(v) for k, v in names.items()},

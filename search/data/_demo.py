@@ -7,11 +7,14 @@ useful mAP50-95 within a few short epochs on a CPU: what a demo study needs to s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import yaml
 from PIL import Image, ImageDraw
+
+from search.errors import InputError
 
 __all__ = ["CLASS_NAMES", "make_demo_dataset", "mend_demo_path"]
 
@@ -130,12 +133,24 @@ def make_demo_dataset(
 def mend_demo_path(data_yaml: Path) -> None:
     """Points a generated ``data.yaml``'s ``path`` at the folder it is in now.
 
-    yolov5 resolves a relative ``path`` against its own package, so the dataset's root is written
-    absolute: a checkout moved or copied elsewhere would otherwise train on (or fail to find) the
-    old folder.
+    yolov5 and ultralytics resolve a relative ``path`` against their own folders, so the dataset's
+    root is written absolute: a checkout moved or copied elsewhere would otherwise train on (or
+    fail to find) the old folder. The yaml is replaced whole, as workers may read it meanwhile.
+
+    Raises:
+        InputError: If the yaml cannot be rewritten (a read-only copy).
     """
     root = data_yaml.parent.resolve()
     data = yaml.safe_load(data_yaml.read_text())
-    if isinstance(data, dict) and data.get("path") != str(root):
-        data["path"] = str(root)
-        data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    if not isinstance(data, dict) or data.get("path") == str(root):
+        return
+    data["path"] = str(root)
+    written = data_yaml.with_name(f".{data_yaml.name}.{os.getpid()}")
+    try:
+        written.write_text(yaml.safe_dump(data, sort_keys=False))
+        os.replace(written, data_yaml)
+    except OSError as error:
+        written.unlink(missing_ok=True)
+        raise InputError(
+            f"the demo dataset moved to {root}, and its data.yaml cannot be updated: {error.strerror or error}"
+        ) from None

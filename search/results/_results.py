@@ -273,12 +273,11 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
         InputError: If the study's dataset is not at hand (moved, or the demo's not generated here:
             reading never generates it).
     """
-    from search.data._dataset import load_dataset
     from search.model._predict import DatasetStats
     from search.model._preflight import study_memory_model
-    from search.study._prepare import probe_store, resolve_data, resolve_hyp_path
+    from search.study._prepare import probe_store, read_study_dataset, resolve_hyp_path
 
-    dataset = load_dataset(resolve_data(spec, study_file, generate=False))
+    dataset = read_study_dataset(spec, study_file)
     store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
     stats = DatasetStats.read(dataset)
     stored = store.probes()

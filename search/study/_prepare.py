@@ -13,7 +13,7 @@ from typing import Any
 
 import optuna
 
-from search.data._dataset import DatasetSpec
+from search.data._dataset import DatasetSpec, load_dataset
 from search.errors import InputError, StorageError
 from search.frameworks import DEFAULT_FRAMEWORK
 from search.model._predict import DatasetStats
@@ -41,6 +41,7 @@ __all__ = [
     "PreparedStudy",
     "open_study",
     "prepare_study",
+    "read_study_dataset",
     "resolve_data",
     "resolve_hyp_path",
     "storage_url",
@@ -182,26 +183,44 @@ def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
     )
 
 
-def resolve_data(spec: StudySpec, spec_path: Path, *, generate: bool = True) -> str:
+def _demo_data_yaml(spec: StudySpec, spec_path: Path) -> Path:
+    val = "" if spec.demo_val_images is None else f"-val{spec.demo_val_images}"
+    folder = spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}{val}"
+    return folder.resolve() / "data.yaml"
+
+
+def resolve_data(spec: StudySpec, spec_path: Path) -> str:
     """The data yaml to train on (an absolute path); ``demo`` is the synthetic dataset beside the
-    study file, generated when missing (``generate``, else an :class:`InputError`)."""
+    study file, generated when missing, its yaml's ``path`` mended when the checkout moved."""
     if spec.data != "demo":
         path = Path(spec.data).expanduser()
         return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
     from search.data._demo import make_demo_dataset, mend_demo_path
 
-    val = "" if spec.demo_val_images is None else f"-val{spec.demo_val_images}"
-    folder = (spec_path.parent / "demo-data" / f"shapes-{spec.demo_images}-{spec.demo_size}{val}").resolve()
-    data_yaml = folder / "data.yaml"
+    data_yaml = _demo_data_yaml(spec, spec_path)
     if data_yaml.is_file():
-        mend_demo_path(data_yaml)  # written last: the dataset is whole; the checkout may have moved
-    elif generate:
-        make_demo_dataset(
-            folder, images=spec.demo_images, val_images=spec.demo_val_images, size=spec.demo_size, seed=0
-        )
+        mend_demo_path(data_yaml)  # written last: the dataset is whole
     else:
-        raise InputError(f"the demo dataset is not in {folder} (a run generates it)")
+        make_demo_dataset(
+            data_yaml.parent, images=spec.demo_images, val_images=spec.demo_val_images,
+            size=spec.demo_size, seed=0,
+        )  # fmt: skip
     return str(data_yaml)
+
+
+def read_study_dataset(spec: StudySpec, spec_path: Path) -> DatasetSpec:
+    """The study's dataset as it is, for commands that only read: nothing is generated or rewritten
+    (a demo dataset is read where its yaml is, wherever the checkout was when it was made).
+
+    Raises:
+        InputError: If the dataset is not at hand (moved, or the demo's not generated here).
+    """
+    if spec.data != "demo":
+        return load_dataset(resolve_data(spec, spec_path))
+    data_yaml = _demo_data_yaml(spec, spec_path)
+    if not data_yaml.is_file():
+        raise InputError(f"the demo dataset is not in {data_yaml.parent} (a run generates it)")
+    return load_dataset(data_yaml, root=data_yaml.parent)
 
 
 def resolve_hyp_path(spec: StudySpec, spec_path: Path) -> str | None:
@@ -259,7 +278,6 @@ def prepare_study(
     """
     if "peak_gpu" in spec.objectives and spec.device == "cpu":
         raise InputError("objective peak_gpu needs a CUDA device: set device in the study file")
-    from search.data._dataset import load_dataset
     from search.measure._footprint import check_device, framework_footprint_bytes
 
     check_device(spec.device)

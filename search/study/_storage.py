@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import random
 import threading
 import time
@@ -59,16 +60,18 @@ _SCHEMA_ATTEMPTS = 5
 
 def safe_url(url: str) -> str:
     """The URL with its password masked, for messages."""
-    # The host follows the last "@" before the path: a password may hold one (unencoded, it is still
-    # the user's password, and must not be half shown).
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    if "://" not in url or url.startswith("journal:"):
         return url
-    authority, slash, path = rest.partition("/")
-    credentials, at, host = authority.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':')[0]}:***@{host}{slash}{path}"
+    scheme, _, rest = url.partition("://")
+    if rest.count("@") < 2:
+        try:
+            return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            pass
+    # An unencoded "@" in the password (SQLAlchemy would read part of it as the host), or a URL it
+    # cannot read: everything up to the last "@" after the user name is masked.
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if at and ":" in credentials else url
 
 
 def journal_path(url: str) -> Path | None:
@@ -88,15 +91,18 @@ def journal_path(url: str) -> Path | None:
 def storage_file(url: str) -> Path | None:
     """The file a file-backed storage URL names (a journal, SQLite); None for a server or memory."""
     path = journal_path(url)
-    if path is not None or not url.startswith("sqlite:"):
+    if path is not None:
         return path
     try:
-        database = sqlalchemy.engine.make_url(url).database
-    except sqlalchemy.exc.ArgumentError:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         return None  # malformed: opening it says so
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
-    return Path(database).expanduser()
+    if database.startswith("file:"):
+        return None  # a URI filename: SQLite's own syntax
+    return Path(os.path.abspath(database))  # as SQLite opens it: no "~" expansion
 
 
 def journal_holds_records(path: Path) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from search.child import compat
 from search.data._dataset import load_dataset, write_trial_data_yaml
-from search.errors import TrialError
+from search.errors import RunNotKept
 from search.frameworks import get_framework
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
@@ -187,9 +187,10 @@ def run_trial(
                 # (which the next trial's clean-up of dead owners would remove), and named.
                 kept = folder.parent / f"memfront-kept-run-{folder.name}"
                 (folder / "run").rename(kept)
-                raise TrialError(
+                raise RunNotKept(
                     f"the run could not be copied to {keep_run} ({error.strerror or error}); "
-                    f"its weights and results are in {kept}"
+                    f"its weights and results are in {kept}",
+                    record=record,
                 ) from None
         return record
     finally:
