@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from search._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from search.errors import InputError, MemfrontError, StorageError, TrialError
+    from search.errors import InputError, MemfrontError, RunNotKept, StorageError, TrialError
     from search.measure._memory import MemoryReport, TreeSampler
     from search.results._notebook import WithImage
     from search.results._results import StudyResults, load_study
@@ -36,6 +36,7 @@ _PUBLIC = {
     "TrialLimits": "search.trial._config",
     "InputError": "search.errors",
     "MemfrontError": "search.errors",
+    "RunNotKept": "search.errors",
     "StorageError": "search.errors",
     "TrialError": "search.errors",
     "MemoryReport": "search.measure._memory",
@@ -49,6 +50,7 @@ __all__ = [
     "InputError",
     "MemfrontError",
     "MemoryReport",
+    "RunNotKept",
     "StorageError",
     "StudyResults",
     "TreeSampler",
