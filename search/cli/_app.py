@@ -270,7 +270,7 @@ def train(
     except RunNotKept as error:
         record, not_kept = error.record, error
     finally:
-        if not any(destination.iterdir()):
+        if destination.is_dir() and not any(destination.iterdir()):
             destination.rmdir()  # reserved for a run that left nothing
     _print_trial(record)
     if not_kept is not None:
