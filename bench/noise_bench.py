@@ -281,7 +281,8 @@ def time_to_fraction(
             keys = [p["key"] for p in single_value_front([t for t in subset if t.counts_toward_n_trials])]
         ratio = front_hypervolume([truth_of[k] for k in keys if k in truth_of], memory_limit=limit) / truth_hv
         seconds = (end - start).total_seconds()
-        trajectory.append({"seconds": seconds, "ratio": ratio})
+        # The front's configs too: a truth measured anew re-scores the trajectory (noise_rescore.py).
+        trajectory.append({"seconds": seconds, "ratio": ratio, "front": [list(k) for k in keys]})
         if reached is None and ratio >= fraction:
             reached = seconds
     return {"seconds": reached, "trajectory": trajectory}

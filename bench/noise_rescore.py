@@ -13,7 +13,8 @@ takes the studies as the bench stored them (each front point's config and interv
 each study exported at each budget) and scores them against the means of ``--runs``' accuracy
 phase: regret per budget (the new truth's best mean among the configs whose leanest peak fits,
 minus the mean of the config the study exported; the budgets and peaks are the bench's, as memory
-does not move with the numerics) and interval coverage. It prints both truths side by side.
+does not move with the numerics) and interval coverage; with a bench run that stored each step's
+front, the time to 0.95 of the new truth's hypervolume too. It prints both truths side by side.
 Nothing is trained here.
 """
 
@@ -22,11 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from search.accuracy import front_hypervolume  # noqa: E402
+
+GIB = 1024**3
 
 
 def accuracy_means(path: Path) -> dict[str, list[float]]:
@@ -47,6 +54,24 @@ def _name(key: list[Any]) -> str:
     return f"batch {batch}, imgsz {imgsz}, amp {'on' if amp else 'off'}"
 
 
+def _time_to_fraction(
+    to_095: dict[str, Any], peaks: dict[str, float], means: dict[str, float], fraction: float = 0.95
+) -> float | str | None:
+    """When the study's front first reached ``fraction`` of the new truth's hypervolume (a text: the
+    bench run predates storing each step's front; None: never)."""
+    steps = to_095.get("trajectory") or []
+    if not steps or "front" not in steps[0]:
+        return "- (fronts not stored)"
+    limit = 6 * GIB  # the bench's reference point
+    truth = front_hypervolume([(peaks[c], means[c]) for c in means if c in peaks], memory_limit=limit)
+    for step in steps:
+        names = [_name(key) for key in step["front"]]
+        points = [(peaks[n], means[n]) for n in names if n in means and n in peaks]
+        if truth and front_hypervolume(points, memory_limit=limit) / truth >= fraction:
+            return float(step["seconds"])
+    return None
+
+
 def rescore(bench: dict[str, Any], means: dict[str, float]) -> list[dict[str, Any]]:
     """Regret per budget and interval coverage of every stored study against ``means``."""
     peaks = {row["config"]: row["leanest_peak_bytes"] for row in bench["truth"]["table"]}
@@ -61,6 +86,7 @@ def rescore(bench: dict[str, Any], means: dict[str, float]) -> list[dict[str, An
             regrets.append(
                 {"budget_bytes": entry["budget_bytes"], "best": best, "chosen": chosen, "regret": regret}
             )
+        to_095 = _time_to_fraction(study.get("to_095") or {}, peaks, means)
         covered = [p for p in study["front"] if p.get("low") is not None and _name(p["key"]) in means]
         inside = sum(p["low"] <= means[_name(p["key"])] <= p["high"] for p in covered)
         scored.append(
@@ -70,6 +96,7 @@ def rescore(bench: dict[str, Any], means: dict[str, float]) -> list[dict[str, An
                 "regret": regrets,
                 "coverage": None if not covered else inside / len(covered),
                 "coverage_n": len(covered),
+                "to_095_seconds": to_095,
             }
         )
     return scored
@@ -97,7 +124,12 @@ def main() -> None:
         regrets = ", ".join("-" if r["regret"] is None else f"{r['regret']:+.3f}" for r in s["regret"])
         chosen = ", ".join(str(r["chosen"]) for r in s["regret"])
         coverage = "-" if s["coverage"] is None else f"{s['coverage']:.2f} of {s['coverage_n']}"
-        print(f"  {s['label']:26} seed {s['seed']}: regret {regrets}; coverage {coverage}; exported {chosen}")
+        reached = s["to_095_seconds"]
+        to_095 = reached if isinstance(reached, str) else "never" if reached is None else f"{reached:.0f} s"
+        print(
+            f"  {s['label']:26} seed {s['seed']}: regret {regrets}; coverage {coverage}; "
+            f"0.95 of its hypervolume after {to_095}; exported {chosen}"
+        )
     if args.out is not None:
         args.out.write_text(
             json.dumps({"means": means, "values": values, "studies": scored}, indent=2) + "\n"
