@@ -33,6 +33,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 console = Console(stderr=True, soft_wrap=True)
+RecordJsonOption = Annotated[
+    Path | None,
+    typer.Option("--json", callback=output_path, help="Write the full record here (- for stdout)."),
+]
+"""``--json`` of ``trial`` and ``train``: the trial's record, checked before it runs."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -152,14 +157,7 @@ def trial(
     gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
     time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
     keep_cache: Annotated[bool, typer.Option(help="Keep the .npy files cache=disk writes.")] = False,
-    json_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--json",
-            callback=output_path,
-            help="Write the full record here (- for stdout).",
-        ),
-    ] = None,
+    json_path: RecordJsonOption = None,
 ) -> None:
     """Run one measured YOLO training trial in a child process."""
     if amp not in ("on", "off"):
@@ -218,14 +216,7 @@ def train(
     project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
-    json_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--json",
-            callback=output_path,
-            help="Write the full record here (- for stdout).",
-        ),
-    ] = None,
+    json_path: RecordJsonOption = None,
 ) -> None:
     """Run a full training with memfront's adaptations (what `export` prints)."""
     options: dict[str, Any] = {}
