@@ -189,9 +189,9 @@ def main() -> int:
         "knobs": {},
         "held_out": {},
         "fronts": {},
-        "args": vars(args),
+        # A copy: vars() is the namespace itself, and args.out must stay a Path.
+        "args": {**vars(args), "out": str(args.out)},
     }
-    results["args"]["out"] = str(args.out)
     with tempfile.TemporaryDirectory(prefix="memfront-framework-bench-") as tmp:
         folder = Path(tmp)
         data = make_demo_dataset(folder / "data", images=args.images, val_images=64, size=320, seed=0)

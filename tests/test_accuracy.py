@@ -80,6 +80,21 @@ def test_noise_is_pooled_and_intervals_shrink_with_replicates() -> None:
     assert estimates.signal and estimates.signal_text() is None
 
 
+def test_intervals_stay_within_the_metrics_range() -> None:
+    # Large noise near both ends of [0, 1]: mAP can be neither negative nor above 1.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.00, 1.0),
+        _training(1, knobs(8, 96), 1, 0.10, 1.0),
+        _training(2, knobs(8, 128), 0, 0.90, 1.1),
+        _training(3, knobs(8, 128), 1, 0.99, 1.1),
+    ]
+    estimates = estimate_accuracy(trainings)
+    low_config, high_config = estimates.configs[(8, 96, False)], estimates.configs[(8, 128, False)]
+    half = estimates.noise.half_width(2)
+    assert low_config.mean - half < 0 and low_config.low == 0.0 and low_config.high == low_config.mean + half
+    assert high_config.mean + half > 1 and high_config.high == 1.0 and high_config.low == high_config.mean - half
+
+
 def test_without_a_replicate_the_noise_is_unknown_and_nothing_ranks() -> None:
     estimates = estimate_accuracy(
         [_training(0, knobs(8, 96), 0, 0.2, 1.0), _training(1, knobs(8, 128), 0, 0.4, 1.1)]

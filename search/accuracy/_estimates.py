@@ -57,6 +57,9 @@ SystemKey = tuple[Any, ...]
 
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESOLUTION = 0.005
+# Every accuracy objective (mAP50, mAP50-95 and yolov5's fitness, a weighted mean of the two) lies
+# in [0, 1]: an interval is cut there rather than hold values no training can reach.
+ACCURACY_RANGE = (0.0, 1.0)
 
 
 def accuracy_key(config: Mapping[str, Any], roles: KnobRoles = DEFAULT_ROLES) -> AccuracyKey:
@@ -228,8 +231,8 @@ class AccuracyEstimate:
     Attributes:
         key: The accuracy knobs' values (``names``).
         mean: The mean over its replicates.
-        low: The lower end of its confidence interval (-inf while the noise is unknown).
-        high: The upper end (inf while the noise is unknown).
+        low: The lower end of its confidence interval, at least 0 (-inf while the noise is unknown).
+        high: The upper end, at most 1 (inf while the noise is unknown).
         replicates: How many independent trainings the mean is over.
         trials: Every trial number that trained it (cache-only repeats included).
         systems: Each system setting it was measured with, leanest first.
@@ -362,11 +365,12 @@ def estimate_accuracy(
         values = replicates[key]
         mean = statistics.fmean(values)
         half = noise.half_width(len(values))
+        low, high = (mean - half, mean + half) if math.isinf(half) else _within_range(mean, half)
         configs[key] = AccuracyEstimate(
             key=key,
             mean=mean,
-            low=mean - half,
-            high=mean + half,
+            low=low,
+            high=high,
             replicates=len(values),
             trials=tuple(sorted(t.number for t in group)),
             systems=systems,
@@ -374,6 +378,11 @@ def estimate_accuracy(
             names=roles.accuracy,
         )
     return AccuracyEstimates(configs=configs, noise=noise, roles=roles)
+
+
+def _within_range(mean: float, half: float) -> tuple[float, float]:
+    bottom, top = ACCURACY_RANGE
+    return max(bottom, mean - half), min(top, mean + half)
 
 
 def measured_systems(group: list[Training], roles: KnobRoles = DEFAULT_ROLES) -> tuple[FullConfig, ...]:
