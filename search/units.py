@@ -23,8 +23,8 @@ _SIZE_UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
 _NUMBER = r"[0-9]*\.?[0-9]+"
+_SIZE_RE = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z]*)\s*$")
 # "ms" before "m": the first alternative that matches wins. Every part has a unit ("1h30m"), or the
 # whole text is one plain number of seconds ("600"): "1 2" or "1.5.5" are not durations.
 _DURATION_PART_RE = re.compile(rf"({_NUMBER})\s*(ms|h|m|s)", re.IGNORECASE)
