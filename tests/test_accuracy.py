@@ -91,8 +91,10 @@ def test_intervals_stay_within_the_metrics_range() -> None:
     estimates = estimate_accuracy(trainings)
     low_config, high_config = estimates.configs[(8, 96, False)], estimates.configs[(8, 128, False)]
     half = estimates.noise.half_width(2)
-    assert low_config.mean - half < 0 and low_config.low == 0.0 and low_config.high == low_config.mean + half
-    assert high_config.mean + half > 1 and high_config.high == 1.0 and high_config.low == high_config.mean - half
+    assert low_config.mean - half < 0 and low_config.low == 0.0
+    assert low_config.high == low_config.mean + half
+    assert high_config.mean + half > 1 and high_config.high == 1.0
+    assert high_config.low == high_config.mean - half
 
 
 def test_without_a_replicate_the_noise_is_unknown_and_nothing_ranks() -> None:

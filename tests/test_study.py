@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from search.frameworks._base import package_folder
 from search.measure._footprint import framework_footprint_bytes
 from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
@@ -249,6 +250,26 @@ def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: 
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_a_model_path_is_relative_to_the_study_file(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As data and hyp are: the study's folder, not the shell's, whatever the command is run from.
+    folder = tmp_path / "studies"
+    (folder / "models").mkdir(parents=True)
+    ultralytics = package_folder("ultralytics")
+    assert ultralytics is not None
+    shutil.copy(ultralytics / "cfg" / "models" / "11" / "yolo11.yaml", folder / "models" / "mine.yaml")
+    base = TINY_STUDY.format(data=tiny_data).split("space:")[0]
+    study = folder / "mine.yaml"
+    study.write_text(base + "model: models/mine.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    spec = load_study_spec(study)
+    # The framework is read from that file: an anchor-free head is ultralytics'.
+    assert spec.model == str(folder / "models" / "mine.yaml") and spec.framework == "ultralytics"
+    study.write_text(base)
+    assert load_study_spec(study).model == "yolov5n.yaml"  # no such file beside it: the shipped model
 
 
 @pytest.mark.slow

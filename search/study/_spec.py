@@ -194,6 +194,9 @@ def load_study_spec(path: str | Path) -> StudySpec:
         raise InputError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a study file is a mapping of keys (name, data, space, ...)")
+    if isinstance(raw.get("model"), str):
+        # Before validation: the framework is inferred from the model file's content.
+        raw["model"] = _model_beside(raw["model"], path)
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as error:
@@ -207,3 +210,18 @@ def load_study_spec(path: str | Path) -> StudySpec:
         if first["type"] == "extra_forbidden":
             message = "unknown key"
         raise InputError(f"{path}: {where or 'study'}: {message}") from None
+
+
+def _model_beside(model: str, study_file: Path) -> str:
+    """A model path relative to the study file, as ``data`` and ``hyp`` are, made absolute.
+
+    A bare name with no file of that name beside the study file stays as it is: the framework's
+    shipped model (``yolov5n.yaml``), which the framework resolves.
+    """
+    path = Path(model).expanduser()
+    if path.is_absolute():
+        return str(path)
+    beside = study_file.parent / path
+    if path.parent == Path(".") and not beside.exists():
+        return model
+    return str(beside.resolve())
