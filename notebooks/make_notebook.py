@@ -136,7 +136,9 @@ search.WithImage(optuna_front, optuna_image)
 TABLE_MD = "## The front, least memory first"
 
 TABLE = """\
-knobs = ["batch", "imgsz", "cache", "workers", "amp"]
+# A point's memory and speed are those of its leanest system setting (config_cache, config_workers),
+# which may be a probe's rather than its first trial's own cache and workers.
+knobs = ["batch", "imgsz", "config_cache", "config_workers", "amp"]
 columns = ["number", *knobs, "accuracy_mean", "accuracy_low", "accuracy_high", "replicates"]
 columns += ["config_peak_host_bytes", "config_epoch_seconds", "equivalent_to", "memory_tie"]
 table = results.front()[columns].copy()
@@ -150,6 +152,8 @@ for column in ("equivalent_to", "memory_tie"):
     table[column] = table[column].map(lambda n: "" if n is None or pd.isna(n) else f"trial {int(n)}")
 names = {
     "number": "trial",
+    "config_cache": "cache",
+    "config_workers": "workers",
     "accuracy_mean": f"{ACCURACY_NAME} mean",
     "accuracy_low": "95% low",
     "accuracy_high": "95% high",
@@ -204,7 +208,10 @@ whole dataset must fit too (trials may train on a subset; `check_prediction=Fals
 """
 
 EXPORT = """\
+from search.units import parse_size
+
 MAX_MEMORY = spec.memory_limit  # lower it to pick a leaner configuration, e.g. "1.2GiB"
+budget_gib = parse_size(MAX_MEMORY) / GIB
 
 choice = results.choice(MAX_MEMORY)
 if choice.refused_by_prediction is not None:
@@ -212,9 +219,9 @@ if choice.refused_by_prediction is not None:
     print(f"trial {int(refused['number'])} fits as measured, but not as predicted for the whole dataset")
 chosen = choice.chosen
 if chosen is None:
-    print(f"no feasible front trial fits in {MAX_MEMORY / GIB:.2f} GiB")
+    print(f"no feasible front trial fits in {budget_gib:.2f} GiB")
 else:
-    print(f"best configuration within {MAX_MEMORY / GIB:.2f} GiB: trial {int(chosen['number'])}")
+    print(f"best configuration within {budget_gib:.2f} GiB: trial {int(chosen['number'])}")
     print(chosen[["batch", "imgsz", "cache", "workers", "amp"]].to_string())
     print("\\n".join(results.explain(MAX_MEMORY)))
 """

@@ -335,7 +335,7 @@ def export(
     memory (ties: fastest); then its fastest system setting measured to fit. Memory is on the
     whole dataset: a training's on it, else a probe's, else (trained on a subset) the model's
     prediction. Where the data is not at hand (no probes, no model), a config trained on a subset
-    is refused if its predicted whole-dataset peak exceeds the budget (``--ignore-prediction``
+    is refused if its predicted whole-dataset peak exceeds the budget (`--ignore-prediction`
     overrides).
     """
     from search.results._export import (
