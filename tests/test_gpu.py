@@ -73,3 +73,34 @@ def test_host_pids_seen_from_a_container_give_no_figure_and_say_why(monkeypatch:
     probe = NvmlProbe()
     assert probe.used_bytes({12, 13}) is None
     assert probe.reason is not None and "none with the trial's PIDs" in probe.reason
+
+
+def test_nvml_that_lists_nothing_or_refuses_to_list_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some containers hide every process from NVML; under gVisor the listing call is not supported.
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml([[]]))
+    hidden = NvmlProbe()
+    assert hidden.used_bytes({12}) is None
+    assert hidden.reason is not None and "lists no compute process" in hidden.reason
+    refusing = _fake_nvml([[]])
+
+    def not_supported(handle: int) -> list[_Process]:
+        raise RuntimeError("Not Supported")
+
+    refusing.nvmlDeviceGetComputeRunningProcesses = not_supported  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", refusing)
+    probe = NvmlProbe()
+    assert probe.used_bytes({12}) is None
+    assert probe.reason is not None and "could not list" in probe.reason and "Not Supported" in probe.reason
+
+
+def test_cuda_out_of_memory_is_told_apart_from_other_errors() -> None:
+    # torch's own exception types, raised here without a GPU: what the child catches on one.
+    import torch
+
+    from search.child._common import is_cuda_oom
+
+    assert is_cuda_oom(torch, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_cuda_oom(torch, torch.AcceleratorError("CUDA error: out of memory"))
+    assert is_cuda_oom(torch, RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED in cublasCreate"))
+    assert not is_cuda_oom(torch, RuntimeError("shape '[8, 3]' is invalid for input of size 7"))
+    assert not is_cuda_oom(torch, ValueError("out of memory"))  # not CUDA's: a framework's own check

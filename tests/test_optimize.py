@@ -73,6 +73,15 @@ def test_a_gpu_objective_gets_gpu_bytes_not_host_bytes() -> None:
     assert frozen.values == [0.0, float(8 * GIB)]
 
 
+def test_a_cuda_oom_without_a_gpu_limit_tells_the_devices_memory_not_zero() -> None:
+    # Stand-in figures of a GPU trial (no GPU here): the device's total memory, no peak measured.
+    spec = _spec(["map50_95", "peak_gpu"], device="0")
+    oom = record("memory_limit", map50_95=None, peak=GIB, epoch_seconds=None)
+    oom.gpu = {"cuda": True, "total_bytes": 80 * GIB}
+    frozen = _told(spec, oom)
+    assert frozen.values == [0.0, float(80 * GIB)]
+
+
 def test_a_crashed_trial_is_failed_and_tells_nothing() -> None:
     frozen = _told(_spec(["map50_95", "peak_host"]), record("failed", map50_95=None, peak=None))
     assert frozen.state == optuna.trial.TrialState.FAIL and frozen.values is None

@@ -1,8 +1,14 @@
-"""The record's kernel floor: what the sampler missed, the kernel's high-water mark still saw."""
+"""The trial's record from its events: the kernel floor (what the sampler missed, the kernel's
+high-water mark still saw) and a CUDA out-of-memory error's figures."""
 
 from __future__ import annotations
 
-from search.trial._outcome import apply_kernel_floor
+from pathlib import Path
+from types import SimpleNamespace
+
+from search.child._common import EventWriter, write_cuda_oom
+from search.trial._config import TrialConfig, TrialLimits
+from search.trial._outcome import ChildEvents, apply_kernel_floor, build_record
 
 MIB = 1024**2
 
@@ -68,3 +74,28 @@ def test_without_an_exact_read_nothing_is_raised() -> None:
     memory = _memory(peak_host_bytes=900 * MIB, ru_maxrss_bytes=1000 * MIB, root_shared_discount_bytes=None)
     apply_kernel_floor(memory)
     assert memory["peak_host_bytes"] == 900 * MIB
+
+
+def test_a_cuda_out_of_memory_keeps_the_allocators_peak(tmp_path: Path) -> None:
+    # A GPU cannot exist here: a stand-in for torch.cuda's peak counters and a CUDA device, written
+    # through the child's own event writer, read back by the supervisor's record builder.
+    gib = 1024**3
+    cuda = SimpleNamespace(
+        OutOfMemoryError=RuntimeError,
+        max_memory_reserved=lambda device: 3 * gib,
+        max_memory_allocated=lambda device: 2 * gib,
+    )
+    torch, device = SimpleNamespace(cuda=cuda), SimpleNamespace(type="cuda")
+    path = tmp_path / "events.jsonl"
+    events = EventWriter(str(path))
+    events.write("start", cuda=True, device="cuda:0", gpu_total_bytes=80 * gib)
+    error = RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB\nmore")
+    write_cuda_oom(events, torch, device, error)
+    read = ChildEvents(path)
+    read.poll()
+    record = build_record(
+        TrialConfig(data="d.yaml", device="0"), TrialLimits(), read, {"peak_host_bytes": gib}, 3, {},
+        wall=10.0, phases={}, log_tail=[], rusage_maxrss=None, nvml_peak=None, nvml_reason=None,
+    )  # fmt: skip
+    assert record.status == "memory_limit" and "Tried to allocate 1.00 GiB" in (record.error or "")
+    assert record.peak_gpu_bytes == 3 * gib and record.gpu["allocator_reserved_peak_bytes"] == 3 * gib

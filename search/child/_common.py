@@ -23,14 +23,20 @@ __all__ = [
     "die_with_parent",
     "end_probe",
     "gpu_peaks",
+    "is_cuda_oom",
     "raise_oom_score",
     "vmhwm_bytes",
+    "write_cuda_oom",
     "write_end",
     "write_start",
 ]
 
 EXIT_FAILED = 1
 EXIT_CUDA_OOM = 3
+# CUDA reports running out of device memory through more than torch's OutOfMemoryError: a kernel
+# launch or a cuBLAS/cuDNN handle that cannot get memory raises a RuntimeError (torch's
+# AcceleratorError from 2.8) with one of these in its message.
+_CUDA_OOM_MESSAGES = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
 
 
 class ProbeDone(Exception):
@@ -87,6 +93,19 @@ def gpu_peaks(torch: Any, device: Any) -> dict[str, int | None]:
         "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(device)),
         "allocated_peak_bytes": int(torch.cuda.max_memory_allocated(device)),
     }
+
+
+def is_cuda_oom(torch: Any, error: BaseException) -> bool:
+    """Whether ``error`` is CUDA running out of device memory (whichever exception carries it)."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(message in text for message in _CUDA_OOM_MESSAGES)
+
+
+def write_cuda_oom(events: EventWriter, torch: Any, device: Any, error: BaseException) -> None:
+    """The ``error`` event of a trial that ran out of device memory, with the allocator's peaks so far."""
+    events.write("error", kind="cuda_oom", message=str(error).splitlines()[0], gpu=gpu_peaks(torch, device))
 
 
 def cap_gpu_memory(torch: Any, device: Any, limit_bytes: int | None) -> None:

@@ -20,6 +20,8 @@ from search.child._common import (
     cap_gpu_memory,
     end_probe,
     gpu_peaks,
+    is_cuda_oom,
+    write_cuda_oom,
     write_end,
     write_start,
 )
@@ -190,12 +192,10 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         model.train(trainer=MeasuredTrainer, **settings)
     except ProbeDone:
         pass
-    except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
-        text = str(error)
-        memory = "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
-        if not isinstance(error, torch.cuda.OutOfMemoryError) and not memory:
+    except RuntimeError as error:
+        if not is_cuda_oom(torch, error):
             raise
-        events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
+        write_cuda_oom(events, torch, device, error)
         return EXIT_CUDA_OOM
     write_end(events, torch, device, save_dir=str(folder / spec["name"]))
     return 0

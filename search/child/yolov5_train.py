@@ -19,6 +19,8 @@ from search.child._common import (
     cap_gpu_memory,
     end_probe,
     gpu_peaks,
+    is_cuda_oom,
+    write_cuda_oom,
     write_end,
     write_start,
 )
@@ -185,8 +187,10 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         yolo_train.main(opt, callbacks=callbacks)
     except ProbeDone:
         pass
-    except torch.cuda.OutOfMemoryError as error:
-        events.write("error", kind="cuda_oom", message=str(error).splitlines()[0])
+    except RuntimeError as error:
+        if not is_cuda_oom(torch, error):
+            raise
+        write_cuda_oom(events, torch, device, error)
         return EXIT_CUDA_OOM
     write_end(events, torch, device, save_dir=str(Path(spec["project"]) / spec["name"]))
     return 0

@@ -49,9 +49,16 @@ class NvmlProbe:
                     if proc.pid in pids and proc.usedGpuMemory is not None:
                         matched += 1
                         total += int(proc.usedGpuMemory)
-        except Exception:
+        except Exception as error:  # no permission, or not supported (e.g. under gVisor)
+            failure = f"{type(error).__name__}: {error}"
+            self.unmatched_reason = f"NVML could not list the GPUs' processes: {failure}"
             return None
-        if listed and not matched:
+        if not listed:
+            # Before the child creates its CUDA context this is normal; it stays the reason only if
+            # no sample of the trial ever matched (some containers hide every process from NVML).
+            self.unmatched_reason = "NVML lists no compute process on any GPU: no NVML figure"
+            return None
+        if not matched:
             # Inside a container NVML reports the host's PIDs, which never match the trial's own:
             # 0 bytes would read as a measurement.
             self.unmatched_reason = (
@@ -59,10 +66,9 @@ class NvmlProbe:
                 "(a container's PID namespace?): no NVML figure"
             )
             return None
-        if matched:
-            self.unmatched_reason = None
-            self.matched = True
-        return total if matched else None
+        self.unmatched_reason = None
+        self.matched = True
+        return total
 
     @property
     def reason(self) -> str | None:

@@ -76,8 +76,10 @@ def infeasible_values(
     Optuna's constrained samplers rank infeasible trials by their violation alone, so these values
     only have to be honest, in each objective's own unit: accuracy 0 (the run was stopped, it has no
     result); host memory the peak measured (or predicted), at least the limit; GPU memory the peak
-    measured, else the GPU limit; epoch time the trial's own median if an epoch ended, else the
-    slowest epoch of the study's completed trials (else the trial's wall time), a pessimistic figure.
+    measured, else the GPU limit, else the device's memory (a CUDA out-of-memory error with no limit
+    used all of it: never the 0 that would read as the best); epoch time the trial's own median if
+    an epoch ended, else the slowest epoch of the study's completed trials (else the trial's wall
+    time), a pessimistic figure.
     """
     values = []
     for name in spec.objectives:
@@ -86,7 +88,8 @@ def infeasible_values(
         elif name == "peak_host":
             values.append(float(max(record.peak_host_bytes or 0, spec.memory_limit)))
         elif name == "peak_gpu":
-            values.append(float(record.peak_gpu_bytes or spec.gpu_memory_limit or 0))
+            device_total = record.gpu.get("total_bytes") if record.gpu else None
+            values.append(float(record.peak_gpu_bytes or spec.gpu_memory_limit or device_total or 0))
         else:
             seen = [
                 float(t.figures["epoch_seconds"]) for t in read_trials(trials)

@@ -197,7 +197,7 @@ def build_record(
     epoch_times = [e["seconds"] for e in epochs if e.get("seconds") is not None]
     gpu_peaks = [
         e["gpu"]["reserved_peak_bytes"]
-        for e in [*epochs, end or {}]
+        for e in [*epochs, end or {}, error_event or {}]
         if e.get("gpu") and e["gpu"].get("reserved_peak_bytes") is not None
     ]
     cuda = bool(start.get("cuda"))
