@@ -191,7 +191,7 @@ def test_a_settings_yaml_may_not_set_what_the_trial_sets(tmp_path: Path) -> None
         resolve_hyp(str(settings), "ultralytics")
 
 
-def test_only_detection_models_and_one_device_for_ultralytics(tiny_data: Path) -> None:
+def test_only_detection_models_for_ultralytics_and_one_device_for_both(tiny_data: Path) -> None:
     with pytest.raises(InputError, match="one of ultralytics's models"):
         resolve_model("yolov8n-seg.yaml", "ultralytics")
     with pytest.raises(ValidationError) as error:
@@ -200,7 +200,9 @@ def test_only_detection_models_and_one_device_for_ultralytics(tiny_data: Path) -
         "device: 0,1: an ultralytics trial trains on one device"
     )
     assert TrialConfig(data=str(tiny_data), framework="ultralytics", device="cuda:0").device == "cuda:0"
-    assert TrialConfig(data=str(tiny_data), device="0,1").device == "0,1"  # yolov5 takes it
+    # yolov5's DataParallel would spread a trial over GPUs that are measured and capped on one.
+    with pytest.raises(ValidationError, match="a yolov5 trial trains on one device"):
+        TrialConfig(data=str(tiny_data), device="0,1")
     with pytest.raises(ValidationError):
         StudySpec.model_validate(
             {"name": "s", "data": "demo", "memory_limit": "2GiB", "framework": "ultralytics", "device": "0,1"}

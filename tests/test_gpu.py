@@ -4,6 +4,7 @@ exist here) that answers as NVML does."""
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -104,3 +105,26 @@ def test_cuda_out_of_memory_is_told_apart_from_other_errors() -> None:
     assert is_cuda_oom(torch, RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED in cublasCreate"))
     assert not is_cuda_oom(torch, RuntimeError("shape '[8, 3]' is invalid for input of size 7"))
     assert not is_cuda_oom(torch, ValueError("out of memory"))  # not CUDA's: a framework's own check
+
+
+@pytest.mark.parametrize(
+    ("inherited", "device", "given", "visible"),
+    [
+        (None, "1", "", "1"),  # nothing inherited: the index is the GPU
+        ("2,3", "1", "", "3"),  # a scheduler's list: the second of its GPUs, not physical GPU 1
+        ("GPU-8f2a, GPU-77c1", "cuda:0", "", "GPU-8f2a"),  # UUIDs, which yolov5 could not take
+        ("2,3", "5", "5", "2,3"),  # not visible: left to yolov5's own check
+        ("2,3", "cpu", "cpu", "2,3"),
+    ],
+)
+def test_a_yolov5_trial_sees_only_its_device_counted_as_torch_counts(
+    monkeypatch: pytest.MonkeyPatch, inherited: str | None, device: str, given: str, visible: str
+) -> None:
+    from search.child.compat import narrow_visible_devices
+
+    if inherited is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", inherited)
+    assert narrow_visible_devices(device) == given
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == visible

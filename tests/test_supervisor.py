@@ -207,6 +207,30 @@ def test_cuda_out_of_memory_is_memory_limit(
 
 
 @pytest.mark.slow
+def test_trials_never_ask_the_hub_so_a_newer_huggingface_hub_breaks_nothing(
+    tiny_data: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # yolov5 7.0.14 asks the Hugging Face hub about every weights path, through an import that
+    # huggingface_hub 0.25 removed. A sitecustomize on the child's path makes that import fail as it
+    # does there; training from scratch, its final validation's checkpoint load, and fine-tuning from
+    # a local .pt must not reach it.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['huggingface_hub.utils._errors'] = None\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(hooks))
+    scratch = run_trial(
+        workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), keep_run=tmp_path / "exp"
+    )
+    assert scratch.status == "ok", scratch.log_tail
+    checkpoint = tmp_path / "exp" / "weights" / "best.pt"
+    tuned = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), model=str(checkpoint), **TINY))
+    assert tuned.status == "ok", tuned.log_tail
+    assert tuned.map50_95 is not None and _leftovers(work) == []
+
+
+@pytest.mark.slow
 def test_a_yml_model_trains_from_scratch(tiny_data: Path, work: Path, tmp_path: Path) -> None:
     # resolve_model accepts .yml as a model yaml: the child must hand it to yolov5 as `cfg` too.
     from search.trial._config import resolve_model

@@ -12,8 +12,12 @@ says which one it answers.
   first import; matplotlib builds a font cache there: :func:`child_environment` (folders of the child's).
 * ``check_font`` downloads Arial.ttf: :func:`prepare_config_dir` (a local font).
 * no AMP switch, and ``check_amp`` may download: :func:`patch_amp`.
+* ``train`` asks the Hugging Face hub about every weights path, through an import that
+  huggingface_hub 0.25 removed: :func:`patch_hub`.
 * mutable default ``Callbacks()``: the trainer passes a fresh one, one trial per process.
 * ``parse_opt`` reads ``sys.argv``: :func:`isolate_argv`.
+* ``select_device`` writes the device string into ``CUDA_VISIBLE_DEVICES``, re-reading an index as
+  a physical GPU where the environment had narrowed them: :func:`narrow_visible_devices`.
 * its validation workers live through the run and, under glibc's default allocator, may grow every
   epoch: :data:`ALLOCATOR_ENVIRONMENT`, in every child and in every exported command.
 """
@@ -35,7 +39,9 @@ __all__ = [
     "child_process_environment",
     "decide_amp",
     "isolate_argv",
+    "narrow_visible_devices",
     "patch_amp",
+    "patch_hub",
     "patch_numpy",
     "prepare_config_dir",
     "yolov5_config_dir",
@@ -155,6 +161,30 @@ def isolate_argv() -> None:
     sys.argv = [sys.argv[0]]
 
 
+def narrow_visible_devices(device: str) -> str:
+    """Makes the trial's CUDA device the only one the child sees; returns the device for yolov5.
+
+    yolov5's ``select_device`` sets ``CUDA_VISIBLE_DEVICES`` to the device it is given. Where a
+    scheduler or a container had already narrowed the GPUs (``CUDA_VISIBLE_DEVICES=2,3``), device
+    ``1`` means the second of those, GPU 3, as torch and ultralytics count; yolov5 would make it
+    physical GPU 1, and it cannot take the UUIDs such a list may hold. So the child narrows the
+    variable itself, through the inherited list, and gives yolov5 ``""``: the first visible device,
+    with the variable left alone. ``cpu`` and ``mps`` are returned as they are.
+    """
+    if device in ("cpu", "mps"):
+        return device
+    index = device.removeprefix("cuda:")
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if inherited is None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = index
+        return ""
+    entries = [entry.strip() for entry in inherited.split(",") if entry.strip()]
+    if not index.isdigit() or int(index) >= len(entries):
+        return index  # not one of the visible devices: yolov5's own check says so
+    os.environ["CUDA_VISIBLE_DEVICES"] = entries[int(index)]
+    return ""
+
+
 def decide_amp(*, requested: bool, cuda: bool) -> tuple[bool, str]:
     """Decides whether AMP really runs, and why.
 
@@ -183,3 +213,22 @@ def patch_amp(train_module: ModuleType, enabled: bool) -> None:
         return enabled
 
     train_module.check_amp = check_amp  # type: ignore[attr-defined]
+
+
+def patch_hub() -> None:
+    """Replaces yolov5's ``attempt_download_from_hub`` wherever it was imported: memfront trains
+    local weights only.
+
+    yolov5 calls it for every ``weights`` value before anything else (``train``), and again in
+    ``attempt_download`` for a checkpoint (fine-tuning, the final validation's ``attempt_load``); it
+    needs the network, and its ``from huggingface_hub.utils._errors import ...`` fails with
+    huggingface_hub 0.25 and later (yolov5 7.0.14 asks for <0.25, but an environment may hold a
+    newer one), which would end every trial as failed. Call it after importing ``yolov5.train``.
+    """
+
+    def attempt_download_from_hub(repo_id: Any, hf_token: Any = None, revision: Any = None) -> None:
+        return None
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("yolov5.") and hasattr(module, "attempt_download_from_hub"):
+            setattr(module, "attempt_download_from_hub", attempt_download_from_hub)  # noqa: B010

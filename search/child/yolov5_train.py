@@ -54,10 +54,15 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         # Jobs sharing a CPU: each trial keeps to its share (yolov5 sets OMP_NUM_THREADS only after
         # torch has read it).
         torch.set_num_threads(int(spec["threads"]))
-    device = select_device(spec["device"], batch_size=spec["batch"])
+    yolo_device = compat.narrow_visible_devices(spec["device"])
+    device = select_device(yolo_device, batch_size=spec["batch"])
+    if spec["device"] not in ("cpu", "mps") and device.type != "cuda":
+        # yolov5 given "" falls back to the CPU where CUDA is missing: not what was asked for.
+        raise RuntimeError(f"CUDA device {spec['device']} is not available in the trial's process")
     cuda = device.type == "cuda"
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
     compat.patch_amp(yolo_train, amp)
+    compat.patch_hub()
     cap_gpu_memory(torch, device, spec.get("gpu_memory_limit_bytes"))
     write_start(events, torch, device, versions={"yolov5": getattr(yolov5, "__version__", None)})
 
@@ -169,7 +174,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         "imgsz": spec["imgsz"],
         "cache": None if spec["cache"] == "none" else spec["cache"],
         "workers": spec["workers"],
-        "device": spec["device"],
+        "device": yolo_device,
         "seed": spec["seed"],
         "project": spec["project"],
         "name": spec["name"],

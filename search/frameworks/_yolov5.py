@@ -57,7 +57,10 @@ class YOLOv5(Framework):
         return _HYPS / "demo.yaml"
 
     def check_device(self, device: str) -> None:
-        return None  # one device or several (yolov5's own DataParallel), as its train.py takes them
+        if "," in device:
+            # yolov5's DataParallel spreads the batch over the devices, while a trial's GPU memory
+            # is measured and capped on one.
+            raise InputError(f"device {device}: a yolov5 trial trains on one device (use --devices)")
 
     def check_hyp(self, path: Path) -> None:
         try:
