@@ -4,6 +4,8 @@
 # image's packages, in .library/device/KINDS.md), into bench/gpu-wheels/ (ignored by git; carry it).
 # There: python3 -m pip install --no-index --no-deps bench/gpu-wheels/*.whl && python3 -m pip install
 # --no-index --no-deps --no-build-isolation -e . && python3 bench/gpu_check.py "$OUT"
+# Not carried: huggingface-hub (the image's 1.33 is newer than yolov5 asks for; memfront's trials never
+# call the hub) and polars (ultralytics imports it when it saves a checkpoint; gpu_check runs yolov5 only).
 set -euo pipefail
 cd "$(dirname "$0")"
 rm -rf gpu-wheels && mkdir gpu-wheels
