@@ -5,14 +5,16 @@ Usage::
     .venv/bin/python bench/study_bench.py [--study studies/demo.yaml] [--out bench/results/study_bench.json]
 
 The study file is copied into a temporary folder (a fresh SQLite storage and demo dataset), run with
-the real CLI (``python -m search run``), and read back. Printed: wall time, trials per hour, the front
-found (and whether it meets the demo's promise: at least 3 points, best mAP50-95 >= 0.25), and where
-the study's wall time went:
+the real CLI (``python -m search run``), and read back with ``search.load_study``. Printed: wall
+time, trainings and probes, the noise-aware front as ``report`` shows it (each accuracy config's mean
+with its 95% interval and replicates, memory and epoch time on the whole dataset), and where the
+study's wall time went:
 
-* inside trial processes (from spawn to exit), split into the child's start-up (imports, dataset
-  scan, caching), yolov5's training loop with validation, and shut-down;
-* outside trial processes: everything the search itself does (Optuna ask/tell, SQLite, dataset checks,
-  demo-data generation, the CLI's start) — goal <= 5% of the study's wall time.
+* inside trial and probe processes (from spawn to exit), the trainings' split into the child's
+  start-up (imports, dataset scan, caching), the framework's training loop with validation, and
+  shut-down;
+* outside them: everything the search itself does (Optuna ask/tell, SQLite, dataset checks, the
+  memory model's fits, demo-data generation, the CLI's start) — goal <= 5% of the study's wall time.
 """
 
 from __future__ import annotations
@@ -28,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.results._frame import front, status_counts, trials_frame  # noqa: E402
-from search.study._prepare import open_study, storage_url  # noqa: E402
-from search.study._spec import load_study_spec  # noqa: E402
-from search.study._stored import read_trials  # noqa: E402
+from search.results._results import StudyResults, load_study  # noqa: E402
 
 
 def _sum(values: list[float | None]) -> float:
@@ -53,78 +54,101 @@ def run(study_file: Path, keep_db: Path | None = None) -> dict[str, Any]:
         wall = time.monotonic() - started
         if done.returncode != 0:
             raise SystemExit(f"study failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        spec = load_study_spec(copy)
-        study = open_study(spec, storage_url(spec, copy), create=False)
-        frame = trials_frame(study)
+        results = load_study(copy)
         if keep_db is not None:
-            shutil.copy(Path(storage_url(spec, copy).removeprefix("sqlite:///")), keep_db)
-        records = [t.record for t in read_trials(study.get_trials()) if t.record and t.duplicate_of is None]
-    phases = [r.get("phases") or {} for r in records]
-    inside = _sum([p.get("process_s") for p in phases])
-    accuracy = spec.objectives[0]
-    pareto = front(frame, accuracy)
-    best = float(pareto[accuracy].max()) if not pareto.empty else None
+            shutil.copy(copy.with_suffix(".db"), keep_db)
+        return summarize(results, wall=wall, command=f"{sys.executable} -m search run {study_file}",
+                         stderr_tail=done.stderr.splitlines()[-3:])  # fmt: skip
+
+
+def summarize(results: StudyResults, *, wall: float, command: str, stderr_tail: list[str]) -> dict[str, Any]:
+    """The figures of a study that ran for ``wall`` seconds."""
+    trained = results.trials[results.trials["duplicate_of"].isna()]
+    records = [results.record(int(number)) or {} for number in trained["number"]]
+    phases = [record.get("phases") or {} for record in records]
+    front = results.front()
+    probes = results.probes
+    noise = results.estimates.noise
+    inside_trainings = _sum([p.get("process_s") for p in phases])
+    probing = _sum([p.seconds for p in probes])
+    inside = inside_trainings + probing
     return {
-        "study": spec.name,
-        "command": f"{sys.executable} -m search run {study_file}",
+        "study": results.spec.name,
+        "command": command,
         "machine": {"cpus": os.cpu_count()},
         "wall_seconds": wall,
-        "trials_trained": len(records),
-        "trials_per_hour": len(records) / wall * 3600,
-        "status_counts": status_counts(frame),
-        "inside_trials_seconds": inside,
+        "trainings": len(phases),
+        "trainings_per_hour": len(phases) / wall * 3600,
+        "probes": len(probes),
+        "probe_seconds": probing,
+        "status_counts": results.status_counts(),
+        "inside_seconds": inside,
         "startup_seconds": _sum([p.get("startup_s") for p in phases]),
         "training_seconds": _sum([p.get("training_s") for p in phases]),
         "shutdown_seconds": _sum([p.get("shutdown_s") for p in phases]),
-        "outside_trials_fraction": (wall - inside) / wall,
+        "outside_fraction": (wall - inside) / wall,
+        "noise_sd": noise.sd,
+        "noise_df": noise.df,
+        "accuracy_note": results.accuracy_note(),
         "front": [
             {
                 "number": int(r["number"]),
                 "batch": int(r["batch"]),
                 "imgsz": int(r["imgsz"]),
-                "cache": r["cache"],
-                "workers": int(r["workers"]),
-                accuracy: float(r[accuracy]),
-                "peak_host_gib": float(r["peak_host_bytes"]) / 1024**3,
-                "epoch_seconds": float(r["epoch_seconds"]),
+                "cache": r["config_cache"],
+                "workers": int(r["config_workers"]),
+                "accuracy_mean": float(r["accuracy_mean"]),
+                "accuracy_low": None if pd.isna(r["accuracy_low"]) else float(r["accuracy_low"]),
+                "accuracy_high": None if pd.isna(r["accuracy_high"]) else float(r["accuracy_high"]),
+                "replicates": int(r["replicates"]),
+                "peak_host_gib": float(r["config_peak_host_bytes"]) / 1024**3,
+                "epoch_seconds": None
+                if pd.isna(r["config_epoch_seconds"])
+                else float(r["config_epoch_seconds"]),
+                "memory_source": r["memory_source"],
             }
-            for _, r in pareto.iterrows()
+            for _, r in front.iterrows()
         ],
-        "best_accuracy": best,
-        "promise_met": best is not None and best >= 0.25 and len(pareto) >= 3,
-        "stderr_tail": done.stderr.splitlines()[-3:],
+        "stderr_tail": stderr_tail,
     }
 
 
 def render(result: dict[str, Any]) -> str:
     """The figures as a readable report."""
     wall = result["wall_seconds"]
+    noise = (
+        "unknown" if result["noise_sd"] is None else f"±{result['noise_sd']:.3f} ({result['noise_df']} df)"
+    )
     lines = [
         f"command: {result['command']}",
         f"study wall time          {wall:8.1f} s",
-        f"trials trained           {result['trials_trained']:8d}   "
-        f"({result['trials_per_hour']:.1f} per hour)",
+        f"trainings                {result['trainings']:8d}   ({result['trainings_per_hour']:.1f} per hour)",
+        f"probes                   {result['probes']:8d}   ({result['probe_seconds']:.1f} s)",
         f"status counts            {result['status_counts']}",
-        f"inside trial processes   {result['inside_trials_seconds']:8.1f} s  "
-        f"(start-up {result['startup_seconds']:.1f} s, training {result['training_seconds']:.1f} s, "
-        f"shut-down {result['shutdown_seconds']:.1f} s)",
-        f"outside trial processes  {wall - result['inside_trials_seconds']:8.1f} s  "
-        f"= {100 * result['outside_trials_fraction']:.2f}% of the wall time (goal <= 5%: "
-        f"{'PASS' if result['outside_trials_fraction'] <= 0.05 else 'MISS'})",
+        f"inside trial and probe processes {result['inside_seconds']:8.1f} s  "
+        f"(trainings: start-up {result['startup_seconds']:.1f} s, "
+        f"training {result['training_seconds']:.1f} s, shut-down {result['shutdown_seconds']:.1f} s)",
+        f"outside them             {wall - result['inside_seconds']:8.1f} s  "
+        f"= {100 * result['outside_fraction']:.2f}% of the wall time (goal <= 5%: "
+        f"{'PASS' if result['outside_fraction'] <= 0.05 else 'MISS'})",
         f"child start-up share     {100 * result['startup_seconds'] / wall:8.2f}% of the wall time",
-        "front (least memory first):",
+        f"accuracy noise           {noise} per training",
+        "front (least memory first; accuracy: mean [95% interval] over replicates; whole-dataset memory):",
     ]
     for point in result["front"]:
-        accuracy = next(k for k in point if k.startswith("map") or k == "fitness")
+        interval = (
+            "[unknown]" if point["accuracy_low"] is None
+            else f"[{point['accuracy_low']:.3f}, {point['accuracy_high']:.3f}]"
+        )  # fmt: skip
+        seconds = "n/a" if point["epoch_seconds"] is None else f"{point['epoch_seconds']:.1f}"
         lines.append(
             f"  trial {point['number']:>2}: batch {point['batch']:>2}, imgsz {point['imgsz']}, "
-            f"cache {point['cache']:<4}, workers {point['workers']}: {accuracy} {point[accuracy]:.3f}, "
-            f"peak {point['peak_host_gib']:.2f} GiB, {point['epoch_seconds']:.1f} s/epoch"
+            f"cache {point['cache']:<4}, workers {point['workers']}: {point['accuracy_mean']:.3f} {interval} "
+            f"({point['replicates']}), peak {point['peak_host_gib']:.2f} GiB ({point['memory_source']}), "
+            f"{seconds} s/epoch"
         )
-    lines.append(
-        f"demo promise (>= 3 front points, best mAP50-95 >= 0.25): "
-        f"{'PASS' if result['promise_met'] else 'MISS'} (best {result['best_accuracy']})"
-    )
+    if result["accuracy_note"]:
+        lines.append(f"note: {result['accuracy_note']}")
     return "\n".join(lines)
 
 
