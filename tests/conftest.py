@@ -50,6 +50,18 @@ def trainer_processes() -> list[int]:
     return found
 
 
+def child_hook(folder: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """Puts a ``sitecustomize.py`` of ``source`` on the path of every child a trial starts.
+
+    What cannot exist here (a GPU running out, a newer package than installed) is simulated inside
+    the real child this way; everything around it stays the real path.
+    """
+    hooks = folder / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(source)
+    monkeypatch.setenv("PYTHONPATH", str(hooks))
+
+
 def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Runs ``python -m search ARGS`` as a user would."""
     return subprocess.run(

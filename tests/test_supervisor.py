@@ -20,7 +20,7 @@ from search.measure._cgroup import memory_cgroup_root
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
 
-from .conftest import trainer_processes
+from .conftest import child_hook, trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
 
@@ -184,9 +184,9 @@ def test_cuda_out_of_memory_is_memory_limit(
     # No GPU exists here, so the one thing simulated is the GPU running out: a sitecustomize on the
     # child's path makes yolov5's training raise torch's own CUDA OutOfMemoryError. Everything else
     # (the child's handler, its exit code, the record, the clean-up) is the real path.
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
+    child_hook(
+        tmp_path,
+        monkeypatch,
         "import search.child.compat as compat\n"
         "original = compat.patch_amp\n"
         "def patch_amp(train_module, enabled):\n"
@@ -196,9 +196,8 @@ def test_cuda_out_of_memory_is_memory_limit(
         "        message = 'CUDA out of memory. Tried to allocate 2.00 GiB (simulated)'\n"
         "        raise torch.cuda.OutOfMemoryError(message)\n"
         "    train_module.train = train\n"
-        "compat.patch_amp = patch_amp\n"
+        "compat.patch_amp = patch_amp\n",
     )
-    monkeypatch.setenv("PYTHONPATH", str(hooks))
     record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), **TINY))
     assert record.status == "memory_limit" and record.exit_code == 3
     assert record.error and record.error.startswith("CUDA out of memory: CUDA out of memory. Tried")
@@ -214,12 +213,7 @@ def test_trials_never_ask_the_hub_so_a_newer_huggingface_hub_breaks_nothing(
     # huggingface_hub 0.25 removed. A sitecustomize on the child's path makes that import fail as it
     # does there; training from scratch, its final validation's checkpoint load, and fine-tuning from
     # a local .pt must not reach it.
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
-        "import sys\nsys.modules['huggingface_hub.utils._errors'] = None\n"
-    )
-    monkeypatch.setenv("PYTHONPATH", str(hooks))
+    child_hook(tmp_path, monkeypatch, "import sys\nsys.modules['huggingface_hub.utils._errors'] = None\n")
     scratch = run_trial(
         workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), keep_run=tmp_path / "exp"
     )

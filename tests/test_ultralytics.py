@@ -26,7 +26,7 @@ from search.probe import ProbeBounds, run_probe
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import run_trial
 
-from .conftest import run_cli, trainer_processes
+from .conftest import child_hook, run_cli, trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
 
@@ -139,10 +139,10 @@ def test_cuda_out_of_memory_is_memory_limit_without_a_smaller_retry(
     # child's path makes the model's forward pass raise torch's own CUDA OutOfMemoryError inside
     # ultralytics' batch loop, where its trainer would halve the batch and retry. Everything else is
     # the real path: the retry switched off, the child's handler, its exit code, the record.
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
     attempts = tmp_path / "attempts.txt"
-    (hooks / "sitecustomize.py").write_text(
+    child_hook(
+        tmp_path,
+        monkeypatch,
         "import search.child.ultralytics_compat as compat\n"
         "original = compat.no_oom_retries\n"
         "def no_oom_retries(trainer):\n"
@@ -153,9 +153,8 @@ def test_cuda_out_of_memory_is_memory_limit_without_a_smaller_retry(
         "        message = 'CUDA out of memory. Tried to allocate 2.00 GiB (simulated)'\n"
         "        raise torch.cuda.OutOfMemoryError(message)\n"
         "    trainer.model.forward = forward\n"
-        "compat.no_oom_retries = no_oom_retries\n"
+        "compat.no_oom_retries = no_oom_retries\n",
     )
-    monkeypatch.setenv("PYTHONPATH", str(hooks))
     record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), framework="ultralytics", **TINY))
     assert record.status == "memory_limit" and record.exit_code == 3, record.log_tail
     assert record.error and record.error.startswith("CUDA out of memory: CUDA out of memory. Tried")
