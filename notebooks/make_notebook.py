@@ -208,10 +208,8 @@ whole dataset must fit too (trials may train on a subset; `check_prediction=Fals
 """
 
 EXPORT = """\
-from search.units import parse_size
-
 MAX_MEMORY = spec.memory_limit  # lower it to pick a leaner configuration, e.g. "1.2GiB"
-budget_gib = parse_size(MAX_MEMORY) / GIB
+budget_gib = search.parse_size(MAX_MEMORY) / GIB
 
 choice = results.choice(MAX_MEMORY)
 if choice.refused_by_prediction is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from search.trial._config import TrialConfig, TrialLimits
     from search.trial._record import TrialRecord
     from search.trial._supervisor import TrialProgress, run_trial
+    from search.units import format_bytes, parse_size
 
 _PUBLIC = {
     "StudyResults": "search.results._results",
@@ -45,6 +46,8 @@ _PUBLIC = {
     "TrialRecord": "search.trial._record",
     "TrialProgress": "search.trial._supervisor",
     "run_trial": "search.trial._supervisor",
+    "parse_size": "search.units",
+    "format_bytes": "search.units",
 }
 __all__ = [
     "InputError",
@@ -60,7 +63,9 @@ __all__ = [
     "TrialProgress",
     "TrialRecord",
     "WithImage",
+    "format_bytes",
     "load_study",
+    "parse_size",
     "run_study",
     "run_trial",
 ]

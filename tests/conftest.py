@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from search.data._demo import make_demo_dataset
+from search.trial._leftovers import CHILD_TEMP_PREFIX, owned_prefix
 
 from .postgres import PostgresServer
 
@@ -48,6 +50,12 @@ def trainer_processes() -> list[int]:
         if b"search.child.trainer" in cmdline and state != b"Z" and marker in environ:
             found.append(int(name))
     return found
+
+
+def child_temp_folders() -> list[Path]:
+    """The temp folders of the trial children this test process started (by their owner's pid in the
+    name), not those of anything else running on the machine."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{owned_prefix(CHILD_TEMP_PREFIX)}*"))
 
 
 def child_hook(folder: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:

@@ -135,9 +135,12 @@ def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Pa
     assert cli.returncode == 130, stderr
     assert json.loads(out.read_text())["status"] == "interrupted"
     assert trainer_processes() == []
+    # No trial or child folder of that command's (its pid names them), and no multiprocessing folder
+    # made since it started.
     temp = Path(tempfile.gettempdir())
-    made = [*temp.glob("memfront-trial-*"), *temp.glob("mf-*"), *temp.glob("pymp-*")]
-    assert [p for p in made if p.stat().st_mtime >= started] == []  # no trial or multiprocessing folder
+    made = [*temp.glob(f"memfront-trial-{cli.pid}-*"), *temp.glob(f"mf-{cli.pid}-*")]
+    made += [p for p in temp.glob("pymp-*") if p.stat().st_mtime >= started]
+    assert made == []
 
 
 def test_output_paths_are_checked_before_any_work(tiny_data: Path, tmp_path: Path) -> None:

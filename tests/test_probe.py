@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from search.child.probe import BoundedLoader, PlateauRule
 from search.probe import ProbeBounds, run_probe
 from search.trial._config import TrialConfig, TrialLimits
 
-from .conftest import run_cli, trainer_processes
+from .conftest import child_temp_folders, run_cli, trainer_processes
 
 PHASES = {"startup", "cache", "training", "validation", "shutdown"}
 
@@ -92,7 +91,6 @@ def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) ->
     config = TrialConfig(
         data=str(tiny_data), batch=2, imgsz=64, cache="ram", workers=1, train_images=4, hyp="demo"
     )
-    before = set(Path(tempfile.gettempdir()).glob("mf-*"))
     result = run_probe(
         config,
         bounds=ProbeBounds(train_min_batches=2, train_max_batches=3, val_min_batches=1, val_max_batches=2),
@@ -115,7 +113,7 @@ def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) ->
     assert [e["phase"] for e in result.record["timeline"]][:2] == ["startup", "cache"]
     passes = [e["split"] for e in result.record["timeline"] if e["phase"] == "validation"]
     assert passes == ["pass 1", "pass 2"]
-    assert trainer_processes() == [] and set(Path(tempfile.gettempdir()).glob("mf-*")) <= before
+    assert trainer_processes() == [] and child_temp_folders() == []
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from search.measure._cgroup import memory_cgroup_root
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
 
-from .conftest import child_hook, trainer_processes
+from .conftest import child_hook, child_temp_folders, trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
 
@@ -35,7 +34,7 @@ def work(tmp_path: Path) -> Path:
 
 def _leftovers(work: Path) -> list[Path]:
     """Anything a trial left: its folder, or the temp folder its child and workers used."""
-    return [*work.iterdir(), *Path(tempfile.gettempdir()).glob("mf-*")]
+    return [*work.iterdir(), *child_temp_folders()]
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from search.probe import ProbeBounds, run_probe
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import run_trial
 
-from .conftest import child_hook, run_cli, trainer_processes
+from .conftest import child_hook, child_temp_folders, run_cli, trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
 
@@ -50,7 +49,7 @@ def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _leftovers(work: Path) -> list[Path]:
-    return [*work.iterdir(), *Path(tempfile.gettempdir()).glob("mf-*")]
+    return [*work.iterdir(), *child_temp_folders()]
 
 
 def _files(folder: Path) -> set[Path]:
