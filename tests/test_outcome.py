@@ -32,6 +32,24 @@ def test_a_missed_spike_raises_the_peak_to_the_high_water_mark_less_shared_pages
     assert "high-water mark" in str(memory["method"])
 
 
+def test_a_high_water_mark_that_may_be_the_spawners_image_is_not_the_trials() -> None:
+    # Linux keeps the pre-exec image's high-water mark in ru_maxrss: a trial spawned from a 780 MiB
+    # process reports at least 780 MiB there, whatever it used. The last VmHWM read stands in.
+    spawned_big = _memory(
+        peak_host_bytes=305 * MIB, ru_maxrss_bytes=790 * MIB, spawner_rss_bytes=780 * MIB,
+        vmhwm_bytes=310 * MIB, root_shared_discount_bytes=8 * MIB,
+    )  # fmt: skip
+    apply_kernel_floor(spawned_big)
+    assert spawned_big["peak_host_bytes"] == 305 * MIB
+    # Well above the spawner's memory, ru_maxrss is the trial's own and still raises the peak.
+    spawned_small = _memory(
+        peak_host_bytes=900 * MIB, ru_maxrss_bytes=1000 * MIB, spawner_rss_bytes=150 * MIB,
+        vmhwm_bytes=950 * MIB, root_shared_discount_bytes=40 * MIB,
+    )  # fmt: skip
+    apply_kernel_floor(spawned_small)
+    assert spawned_small["peak_host_bytes"] == 960 * MIB
+
+
 def test_the_discount_is_in_bytes_not_a_ratio_taken_early() -> None:
     # Read early, the process was 300 MiB with 100 MiB of shared pages counted as 50 MiB of PSS (a
     # ratio of 0.83); it then grew 1 GiB of private memory. Scaling its high-water mark by the early

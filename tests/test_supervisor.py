@@ -108,6 +108,22 @@ def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path, work: Pa
 
 
 @pytest.mark.slow
+def test_a_large_spawning_process_does_not_inflate_the_trials_peak(tiny_data: Path, work: Path) -> None:
+    # A notebook or a long test session may hold far more memory than a trial's start-up: Linux
+    # reports that image's high-water mark in the child's ru_maxrss (kept across its exec). The
+    # trial's peak is its own: stopped just past its 300 MiB limit, as from a small process.
+    heap = [[number, str(number)] for number in range(3_000_000)]  # ~400 MiB of small objects
+    record = run_trial(
+        config=TrialConfig(data=str(tiny_data), workers=2, **TINY),
+        limits=TrialLimits(memory_limit_bytes=300 * 1024**2),
+        workdir=work,
+    )
+    assert len(heap) == 3_000_000 and record.memory["spawner_rss_bytes"] > 1.5 * 300 * 1024**2
+    assert record.status == "memory_limit"
+    assert 300 * 1024**2 <= record.peak_host_bytes < 1.1 * 300 * 1024**2  # type: ignore[operator]
+
+
+@pytest.mark.slow
 def test_crash_is_failed_with_log_tail(tmp_path: Path, work: Path) -> None:
     data_yaml = make_demo_dataset(tmp_path, images=8, val_images=4, size=64)
     label = tmp_path / "labels" / "train" / "000000.txt"

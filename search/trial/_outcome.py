@@ -30,6 +30,8 @@ __all__ = [
 
 _LOG_TAIL_LINES = 25
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# ru_maxrss at most this much above the spawner's resident memory may be the spawner's image.
+_SPAWNER_MARGIN = 1.05
 _EXIT_CUDA_OOM = 3  # search.child.trainer.EXIT_CUDA_OOM; not imported, to keep torch out of the parent
 
 
@@ -84,16 +86,21 @@ def apply_kernel_floor(memory: dict[str, Any]) -> None:
     Sampling can miss a spike shorter than its interval (interpreter shutdown allocates in the last
     ~100 ms); the kernel's VmHWM cannot. For a tree that never had another process, ``ru_maxrss``
     from ``wait4`` is that process's VmHWM at exit; otherwise the last VmHWM read before the exit is
-    used. Less the part of the main process's file-backed pages that the exact reads found shared
-    with other processes (their median: the only pages the tree's PSS may count below their RSS,
-    apart from what the tree shares within itself, which it counts in full), it is a floor of the
-    tree's PSS. The discount is taken in bytes, not as a ratio: libraries are mapped early and stay,
-    while anonymous memory grows, so a ratio read early in the run would scale the peak down by the
-    memory that came after it.
+    used. Linux keeps in ``ru_maxrss`` the high-water mark of the image before the child's exec too,
+    which is the spawning process's resident memory (a notebook's, a long test session's): a figure
+    not above that (``spawner_rss_bytes``, with a 5% margin) may be the spawner's, and the last
+    VmHWM read stands in for it. Less the part of the main process's file-backed pages that the
+    exact reads found shared with other processes (their median: the only pages the tree's PSS may
+    count below their RSS, apart from what the tree shares within itself, which it counts in full),
+    it is a floor of the tree's PSS. The discount is taken in bytes, not as a ratio: libraries are
+    mapped early and stay, while anonymous memory grows, so a ratio read early in the run would
+    scale the peak down by the memory that came after it.
     """
     discount = memory.get("root_shared_discount_bytes")
     single = memory.get("max_processes") == 1
-    hwm = memory.get("ru_maxrss_bytes") if single else memory.get("vmhwm_bytes")
+    maxrss, spawner = memory.get("ru_maxrss_bytes"), memory.get("spawner_rss_bytes")
+    own_maxrss = maxrss if maxrss and (spawner is None or maxrss > _SPAWNER_MARGIN * spawner) else None
+    hwm = own_maxrss if single and own_maxrss else memory.get("vmhwm_bytes")
     peak = memory.get("peak_host_bytes")
     if discount is None or not hwm or peak is None:
         return

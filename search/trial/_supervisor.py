@@ -31,7 +31,7 @@ from search.frameworks import get_framework
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
 from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
-from search.measure._procfs import group_alive
+from search.measure._procfs import group_alive, read_statm
 from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.trial._leftovers import (
     CHILD_TEMP_PREFIX,
@@ -90,6 +90,12 @@ def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(text)
     os.replace(partial, path)
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident memory (what a child forked from it starts with, until its exec)."""
+    resident = read_statm(os.getpid())
+    return None if resident is None else resident.total
 
 
 def _kill_tree(pgid: int, pids: set[int]) -> None:
@@ -249,6 +255,7 @@ def _supervise(
     events = ChildEvents(folder / "events.jsonl")
     cgroup = TrialCgroup.create(folder.name)
     spawned_at = time.time()
+    spawner_rss = _resident_bytes()
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
@@ -259,6 +266,7 @@ def _supervise(
             env=env,
             start_new_session=True,
         )
+    spawner_rss = max(filter(None, [spawner_rss, _resident_bytes()]), default=None)
     pgid = child.pid
     # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
     cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
@@ -347,7 +355,7 @@ def _supervise(
         config,
         limits,
         events,
-        {**memory.to_dict(), "cgroup": kernel_figures},
+        {**memory.to_dict(), "cgroup": kernel_figures, "spawner_rss_bytes": spawner_rss},
         child.returncode,
         stopped_for,
         wall=time.monotonic() - started,
