@@ -22,6 +22,9 @@ from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
 from .conftest import child_hook, child_temp_folders, trainer_processes
 
 TINY = {"batch": 8, "imgsz": 64, "epochs": 1}
+# How far past a 300 MiB limit a trial stopped during its start-up may have grown by the time the
+# kill lands (see test_limit_below_framework_footprint_stops_quickly).
+_NEAR_THE_LIMIT = 1.5
 
 
 @pytest.fixture
@@ -103,7 +106,9 @@ def test_limit_below_framework_footprint_stops_quickly(tiny_data: Path, work: Pa
     assert record.status == "memory_limit"
     assert time.monotonic() - started < 15
     assert record.memory["limit_exceeded"] and record.map50_95 is None
-    assert 300 * 1024**2 <= record.peak_host_bytes < 1.1 * 300 * 1024**2  # type: ignore[operator]
+    # Stopped near the limit, while the child grows fastest (importing torch from the page cache, up
+    # to GB/s): late in a full CI session the kill landed at 1.27x (381 MiB), alone at 1.02x.
+    assert 300 * 1024**2 <= record.peak_host_bytes < _NEAR_THE_LIMIT * 300 * 1024**2  # type: ignore[operator]
     assert trainer_processes() == [] and _leftovers(work) == []
 
 
@@ -120,7 +125,8 @@ def test_a_large_spawning_process_does_not_inflate_the_trials_peak(tiny_data: Pa
     )
     assert len(heap) == 3_000_000 and record.memory["spawner_rss_bytes"] > 1.5 * 300 * 1024**2
     assert record.status == "memory_limit"
-    assert 300 * 1024**2 <= record.peak_host_bytes < 1.1 * 300 * 1024**2  # type: ignore[operator]
+    # Inflated to the spawner's size this was 572 MiB (1.9x).
+    assert 300 * 1024**2 <= record.peak_host_bytes < _NEAR_THE_LIMIT * 300 * 1024**2  # type: ignore[operator]
 
 
 @pytest.mark.slow
