@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from search.measure import run_snippet  # noqa: E402
 
 _STARTED = time.monotonic()
-# What the steps need at the least to be worth starting, and what is kept back for the later ones.
+# The least time a step is given, and below which what is left of the run starts no further step.
 _MIN_STEP_S = 20.0
 # Sizes: a GPU run's, and a rehearsal's on the CPU (the tests' tiny scale).
 _SCALES: dict[str, dict[str, Any]] = {
