@@ -19,6 +19,7 @@ from search.study._storage import (
     make_storage,
     safe_url,
     storage_file,
+    url_beside,
 )
 
 from .conftest import ROOT, run_cli, scale_study
@@ -48,6 +49,28 @@ def test_storage_file_names_the_file_of_a_file_backed_storage(tmp_path: Path) ->
     assert storage_file("journal:///abs/a.journal") == Path("/abs/a.journal")
     assert storage_file("sqlite://") is None and storage_file("sqlite:///:memory:") is None
     assert storage_file("postgresql://me:pw@db/s") is None
+
+
+def test_url_beside_reads_a_relative_file_against_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "studies"
+    assert url_beside("sqlite:///x.db", folder) == f"sqlite:///{folder.resolve() / 'x.db'}"
+    assert (
+        url_beside("sqlite:///../x.db?timeout=20", folder)
+        == f"sqlite:///{tmp_path.resolve() / 'x.db'}?timeout=20"
+    )
+    journal = url_beside("journal:runs/x.journal", folder)
+    assert journal == f"journal:///{str(folder.resolve() / 'runs' / 'x.journal').lstrip('/')}"
+    assert storage_file(journal) == folder.resolve() / "runs" / "x.journal"
+    # Absolute paths, memory, SQLite URI filenames and servers are left as they are.
+    for url in [
+        "sqlite:////abs/x.db",
+        "journal:///abs/x.journal",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:x.db?mode=ro&uri=true",
+        "postgresql://me:secret@db:5432/s",
+    ]:
+        assert url_beside(url, folder) == url
 
 
 def test_safe_url_masks_the_password() -> None:

@@ -272,6 +272,29 @@ def test_a_model_path_is_relative_to_the_study_file(
     assert load_study_spec(study).model == "yolov5n.yaml"  # no such file beside it: the shipped model
 
 
+def test_a_relative_storage_in_the_study_file_is_beside_it(tiny_data: Path, tmp_path: Path) -> None:
+    # Run from another folder, a study file's relative storage must still name the stored study: read
+    # against the shell's folder, it would open a new, empty study there.
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    study = folder / "tiny.yaml"
+    study.write_text(TINY_STUDY.format(data=tiny_data) + "storage: sqlite:///stored/tiny.db\n")
+    (folder / "stored").mkdir()
+    optuna.create_study(
+        study_name="tiny",
+        storage=f"sqlite:///{folder / 'stored' / 'tiny.db'}",
+        directions=["maximize", "minimize"],
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = run_cli("status", str(study), timeout=60, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"tiny on sqlite:///{folder.resolve() / 'stored' / 'tiny.db'}\n"), (
+        done.stdout
+    )
+    assert list(elsewhere.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_other_objectives_refused_and_nothing_lost(tiny_study: Path, tmp_path: Path) -> None:
     study = _copy_study(tiny_study, tmp_path)

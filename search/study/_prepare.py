@@ -21,7 +21,7 @@ from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
 from search.study._probes import StudyProbes
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, sampled_choices
-from search.study._spec import StudySpec
+from search.study._spec import StudySpec, path_beside
 from search.study._storage import (
     default_storage_url,
     error_line,
@@ -31,6 +31,7 @@ from search.study._storage import (
     make_storage,
     safe_url,
     storage_file,
+    url_beside,
 )
 from search.study._stored import RecordFiles, StudyKeys
 from search.study._workers import WorkerIdentity, workers_seen
@@ -51,13 +52,16 @@ __all__ = [
 def storage_url(spec: StudySpec, spec_path: Path, override: str | None = None, *, jobs: int = 1) -> str:
     """The study's storage: ``--storage``, else the file's ``storage``, else a file beside it.
 
+    A relative file path in ``--storage`` is the shell's (the working directory); in the file's
+    ``storage`` it is relative to the study file, as ``data``, ``model`` and ``hyp`` are.
+
     The file beside it is SQLite for one local worker and a journal for several (see
     :func:`search.study._storage.default_storage_url`).
     """
     if override:
         return override
     if spec.storage:
-        return spec.storage
+        return url_beside(spec.storage, spec_path.parent)
     return default_storage_url(spec_path.parent, spec.name, jobs=jobs)
 
 
@@ -193,8 +197,7 @@ def resolve_data(spec: StudySpec, spec_path: Path) -> str:
     """The data yaml to train on (an absolute path); ``demo`` is the synthetic dataset beside the
     study file, generated when missing, its yaml's ``path`` mended when the checkout moved."""
     if spec.data != "demo":
-        path = Path(spec.data).expanduser()
-        return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
+        return path_beside(spec.data, spec_path)
     from search.data._demo import make_demo_dataset, mend_demo_path
 
     data_yaml = _demo_data_yaml(spec, spec_path)
@@ -227,8 +230,7 @@ def resolve_hyp_path(spec: StudySpec, spec_path: Path) -> str | None:
     """The study's hyp yaml: ``demo``, or a path relative to the study file."""
     if spec.hyp is None or spec.hyp == "demo":
         return spec.hyp
-    path = Path(spec.hyp).expanduser()
-    return str(path if path.is_absolute() else (spec_path.parent / path).resolve())
+    return path_beside(spec.hyp, spec_path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -212,16 +212,19 @@ def load_study_spec(path: str | Path) -> StudySpec:
         raise InputError(f"{path}: {where or 'study'}: {message}") from None
 
 
+def path_beside(value: str, study_file: Path) -> str:
+    """A path from a study file, made absolute: relative paths are read against the study file's
+    folder (not the shell's), so a study runs the same from anywhere. ``~`` is expanded."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (study_file.parent / path).resolve())
+
+
 def _model_beside(model: str, study_file: Path) -> str:
-    """A model path relative to the study file, as ``data`` and ``hyp`` are, made absolute.
+    """The study's model path, read as :func:`path_beside` reads ``data`` and ``hyp``.
 
     A bare name with no file of that name beside the study file stays as it is: the framework's
     shipped model (``yolov5n.yaml``), which the framework resolves.
     """
-    path = Path(model).expanduser()
-    if path.is_absolute():
-        return str(path)
-    beside = study_file.parent / path
-    if path.parent == Path(".") and not beside.exists():
+    if Path(model).parent == Path(".") and not (study_file.parent / model).exists():
         return model
-    return str(beside.resolve())
+    return path_beside(model, study_file)

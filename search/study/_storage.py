@@ -9,8 +9,9 @@ adds it with the same interface (the heartbeat is a trial system attribute), and
 ``fail_stale_trials`` works on both.
 
 Storage URLs: ``sqlite:///path.db``, ``postgresql://user:password@host:port/db`` (any SQLAlchemy URL
-Optuna's RDB storage accepts) and ``journal:path/to/file.journal`` (a path relative to the working
-directory, or ``journal:///absolute/path``).
+Optuna's RDB storage accepts) and ``journal:path/to/file.journal`` (or ``journal:///absolute/path``).
+A relative file path is relative to the working directory on the command line and to the study file's
+folder in a study file (:func:`url_beside`), as every other path of a study file is.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "safe_url",
     "storage_clock",
     "storage_file",
+    "url_beside",
 ]
 
 HEARTBEAT_ATTR = "memfront:heartbeat"
@@ -103,6 +105,33 @@ def storage_file(url: str) -> Path | None:
     if database.startswith("file:"):
         return None  # a URI filename: SQLite's own syntax
     return Path(os.path.abspath(database))  # as SQLite opens it: no "~" expansion
+
+
+def url_beside(url: str, folder: Path) -> str:
+    """A file-backed storage URL whose relative path is read against ``folder``, made absolute.
+
+    Any other URL (a server, memory, a SQLite URI filename, an absolute path) is returned as it is.
+    """
+    if url.startswith("journal:"):
+        path = journal_path(url)
+        if path is None or path.is_absolute():
+            return url
+        return f"journal:///{str((folder / path).resolve()).lstrip('/')}"
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return url  # malformed: opening it says so
+    database = parsed.database
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+        or os.path.isabs(database)
+    ):
+        return url
+    absolute = str((folder / database).resolve())
+    return parsed.set(database=absolute).render_as_string(hide_password=False)
 
 
 def journal_holds_records(path: Path) -> bool:
