@@ -96,7 +96,8 @@ def test_each_framework_starts_its_own_dataloader_workers() -> None:
     # ultralytics' trainer runs none on a CPU, whatever was asked.
     assert loader_workers(8, 16, cpus=16, framework="ultralytics", device="cpu") == (0, 0)
     assert loader_workers(4, 16, cpus=16, framework="ultralytics", device="0") == (4, 8)
-    assert loader_workers(8, 16, cpus=16, framework="ultralytics", device="0,1") == (8, 8)  # 8 CPUs a GPU
+    # Its CPU share is per visible GPU, and its trial's child leaves one visible (only_visible_device).
+    assert loader_workers(8, 16, cpus=16, framework="ultralytics", device="3") == (8, 16)
 
 
 def test_the_memory_model_sees_no_worker_cost_where_none_runs(tiny_data: Path) -> None:

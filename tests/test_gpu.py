@@ -108,6 +108,34 @@ def test_cuda_out_of_memory_is_told_apart_from_other_errors() -> None:
 
 
 @pytest.mark.parametrize(
+    ("inherited", "device", "narrowed", "visible"),
+    [
+        (None, "1", True, "1"),
+        (None, "cuda:2", True, "2"),
+        ("2,3", "1", True, "3"),  # a scheduler's list: the second of its GPUs, not physical GPU 1
+        ("GPU-8f2a, GPU-77c1", "cuda:0", True, "GPU-8f2a"),
+        ("2,3", "5", False, "2,3"),  # not visible: left to the framework's own check
+        ("2,3", "cpu", False, "2,3"),
+        (None, "mps", False, None),
+    ],
+)
+def test_a_trial_sees_only_its_device_counted_as_torch_counts(
+    monkeypatch: pytest.MonkeyPatch, inherited: str | None, device: str, narrowed: bool, visible: str | None
+) -> None:
+    # Both frameworks' dataloaders give each visible GPU cpu_count // device_count workers: with every
+    # GPU of a node visible, an ultralytics trial on GPU 3 of 8 started an eighth of the workers the
+    # memory model counted.
+    from search.child._common import only_visible_device
+
+    if inherited is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", inherited)
+    assert only_visible_device(device) is narrowed
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == visible
+
+
+@pytest.mark.parametrize(
     ("inherited", "device", "given", "visible"),
     [
         (None, "1", "", "1"),  # nothing inherited: the index is the GPU

@@ -24,6 +24,7 @@ __all__ = [
     "end_probe",
     "gpu_peaks",
     "is_cuda_oom",
+    "only_visible_device",
     "raise_oom_score",
     "vmhwm_bytes",
     "write_cuda_oom",
@@ -106,6 +107,32 @@ def is_cuda_oom(torch: Any, error: BaseException) -> bool:
 def write_cuda_oom(events: EventWriter, torch: Any, device: Any, error: BaseException) -> None:
     """The ``error`` event of a trial that ran out of device memory, with the allocator's peaks so far."""
     events.write("error", kind="cuda_oom", message=str(error).splitlines()[0], gpu=gpu_peaks(torch, device))
+
+
+def only_visible_device(device: str) -> bool:
+    """Makes the trial's CUDA device the only one its process and workers see; whether it did.
+
+    Counted as torch counts: where a scheduler or a container had already narrowed the GPUs
+    (``CUDA_VISIBLE_DEVICES=2,3``), device ``1`` is the second of those. Afterwards the device is
+    ``cuda:0``, and a framework that counts visible GPUs (ultralytics' and yolov5's dataloaders give
+    each GPU ``cpu_count // device_count`` workers) counts one, as the memory model does. ``cpu``,
+    ``mps`` and an index that is not visible (left to the framework's own check) change nothing.
+    Call it before CUDA is initialised.
+    """
+    if device in ("cpu", "mps"):
+        return False
+    index = device.removeprefix("cuda:")
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if inherited is None:
+        if not index.isdigit():
+            return False
+        os.environ["CUDA_VISIBLE_DEVICES"] = index
+        return True
+    entries = [entry.strip() for entry in inherited.split(",") if entry.strip()]
+    if not index.isdigit() or int(index) >= len(entries):
+        return False
+    os.environ["CUDA_VISIBLE_DEVICES"] = entries[int(index)]
+    return True
 
 
 def cap_gpu_memory(torch: Any, device: Any, limit_bytes: int | None) -> None:

@@ -164,25 +164,18 @@ def isolate_argv() -> None:
 def narrow_visible_devices(device: str) -> str:
     """Makes the trial's CUDA device the only one the child sees; returns the device for yolov5.
 
-    yolov5's ``select_device`` sets ``CUDA_VISIBLE_DEVICES`` to the device it is given. Where a
-    scheduler or a container had already narrowed the GPUs (``CUDA_VISIBLE_DEVICES=2,3``), device
-    ``1`` means the second of those, GPU 3, as torch and ultralytics count; yolov5 would make it
-    physical GPU 1, and it cannot take the UUIDs such a list may hold. So the child narrows the
-    variable itself, through the inherited list, and gives yolov5 ``""``: the first visible device,
-    with the variable left alone. ``cpu`` and ``mps`` are returned as they are.
+    yolov5's ``select_device`` sets ``CUDA_VISIBLE_DEVICES`` to the device it is given, re-reading an
+    index as a physical GPU where the environment had narrowed them (``CUDA_VISIBLE_DEVICES=2,3``),
+    and it cannot take the UUIDs such a list may hold. So the child narrows the variable itself
+    (:func:`search.child._common.only_visible_device`) and gives yolov5 ``""``: the first visible
+    device, with the variable left alone. ``cpu`` and ``mps`` are returned as they are, and a device
+    that is not visible as given, for yolov5's own check to refuse.
     """
+    from search.child._common import only_visible_device
+
     if device in ("cpu", "mps"):
         return device
-    index = device.removeprefix("cuda:")
-    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if inherited is None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = index
-        return ""
-    entries = [entry.strip() for entry in inherited.split(",") if entry.strip()]
-    if not index.isdigit() or int(index) >= len(entries):
-        return index  # not one of the visible devices: yolov5's own check says so
-    os.environ["CUDA_VISIBLE_DEVICES"] = entries[int(index)]
-    return ""
+    return "" if only_visible_device(device) else device.removeprefix("cuda:")
 
 
 def decide_amp(*, requested: bool, cuda: bool) -> tuple[bool, str]:

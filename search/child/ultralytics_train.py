@@ -21,6 +21,7 @@ from search.child._common import (
     end_probe,
     gpu_peaks,
     is_cuda_oom,
+    only_visible_device,
     write_cuda_oom,
     write_end,
     write_start,
@@ -50,6 +51,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     from search.child import ultralytics_compat as compat
 
     folder = Path(spec["project"])
+    # Before torch initialises CUDA: ultralytics never narrows the GPUs, and its dataloaders give each
+    # visible GPU cpu_count // device_count workers (the memory model counts the trial's one).
+    narrowed = only_visible_device(spec["device"])
     import torch
     import ultralytics
     from ultralytics import YOLO
@@ -63,7 +67,8 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         torch.set_num_threads(int(spec["threads"]))
         compat.keep_threads(int(spec["threads"]))
     cuda = spec["device"] != "cpu" and torch.cuda.is_available()
-    device = torch.device(f"cuda:{spec['device'].removeprefix('cuda:').split(',')[0]}" if cuda else "cpu")
+    index = "0" if narrowed else spec["device"].removeprefix("cuda:").split(",")[0]
+    device = torch.device(f"cuda:{index}" if cuda else "cpu")
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
     compat.patch_amp(engine_trainer, amp)
     cap_gpu_memory(torch, device, spec.get("gpu_memory_limit_bytes"))
@@ -177,7 +182,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         "imgsz": spec["imgsz"],
         "cache": False if spec["cache"] == "none" else spec["cache"],
         "workers": spec["workers"],
-        "device": spec["device"],
+        "device": index if cuda else spec["device"],
         "seed": spec["seed"],
         "amp": spec["amp"],
         "project": str(folder),

@@ -114,9 +114,11 @@ class Ultralytics(Framework):
     def loader_workers(self, workers: int, batch: int, *, device: str, cpus: int) -> tuple[int, int]:
         if device in ("cpu", "mps"):
             return 0, 0  # its trainer sets workers=0 on these devices
-        per_device = cpus // max(1, len(device.split(",")))
-        # The validation loader asks for twice the workers (and twice the batch).
-        return min(per_device, workers), min(per_device, 2 * workers)
+        # Its loaders give each visible GPU cpu_count // device_count workers; the trial's child makes
+        # its one GPU the only one visible (search.child._common.only_visible_device). The validation
+        # loader asks for twice the workers (and twice the batch). A loader of one batch starts none,
+        # which only a dataset no larger than a batch meets: not modelled.
+        return min(cpus, workers), min(cpus, 2 * workers)
 
     def upstream_command(self, options: dict[str, Any]) -> str:
         parts = ["yolo", "detect", "train", f"data={options['data']}", f"model={options['model']}"]
