@@ -113,7 +113,10 @@ def test_cuda_out_of_memory_is_told_apart_from_other_errors() -> None:
         (None, "1", True, "1"),
         (None, "cuda:2", True, "2"),
         ("2,3", "1", True, "3"),  # a scheduler's list: the second of its GPUs, not physical GPU 1
+        ("2,3", "cuda:1", True, "3"),
         ("GPU-8f2a, GPU-77c1", "cuda:0", True, "GPU-8f2a"),
+        ("0,-1,2", "2", False, "0,-1,2"),  # CUDA reads no further than -1: GPU 2 is not visible
+        (None, "cuda", False, None),
         ("2,3", "5", False, "2,3"),  # not visible: left to the framework's own check
         ("2,3", "cpu", False, "2,3"),
         (None, "mps", False, None),
@@ -133,6 +136,24 @@ def test_a_trial_sees_only_its_device_counted_as_torch_counts(
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", inherited)
     assert only_visible_device(device) is narrowed
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == visible
+
+
+@pytest.mark.parametrize(
+    ("requested", "narrowed", "cuda", "devices"),
+    [
+        ("1", True, True, ("cuda:0", "0")),  # the only visible GPU: index 0 for torch and ultralytics
+        ("cuda:1", False, True, ("cuda:1", "1")),
+        ("1", False, False, ("cpu", "1")),  # no CUDA: ultralytics' own check refuses the request
+        ("cpu", False, True, ("cpu", "cpu")),
+        ("mps", False, True, ("mps", "mps")),
+    ],
+)
+def test_an_ultralytics_trial_gives_torch_and_ultralytics_the_same_device(
+    requested: str, narrowed: bool, cuda: bool, devices: tuple[str, str]
+) -> None:
+    from search.child.ultralytics_compat import trial_device
+
+    assert trial_device(requested, narrowed=narrowed, cuda=cuda) == devices
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from search.study._storage import (
     HEARTBEAT_ATTR,
     default_storage_url,
     fail_stale_trials,
+    is_concurrent_safe,
     make_storage,
     safe_url,
     storage_file,
@@ -61,8 +62,16 @@ def test_url_beside_reads_a_relative_file_against_the_folder(tmp_path: Path) -> 
     journal = url_beside("journal:runs/x.journal", folder)
     assert journal == f"journal:///{str(folder.resolve() / 'runs' / 'x.journal').lstrip('/')}"
     assert storage_file(journal) == folder.resolve() / "runs" / "x.journal"
+    assert url_beside("sqlite+pysqlite:///x.db", folder) == f"sqlite+pysqlite:///{folder.resolve() / 'x.db'}"
+    assert (
+        url_beside("sqlite:///~/x.db", folder) == f"sqlite:///{Path.home() / 'x.db'}"
+    )  # as in its other paths
+    # A folder whose name SQLAlchemy would escape still names the same file.
+    odd = tmp_path / "a b%c:d"
+    assert storage_file(url_beside("sqlite:///x.db", odd)) == odd.resolve() / "x.db"
     # Absolute paths, memory, SQLite URI filenames and servers are left as they are.
     for url in [
+        "journal:~/x.journal",  # absolute once "~" is expanded, as journal_path does
         "sqlite:////abs/x.db",
         "journal:///abs/x.journal",
         "sqlite://",
@@ -71,6 +80,11 @@ def test_url_beside_reads_a_relative_file_against_the_folder(tmp_path: Path) -> 
         "postgresql://me:secret@db:5432/s",
     ]:
         assert url_beside(url, folder) == url
+
+
+def test_sqlite_is_never_concurrent_safe_whatever_its_driver() -> None:
+    assert not is_concurrent_safe("sqlite:///x.db") and not is_concurrent_safe("sqlite+pysqlite:///x.db")
+    assert is_concurrent_safe("journal:x.journal") and is_concurrent_safe("postgresql://me@db/s")
 
 
 def test_safe_url_masks_the_password() -> None:

@@ -293,6 +293,38 @@ def test_a_relative_storage_in_the_study_file_is_beside_it(tiny_data: Path, tmp_
         done.stdout
     )
     assert list(elsewhere.iterdir()) == []
+    # On the command line a relative path stays the shell's, as for any command.
+    done = run_cli(
+        "status", str(study), "--storage", "sqlite:///../studies/stored/tiny.db", timeout=60, cwd=elsewhere
+    )
+    assert done.returncode == 0 and done.stdout.startswith("tiny on sqlite:///../studies/stored/tiny.db\n"), (
+        done
+    )
+
+
+def test_a_study_stored_where_its_relative_storage_was_once_read_is_not_started_again(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    # Before 2026-12-06 a study file's relative storage was read against the working directory: a
+    # study stored there must not silently become a new, empty one beside the study file.
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    study = folder / "tiny.yaml"
+    study.write_text(TINY_STUDY.format(data=tiny_data) + "storage: sqlite:///tiny-stored.db\n")
+    optuna.create_study(
+        study_name="tiny",
+        storage=f"sqlite:///{tmp_path / 'tiny-stored.db'}",
+        directions=["maximize", "minimize"],
+    )
+    for command in ("run", "status"):
+        done = run_cli(command, str(study), timeout=60, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert (
+            str(folder.resolve() / "tiny-stored.db") in lines[0]
+            and str(tmp_path / "tiny-stored.db") in lines[0]
+        )
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.yaml"]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ search's side: whatever the child imports is counted in every trial's memory.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -129,6 +130,8 @@ def only_visible_device(device: str) -> bool:
         os.environ["CUDA_VISIBLE_DEVICES"] = index
         return True
     entries = [entry.strip() for entry in inherited.split(",") if entry.strip()]
+    # CUDA reads the list up to its first invalid entry (``-1`` hides every GPU after it).
+    entries = list(itertools.takewhile(lambda entry: not entry.startswith("-"), entries))
     if not index.isdigit() or int(index) >= len(entries):
         return False
     os.environ["CUDA_VISIBLE_DEVICES"] = entries[int(index)]

@@ -35,6 +35,7 @@ __all__ = [
     "prepare_fonts",
     "quiet_settings",
     "redirect_label_caches",
+    "trial_device",
 ]
 
 _OFF = ("sync", "clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
@@ -58,6 +59,27 @@ def prepare_fonts() -> None:
     from ultralytics.utils import USER_CONFIG_DIR
 
     prepare_config_dir(Path(USER_CONFIG_DIR))
+
+
+def trial_device(requested: str, *, narrowed: bool, cuda: bool) -> tuple[str, str]:
+    """The trial's torch device, and the device to give ultralytics' trainer.
+
+    Args:
+        requested: The study's device (``cpu``, ``1``, ``cuda:1``).
+        narrowed: Whether the child made that GPU the only visible one
+            (:func:`search.child._common.only_visible_device`): it is then index 0.
+        cuda: Whether torch has CUDA here.
+
+    Returns:
+        (``cpu``, ``mps`` or ``cuda:N``, the device setting for ultralytics). Without CUDA, a GPU request goes
+        to ultralytics as it was written, for its own check to refuse.
+    """
+    if requested in ("cpu", "mps"):
+        return requested, requested
+    if not cuda:
+        return "cpu", requested
+    index = "0" if narrowed else requested.removeprefix("cuda:").split(",")[0]
+    return f"cuda:{index}", index
 
 
 def decide_amp(*, requested: bool, cuda: bool) -> tuple[bool, str]:

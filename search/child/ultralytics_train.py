@@ -66,9 +66,11 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
         compat.keep_threads(int(spec["threads"]))
-    cuda = spec["device"] != "cpu" and torch.cuda.is_available()
-    index = "0" if narrowed else spec["device"].removeprefix("cuda:").split(",")[0]
-    device = torch.device(f"cuda:{index}" if cuda else "cpu")
+    torch_device, ultralytics_device = compat.trial_device(
+        spec["device"], narrowed=narrowed, cuda=torch.cuda.is_available()
+    )
+    device = torch.device(torch_device)
+    cuda = device.type == "cuda"
     amp, amp_reason = compat.decide_amp(requested=spec["amp"], cuda=cuda)
     compat.patch_amp(engine_trainer, amp)
     cap_gpu_memory(torch, device, spec.get("gpu_memory_limit_bytes"))
@@ -182,7 +184,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         "imgsz": spec["imgsz"],
         "cache": False if spec["cache"] == "none" else spec["cache"],
         "workers": spec["workers"],
-        "device": index if cuda else spec["device"],
+        "device": ultralytics_device,
         "seed": spec["seed"],
         "amp": spec["amp"],
         "project": str(folder),

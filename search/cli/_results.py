@@ -27,7 +27,12 @@ __all__ = ["StorageOption", "StudyFile", "register"]
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
 StudyFile = Annotated[Path, typer.Argument(help="Study definition, e.g. studies/demo.yaml.")]
-StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL (overrides the study file).")]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Optuna storage URL (overrides the study file; a relative file path is the working directory's)."
+    ),
+]
 
 
 def _open(study_file: Path, storage: str | None) -> StudyResults:

@@ -61,8 +61,24 @@ def storage_url(spec: StudySpec, spec_path: Path, override: str | None = None, *
     if override:
         return override
     if spec.storage:
-        return url_beside(spec.storage, spec_path.parent)
+        url = url_beside(spec.storage, spec_path.parent)
+        _refuse_a_study_left_behind(spec.storage, url)
+        return url
     return default_storage_url(spec_path.parent, spec.name, jobs=jobs)
+
+
+def _refuse_a_study_left_behind(written: str, url: str) -> None:
+    """Raises if the file's relative storage names no file beside the study file, but one in the
+    working directory: where memfront before 2026-12-06 read it. Opening the first would start an
+    empty study while the stored one sits elsewhere."""
+    beside = storage_file(url)
+    shells = storage_file(written)
+    if beside is None or shells is None or beside == shells or beside.exists() or not shells.exists():
+        return
+    raise InputError(
+        f"storage {written}: a study file's relative storage is read beside the study file ({beside}), "
+        f"which does not exist, but {shells} does: make the path absolute or move the file"
+    )
 
 
 class _AskTellGridSampler(optuna.samplers.GridSampler):

@@ -113,7 +113,7 @@ def url_beside(url: str, folder: Path) -> str:
     Any other URL (a server, memory, a SQLite URI filename, an absolute path) is returned as it is.
     """
     if url.startswith("journal:"):
-        path = journal_path(url)
+        path = journal_path(url)  # "~" expanded
         if path is None or path.is_absolute():
             return url
         return f"journal:///{str((folder / path).resolve()).lstrip('/')}"
@@ -130,7 +130,8 @@ def url_beside(url: str, folder: Path) -> str:
         or os.path.isabs(database)
     ):
         return url
-    absolute = str((folder / database).resolve())
+    # "~" as in the study file's other paths (SQLite itself would read it as a folder's name).
+    absolute = str((folder / Path(database).expanduser()).resolve())
     return parsed.set(database=absolute).render_as_string(hide_password=False)
 
 
@@ -155,8 +156,13 @@ def default_storage_url(folder: Path, name: str, *, jobs: int = 1) -> str:
 
 
 def is_concurrent_safe(url: str) -> bool:
-    """Whether several processes may write the storage at once."""
-    return not url.startswith("sqlite:")
+    """Whether several processes may write the storage at once (not SQLite, whatever its driver)."""
+    if url.startswith("journal:"):
+        return True
+    try:
+        return sqlalchemy.engine.make_url(url).get_backend_name() != "sqlite"
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return True  # malformed: opening it says so
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
