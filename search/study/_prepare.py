@@ -73,8 +73,9 @@ def _refuse_a_study_left_behind(written: str, url: str) -> None:
     empty study while the stored one sits elsewhere."""
     beside = storage_file(url)
     shells = storage_file(written)
-    if beside is None or shells is None or beside == shells or beside.exists() or not shells.exists():
+    if beside is None or shells is None or beside.exists() or not shells.exists():
         return
+    shells = shells.absolute()  # a relative journal's, named as the working directory's
     raise InputError(
         f"storage {written}: a study file's relative storage is read beside the study file ({beside}), "
         f"which does not exist, but {shells} does: make the path absolute or move the file"
