@@ -117,17 +117,30 @@ def knobs(batch: int = 8, imgsz: int = 96, cache: str = "none", workers: int = 0
 
 
 def stored_study_file(
-    folder: Path, *, name: str, data: Path, limit: int, trials: Iterable[optuna.trial.FrozenTrial]
+    folder: Path,
+    *,
+    name: str,
+    data: Path,
+    limit: int,
+    trials: Iterable[optuna.trial.FrozenTrial],
+    memory_objective: str = "peak_host",
 ) -> Path:
-    """A study file and its SQLite storage holding ``trials``, as ``memfront run`` would leave them."""
+    """A study file and its SQLite storage holding ``trials``, as ``memfront run`` would leave them.
+
+    ``memory_objective="peak_gpu"`` makes it a GPU study (device ``0``): only its stored records can
+    exist here, not its trainings.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / f'{name}.db'}"
     study = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
-    study.set_user_attr(StudyKeys.OBJECTIVES, ["map50_95", "peak_host"])
+    objectives = ["map50_95", memory_objective]
+    study.set_user_attr(StudyKeys.OBJECTIVES, objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, limit)
     for trial in trials:
         study.add_trial(trial)
     path = folder / f"{name}.yaml"
-    path.write_text(
-        yaml.safe_dump({"name": name, "data": str(data), "memory_limit": limit, "storage": storage})
-    )
+    content: dict[str, object] = {"name": name, "data": str(data), "memory_limit": limit, "storage": storage}
+    if memory_objective != "peak_host":
+        content.update(objectives=objectives, device="0")
+    path.write_text(yaml.safe_dump(content))
     return path

@@ -262,6 +262,8 @@ def report(
         )
     if results.dataset_note:
         shown_on.print(results.dataset_note)
+    if results.memory_note:
+        shown_on.print(results.memory_note)
     fitted = results.memory_model
     if fitted and fitted.get("median_error") is not None:
         shown_on.print(
@@ -283,6 +285,7 @@ def report(
             "accuracy_signal": results.accuracy_signal,
             "accuracy_note": results.accuracy_note(),
             "dataset_note": results.dataset_note,
+            "memory_note": results.memory_note,
             "noise": dataclasses.asdict(results.estimates.noise),
             "status_counts": counts,
             "memory_model": results.memory_model,
@@ -310,7 +313,10 @@ def plot(
     """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
     from search.results._render import write_plot
 
-    written = write_plot(_open(study_file, storage).plot_data(), output)
+    results = _open(study_file, storage)
+    written = write_plot(results.plot_data(), output)
+    if results.memory_note:
+        console.print(results.memory_note)
     console.print(f"wrote {written}")
 
 
@@ -372,6 +378,8 @@ def export(
     spec, accuracy = results.spec, results.accuracy
     if results.dataset_note:
         console.print(f"{results.dataset_note}; memory as the trainings measured it")
+    if results.memory_note:
+        console.print(results.memory_note)
     choice = results.choice(budget, check_prediction=not ignore_prediction)
     refused, row = choice.refused_by_prediction, choice.chosen
     if refused is not None:

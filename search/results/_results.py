@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from search.results._plot import ParetoPlotData
     from search.study._spec import StudySpec
 
-__all__ = ["StudyResults", "WholeDataset", "load_study", "whole_dataset"]
+__all__ = ["StudyResults", "WholeDataset", "load_study", "memory_note", "whole_dataset"]
 
 
 class StudyResults:
@@ -114,6 +114,12 @@ class StudyResults:
     def accuracy_signal(self) -> bool:
         """Whether any two accuracy configs differ beyond noise (else nothing ranks on accuracy)."""
         return self.estimates.signal
+
+    @property
+    def memory_note(self) -> str | None:
+        """What ``report``, ``plot`` and ``export`` say when the study's memory objective is not the
+        memory they rank on; else None."""
+        return memory_note(self.spec.objectives)
 
     def accuracy_note(self) -> str | None:
         """What ``run``, ``report`` and ``export`` say when accuracy cannot rank the configs; else None."""
@@ -204,6 +210,22 @@ class StudyResults:
                 raise InputError(f"{name!r} is not a knob: one of {', '.join(KNOBS)}")
         title = f"peak host memory vs {x}, by {colour}"
         return knob_plot(self.trials, memory_limit=self.spec.memory_limit, x=x, colour=colour, title=title)
+
+
+def memory_note(objectives: list[str]) -> str | None:
+    """The one statement of what a ``peak_gpu`` study's front is ranked on, or None.
+
+    Optuna is told the GPU peak (its own ``best_trials`` rank on it), but the accuracy estimates,
+    the probes' whole-dataset figures and the memory model carry host memory only, so the front,
+    its budgets and export rank host memory; saying so keeps a GPU user from reading the host
+    front as the GPU one.
+    """
+    if "peak_gpu" not in objectives:
+        return None
+    return (
+        "memory objective peak_gpu: Optuna was told each trial's GPU peak (see peak_gpu_bytes), but this "
+        "front, its budgets and export rank peak host memory (a GPU-memory front is not implemented yet)"
+    )
 
 
 def _budget(max_memory: int | str) -> int:
