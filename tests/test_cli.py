@@ -94,6 +94,23 @@ def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], mess
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
 
 
+def _in_training(cli_pid: int) -> bool:
+    """Whether the trial that command ``cli_pid`` runs has written its training phase."""
+    for events in Path(tempfile.gettempdir()).glob(f"memfront-trial-{cli_pid}-*/events.jsonl"):
+        try:
+            lines = events.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if event.get("phase") == "training":
+                return True
+    return False
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
@@ -120,12 +137,16 @@ def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Pa
         stderr=subprocess.PIPE,
         text=True,
     )
-    # Wait until the dataloader worker is up, so that Ctrl-C lands mid-training with a whole tree.
-    # A fresh CI machine reads torch from a cold disk: start-up alone can take minutes there.
+    # Wait until the trial trains with its dataloader worker, so that Ctrl-C lands mid-training with a
+    # whole tree: yolov5's label scan forks a short-lived pool before that, which a count of processes
+    # alone mistook for the worker (and found gone when it looked again). A fresh CI machine reads
+    # torch from a cold disk: start-up alone can take minutes there.
     deadline = time.monotonic() + 400
-    while len(trainer_processes()) < 2 and cli.poll() is None and time.monotonic() < deadline:
+    training = False
+    while not training and cli.poll() is None and time.monotonic() < deadline:
+        training = _in_training(cli.pid) and len(trainer_processes()) >= 2
         time.sleep(0.1)
-    if len(trainer_processes()) < 2:
+    if not training:
         cli.kill()
         _, stderr = cli.communicate(timeout=30)
         raise AssertionError(f"no dataloader worker came up (exit {cli.returncode}): {stderr[-2000:]}")
