@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from search.trial._outcome import ChildEvents
+
 from .conftest import ROOT, TINY_STUDY, run_cli, trainer_processes
 
 REQUIRED_KEYS = {
@@ -96,18 +98,11 @@ def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], mess
 
 def _in_training(cli_pid: int) -> bool:
     """Whether the trial that command ``cli_pid`` runs has written its training phase."""
-    for events in Path(tempfile.gettempdir()).glob(f"memfront-trial-{cli_pid}-*/events.jsonl"):
-        try:
-            lines = events.read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a line being written
-            if event.get("phase") == "training":
-                return True
+    for path in Path(tempfile.gettempdir()).glob(f"memfront-trial-{cli_pid}-*/events.jsonl"):
+        events = ChildEvents(path)
+        events.poll()
+        if any(event.get("phase") == "training" for event in events.of("phase")):
+            return True
     return False
 
 

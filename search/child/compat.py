@@ -173,8 +173,6 @@ def narrow_visible_devices(device: str) -> str:
     """
     from search.child._common import only_visible_device
 
-    if device in ("cpu", "mps"):
-        return device
     return "" if only_visible_device(device) else device.removeprefix("cuda:")
 
 

@@ -90,21 +90,27 @@ def journal_path(url: str) -> Path | None:
     return Path(rest).expanduser()
 
 
+def _sqlite_file(url: str) -> sqlalchemy.engine.URL | None:
+    """The parsed URL when ``url`` names a SQLite database file; None for anything else (another
+    database, memory, a URI filename in SQLite's own syntax, a malformed URL, which opening reports)."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else parsed
+
+
 def storage_file(url: str) -> Path | None:
     """The file a file-backed storage URL names (a journal, SQLite); None for a server or memory."""
     path = journal_path(url)
     if path is not None:
         return path
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return None  # malformed: opening it says so
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if database.startswith("file:"):
-        return None  # a URI filename: SQLite's own syntax
-    return Path(os.path.abspath(database))  # as SQLite opens it: no "~" expansion
+    sqlite = _sqlite_file(url)
+    # As SQLite opens it: no "~" expansion.
+    return None if sqlite is None else Path(os.path.abspath(str(sqlite.database)))
 
 
 def url_beside(url: str, folder: Path) -> str:
@@ -117,22 +123,12 @@ def url_beside(url: str, folder: Path) -> str:
         if path is None or path.is_absolute():
             return url
         return f"journal:///{str((folder / path).resolve()).lstrip('/')}"
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return url  # malformed: opening it says so
-    database = parsed.database
-    if (
-        parsed.get_backend_name() != "sqlite"
-        or not database
-        or database == ":memory:"
-        or database.startswith("file:")
-        or os.path.isabs(database)
-    ):
+    sqlite = _sqlite_file(url)
+    if sqlite is None or os.path.isabs(str(sqlite.database)):
         return url
     # "~" as in the study file's other paths (SQLite itself would read it as a folder's name).
-    absolute = str((folder / Path(database).expanduser()).resolve())
-    return parsed.set(database=absolute).render_as_string(hide_password=False)
+    absolute = str((folder / Path(str(sqlite.database)).expanduser()).resolve())
+    return sqlite.set(database=absolute).render_as_string(hide_password=False)
 
 
 def journal_holds_records(path: Path) -> bool:
