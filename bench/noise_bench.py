@@ -275,7 +275,7 @@ def time_to_fraction(
         subset = [s for s, done in zip(stored, ended, strict=True) if done]
         if noise_aware:
             trainings = trainings_of(subset, accuracy=spec.objectives[0], default_seed=spec.seed)
-            estimates = estimate_accuracy(trainings, resolution=spec.accuracy_resolution)
+            estimates = estimate_accuracy(trainings, rules=spec.noise_rules)
             keys = [p.estimate.key for p in noise_front(estimates)]
         else:
             keys = [p["key"] for p in single_value_front([t for t in subset if t.counts_toward_n_trials])]

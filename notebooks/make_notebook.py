@@ -74,8 +74,7 @@ print(f"study {spec.name}: {len(frame) - duplicates} trials (and {duplicates} du
 print(f"memory limit {spec.memory_limit / GIB:.2f} GiB")
 print("by status:", results.status_counts())
 noise = results.estimates.noise
-print(f"accuracy noise: ±{noise.sd:.3f} per training ({noise.df} degrees of freedom)" if noise.known
-      else "accuracy noise: not measured yet (no accuracy config trained twice)")
+print(f"accuracy noise: {noise.text()}")
 if results.accuracy_note():
     print(results.accuracy_note())
 """

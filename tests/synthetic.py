@@ -6,7 +6,7 @@ per test instead of real training.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +100,23 @@ def stored_trial(
 
 
 def replicated(
-    config: dict[str, Any], accuracy: float, peak: float, *, limit: float, spread: float = 0.002, **extra: Any
+    config: dict[str, Any],
+    accuracy: float,
+    peak: float,
+    *,
+    limit: float,
+    spread: float = 0.002,
+    replicates: int = 2,
+    **extra: Any,
 ) -> list[optuna.trial.FrozenTrial]:
-    """Two feasible trainings of one config with seeds 0 and 1, ``accuracy ± spread``: a measured noise."""
+    """Feasible trainings of one config with seeds 0, 1, ...: ``accuracy + spread``, ``- spread``, then
+    ``accuracy`` itself (a measured noise: ``replicates - 1`` degrees of freedom)."""
+    signs = [1, -1, *[0] * (replicates - 2)]
     return [
         stored_trial(
             config=config, values=[accuracy + sign * spread, peak], violation=peak - limit, seed=seed, **extra
         )
-        for seed, sign in ((0, 1), (1, -1))
+        for seed, sign in enumerate(signs[:replicates])
     ]
 
 
@@ -124,11 +133,12 @@ def stored_study_file(
     limit: int,
     trials: Iterable[optuna.trial.FrozenTrial],
     memory_objective: str = "peak_host",
+    keys: Mapping[str, object] | None = None,
 ) -> Path:
     """A study file and its SQLite storage holding ``trials``, as ``memfront run`` would leave them.
 
     ``memory_objective="peak_gpu"`` makes it a GPU study (device ``0``): only its stored records can
-    exist here, not its trainings.
+    exist here, not its trainings. ``keys``: more keys of the study file (e.g. ``accuracy_min_df``).
     """
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / f'{name}.db'}"
@@ -142,5 +152,6 @@ def stored_study_file(
     content: dict[str, object] = {"name": name, "data": str(data), "memory_limit": limit, "storage": storage}
     if memory_objective != "peak_host":
         content.update(objectives=objectives, device="0")
+    content.update(keys or {})
     path.write_text(yaml.safe_dump(content))
     return path

@@ -87,8 +87,11 @@ def test_intervals_stay_within_the_metrics_range() -> None:
         _training(1, knobs(8, 96), 1, 0.10, 1.0),
         _training(2, knobs(8, 128), 0, 0.90, 1.1),
         _training(3, knobs(8, 128), 1, 0.99, 1.1),
+        _training(4, knobs(8, 160), 0, 0.50, 1.2),  # a third pair: the noise is known from 3 df
+        _training(5, knobs(8, 160), 1, 0.60, 1.2),
     ]
     estimates = estimate_accuracy(trainings)
+    assert estimates.noise.df == 3 and estimates.noise.known
     low_config, high_config = estimates.configs[(8, 96, False)], estimates.configs[(8, 128, False)]
     half = estimates.noise.half_width(2)
     assert low_config.mean - half < 0 and low_config.low == 0.0
@@ -114,8 +117,10 @@ def test_differences_below_the_resolution_never_count() -> None:
         _training(1, knobs(8, 96), 1, 1.1e-6, 1.17),
         _training(2, knobs(16, 96), 0, 6e-6, 1.12),
         _training(3, knobs(16, 96), 1, 6.1e-6, 1.12),
+        _training(4, knobs(16, 96), 2, 6.05e-6, 1.12),
     ]
     estimates = estimate_accuracy(trainings)
+    assert estimates.noise.known
     assert not estimates.signal
     assert "trials too short to rank accuracy" in str(estimates.signal_text())
 
@@ -318,3 +323,52 @@ def test_the_full_front_table_keeps_trial_and_probe_numbers_whole() -> None:
     frame = full_front_frame(estimate_accuracy(trainings, systems_of=systems_of), speed=False)
     assert sorted(frame["probe"], key=str) == [6, None] and sorted(frame["trial"], key=str) == [0, None]
     assert {type(v) for v in [*frame["probe"], *frame["trial"]]} == {int, type(None)}
+
+
+def test_a_noise_below_the_minimum_degrees_of_freedom_is_measured_but_ranks_nothing() -> None:
+    from search.accuracy import NoiseRules
+
+    # 0.20 against 0.40 with a noise of ±0.007 on 2 degrees of freedom: far apart, yet from so few
+    # degrees of freedom a small noise may be luck.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.19, 1.0),
+        _training(1, knobs(8, 96), 1, 0.21, 1.0),
+        _training(2, knobs(8, 128), 0, 0.39, 1.1),
+        _training(3, knobs(8, 128), 1, 0.41, 1.1),
+    ]
+    estimates = estimate_accuracy(trainings)
+    noise = estimates.noise
+    assert noise.measured and not noise.known and noise.df == 2 and noise.min_df == 3
+    assert math.isinf(estimates.configs[(8, 96, False)].high) and not estimates.signal
+    assert "fewer than the 3 ranking needs" in str(estimates.signal_text())
+    assert len(noise_front(estimates)) == 2
+    # The study file may accept 2 (its risk): then the t interval at 2 df ranks them.
+    lowered = estimate_accuracy(trainings, rules=NoiseRules(min_df=2))
+    assert lowered.noise.known and lowered.better((8, 128, False), (8, 96, False))
+
+
+def test_a_prior_on_the_noise_pools_with_the_studys_replicates() -> None:
+    from search.accuracy import NoiseRules
+
+    rules = NoiseRules(prior_sd=0.05, prior_df=4)
+    # Before any replicate, the prior alone is the noise: known, with its own degrees of freedom.
+    alone = estimate_accuracy(
+        [_training(0, knobs(8, 96), 0, 0.2, 1.0), _training(1, knobs(8, 128), 0, 0.5, 1.1)], rules=rules
+    )
+    assert alone.noise.known and (alone.noise.sd, alone.noise.df, alone.noise.study_df) == (0.05, 4, 0)
+    assert alone.configs[(8, 96, False)].high < 1 and "+ 4 from the prior" in alone.noise.text()
+    # With replicates: squares add up (a scaled inverse chi-square's update), and degrees of freedom too.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.19, 1.0),
+        _training(1, knobs(8, 96), 1, 0.21, 1.0),
+        _training(2, knobs(8, 128), 0, 0.37, 1.1),
+        _training(3, knobs(8, 128), 1, 0.41, 1.1),
+    ]
+    pooled = estimate_accuracy(trainings, rules=rules).noise
+    squares = 2 * 0.01**2 + 2 * 0.02**2
+    assert pooled.df == 6 and pooled.study_df == 2
+    assert pooled.sd == pytest.approx(math.sqrt((squares + 4 * 0.05**2) / 6))
+    with pytest.raises(ValueError, match="both an sd and a positive df"):
+        NoiseRules(prior_sd=0.05)
+    with pytest.raises(ValueError, match="min_df"):
+        NoiseRules(min_df=0)

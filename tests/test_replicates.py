@@ -169,9 +169,10 @@ def test_a_sampled_repeat_of_a_measured_config_is_a_replicate_only_when_that_can
     trainings = [
         _t(0, 8, 128, 0, 0.30), _t(1, 8, 128, 1, 0.32),
         _t(2, 8, 160, 0, 0.31),
-        _t(3, 16, 160, 0, 0.05), _t(4, 16, 160, 1, 0.06),
+        _t(3, 16, 160, 0, 0.05), _t(4, 16, 160, 1, 0.06), _t(5, 16, 160, 2, 0.055),
     ]  # fmt: skip
     estimates = estimate_accuracy(trainings)
+    assert estimates.noise.known
     assert (
         judge_proposal(knobs(8, 96), estimates, _attempts(trainings), first_seed=0) == 0
     )  # new: the study's seed
@@ -261,3 +262,28 @@ def test_the_leanest_accuracy_config_turns_amp_on_where_it_is_searched() -> None
     plan = plan_next(estimate_accuracy([]), [], choices=gpu_choices, first_seed=0)
     assert plan is not None
     assert plan.fixed == {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0, "amp": True}
+
+
+def test_until_the_noise_has_its_degrees_of_freedom_every_other_training_is_a_replicate() -> None:
+    # 2 degrees of freedom from two close pairs (below the default minimum of 3): nothing ranks, and
+    # replicates keep coming one training in two, to the config with the fewest first (the best of them).
+    trainings = [
+        _t(0, 8, 96, 0, 0.10), _t(1, 8, 96, 1, 0.11),
+        _t(2, 8, 128, 0, 0.30), _t(3, 8, 128, 1, 0.31),
+        _t(4, 8, 160, 0, 0.20),
+        _t(5, 16, 96, 0, 0.25),
+    ]  # fmt: skip
+    estimates = estimate_accuracy(trainings)
+    assert estimates.noise.measured and not estimates.noise.known and not estimates.signal
+    assert replicate_candidates(estimates, max_replicates=3)[:2] == [(16, 96, False), (8, 160, False)]
+    plan = _plan(trainings)  # 2 replicates in 6 trainings over 4 configs: one is due
+    assert plan is not None and plan.replicate and (plan.fixed["batch"], plan.fixed["imgsz"]) == (16, 96)
+    assert "2 of the 3 degrees of freedom" in plan.reason
+    # Once known (here: the third degree), at most one in three: a new config comes first.
+    known = [*trainings, _t(6, 16, 96, 1, 0.26)]
+    assert estimate_accuracy(known).noise.known
+    plan = _plan(known)
+    assert plan is not None and not plan.replicate
+    # One accuracy config: more degrees of freedom have nothing to rank.
+    alone = estimate_accuracy([_t(0, 8, 96, 0, 0.10), _t(1, 8, 96, 1, 0.11)])
+    assert replicate_candidates(alone, max_replicates=3) == []

@@ -60,11 +60,11 @@ def test_a_point_kept_on_a_memory_tie_is_marked_in_every_view() -> None:
     study.set_user_attr("objectives", ["map50_95", "peak_host"])
     # 16/96 reads 2% above 8/128, which is better beyond noise: within memory's spread, it stays.
     for config, accuracy, peak in ((knobs(8, 128), 0.40, 1.05), (knobs(16, 96), 0.20, 1.07)):
-        for trial in replicated(config, accuracy, peak * GIB, limit=LIMIT):
+        for trial in replicated(config, accuracy, peak * GIB, limit=LIMIT, replicates=3):
             study.add_trial(trial)
     frame = trials_frame(study)
     shown = front(frame)
-    assert shown["number"].tolist() == [0, 2] and shown["memory_tie"].tolist() == [None, 0]
+    assert shown["number"].tolist() == [0, 3] and shown["memory_tie"].tolist() == [None, 0]
     assert [_ties_text(row) for _, row in shown.iterrows()] == ["-", "trial 0 (memory)"]
     data = pareto_plot_data(frame, accuracy="map50_95", memory_limit=LIMIT, study_name="s")
     assert data.front["memory_tie"].tolist() == [False, True]
@@ -166,14 +166,14 @@ def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_r
     tmp_path: Path, tiny_data: Path
 ) -> None:
     ranked = [
-        *replicated(knobs(8, 64), 0.20, 1.0 * GIB, limit=LIMIT),
-        *replicated(knobs(8, 96), 0.40, 1.2 * GIB, limit=LIMIT),
+        *replicated(knobs(8, 64), 0.20, 1.0 * GIB, limit=LIMIT, replicates=3),
+        *replicated(knobs(8, 96), 0.40, 1.2 * GIB, limit=LIMIT, replicates=3),
     ]
     study = stored_study_file(tmp_path, name="ranked", data=tiny_data, limit=LIMIT, trials=ranked)
     done = run_cli("report", str(study), "--json", "-", timeout=120)
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
-    assert payload["accuracy_signal"] is True and payload["noise"]["df"] == 2
+    assert payload["accuracy_signal"] is True and payload["noise"]["df"] == 4
     entry = payload["front"][0]
     for key in (
         "accuracy_mean",
@@ -186,12 +186,12 @@ def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_r
         assert entry[key] is not None, key
     assert {"batch", "imgsz", "cache", "workers", "amp"} <= set(entry)
     assert (
-        entry["accuracy_low"] < entry["accuracy_mean"] < entry["accuracy_high"] and entry["replicates"] == 2
+        entry["accuracy_low"] < entry["accuracy_mean"] < entry["accuracy_high"] and entry["replicates"] == 3
     )
     # Nothing learned: differences of 1e-6 are no finding, whatever the noise.
     flat = [
-        *replicated(knobs(8, 64), 2e-6, 1.0 * GIB, limit=LIMIT, spread=1e-7),
-        *replicated(knobs(8, 96), 6e-6, 1.2 * GIB, limit=LIMIT, spread=1e-7),
+        *replicated(knobs(8, 64), 2e-6, 1.0 * GIB, limit=LIMIT, spread=1e-7, replicates=3),
+        *replicated(knobs(8, 96), 6e-6, 1.2 * GIB, limit=LIMIT, spread=1e-7, replicates=3),
     ]
     (tmp_path / "flat").mkdir()
     study = stored_study_file(tmp_path / "flat", name="flat", data=tiny_data, limit=LIMIT, trials=flat)
@@ -202,3 +202,45 @@ def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_r
     export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
     assert export.returncode == 0 and "picked on memory and speed alone" in export.stderr
     assert "--imgsz 64" in export.stdout  # the leaner one, since accuracy cannot tell them apart
+
+
+def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_the_minimum_allows(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    # Two close pairs of replicates: a noise of ±0.002 on 2 degrees of freedom, 0.20 apart. From so
+    # few, an estimate that small may be luck (the study then ranks draws): by default, no ranking.
+    trials = [
+        *replicated(knobs(8, 64), 0.20, 1.0 * GIB, limit=LIMIT),
+        *replicated(knobs(8, 96), 0.40, 1.2 * GIB, limit=LIMIT),
+    ]
+    study = stored_study_file(tmp_path / "default", name="s", data=tiny_data, limit=LIMIT, trials=trials)
+    done = run_cli("report", str(study), "--json", "-", timeout=120)
+    payload = json.loads(done.stdout)
+    assert payload["accuracy_signal"] is False and payload["noise"]["df"] == 2
+    assert "noise on 2 degrees of freedom, fewer than the 3 ranking needs" not in done.stderr  # said once
+    assert "(pooled sd, 2 degrees of freedom); fewer than the 3 degrees of freedom" in done.stderr
+    assert payload["front"][0]["accuracy_high"] is None  # no interval before the noise is known
+    export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
+    assert export.returncode == 0 and "picked on memory and speed alone" in export.stderr
+    assert "--imgsz 64" in export.stdout
+    # A prior from an earlier study of the setup: its degrees of freedom count, and its sd pools in.
+    prior = {"accuracy_noise_prior": {"sd": 0.01, "df": 4}}
+    study = stored_study_file(
+        tmp_path / "prior", name="s", data=tiny_data, limit=LIMIT, trials=trials, keys=prior
+    )
+    done = run_cli("report", str(study), "--json", "-", timeout=120)
+    payload = json.loads(done.stdout)
+    assert payload["accuracy_signal"] is True
+    assert (payload["noise"]["df"], payload["noise"]["prior_df"]) == (6, 4)
+    pooled = ((2 * 2 * 0.002**2) + 4 * 0.01**2) / 6
+    assert payload["noise"]["sd"] == pytest.approx(pooled**0.5)
+    assert "2 degrees of freedom from this study's replicates + 4 from the prior" in done.stderr
+    export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
+    assert export.returncode == 0 and "--imgsz 96" in export.stdout
+    # Or the study file lowers the minimum, taking the risk on itself.
+    lowered = {"accuracy_min_df": 2}
+    study = stored_study_file(
+        tmp_path / "min", name="s", data=tiny_data, limit=LIMIT, trials=trials, keys=lowered
+    )
+    payload = json.loads(run_cli("report", str(study), "--json", "-", timeout=120).stdout)
+    assert payload["accuracy_signal"] is True and payload["noise"]["df"] == 2

@@ -116,16 +116,16 @@ def test_the_prediction_check_refuses_what_would_not_fit_on_the_whole_dataset() 
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_user_attr("objectives", ["map50_95", "peak_host"])
     for config, acc, peak in [(knobs(4, 64), 0.2, 1.0), (knobs(8, 96), 0.3, 1.4)]:
-        for trial in replicated(config, acc, peak * GIB, limit=LIMIT):
+        for trial in replicated(config, acc, peak * GIB, limit=LIMIT, replicates=3):
             study.add_trial(trial)
     frame, estimates = read_results(study)
-    # Trials 2 and 3 (batch 8) grow past the budget on the full data.
-    frame["predicted_full_bytes"] = pd.Series([1.1 * GIB, 1.1 * GIB, 1.9 * GIB, 1.9 * GIB])
+    # Trials 3 to 5 (batch 8) grow past the budget on the full data.
+    frame["predicted_full_bytes"] = pd.Series([1.1 * GIB] * 3 + [1.9 * GIB] * 3)
     checked = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB))
     assert checked.chosen is not None and int(checked.chosen["number"]) == 0
-    assert checked.refused_by_prediction is not None and int(checked.refused_by_prediction["number"]) == 2
+    assert checked.refused_by_prediction is not None and int(checked.refused_by_prediction["number"]) == 3
     trusting = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB), check_prediction=False)
-    assert trusting.chosen is not None and int(trusting.chosen["number"]) == 2
+    assert trusting.chosen is not None and int(trusting.chosen["number"]) == 3
     assert trusting.refused_by_prediction is None
     nothing = choose_config(frame, estimates, max_memory_bytes=int(0.5 * GIB))
     assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0

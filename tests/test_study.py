@@ -240,6 +240,9 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("memory_limit: [1]", "memory_limit: not a memory size"),  # the last of a repeated key wins
         ("memory_limit: .inf", "memory_limit: not a memory size"),
         ("timeout: 1 2", "timeout: not a duration"),
+        ("accuracy_min_df: 0", "accuracy_min_df: Input should be greater than or equal to 1"),
+        ("accuracy_noise_prior: {sd: 0.05}", "accuracy_noise_prior.df: Field required"),
+        ("accuracy_noise_prior: {sd: 0, df: 4}", "accuracy_noise_prior.sd: Input should be greater than 0"),
     ],
 )
 def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: str) -> None:

@@ -15,8 +15,15 @@ a trial, and it is estimated from all of that config's trainings:
   replicate. With workers, each worker's stream is seeded apart, and ``ram`` scores as ``none``.
 * The noise is the pooled within-config standard deviation over every config with two replicates or
   more (one noise level for the study: configs of one short-training setup share it), with its
-  degrees of freedom. Until some config has two replicates the noise is unknown, and no accuracy
-  difference is a finding.
+  degrees of freedom (each replicate beyond a config's first adds one), pooled in turn with the
+  study file's prior on it when one is given (``accuracy_noise_prior``: a scaled inverse chi-square,
+  its sd and degrees of freedom counting as that many earlier replicates). Until the degrees of
+  freedom reach ``min_df`` (``accuracy_min_df``, 3 by default) the noise is not known, and no
+  accuracy difference is a finding. Student's t covers the estimate's own uncertainty at any
+  degrees of freedom only if the seed noise is normal and the same for every config; it is
+  neither (bench/results/noise_truth_roles_2026-12-06.txt: per-config sds from 0.022 to 0.080 and
+  one seed of a config 0.15 below its others), and from 2 degrees of freedom, two close pairs of
+  replicates once put the noise at ±0.010 where 24 put it at ±0.066: the study then ranked draws.
 * Two configs are *distinguishable* when their means differ by more than the two-sided t interval of
   the difference (``confidence``, 95% by default) and by more than ``resolution`` (an absolute floor:
   a study where every trial learned nothing has differences of 1e-6 with a noise of 1e-7).
@@ -41,6 +48,7 @@ __all__ = [
     "AccuracyEstimates",
     "FullConfig",
     "Noise",
+    "NoiseRules",
     "SystemsOf",
     "Training",
     "accuracy_key",
@@ -57,6 +65,7 @@ SystemKey = tuple[Any, ...]
 
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESOLUTION = 0.005
+DEFAULT_MIN_DF = 3
 # Every accuracy objective (mAP50, mAP50-95 and yolov5's fitness, a weighted mean of the two) lies
 # in [0, 1]: an interval is cut there rather than hold values no training can reach.
 ACCURACY_RANGE = (0.0, 1.0)
@@ -155,26 +164,83 @@ def trainings_of(trials: Iterable[StoredTrial], *, accuracy: str, default_seed: 
     return trainings
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoiseRules:
+    """How a study judges accuracy differences (the study file's ``accuracy_*`` keys).
+
+    Attributes:
+        confidence: The two-sided confidence of intervals and comparisons.
+        resolution: The smallest accuracy difference that can ever count as one.
+        min_df: The fewest degrees of freedom (the study's replicates and the prior's) before the
+            noise is known: below them no interval is given and no difference ranks.
+        prior_sd: A prior guess of one training's accuracy sd (None: no prior).
+        prior_df: How many degrees of freedom the prior's sd is worth (0: no prior).
+    """
+
+    confidence: float = DEFAULT_CONFIDENCE
+    resolution: float = DEFAULT_RESOLUTION
+    min_df: int = DEFAULT_MIN_DF
+    prior_sd: float | None = None
+    prior_df: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_df < 1:
+            raise ValueError(f"min_df must be at least 1, got {self.min_df}")
+        if (self.prior_sd is None) != (self.prior_df == 0) or self.prior_df < 0:
+            raise ValueError("a noise prior needs both an sd and a positive df (or neither)")
+
+    def noise(self, squares: float, df: int) -> Noise:
+        """The noise from the study's within-config sum of ``squares`` on ``df`` degrees of freedom,
+        pooled with the prior (whose sd counts as ``prior_df`` replicates' worth of squares)."""
+        prior_squares = 0.0 if self.prior_sd is None else self.prior_df * self.prior_sd**2
+        total_df = df + self.prior_df
+        return Noise(
+            sd=math.sqrt((squares + prior_squares) / total_df) if total_df > 0 else None,
+            df=total_df,
+            confidence=self.confidence,
+            resolution=self.resolution,
+            min_df=self.min_df,
+            prior_df=self.prior_df,
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Noise:
     """The study's accuracy noise: a pooled standard deviation of one training's result.
 
     Attributes:
-        sd: The pooled within-config standard deviation (None while unknown).
-        df: Its degrees of freedom (0: no config has two replicates yet).
+        sd: The pooled within-config standard deviation, with the prior's (None while no config
+            has two replicates and there is no prior).
+        df: Its degrees of freedom, the prior's included (0: nothing measured).
         confidence: The two-sided confidence of intervals and comparisons.
         resolution: The smallest accuracy difference that can ever count as one.
+        min_df: The fewest degrees of freedom before the noise is :attr:`known`.
+        prior_df: How many of ``df`` are the study file's prior's.
     """
 
     sd: float | None
     df: int
     confidence: float = DEFAULT_CONFIDENCE
     resolution: float = DEFAULT_RESOLUTION
+    min_df: int = DEFAULT_MIN_DF
+    prior_df: int = 0
+
+    @property
+    def measured(self) -> bool:
+        """Whether there is an estimate at all (some config trained twice, or a prior)."""
+        return self.df > 0 and self.sd is not None
 
     @property
     def known(self) -> bool:
-        """Whether some config has been trained twice, so that the noise is measured."""
-        return self.df > 0 and self.sd is not None
+        """Whether the estimate has the degrees of freedom to rank on (:attr:`min_df`)."""
+        return self.measured and self.df >= self.min_df
+
+    @property
+    def study_df(self) -> int:
+        """The degrees of freedom the study's own replicates give."""
+        return self.df - self.prior_df
 
     def half_width(self, replicates: int) -> float:
         """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown)."""
@@ -188,6 +254,16 @@ class Noise:
             return math.inf
         spread = self._t() * float(self.sd) * math.sqrt(1 / n_a + 1 / n_b)  # type: ignore[arg-type]
         return max(self.resolution, spread)
+
+    def text(self) -> str:
+        """The estimate as people read it, e.g. ``±0.052 per training (pooled sd, 4 degrees of freedom)``."""
+        if not self.measured:
+            return "not measured yet (no accuracy config trained twice)"
+        source = f"{self.df} degrees of freedom"
+        if self.prior_df:
+            own = f"{self.study_df} degrees of freedom from this study's replicates"
+            source = f"{own} + {self.prior_df} from the prior"
+        return f"±{self.sd:.3f} per training (pooled sd, {source})"
 
     def _t(self) -> float:
         return float(scipy_stats.t.ppf(0.5 + self.confidence / 2, self.df))
@@ -307,10 +383,15 @@ class AccuracyEstimates:
             return None
         if len(self.configs) < 2:
             return None
-        if not self.noise.known:
+        if not self.noise.measured:
             return (
                 "accuracy noise not measured yet (no accuracy config trained twice): "
                 "accuracy differences are not ranked"
+            )
+        if not self.noise.known:
+            return (
+                f"accuracy noise on {self.noise.df} degrees of freedom, fewer than the {self.noise.min_df} "
+                "ranking needs (accuracy_min_df): accuracy differences are not ranked yet"
             )
         return (
             "trials too short to rank accuracy: no accuracy difference exceeds the noise "
@@ -326,8 +407,7 @@ SystemsOf = Callable[[AccuracyKey, list[Training]], tuple[FullConfig, ...]]
 def estimate_accuracy(
     trainings: Iterable[Training],
     *,
-    confidence: float = DEFAULT_CONFIDENCE,
-    resolution: float = DEFAULT_RESOLUTION,
+    rules: NoiseRules | None = None,
     systems_of: SystemsOf | None = None,
     roles: KnobRoles = DEFAULT_ROLES,
 ) -> AccuracyEstimates:
@@ -335,8 +415,8 @@ def estimate_accuracy(
 
     Args:
         trainings: Feasible completed trainings (infeasible and failed ones have no accuracy).
-        confidence: Two-sided confidence of intervals and comparisons.
-        resolution: The smallest difference that can count.
+        rules: How differences are judged (the study file's ``accuracy_*`` keys; defaults: 95%
+            confidence, resolution 0.005, 3 degrees of freedom, no prior).
         systems_of: Where each accuracy config's full configs and their figures come from
             (default: its trainings' own measurements; :class:`search.probe.SystemFigures` adds
             probes and whole-dataset predictions). A config left with none that fits is measured
@@ -354,9 +434,7 @@ def estimate_accuracy(
         replicates[key] = [statistics.fmean(values) for values in draws.values()]
     squares = sum(sum((v - statistics.fmean(vs)) ** 2 for v in vs) for vs in replicates.values())
     df = sum(len(vs) - 1 for vs in replicates.values())
-    noise = Noise(
-        sd=math.sqrt(squares / df) if df > 0 else None, df=df, confidence=confidence, resolution=resolution
-    )
+    noise = (rules or NoiseRules()).noise(squares, df)
     configs = {}
     for key, group in by_config.items():
         systems = _systems(group, roles) if systems_of is None else systems_of(key, group)

@@ -138,7 +138,7 @@ def status(
         figures = None  # the dataset is not at hand: trials' own figures
     now = study_status(
         study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s,
-        resolution=spec.accuracy_resolution, systems_of=figures,
+        rules=spec.noise_rules, systems_of=figures,
         roles=KnobRoles.of(spec.framework),
     )  # fmt: skip
     from search.study._storage import safe_url

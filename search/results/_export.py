@@ -159,12 +159,13 @@ def choice_lines(
     if runner is not None:
         gap = estimate.mean - runner.mean
         threshold = estimates.noise.difference_threshold(estimate.replicates, runner.replicates)
-        noise = "unknown noise" if math.isinf(threshold) else f"noise ±{threshold:.3f}"
         extra = runner.leanest.peak_host_bytes - leanest.peak_host_bytes
-        if choice.runner_up_beyond_noise:
-            verdict = f"beaten by {gap:.3f}, beyond the {noise}"
+        if math.isinf(threshold):
+            verdict = f"{gap:+.3f} against it; the noise is not known yet: not distinguishable"
+        elif choice.runner_up_beyond_noise:
+            verdict = f"beaten by {gap:.3f}, beyond the noise ±{threshold:.3f}"
         else:
-            verdict = f"{gap:+.3f} against it, within the {noise}: not distinguishable"
+            verdict = f"{gap:+.3f} against it, within the noise ±{threshold:.3f}: not distinguishable"
         memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'} memory"
         leaner, other = (leanest, runner.leanest) if extra >= 0 else (runner.leanest, leanest)
         if not needs_no_more_memory(leaner, other):
@@ -185,14 +186,13 @@ def choice_lines(
 def noise_text(estimates: AccuracyEstimates) -> str:
     """How noisy one training's accuracy is, and whether the study can rank on accuracy."""
     noise = estimates.noise
-    measured = (
-        f"accuracy noise: ±{noise.sd:.3f} per training (pooled sd, {noise.df} degrees of freedom)"
-        if noise.known
-        else "accuracy noise: not measured yet (no accuracy config trained twice)"
-    )
+    measured = f"accuracy noise: {noise.text()}"
     note = estimates.signal_text()
     if note is None and len(estimates.configs) < 2:
         return measured
+    if noise.measured and not noise.known:
+        needed = f"{noise.min_df} degrees of freedom ranking needs (accuracy_min_df)"
+        note = f"fewer than the {needed}: not ranked yet"
     return measured + ("; differences beyond it rank the front" if note is None else f"; {note}")
 
 

@@ -29,8 +29,8 @@ import optuna
 import pandas as pd
 
 from search.accuracy._estimates import (
-    DEFAULT_RESOLUTION,
     AccuracyEstimates,
+    NoiseRules,
     SystemsOf,
     estimate_accuracy,
     trainings_of,
@@ -93,15 +93,15 @@ FRAME_COLUMNS = [
 ]
 
 
-def trials_frame(study: optuna.Study, *, resolution: float = DEFAULT_RESOLUTION) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, *, rules: NoiseRules | None = None) -> pd.DataFrame:
     """One row per finished trial with its configuration, status, figures and accuracy estimate."""
-    return read_results(study, resolution=resolution)[0]
+    return read_results(study, rules=rules)[0]
 
 
 def read_results(
     study: optuna.Study,
     *,
-    resolution: float = DEFAULT_RESOLUTION,
+    rules: NoiseRules | None = None,
     systems_of: SystemsOf | None = None,
     roles: KnobRoles = DEFAULT_ROLES,
 ) -> tuple[pd.DataFrame, AccuracyEstimates]:
@@ -110,8 +110,8 @@ def read_results(
 
     Args:
         study: The study.
-        resolution: The smallest accuracy difference that counts (the study file's
-            ``accuracy_resolution``).
+        rules: How accuracy differences are judged (the study file's ``accuracy_*`` keys:
+            :attr:`search.study.StudySpec.noise_rules`; default: the defaults of those keys).
         systems_of: Where full configs' memory and speed come from (default: the trainings';
             :class:`search.probe.SystemFigures` adds probes and whole-dataset predictions).
         roles: Which knobs make an accuracy config (the study's framework's).
@@ -120,7 +120,7 @@ def read_results(
     stored = read_trials(trials)
     accuracy, _ = _front_axes(study)
     estimates = estimate_accuracy(
-        trainings_of(stored, accuracy=accuracy), resolution=resolution, systems_of=systems_of, roles=roles
+        trainings_of(stored, accuracy=accuracy), rules=rules, systems_of=systems_of, roles=roles
     )
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     pareto_all = {t.number for t in study.best_trials} if complete else set()

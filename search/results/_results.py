@@ -261,7 +261,7 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
         dataset_note = f"whole-dataset figures (probes, predictions) not shown: {error}"
     figures = None if memory is None else memory.figures
     frame, estimates = read_results(
-        study, resolution=spec.accuracy_resolution, systems_of=figures, roles=KnobRoles.of(spec.framework)
+        study, rules=spec.noise_rules, systems_of=figures, roles=KnobRoles.of(spec.framework)
     )
     if memory is None:
         frame["predicted_full_bytes"] = [None] * len(frame)

@@ -5,11 +5,13 @@ its five knobs as parameters, its own seed as the user attribute ``seed``), and 
 trainings, replicates included. The sampler proposes the accuracy knobs of new configs; memfront
 decides the rest:
 
-* **Replicates** (the same accuracy knobs, a new seed) go where they can change the answer: first
-  the best config, while no config has been trained twice (the noise is unknown until then); then
-  the front's configs whose accuracy is not distinguishable from a front neighbour's, fewest
-  replicates first, up to ``max_replicates``. A config beaten beyond noise is never trained again.
-  While new configs remain, at most one training in three is a replicate.
+* **Replicates** (the same accuracy knobs, a new seed) go where they can change the answer. While
+  the noise is not known (fewer degrees of freedom than ``accuracy_min_df``), any config below
+  ``max_replicates``, fewest replicates first and the best mean among those (so the first is the
+  best config's); then the front's configs whose accuracy is not distinguishable from a front
+  neighbour's, fewest replicates first, up to ``max_replicates``. A config beaten beyond noise is
+  never trained again. While new configs remain, at most one training in two is a replicate until
+  the noise is known (the first as soon as two configs are measured), one in three after.
 * **The last trainings** (as many as fit in what is left of ``n_trials`` or of the study's timeout)
   go to the configs export would pick at some budget (:func:`search.accuracy.export_decisions`)
   that were trained only once, the study-wide pick first: a pick on one training is a pick on one
@@ -48,6 +50,7 @@ from optuna.trial import TrialState
 from search.accuracy._estimates import (
     AccuracyEstimates,
     AccuracyKey,
+    NoiseRules,
     SystemsOf,
     accuracy_key,
     estimate_accuracy,
@@ -119,8 +122,11 @@ def replicate_candidates(estimates: AccuracyEstimates, *, max_replicates: int) -
     if not configs:
         return []
     if not estimates.noise.known:
-        best = max(configs.values(), key=lambda c: c.mean)
-        return [best.key] if best.replicates < max_replicates else []
+        if estimates.noise.measured and len(configs) < 2:
+            return []  # one config: more degrees of freedom have nothing to rank
+        # Any replicate adds a degree of freedom; the best config's first, since its rank matters most.
+        below = [c for c in configs.values() if c.replicates < max_replicates]
+        return [c.key for c in sorted(below, key=lambda c: (c.replicates, -c.mean))]
     front = [p.estimate.key for p in noise_front(estimates)]
     open_keys = []
     for index, key in enumerate(front):
@@ -259,22 +265,25 @@ def plan_next(
                     reason="replicate of a pick of export trained once (the last trainings confirm picks)",
                 )
     replicates_done = sum(c.replicates - 1 for c in estimates.configs.values())
-    # At most one training in three is a replicate while new configs remain; the first one comes as
-    # soon as two configs are measured, since no accuracy difference counts before the noise is known.
-    due = all_started or end_game_s is not None or (
-        not estimates.noise.known and len(estimates.configs) >= 2
-    ) or 2 * replicates_done < len(estimates.configs) - 1  # fmt: skip
+    # While new configs remain: until the noise is known, every other training is a replicate (the
+    # first as soon as two configs are measured), since no accuracy difference counts before; then
+    # at most one in three.
+    share = 1 if not estimates.noise.known else 2
+    due = all_started or end_game_s is not None or share * replicates_done < len(estimates.configs) - 1
     for key in candidates if due else []:
         system = _system_for(systems, attempts, key, roles, end_game=end_game_s is not None)
         if system is None:
             continue
         knobs = dict(zip(roles.accuracy, key, strict=True))
         seed = next_seed(key, attempts, first=first_seed, roles=roles)
-        reason = (
-            "replicate of the best config: the accuracy noise is not measured yet"
-            if not estimates.noise.known
-            else "replicate: its accuracy is not distinguishable from a front neighbour's"
-        )
+        noise = estimates.noise
+        if not noise.measured:
+            reason = "replicate of the best config: the accuracy noise is not measured yet"
+        elif not noise.known:
+            needed = f"{noise.df} of the {noise.min_df} degrees of freedom ranking needs"
+            reason = f"replicate: the accuracy noise has {needed}"
+        else:
+            reason = "replicate: its accuracy is not distinguishable from a front neighbour's"
         return Plan(fixed=_searched({**knobs, **system}, choices), seed=seed, reason=reason)
     if all_started:
         return None
@@ -383,7 +392,7 @@ class TrainingState:
         *,
         accuracy: str,
         first_seed: int,
-        resolution: float,
+        rules: NoiseRules,
         roles: KnobRoles = DEFAULT_ROLES,
         systems_of: SystemsOf | None = None,
     ) -> TrainingState:
@@ -406,11 +415,11 @@ class TrainingState:
                         feasible=None if in_progress else t.number in feasible,
                     )
                 )
-        measured = estimate_accuracy(trainings, resolution=resolution, roles=roles)
+        measured = estimate_accuracy(trainings, rules=rules, roles=roles)
         return cls(
             estimates=measured
             if systems_of is None
-            else estimate_accuracy(trainings, resolution=resolution, roles=roles, systems_of=systems_of),
+            else estimate_accuracy(trainings, rules=rules, roles=roles, systems_of=systems_of),
             attempts=attempts,
             running=running,
             first_seed=first_seed,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework, with_framework_and_model
 from search.units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from search.accuracy._estimates import NoiseRules
 
 __all__ = [
     "ACCURACY_OBJECTIVES",
@@ -96,6 +99,19 @@ class SearchSpace(BaseModel):
         return value.values() if isinstance(value, IntRange) else list(dict.fromkeys(value))
 
 
+class NoisePrior(BaseModel):
+    """A prior guess of the accuracy noise: one training's sd, worth ``df`` replicates' degrees of freedom.
+
+    From an earlier study of the same setup (``memfront report`` prints its noise), so that a new
+    study ranks without first spending trainings on replicates to measure it again.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sd: float = Field(gt=0, le=1)
+    df: int = Field(ge=1)
+
+
 class StudySpec(BaseModel):
     """A study definition as written in ``studies/<name>.yaml``."""
 
@@ -122,6 +138,8 @@ class StudySpec(BaseModel):
     heartbeat_grace: float = Field(60.0, gt=0)
     max_replicates: int = Field(3, ge=1)
     accuracy_resolution: float = Field(0.005, ge=0)
+    accuracy_min_df: int = Field(3, ge=1)
+    accuracy_noise_prior: NoisePrior | None = None
     preflight_margin: float | None = Field(0.1, ge=0)
     preflight_min_samples: int = Field(3, ge=0)
     calibrate: bool = False
@@ -172,6 +190,19 @@ class StudySpec(BaseModel):
         if len(value) == 3 and value[2] != "epoch_seconds":
             raise ValueError("the optional third objective is epoch_seconds")
         return value
+
+    @property
+    def noise_rules(self) -> NoiseRules:
+        """How this study judges accuracy differences (its ``accuracy_*`` keys)."""
+        from search.accuracy._estimates import NoiseRules
+
+        prior = self.accuracy_noise_prior
+        return NoiseRules(
+            resolution=self.accuracy_resolution,
+            min_df=self.accuracy_min_df,
+            prior_sd=None if prior is None else prior.sd,
+            prior_df=0 if prior is None else prior.df,
+        )
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:

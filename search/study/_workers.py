@@ -13,13 +13,16 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from search.study._storage import fail_stale_trials
 from search.study._stored import StudyKeys, counts_toward_n_trials, read_trials
+
+if TYPE_CHECKING:
+    from search.accuracy._estimates import NoiseRules
 
 __all__ = [
     "Heartbeat",
@@ -226,7 +229,7 @@ def study_status(
     n_trials: int,
     accuracy: str,
     recent_s: float,
-    resolution: float,
+    rules: NoiseRules,
     systems_of: Any = None,
     roles: Any = None,
 ) -> StudyStatus:
@@ -237,13 +240,13 @@ def study_status(
         n_trials: The study's target (a total across workers).
         accuracy: The accuracy objective, for the front.
         recent_s: Workers seen within this many seconds are listed.
-        resolution: The study file's ``accuracy_resolution`` (the front is the one ``report`` shows).
+        rules: The study file's ``accuracy_*`` keys (the front is the one ``report`` shows).
         systems_of: The whole-dataset figures ``report`` uses (:func:`search.results._results.whole_dataset`).
     """
     from search.results._frame import front, read_results, status_counts
     from search.study._space import DEFAULT_ROLES
 
-    frame, _ = read_results(study, resolution=resolution, systems_of=systems_of, roles=roles or DEFAULT_ROLES)
+    frame, _ = read_results(study, rules=rules, systems_of=systems_of, roles=roles or DEFAULT_ROLES)
     trials = study.get_trials(deepcopy=False)
     now = time.time()
     running = [
