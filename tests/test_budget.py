@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from search.study._budget import (
+    END_GAME_MARGIN,
     duration_bounds,
     end_game_seconds,
     known_durations,
@@ -131,12 +132,16 @@ def test_the_end_game_begins_when_a_config_the_sampler_may_propose_would_not_end
     spec = _spec(n_trials=10, timeout="12m")
     trials = _demo_trials()
     elapsed = 720 - 82
-    assert end_game_seconds(spec, elapsed=elapsed, trials=trials) is None  # the slowest training alone
+    # The slowest training alone (80 s) would have ended in 82 s, not with its margin (92 s).
+    assert end_game_seconds(spec, elapsed=elapsed, trials=trials) == 82.0
+    assert end_game_seconds(spec, elapsed=720 - 93, trials=trials) is None
     # Bounded at 117 s, 8/160 would not end: the end game, where 16/96's replicate (50 s) still fits.
     durations = duration_bounds(trials, DEMO_CHOICES)
     assert end_game_seconds(spec, elapsed=elapsed, trials=trials, durations=durations) == 82.0
     assert timeout_reason(spec, elapsed=elapsed, trials=trials, durations=durations) is None
     # 55 s left: nothing trained fits with its margin, and neither does 8/96's bound (75 s).
     assert timeout_reason(spec, elapsed=720 - 55, trials=trials, durations=durations) is not None
-    # Two minutes left: 8/160's bound ends in them, no end game.
-    assert end_game_seconds(spec, elapsed=600, trials=trials, durations=durations) is None
+    # 2 min 15 s left: 8/160's bound ends in them with its margin (135 s), no end game.
+    assert END_GAME_MARGIN * max(durations.values()) <= 135
+    assert end_game_seconds(spec, elapsed=720 - 135, trials=trials, durations=durations) is None
+    assert end_game_seconds(spec, elapsed=600, trials=trials, durations=durations) == 120.0

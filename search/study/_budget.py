@@ -6,11 +6,11 @@ propose could take: the slowest training so far, or an accuracy config not train
 its bound from the trainings so far (:func:`duration_bounds`: their epochs scaled by what the
 config costs more, their start-up and wind-down as they were), whichever is longer. (Counted at
 the slowest training alone, the demo's last new config, batch 8 at imgsz 160, was started with 82 s
-left, needed ~95 s and was cut at its last epoch.) Once that would not end in the time left, the
-study is in its *end game*: only a config whose training is known or bounded to end in it (with
-:data:`END_GAME_MARGIN`) may still start, a replicate first, else a new config the planner names
-(not the sampler), where a worker would otherwise sit idle for minutes (the noise benchmark's
-studies stopped with 1-2 minutes of 9 unused).
+left, needed ~95 s and was cut at its last epoch.) Once that, with :data:`END_GAME_MARGIN`, would
+not end in the time left, the study is in its *end game*: only a config whose training is known or
+bounded to end in it (with the margin) may still start, a replicate first, else a new config the
+planner names (not the sampler), where a worker would otherwise sit idle for minutes (the noise
+benchmark's studies stopped with 1-2 minutes of 9 unused).
 """
 
 from __future__ import annotations
@@ -133,13 +133,17 @@ def end_game_seconds(
 ) -> float | None:
     """The seconds left when the study is in its end game: the longest of ``durations``
     (:func:`duration_bounds`: the slowest training so far, or a config not trained yet that the
-    sampler may propose) would not end in them; without ``durations``, the slowest training so far.
-    None otherwise (no timeout, nothing trained, or time for any training)."""
+    sampler may propose) would not end in them with :data:`END_GAME_MARGIN`; without
+    ``durations``, the slowest training so far. None otherwise (no timeout, nothing trained, or time
+    for any training)."""
     if spec.timeout is None:
         return None
     longest = max(durations.values()) if durations else _longest_training(trials)
     left = spec.timeout - elapsed
-    return left if longest is not None and 0 < left < longest else None
+    # The margin here too, not only in the end game: the slowest training so far is no bound on the
+    # next one of its config (a tiny training is mostly start-up, whose time varies by seconds), and
+    # one started with just its duration left was cut once in CI.
+    return left if longest is not None and 0 < left < END_GAME_MARGIN * longest else None
 
 
 def timeout_reason(
