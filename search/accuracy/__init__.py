@@ -11,8 +11,6 @@ if TYPE_CHECKING:
         AccuracyEstimate,
         AccuracyEstimates,
         FullConfig,
-        Noise,
-        NoiseRules,
         Training,
         accuracy_key,
         estimate_accuracy,
@@ -29,6 +27,7 @@ if TYPE_CHECKING:
         needs_no_more_memory,
         noise_front,
     )
+    from search.accuracy._noise import Noise, NoiseRules
     from search.accuracy._pick import Pick, export_decisions, fits_budget, pick_config
 
 __all__ = [
@@ -63,8 +62,6 @@ __getattr__, __dir__ = lazy_exports(
                 "AccuracyEstimate",
                 "AccuracyEstimates",
                 "FullConfig",
-                "Noise",
-                "NoiseRules",
                 "Training",
                 "accuracy_key",
                 "estimate_accuracy",
@@ -74,6 +71,8 @@ __getattr__, __dir__ = lazy_exports(
             ],
             "search.accuracy._estimates",
         ),
+        "Noise": "search.accuracy._noise",
+        "NoiseRules": "search.accuracy._noise",
         "MEMORY_SPREAD": "search.accuracy._front",
         "FrontPoint": "search.accuracy._front",
         "FullFrontPoint": "search.accuracy._front",

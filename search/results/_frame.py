@@ -30,12 +30,12 @@ import pandas as pd
 
 from search.accuracy._estimates import (
     AccuracyEstimates,
-    NoiseRules,
     SystemsOf,
     estimate_accuracy,
     trainings_of,
 )
 from search.accuracy._front import front_hypervolume, full_front, noise_front
+from search.accuracy._noise import NoiseRules
 from search.study._space import DEFAULT_ROLES, KNOBS, KnobRoles
 from search.study._stored import StudyKeys, read_trials
 

@@ -50,7 +50,6 @@ from optuna.trial import TrialState
 from search.accuracy._estimates import (
     AccuracyEstimates,
     AccuracyKey,
-    NoiseRules,
     SystemsOf,
     accuracy_key,
     estimate_accuracy,
@@ -59,6 +58,7 @@ from search.accuracy._estimates import (
     trainings_of,
 )
 from search.accuracy._front import noise_front
+from search.accuracy._noise import NoiseRules
 from search.accuracy._pick import export_decisions
 from search.study._budget import END_GAME_MARGIN
 from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_accuracy, leanest_system

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search.accuracy._noise import DEFAULT_MIN_DF, DEFAULT_RESOLUTION, NoiseRules
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework, with_framework_and_model
 from search.units import parse_duration, parse_size
-
-if TYPE_CHECKING:
-    from search.accuracy._estimates import NoiseRules
 
 __all__ = [
     "ACCURACY_OBJECTIVES",
@@ -137,8 +135,8 @@ class StudySpec(BaseModel):
     heartbeat_interval: float = Field(10.0, gt=0)
     heartbeat_grace: float = Field(60.0, gt=0)
     max_replicates: int = Field(3, ge=1)
-    accuracy_resolution: float = Field(0.005, ge=0)
-    accuracy_min_df: int = Field(3, ge=1)
+    accuracy_resolution: float = Field(DEFAULT_RESOLUTION, ge=0)
+    accuracy_min_df: int = Field(DEFAULT_MIN_DF, ge=1)
     accuracy_noise_prior: NoisePrior | None = None
     preflight_margin: float | None = Field(0.1, ge=0)
     preflight_min_samples: int = Field(3, ge=0)
@@ -194,8 +192,6 @@ class StudySpec(BaseModel):
     @property
     def noise_rules(self) -> NoiseRules:
         """How this study judges accuracy differences (its ``accuracy_*`` keys)."""
-        from search.accuracy._estimates import NoiseRules
-
         prior = self.accuracy_noise_prior
         return NoiseRules(
             resolution=self.accuracy_resolution,

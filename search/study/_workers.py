@@ -22,7 +22,7 @@ from search.study._storage import fail_stale_trials
 from search.study._stored import StudyKeys, counts_toward_n_trials, read_trials
 
 if TYPE_CHECKING:
-    from search.accuracy._estimates import NoiseRules
+    from search.accuracy._noise import NoiseRules
 
 __all__ = [
     "Heartbeat",

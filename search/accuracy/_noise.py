@@ -1,0 +1,126 @@
+"""The study's accuracy noise: how it is estimated and judged (the study file's ``accuracy_*`` keys).
+
+The noise is one training's accuracy standard deviation, pooled over every accuracy config trained
+more than once (:func:`search.accuracy.estimate_accuracy` sums the squares), and pooled in turn with
+the study file's prior when one is given. :class:`NoiseRules` holds the keys' values (and their
+defaults: the one definition :class:`search.study.StudySpec` reads them from); :class:`Noise` is the
+estimate, with the intervals and thresholds comparisons use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_MIN_DF", "DEFAULT_RESOLUTION", "Noise", "NoiseRules"]
+
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_RESOLUTION = 0.005
+DEFAULT_MIN_DF = 3
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoiseRules:
+    """How a study judges accuracy differences (the study file's ``accuracy_*`` keys).
+
+    Attributes:
+        confidence: The two-sided confidence of intervals and comparisons.
+        resolution: The smallest accuracy difference that can ever count as one.
+        min_df: The fewest degrees of freedom (the study's replicates and the prior's) before the
+            noise is known: below them no interval is given and no difference ranks.
+        prior_sd: A prior guess of one training's accuracy sd (None: no prior).
+        prior_df: How many degrees of freedom the prior's sd is worth (0: no prior).
+    """
+
+    confidence: float = DEFAULT_CONFIDENCE
+    resolution: float = DEFAULT_RESOLUTION
+    min_df: int = DEFAULT_MIN_DF
+    prior_sd: float | None = None
+    prior_df: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_df < 1:
+            raise ValueError(f"min_df must be at least 1, got {self.min_df}")
+        if (self.prior_sd is None) != (self.prior_df == 0) or self.prior_df < 0:
+            raise ValueError("a noise prior needs both an sd and a positive df (or neither)")
+
+    def noise(self, squares: float, df: int) -> Noise:
+        """The noise from the study's within-config sum of ``squares`` on ``df`` degrees of freedom,
+        pooled with the prior (whose sd counts as ``prior_df`` replicates' worth of squares)."""
+        prior_squares = 0.0 if self.prior_sd is None else self.prior_df * self.prior_sd**2
+        total_df = df + self.prior_df
+        return Noise(
+            sd=math.sqrt((squares + prior_squares) / total_df) if total_df > 0 else None,
+            df=total_df,
+            confidence=self.confidence,
+            resolution=self.resolution,
+            min_df=self.min_df,
+            prior_df=self.prior_df,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """The study's accuracy noise: a pooled standard deviation of one training's result.
+
+    Attributes:
+        sd: The pooled within-config standard deviation, with the prior's (None while no config
+            has two replicates and there is no prior).
+        df: Its degrees of freedom, the prior's included (0: nothing measured).
+        confidence: The two-sided confidence of intervals and comparisons.
+        resolution: The smallest accuracy difference that can ever count as one.
+        min_df: The fewest degrees of freedom before the noise is :attr:`known`.
+        prior_df: How many of ``df`` are the study file's prior's.
+    """
+
+    sd: float | None
+    df: int
+    confidence: float = DEFAULT_CONFIDENCE
+    resolution: float = DEFAULT_RESOLUTION
+    min_df: int = DEFAULT_MIN_DF
+    prior_df: int = 0
+
+    @property
+    def measured(self) -> bool:
+        """Whether there is an estimate at all (some config trained twice, or a prior)."""
+        return self.df > 0 and self.sd is not None
+
+    @property
+    def known(self) -> bool:
+        """Whether the estimate has the degrees of freedom to rank on (:attr:`min_df`)."""
+        return self.measured and self.df >= self.min_df
+
+    @property
+    def study_df(self) -> int:
+        """The degrees of freedom the study's own replicates give."""
+        return self.df - self.prior_df
+
+    def half_width(self, replicates: int) -> float:
+        """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown)."""
+        if not self.known or replicates <= 0:
+            return math.inf
+        return self._t() * float(self.sd) / math.sqrt(replicates)  # type: ignore[arg-type]
+
+    def difference_threshold(self, n_a: int, n_b: int) -> float:
+        """How far apart two means of ``n_a`` and ``n_b`` replicates must be to differ beyond noise."""
+        if not self.known:
+            return math.inf
+        spread = self._t() * float(self.sd) * math.sqrt(1 / n_a + 1 / n_b)  # type: ignore[arg-type]
+        return max(self.resolution, spread)
+
+    def text(self) -> str:
+        """The estimate as people read it, e.g. ``±0.052 per training (pooled sd, 4 degrees of freedom)``."""
+        if not self.measured:
+            return "not measured yet (no accuracy config trained twice)"
+        source = f"{self.df} degrees of freedom"
+        if self.prior_df:
+            own = f"{self.study_df} degrees of freedom from this study's replicates"
+            source = f"{own} + {self.prior_df} from the prior"
+        return f"±{self.sd:.3f} per training (pooled sd, {source})"
+
+    def _t(self) -> float:
+        from scipy import stats  # not at import: the study file's keys need the rules, not scipy
+
+        return float(stats.t.ppf(0.5 + self.confidence / 2, self.df))
