@@ -8,17 +8,19 @@ A real study of the demo costs 12 minutes, and whether a rule ranks draws shows 
 studies; so this bench runs memfront's own decisions (:func:`search.study._replicates.plan_next`,
 :func:`search.accuracy.estimate_accuracy`, :func:`search.accuracy.pick_config`) on simulated
 trainings. The world is the demo space's ground truth measured in today's environment
-(``bench/results/noise_truth_runs_2026-12-06.jsonl``: each accuracy config's mean mAP50-95 and
-leanest peak, 48 runs, 24 degrees of freedom). A training of a config draws its mean plus a noise:
+(``bench/results/noise_truth_runs_2026-12-06.jsonl``: each accuracy config's mean mAP50-95 over all
+its 48 runs, and its leanest peak). A training of a config draws its mean plus a noise, from the 18
+runs at cache none, workers 0 (3 seeds of each config; the other runs are other random streams):
 
-* ``normal``: one sd for every config, the truth's pooled sd;
-* ``residuals``: a residual of the truth's own runs, drawn with replacement from all configs' (each
-  scaled by sqrt(n / (n - 1)) to keep its variance): the demo's real tails and unequal spreads.
+* ``normal``: one sd for every config, those runs' pooled sd;
+* ``residuals``: a residual of those runs, drawn with replacement from all configs' (each scaled by
+  sqrt(n / (n - 1)) to keep its variance): the demo's real tails and unequal spreads.
 
 A study trains ``N`` trainings (6, 8, 10: the demo's 12 minutes give 6-7), the sampler's new config
 being a uniformly drawn untrained one (TPE's first draws are random). Per rule (``accuracy_min_df``
 1 to 4; 1 is the rule before it existed, where the first replicate made the noise known; and a prior
-of the truth's size, sd 0.06 on 4 degrees of freedom), over ``--studies`` simulated studies:
+on 4 degrees of freedom at the world's sd, and at 0.6 of it: one that understates the noise), over
+``--studies`` simulated studies:
 
 * ``ranks``: the share of studies that rank any two configs;
 * ``wrong``: the share that claim a config beats another beyond noise when its true mean is lower
@@ -56,14 +58,19 @@ CHOICES: dict[str, list[Any]] = {
     "workers": [0],
     "amp": [False],
 }
-RULES = {
-    "min_df 1 (before)": NoiseRules(min_df=1),
-    "min_df 2": NoiseRules(min_df=2),
-    "min_df 3 (default)": NoiseRules(min_df=3),
-    "min_df 4": NoiseRules(min_df=4),
-    "prior sd 0.06, 4 df": NoiseRules(prior_sd=0.06, prior_df=4),
-}
 TRAININGS = (6, 8, 10)
+
+
+def rules_for(sd: float) -> dict[str, NoiseRules]:
+    """The rules compared, the priors at the world's noise ``sd`` and below it."""
+    return {
+        "min_df 1 (before)": NoiseRules(min_df=1),
+        "min_df 2": NoiseRules(min_df=2),
+        "min_df 3 (default)": NoiseRules(min_df=3),
+        "min_df 4": NoiseRules(min_df=4),
+        f"prior sd {sd:.3f}, 4 df": NoiseRules(prior_sd=sd, prior_df=4),
+        f"prior sd {0.6 * sd:.3f}, 4 df": NoiseRules(prior_sd=0.6 * sd, prior_df=4),
+    }
 
 
 def world(path: Path) -> dict[str, Any]:
@@ -151,7 +158,7 @@ def main() -> None:
         for n in TRAININGS:
             print(f"noise {noise}, {n} trainings")
             print(f"  {'rule':<22} {'ranks':>6} {'wrong':>6} {'regret':>15} {'configs':>8}")
-            for label, rules in RULES.items():
+            for label, rules in rules_for(truth_world["sd"]).items():
                 rng = random.Random(f"{args.seed}/{noise}/{n}")  # each rule from the same seed
                 runs = [simulate(truth_world, rules, n, noise, rng) for _ in range(args.studies)]
                 regrets = [r["regret"] for r in runs]
@@ -173,7 +180,7 @@ def main() -> None:
     args.out.write_text(
         json.dumps({"studies": args.studies, "seed": args.seed, "results": results}, indent=2)
     )
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
 
 
 if __name__ == "__main__":

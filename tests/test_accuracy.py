@@ -340,7 +340,7 @@ def test_a_noise_below_the_minimum_degrees_of_freedom_is_measured_but_ranks_noth
     noise = estimates.noise
     assert noise.measured and not noise.known and noise.df == 2 and noise.min_df == 3
     assert math.isinf(estimates.configs[(8, 96, False)].high) and not estimates.signal
-    assert "fewer than the 3 ranking needs" in str(estimates.signal_text())
+    assert "accuracy noise on 2 of the 3 degrees of freedom ranking needs" in str(estimates.signal_text())
     assert len(noise_front(estimates)) == 2
     # The study file may accept 2 (its risk): then the t interval at 2 df ranks them.
     lowered = estimate_accuracy(trainings, rules=NoiseRules(min_df=2))
@@ -368,7 +368,15 @@ def test_a_prior_on_the_noise_pools_with_the_studys_replicates() -> None:
     squares = 2 * 0.01**2 + 2 * 0.02**2
     assert pooled.df == 6 and pooled.study_df == 2
     assert pooled.sd == pytest.approx(math.sqrt((squares + 4 * 0.05**2) / 6))
+    own = f"2 degrees of freedom from this study's replicates (±{math.sqrt(squares / 2):.3f})"
+    assert f"{own} + 4 from the prior" in pooled.text()
+    assert pooled.study_sd == pytest.approx(math.sqrt(squares / 2))
+    # A prior on fewer degrees of freedom than the minimum is a measured noise, not a known one.
+    weak = estimate_accuracy(trainings[:1], rules=NoiseRules(prior_sd=0.05, prior_df=2)).noise
+    assert weak.measured and not weak.known and weak.shortfall().startswith("2 of the 3 degrees of freedom")
     with pytest.raises(ValueError, match="both an sd and a positive df"):
         NoiseRules(prior_sd=0.05)
+    with pytest.raises(ValueError, match="sd must be positive"):
+        NoiseRules(prior_sd=0.0, prior_df=4)
     with pytest.raises(ValueError, match="min_df"):
         NoiseRules(min_df=0)

@@ -46,10 +46,12 @@ def test_trainings_left_counts_n_trials_and_the_timeout_at_the_slowest_training(
     # No timeout: what n_trials leaves, less the trainings running elsewhere.
     assert trainings_left(_spec(n_trials=10), elapsed=0, trials=trials, running=0) == 8
     assert trainings_left(_spec(n_trials=10), elapsed=0, trials=trials, running=3) == 5
-    # With a timeout: 300 s left at the slowest 90 s is 3 trainings per worker, whatever n_trials says.
+    # With a timeout: 300 s left at the slowest 90 s with its margin (103.5 s) is 2 trainings per
+    # worker, whatever n_trials says.
     spec = _spec(n_trials=100, timeout="10m")
-    assert trainings_left(spec, elapsed=300, trials=trials, running=0) == 3
-    assert trainings_left(spec, elapsed=300, trials=trials, running=1, workers=2) == 6
+    assert trainings_left(spec, elapsed=300, trials=trials, running=0) == 2
+    assert trainings_left(spec, elapsed=300, trials=trials, running=1, workers=2) == 4
+    assert trainings_left(spec, elapsed=600 - 311, trials=trials, running=0) == 3
     # Nothing trained yet: the timeout cannot be counted in trainings; n_trials can.
     assert trainings_left(spec, elapsed=300, trials=[], running=0) == 100
     # Never below zero (more running than n_trials leaves, or the timeout passed).

@@ -287,3 +287,25 @@ def test_until_the_noise_has_its_degrees_of_freedom_every_other_training_is_a_re
     # One accuracy config: more degrees of freedom have nothing to rank.
     alone = estimate_accuracy([_t(0, 8, 96, 0, 0.10), _t(1, 8, 96, 1, 0.11)])
     assert replicate_candidates(alone, max_replicates=3) == []
+
+
+def test_before_the_noise_is_known_a_new_config_comes_between_replicates_and_reasons_name_what_they_do() -> (
+    None
+):
+    # 3 configs, 2 replicates (2 degrees of freedom, not known): the last training was a replicate,
+    # so a new config is next; one in two, not every training.
+    trainings = [
+        _t(0, 8, 96, 0, 0.10), _t(1, 8, 96, 1, 0.11),
+        _t(2, 8, 128, 0, 0.30), _t(3, 8, 128, 1, 0.31),
+        _t(4, 8, 160, 0, 0.20),
+    ]  # fmt: skip
+    assert not estimate_accuracy(trainings).noise.known
+    plan = _plan(trainings)
+    assert plan is not None and not plan.replicate
+    # Nothing measured yet and the best config in training elsewhere: the replicate goes to another
+    # config, and its reason does not call it the best.
+    two = [_t(0, 8, 96, 0, 0.10), _t(1, 8, 128, 0, 0.30)]
+    busy = [Running(config=knobs(8, 128), seed=1, feasible=None)]
+    plan = _plan(two, running=busy)
+    assert plan is not None and plan.replicate and (plan.fixed["batch"], plan.fixed["imgsz"]) == (8, 96)
+    assert plan.reason == "replicate: the accuracy noise is not measured yet"

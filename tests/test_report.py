@@ -217,8 +217,8 @@ def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_th
     done = run_cli("report", str(study), "--json", "-", timeout=120)
     payload = json.loads(done.stdout)
     assert payload["accuracy_signal"] is False and payload["noise"]["df"] == 2
-    assert "noise on 2 degrees of freedom, fewer than the 3 ranking needs" not in done.stderr  # said once
-    assert "(pooled sd, 2 degrees of freedom); fewer than the 3 degrees of freedom" in done.stderr
+    assert done.stderr.count("of the 3 degrees of freedom") == 1  # said once, on the noise line:
+    assert "(pooled sd, 2 degrees of freedom); 2 of the 3 degrees of freedom ranking needs" in done.stderr
     assert payload["front"][0]["accuracy_high"] is None  # no interval before the noise is known
     export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
     assert export.returncode == 0 and "picked on memory and speed alone" in export.stderr
@@ -231,10 +231,11 @@ def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_th
     done = run_cli("report", str(study), "--json", "-", timeout=120)
     payload = json.loads(done.stdout)
     assert payload["accuracy_signal"] is True
-    assert (payload["noise"]["df"], payload["noise"]["prior_df"]) == (6, 4)
+    assert (payload["noise"]["df"], payload["noise"]["study_df"]) == (6, 2)
+    assert payload["noise"]["study_sd"] == pytest.approx(0.002 * 2**0.5)  # what a next study's prior takes
     pooled = ((2 * 2 * 0.002**2) + 4 * 0.01**2) / 6
     assert payload["noise"]["sd"] == pytest.approx(pooled**0.5)
-    assert "2 degrees of freedom from this study's replicates + 4 from the prior" in done.stderr
+    assert "2 degrees of freedom from this study's replicates (±0.003) + 4 from the prior" in done.stderr
     export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
     assert export.returncode == 0 and "--imgsz 96" in export.stdout
     # Or the study file lowers the minimum, taking the risk on itself.

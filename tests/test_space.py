@@ -92,3 +92,18 @@ def test_the_leanest_config_splits_into_accuracy_and_system_knobs_by_the_framewo
     assert leanest_system(choices, roles) == {"workers": 0}
     # Without "none" among the cache choices, the first listed (as a new config's system setting).
     assert leanest_accuracy({**choices, "cache": ["disk", "ram"], "amp": [False]}, roles)["cache"] == "disk"
+
+
+def test_a_study_whose_noise_cannot_reach_the_minimum_says_it_will_not_rank() -> None:
+    def notes(**keys: object) -> list[str]:
+        fields = {"name": "s", "data": "demo", "memory_limit": "1GiB", "space": {"batch": [8, 16]}, **keys}
+        space = effective_space(StudySpec.model_validate(fields))
+        return [n for n in space.notes if n.startswith("accuracy will not be ranked")]
+
+    assert notes() == []  # 2 configs x 2 replicates beyond the first: 4 of the 3 needed
+    (note,) = notes(max_replicates=2)  # 2 configs x 1: 2 of 3
+    assert "reach 2 of the 3 degrees of freedom" in note and "accuracy_noise_prior" in note
+    assert len(notes(n_trials=4)) == 1  # 2 of 4 trainings are first trainings: 2 of 3
+    assert notes(max_replicates=2, accuracy_noise_prior={"sd": 0.05, "df": 1}) == []
+    assert notes(max_replicates=2, accuracy_min_df=2) == []
+    assert notes(max_replicates=1, space={"batch": [8]}) == []  # one config: nothing to rank anyway

@@ -278,10 +278,7 @@ class AccuracyEstimates:
                 "accuracy differences are not ranked"
             )
         if not self.noise.known:
-            return (
-                f"accuracy noise on {self.noise.df} degrees of freedom, fewer than the {self.noise.min_df} "
-                "ranking needs (accuracy_min_df): accuracy differences are not ranked yet"
-            )
+            return f"accuracy noise on {self.noise.shortfall()}: accuracy differences are not ranked yet"
         return (
             "trials too short to rank accuracy: no accuracy difference exceeds the noise "
             f"(±{self.noise.sd:.3f} per training); raise epochs, train on more images, or fine-tune "

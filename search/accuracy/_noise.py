@@ -19,6 +19,11 @@ DEFAULT_RESOLUTION = 0.005
 DEFAULT_MIN_DF = 3
 
 
+def degrees_of_freedom(count: int) -> str:
+    """``1 degree of freedom``, ``3 degrees of freedom``."""
+    return f"{count} degree{'' if count == 1 else 's'} of freedom"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NoiseRules:
     """How a study judges accuracy differences (the study file's ``accuracy_*`` keys).
@@ -45,6 +50,8 @@ class NoiseRules:
             raise ValueError(f"min_df must be at least 1, got {self.min_df}")
         if (self.prior_sd is None) != (self.prior_df == 0) or self.prior_df < 0:
             raise ValueError("a noise prior needs both an sd and a positive df (or neither)")
+        if self.prior_sd is not None and not self.prior_sd > 0:
+            raise ValueError(f"a noise prior's sd must be positive, got {self.prior_sd}")
 
     def noise(self, squares: float, df: int) -> Noise:
         """The noise from the study's within-config sum of ``squares`` on ``df`` degrees of freedom,
@@ -57,7 +64,8 @@ class NoiseRules:
             confidence=self.confidence,
             resolution=self.resolution,
             min_df=self.min_df,
-            prior_df=self.prior_df,
+            study_sd=math.sqrt(squares / df) if df > 0 else None,
+            study_df=df,
         )
 
 
@@ -72,7 +80,9 @@ class Noise:
         confidence: The two-sided confidence of intervals and comparisons.
         resolution: The smallest accuracy difference that can ever count as one.
         min_df: The fewest degrees of freedom before the noise is :attr:`known`.
-        prior_df: How many of ``df`` are the study file's prior's.
+        study_sd: The study's own pooled sd, without the prior (what a later study's
+            ``accuracy_noise_prior`` takes: ``sd`` would count the prior twice).
+        study_df: Its degrees of freedom (``df`` less the prior's).
     """
 
     sd: float | None
@@ -80,7 +90,8 @@ class Noise:
     confidence: float = DEFAULT_CONFIDENCE
     resolution: float = DEFAULT_RESOLUTION
     min_df: int = DEFAULT_MIN_DF
-    prior_df: int = 0
+    study_sd: float | None = None
+    study_df: int = 0
 
     @property
     def measured(self) -> bool:
@@ -93,9 +104,9 @@ class Noise:
         return self.measured and self.df >= self.min_df
 
     @property
-    def study_df(self) -> int:
-        """The degrees of freedom the study's own replicates give."""
-        return self.df - self.prior_df
+    def prior_df(self) -> int:
+        """How many of ``df`` are the study file's prior's."""
+        return self.df - self.study_df
 
     def half_width(self, replicates: int) -> float:
         """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown)."""
@@ -114,11 +125,16 @@ class Noise:
         """The estimate as people read it, e.g. ``±0.052 per training (pooled sd, 4 degrees of freedom)``."""
         if not self.measured:
             return "not measured yet (no accuracy config trained twice)"
-        source = f"{self.df} degrees of freedom"
+        source = degrees_of_freedom(self.df)
         if self.prior_df:
-            own = f"{self.study_df} degrees of freedom from this study's replicates"
+            own = f"{degrees_of_freedom(self.study_df)} from this study's replicates"
+            own += "" if self.study_sd is None else f" (±{self.study_sd:.3f})"
             source = f"{own} + {self.prior_df} from the prior"
         return f"±{self.sd:.3f} per training (pooled sd, {source})"
+
+    def shortfall(self) -> str:
+        """How far a measured noise is from known, e.g. ``2 of the 3 degrees of freedom ranking needs``."""
+        return f"{self.df} of the {self.min_df} degrees of freedom ranking needs (accuracy_min_df)"
 
     def _t(self) -> float:
         from scipy import stats  # not at import: the study file's keys need the rules, not scipy

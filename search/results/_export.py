@@ -161,7 +161,8 @@ def choice_lines(
         threshold = estimates.noise.difference_threshold(estimate.replicates, runner.replicates)
         extra = runner.leanest.peak_host_bytes - leanest.peak_host_bytes
         if math.isinf(threshold):
-            verdict = f"{gap:+.3f} against it; the noise is not known yet: not distinguishable"
+            unknown = estimates.noise.shortfall() if estimates.noise.measured else "not measured yet"
+            verdict = f"{gap:+.3f} against it; the noise is {unknown}: not distinguishable"
         elif choice.runner_up_beyond_noise:
             verdict = f"beaten by {gap:.3f}, beyond the noise ±{threshold:.3f}"
         else:
@@ -190,9 +191,12 @@ def noise_text(estimates: AccuracyEstimates) -> str:
     note = estimates.signal_text()
     if note is None and len(estimates.configs) < 2:
         return measured
-    if noise.measured and not noise.known:
-        needed = f"{noise.min_df} degrees of freedom ranking needs (accuracy_min_df)"
-        note = f"fewer than the {needed}: not ranked yet"
+    if not noise.known:  # the note would say again what the noise is: say only what it means
+        note = (
+            "accuracy differences are not ranked"
+            if not noise.measured
+            else f"{noise.shortfall()}: not ranked yet"
+        )
     return measured + ("; differences beyond it rank the front" if note is None else f"; {note}")
 
 

@@ -175,14 +175,15 @@ def trainings_left(
     """How many more trainings the study's workers can start, the next one included.
 
     The fewer of what ``n_trials`` leaves (every worker's trials counted, those running too) and of
-    what the timeout leaves ``workers`` workers at the slowest training so far (the bound
-    :func:`timeout_reason` stops at), so the estimate errs low: the end is seen coming early. In the
+    what the timeout leaves ``workers`` workers at the slowest training so far with
+    :data:`END_GAME_MARGIN` (the bound :func:`timeout_reason` stops at), so the estimate errs low:
+    the end is seen coming early. In the
     end game (:func:`end_game_seconds`) the next one is the last.
     """
     left = spec.n_trials - sum(t.counts_toward_n_trials for t in trials) - running
     longest = _longest_training(trials)
     if spec.timeout is not None and longest:
-        by_time = max(1, workers) * int((spec.timeout - elapsed) // longest)
+        by_time = max(1, workers) * int((spec.timeout - elapsed) // (END_GAME_MARGIN * longest))
         if by_time == 0 and end_game_seconds(spec, elapsed=elapsed, trials=trials) is not None:
             by_time = 1
         left = min(left, by_time)

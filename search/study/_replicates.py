@@ -31,7 +31,9 @@ decides the rest:
   (never one where it went over the limit), so that what the other settings cost and buy in speed
   is learned on the configs that matter, without a training spent on re-measuring accuracy.
 * A proposal of the sampler that repeats a measured accuracy config becomes that config's next
-  replicate when it is a candidate for one, and is told the earlier result otherwise.
+  replicate when it is a candidate for one (before the noise is known, any config below
+  ``max_replicates`` is: every replicate adds a degree of freedom), and is told the earlier result
+  otherwise.
 
 The decisions are pure functions of the study's trials (:func:`plan_next`, :func:`judge_proposal`),
 tested on synthetic studies.
@@ -278,10 +280,12 @@ def plan_next(
         seed = next_seed(key, attempts, first=first_seed, roles=roles)
         noise = estimates.noise
         if not noise.measured:
-            reason = "replicate of the best config: the accuracy noise is not measured yet"
+            best = max(estimates.configs.values(), key=lambda c: c.mean).key == key
+            reason = (
+                f"replicate{' of the best config' if best else ''}: the accuracy noise is not measured yet"
+            )
         elif not noise.known:
-            needed = f"{noise.df} of the {noise.min_df} degrees of freedom ranking needs"
-            reason = f"replicate: the accuracy noise has {needed}"
+            reason = f"replicate: the accuracy noise has {noise.shortfall()}"
         else:
             reason = "replicate: its accuracy is not distinguishable from a front neighbour's"
         return Plan(fixed=_searched({**knobs, **system}, choices), seed=seed, reason=reason)

@@ -149,7 +149,28 @@ def effective_space(spec: StudySpec, *, cpus: int | None = None) -> EffectiveSpa
         clipped = sorted({min(w, cpus) for w in choices["workers"]})
         notes.append(f"workers clipped to this machine's {cpus} CPUs: {choices['workers']} -> {clipped}")
         choices["workers"] = clipped
+    unreachable = _unreachable_noise(spec, choices)
+    if unreachable:
+        notes.append(unreachable)
     return EffectiveSpace(choices=choices, notes=tuple(notes), cpus=cpus)
+
+
+def _unreachable_noise(spec: StudySpec, choices: dict[str, list[Any]]) -> str | None:
+    """Why the study can never rank accuracy, when its noise cannot reach ``accuracy_min_df``
+    degrees of freedom: each accuracy config gives at most ``max_replicates - 1``, and two configs
+    take two of ``n_trials``' trainings before any replicate."""
+    configs = 1
+    for name in KnobRoles.of(spec.framework).accuracy:
+        configs *= len(choices[name])
+    prior = spec.accuracy_noise_prior
+    reachable = min(configs * (spec.max_replicates - 1), spec.n_trials - 2) + (prior.df if prior else 0)
+    if configs < 2 or reachable >= spec.accuracy_min_df:
+        return None
+    return (
+        f"accuracy will not be ranked: the noise can reach {reachable} of the {spec.accuracy_min_df} degrees "
+        f"of freedom ranking needs ({configs} accuracy configs x (max_replicates - 1), within n_trials "
+        f"{spec.n_trials}); raise max_replicates or n_trials, or give accuracy_noise_prior"
+    )
 
 
 def sampled_choices(spec: StudySpec, space: EffectiveSpace) -> dict[str, list[Any]]:
