@@ -72,7 +72,13 @@ def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path
     assert (tmp_path / "scale.journal").is_file() and not (tmp_path / "scale.db").exists()
     study = _study(spec)
     victim_name = f"{socket.gethostname()}:{victim}"
-    lost = next(t for t in study.get_trials() if t.user_attrs.get("worker") == victim_name)
+    # The job's trial killed with it; not a proposal of it discarded before (both jobs start at once
+    # and may propose the same first config: one of them trains it).
+    lost = next(
+        t
+        for t in study.get_trials()
+        if t.user_attrs.get("worker") == victim_name and "discarded" not in t.user_attrs
+    )
     assert lost.state == optuna.trial.TrialState.FAIL
     counted = _counted(study)
     assert len(counted) == 4
@@ -82,7 +88,11 @@ def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path
     assert {t.user_attrs["record"]["requested"]["threads"] for t in counted} == {
         max(1, (os.cpu_count() or 1) // 2)
     }
-    retry = next(t for t in counted if t.user_attrs.get("retry_of") == lost.number)
+    retry = next((t for t in counted if t.user_attrs.get("retry_of") == lost.number), None)
+    assert retry is not None, (
+        lost.number,
+        [(t.number, t.state.name, t.user_attrs) for t in study.get_trials()],
+    )
     assert retry.user_attrs["config"] == lost.user_attrs["config"]
     _assert_complete(retry)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in trainers)
