@@ -222,6 +222,7 @@ def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_th
     assert payload["front"][0]["accuracy_high"] is None  # no interval before the noise is known
     export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
     assert export.returncode == 0 and "picked on memory and speed alone" in export.stderr
+    assert "the noise has 2 of the 3 degrees of freedom ranking needs" in export.stderr
     assert "--imgsz 64" in export.stdout
     # A prior from an earlier study of the setup: its degrees of freedom count, and its sd pools in.
     prior = {"accuracy_noise_prior": {"sd": 0.01, "df": 4}}

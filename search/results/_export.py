@@ -161,8 +161,9 @@ def choice_lines(
         threshold = estimates.noise.difference_threshold(estimate.replicates, runner.replicates)
         extra = runner.leanest.peak_host_bytes - leanest.peak_host_bytes
         if math.isinf(threshold):
-            unknown = estimates.noise.shortfall() if estimates.noise.measured else "not measured yet"
-            verdict = f"{gap:+.3f} against it; the noise is {unknown}: not distinguishable"
+            noise = estimates.noise
+            unknown = f"has {noise.shortfall()}" if noise.measured else "is not measured yet"
+            verdict = f"{gap:+.3f} against it; the noise {unknown}: not distinguishable"
         elif choice.runner_up_beyond_noise:
             verdict = f"beaten by {gap:.3f}, beyond the noise ±{threshold:.3f}"
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -159,9 +160,7 @@ def _unreachable_noise(spec: StudySpec, choices: dict[str, list[Any]]) -> str | 
     """Why the study can never rank accuracy, when its noise cannot reach ``accuracy_min_df``
     degrees of freedom: each accuracy config gives at most ``max_replicates - 1``, and two configs
     take two of ``n_trials``' trainings before any replicate."""
-    configs = 1
-    for name in KnobRoles.of(spec.framework).accuracy:
-        configs *= len(choices[name])
+    configs = math.prod(len(choices[name]) for name in KnobRoles.of(spec.framework).accuracy)
     prior = spec.accuracy_noise_prior
     reachable = min(configs * (spec.max_replicates - 1), spec.n_trials - 2) + (prior.df if prior else 0)
     if configs < 2 or reachable >= spec.accuracy_min_df:
