@@ -24,9 +24,12 @@ a trial, and it is estimated from all of that config's trainings:
   neither (bench/results/noise_truth_roles_2026-12-06.txt: per-config sds from 0.022 to 0.080 and
   one seed of a config 0.15 below its others), and from 2 degrees of freedom, two close pairs of
   replicates once put the noise at ±0.010 where 24 put it at ±0.066: the study then ranked draws.
-* Two configs are *distinguishable* when their means differ by more than the two-sided t interval of
-  the difference (``confidence``, 95% by default) and by more than ``resolution`` (an absolute floor:
-  a study where every trial learned nothing has differences of 1e-6 with a noise of 1e-7).
+* Two configs are *distinguishable* when their means differ by more than the two-sided interval of
+  the difference and by more than ``resolution`` (an absolute floor: a study where every trial
+  learned nothing has differences of 1e-6 with a noise of 1e-7). The interval holds ``confidence``
+  (95% by default) for all pairs of the study's configs at once (Tukey-Kramer over the configs that
+  fit, :class:`~search.accuracy.NoiseRules`), or for each pair with ``accuracy_family_wise: false``.
+  A config's own interval is its mean's, Student's t.
 """
 
 from __future__ import annotations
@@ -320,12 +323,15 @@ def estimate_accuracy(
         replicates[key] = [statistics.fmean(values) for values in draws.values()]
     squares = sum(sum((v - statistics.fmean(vs)) ** 2 for v in vs) for vs in replicates.values())
     df = sum(len(vs) - 1 for vs in replicates.values())
-    noise = (rules or NoiseRules()).noise(squares, df)
-    configs = {}
+    fitting = {}
     for key, group in by_config.items():
         systems = _systems(group, roles) if systems_of is None else systems_of(key, group)
-        if not systems:
-            continue
+        if systems:
+            fitting[key] = systems
+    noise = (rules or NoiseRules()).noise(squares, df, family=len(fitting))
+    configs = {}
+    for key, systems in fitting.items():
+        group = by_config[key]
         values = replicates[key]
         mean = statistics.fmean(values)
         half = noise.half_width(len(values))
