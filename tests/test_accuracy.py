@@ -380,3 +380,48 @@ def test_a_prior_on_the_noise_pools_with_the_studys_replicates() -> None:
         NoiseRules(prior_sd=0.0, prior_df=4)
     with pytest.raises(ValueError, match="min_df"):
         NoiseRules(min_df=0)
+
+
+def test_family_wise_comparisons_hold_the_confidence_for_all_pairs_of_configs_that_fit() -> None:
+    from scipy import stats
+
+    from search.accuracy import NoiseRules
+
+    # Four configs, each trained twice (4 degrees of freedom, sd 0.02 exactly), the means 0.07
+    # apart: per pair 0.07 is beyond the t interval; for all 6 pairs together the bar is the
+    # studentized range's, and a config that does not fit leaves the family.
+    means = {96: 0.20, 128: 0.27, 160: 0.34, 192: 0.41}
+    trainings = [
+        _training(2 * i + seed, knobs(8, imgsz), seed, mean + (0.02 if seed else -0.02) / math.sqrt(2), 1.0)
+        for i, (imgsz, mean) in enumerate(means.items())
+        for seed in (0, 1)
+    ]
+    per_pair = estimate_accuracy(trainings)
+    family = estimate_accuracy(trainings, rules=NoiseRules(family_wise=True))
+    noise = family.noise
+    assert per_pair.noise.family == 2 and noise.family == 4 and noise.df == 4
+    assert noise.sd == pytest.approx(0.02)
+    t_bar = stats.t.ppf(0.975, 4) * 0.02 * math.sqrt(2 / 2)
+    range_bar = stats.studentized_range.ppf(0.95, 4, 4) / math.sqrt(2) * 0.02 * math.sqrt(2 / 2)
+    assert per_pair.noise.difference_threshold(2, 2) == pytest.approx(t_bar)
+    assert noise.difference_threshold(2, 2) == pytest.approx(range_bar)
+    assert t_bar < 0.07 < range_bar  # so the gap ranks per pair and not for the family
+    assert per_pair.better((8, 128, False), (8, 96, False))
+    assert not family.distinguishable((8, 128, False), (8, 96, False))
+    assert family.better((8, 192, False), (8, 96, False))  # 0.21 apart clears both bars
+    # A config's own interval is its mean's alone, whichever rule compares pairs.
+    assert family.configs[(8, 96, False)].low == per_pair.configs[(8, 96, False)].low
+    assert "over all 4 configs' pairs together, Tukey-Kramer" in noise.family_text
+
+    # Only the configs that fit are compared: with 192 left out, the family is three.
+    def systems_of(key: tuple[object, ...], group: list[Training]) -> tuple[FullConfig, ...]:
+        if key[1] == 192:
+            return ()
+        run = group[0]
+        return (FullConfig(config=run.config, trials=(run.number,), peak_host_bytes=GIB, epoch_seconds=None),)
+
+    three = estimate_accuracy(trainings, rules=NoiseRules(family_wise=True), systems_of=systems_of)
+    assert three.noise.family == 3 and three.noise.df == 4  # its replicates still measure the noise
+    assert three.noise.difference_threshold(2, 2) == pytest.approx(
+        stats.studentized_range.ppf(0.95, 3, 4) / math.sqrt(2) * 0.02
+    )

@@ -204,6 +204,39 @@ def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_r
     assert "--imgsz 64" in export.stdout  # the leaner one, since accuracy cannot tell them apart
 
 
+def test_a_family_wise_study_ranks_only_what_holds_for_all_pairs_at_once(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    # Four configs 0.10 apart, each trained twice (a noise of ±0.028 on 4 degrees of freedom): per
+    # pair 0.10 is beyond the t interval (±0.079); for all six pairs together the studentized
+    # range's bar (±0.115) is not reached, so export takes the leanest of two it cannot tell apart.
+    configs = ((64, 0.20, 1.0), (96, 0.30, 1.1), (128, 0.40, 1.2), (160, 0.50, 1.3))
+    trials = [
+        trial
+        for imgsz, accuracy, peak in configs
+        for trial in replicated(knobs(8, imgsz), accuracy, peak * GIB, limit=LIMIT, spread=0.02)
+    ]
+    exports = {}
+    for family_wise in (False, True):
+        study = stored_study_file(
+            tmp_path / str(family_wise), name="s", data=tiny_data, limit=LIMIT, trials=trials,
+            keys={"accuracy_family_wise": family_wise},
+        )  # fmt: skip
+        done = run_cli("report", str(study), "--json", "-", timeout=120)
+        noise = json.loads(done.stdout)["noise"]
+        assert (noise["df"], noise["family"]) == (4, 4 if family_wise else 2)
+        tukey = "differences beyond it (95% over all 4 configs' pairs together, Tukey-Kramer) rank the front"
+        assert (tukey in done.stderr) is family_wise
+        export = run_cli("export", str(study), "--max-memory", "1.15GiB", timeout=120)
+        assert export.returncode == 0, export.stderr
+        exports[family_wise] = export
+    assert (
+        "--imgsz 96" in exports[False].stdout
+        and "beaten by 0.100, beyond the noise ±0.079" in exports[False].stderr
+    )
+    assert "--imgsz 64" in exports[True].stdout and "within the noise ±0.115" in exports[True].stderr
+
+
 def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_the_minimum_allows(
     tmp_path: Path, tiny_data: Path
 ) -> None:

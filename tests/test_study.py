@@ -243,6 +243,7 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("accuracy_min_df: 0", "accuracy_min_df: Input should be greater than or equal to 1"),
         ("accuracy_noise_prior: {sd: 0.05}", "accuracy_noise_prior.df: Field required"),
         ("accuracy_noise_prior: {sd: 0, df: 4}", "accuracy_noise_prior.sd: Input should be greater than 0"),
+        ("accuracy_family_wise: sometimes", "accuracy_family_wise: Input should be a valid boolean"),
     ],
 )
 def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: str) -> None:

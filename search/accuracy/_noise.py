@@ -151,11 +151,11 @@ class Noise:
 
     @property
     def family_text(self) -> str:
-        """How differences are judged, e.g. ``95% over all 6 configs' pairs (Tukey-Kramer)``."""
+        """How differences are judged, e.g. ``95% over all 6 configs' pairs together, Tukey-Kramer``."""
         confidence = f"{100 * self.confidence:g}%"
         if self.family <= 2:
             return f"{confidence} per pair"
-        return f"{confidence} over all {self.family} configs' pairs together (Tukey-Kramer)"
+        return f"{confidence} over all {self.family} configs' pairs together, Tukey-Kramer"
 
     def text(self) -> str:
         """The estimate as people read it, e.g. ``±0.052 per training (pooled sd, 4 degrees of freedom)``."""

@@ -198,7 +198,10 @@ def noise_text(estimates: AccuracyEstimates) -> str:
             if not noise.measured
             else f"{noise.shortfall()}: not ranked yet"
         )
-    return measured + ("; differences beyond it rank the front" if note is None else f"; {note}")
+    if note is None:
+        judged = "" if noise.family <= 2 else f" ({noise.family_text})"
+        return f"{measured}; differences beyond it{judged} rank the front"
+    return f"{measured}; {note}"
 
 
 def interval_text(estimate: AccuracyEstimate) -> str:

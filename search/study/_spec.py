@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from search.accuracy._noise import DEFAULT_MIN_DF, DEFAULT_RESOLUTION, NoiseRules
+from search.accuracy._noise import DEFAULT_FAMILY_WISE, DEFAULT_MIN_DF, DEFAULT_RESOLUTION, NoiseRules
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework, with_framework_and_model
 from search.units import parse_duration, parse_size
@@ -138,6 +138,7 @@ class StudySpec(BaseModel):
     accuracy_resolution: float = Field(DEFAULT_RESOLUTION, ge=0)
     accuracy_min_df: int = Field(DEFAULT_MIN_DF, ge=1)
     accuracy_noise_prior: NoisePrior | None = None
+    accuracy_family_wise: bool = DEFAULT_FAMILY_WISE
     preflight_margin: float | None = Field(0.1, ge=0)
     preflight_min_samples: int = Field(3, ge=0)
     calibrate: bool = False
@@ -198,6 +199,7 @@ class StudySpec(BaseModel):
             min_df=self.accuracy_min_df,
             prior_sd=None if prior is None else prior.sd,
             prior_df=0 if prior is None else prior.df,
+            family_wise=self.accuracy_family_wise,
         )
 
     @property
