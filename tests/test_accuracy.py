@@ -409,8 +409,12 @@ def test_family_wise_comparisons_hold_the_confidence_for_all_pairs_of_configs_th
     assert per_pair.better((8, 128, False), (8, 96, False))
     assert not family.distinguishable((8, 128, False), (8, 96, False))
     assert family.better((8, 192, False), (8, 96, False))  # 0.21 apart clears both bars
-    # A config's own interval is its mean's alone, whichever rule compares pairs.
-    assert family.configs[(8, 96, False)].low == per_pair.configs[(8, 96, False)].low
+    # Intervals are drawn with the comparisons' multiplier: two that lie apart are two configs
+    # told apart (with the per-mean t, 0.07 apart would show two intervals apart, yet within noise).
+    low, next_up = family.configs[(8, 96, False)], family.configs[(8, 128, False)]
+    assert low.high - low.mean == pytest.approx(range_bar / math.sqrt(2))
+    assert low.high > next_up.low
+    assert per_pair.configs[(8, 96, False)].high == pytest.approx(0.20 + t_bar / math.sqrt(2))
     assert "over all 4 configs' pairs together, Tukey-Kramer" in noise.family_text
 
     # Only the configs that fit are compared: with 192 left out, the family is three.

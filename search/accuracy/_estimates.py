@@ -29,7 +29,8 @@ a trial, and it is estimated from all of that config's trainings:
   learned nothing has differences of 1e-6 with a noise of 1e-7). The interval holds ``confidence``
   (95% by default) for all pairs of the study's configs at once (Tukey-Kramer over the configs that
   fit, :class:`~search.accuracy.NoiseRules`), or for each pair with ``accuracy_family_wise: false``.
-  A config's own interval is its mean's, Student's t.
+  A config's interval is its mean's, Student's t, or the family's range multiplier when family-wise
+  (two intervals apart are then always two configs told apart).
 """
 
 from __future__ import annotations

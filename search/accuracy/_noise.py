@@ -136,10 +136,16 @@ class Noise:
         return self.df - self.study_df
 
     def half_width(self, replicates: int) -> float:
-        """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown)."""
+        """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown).
+
+        Student's t; with a :attr:`family` of configs, the comparisons' own multiplier, so that two
+        intervals that do not overlap are always two configs told apart (with the per-mean t, two
+        intervals could lie apart while the study calls their configs within noise).
+        """
         if not self.known or replicates <= 0:
             return math.inf
-        return self._t() * float(self.sd) / math.sqrt(replicates)  # type: ignore[arg-type]
+        quantile = _range_quantile(self.confidence, self.family, self.df)
+        return quantile * float(self.sd) / math.sqrt(replicates)  # type: ignore[arg-type]
 
     def difference_threshold(self, n_a: int, n_b: int) -> float:
         """How far apart two means of ``n_a`` and ``n_b`` replicates must be to differ beyond noise."""
@@ -171,10 +177,6 @@ class Noise:
     def shortfall(self) -> str:
         """How far a measured noise is from known, e.g. ``2 of the 3 degrees of freedom ranking needs``."""
         return f"{self.df} of the {self.min_df} degrees of freedom ranking needs (accuracy_min_df)"
-
-    def _t(self) -> float:
-        return _t_quantile(self.confidence, self.df)
-
 
 @functools.cache
 def _t_quantile(confidence: float, df: int) -> float:
