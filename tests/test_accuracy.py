@@ -429,3 +429,30 @@ def test_family_wise_comparisons_hold_the_confidence_for_all_pairs_of_configs_th
     assert three.noise.difference_threshold(2, 2) == pytest.approx(
         stats.studentized_range.ppf(0.95, 3, 4) / math.sqrt(2) * 0.02
     )
+
+
+def test_a_gpu_budget_admits_only_configs_whose_highest_gpu_peak_fits() -> None:
+    from search.accuracy import fits_budget, fits_gpu_budget, pick_config
+
+    # Stand-in GPU peaks (no GPU here). One figure per accuracy config, the highest of its trainings
+    # whatever their system setting: the cache and the workers live in host memory.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.20, 1.0, peak_gpu_bytes=1.0 * GIB),
+        _training(1, knobs(8, 96), 1, 0.21, 1.0, peak_gpu_bytes=1.0 * GIB),
+        _training(2, knobs(8, 128), 0, 0.40, 1.1, peak_gpu_bytes=2.0 * GIB),
+        _training(3, knobs(8, 128, workers=1), 0, 0.41, 1.3, peak_gpu_bytes=2.5 * GIB),
+        _training(4, knobs(8, 160), 0, 0.60, 1.2),  # trained without CUDA: no GPU figure
+        _training(5, knobs(8, 160), 1, 0.61, 1.2),
+    ]
+    estimates = estimate_accuracy(trainings)
+    middle = estimates.configs[(8, 128, False)]
+    assert middle.peak_gpu_bytes == 2.5 * GIB and estimates.configs[(8, 160, False)].peak_gpu_bytes is None
+    assert fits_gpu_budget(middle, 2.5 * GIB) and not fits_gpu_budget(middle, 2.4 * GIB)
+    everything = fits_budget(math.inf)
+    assert pick_config(estimates, everything).estimate.key == (8, 160, False)  # type: ignore[union-attr]
+    within = pick_config(estimates, everything, gpu_budget=3 * GIB)
+    assert within is not None and within.estimate.key == (8, 128, False)  # 160 measured no GPU peak
+    assert within.runner_up is not None and within.runner_up.key == (8, 96, False)
+    lean = pick_config(estimates, everything, gpu_budget=2 * GIB)  # 128's 2.5 GiB training rules it out
+    assert lean is not None and lean.estimate.key == (8, 96, False)
+    assert pick_config(estimates, everything, gpu_budget=0.5 * GIB) is None

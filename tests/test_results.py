@@ -15,7 +15,7 @@ from search.results._export import choose_config
 from search.results._frame import read_results
 
 from .conftest import run_cli
-from .synthetic import GIB, knobs, replicated, stored_study_file
+from .synthetic import GIB, knobs, replicated, stored_study_file, stored_trial
 
 LIMIT = 2 * GIB
 
@@ -129,3 +129,55 @@ def test_the_prediction_check_refuses_what_would_not_fit_on_the_whole_dataset() 
     assert trusting.refused_by_prediction is None
     nothing = choose_config(frame, estimates, max_memory_bytes=int(0.5 * GIB))
     assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0
+
+
+def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path, tiny_data: Path) -> None:
+    # No GPU here: the trials' GPU peaks are stand-in figures, as a CUDA trial stores them; what is
+    # tested is the choice made on them. Three configs, each better beyond noise than the last; the
+    # best needs 6 GiB of GPU memory in one of its trainings (the highest counts), the middle 3.
+    gpu_peaks = {(4, 64): 1, (8, 96): 3, (16, 128): 5}
+    accuracy = {(4, 64): 0.2, (8, 96): 0.4, (16, 128): 0.6}
+    trials = [
+        trial
+        for (batch, imgsz), peak in gpu_peaks.items()
+        for trial in replicated(
+            knobs(batch, imgsz), accuracy[batch, imgsz], GIB, limit=LIMIT, peak_gpu=peak * GIB
+        )
+    ]
+    best_again = stored_trial(
+        config=knobs(16, 128), values=[0.6, GIB], violation=GIB - LIMIT, seed=2, peak_gpu=6 * GIB
+    )
+    study = stored_study_file(
+        tmp_path,
+        name="gpu",
+        data=tiny_data,
+        limit=LIMIT,
+        trials=[*trials, best_again],
+        memory_objective="peak_gpu",
+    )
+    results = search.load_study(study)
+    assert results.best(max_gpu_memory="8GiB")["imgsz"] == 128
+    assert results.best(max_gpu_memory="4GiB")["imgsz"] == 96  # the best needs 6 GiB
+    assert results.best("1.5GiB", max_gpu_memory="1GiB")["imgsz"] == 64
+    done = run_cli("export", str(study), "--max-gpu-memory", "4GiB", "--format", "json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert "--imgsz 96" in payload["command"] and payload["peak_gpu_bytes"] == 3 * GIB
+    assert "GPU peak 3.00 GiB <= 4.00 GiB" in done.stderr.replace("\n", "")
+    assert "runner-up: batch 4, imgsz 64, amp off" in done.stderr and "a GPU peak of 1.00 GiB" in done.stderr
+    nothing = run_cli("export", str(study), "--max-gpu-memory", "512MiB", timeout=120)
+    assert nothing.returncode == 1 and "the least GPU memory a config peaked at: 1.00 GiB" in nothing.stderr
+    assert "closest: trial" not in nothing.stderr  # the host's closest config would not fit the GPU either
+    # A study that measured no GPU memory, and no budget at all: one line each, nothing picked.
+    cpu = stored_study_file(
+        tmp_path / "cpu", name="cpu", data=tiny_data, limit=LIMIT,
+        trials=[t for group in (replicated(knobs(4, 64), 0.2, GIB, limit=LIMIT),) for t in group],
+    )  # fmt: skip
+    for args, message in (
+        ([str(cpu), "--max-gpu-memory", "4GiB"], "no training of this study measured one (device cpu)"),
+        ([str(study)], "give a budget: --max-memory, --max-gpu-memory, or both"),
+        ([str(study), "--max-gpu-memory", "lots"], "--max-gpu-memory:"),
+    ):
+        bad = run_cli("export", *args, timeout=120)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

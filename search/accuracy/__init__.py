@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         noise_front,
     )
     from search.accuracy._noise import Noise, NoiseRules
-    from search.accuracy._pick import Pick, export_decisions, fits_budget, pick_config
+    from search.accuracy._pick import Pick, export_decisions, fits_budget, fits_gpu_budget, pick_config
 
 __all__ = [
     "MEMORY_SPREAD",
@@ -45,6 +45,7 @@ __all__ = [
     "estimate_accuracy",
     "export_decisions",
     "fits_budget",
+    "fits_gpu_budget",
     "front_hypervolume",
     "full_front",
     "key_text",
@@ -83,6 +84,7 @@ __getattr__, __dir__ = lazy_exports(
         "Pick": "search.accuracy._pick",
         "export_decisions": "search.accuracy._pick",
         "fits_budget": "search.accuracy._pick",
+        "fits_gpu_budget": "search.accuracy._pick",
         "pick_config": "search.accuracy._pick",
     },
 )

@@ -115,6 +115,7 @@ class Training:
         peak_host_bytes: Its measured peak host memory.
         epoch_seconds: Its median seconds per epoch, if an epoch ended.
         validation_seconds: Its median seconds per validation pass (part of an epoch's), if any.
+        peak_gpu_bytes: Its measured peak GPU memory (None: it did not use CUDA).
     """
 
     number: int
@@ -124,6 +125,7 @@ class Training:
     peak_host_bytes: float
     epoch_seconds: float | None = None
     validation_seconds: float | None = None
+    peak_gpu_bytes: float | None = None
 
     @property
     def replicate_key(self) -> tuple[Any, ...]:
@@ -157,6 +159,7 @@ def trainings_of(trials: Iterable[StoredTrial], *, accuracy: str, default_seed: 
                     peak_host_bytes=float(peak),
                     epoch_seconds=trial.figures.get("epoch_seconds"),
                     validation_seconds=trial.validation_seconds,
+                    peak_gpu_bytes=trial.figures.get("peak_gpu_bytes"),
                 )
             )
     return trainings
@@ -207,6 +210,10 @@ class AccuracyEstimate:
         systems: Each system setting it was measured with, leanest first.
         values: Each replicate's accuracy (the mean of its trainings: they score alike).
         names: The accuracy knobs the key holds (the framework's :class:`KnobRoles`).
+        peak_gpu_bytes: The highest GPU peak its trainings measured (None: none used CUDA). One
+            figure for all its system settings: device memory is set by the accuracy knobs (batch,
+            image size, AMP) and the model, while the cache, the workers and the dataset's size
+            live in host memory; the highest, since that is what must fit a GPU budget.
     """
 
     key: AccuracyKey
@@ -218,6 +225,7 @@ class AccuracyEstimate:
     systems: tuple[FullConfig, ...]
     values: tuple[float, ...] = ()
     names: tuple[str, ...] = DEFAULT_ROLES.accuracy
+    peak_gpu_bytes: float | None = None
 
     @property
     def leanest(self) -> FullConfig:
@@ -347,6 +355,9 @@ def estimate_accuracy(
             systems=systems,
             values=tuple(values),
             names=roles.accuracy,
+            peak_gpu_bytes=max(
+                (t.peak_gpu_bytes for t in group if t.peak_gpu_bytes is not None), default=None
+            ),
         )
     return AccuracyEstimates(configs=configs, noise=noise, roles=roles)
 

@@ -178,6 +178,7 @@ class Noise:
         """How far a measured noise is from known, e.g. ``2 of the 3 degrees of freedom ranking needs``."""
         return f"{self.df} of the {self.min_df} degrees of freedom ranking needs (accuracy_min_df)"
 
+
 @functools.cache
 def _t_quantile(confidence: float, df: int) -> float:
     from scipy import stats  # not at import: the study file's keys need the rules, not scipy

@@ -5,7 +5,9 @@ trainings on what export would pick) all apply :func:`pick_config`; there is no 
 
 The rule: among the accuracy configs with a measured system setting that fits the budget, take the
 best mean; among those not distinguishable from it beyond noise, the one that fits in the least memory
-(ties: the fastest); then, for it, the fastest system setting measured to fit.
+(ties: the fastest); then, for it, the fastest system setting measured to fit. With a GPU budget, only
+the accuracy configs whose trainings' highest GPU peak fits it take part (one figure per accuracy
+config: :attr:`~search.accuracy.AccuracyEstimate.peak_gpu_bytes`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 
-__all__ = ["Pick", "export_decisions", "fits_budget", "pick_config"]
+__all__ = ["Pick", "export_decisions", "fits_budget", "fits_gpu_budget", "pick_config"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,9 +39,22 @@ class Pick:
     runner_up: AccuracyEstimate | None
 
 
-def pick_config(estimates: AccuracyEstimates, fits: Callable[[FullConfig], bool]) -> Pick | None:
-    """The rule applied to the full configs for which ``fits`` holds; None when none does."""
-    fitting = {key: [s for s in estimate.systems if fits(s)] for key, estimate in estimates.configs.items()}
+def pick_config(
+    estimates: AccuracyEstimates, fits: Callable[[FullConfig], bool], *, gpu_budget: float | None = None
+) -> Pick | None:
+    """The rule applied to the full configs for which ``fits`` holds; None when none does.
+
+    Args:
+        estimates: The study's accuracy estimates.
+        fits: Whether a full config fits the host memory budget (:func:`fits_budget`).
+        gpu_budget: A GPU memory budget in bytes, if any: a config none of whose trainings measured
+            the GPU (or one above the budget) does not fit it.
+    """
+    fitting = {
+        key: [s for s in estimate.systems if fits(s)]
+        for key, estimate in estimates.configs.items()
+        if gpu_budget is None or fits_gpu_budget(estimate, gpu_budget)
+    }
     fitting = {key: systems for key, systems in fitting.items() if systems}
     if not fitting:
         return None
@@ -71,6 +86,11 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
         if pick is not None and pick.estimate.key not in decisions:
             decisions.append(pick.estimate.key)
     return decisions
+
+
+def fits_gpu_budget(estimate: AccuracyEstimate, budget: float) -> bool:
+    """Whether an accuracy config's highest measured GPU peak fits ``budget`` (False if unmeasured)."""
+    return estimate.peak_gpu_bytes is not None and estimate.peak_gpu_bytes <= budget
 
 
 def fits_budget(budget: float) -> Callable[[FullConfig], bool]:

@@ -322,7 +322,15 @@ def plot(
 
 def export(
     study_file: StudyFile,
-    max_memory: Annotated[str, typer.Option(help="Memory budget, e.g. 4GiB.")],
+    max_memory: Annotated[
+        str | None, typer.Option(help="Host memory budget, e.g. 4GiB (default: the study's memory_limit).")
+    ] = None,
+    max_gpu_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU memory budget, e.g. 16GiB: configs whose trainings' GPU peak exceeds it are out."
+        ),
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
     output: Annotated[
         Path | None,
@@ -347,7 +355,8 @@ def export(
     whole dataset: a training's on it, else a probe's, else (trained on a subset) the model's
     prediction. Where the data is not at hand (no probes, no model), a config trained on a subset
     is refused if its predicted whole-dataset peak exceeds the budget (`--ignore-prediction`
-    overrides).
+    overrides). With --max-gpu-memory, only the configs whose trainings on the GPU peaked within it
+    take part (GPU memory does not grow with the dataset, the cache or the workers).
     """
     from search.results._export import (
         export_yaml,
@@ -362,10 +371,14 @@ def export(
 
     if output_format not in ("cmd", "yaml", "json"):
         raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
-    try:
-        budget = parse_size(max_memory)
-    except ValueError as error:
-        raise InputError(f"--max-memory: {error}") from None
+    if max_memory is None and max_gpu_memory is None:
+        raise InputError("give a budget: --max-memory, --max-gpu-memory, or both")
+    budgets = {}
+    for flag, size in (("--max-memory", max_memory), ("--max-gpu-memory", max_gpu_memory)):
+        try:
+            budgets[flag] = None if size is None else parse_size(size)
+        except ValueError as error:
+            raise InputError(f"{flag}: {error}") from None
     if epochs is not None and epochs <= 0:
         raise InputError("--epochs: must be positive")
 
@@ -380,7 +393,9 @@ def export(
         console.print(f"{results.dataset_note}; memory as the trainings measured it")
     if results.memory_note:
         console.print(results.memory_note)
-    choice = results.choice(budget, check_prediction=not ignore_prediction)
+    budget = spec.memory_limit if budgets["--max-memory"] is None else budgets["--max-memory"]
+    gpu_budget = budgets["--max-gpu-memory"]
+    choice = results.choice(budget, max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction)
     refused, row = choice.refused_by_prediction, choice.chosen
     if refused is not None:
         console.print(
@@ -396,10 +411,16 @@ def export(
             if nearest is not None
             else "; the study has no feasible trial at all"
         )
-        console.print(f"memfront: no measured configuration fits {format_bytes(budget)}{hint}")
+        fits = format_bytes(budget)
+        if gpu_budget is not None:
+            fits += f" of host memory and {format_bytes(gpu_budget)} of GPU memory"
+            least = choice.least_gpu_bytes
+            if least is not None and least > gpu_budget:  # the GPU rules out all: the host's closest is moot
+                hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
+        console.print(f"memfront: no measured configuration fits {fits}{hint}")
         raise typer.Exit(1)
     options = train_options(row, spec, data, hyp=resolve_hyp_path(spec, study_file), epochs=epochs)
-    explained = results.explain(budget, check_prediction=not ignore_prediction)
+    explained = results.explain(budget, max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction)
     for line in explained:
         console.print(line)
     if output_format == "cmd":
@@ -417,6 +438,9 @@ def export(
                     "replicates": int(row["replicates"]),
                     "accuracy_signal": results.accuracy_signal,
                     "peak_host_bytes": int(row["config_peak_host_bytes"]),
+                    "peak_gpu_bytes": None
+                    if choice.estimate is None
+                    else _plain(choice.estimate.peak_gpu_bytes),
                     "epoch_seconds": _plain(row["config_epoch_seconds"]),
                     "memory_source": _plain(row.get("memory_source")),
                     "probe": None if choice.system is None else choice.system.probe,

@@ -57,6 +57,9 @@ class ExportChoice:
         refused_by_prediction: The trial that fits as measured (on the trials' subset) but whose
             peak predicted for the whole dataset exceeds the budget, when it would have been chosen.
         closest: When nothing fits, the feasible front trial that needed the least memory.
+        max_gpu_bytes: The GPU budget the choice was made for (None: none given).
+        least_gpu_bytes: The lowest GPU peak of any accuracy config (None: none measured one), to
+            say how far a GPU budget that nothing fits is from the leanest.
     """
 
     chosen: pd.Series | None
@@ -68,6 +71,8 @@ class ExportChoice:
     signal: bool = False
     refused_by_prediction: pd.Series | None = None
     closest: pd.Series | None = None
+    max_gpu_bytes: int | None = None
+    least_gpu_bytes: float | None = None
 
 
 def choose_config(
@@ -75,6 +80,7 @@ def choose_config(
     estimates: AccuracyEstimates,
     *,
     max_memory_bytes: int,
+    max_gpu_bytes: int | None = None,
     check_prediction: bool = True,
 ) -> ExportChoice:
     """The one rule ``memfront export`` and the notebook apply to pick a configuration for a budget.
@@ -82,7 +88,9 @@ def choose_config(
     Args:
         frame: :func:`search.results._frame.trials_frame` output, with ``predicted_full_bytes`` where known.
         estimates: The study's accuracy estimates (those the frame was made with).
-        max_memory_bytes: The budget.
+        max_memory_bytes: The host memory budget.
+        max_gpu_bytes: A GPU memory budget: the accuracy configs whose highest measured GPU peak
+            exceeds it, or that no training measured on a GPU, do not fit.
         check_prediction: Refuse a full config whose whole-dataset prediction exceeds the budget.
     """
     rows = frame.set_index("number", drop=False)
@@ -96,8 +104,12 @@ def choose_config(
         values = [predicted.get(n) for n in system.trials]
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
-    picked = pick_config(estimates, predicted_fit if check_prediction else measured_fit)
-    unchecked = pick_config(estimates, measured_fit) if check_prediction else None
+    picked = pick_config(
+        estimates, predicted_fit if check_prediction else measured_fit, gpu_budget=max_gpu_bytes
+    )
+    unchecked = pick_config(estimates, measured_fit, gpu_budget=max_gpu_bytes) if check_prediction else None
+    gpu_peaks = [e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None]
+    least_gpu = min(gpu_peaks, default=None)
     refused = None
     if unchecked is not None and not predicted_fit(unchecked.system):
         refused = _row_of(rows, unchecked.estimate, unchecked.system)
@@ -105,7 +117,12 @@ def choose_config(
         shown = front(frame)
         closest = None if shown.empty else shown.sort_values("config_peak_host_bytes").iloc[0]
         return ExportChoice(
-            chosen=None, refused_by_prediction=refused, closest=closest, signal=estimates.signal
+            chosen=None,
+            refused_by_prediction=refused,
+            closest=closest,
+            signal=estimates.signal,
+            max_gpu_bytes=max_gpu_bytes,
+            least_gpu_bytes=least_gpu,
         )
     estimate, system, leanest, runner_up = picked.estimate, picked.system, picked.leanest, picked.runner_up
     beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
@@ -113,6 +130,7 @@ def choose_config(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
         runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
         refused_by_prediction=refused,
+        max_gpu_bytes=max_gpu_bytes, least_gpu_bytes=least_gpu,
     )  # fmt: skip
 
 
@@ -151,6 +169,7 @@ def choice_lines(
     lines = [
         f"{where}: {estimates.text(estimate.key)}; {setting}: {accuracy} {interval_text(estimate)}, "
         f"{_PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
+        + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
     note = estimates.signal_text()
     if note is not None:
@@ -172,6 +191,8 @@ def choice_lines(
         leaner, other = (leanest, runner.leanest) if extra >= 0 else (runner.leanest, leanest)
         if not needs_no_more_memory(leaner, other):
             memory += f" (within memory's {100 * MEMORY_SPREAD:.0f}% spread: no difference shown)"
+        if choice.max_gpu_bytes is not None and runner.peak_gpu_bytes is not None:
+            memory += f", a GPU peak of {format_bytes(runner.peak_gpu_bytes)}"
         lines.append(
             f"runner-up: {estimates.text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
         )
@@ -202,6 +223,14 @@ def noise_text(estimates: AccuracyEstimates) -> str:
         judged = "" if noise.family <= 2 else f" ({noise.family_text})"
         return f"{measured}; differences beyond it{judged} rank the front"
     return f"{measured}; {note}"
+
+
+def _gpu_text(estimate: AccuracyEstimate, budget: int | None) -> str:
+    """The chosen config's GPU peak against a GPU budget, e.g. ``; GPU peak 3.10 GiB <= 4.00 GiB``."""
+    if budget is None or estimate.peak_gpu_bytes is None:
+        return ""
+    peak = format_bytes(estimate.peak_gpu_bytes)
+    return f"; GPU peak {peak} <= {format_bytes(budget)} (its trainings' highest)"
 
 
 def interval_text(estimate: AccuracyEstimate) -> str:

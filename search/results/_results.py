@@ -133,33 +133,72 @@ class StudyResults:
         """Trials per status, duplicate proposals not counted."""
         return status_counts(self.trials)
 
-    def choice(self, max_memory: int | str, *, check_prediction: bool = True) -> ExportChoice:
+    def choice(
+        self,
+        max_memory: int | str | None = None,
+        *,
+        max_gpu_memory: int | str | None = None,
+        check_prediction: bool = True,
+    ) -> ExportChoice:
         """What ``memfront export --max-memory`` picks for this budget, and what it passed over.
 
         Args:
-            max_memory: The budget, in bytes or as a size such as ``"4GiB"``.
+            max_memory: The host memory budget, in bytes or as a size such as ``"4GiB"`` (default:
+                the study's ``memory_limit``, which every trial ran under).
+            max_gpu_memory: A GPU memory budget (``export --max-gpu-memory``): only accuracy
+                configs whose trainings' highest GPU peak fits it take part.
             check_prediction: Refuse a trial whose whole-dataset prediction exceeds the budget
                 (``export --ignore-prediction`` is ``False``).
 
         Raises:
-            InputError: For a size that is not a size.
+            InputError: For a size that is not a size, or a GPU budget for a study that measured
+                no GPU memory.
         """
         return choose_config(
             self.trials,
             self.estimates,
-            max_memory_bytes=_budget(max_memory),
+            max_memory_bytes=self._host_budget(max_memory),
+            max_gpu_bytes=self._gpu_budget(max_gpu_memory),
             check_prediction=check_prediction,
         )
 
-    def explain(self, max_memory: int | str, *, check_prediction: bool = True) -> list[str]:
+    def explain(
+        self,
+        max_memory: int | str | None = None,
+        *,
+        max_gpu_memory: int | str | None = None,
+        check_prediction: bool = True,
+    ) -> list[str]:
         """What ``export`` prints about its choice: interval, runner-up, what the system setting buys."""
-        budget = _budget(max_memory)
-        choice = self.choice(budget, check_prediction=check_prediction)
+        budget = self._host_budget(max_memory)
+        choice = self.choice(budget, max_gpu_memory=max_gpu_memory, check_prediction=check_prediction)
         return choice_lines(choice, self.estimates, accuracy=self.accuracy, budget=budget)
 
-    def best(self, max_memory: int | str, *, check_prediction: bool = True) -> pd.Series | None:
+    def best(
+        self,
+        max_memory: int | str | None = None,
+        *,
+        max_gpu_memory: int | str | None = None,
+        check_prediction: bool = True,
+    ) -> pd.Series | None:
         """The trial ``memfront export`` exports for this budget (a row of :attr:`trials`), or None."""
-        return self.choice(max_memory, check_prediction=check_prediction).chosen
+        return self.choice(
+            max_memory, max_gpu_memory=max_gpu_memory, check_prediction=check_prediction
+        ).chosen
+
+    def _host_budget(self, max_memory: int | str | None) -> int:
+        return self.spec.memory_limit if max_memory is None else _budget(max_memory, "max_memory")
+
+    def _gpu_budget(self, max_gpu_memory: int | str | None) -> int | None:
+        if max_gpu_memory is None:
+            return None
+        budget = _budget(max_gpu_memory, "max_gpu_memory")
+        if all(e.peak_gpu_bytes is None for e in self.estimates.configs.values()):
+            raise InputError(
+                f"a GPU budget needs GPU figures, and no training of this study measured one (device "
+                f"{self.spec.device})"
+            )
+        return budget
 
     def plot_data(self) -> ParetoPlotData:
         """The plain structure both plot renderers draw."""
@@ -215,26 +254,27 @@ class StudyResults:
 def memory_note(objectives: list[str]) -> str | None:
     """The one statement of what a ``peak_gpu`` study's front is ranked on, or None.
 
-    Optuna is told the GPU peak (its own ``best_trials`` rank on it), but the accuracy estimates,
-    the probes' whole-dataset figures and the memory model carry host memory only, so the front,
-    its budgets and export rank host memory; saying so keeps a GPU user from reading the host
-    front as the GPU one.
+    Optuna is told the GPU peak (its own ``best_trials`` rank on it), but the probes' whole-dataset
+    figures and the memory model carry host memory only, so the front and its budgets rank host
+    memory; saying so keeps a GPU user from reading the host front as the GPU one. A GPU budget is
+    export's ``--max-gpu-memory``.
     """
     if "peak_gpu" not in objectives:
         return None
     return (
         "memory objective peak_gpu: Optuna was told each trial's GPU peak (see peak_gpu_bytes), but this "
-        "front, its budgets and export rank peak host memory (a GPU-memory front is not implemented yet)"
+        "front ranks peak host memory (a GPU-memory front is not implemented yet); export --max-gpu-memory "
+        "picks within a GPU budget"
     )
 
 
-def _budget(max_memory: int | str) -> int:
-    if isinstance(max_memory, int):
-        return max_memory
+def _budget(size: int | str, name: str) -> int:
+    if isinstance(size, int):
+        return size
     try:
-        return parse_size(max_memory)
+        return parse_size(size)
     except ValueError as error:
-        raise InputError(f"max_memory: {error}") from None
+        raise InputError(f"{name}: {error}") from None
 
 
 def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
