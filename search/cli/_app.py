@@ -320,6 +320,7 @@ def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> T
         return run_trial(config, limits=limits, on_progress=show, **options)
 
 
+from search.cli import _export as export_cli  # noqa: E402 - register their commands on `app`
 from search.cli import _predict as predict_cli  # noqa: E402 - register their commands on `app`
 from search.cli import _probe as probe_cli  # noqa: E402 - register their commands on `app`
 from search.cli import _results as study_cli  # noqa: E402 - register their commands on `app`
@@ -327,6 +328,7 @@ from search.cli import _run as run_cli  # noqa: E402 - register their commands o
 
 run_cli.register(app)
 study_cli.register(app)
+export_cli.register(app)
 predict_cli.register(app)
 probe_cli.register(app)
 

@@ -1,0 +1,158 @@
+"""The ``export`` command: the best measured config for a memory budget, as a command to run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from search.cli._options import output_path
+from search.cli._results import StorageOption, StudyFile, console, open_results, plain, point_knobs
+from search.errors import InputError
+from search.study._progress import config_text
+from search.units import format_bytes, parse_size
+
+__all__ = ["register"]
+
+
+def export(
+    study_file: StudyFile,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Host memory budget, e.g. 4GiB (default: the study's memory_limit).")
+    ] = None,
+    max_gpu_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU memory budget, e.g. 16GiB: configs whose trainings' GPU peak exceeds it are out."
+        ),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            callback=output_path,
+            help="Write here instead of stdout.",
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the full run (default: the study's).")] = None,
+    ignore_prediction: Annotated[
+        bool,
+        typer.Option(help="Trust the measured peak even if the full-dataset prediction exceeds the budget."),
+    ] = False,
+    storage: StorageOption = None,
+) -> None:
+    """The best measured config for a memory budget, ready to run, and why it was chosen.
+
+    Among accuracy configs that fit, the best mean; among those within noise of it, the cheapest in
+    memory (ties: fastest); then its fastest system setting measured to fit. Memory is on the
+    whole dataset: a training's on it, else a probe's, else (trained on a subset) the model's
+    prediction. Where the data is not at hand (no probes, no model), a config trained on a subset
+    is refused if its predicted whole-dataset peak exceeds the budget (`--ignore-prediction`
+    overrides). With --max-gpu-memory, only the configs whose trainings on the GPU peaked within it
+    take part (GPU memory does not grow with the dataset, the cache or the workers).
+    """
+    from search.results._export import (
+        export_yaml,
+        memfront_command,
+        train_options,
+        upstream_command,
+        upstream_words,
+        write_text,
+    )
+    from search.study._prepare import open_study, resolve_data, resolve_hyp_path, storage_url
+    from search.study._spec import load_study_spec
+
+    if output_format not in ("cmd", "yaml", "json"):
+        raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
+    if max_memory is None and max_gpu_memory is None:
+        raise InputError("give a budget: --max-memory, --max-gpu-memory, or both")
+    budgets = {}
+    for flag, size in (("--max-memory", max_memory), ("--max-gpu-memory", max_gpu_memory)):
+        try:
+            budgets[flag] = None if size is None else parse_size(size)
+        except ValueError as error:
+            raise InputError(f"{flag}: {error}") from None
+    if epochs is not None and epochs <= 0:
+        raise InputError("--epochs: must be positive")
+
+    # The command it prints trains on the study's data: the demo's is generated first (for a study
+    # that exists), so that the choice sees its probes; reading alone never generates it.
+    study_spec = load_study_spec(study_file)
+    open_study(study_spec, storage_url(study_spec, study_file, storage), create=False)
+    data = resolve_data(study_spec, study_file)
+    results = open_results(study_file, storage)
+    spec, accuracy = results.spec, results.accuracy
+    if results.dataset_note:
+        console.print(f"{results.dataset_note}; memory as the trainings measured it")
+    if results.memory_note:
+        console.print(results.memory_note)
+    budget = spec.memory_limit if budgets["--max-memory"] is None else budgets["--max-memory"]
+    gpu_budget = budgets["--max-gpu-memory"]
+    choice = results.choice(budget, max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction)
+    refused, row = choice.refused_by_prediction, choice.chosen
+    if refused is not None:
+        console.print(
+            f"trial {int(refused['number'])} fits {format_bytes(budget)} as measured on "
+            f"{refused['train_images']} images, but its peak predicted for the whole dataset is "
+            f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
+        )
+    if row is None:
+        nearest = choice.closest
+        hint = (
+            f"; closest: trial {int(nearest['number'])} ({config_text(point_knobs(nearest))}) needs "
+            f"{format_bytes(nearest['config_peak_host_bytes'])}"
+            if nearest is not None
+            else "; the study has no feasible trial at all"
+        )
+        fits = format_bytes(budget)
+        if gpu_budget is not None:
+            fits += f" of host memory and {format_bytes(gpu_budget)} of GPU memory"
+            least = choice.least_gpu_bytes
+            if least is not None and least > gpu_budget:  # the GPU rules out all: the host's closest is moot
+                hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
+        console.print(f"memfront: no measured configuration fits {fits}{hint}")
+        raise typer.Exit(1)
+    options = train_options(row, spec, data, hyp=resolve_hyp_path(spec, study_file), epochs=epochs)
+    explained = results.explain(budget, max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction)
+    for line in explained:
+        console.print(line)
+    if output_format == "cmd":
+        text = f"{memfront_command(options)}\n# {upstream_words(options)}: {upstream_command(options)}\n"
+    elif output_format == "yaml":
+        text = export_yaml(options, row, spec, accuracy)
+    else:
+        text = (
+            json.dumps(
+                {
+                    "trial": int(row["number"]),
+                    "accuracy_mean": float(row["accuracy_mean"]),
+                    "accuracy_low": plain(row["accuracy_low"]),
+                    "accuracy_high": plain(row["accuracy_high"]),
+                    "replicates": int(row["replicates"]),
+                    "accuracy_signal": results.accuracy_signal,
+                    "peak_host_bytes": int(row["config_peak_host_bytes"]),
+                    "peak_gpu_bytes": None
+                    if choice.estimate is None
+                    else plain(choice.estimate.peak_gpu_bytes),
+                    "epoch_seconds": plain(row["config_epoch_seconds"]),
+                    "memory_source": plain(row.get("memory_source")),
+                    "probe": None if choice.system is None else choice.system.probe,
+                    "why": explained,
+                    "options": options,
+                    "command": memfront_command(options),
+                    "upstream": upstream_command(options),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    write_text(output, text)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds ``export`` to the CLI."""
+    app.command()(export)
