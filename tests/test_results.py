@@ -165,6 +165,12 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
     assert "--imgsz 96" in payload["command"] and payload["peak_gpu_bytes"] == 3 * GIB
     assert "GPU peak 3.00 GiB <= 4.00 GiB" in done.stderr.replace("\n", "")
     assert "runner-up: batch 4, imgsz 64, amp off" in done.stderr and "a GPU peak of 1.00 GiB" in done.stderr
+    report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"), timeout=120)
+    assert report.returncode == 0 and "peak GPU" in report.stdout, report.stderr
+    front_gpu = {
+        e["imgsz"]: e["config_peak_gpu_bytes"] for e in json.loads((tmp_path / "r.json").read_text())["front"]
+    }
+    assert front_gpu == {64: GIB, 96: 3 * GIB, 128: 6 * GIB}  # each config's highest
     nothing = run_cli("export", str(study), "--max-gpu-memory", "512MiB", timeout=120)
     assert nothing.returncode == 1 and "the least GPU memory a config peaked at: 1.00 GiB" in nothing.stderr
     assert "closest: trial" not in nothing.stderr  # the host's closest config would not fit the GPU either
@@ -173,6 +179,7 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
         tmp_path / "cpu", name="cpu", data=tiny_data, limit=LIMIT,
         trials=[t for group in (replicated(knobs(4, 64), 0.2, GIB, limit=LIMIT),) for t in group],
     )  # fmt: skip
+    assert "peak GPU" not in run_cli("report", str(cpu), timeout=120).stdout
     for args, message in (
         ([str(cpu), "--max-gpu-memory", "4GiB"], "no training of this study measured one (device cpu)"),
         ([str(study)], "give a budget: --max-memory, --max-gpu-memory, or both"),

@@ -89,6 +89,7 @@ def _figure_columns(frame: Any, accuracy: str, *, front: bool = False) -> list[d
                 "equivalent_to": plain(row["equivalent_to"]),
                 "memory_tie": plain(row["memory_tie"]),
                 "config_peak_host_bytes": plain(row["config_peak_host_bytes"]),
+                "config_peak_gpu_bytes": plain(row["config_peak_gpu_bytes"]),
                 "config_epoch_seconds": plain(row["config_epoch_seconds"]),
                 "memory_source": plain(row["memory_source"]),
                 "cache_used": row["cache_used"],
@@ -197,13 +198,12 @@ def report(
         f"the accuracy config's replicates, {100 * results.estimates.noise.confidence:.0f}% interval)"
     )
     columns = ["trial", "batch", "imgsz", "cache", "workers", "amp", f"{accuracy} mean", "interval", "n"]
-    columns += [
-        "peak host",
-        "from",
-        "full data (pred.)",
-        "s/epoch",
-        "status" if all_trials else "within noise of",
-    ]
+    columns += ["peak host", "from", "full data (pred.)"]
+    # A study trained on a GPU: each accuracy config's highest GPU peak (what --max-gpu-memory
+    # weighs), or on --all a trial's own.
+    gpu = bool(shown["peak_gpu_bytes"].notna().any())
+    columns += ["peak GPU"] if gpu else []
+    columns += ["s/epoch", "status" if all_trials else "within noise of"]
     for column in columns:
         table.add_column(column, justify="right")
     for _, row in shown.iterrows():
@@ -218,6 +218,7 @@ def report(
         last = row["status"]
         if not all_trials:
             last = _ties_text(row)
+        gpu_peak = row["config_peak_gpu_bytes"] if on_front else row["peak_gpu_bytes"]
         table.add_row(
             str(row["number"]) + ("*" if on_front and all_trials else ""),
             str(row["batch"]),
@@ -231,6 +232,7 @@ def report(
             format_bytes(plain(peak)),
             str(source),
             format_bytes(plain(row["predicted_full_bytes"])),
+            *([format_bytes(plain(gpu_peak))] if gpu else []),
             format_seconds(plain(epoch)),
             last,
         )

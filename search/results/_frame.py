@@ -71,6 +71,7 @@ FRAME_COLUMNS = [
     "equivalent_to",
     "memory_tie",
     "config_peak_host_bytes",
+    "config_peak_gpu_bytes",
     "config_epoch_seconds",
     "memory_source",
     "config_cache",
@@ -188,6 +189,8 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
             "accuracy_high": math.nan if estimate is None else _finite(estimate.high),
             "replicates": 0 if estimate is None else estimate.replicates,
             "config_peak_host_bytes": math.nan if system is None else system.peak_host_bytes,
+            "config_peak_gpu_bytes": math.nan if estimate is None or estimate.peak_gpu_bytes is None
+            else estimate.peak_gpu_bytes,
             "config_epoch_seconds": math.nan if system is None or system.epoch_seconds is None
             else system.epoch_seconds,
             "memory_source": None if system is None else system.source,
@@ -212,6 +215,7 @@ _ESTIMATE_COLUMNS = (
     "accuracy_high",
     "replicates",
     "config_peak_host_bytes",
+    "config_peak_gpu_bytes",
     "config_epoch_seconds",
     "memory_source",
     "config_cache",
