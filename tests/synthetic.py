@@ -64,12 +64,12 @@ def stored_trial(
     epoch_seconds: float | None = 2.0,
     cache_used: str | None = None,
     seed: int = 0,
-    peak_gpu: int | None = None,
+    peak_gpu_bytes: int | None = None,
 ) -> optuna.trial.FrozenTrial:
     """A finished trial as the study stores it: knobs, figures, the record and the constraint.
 
     ``values`` are the objective values (``None``: a FAIL trial); the accuracy is ``values[0]`` and
-    the host peak ``values[1]`` for a feasible trial. ``peak_gpu``: the GPU peak a CUDA trial would
+    the host peak ``values[1]`` for a feasible trial. ``peak_gpu_bytes``: the GPU peak a CUDA trial would
     have measured (no GPU here: a stand-in figure, for the decision logic only).
     """
     accuracy = None if values is None or (violation or 0) > 0 else values[0]
@@ -83,7 +83,7 @@ def stored_trial(
         "map50_95": accuracy,
         "fitness": accuracy,
         "peak_host_bytes": peak,
-        "peak_gpu_bytes": peak_gpu,
+        "peak_gpu_bytes": peak_gpu_bytes,
         "epoch_seconds": epoch_seconds,
         "seed": seed,
     }

@@ -399,7 +399,8 @@ def test_family_wise_comparisons_hold_the_confidence_for_all_pairs_of_configs_th
     per_pair = estimate_accuracy(trainings)
     family = estimate_accuracy(trainings, rules=NoiseRules(family_wise=True))
     noise = family.noise
-    assert per_pair.noise.family == 2 and noise.family == 4 and noise.df == 4
+    assert per_pair.noise.family == noise.family == 4 and noise.df == 4
+    assert noise.family_wise_applies and not per_pair.noise.family_wise_applies
     assert noise.sd == pytest.approx(0.02)
     t_bar = stats.t.ppf(0.975, 4) * 0.02 * math.sqrt(2 / 2)
     range_bar = stats.studentized_range.ppf(0.95, 4, 4) / math.sqrt(2) * 0.02 * math.sqrt(2 / 2)
@@ -456,3 +457,22 @@ def test_a_gpu_budget_admits_only_configs_whose_highest_gpu_peak_fits() -> None:
     lean = pick_config(estimates, everything, gpu_budget=2 * GIB)  # 128's 2.5 GiB training rules it out
     assert lean is not None and lean.estimate.key == (8, 96, False)
     assert pick_config(estimates, everything, gpu_budget=0.5 * GIB) is None
+
+
+def test_family_wise_comparisons_of_two_configs_are_the_t_interval() -> None:
+    from search.accuracy import NoiseRules
+
+    # For two configs the Tukey-Kramer range is Student's t: the same bar, said as per pair.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.20, 1.0),
+        _training(1, knobs(8, 96), 1, 0.24, 1.0),
+        _training(2, knobs(8, 128), 0, 0.30, 1.1),
+        _training(3, knobs(8, 128), 1, 0.34, 1.1),
+        _training(4, knobs(8, 128), 2, 0.32, 1.1),
+    ]
+    per_pair = estimate_accuracy(trainings)
+    family = estimate_accuracy(trainings, rules=NoiseRules(family_wise=True))
+    assert family.noise.family == 2 and family.noise.family_wise and not family.noise.family_wise_applies
+    assert family.noise.difference_threshold(2, 3) == per_pair.noise.difference_threshold(2, 3)
+    assert family.noise.family_text == "95% per pair"
+    assert family.noise.interval_text == per_pair.noise.interval_text == "95% interval of the mean"

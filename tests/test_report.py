@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from scipy import stats
 
 from search.results._frame import front, hypervolume, trials_frame
 from search.results._plot import pareto_plot_data
@@ -216,15 +217,19 @@ def test_a_family_wise_study_ranks_only_what_holds_for_all_pairs_at_once(
         for imgsz, accuracy, peak in configs
         for trial in replicated(knobs(8, imgsz), accuracy, peak * GIB, limit=LIMIT, spread=0.02)
     ]
-    exports = {}
+    exports, widths = {}, {}
     for family_wise in (False, True):
         study = stored_study_file(
             tmp_path / str(family_wise), name="s", data=tiny_data, limit=LIMIT, trials=trials,
             keys={"accuracy_family_wise": family_wise},
         )  # fmt: skip
         done = run_cli("report", str(study), "--json", "-", timeout=120)
-        noise = json.loads(done.stdout)["noise"]
-        assert (noise["df"], noise["family"]) == (4, 4 if family_wise else 2)
+        payload = json.loads(done.stdout)
+        noise = payload["noise"]
+        assert (noise["df"], noise["family"], noise["family_wise"]) == (4, 4, family_wise)
+        widths[family_wise] = {round(e["accuracy_high"] - e["accuracy_low"], 9) for e in payload["front"]}
+        title = "comparison interval (95% over all 4 configs' pairs together, Tukey-Kramer)"
+        assert (title in done.stderr.replace("\n", "")) is family_wise
         tukey = "differences beyond it (95% over all 4 configs' pairs together, Tukey-Kramer) rank the front"
         assert (tukey in done.stderr) is family_wise
         export = run_cli("export", str(study), "--max-memory", "1.15GiB", timeout=120)
@@ -235,6 +240,10 @@ def test_a_family_wise_study_ranks_only_what_holds_for_all_pairs_at_once(
         and "beaten by 0.100, beyond the noise ±0.079" in exports[False].stderr
     )
     assert "--imgsz 64" in exports[True].stdout and "within the noise ±0.115" in exports[True].stderr
+    # Family-wise, the intervals are drawn with the range's multiplier: two apart differ beyond noise.
+    (per_pair,), (family,) = widths[False], widths[True]
+    ratio = stats.studentized_range.ppf(0.95, 4, 4) / 2**0.5 / stats.t.ppf(0.975, 4)
+    assert family / per_pair == pytest.approx(ratio)
 
 
 def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_the_minimum_allows(

@@ -64,7 +64,7 @@ def test_a_study_whose_dataset_moved_says_so(study_file: Path, tiny_data: Path, 
 
 
 def test_a_gpu_memory_study_says_its_front_ranks_host_memory(tmp_path: Path, tiny_data: Path) -> None:
-    # Optuna is told the GPU peak; the front, its budgets and export rank host memory. Every command
+    # Optuna is told the GPU peak; the front and its budgets rank host memory. Every command
     # that shows the front says so, so that a GPU user does not read it as the GPU one.
     trials = [
         t
@@ -134,18 +134,22 @@ def test_the_prediction_check_refuses_what_would_not_fit_on_the_whole_dataset() 
 def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path, tiny_data: Path) -> None:
     # No GPU here: the trials' GPU peaks are stand-in figures, as a CUDA trial stores them; what is
     # tested is the choice made on them. Three configs, each better beyond noise than the last; the
-    # best needs 6 GiB of GPU memory in one of its trainings (the highest counts), the middle 3.
-    gpu_peaks = {(4, 64): 1, (8, 96): 3, (16, 128): 5}
-    accuracy = {(4, 64): 0.2, (8, 96): 0.4, (16, 128): 0.6}
+    # best needs 6 GiB of GPU memory in one of its trainings (the highest counts), the middle 3, and
+    # host memory 1.0, 1.1 and 1.2 GiB.
+    configs = {(4, 64): (0.2, 1.0, 1), (8, 96): (0.4, 1.1, 3), (16, 128): (0.6, 1.2, 5)}
     trials = [
         trial
-        for (batch, imgsz), peak in gpu_peaks.items()
+        for (batch, imgsz), (accuracy, host, gpu) in configs.items()
         for trial in replicated(
-            knobs(batch, imgsz), accuracy[batch, imgsz], GIB, limit=LIMIT, peak_gpu=peak * GIB
+            knobs(batch, imgsz), accuracy, host * GIB, limit=LIMIT, peak_gpu_bytes=gpu * GIB
         )
     ]
     best_again = stored_trial(
-        config=knobs(16, 128), values=[0.6, GIB], violation=GIB - LIMIT, seed=2, peak_gpu=6 * GIB
+        config=knobs(16, 128),
+        values=[0.6, 1.2 * GIB],
+        violation=1.2 * GIB - LIMIT,
+        seed=2,
+        peak_gpu_bytes=6 * GIB,
     )
     study = stored_study_file(
         tmp_path,
@@ -156,25 +160,39 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
         memory_objective="peak_gpu",
     )
     results = search.load_study(study)
-    assert results.best(max_gpu_memory="8GiB")["imgsz"] == 128
-    assert results.best(max_gpu_memory="4GiB")["imgsz"] == 96  # the best needs 6 GiB
-    assert results.best("1.5GiB", max_gpu_memory="1GiB")["imgsz"] == 64
+    assert results.best(max_gpu_memory="8GiB")["imgsz"] == 128  # host: the study's limit
+    assert results.best(max_gpu_memory=4 * GIB)["imgsz"] == 96  # the best needs 6 GiB
+    assert results.best("1.05GiB", max_gpu_memory=float(8 * GIB))["imgsz"] == 64  # the host budget binds
+    assert "GPU peak 1.00 GiB <= 1.00 GiB" in results.explain(max_gpu_memory="1GiB")[0]
     done = run_cli("export", str(study), "--max-gpu-memory", "4GiB", "--format", "json", timeout=120)
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert "--imgsz 96" in payload["command"] and payload["peak_gpu_bytes"] == 3 * GIB
+    assert (payload["max_memory_bytes"], payload["max_gpu_memory_bytes"]) == (LIMIT, 4 * GIB)
     assert "GPU peak 3.00 GiB <= 4.00 GiB" in done.stderr.replace("\n", "")
-    assert "runner-up: batch 4, imgsz 64, amp off" in done.stderr and "a GPU peak of 1.00 GiB" in done.stderr
+    assert "runner-up: batch 4, imgsz 64, amp off" in done.stderr
+    assert "102 MiB less host memory, a GPU peak of 1.00 GiB" in done.stderr
+    yaml_text = run_cli(
+        "export", str(study), "--max-gpu-memory", "4GiB", "--format", "yaml", timeout=120
+    ).stdout
+    assert "GPU peak 3.00 GiB" in yaml_text.splitlines()[0]
     report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"), timeout=120)
     assert report.returncode == 0 and "peak GPU" in report.stdout, report.stderr
     front_gpu = {
         e["imgsz"]: e["config_peak_gpu_bytes"] for e in json.loads((tmp_path / "r.json").read_text())["front"]
     }
     assert front_gpu == {64: GIB, 96: 3 * GIB, 128: 6 * GIB}  # each config's highest
+    # Without a budget, export takes the study's limit: every config fits, the best is exported.
+    plain_export = run_cli("export", str(study), "--format", "json", timeout=120)
+    assert plain_export.returncode == 0 and "--imgsz 128" in json.loads(plain_export.stdout)["command"]
+    # Nothing fits: the hint names what would fit the GPU, not the host's closest config.
     nothing = run_cli("export", str(study), "--max-gpu-memory", "512MiB", timeout=120)
     assert nothing.returncode == 1 and "the least GPU memory a config peaked at: 1.00 GiB" in nothing.stderr
-    assert "closest: trial" not in nothing.stderr  # the host's closest config would not fit the GPU either
-    # A study that measured no GPU memory, and no budget at all: one line each, nothing picked.
+    host_bound = run_cli(
+        "export", str(study), "--max-gpu-memory", "4GiB", "--max-memory", "0.5GiB", timeout=120
+    )
+    assert host_bound.returncode == 1 and "closest: trial 0 (batch 4, imgsz 64" in host_bound.stderr
+    # A study that measured no GPU memory: one line, nothing picked.
     cpu = stored_study_file(
         tmp_path / "cpu", name="cpu", data=tiny_data, limit=LIMIT,
         trials=[t for group in (replicated(knobs(4, 64), 0.2, GIB, limit=LIMIT),) for t in group],
@@ -182,7 +200,6 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
     assert "peak GPU" not in run_cli("report", str(cpu), timeout=120).stdout
     for args, message in (
         ([str(cpu), "--max-gpu-memory", "4GiB"], "no training of this study measured one (device cpu)"),
-        ([str(study)], "give a budget: --max-memory, --max-gpu-memory, or both"),
         ([str(study), "--max-gpu-memory", "lots"], "--max-gpu-memory:"),
     ):
         bad = run_cli("export", *args, timeout=120)

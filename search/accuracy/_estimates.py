@@ -27,10 +27,10 @@ a trial, and it is estimated from all of that config's trainings:
 * Two configs are *distinguishable* when their means differ by more than the two-sided interval of
   the difference and by more than ``resolution`` (an absolute floor: a study where every trial
   learned nothing has differences of 1e-6 with a noise of 1e-7). The interval holds ``confidence``
-  (95% by default) for all pairs of the study's configs at once (Tukey-Kramer over the configs that
-  fit, :class:`~search.accuracy.NoiseRules`), or for each pair with ``accuracy_family_wise: false``.
-  A config's interval is its mean's, Student's t, or the family's range multiplier when family-wise
-  (two intervals apart are then always two configs told apart).
+  (95% by default) for each pair (the default), or for all pairs of the study's configs at once
+  with ``accuracy_family_wise: true`` (Tukey-Kramer over the configs that fit,
+  :class:`~search.accuracy.NoiseRules`). A config's interval is its mean's, Student's t, or
+  family-wise a comparison interval with the range's multiplier.
 """
 
 from __future__ import annotations
@@ -291,10 +291,11 @@ class AccuracyEstimates:
             )
         if not self.noise.known:
             return f"accuracy noise on {self.noise.shortfall()}: accuracy differences are not ranked yet"
+        noise = self.noise
+        family = f", {noise.family_text}" if noise.family_wise_applies else ""
         return (
-            "trials too short to rank accuracy: no accuracy difference exceeds the noise "
-            f"(±{self.noise.sd:.3f} per training); raise epochs, train on more images, or fine-tune "
-            "from weights"
+            f"trials too short to rank accuracy: no accuracy difference exceeds the noise (±{noise.sd:.3f} "
+            f"per training{family}); raise epochs, train on more images, or fine-tune from weights"
         )
 
 

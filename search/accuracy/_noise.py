@@ -89,7 +89,8 @@ class NoiseRules:
             min_df=self.min_df,
             study_sd=math.sqrt(squares / df) if df > 0 else None,
             study_df=df,
-            family=family if self.family_wise else 2,
+            family=family,
+            family_wise=self.family_wise,
         )
 
 
@@ -107,8 +108,9 @@ class Noise:
         study_sd: The study's own pooled sd, without the prior (what a later study's
             ``accuracy_noise_prior`` takes: ``sd`` would count the prior twice).
         study_df: Its degrees of freedom (``df`` less the prior's).
-        family: How many accuracy configs are compared at once: differences are judged so that
-            ``confidence`` holds for all their pairs together (2: each pair on its own).
+        family: How many accuracy configs the study compares (those that fit its limit).
+        family_wise: Whether ``confidence`` holds for all their pairs together (Tukey-Kramer)
+            rather than for each pair on its own (``accuracy_family_wise``).
     """
 
     sd: float | None
@@ -119,6 +121,7 @@ class Noise:
     study_sd: float | None = None
     study_df: int = 0
     family: int = 2
+    family_wise: bool = DEFAULT_FAMILY_WISE
 
     @property
     def measured(self) -> bool:
@@ -138,30 +141,50 @@ class Noise:
     def half_width(self, replicates: int) -> float:
         """Half the confidence interval of a mean of ``replicates`` trainings (inf while unknown).
 
-        Student's t; with a :attr:`family` of configs, the comparisons' own multiplier, so that two
-        intervals that do not overlap are always two configs told apart (with the per-mean t, two
-        intervals could lie apart while the study calls their configs within noise).
+        Student's t; family-wise, the comparisons' own multiplier, so that two intervals that do
+        not overlap are always two configs told apart (above ``resolution``): with the per-mean t,
+        two intervals could lie apart while the study calls their configs within noise. Such an
+        interval holds its own mean more often than ``confidence`` (:attr:`interval_text`).
         """
         if not self.known or replicates <= 0:
             return math.inf
-        quantile = _range_quantile(self.confidence, self.family, self.df)
+        quantile = _range_quantile(self.confidence, self._compared, self.df)
         return quantile * float(self.sd) / math.sqrt(replicates)  # type: ignore[arg-type]
 
     def difference_threshold(self, n_a: int, n_b: int) -> float:
         """How far apart two means of ``n_a`` and ``n_b`` replicates must be to differ beyond noise."""
         if not self.known:
             return math.inf
-        quantile = _range_quantile(self.confidence, self.family, self.df)
+        quantile = _range_quantile(self.confidence, self._compared, self.df)
         spread = quantile * float(self.sd) * math.sqrt(1 / n_a + 1 / n_b)  # type: ignore[arg-type]
         return max(self.resolution, spread)
+
+    @property
+    def family_wise_applies(self) -> bool:
+        """Whether comparisons are family-wise and there are more than two configs (for two, the
+        Tukey-Kramer range is Student's t)."""
+        return self.family_wise and self.family > 2
+
+    @property
+    def _compared(self) -> int:
+        """The family size the multiplier is for (2: each pair on its own, Student's t)."""
+        return self.family if self.family_wise_applies else 2
 
     @property
     def family_text(self) -> str:
         """How differences are judged, e.g. ``95% over all 6 configs' pairs together, Tukey-Kramer``."""
         confidence = f"{100 * self.confidence:g}%"
-        if self.family <= 2:
+        if not self.family_wise_applies:
             return f"{confidence} per pair"
         return f"{confidence} over all {self.family} configs' pairs together, Tukey-Kramer"
+
+    @property
+    def interval_text(self) -> str:
+        """What a config's interval is: ``95% interval of the mean``, or family-wise ``comparison interval
+        (95% over all 6 configs' pairs together, Tukey-Kramer)`` (two apart differ beyond noise)."""
+        if not self.family_wise_applies:
+            return f"{100 * self.confidence:g}% interval of the mean"
+        return f"comparison interval ({self.family_text})"
 
     def text(self) -> str:
         """The estimate as people read it, e.g. ``±0.052 per training (pooled sd, 4 degrees of freedom)``."""

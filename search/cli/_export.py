@@ -25,7 +25,8 @@ def export(
     max_gpu_memory: Annotated[
         str | None,
         typer.Option(
-            help="GPU memory budget, e.g. 16GiB: configs whose trainings' GPU peak exceeds it are out."
+            help="GPU memory budget, e.g. 16GiB: configs whose trainings' GPU peak exceeds it are out "
+            "(ties within noise still go to the least host memory)."
         ),
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
@@ -68,8 +69,6 @@ def export(
 
     if output_format not in ("cmd", "yaml", "json"):
         raise InputError(f"--format: expected cmd, yaml or json, got {output_format!r}")
-    if max_memory is None and max_gpu_memory is None:
-        raise InputError("give a budget: --max-memory, --max-gpu-memory, or both")
     budgets = {}
     for flag, size in (("--max-memory", max_memory), ("--max-gpu-memory", max_gpu_memory)):
         try:
@@ -90,9 +89,11 @@ def export(
         console.print(f"{results.dataset_note}; memory as the trainings measured it")
     if results.memory_note:
         console.print(results.memory_note)
-    budget = spec.memory_limit if budgets["--max-memory"] is None else budgets["--max-memory"]
     gpu_budget = budgets["--max-gpu-memory"]
-    choice = results.choice(budget, max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction)
+    choice = results.choice(
+        budgets["--max-memory"], max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction
+    )
+    budget = choice.max_memory_bytes  # the study's limit when --max-memory is not given
     refused, row = choice.refused_by_prediction, choice.chosen
     if refused is not None:
         console.print(
@@ -101,19 +102,19 @@ def export(
             f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
         )
     if row is None:
-        nearest = choice.closest
-        hint = (
-            f"; closest: trial {int(nearest['number'])} ({config_text(point_knobs(nearest))}) needs "
-            f"{format_bytes(nearest['config_peak_host_bytes'])}"
-            if nearest is not None
-            else "; the study has no feasible trial at all"
-        )
+        nearest, least = choice.closest, choice.least_gpu_bytes
         fits = format_bytes(budget)
         if gpu_budget is not None:
             fits += f" of host memory and {format_bytes(gpu_budget)} of GPU memory"
-            least = choice.least_gpu_bytes
-            if least is not None and least > gpu_budget:  # the GPU rules out all: the host's closest is moot
-                hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
+        if nearest is not None:
+            hint = (
+                f"; closest: trial {int(nearest['number'])} ({config_text(point_knobs(nearest))}) needs "
+                f"{format_bytes(nearest['config_peak_host_bytes'])}"
+            )
+        elif gpu_budget is not None and least is not None:
+            hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
+        else:
+            hint = "; the study has no feasible trial at all"
         console.print(f"memfront: no measured configuration fits {fits}{hint}")
         raise typer.Exit(1)
     options = train_options(row, spec, data, hyp=resolve_hyp_path(spec, study_file), epochs=epochs)
@@ -135,9 +136,9 @@ def export(
                     "replicates": int(row["replicates"]),
                     "accuracy_signal": results.accuracy_signal,
                     "peak_host_bytes": int(row["config_peak_host_bytes"]),
-                    "peak_gpu_bytes": None
-                    if choice.estimate is None
-                    else plain(choice.estimate.peak_gpu_bytes),
+                    "peak_gpu_bytes": plain(row["config_peak_gpu_bytes"]),
+                    "max_memory_bytes": budget,
+                    "max_gpu_memory_bytes": gpu_budget,
                     "epoch_seconds": plain(row["config_epoch_seconds"]),
                     "memory_source": plain(row.get("memory_source")),
                     "probe": None if choice.system is None else choice.system.probe,

@@ -195,7 +195,7 @@ def report(
     table = Table(
         title=f"{spec.name}: {'all trials' if all_trials else 'Pareto front'} "
         f"({accuracy} vs peak host memory, limit {format_bytes(spec.memory_limit)}; accuracy: mean over "
-        f"the accuracy config's replicates, {100 * results.estimates.noise.confidence:.0f}% interval)"
+        f"the accuracy config's replicates, {results.estimates.noise.interval_text})"
     )
     columns = ["trial", "batch", "imgsz", "cache", "workers", "amp", f"{accuracy} mean", "interval", "n"]
     columns += ["peak host", "from", "full data (pred.)"]

@@ -56,7 +56,9 @@ class ExportChoice:
             memory and speed alone).
         refused_by_prediction: The trial that fits as measured (on the trials' subset) but whose
             peak predicted for the whole dataset exceeds the budget, when it would have been chosen.
-        closest: When nothing fits, the feasible front trial that needed the least memory.
+        closest: When nothing fits, the feasible front trial that needed the least host memory
+            (with a GPU budget, the trial of any accuracy config that fits it).
+        max_memory_bytes: The host memory budget the choice was made for.
         max_gpu_bytes: The GPU budget the choice was made for (None: none given).
         least_gpu_bytes: The lowest GPU peak of any accuracy config (None: none measured one), to
             say how far a GPU budget that nothing fits is from the leanest.
@@ -71,6 +73,7 @@ class ExportChoice:
     signal: bool = False
     refused_by_prediction: pd.Series | None = None
     closest: pd.Series | None = None
+    max_memory_bytes: int = 0
     max_gpu_bytes: int | None = None
     least_gpu_bytes: float | None = None
 
@@ -115,12 +118,16 @@ def choose_config(
         refused = _row_of(rows, unchecked.estimate, unchecked.system)
     if picked is None:
         shown = front(frame)
+        if max_gpu_bytes is not None:  # a front config over the GPU budget is no hint: any that fits it
+            gpu = pd.to_numeric(frame["config_peak_gpu_bytes"], errors="coerce")  # NaN compares False
+            shown = frame[(gpu <= max_gpu_bytes) & frame["duplicate_of"].isna()]
         closest = None if shown.empty else shown.sort_values("config_peak_host_bytes").iloc[0]
         return ExportChoice(
             chosen=None,
             refused_by_prediction=refused,
             closest=closest,
             signal=estimates.signal,
+            max_memory_bytes=max_memory_bytes,
             max_gpu_bytes=max_gpu_bytes,
             least_gpu_bytes=least_gpu,
         )
@@ -130,7 +137,7 @@ def choose_config(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
         runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
         refused_by_prediction=refused,
-        max_gpu_bytes=max_gpu_bytes, least_gpu_bytes=least_gpu,
+        max_memory_bytes=max_memory_bytes, max_gpu_bytes=max_gpu_bytes, least_gpu_bytes=least_gpu,
     )  # fmt: skip
 
 
@@ -187,7 +194,8 @@ def choice_lines(
             verdict = f"beaten by {gap:.3f}, beyond the noise ±{threshold:.3f}"
         else:
             verdict = f"{gap:+.3f} against it, within the noise ±{threshold:.3f}: not distinguishable"
-        memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'} memory"
+        host = " host" if choice.max_gpu_bytes is not None else ""
+        memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'}{host} memory"
         leaner, other = (leanest, runner.leanest) if extra >= 0 else (runner.leanest, leanest)
         if not needs_no_more_memory(leaner, other):
             memory += f" (within memory's {100 * MEMORY_SPREAD:.0f}% spread: no difference shown)"
@@ -220,7 +228,7 @@ def noise_text(estimates: AccuracyEstimates) -> str:
             else f"{noise.shortfall()}: not ranked yet"
         )
     if note is None:
-        judged = "" if noise.family <= 2 else f" ({noise.family_text})"
+        judged = f" ({noise.family_text})" if noise.family_wise_applies else ""
         return f"{measured}; differences beyond it{judged} rank the front"
     return f"{measured}; {note}"
 
@@ -299,13 +307,18 @@ def upstream_command(options: dict[str, Any]) -> str:
     return f"{environment} {framework.upstream_command(resolved)}"
 
 
+def _gpu_peak_text(row: pd.Series) -> str:
+    peak = row.get("config_peak_gpu_bytes")
+    return "" if peak is None or peak != peak else f", GPU peak {format_bytes(peak)}"
+
+
 def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str) -> str:
     """The train options as YAML, with where they came from as comments."""
     header = (
         f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} mean "
         f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, "
         f"{_PEAK_WORDS.get(str(row.get('memory_source')), 'measured peak')} "
-        f"{format_bytes(row['config_peak_host_bytes'])}\n"
+        f"{format_bytes(row['config_peak_host_bytes'])}{_gpu_peak_text(row)}\n"
         f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
         f"# {upstream_words(options)}: {upstream_command(options)}\n"
     )

@@ -3,7 +3,7 @@
 :func:`pareto_plot_data` turns :func:`search.results._frame.trials_frame` output into plain data;
 :mod:`search.results._render` draws it as a static image (PNG, SVG, PDF) or an interactive plotly
 figure (a self-contained HTML file, or a notebook cell). Both draw the same layers: the front's
-means with their 95% intervals joined by a step line, the other trainings faded, the trials over
+means with their intervals joined by a step line, the other trainings faded, the trials over
 the memory limit marked 'x' (at accuracy 0 when they have none), and the limit as a vertical dashed
 line. The memory axis is zoomed to the trials (:func:`search.results._plot_layout.memory_axis`): a
 limit far from them is named instead of drawn, and a trial far over it sits on the axis's edge as a
@@ -68,6 +68,7 @@ class ParetoPlotData:
         caption: What was plotted and what was not (failed, timed-out trials; duplicates).
         not_plotted: Trials not drawn, by status (duplicates not counted).
         duplicates: Duplicate proposals skipped.
+        interval_name: What the front's error bars are, for the legend (``Noise.interval_text``).
     """
 
     points: pd.DataFrame
@@ -87,6 +88,7 @@ class ParetoPlotData:
     caption: str
     not_plotted: dict[str, int]
     duplicates: int
+    interval_name: str = "95% interval of the mean"
 
     @property
     def front(self) -> pd.DataFrame:
@@ -225,7 +227,13 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int,
 
 
 def pareto_plot_data(
-    frame: pd.DataFrame, *, accuracy: str, memory_limit: int, study_name: str, noise: str = ""
+    frame: pd.DataFrame,
+    *,
+    accuracy: str,
+    memory_limit: int,
+    study_name: str,
+    noise: str = "",
+    interval_name: str = "95% interval of the mean",
 ) -> ParetoPlotData:
     """Computes what the Pareto plot shows.
 
@@ -235,6 +243,7 @@ def pareto_plot_data(
         memory_limit: The study's host memory limit in bytes.
         study_name: Shown in the title.
         noise: The study's accuracy noise in words, shown in the caption.
+        interval_name: What the front's intervals are (:attr:`search.accuracy.Noise.interval_text`).
 
     Returns:
         The plot's data. Duplicate proposals are skipped; failed, timed-out and interrupted
@@ -305,6 +314,7 @@ def pareto_plot_data(
         study_name=study_name,
         title=title,
         caption=_caption(points, not_plotted, duplicates, noise),
+        interval_name=interval_name,
         not_plotted=not_plotted,
         duplicates=duplicates,
     )

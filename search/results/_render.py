@@ -79,7 +79,7 @@ def matplotlib_figure(data: ParetoPlotData) -> Figure:
     if not bars.empty:
         ax.errorbar(
             bars["x"], bars["y"], yerr=[bars["y"] - bars["low"], bars["high"] - bars["y"]], fmt="none",
-            ecolor=_FRONT_COLOR, elinewidth=1.4, capsize=5, zorder=4, label="95% interval of the mean",
+            ecolor=_FRONT_COLOR, elinewidth=1.4, capsize=5, zorder=4, label=data.interval_name,
         )  # fmt: skip
     for zorder, layer in enumerate(_layers(data), start=2):
         front = layer.color == _FRONT_COLOR

@@ -135,9 +135,9 @@ class StudyResults:
 
     def choice(
         self,
-        max_memory: int | str | None = None,
+        max_memory: int | float | str | None = None,
         *,
-        max_gpu_memory: int | str | None = None,
+        max_gpu_memory: int | float | str | None = None,
         check_prediction: bool = True,
     ) -> ExportChoice:
         """What ``memfront export --max-memory`` picks for this budget, and what it passed over.
@@ -164,9 +164,9 @@ class StudyResults:
 
     def explain(
         self,
-        max_memory: int | str | None = None,
+        max_memory: int | float | str | None = None,
         *,
-        max_gpu_memory: int | str | None = None,
+        max_gpu_memory: int | float | str | None = None,
         check_prediction: bool = True,
     ) -> list[str]:
         """What ``export`` prints about its choice: interval, runner-up, what the system setting buys."""
@@ -176,9 +176,9 @@ class StudyResults:
 
     def best(
         self,
-        max_memory: int | str | None = None,
+        max_memory: int | float | str | None = None,
         *,
-        max_gpu_memory: int | str | None = None,
+        max_gpu_memory: int | float | str | None = None,
         check_prediction: bool = True,
     ) -> pd.Series | None:
         """The trial ``memfront export`` exports for this budget (a row of :attr:`trials`), or None."""
@@ -186,10 +186,10 @@ class StudyResults:
             max_memory, max_gpu_memory=max_gpu_memory, check_prediction=check_prediction
         ).chosen
 
-    def _host_budget(self, max_memory: int | str | None) -> int:
+    def _host_budget(self, max_memory: int | float | str | None) -> int:
         return self.spec.memory_limit if max_memory is None else _budget(max_memory, "max_memory")
 
-    def _gpu_budget(self, max_gpu_memory: int | str | None) -> int | None:
+    def _gpu_budget(self, max_gpu_memory: int | float | str | None) -> int | None:
         if max_gpu_memory is None:
             return None
         budget = _budget(max_gpu_memory, "max_gpu_memory")
@@ -210,6 +210,7 @@ class StudyResults:
             memory_limit=self.spec.memory_limit,
             study_name=self.spec.name,
             noise=noise_text(self.estimates),
+            interval_name=self.estimates.noise.interval_text,
         )
 
     def figure(self, backend: str = "plotly") -> Any:
@@ -268,11 +269,9 @@ def memory_note(objectives: list[str]) -> str | None:
     )
 
 
-def _budget(size: int | str, name: str) -> int:
-    if isinstance(size, int):
-        return size
+def _budget(size: int | float | str, name: str) -> int:
     try:
-        return parse_size(size)
+        return parse_size(size.item() if hasattr(size, "item") else size)  # numpy scalars from a frame
     except ValueError as error:
         raise InputError(f"{name}: {error}") from None
 
