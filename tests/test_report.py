@@ -10,6 +10,7 @@ import pytest
 import yaml
 from scipy import stats
 
+import search
 from search.results._frame import front, hypervolume, trials_frame
 from search.results._plot import pareto_plot_data
 
@@ -228,8 +229,12 @@ def test_a_family_wise_study_ranks_only_what_holds_for_all_pairs_at_once(
         noise = payload["noise"]
         assert (noise["df"], noise["family"], noise["family_wise"]) == (4, 4, family_wise)
         widths[family_wise] = {round(e["accuracy_high"] - e["accuracy_low"], 9) for e in payload["front"]}
-        title = "comparison interval (95% over all 4 configs' pairs together, Tukey-Kramer)"
+        title = "accuracy config's replicates, 95% comparison interval (Tukey-Kramer))"
         assert (title in done.stderr.replace("\n", "")) is family_wise
+        legend = search.load_study(study).plot_data().interval_name  # what the plot's legend says
+        assert legend == (
+            "95% comparison interval (Tukey-Kramer)" if family_wise else "95% interval of the mean"
+        )
         tukey = "differences beyond it (95% over all 4 configs' pairs together, Tukey-Kramer) rank the front"
         assert (tukey in done.stderr) is family_wise
         export = run_cli("export", str(study), "--max-memory", "1.15GiB", timeout=120)

@@ -180,11 +180,12 @@ class Noise:
 
     @property
     def interval_text(self) -> str:
-        """What a config's interval is: ``95% interval of the mean``, or family-wise ``comparison interval
-        (95% over all 6 configs' pairs together, Tukey-Kramer)`` (two apart differ beyond noise)."""
+        """What a config's interval is, short enough for a legend: ``95% interval of the mean``, or
+        family-wise ``95% comparison interval (Tukey-Kramer)`` (two apart differ beyond noise; the
+        noise line says over which configs)."""
         if not self.family_wise_applies:
             return f"{100 * self.confidence:g}% interval of the mean"
-        return f"comparison interval ({self.family_text})"
+        return f"{100 * self.confidence:g}% comparison interval (Tukey-Kramer)"
 
     def text(self) -> str:
         """The estimate as people read it, e.g. ``±0.052 per training (pooled sd, 4 degrees of freedom)``."""
