@@ -5,7 +5,9 @@ trainings on what export would pick) all apply :func:`pick_config`; there is no 
 
 The rule: among the accuracy configs with a measured system setting that fits the budget, take the
 best mean; among those not distinguishable from it beyond noise, the one that fits in the least memory
-(ties: the fastest); then, for it, the fastest system setting measured to fit. With a GPU budget, only
+(ties: the fastest); then, for it, the fastest system setting measured to fit, among those that fit
+with memory's own spread to spare when any does (export's ``prefer``: a peak measured once within
+:data:`~search.accuracy.MEMORY_SPREAD` of the budget is not shown to fit it). With a GPU budget, only
 the accuracy configs whose trainings' highest GPU peak fits it take part (one figure per accuracy
 config: :attr:`~search.accuracy.AccuracyEstimate.peak_gpu_bytes`).
 """
@@ -31,16 +33,25 @@ class Pick:
         leanest: Its leanest system setting that fits (what the chosen one's speed is compared with).
         runner_up: The config the choice was weighed against: the best mean when the chosen one is
             cheaper and within noise of it, else the next best mean that fits (None: nothing else fits).
+        preferred: Whether ``system`` is one the caller's ``prefer`` holds for (always True
+            without one); False when none of the chosen config's fitting settings is.
+        passed_over: The fastest fitting setting, when ``prefer`` ruled it out for ``system``.
     """
 
     estimate: AccuracyEstimate
     system: FullConfig
     leanest: FullConfig
     runner_up: AccuracyEstimate | None
+    preferred: bool = True
+    passed_over: FullConfig | None = None
 
 
 def pick_config(
-    estimates: AccuracyEstimates, fits: Callable[[FullConfig], bool], *, gpu_budget: float | None = None
+    estimates: AccuracyEstimates,
+    fits: Callable[[FullConfig], bool],
+    *,
+    gpu_budget: float | None = None,
+    prefer: Callable[[FullConfig], bool] | None = None,
 ) -> Pick | None:
     """The rule applied to the full configs for which ``fits`` holds; None when none does.
 
@@ -49,6 +60,9 @@ def pick_config(
         fits: Whether a full config fits the host memory budget (:func:`fits_budget`).
         gpu_budget: A GPU memory budget in bytes, if any: a config none of whose trainings measured
             the GPU (or one above the budget) does not fit it.
+        prefer: Which of the chosen config's fitting settings come first when the fastest is
+            picked (export: those that fit with memory's spread to spare); the accuracy configs
+            are chosen on ``fits`` alone.
     """
     fitting = {
         key: [s for s in estimate.systems if fits(s)]
@@ -62,7 +76,12 @@ def pick_config(
     best = max(fitting, key=lambda k: (configs[k].mean, -fitting[k][0].peak_host_bytes))
     tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
     chosen = min(tied, key=lambda k: (fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf))
-    system = min(fitting[chosen], key=lambda s: (s.epoch_seconds or math.inf, s.peak_host_bytes))
+
+    def speed(setting: FullConfig) -> tuple[float, float]:
+        return (setting.epoch_seconds or math.inf, setting.peak_host_bytes)
+
+    preferred = [s for s in fitting[chosen] if prefer is None or prefer(s)]
+    system, fastest = min(preferred or fitting[chosen], key=speed), min(fitting[chosen], key=speed)
     others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
     runner_up = best if best != chosen else (others[0] if others else None)
     return Pick(
@@ -70,6 +89,8 @@ def pick_config(
         system=system,
         leanest=fitting[chosen][0],
         runner_up=None if runner_up is None else configs[runner_up],
+        preferred=bool(preferred),
+        passed_over=None if fastest is system else fastest,
     )
 
 

@@ -56,6 +56,11 @@ class ExportChoice:
             memory and speed alone).
         refused_by_prediction: The trial that fits as measured (on the trials' subset) but whose
             peak predicted for the whole dataset exceeds the budget, when it would have been chosen.
+        within_spread: The chosen setting's peak is within memory's spread of the budget
+            (:data:`~search.accuracy.MEMORY_SPREAD`) and so is not shown to fit it, and none of the
+            config's settings fits with that margin; export says so.
+        passed_over: A faster setting of the chosen config that fits as measured but not with
+            memory's spread to spare (export names it, and why).
         closest: When nothing fits, the feasible front trial that needed the least host memory
             (with a GPU budget, the trial of any accuracy config that fits it).
         max_memory_bytes: The host memory budget the choice was made for.
@@ -72,6 +77,8 @@ class ExportChoice:
     runner_up_beyond_noise: bool = False
     signal: bool = False
     refused_by_prediction: pd.Series | None = None
+    within_spread: bool = False
+    passed_over: FullConfig | None = None
     closest: pd.Series | None = None
     max_memory_bytes: int = 0
     max_gpu_bytes: int | None = None
@@ -107,10 +114,20 @@ def choose_config(
         values = [predicted.get(n) for n in system.trials]
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
-    picked = pick_config(
-        estimates, predicted_fit if check_prediction else measured_fit, gpu_budget=max_gpu_bytes
+    def shown_to_fit(system: FullConfig) -> bool:
+        """Fits with memory's own spread to spare: a peak measured within it of the budget may not."""
+        peaks = [system.max_peak_host_bytes]
+        if check_prediction and system.source == "training":
+            peaks += [v for n in system.trials if (v := predicted.get(n)) is not None and v == v]
+        return max(peaks) < max_memory_bytes * (1 - MEMORY_SPREAD)
+
+    fit = predicted_fit if check_prediction else measured_fit
+    picked = pick_config(estimates, fit, gpu_budget=max_gpu_bytes, prefer=shown_to_fit)
+    unchecked = (
+        pick_config(estimates, measured_fit, gpu_budget=max_gpu_bytes, prefer=shown_to_fit)
+        if check_prediction
+        else None
     )
-    unchecked = pick_config(estimates, measured_fit, gpu_budget=max_gpu_bytes) if check_prediction else None
     gpu_peaks = [e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None]
     least_gpu = min(gpu_peaks, default=None)
     refused = None
@@ -136,7 +153,7 @@ def choose_config(
     return ExportChoice(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
         runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
-        refused_by_prediction=refused,
+        refused_by_prediction=refused, within_spread=not picked.preferred, passed_over=picked.passed_over,
         max_memory_bytes=max_memory_bytes, max_gpu_bytes=max_gpu_bytes, least_gpu_bytes=least_gpu,
     )  # fmt: skip
 
@@ -178,6 +195,16 @@ def choice_lines(
         f"{_PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
         + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
+    # One config's peak repeats within MEMORY_SPREAD: a figure that close to the budget may not fit.
+    spread = f"within memory's {100 * MEMORY_SPREAD:.0f}% spread of the budget"
+    if choice.within_spread:
+        peak = format_bytes(system.max_peak_host_bytes)
+        lines.append(f"its peak {peak} is {spread}: not shown to fit, a run may exceed it")
+    faster = choice.passed_over
+    if faster is not None:
+        seconds, peak = format_seconds(faster.epoch_seconds), format_bytes(faster.max_peak_host_bytes)
+        setting = f"cache {faster.config['cache']}, workers {faster.config['workers']}"
+        lines.append(f"passed over: {setting} ({seconds}/epoch, {peak}): {spread}, not shown to fit")
     note = estimates.signal_text()
     if note is not None:
         lines.append(f"{note}: picked on memory and speed alone")
