@@ -202,10 +202,10 @@ EXPORT_MD = """\
 `results.choice(budget)` is what `memfront export --max-memory` exports, by one rule: among accuracy
 configs with a measured system setting that fits, the best mean; among those within noise of it, the
 leanest (ties: the fastest); then its fastest system setting that fits with memory's 4% spread to
-spare (a faster one measured within it of the budget is passed over, and named). A peak predicted
-for the whole dataset must fit too (trials may train on a subset; `check_prediction=False` is
-export's `--ignore-prediction`). `results.explain(budget)` says why, as `export` prints it; a GPU
-budget is `results.choice(max_gpu_memory="16GiB")`.
+spare (a faster one measured within it of the budget is passed over; the fastest such is named). A
+peak predicted for the whole dataset must fit too (trials may train on a subset; `check_prediction=False` is
+export's `--ignore-prediction`). `results.explain(budget)` says why, as `export` prints it; for a
+study that measured GPU memory, a GPU budget is `results.choice(max_gpu_memory="16GiB")`.
 """
 
 EXPORT = """\

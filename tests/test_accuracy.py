@@ -498,3 +498,60 @@ def test_export_prefers_a_setting_that_fits_with_memorys_spread_to_spare() -> No
     assert "its peak 1.10 GiB is within memory's 4% spread of the budget: not shown to fit" in lines[1]
     roomy = choose_config(frame, estimates, max_memory_bytes=int(1.5 * GIB))
     assert roomy.system is not None and roomy.system.config["cache"] == "ram" and roomy.passed_over is None
+
+
+def test_pick_names_a_passed_over_setting_only_when_it_is_faster() -> None:
+    from search.accuracy import pick_config
+
+    # Two settings of one config with the same epoch time, then without any: the one `prefer`
+    # rules out is no faster, so nothing was passed over for speed.
+    def study(seconds: float | None) -> list[Training]:
+        extra = {} if seconds is None else {"epoch_seconds": seconds}
+        return [
+            _training(0, knobs(8, 96), 0, 0.20, 1.00, **extra),
+            _training(1, knobs(8, 96, "ram"), 1, 0.21, 1.10, **extra),
+        ]
+
+    for seconds in (3.0, None):
+        estimates = estimate_accuracy(study(seconds))
+        pick = pick_config(estimates, lambda s: True, prefer=lambda s: s.config["cache"] == "none")
+        assert pick is not None and pick.system.config["cache"] == "none" and pick.preferred
+        assert pick.passed_over is None
+
+
+def test_among_configs_within_noise_one_shown_to_fit_comes_first() -> None:
+    from search.accuracy import fits_budget, pick_config
+
+    # 8/96's median is the leaner, but one of its trainings peaked near the budget; 8/128 is within
+    # noise of it and fits with room to spare: it is picked, not the one that may not fit.
+    trainings = [
+        _training(0, knobs(8, 96), 0, 0.30, 1.00),
+        _training(1, knobs(8, 96), 1, 0.32, 1.00),
+        _training(2, knobs(8, 96), 2, 0.31, 1.29),
+        _training(3, knobs(8, 128), 0, 0.31, 1.05),
+        _training(4, knobs(8, 128), 1, 0.33, 1.05),
+    ]
+    estimates = estimate_accuracy(trainings)
+    assert not estimates.distinguishable((8, 96, False), (8, 128, False))
+    budget = 1.3 * GIB
+    pick = pick_config(
+        estimates, fits_budget(budget), prefer=lambda s: s.max_peak_host_bytes < budget * (1 - MEMORY_SPREAD)
+    )
+    assert pick is not None and pick.estimate.key == (8, 128, False) and pick.preferred
+    plain = pick_config(estimates, fits_budget(budget))  # without a preference: the leaner median
+    assert plain is not None and plain.estimate.key == (8, 96, False)
+
+
+def test_the_setting_ignore_prediction_would_export_is_named_whatever_the_spread() -> None:
+    # Two settings of one config on a subset, both well within the budget as measured: the faster one
+    # is predicted over the budget on the whole dataset, so export takes the slower and says which
+    # one --ignore-prediction would have exported.
+    trainings = [
+        _training(0, knobs(8, 96, "ram"), 0, 0.20, 1.00, epoch_seconds=2.0),
+        _training(1, knobs(8, 96), 1, 0.21, 0.95, epoch_seconds=3.0),
+    ]
+    frame = _frame(trainings)
+    frame["predicted_full_bytes"] = [1.6 * GIB, 1.1 * GIB]
+    choice = choose_config(frame, estimate_accuracy(trainings), max_memory_bytes=int(1.5 * GIB))
+    assert choice.system is not None and choice.system.config["cache"] == "none"
+    assert choice.refused_by_prediction is not None and int(choice.refused_by_prediction["number"]) == 0

@@ -182,6 +182,14 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
         e["imgsz"]: e["config_peak_gpu_bytes"] for e in json.loads((tmp_path / "r.json").read_text())["front"]
     }
     assert front_gpu == {64: GIB, 96: 3 * GIB, 128: 6 * GIB}  # each config's highest
+    # 1.12 GiB of host memory: batch 8 / imgsz 96 (1.10 GiB) fits as measured, not with memory's
+    # spread to spare, and nothing better fits at all: exported, with a warning in every format.
+    close = run_cli("export", str(study), "--max-memory", "1.12GiB", "--format", "json", timeout=120)
+    payload = json.loads(close.stdout)
+    assert "--imgsz 96" in payload["command"] and payload["within_spread"] and payload["passed_over"] is None
+    assert any("not shown to fit, a run may exceed it" in line for line in payload["why"])
+    yaml_close = run_cli("export", str(study), "--max-memory", "1.12GiB", "--format", "yaml", timeout=120)
+    assert "# warning: its highest measured peak 1.10 GiB is within memory's 4% spread" in yaml_close.stdout
     # Without a budget, export takes the study's limit: every config fits, the best is exported.
     plain_export = run_cli("export", str(study), "--format", "json", timeout=120)
     assert plain_export.returncode == 0 and "--imgsz 128" in json.loads(plain_export.stdout)["command"]

@@ -29,13 +29,14 @@ class Pick:
 
     Attributes:
         estimate: The chosen accuracy config's estimate.
-        system: Its fastest system setting that fits.
+        system: Its fastest system setting that fits (among those ``prefer`` holds for, when any).
         leanest: Its leanest system setting that fits (what the chosen one's speed is compared with).
         runner_up: The config the choice was weighed against: the best mean when the chosen one is
             cheaper and within noise of it, else the next best mean that fits (None: nothing else fits).
         preferred: Whether ``system`` is one the caller's ``prefer`` holds for (always True
             without one); False when none of the chosen config's fitting settings is.
-        passed_over: The fastest fitting setting, when ``prefer`` ruled it out for ``system``.
+        passed_over: A fitting setting faster than ``system`` that ``prefer`` ruled out (the
+            fastest such), if any.
     """
 
     estimate: AccuracyEstimate
@@ -75,13 +76,19 @@ def pick_config(
     configs = estimates.configs
     best = max(fitting, key=lambda k: (configs[k].mean, -fitting[k][0].peak_host_bytes))
     tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
-    chosen = min(tied, key=lambda k: (fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf))
+    liked = {k: [s for s in fitting[k] if prefer is None or prefer(s)] for k in tied}
+    # Among configs within noise of the best, one with a setting ``prefer`` holds for comes first.
+    chosen = min(
+        tied,
+        key=lambda k: (not liked[k], fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf),
+    )
 
     def speed(setting: FullConfig) -> tuple[float, float]:
         return (setting.epoch_seconds or math.inf, setting.peak_host_bytes)
 
-    preferred = [s for s in fitting[chosen] if prefer is None or prefer(s)]
-    system, fastest = min(preferred or fitting[chosen], key=speed), min(fitting[chosen], key=speed)
+    preferred = liked[chosen]
+    system = min(preferred or fitting[chosen], key=speed)
+    faster = [s for s in fitting[chosen] if s.epoch_seconds is not None and speed(s)[0] < speed(system)[0]]
     others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
     runner_up = best if best != chosen else (others[0] if others else None)
     return Pick(
@@ -90,7 +97,7 @@ def pick_config(
         leanest=fitting[chosen][0],
         runner_up=None if runner_up is None else configs[runner_up],
         preferred=bool(preferred),
-        passed_over=None if fastest is system else fastest,
+        passed_over=min(faster, key=speed) if faster else None,
     )
 
 

@@ -59,6 +59,7 @@ def export(
     from search.results._export import (
         export_yaml,
         memfront_command,
+        spread_warning,
         train_options,
         upstream_command,
         upstream_words,
@@ -124,7 +125,7 @@ def export(
     if output_format == "cmd":
         text = f"{memfront_command(options)}\n# {upstream_words(options)}: {upstream_command(options)}\n"
     elif output_format == "yaml":
-        text = export_yaml(options, row, spec, accuracy)
+        text = export_yaml(options, row, spec, accuracy, warning=spread_warning(choice))
     else:
         text = (
             json.dumps(
@@ -139,6 +140,8 @@ def export(
                     "peak_gpu_bytes": plain(row["config_peak_gpu_bytes"]),
                     "max_memory_bytes": budget,
                     "max_gpu_memory_bytes": gpu_budget,
+                    "within_spread": choice.within_spread,
+                    "passed_over": None if choice.passed_over is None else choice.passed_over.config,
                     "epoch_seconds": plain(row["config_epoch_seconds"]),
                     "memory_source": plain(row.get("memory_source")),
                     "probe": None if choice.system is None else choice.system.probe,

@@ -28,6 +28,7 @@ __all__ = [
     "interval_text",
     "memfront_command",
     "noise_text",
+    "spread_warning",
     "train_options",
     "upstream_command",
     "upstream_words",
@@ -115,11 +116,8 @@ def choose_config(
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
     def shown_to_fit(system: FullConfig) -> bool:
-        """Fits with memory's own spread to spare: a peak measured within it of the budget may not."""
-        peaks = [system.max_peak_host_bytes]
-        if check_prediction and system.source == "training":
-            peaks += [v for n in system.trials if (v := predicted.get(n)) is not None and v == v]
-        return max(peaks) < max_memory_bytes * (1 - MEMORY_SPREAD)
+        """Its highest peak fits with memory's own spread to spare: one within it of the budget may not."""
+        return system.max_peak_host_bytes < max_memory_bytes * (1 - MEMORY_SPREAD)
 
     fit = predicted_fit if check_prediction else measured_fit
     picked = pick_config(estimates, fit, gpu_budget=max_gpu_bytes, prefer=shown_to_fit)
@@ -196,15 +194,16 @@ def choice_lines(
         + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
     # One config's peak repeats within MEMORY_SPREAD: a figure that close to the budget may not fit.
-    spread = f"within memory's {100 * MEMORY_SPREAD:.0f}% spread of the budget"
-    if choice.within_spread:
-        peak = format_bytes(system.max_peak_host_bytes)
-        lines.append(f"its peak {peak} is {spread}: not shown to fit, a run may exceed it")
+    warning = spread_warning(choice)
+    if warning is not None:
+        lines.append(warning)
     faster = choice.passed_over
     if faster is not None:
         seconds, peak = format_seconds(faster.epoch_seconds), format_bytes(faster.max_peak_host_bytes)
-        setting = f"cache {faster.config['cache']}, workers {faster.config['workers']}"
-        lines.append(f"passed over: {setting} ({seconds}/epoch, {peak}): {spread}, not shown to fit")
+        setting = ", ".join(f"{name} {faster.config[name]}" for name in estimates.roles.system)
+        lines.append(
+            f"passed over: {setting} ({seconds}/epoch, {peak}): {_spread_text(choice)}, not shown to fit"
+        )
     note = estimates.signal_text()
     if note is not None:
         lines.append(f"{note}: picked on memory and speed alone")
@@ -258,6 +257,22 @@ def noise_text(estimates: AccuracyEstimates) -> str:
         judged = f" ({noise.family_text})" if noise.family_wise_applies else ""
         return f"{measured}; differences beyond it{judged} rank the front"
     return f"{measured}; {note}"
+
+
+def _spread_text(choice: ExportChoice) -> str:
+    # One config's peak repeats within MEMORY_SPREAD: a figure that close to the budget may not fit.
+    budget = "the host budget" if choice.max_gpu_bytes is not None else "the budget"
+    return f"within memory's {100 * MEMORY_SPREAD:.0f}% spread of {budget}"
+
+
+def spread_warning(choice: ExportChoice) -> str | None:
+    """The warning for a pick whose highest measured peak is within memory's spread of the budget."""
+    if not choice.within_spread or choice.system is None:
+        return None
+    peak = format_bytes(choice.system.max_peak_host_bytes)
+    return (
+        f"its highest measured peak {peak} is {_spread_text(choice)}: not shown to fit, a run may exceed it"
+    )
 
 
 def _gpu_text(estimate: AccuracyEstimate, budget: int | None) -> str:
@@ -339,8 +354,10 @@ def _gpu_peak_text(row: pd.Series) -> str:
     return "" if peak is None or peak != peak else f", GPU peak {format_bytes(peak)}"
 
 
-def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str) -> str:
-    """The train options as YAML, with where they came from as comments."""
+def export_yaml(
+    options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str, *, warning: str | None = None
+) -> str:
+    """The train options as YAML, with where they came from (and ``warning``, if any) as comments."""
     header = (
         f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} mean "
         f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, "
@@ -349,6 +366,8 @@ def export_yaml(options: dict[str, Any], row: pd.Series, spec: StudySpec, accura
         f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
         f"# {upstream_words(options)}: {upstream_command(options)}\n"
     )
+    if warning is not None:
+        header += f"# warning: {warning}\n"
     return header + yaml.safe_dump(options, sort_keys=False)
 
 
