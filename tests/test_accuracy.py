@@ -284,7 +284,7 @@ def test_the_configs_export_can_pick_are_those_it_picks_at_some_measured_peak() 
     decisions = export_decisions(estimates)
     # 8/160 has the best mean but is never picked: 8/128 is within noise of it with less memory.
     assert decisions == [(8, 128, False), (8, 96, False)]
-    for budget in (1.30, 1.10, 1.00):  # the same rule as export's, at every budget
+    for budget in (1.30, 1.16, 1.12, 1.10, 1.00):  # the same rule as export's, spread margin included
         choice = choose_config(frame, estimates, max_memory_bytes=int(budget * GIB), check_prediction=False)
         assert choice.estimate is not None and choice.estimate.key in decisions
 

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
         noise_front,
     )
     from search.accuracy._noise import Noise, NoiseRules
-    from search.accuracy._pick import Pick, export_decisions, fits_budget, fits_gpu_budget, pick_config
+    from search.accuracy._pick import (
+        Pick,
+        export_decisions,
+        fits_budget,
+        fits_gpu_budget,
+        fits_with_spread,
+        pick_config,
+    )
 
 __all__ = [
     "MEMORY_SPREAD",
@@ -46,6 +53,7 @@ __all__ = [
     "export_decisions",
     "fits_budget",
     "fits_gpu_budget",
+    "fits_with_spread",
     "front_hypervolume",
     "full_front",
     "key_text",
@@ -85,6 +93,7 @@ __getattr__, __dir__ = lazy_exports(
         "export_decisions": "search.accuracy._pick",
         "fits_budget": "search.accuracy._pick",
         "fits_gpu_budget": "search.accuracy._pick",
+        "fits_with_spread": "search.accuracy._pick",
         "pick_config": "search.accuracy._pick",
     },
 )

@@ -19,8 +19,9 @@ import math
 from collections.abc import Callable
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
+from search.accuracy._front import MEMORY_SPREAD
 
-__all__ = ["Pick", "export_decisions", "fits_budget", "fits_gpu_budget", "pick_config"]
+__all__ = ["Pick", "export_decisions", "fits_budget", "fits_gpu_budget", "fits_with_spread", "pick_config"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,9 +62,9 @@ def pick_config(
         fits: Whether a full config fits the host memory budget (:func:`fits_budget`).
         gpu_budget: A GPU memory budget in bytes, if any: a config none of whose trainings measured
             the GPU (or one above the budget) does not fit it.
-        prefer: Which of the chosen config's fitting settings come first when the fastest is
-            picked (export: those that fit with memory's spread to spare); the accuracy configs
-            are chosen on ``fits`` alone.
+        prefer: Which fitting settings come first (export: those that fit with memory's spread
+            to spare): the fastest of the chosen config's such settings is picked, and among the
+            configs within noise of the best, one that has such a setting comes first.
     """
     fitting = {
         key: [s for s in estimate.systems if fits(s)]
@@ -104,13 +105,16 @@ def pick_config(
 def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
     """The accuracy configs the rule picks at some budget, for the largest budget first.
 
-    A budget only matters through which measured peaks fit it, so the budgets tried are the measured
-    peaks themselves (every trial fitted the study's limit: the largest is the study's own answer).
+    A budget only matters through which measured peaks fit it, with or without memory's spread to
+    spare, so the budgets tried are the measured peaks themselves and where each starts to fit with
+    the spread (every trial fitted the study's limit: the largest peak is the study's own answer).
     """
     peaks = {s.max_peak_host_bytes for e in estimates.configs.values() for s in e.systems}
+    # Where a peak starts to fit with the spread to spare, the preferred settings change too.
+    spared = {peak / (1 - MEMORY_SPREAD) * (1 + 1e-9) for peak in peaks}
     decisions: list[AccuracyKey] = []
-    for budget in sorted(peaks, reverse=True):
-        pick = pick_config(estimates, fits_budget(budget))
+    for budget in sorted(peaks | spared, reverse=True):
+        pick = pick_config(estimates, fits_budget(budget), prefer=fits_with_spread(budget))
         if pick is not None and pick.estimate.key not in decisions:
             decisions.append(pick.estimate.key)
     return decisions
@@ -119,6 +123,16 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
 def fits_gpu_budget(estimate: AccuracyEstimate, budget: float) -> bool:
     """Whether an accuracy config's highest measured GPU peak fits ``budget`` (False if unmeasured)."""
     return estimate.peak_gpu_bytes is not None and estimate.peak_gpu_bytes <= budget
+
+
+def fits_with_spread(budget: float) -> Callable[[FullConfig], bool]:
+    """Whether a full config is shown to fit ``budget``: its highest measured peak below it by more
+    than :data:`~search.accuracy.MEMORY_SPREAD` (one config's peak repeats that far apart)."""
+
+    def fits(system: FullConfig) -> bool:
+        return system.max_peak_host_bytes < budget * (1 - MEMORY_SPREAD)
+
+    return fits
 
 
 def fits_budget(budget: float) -> Callable[[FullConfig], bool]:

@@ -13,7 +13,7 @@ import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
 from search.accuracy._front import MEMORY_SPREAD, needs_no_more_memory
-from search.accuracy._pick import fits_budget, pick_config
+from search.accuracy._pick import fits_budget, fits_with_spread, pick_config
 from search.child.compat import allocator_environment
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
@@ -115,10 +115,7 @@ def choose_config(
         values = [predicted.get(n) for n in system.trials]
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
-    def shown_to_fit(system: FullConfig) -> bool:
-        """Its highest peak fits with memory's own spread to spare: one within it of the budget may not."""
-        return system.max_peak_host_bytes < max_memory_bytes * (1 - MEMORY_SPREAD)
-
+    shown_to_fit = fits_with_spread(max_memory_bytes)
     fit = predicted_fit if check_prediction else measured_fit
     picked = pick_config(estimates, fit, gpu_budget=max_gpu_bytes, prefer=shown_to_fit)
     unchecked = (
