@@ -89,7 +89,8 @@ def pick_config(
 
     preferred = liked[chosen]
     system = min(preferred or fitting[chosen], key=speed)
-    faster = [s for s in fitting[chosen] if s.epoch_seconds is not None and speed(s)[0] < speed(system)[0]]
+    seconds = system.epoch_seconds or math.inf
+    faster = [s for s in fitting[chosen] if s.epoch_seconds is not None and s.epoch_seconds < seconds]
     others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
     runner_up = best if best != chosen else (others[0] if others else None)
     return Pick(

@@ -190,7 +190,6 @@ def choice_lines(
         f"{_PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
         + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
-    # One config's peak repeats within MEMORY_SPREAD: a figure that close to the budget may not fit.
     warning = spread_warning(choice)
     if warning is not None:
         lines.append(warning)
