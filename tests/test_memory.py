@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from search.measure._memory import _MAX_SERIES_POINTS, TreeSampler, _SpreadSample
+from search.measure._memory import TreeSampler
 from search.measure._procfs import Resident, read_pss_bytes
+from search.measure._series import MAX_SERIES_POINTS, SpreadSample
 
 MB = 1024**2
 
@@ -243,7 +244,7 @@ def test_the_series_of_a_day_long_trial_stays_bounded() -> None:
     # No process is sampled: the samples go straight to the sampler's record, as its loop would.
     sampler = TreeSampler(root_pid=os.getpid())
     peak_at, peak = 1_234_567, 300 * MB
-    bound = 5 * _MAX_SERIES_POINTS
+    bound = 5 * MAX_SERIES_POINTS
     for i in range(_DAY_AT_25_HZ):
         # The peak is reached twice: the first time is the one reported, as max() reported it.
         estimate = peak if i in (peak_at, peak_at + 1000) else _estimate_at(i)
@@ -254,7 +255,7 @@ def test_the_series_of_a_day_long_trial_stays_bounded() -> None:
     report = sampler._report()
     series = report.series
     assert report.fast_samples == _DAY_AT_25_HZ
-    assert _MAX_SERIES_POINTS // 2 <= len(series["t_s"]) <= _MAX_SERIES_POINTS
+    assert MAX_SERIES_POINTS // 2 <= len(series["t_s"]) <= MAX_SERIES_POINTS
     assert {len(values) for values in series.values()} == {len(series["t_s"])}
     # The global peak, its time and the RSS peak survive exactly.
     assert report.peak_host_bytes == peak and report.peak_time_s == peak_at / 25
@@ -287,29 +288,29 @@ def test_the_decimated_series_is_the_old_downsampling(samples: int) -> None:
             pss_v.append(pss)
         sampler._record(t[i], est[i], est[i], rss[i], pss=pss)
     series = sampler._report().series
-    old_step = -(-samples // _MAX_SERIES_POINTS)
+    old_step = -(-samples // MAX_SERIES_POINTS)
     old = _old_downsampling(t, est, rss, pss_t, pss_v, old_step)
     # The windows are the old ones at a power-of-two step, at most twice the old step: with that step
     # the output is exactly what the old downsampling gave.
     width = 1
-    while -(-samples // width) > _MAX_SERIES_POINTS:
+    while -(-samples // width) > MAX_SERIES_POINTS:
         width *= 2
     assert old_step <= width < 2 * old_step or width == old_step == 1
     assert series == _old_downsampling(t, est, rss, pss_t, pss_v, width)
-    if samples <= _MAX_SERIES_POINTS:
+    if samples <= MAX_SERIES_POINTS:
         assert series == old
     # Against the old downsampling at its own step: the same peaks, at the same time, the same reads.
     for key in ("host_bytes", "rss_tree_bytes", "pss_read_bytes"):
         assert max(v for v in series[key] if v is not None) == max(v for v in old[key] if v is not None)
     top, old_top = series["host_bytes"].index(max(est)), old["host_bytes"].index(max(est))
     assert series["t_s"][top] == old["t_s"][old_top]
-    assert len(series["t_s"]) <= _MAX_SERIES_POINTS
+    assert len(series["t_s"]) <= MAX_SERIES_POINTS
 
 
 def test_the_shared_discounts_kept_for_their_median_stay_bounded() -> None:
     # One per exact read of the root: a day at a few reads a second must not keep them all.
     values = [(i * 7919) % 1_000_003 for i in range(1_000_000)]
-    sample = _SpreadSample(1024)
+    sample = SpreadSample(1024)
     for i, value in enumerate(values):
         sample.add(value)
         if i < 1024:

@@ -9,12 +9,12 @@ import pytest
 
 from search.study._discard import discard_reason
 from search.study._prepare import _sampler
-from search.study._replicates import replicate_identity
 from search.study._space import effective_space
 from search.study._spec import StudySpec
 from search.study._stored import write_proposal
 from search.study._tell import ProposalGuard
 from search.study._tell import tell as _tell
+from search.study._trainings import replicate_identity
 from search.trial._record import MEMORY_CONSTRAINT, TrialRecord
 
 from .synthetic import GIB, knobs, record, stored_trial

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from search.accuracy import Training, estimate_accuracy
 from search.accuracy._estimates import measured_systems
-from search.study._replicates import Running, TrainingState, judge_proposal, plan_next, replicate_candidates
+from search.study._replicates import Running, plan_next, replicate_candidates
+from search.study._trainings import TrainingState, judge_proposal
 
 from .synthetic import GIB, knobs
 

@@ -13,8 +13,8 @@ import optuna
 import pytest
 
 from search.study._prepare import open_study
-from search.study._replicates import replicate_identity
 from search.study._spec import load_study_spec
+from search.study._trainings import replicate_identity
 
 from .conftest import (
     children_running_trials,

@@ -12,7 +12,6 @@ from typing import Any
 
 import optuna
 
-from search.study._replicates import replicate_identity, training_key
 from search.study._space import DEFAULT_ROLES, KnobRoles
 from search.study._stored import (
     StoredTrial,
@@ -22,6 +21,7 @@ from search.study._stored import (
     mark_discarded,
     read_trials,
 )
+from search.study._trainings import replicate_identity, training_key
 
 __all__ = ["discard", "discard_reason", "trained_before"]
 

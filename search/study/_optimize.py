@@ -31,7 +31,6 @@ from search.study._budget import (
 from search.study._discard import discard, discard_reason, trained_before
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, planning_figures, run_due_probe
-from search.study._replicates import SAMPLED_REPLICATE, TrainingState, replicate_identity
 from search.study._space import sampled_choices, suggest
 from search.study._storage import ask, fail_stale_trials, storage_clock
 from search.study._stored import (
@@ -49,6 +48,7 @@ from search.study._stored import (
     write_seed,
 )
 from search.study._tell import ProposalGuard, tell, tell_duplicate
+from search.study._trainings import SAMPLED_REPLICATE, TrainingState, replicate_identity
 from search.study._workers import Heartbeat, announce
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord
