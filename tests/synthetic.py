@@ -65,20 +65,31 @@ def stored_trial(
     cache_used: str | None = None,
     seed: int = 0,
     peak_gpu_bytes: int | None = None,
+    gpu_total_bytes: int | None = None,
+    peak_host_bytes: int | None = None,
 ) -> optuna.trial.FrozenTrial:
     """A finished trial as the study stores it: knobs, figures, the record and the constraint.
 
     ``values`` are the objective values (``None``: a FAIL trial); the accuracy is ``values[0]`` and
-    the host peak ``values[1]`` for a feasible trial. ``peak_gpu_bytes``: the GPU peak a CUDA trial would
-    have measured (no GPU here: a stand-in figure, for the decision logic only).
+    the host peak ``values[1]`` for a feasible trial (or ``peak_host_bytes``, for a GPU study whose
+    ``values[1]`` is the GPU peak). ``peak_gpu_bytes``: the GPU peak a CUDA trial would have
+    measured, ``gpu_total_bytes`` its device's memory (no GPU here: stand-in figures, for the
+    decision logic and the views only).
     """
     accuracy = None if values is None or (violation or 0) > 0 else values[0]
-    peak = None if values is None else int(values[1])
+    peak = peak_host_bytes if peak_host_bytes is not None or values is None else int(values[1])
     used = {} if cache_used is None and status == "predicted" else {"cache": cache_used or config["cache"]}
     attrs: dict[str, Any] = {
         "status": status,
         "config": config,
-        "record": {"status": status, "memory": {}, "used": used, "wall_seconds": 30.0, "error": None},
+        "record": {
+            "status": status,
+            "memory": {},
+            "used": used,
+            "wall_seconds": 30.0,
+            "error": None,
+            "gpu": {} if gpu_total_bytes is None else {"total_bytes": gpu_total_bytes},
+        },
         "map50": accuracy,
         "map50_95": accuracy,
         "fitness": accuracy,

@@ -69,7 +69,7 @@ def test_data_matches_the_frame(tiny_frame: tuple[pd.DataFrame, int], plot_data:
     assert plot_data.memory_limit_gib == pytest.approx(limit / GIB)
     assert plot_data.accuracy_name == "mAP50-95"
     for _, row in points.iterrows():
-        assert row["peak_gib"] == pytest.approx(row["peak_host_bytes"] / GIB)
+        assert row["peak_gib"] == pytest.approx(row["peak_bytes"] / GIB)
         assert "batch" in row["hover"] and "imgsz" in row["hover"] and "epoch" in row["hover"]
         # Every front point is labelled by its knobs; another training of a labelled config is not.
         assert row["label"].startswith("b") or (row["dominated"] and row["label"] == "")

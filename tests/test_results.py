@@ -44,6 +44,8 @@ def test_load_study_reads_without_changing_anything(study_file: Path) -> None:
     assert list(results.front()["replicates"]) == [2, 2]
     assert results.hypervolume() == pytest.approx(0.2 * 0.4 + 0.3 * 0.6)
     assert results.status_counts() == {"ok": 6}
+    # A host-memory study: its front, limit and hypervolume are of host memory, and nothing says otherwise.
+    assert (results.front_memory, results.front_limit_bytes, results.memory_note) == ("host", LIMIT, None)
     data = results.plot_data()
     assert list(data.front["number"]) == [0, 2]
     assert results.figure().data  # a plotly figure with traces
@@ -61,34 +63,6 @@ def test_a_study_whose_dataset_moved_says_so(study_file: Path, tiny_data: Path, 
     assert str(moved) in results.dataset_note and len(results.front()) == 2  # the trials' own figures
     done = run_cli("report", str(study_file), timeout=120)
     assert done.returncode == 0 and results.dataset_note in done.stdout.replace("\n", "")
-
-
-def test_a_gpu_memory_study_says_its_front_ranks_host_memory(tmp_path: Path, tiny_data: Path) -> None:
-    # Optuna is told the GPU peak; the front and its budgets rank host memory. Every command
-    # that shows the front says so, so that a GPU user does not read it as the GPU one.
-    trials = [
-        t
-        for config, acc in [(knobs(4, 64), 0.2), (knobs(8, 96), 0.3)]
-        for t in replicated(config, acc, GIB, limit=LIMIT)
-    ]
-    gpu_study = stored_study_file(
-        tmp_path, name="gpu", data=tiny_data, limit=LIMIT, trials=trials, memory_objective="peak_gpu"
-    )
-    note = search.load_study(gpu_study).memory_note
-    assert note is not None and "peak_gpu" in note and "peak host memory" in note
-    report = run_cli("report", str(gpu_study), "--json", str(tmp_path / "r.json"), timeout=120)
-    assert report.returncode == 0 and note in report.stdout.replace("\n", ""), report.stderr
-    assert json.loads((tmp_path / "r.json").read_text())["memory_note"] == note
-    export = run_cli("export", str(gpu_study), "--max-memory", "1.5GiB", timeout=120)
-    assert export.returncode == 0 and note in export.stderr.replace("\n", ""), export.stderr
-    plotted = run_cli("plot", str(gpu_study), "-o", str(tmp_path / "front.png"), timeout=120)
-    assert plotted.returncode == 0 and note in plotted.stderr.replace("\n", ""), plotted.stderr
-    assert (
-        search.load_study(
-            stored_study_file(tmp_path / "host", name="host", data=tiny_data, limit=LIMIT, trials=trials)
-        ).memory_note
-        is None
-    )
 
 
 def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) -> None:

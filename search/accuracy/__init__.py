@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         FullFrontPoint,
         front_hypervolume,
         full_front,
+        needs_no_more_gpu_memory,
         needs_no_more_memory,
         noise_front,
     )
@@ -57,6 +58,7 @@ __all__ = [
     "front_hypervolume",
     "full_front",
     "key_text",
+    "needs_no_more_gpu_memory",
     "needs_no_more_memory",
     "noise_front",
     "pick_config",
@@ -87,6 +89,7 @@ __getattr__, __dir__ = lazy_exports(
         "FullFrontPoint": "search.accuracy._front",
         "full_front": "search.accuracy._front",
         "front_hypervolume": "search.accuracy._front",
+        "needs_no_more_gpu_memory": "search.accuracy._front",
         "needs_no_more_memory": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
         "Pick": "search.accuracy._pick",

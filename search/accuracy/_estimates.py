@@ -44,6 +44,7 @@ from typing import Any
 
 from search.accuracy._noise import Noise, NoiseRules
 from search.study._space import DEFAULT_ROLES, KnobRoles
+from search.study._spec import MemoryAxis
 from search.study._stored import StoredTrial
 
 __all__ = [
@@ -232,6 +233,11 @@ class AccuracyEstimate:
         """The measured system setting with the lowest peak (ties: the fastest)."""
         return self.systems[0]
 
+    def front_bytes(self, axis: MemoryAxis) -> float | None:
+        """The memory figure the front ranks this config on (None: none on that axis, as a GPU
+        figure for a config that never trained on a GPU)."""
+        return self.leanest.peak_host_bytes if axis == "host" else self.peak_gpu_bytes
+
     @property
     def knobs(self) -> dict[str, Any]:
         """The accuracy knobs as a mapping."""
@@ -243,12 +249,14 @@ class AccuracyEstimates:
     """Every accuracy config of a study with its estimate, and the noise they share.
 
     ``roles`` says which knobs make an accuracy config and which a system setting (the framework's);
-    keys of other configs are made with :meth:`key_of` and :meth:`system_of`.
+    keys of other configs are made with :meth:`key_of` and :meth:`system_of`. ``memory_axis`` is the
+    memory the study's front ranks (its memory objective's, :attr:`search.study.StudySpec.memory_axis`).
     """
 
     configs: dict[AccuracyKey, AccuracyEstimate]
     noise: Noise
     roles: KnobRoles = DEFAULT_ROLES
+    memory_axis: MemoryAxis = "host"
 
     def key_of(self, config: Mapping[str, Any]) -> AccuracyKey:
         """The accuracy config of a full config."""
@@ -309,6 +317,7 @@ def estimate_accuracy(
     rules: NoiseRules | None = None,
     systems_of: SystemsOf | None = None,
     roles: KnobRoles = DEFAULT_ROLES,
+    memory: MemoryAxis = "host",
 ) -> AccuracyEstimates:
     """Groups trainings into accuracy configs and replicates, and estimates each config's accuracy.
 
@@ -321,6 +330,7 @@ def estimate_accuracy(
             probes and whole-dataset predictions). A config left with none that fits is measured
             (its replicates count toward the noise) but not in ``configs``.
         roles: Which knobs make an accuracy config (the framework's; yolov5's by default).
+        memory: The memory the study's front ranks (:attr:`search.study.StudySpec.memory_axis`).
     """
     by_config: dict[AccuracyKey, list[Training]] = defaultdict(list)
     for training in trainings:
@@ -360,7 +370,7 @@ def estimate_accuracy(
                 (t.peak_gpu_bytes for t in group if t.peak_gpu_bytes is not None), default=None
             ),
         )
-    return AccuracyEstimates(configs=configs, noise=noise, roles=roles)
+    return AccuracyEstimates(configs=configs, noise=noise, roles=roles, memory_axis=memory)
 
 
 def _within_range(mean: float, half: float) -> tuple[float, float]:

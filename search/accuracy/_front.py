@@ -1,16 +1,21 @@
-"""The noise-aware front of accuracy against peak host memory, and its hypervolume.
+"""The noise-aware front of accuracy against peak memory, and its hypervolume.
 
-A point of the front is an accuracy config at its leanest measured system setting (the least memory
-that config was seen to train in). A config is dropped from the front only when another one is more
-accurate *beyond noise* and needs no more memory: configs whose accuracy differences are noise all
-stay, and each is marked with the cheaper front point it is equivalent to within noise (paying the
-extra memory for it buys no accuracy that was shown).
+A point of the front is an accuracy config at its leanest measured system setting (the least host
+memory that config was seen to train in). A study whose memory objective is ``peak_gpu`` ranks GPU
+memory instead (:attr:`AccuracyEstimates.memory_axis`): a config's highest GPU peak over its
+trainings, one figure for all its system settings (device memory is set by the accuracy knobs and
+the model; the cache, the workers and the dataset's size live in host memory).
+
+A config is dropped from the front only when another one is more accurate *beyond noise* and needs
+no more memory: configs whose accuracy differences are noise all stay, and each is marked with the
+cheaper front point it is equivalent to within noise (paying the extra memory for it buys no
+accuracy that was shown).
 
 Memory differences get the same treatment: "needs no more memory" must be shown too
-(:func:`needs_no_more_memory`), either by construction (the same setting with a batch and image size
-no larger) or by figures apart by more than memory's own spread (:data:`MEMORY_SPREAD`). A config
-that a more accurate one beats only by a memory difference below that spread stays, marked
-(``memory_tie``): the figures cannot tell which of the two needs less.
+(:func:`needs_no_more_memory`, :func:`needs_no_more_gpu_memory`), either by construction (the same
+setting with a batch and image size no larger) or by figures apart by more than memory's own spread
+(:data:`MEMORY_SPREAD`). A config that a more accurate one beats only by a memory difference below
+that spread stays, marked (``memory_tie``): the figures cannot tell which of the two needs less.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "FullFrontPoint",
     "front_hypervolume",
     "full_front",
+    "needs_no_more_gpu_memory",
     "needs_no_more_memory",
     "noise_front",
 ]
@@ -34,7 +40,9 @@ MEMORY_SPREAD = 0.04
 """How far apart, relative to the larger, two peak host memory figures must be for the difference to
 count. One full config's peak repeats within 2-4% over seeds (``shared/notes/accuracy-noise.md``),
 a probe reads within 3% of a longer run of the same config (*Probes* in the README's benchmarks),
-and the memory model's median error on the whole dataset is about 2%."""
+and the memory model's median error on the whole dataset is about 2%. GPU peaks get the same
+margin: how far the allocator's peak repeats over seeds (cuDNN may pick other algorithms, with
+other workspaces) has not been measured yet."""
 
 _GROWS_WITH = ("batch", "imgsz")
 """The knobs memory grows with, all else equal (activations scale with both)."""
@@ -55,6 +63,18 @@ def needs_no_more_memory(a: FullConfig, b: FullConfig, *, spread: float = MEMORY
     return a.peak_host_bytes < b.peak_host_bytes * (1 - spread)
 
 
+def needs_no_more_gpu_memory(
+    a: AccuracyEstimate, b: AccuracyEstimate, *, spread: float = MEMORY_SPREAD
+) -> bool:
+    """Whether accuracy config ``a`` is shown to need no more GPU memory than ``b``: the rule of
+    :func:`needs_no_more_memory` on the accuracy knobs and the configs' highest GPU peaks."""
+    if _built_no_larger(a.knobs, b.knobs):
+        return True
+    if _built_no_larger(b.knobs, a.knobs) or a.peak_gpu_bytes is None or b.peak_gpu_bytes is None:
+        return False
+    return a.peak_gpu_bytes < b.peak_gpu_bytes * (1 - spread)
+
+
 def _built_no_larger(a: dict[str, object], b: dict[str, object]) -> bool:
     """Whether ``a`` equals ``b`` but for batch and image size, and those are no larger."""
     if any(a.get(k) != b.get(k) for k in a.keys() | b.keys() if k not in _GROWS_WITH):
@@ -72,6 +92,7 @@ class FrontPoint:
 
     Attributes:
         estimate: The accuracy config's estimate (mean, interval, replicates, systems).
+        memory_bytes: The memory figure it is ranked on (:meth:`AccuracyEstimate.front_bytes`).
         equivalent_to: The cheapest front point whose accuracy is not distinguishable from this
             one's and that needs less memory (None: this point is a step up shown beyond noise, or the
             leanest).
@@ -82,6 +103,7 @@ class FrontPoint:
     """
 
     estimate: AccuracyEstimate
+    memory_bytes: float
     equivalent_to: AccuracyKey | None
     memory_tie: AccuracyKey | None = None
 
@@ -92,35 +114,45 @@ class FrontPoint:
 
 
 def noise_front(estimates: AccuracyEstimates) -> list[FrontPoint]:
-    """The configs no other one beats beyond noise without needing more memory, least memory first."""
-    configs = list(estimates.configs.values())
+    """The configs no other one beats beyond noise without needing more memory, least memory first.
+
+    The memory is the study's (``estimates.memory_axis``); on GPU memory, a config without a GPU
+    figure (it never trained on a GPU) is not on the front.
+    """
+    axis = estimates.memory_axis
+    figures = {key: config.front_bytes(axis) for key, config in estimates.configs.items()}
+    memory = {key: figure for key, figure in figures.items() if figure is not None}
+    configs = [config for config in estimates.configs.values() if config.key in memory]
+
+    def leaner(a: AccuracyEstimate, b: AccuracyEstimate) -> bool:
+        if axis == "gpu":
+            return needs_no_more_gpu_memory(a, b)
+        return needs_no_more_memory(a.leanest, b.leanest)
 
     def beats(other: AccuracyEstimate, config: AccuracyEstimate) -> bool:
-        return (
-            other.key != config.key
-            and needs_no_more_memory(other.leanest, config.leanest)
-            and estimates.better(other.key, config.key)
-        )
+        return other.key != config.key and leaner(other, config) and estimates.better(other.key, config.key)
+
+    def bytes_of(config: AccuracyEstimate) -> float:
+        return memory[config.key]
 
     kept = [config for config in configs if not any(beats(other, config) for other in configs)]
-    kept.sort(key=lambda c: (c.leanest.peak_host_bytes, -c.mean))
+    kept.sort(key=lambda c: (bytes_of(c), -c.mean))
     points = []
     for index, config in enumerate(kept):
         cheaper = [
             other.key
             for other in kept[:index]
-            if other.leanest.peak_host_bytes < config.leanest.peak_host_bytes
-            and not estimates.distinguishable(other.key, config.key)
+            if bytes_of(other) < bytes_of(config) and not estimates.distinguishable(other.key, config.key)
         ]
         tied = [
             other.key
             for other in kept[:index]
-            if other.leanest.peak_host_bytes <= config.leanest.peak_host_bytes
-            and estimates.better(other.key, config.key)
+            if bytes_of(other) <= bytes_of(config) and estimates.better(other.key, config.key)
         ]
         points.append(
             FrontPoint(
                 estimate=config,
+                memory_bytes=bytes_of(config),
                 equivalent_to=cheaper[0] if cheaper else None,
                 memory_tie=tied[0] if tied else None,
             )

@@ -109,11 +109,20 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
     A budget only matters through which measured peaks fit it, with or without memory's spread to
     spare, so the budgets tried are the measured peaks themselves and where each starts to fit with
     the spread (every trial fitted the study's limit: the largest peak is the study's own answer).
+    A study that ranks GPU memory tries GPU budgets, at each config's highest GPU peak (what
+    ``export --max-gpu-memory`` weighs), every setting fitting the host limit its trainings ran under.
     """
+    decisions: list[AccuracyKey] = []
+    if estimates.memory_axis == "gpu":
+        gpu_peaks = {e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None}
+        for gpu_budget in sorted(gpu_peaks, reverse=True):
+            pick = pick_config(estimates, fits_budget(math.inf), gpu_budget=gpu_budget)
+            if pick is not None and pick.estimate.key not in decisions:
+                decisions.append(pick.estimate.key)
+        return decisions
     peaks = {s.max_peak_host_bytes for e in estimates.configs.values() for s in e.systems}
     # Where a peak starts to fit with the spread to spare, the preferred settings change too.
     spared = {peak / (1 - MEMORY_SPREAD) * (1 + 1e-9) for peak in peaks}
-    decisions: list[AccuracyKey] = []
     for budget in sorted(peaks | spared, reverse=True):
         pick = pick_config(estimates, fits_budget(budget), prefer=fits_with_spread(budget))
         if pick is not None and pick.estimate.key not in decisions:

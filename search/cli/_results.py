@@ -88,6 +88,7 @@ def _figure_columns(frame: Any, accuracy: str, *, front: bool = False) -> list[d
                 "replicates": plain(row["replicates"]),
                 "equivalent_to": plain(row["equivalent_to"]),
                 "memory_tie": plain(row["memory_tie"]),
+                "front_memory_bytes": plain(row["front_memory_bytes"]),
                 "config_peak_host_bytes": plain(row["config_peak_host_bytes"]),
                 "config_peak_gpu_bytes": plain(row["config_peak_gpu_bytes"]),
                 "config_epoch_seconds": plain(row["config_epoch_seconds"]),
@@ -104,6 +105,14 @@ def _figure_columns(frame: Any, accuracy: str, *, front: bool = False) -> list[d
             }
         )
     return rows
+
+
+def _limit_text(results: StudyResults) -> str:
+    """The front's memory limit in words: a GPU front's is its GPU limit, else the GPU's memory."""
+    limit = results.front_limit_bytes
+    if results.front_has_a_limit:
+        return f"limit {format_bytes(limit)}"
+    return "no GPU limit set" if limit is None else f"the GPU's {format_bytes(limit)}"
 
 
 def point_knobs(row: Any) -> dict[str, Any]:
@@ -126,7 +135,7 @@ def _probe_entry(probe: Any) -> dict[str, Any]:
 
 def _full_front_table(results: StudyResults, full: Any) -> Table:
     speed = ", epoch time" if results.speed_counts else ""
-    table = Table(title=f"front over all five knobs (accuracy, memory{speed}; whole dataset)")
+    table = Table(title=f"front over all five knobs (accuracy, host memory{speed}; whole dataset)")
     for column in ("batch", "imgsz", "cache", "workers", "amp", "mean", "n", "peak host", "s/epoch", "from"):
         table.add_column(column, justify="right")
     for _, row in full.iterrows():
@@ -194,7 +203,7 @@ def report(
     shown = frame[frame["duplicate_of"].isna()] if all_trials else pareto
     table = Table(
         title=f"{spec.name}: {'all trials' if all_trials else 'Pareto front'} "
-        f"({accuracy} vs peak host memory, limit {format_bytes(spec.memory_limit)}; accuracy: mean over "
+        f"({accuracy} vs peak {results.front_memory} memory, {_limit_text(results)}; accuracy: mean over "
         f"the accuracy config's replicates, {results.estimates.noise.interval_text})"
     )
     columns = ["trial", "batch", "imgsz", "cache", "workers", "amp", f"{accuracy} mean", "interval", "n"]
@@ -241,14 +250,15 @@ def report(
     shown_on.print(table)
     counts = results.status_counts()
     volume = results.hypervolume()
+    of_gpu = "" if spec.memory_axis == "host" else " of GPU memory"
     roles = results.estimates.roles
     shown_on.print(
         f"trained with {spec.framework} ({spec.model}); an accuracy config is its {', '.join(roles.accuracy)}"
         f" ({', '.join(roles.system)}: memory and speed only)"
     )
     shown_on.print(
-        f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB under the limit, "
-        "from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB{of_gpu} under "
+        "the limit, from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
     shown_on.print(noise_text(results.estimates))
     full = results.full_front()
@@ -281,6 +291,8 @@ def report(
             "system_knobs": list(results.estimates.roles.system),
             "objectives": spec.objectives,
             "memory_limit_bytes": spec.memory_limit,
+            "front_memory": spec.memory_axis,
+            "front_limit_bytes": results.front_limit_bytes,
             "hypervolume": volume,
             "accuracy_signal": results.accuracy_signal,
             "accuracy_note": results.accuracy_note(),

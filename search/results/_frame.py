@@ -3,18 +3,18 @@
 One table feeds everything that shows results (``report``, ``plot``, ``export``, the notebook).
 Accuracy is a property of an accuracy config, estimated from all its trainings with the study's
 noise (:mod:`search.accuracy`): every row carries its config's ``accuracy_mean``, interval
-(``accuracy_low``/``accuracy_high``, NaN while the noise is unknown) and ``replicates``.
-The front every view shows (report, plot, hypervolume, export) is the noise-aware front of accuracy
-against peak host memory (:func:`search.accuracy.noise_front`): column ``pareto`` marks one row per
-front point, the first trial of the config's leanest measured system setting, whose memory and speed
-are ``config_peak_host_bytes`` and ``config_epoch_seconds``, on the whole dataset, with
-``memory_source`` saying where they come from (``training``: medians over that full config's
-trainings; ``probe``: a probe's; ``model``: trained on a subset only, predicted) and
-``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`);
+(``accuracy_low``/``accuracy_high``, NaN while the noise is unknown) and ``replicates``. The front
+every view shows (report, plot, hypervolume, export) is the noise-aware front of accuracy against
+the study's memory objective (:func:`search.accuracy.noise_front`: peak host memory, or with
+``peak_gpu`` each accuracy config's highest GPU peak), whose figure is ``front_memory_bytes``:
+column ``pareto`` marks one row per front point, the first trial of the config's leanest measured
+system setting, whose memory and speed are ``config_peak_host_bytes`` and ``config_epoch_seconds``,
+on the whole dataset, with ``memory_source`` saying where they come from (``training``: medians over
+that full config's trainings; ``probe``: a probe's; ``model``: trained on a subset only, predicted)
+and ``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`);
 ``equivalent_to`` names the cheaper front point it is equivalent to within noise, ``memory_tie`` a
-more accurate point whose memory figure is no higher but not shown lower (the point stays because
-it may need less, :func:`search.accuracy.needs_no_more_memory`). A
-study with a third objective
+more accurate point whose memory figure is no higher but not shown lower (the point stays because it
+may need less, :func:`search.accuracy.needs_no_more_memory`). A study with a third objective
 (``epoch_seconds``) also gets Optuna's own front over all its objectives (``Study.best_trials``,
 what ``optuna best-trials`` prints) as column ``pareto_all``: a trial can be on it only because it
 is faster, though another one is as accurate with less memory.
@@ -37,6 +37,7 @@ from search.accuracy._estimates import (
 from search.accuracy._front import front_hypervolume, full_front, noise_front
 from search.accuracy._noise import NoiseRules
 from search.study._space import DEFAULT_ROLES, KNOBS, KnobRoles
+from search.study._spec import MemoryAxis, memory_axis
 from search.study._stored import StudyKeys, read_trials
 
 __all__ = [
@@ -70,6 +71,7 @@ FRAME_COLUMNS = [
     "replicates",
     "equivalent_to",
     "memory_tie",
+    "front_memory_bytes",
     "config_peak_host_bytes",
     "config_peak_gpu_bytes",
     "config_epoch_seconds",
@@ -87,6 +89,7 @@ FRAME_COLUMNS = [
     "peak_host_upper_bytes",
     "peak_rss_tree_bytes",
     "peak_gpu_bytes",
+    "gpu_total_bytes",
     "epoch_seconds",
     "wall_seconds",
     "violation_bytes",
@@ -119,9 +122,13 @@ def read_results(
     """
     trials = study.get_trials(deepcopy=False)
     stored = read_trials(trials)
-    accuracy, _ = _front_axes(study)
+    accuracy, axis = _front_axes(study)
     estimates = estimate_accuracy(
-        trainings_of(stored, accuracy=accuracy), rules=rules, systems_of=systems_of, roles=roles
+        trainings_of(stored, accuracy=accuracy),
+        rules=rules,
+        systems_of=systems_of,
+        roles=roles,
+        memory=axis,
     )
     complete = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     pareto_all = {t.number for t in study.best_trials} if complete else set()
@@ -151,6 +158,7 @@ def read_results(
                 "peak_host_lower_bytes": memory.get("peak_host_lower_bytes"),
                 "peak_host_upper_bytes": memory.get("peak_host_upper_bytes"),
                 "peak_rss_tree_bytes": memory.get("peak_rss_tree_bytes"),
+                "gpu_total_bytes": (record.get("gpu") or {}).get("total_bytes"),
                 "wall_seconds": trial.wall_seconds,
                 "violation_bytes": trial.violation,
                 "error": record.get("error"),
@@ -201,6 +209,7 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
             else first_trial[point.equivalent_to],
             "memory_tie": None if point is None or point.memory_tie is None
             else first_trial[point.memory_tie],
+            "front_memory_bytes": math.nan if point is None else point.memory_bytes,
         }  # fmt: skip
         for name in _ESTIMATE_COLUMNS:
             columns[name].append(values[name])
@@ -223,6 +232,7 @@ _ESTIMATE_COLUMNS = (
     "pareto",
     "equivalent_to",
     "memory_tie",
+    "front_memory_bytes",
 )
 
 
@@ -230,17 +240,17 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _front_axes(study: optuna.Study) -> tuple[str, str]:
-    """The accuracy and memory columns of the study's first two objectives."""
+def _front_axes(study: optuna.Study) -> tuple[str, MemoryAxis]:
+    """The accuracy column and the memory axis of the study's first two objectives."""
     objectives = study.user_attrs.get(StudyKeys.OBJECTIVES) or ["map50_95", "peak_host"]
-    return str(objectives[0]), f"{objectives[1]}_bytes"
+    return str(objectives[0]), memory_axis(objectives)
 
 
 def front(frame: pd.DataFrame, accuracy: str = "map50_95") -> pd.DataFrame:
     """The front's points (one row each: its config's first trial at its leanest system setting),
-    least memory first."""
+    least memory (``front_memory_bytes``) first."""
     chosen = frame[frame["pareto"].astype(bool)]
-    return chosen.sort_values(["config_peak_host_bytes", "accuracy_mean"], ascending=[True, False])
+    return chosen.sort_values(["front_memory_bytes", "accuracy_mean"], ascending=[True, False])
 
 
 def full_front_frame(estimates: AccuracyEstimates, *, speed: bool) -> pd.DataFrame:
@@ -269,14 +279,16 @@ def full_front_frame(estimates: AccuracyEstimates, *, speed: bool) -> pd.DataFra
     return frame
 
 
-def hypervolume(frame: pd.DataFrame, *, accuracy: str, memory_limit: int) -> float:
-    """Area dominated by the front's means in (accuracy, peak host memory) space, in accuracy x GiB.
+def hypervolume(frame: pd.DataFrame, *, accuracy: str, memory_limit: int | None) -> float:
+    """Area dominated by the front's means in (accuracy, the front's memory) space, in accuracy x GiB.
 
     The reference point is (accuracy 0, memory at the limit): a front that reaches higher accuracy
-    with less memory covers more.
+    with less memory covers more. No limit (a GPU front before any GPU figure): 0.
     """
+    if memory_limit is None:
+        return 0.0
     shown = front(frame, accuracy)
-    peaks, means = shown["config_peak_host_bytes"].astype(float), shown["accuracy_mean"].astype(float)
+    peaks, means = shown["front_memory_bytes"].astype(float), shown["accuracy_mean"].astype(float)
     points = list(zip(peaks, means, strict=True))
     return front_hypervolume(points, memory_limit=memory_limit)
 

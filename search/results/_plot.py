@@ -1,14 +1,15 @@
-"""The Pareto plot: accuracy against peak host memory, computed once and rendered twice.
+"""The Pareto plot: accuracy against peak memory, computed once and rendered twice.
 
 :func:`pareto_plot_data` turns :func:`search.results._frame.trials_frame` output into plain data;
 :mod:`search.results._render` draws it as a static image (PNG, SVG, PDF) or an interactive plotly
 figure (a self-contained HTML file, or a notebook cell). Both draw the same layers: the front's
-means with their intervals joined by a step line, the other trainings faded, the trials over
-the memory limit marked 'x' (at accuracy 0 when they have none), and the limit as a vertical dashed
-line. The memory axis is zoomed to the trials (:func:`search.results._plot_layout.memory_axis`): a
-limit far from them is named instead of drawn, and a trial far over it sits on the axis's edge as a
-triangle. The labels are laid out once, in the data (:func:`search.results._plot_layout.place_labels`),
-so that none overlaps another.
+means with their intervals joined by a step line, the other trainings faded, the trials over the
+memory limit marked 'x' (at accuracy 0 when they have none), and the limit as a vertical dashed
+line. The memory is the front's (host, or GPU for a ``peak_gpu`` study). The memory axis is zoomed
+to the trials (:func:`search.results._plot_layout.memory_axis`): a limit far from them is named
+instead of drawn, and a trial far over it sits on the axis's edge as a triangle. The labels are laid
+out once, in the data (:func:`search.results._plot_layout.place_labels`), so that none overlaps
+another.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from search.errors import InputError
 from search.results import _plot_layout as plot_layout
-from search.study._spec import ACCURACY_OBJECTIVES
+from search.study._spec import ACCURACY_OBJECTIVES, MemoryAxis
 from search.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ __all__ = ["ACCURACY_NAMES", "POINT_COLUMNS", "ParetoPlotData", "pareto_plot_dat
 GIB = 1024**3
 ACCURACY_NAMES = {"map50_95": "mAP50-95", "map50": "mAP50", "fitness": "fitness"}
 POINT_COLUMNS = [
-    "number", "accuracy", "y", "peak_host_bytes", "peak_gib", "status", "feasible", "pareto",
+    "number", "accuracy", "y", "peak_bytes", "peak_gib", "status", "feasible", "pareto",
     "dominated", "infeasible", "label", "config", "hover", "x", "clipped", "label_position",
     "low", "high", "replicates", "equivalent", "memory_tie",
 ]  # fmt: skip
@@ -54,13 +55,14 @@ class ParetoPlotData:
         step_x: Peak memory (GiB) of the front's step line, least memory first.
         step_y: Accuracy of the step line: it stays at a front point's level until the next
             point's memory, then rises to that point.
-        memory_limit_bytes: The study's host memory limit.
+        memory_limit_bytes: The limit of the memory plotted (the study's host memory limit, or for
+            a GPU front its GPU limit, else the GPU's own memory).
         memory_limit_gib: The same in GiB.
         x_range: The memory axis (GiB), zoomed to the trials.
         y_range: The accuracy axis.
         limit_shown: Whether the limit lies on the memory axis (and is drawn as a line).
         limit_text: The limit's name in the legend; it says which side it is when off the axis.
-        x_title: Axis title for peak memory.
+        x_title: Axis title for peak memory (host or GPU).
         y_title: Axis title for accuracy.
         accuracy_name: The accuracy's display name, e.g. ``mAP50-95``.
         study_name: The study's name.
@@ -123,16 +125,21 @@ def _config_text(row: pd.Series) -> str:
     )
 
 
-def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: int) -> dict[str, Any]:
+def _point(
+    row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: int, memory: MemoryAxis
+) -> dict[str, Any]:
     feasible = bool(row["feasible"])
     pareto = feasible and bool(row["pareto"])
-    # A front point is its accuracy config's mean at its system setting's peak on the whole dataset;
-    # any other training is drawn where it measured, or, when it trained on a subset, where its full
-    # config was probed or predicted for the whole dataset (the axis is the whole dataset's).
+    # A front point is its accuracy config's mean at the memory the front ranks it on. On host memory,
+    # that is its system setting's peak on the whole dataset, and any other training is drawn where it
+    # measured, or, when it trained on a subset, where its full config was probed or predicted for the
+    # whole dataset (the axis is the whole dataset's). A GPU peak does not grow with the dataset: a
+    # training's own is drawn.
     value = row["accuracy_mean"] if pareto else row[accuracy]
     measured = float("nan") if _is_missing(value) else float(value)
-    whole = feasible and row.get("memory_source") in ("probe", "model")
-    peak = row["config_peak_host_bytes"] if pareto or whole else row["peak_host_bytes"]
+    whole = feasible and row.get("memory_source") in ("probe", "model") and memory == "host"
+    own = "peak_host_bytes" if memory == "host" else "peak_gpu_bytes"
+    peak = row["front_memory_bytes"] if pareto else row["config_peak_host_bytes"] if whole else row[own]
     peak_bytes = memory_limit if _is_missing(peak) else int(peak)
     config = _config_text(row)
     shown = "n/a" if math.isnan(measured) else f"{measured:.3f}"
@@ -157,7 +164,7 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         shown += f" (its config's mean {float(row['accuracy_mean']):.3f} over {replicates})"
     hover = (
         f"trial {int(row['number'])}: {verdict}<br>{accuracy_name} {shown}, "
-        f"peak host {format_bytes(peak_bytes)}<br>{config}"
+        f"peak {'host' if memory == 'host' else 'GPU'} {format_bytes(peak_bytes)}<br>{config}"
     )
     label = _short_label(row) + (f" n={replicates}" if pareto else "") + (" ≈" if equivalent else "")
     label += " ≈mem" if memory_tie else ""
@@ -165,7 +172,7 @@ def _point(row: pd.Series, *, accuracy: str, accuracy_name: str, memory_limit: i
         "number": int(row["number"]),
         "accuracy": measured,
         "y": 0.0 if math.isnan(measured) else measured,
-        "peak_host_bytes": peak_bytes,
+        "peak_bytes": peak_bytes,
         "peak_gib": peak_bytes / GIB,
         "status": str(row["status"]),
         "feasible": feasible,
@@ -234,16 +241,22 @@ def pareto_plot_data(
     study_name: str,
     noise: str = "",
     interval_name: str = "95% interval of the mean",
+    memory: MemoryAxis = "host",
+    limit_name: str | None = None,
 ) -> ParetoPlotData:
     """Computes what the Pareto plot shows.
 
     Args:
         frame: :func:`search.results._frame.trials_frame` output.
         accuracy: The accuracy column, one of ``map50_95``, ``map50``, ``fitness``.
-        memory_limit: The study's host memory limit in bytes.
+        memory_limit: The limit of the memory the front ranks, in bytes (the study's host memory
+            limit, or on GPU memory its GPU limit, else the GPU's own memory).
         study_name: Shown in the title.
         noise: The study's accuracy noise in words, shown in the caption.
         interval_name: What the front's intervals are (:attr:`search.accuracy.Noise.interval_text`).
+        memory: The memory the front ranks (:attr:`search.study.StudySpec.memory_axis`): the axis.
+        limit_name: What the limit is, for the legend (default: ``memory limit``, ``GPU memory
+            limit``); a GPU study without a GPU limit draws the GPU's own memory.
 
     Returns:
         The plot's data. Duplicate proposals are skipped; failed, timed-out and interrupted
@@ -262,7 +275,9 @@ def pareto_plot_data(
     front_configs = {tuple(r[k] for k in ("batch", "imgsz", "amp")) for _, r in on_front.iterrows()}
     rows, labelled = [], set()
     for _, row in originals[plotted].iterrows():
-        point = _point(row, accuracy=accuracy, accuracy_name=accuracy_name, memory_limit=memory_limit)
+        point = _point(
+            row, accuracy=accuracy, accuracy_name=accuracy_name, memory_limit=memory_limit, memory=memory
+        )
         config = tuple(row[k] for k in ("batch", "imgsz", "amp"))
         if point["dominated"] and (config in front_configs or point["label"] in labelled):
             point["label"] = ""  # another training of a labelled config: hover says which
@@ -283,7 +298,7 @@ def pareto_plot_data(
     points["x"] = points["peak_gib"].clip(axis.low, axis.high)
     points["clipped"] = points["x"] != points["peak_gib"]
     # A point on the edge is not where its peak is: its label says the peak.
-    points.loc[points["clipped"], "label"] += points["peak_host_bytes"].map(lambda b: f" ({format_bytes(b)})")
+    points.loc[points["clipped"], "label"] += points["peak_bytes"].map(lambda b: f" ({format_bytes(b)})")
     x_range = (axis.low, axis.high)
     bars = [v for v in [*points["low"].tolist(), *points["high"].tolist()] if not math.isnan(v)]
     y_range = plot_layout.value_range([*points["y"].tolist(), *step_y, *bars])
@@ -291,13 +306,15 @@ def pareto_plot_data(
     points["label_position"] = plot_layout.label_positions(
         points, (step_x, step_y), x_range, y_range, limit_drawn
     )
-    limit_text = f"memory limit {format_bytes(memory_limit)}"
+    kind = "host" if memory == "host" else "GPU"
+    limit_name = limit_name or ("memory limit" if memory == "host" else "GPU memory limit")
+    limit_text = f"{limit_name} {format_bytes(memory_limit)}"
     if axis.limit_side:
         limit_text += f" (off the chart, {axis.limit_side})"
     if front.empty:
-        title = f"{study_name}: no feasible trial under the {format_bytes(memory_limit)} memory limit"
+        title = f"{study_name}: no feasible trial under the {limit_text}"
     else:
-        title = f"{study_name}: {accuracy_name} vs peak host memory ({len(front)} on the Pareto front)"
+        title = f"{study_name}: {accuracy_name} vs peak {kind} memory ({len(front)} on the Pareto front)"
     return ParetoPlotData(
         points=points,
         step_x=step_x,
@@ -308,7 +325,7 @@ def pareto_plot_data(
         y_range=y_range,
         limit_shown=not axis.limit_side,
         limit_text=limit_text,
-        x_title="peak host memory (GiB)",
+        x_title=f"peak {kind} memory (GiB)",
         y_title=accuracy_name,
         accuracy_name=accuracy_name,
         study_name=study_name,

@@ -18,6 +18,7 @@ from search.probe._systems import SystemFigures, in_space, probe_rows, study_fig
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
 from search.results._frame import front, full_front_frame, hypervolume, read_results, status_counts
 from search.study._space import KNOBS, KnobRoles
+from search.study._spec import memory_axis
 from search.study._stored import RecordFiles, read_trial
 from search.units import parse_size
 
@@ -90,9 +91,32 @@ class StudyResults:
         return self.spec.objectives[0]
 
     def front(self) -> pd.DataFrame:
-        """The noise-aware front (accuracy configs against peak host memory), least memory first:
-        one row per point, with ``accuracy_mean``, ``accuracy_low``, ``accuracy_high``, ``replicates``."""
+        """The noise-aware front (accuracy configs against the study's memory objective: peak host
+        memory, or peak GPU memory), least memory first: one row per point, with ``accuracy_mean``,
+        ``accuracy_low``, ``accuracy_high``, ``replicates`` and ``front_memory_bytes``."""
         return front(self.trials, self.accuracy)
+
+    @property
+    def front_memory(self) -> str:
+        """The memory the front ranks, in words: ``host`` or ``GPU``."""
+        return "host" if self.spec.memory_axis == "host" else "GPU"
+
+    @property
+    def front_limit_bytes(self) -> int | None:
+        """The limit of the memory the front ranks: the study's ``memory_limit``; on GPU memory its
+        ``gpu_memory_limit``, else the GPU's own memory (the largest a training recorded), None
+        before any training recorded one."""
+        if self.spec.memory_axis == "host":
+            return self.spec.memory_limit
+        if self.spec.gpu_memory_limit is not None:
+            return self.spec.gpu_memory_limit
+        totals = pd.to_numeric(self.trials["gpu_total_bytes"], errors="coerce").dropna()
+        return None if totals.empty else int(totals.max())
+
+    @property
+    def front_has_a_limit(self) -> bool:
+        """Whether :attr:`front_limit_bytes` is a limit the study set (not the GPU's own memory)."""
+        return self.spec.memory_axis == "host" or self.spec.gpu_memory_limit is not None
 
     def full_front(self) -> pd.DataFrame:
         """The front over all five knobs (:func:`search.accuracy.full_front`), least memory first.
@@ -126,8 +150,9 @@ class StudyResults:
         return self.estimates.signal_text()
 
     def hypervolume(self) -> float:
-        """The front's hypervolume in accuracy x GiB under the memory limit (what ``report`` prints)."""
-        return hypervolume(self.trials, accuracy=self.accuracy, memory_limit=self.spec.memory_limit)
+        """The front's hypervolume in accuracy x GiB under its memory's limit (what ``report`` prints;
+        :attr:`front_limit_bytes`)."""
+        return hypervolume(self.trials, accuracy=self.accuracy, memory_limit=self.front_limit_bytes)
 
     def status_counts(self) -> dict[str, int]:
         """Trials per status, duplicate proposals not counted."""
@@ -201,13 +226,25 @@ class StudyResults:
         return budget
 
     def plot_data(self) -> ParetoPlotData:
-        """The plain structure both plot renderers draw."""
+        """The plain structure both plot renderers draw.
+
+        Raises:
+            InputError: For a study that ranks GPU memory before any training recorded some.
+        """
         from search.results._plot import pareto_plot_data
 
+        limit = self.front_limit_bytes
+        if limit is None:
+            raise InputError(
+                f"study {self.spec.name!r} ranks GPU memory, and no training of it recorded any yet: "
+                "nothing to plot"
+            )
         return pareto_plot_data(
             self.trials,
             accuracy=self.accuracy,
-            memory_limit=self.spec.memory_limit,
+            memory_limit=limit,
+            memory=self.spec.memory_axis,
+            limit_name=None if self.front_has_a_limit else "the GPU's memory",
             study_name=self.spec.name,
             noise=noise_text(self.estimates),
             interval_name=self.estimates.noise.interval_text,
@@ -253,19 +290,18 @@ class StudyResults:
 
 
 def memory_note(objectives: list[str]) -> str | None:
-    """The one statement of what a ``peak_gpu`` study's front is ranked on, or None.
+    """The one statement of what a ``peak_gpu`` study's views rank on, or None.
 
-    Optuna is told the GPU peak (its own ``best_trials`` rank on it), but the probes' whole-dataset
-    figures and the memory model carry host memory only, so the front and its budgets rank host
-    memory; saying so keeps a GPU user from reading the host front as the GPU one. A GPU budget is
-    export's ``--max-gpu-memory``.
+    Its front ranks GPU memory, one figure per accuracy config; the five-knob front, the probes and
+    the memory model, and export's ``--max-memory`` weigh host memory (the system settings live
+    there). Saying so keeps a GPU user from reading one as the other.
     """
-    if "peak_gpu" not in objectives:
+    if memory_axis(objectives) == "host":
         return None
     return (
-        "memory objective peak_gpu: Optuna was told each trial's GPU peak (see peak_gpu_bytes), but this "
-        "front ranks peak host memory (a GPU-memory front is not implemented yet); export --max-gpu-memory "
-        "picks within a GPU budget"
+        "memory objective peak_gpu: the front ranks each accuracy config's highest GPU peak over its "
+        "trainings (cache and workers do not change it); the front over all five knobs and export "
+        "--max-memory weigh host memory, export --max-gpu-memory a GPU budget"
     )
 
 

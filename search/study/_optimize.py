@@ -161,7 +161,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             figures = planning_figures(prepared, trials, probed)
             state = TrainingState.of(
                 stored, accuracy=spec.objectives[0], first_seed=spec.seed,
-                rules=spec.noise_rules, roles=prepared.roles, systems_of=figures,
+                rules=spec.noise_rules, roles=prepared.roles, systems_of=figures, memory=spec.memory_axis,
             )  # fmt: skip
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             if prepared.probes is not None and not queued:
@@ -271,7 +271,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
     final = TrainingState.of(
         read_trials(study.get_trials(deepcopy=False)), accuracy=spec.objectives[0], first_seed=spec.seed,
-        rules=spec.noise_rules, roles=prepared.roles,
+        rules=spec.noise_rules, roles=prepared.roles, memory=spec.memory_axis,
     )  # fmt: skip
     return StudyOutcome(
         trained=trained,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,13 +19,26 @@ __all__ = [
     "DIRECTIONS",
     "MEMORY_OBJECTIVES",
     "IntRange",
+    "MemoryAxis",
     "SearchSpace",
     "StudySpec",
     "load_study_spec",
+    "memory_axis",
 ]
 
 ACCURACY_OBJECTIVES = ("map50_95", "map50", "fitness")
 MEMORY_OBJECTIVES = ("peak_host", "peak_gpu")
+
+MemoryAxis = Literal["host", "gpu"]
+"""Which memory a study's front ranks: peak host memory (the leanest measured system setting's, on
+the whole dataset) or peak GPU memory (the highest any of the config's trainings measured)."""
+
+
+def memory_axis(objectives: Sequence[str]) -> MemoryAxis:
+    """The memory a study with these objectives ranks its front on: its memory objective's."""
+    return "gpu" if len(objectives) > 1 and objectives[1] == "peak_gpu" else "host"
+
+
 CacheMode = Literal["none", "ram", "disk"]
 DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {
     "map50_95": "maximize",
@@ -189,6 +203,11 @@ class StudySpec(BaseModel):
         if len(value) == 3 and value[2] != "epoch_seconds":
             raise ValueError("the optional third objective is epoch_seconds")
         return value
+
+    @property
+    def memory_axis(self) -> MemoryAxis:
+        """The memory this study's front ranks: its memory objective's (:func:`memory_axis`)."""
+        return memory_axis(self.objectives)
 
     @property
     def noise_rules(self) -> NoiseRules:

@@ -34,6 +34,7 @@ from search.study._replicates import (
     replicate_candidates,
 )
 from search.study._space import DEFAULT_ROLES, KnobRoles
+from search.study._spec import MemoryAxis
 from search.study._stored import StoredTrial
 
 __all__ = ["SAMPLED_REPLICATE", "TrainingState", "judge_proposal", "replicate_identity", "training_key"]
@@ -117,10 +118,11 @@ class TrainingState:
         rules: NoiseRules,
         roles: KnobRoles = DEFAULT_ROLES,
         systems_of: SystemsOf | None = None,
+        memory: MemoryAxis = "host",
     ) -> TrainingState:
         """Reads the state from a study's stored trials (``roles``: the study's framework's;
         ``systems_of``: the whole-dataset figures report and export rank on, when they are not the
-        trainings' own)."""
+        trainings' own; ``memory``: the memory its front ranks, :attr:`StudySpec.memory_axis`)."""
         trainings = trainings_of(trials, accuracy=accuracy, default_seed=first_seed)
         feasible = {t.number for t in trainings}
         attempts = []
@@ -137,11 +139,11 @@ class TrainingState:
                         feasible=None if in_progress else t.number in feasible,
                     )
                 )
-        measured = estimate_accuracy(trainings, rules=rules, roles=roles)
+        measured = estimate_accuracy(trainings, rules=rules, roles=roles, memory=memory)
         return cls(
             estimates=measured
             if systems_of is None
-            else estimate_accuracy(trainings, rules=rules, roles=roles, systems_of=systems_of),
+            else estimate_accuracy(trainings, rules=rules, roles=roles, systems_of=systems_of, memory=memory),
             attempts=attempts,
             running=running,
             first_seed=first_seed,
