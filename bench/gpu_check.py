@@ -174,10 +174,13 @@ def _study(check: _Check, data: Path, folder: Path, space: dict[str, list[int]])
     # A bounded study: each training capped, no probes, no pre-flight skips, and a timeout from what
     # is left (it starts no training its timeout would cut).
     timeout = check.budget(240, keep=100)
+    # On a GPU the study ranks GPU memory (its front, plot and hypervolume); the CPU rehearsal cannot.
     device = '"0"' if check.cuda else "cpu"
+    memory = "peak_gpu" if check.cuda else "peak_host"
     study.write_text(
         f"name: gpu-check\ndata: {data}\nepochs: 1\nn_trials: 3\nmemory_limit: 16GiB\n"
-        f"device: {device}\nsampler: random\nprobe_share: 0\npreflight_margin: null\n"
+        f"device: {device}\nobjectives: [map50_95, {memory}]\nsampler: random\nprobe_share: 0\n"
+        "preflight_margin: null\n"
         f"timeout: {int(timeout)}s\ntrial_time_limit: 90s\nspace:\n  batch: {space['batch']}\n"
         f"  imgsz: {space['imgsz']}\n  cache: [none]\n  workers: {space['workers']}\n  amp: [false, true]\n"
     )
@@ -207,6 +210,10 @@ def _study(check: _Check, data: Path, folder: Path, space: dict[str, list[int]])
             except json.JSONDecodeError as error:
                 steps[name]["stdout_head"] = done.stdout[:2000]
                 check.failures.append(f"study {name}: its --json output is not JSON ({error})")
+                continue
+            front_memory = steps[name]["json"].get("front_memory")
+            if name == "report" and front_memory != ("gpu" if check.cuda else "host"):
+                check.failures.append(f"study report: its front ranks {front_memory} memory")
     return steps
 
 
