@@ -51,3 +51,10 @@ def test_a_live_bar_only_on_a_terminal_for_one_job() -> None:
     assert not live_display(Console(file=io.StringIO()), None)
     assert live_display(Console(file=io.StringIO(), force_terminal=True), None)
     assert not live_display(Console(file=io.StringIO(), force_terminal=True), "[job 0 cpu] ")
+
+
+def test_a_trial_on_a_gpu_shows_its_gpu_peak_beside_its_host_peak() -> None:
+    # A stand-in GPU figure (no GPU here): what a CUDA trial's line shows.
+    on_gpu = dataclasses.replace(record(peak=GIB), peak_gpu_bytes=3 * GIB)
+    assert "peak 1.00 GiB (GPU 3.00 GiB)  2.0 s/epoch" in trial_line(3, on_gpu)
+    assert "GPU" not in trial_line(3, record(peak=GIB))

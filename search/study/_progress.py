@@ -48,7 +48,10 @@ def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str
     colour = {"ok": "green", "memory_limit": "yellow", "predicted": "yellow"}.get(record.status, "red")
     figures = (
         f"mAP50-95 {record.map50_95:.3f}  " if record.map50_95 is not None else ""
-    ) + f"peak {format_bytes(record.peak_host_bytes)}  {format_seconds(record.epoch_seconds)}/epoch"
+    ) + f"peak {format_bytes(record.peak_host_bytes)}"
+    if record.peak_gpu_bytes is not None:
+        figures += f" (GPU {format_bytes(record.peak_gpu_bytes)})"
+    figures += f"  {format_seconds(record.epoch_seconds)}/epoch"
     if _past_limit(record.status, record.peak_host_bytes, record.limits):
         figures += "  " + _PAST_LIMIT
     seed = record.requested.get("seed")
