@@ -19,7 +19,8 @@ INTRO = """\
 # memfront: accuracy against memory
 
 Every trial of a memfront study trained YOLOv5 with one setting of the memory knobs (batch size,
-image size, image cache, dataloader workers, AMP) and measured its accuracy and its peak host memory.
+image size, image cache, dataloader workers, AMP) and measured its accuracy and its peak memory (host,
+and GPU on a CUDA device; the front ranks the study's memory objective).
 A short training's accuracy is noisy, so accuracy belongs to an *accuracy config* (batch, imgsz,
 AMP): the mean over its replicates (other seeds), with a 95% interval from the study's pooled noise.
 This notebook shows the trade-off: the **Pareto front** (a config leaves it only when another is more
@@ -68,10 +69,13 @@ GIB = 1024**3
 results = search.load_study(STUDY, storage=STORAGE)  # relative to this notebook's folder; read-only
 spec, frame = results.spec, results.trials
 ACCURACY = results.accuracy
-ACCURACY_NAME = results.plot_data().accuracy_name
+ACCURACY_NAME = results.accuracy_name
+FRONT_GPU = results.front_memory == "GPU"  # a peak_gpu study: the front ranks GPU memory
 duplicates = int(frame["duplicate_of"].notna().sum())
 print(f"study {spec.name}: {len(frame) - duplicates} trials (and {duplicates} duplicate proposals)")
-print(f"memory limit {spec.memory_limit / GIB:.2f} GiB")
+print(f"memory limit {spec.memory_limit / GIB:.2f} GiB; the front ranks {results.front_memory} memory")
+if results.memory_note:
+    print(results.memory_note)
 print("by status:", results.status_counts())
 noise = results.estimates.noise
 print(f"accuracy noise: {noise.text()}")
@@ -139,11 +143,14 @@ TABLE = """\
 # which may be a probe's rather than its first trial's own cache and workers.
 knobs = ["batch", "imgsz", "config_cache", "config_workers", "amp"]
 columns = ["number", *knobs, "accuracy_mean", "accuracy_low", "accuracy_high", "replicates"]
-columns += ["config_peak_host_bytes", "config_epoch_seconds", "equivalent_to", "memory_tie"]
+# A peak_gpu study ranks the front on each config's GPU peak: that column comes first.
+memory = ["config_peak_gpu_bytes", "config_peak_host_bytes"] if FRONT_GPU else ["config_peak_host_bytes"]
+columns += [*memory, "config_epoch_seconds", "equivalent_to", "memory_tie"]
 table = results.front()[columns].copy()
 for column in ("accuracy_mean", "accuracy_low", "accuracy_high"):
     table[column] = table[column].map(lambda v: "unknown" if pd.isna(v) else f"{v:.3f}")
-table["config_peak_host_bytes"] = (table["config_peak_host_bytes"].astype(float) / GIB).map("{:.2f}".format)
+for column in memory:
+    table[column] = (table[column].astype(float) / GIB).map("{:.2f}".format)
 table["config_epoch_seconds"] = table["config_epoch_seconds"].map(
     lambda s: "n/a" if pd.isna(s) else f"{s:.1f}"
 )
@@ -158,6 +165,7 @@ names = {
     "accuracy_high": "95% high",
     "replicates": "n",
     "config_peak_host_bytes": "peak host (GiB)",
+    "config_peak_gpu_bytes": "peak GPU (GiB)",
     "config_epoch_seconds": "epoch (s)",
     "equivalent_to": "within noise of",
     "memory_tie": "memory not shown above",  # a more accurate point not shown to need less memory

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -17,6 +18,7 @@ import search
 from search.accuracy import (
     MEMORY_SPREAD,
     AccuracyEstimates,
+    NoiseRules,
     Training,
     estimate_accuracy,
     export_decisions,
@@ -26,6 +28,8 @@ from search.accuracy import (
 from search.results._frame import FRAME_COLUMNS, apply_estimates, front, hypervolume
 from search.study._replicates import replicate_candidates
 from search.study._spec import MemoryAxis
+from search.study._stored import read_trials
+from search.study._trainings import TrainingState
 
 from .conftest import run_cli
 from .synthetic import GIB, knobs, stored_study_file, stored_trial
@@ -123,30 +127,45 @@ def test_the_frame_marks_the_gpu_front_and_its_hypervolume_uses_gpu_figures() ->
 
 def test_export_decisions_and_replicates_follow_the_gpu_front() -> None:
     gpu = _estimates("gpu")
-    # GPU budgets at each config's highest GPU peak: 4 and 3 GiB pick B (within noise of the best,
-    # C, with less host memory), 2.5 C, 2 A; E never (no GPU figure).
-    assert export_decisions(gpu) == [B, C, A]
+    # GPU budgets at each config's highest GPU peak and where it fits with the spread: down to
+    # 2.5 GiB C (B is within noise of it and needs more GPU memory, though less host memory), then
+    # A; E never (no GPU figure).
+    assert export_decisions(gpu) == [C, A]
     assert export_decisions(_estimates("host")) == [B, A]  # E within noise of B, with more memory
     # Replicates go to front neighbours within noise of each other: E is one only on host memory.
     assert set(replicate_candidates(gpu, max_replicates=3)) == {B, C}
     assert set(replicate_candidates(_estimates("host"), max_replicates=3)) == {B, C, E}
 
 
-def _gpu_study(tmp_path: Path, tiny_data: Path, *, keys: dict[str, object] | None = None) -> Path:
-    trials = [
+def _stored_trials() -> list[optuna.trial.FrozenTrial]:
+    """The trainings as a GPU study stores them; E's without a GPU figure (as if CUDA had not been
+    used), to show how the views draw one."""
+    return [
         stored_trial(
             config=knobs(key[0], key[1]),
-            values=[accuracy + sign * 0.01, gpu * GIB],  # Optuna is told the GPU peak
+            values=[accuracy + sign * 0.01, (host if gpu is None else gpu) * GIB],  # Optuna: the GPU peak
             violation=-1.0,
             seed=seed,
             peak_host_bytes=int(host * GIB),
-            peak_gpu_bytes=int(gpu * GIB),
-            gpu_total_bytes=80 * GIB,
+            peak_gpu_bytes=None if gpu is None else int(gpu * GIB),
+            gpu_total_bytes=None if gpu is None else 80 * GIB,
         )
         for key, (accuracy, host, gpu) in FIGURES.items()
-        if gpu is not None
         for seed, sign in enumerate((1, -1))
     ]
+
+
+def test_the_planner_reads_a_gpu_studys_trainings_on_gpu_memory() -> None:
+    state = TrainingState.of(
+        read_trials(_stored_trials()), accuracy="map50_95", first_seed=0, rules=NoiseRules(), memory="gpu"
+    )
+    assert state.estimates.memory_axis == state.measured.memory_axis == "gpu"
+    assert [p.estimate.key for p in noise_front(state.estimates)] == [A, C, B]
+    assert set(replicate_candidates(state.estimates, max_replicates=3)) == {B, C}
+
+
+def _gpu_study(tmp_path: Path, tiny_data: Path, *, keys: dict[str, object] | None = None) -> Path:
+    trials = _stored_trials()
     return stored_study_file(
         tmp_path, name="gpu", data=tiny_data, limit=2 * GIB, trials=trials, memory_objective="peak_gpu",
         keys=keys,
@@ -159,7 +178,7 @@ def test_a_gpu_study_reports_plots_and_exports_its_gpu_front(tmp_path: Path, tin
     assert results.front_memory == "GPU" and results.front_limit_bytes == 80 * GIB  # the GPU's own memory
     assert list(results.front()["number"]) == [0, 4, 2]
     note = results.memory_note
-    assert note is not None and "highest GPU peak" in note and "--max-memory weigh host memory" in note
+    assert note is not None and "median GPU peak" in note and "--max-memory weigh host memory" in note
     data = results.plot_data()
     assert data.x_title == "peak GPU memory (GiB)" and "peak GPU memory" in data.title
     assert list(data.front["number"]) == [0, 4, 2]
@@ -177,14 +196,37 @@ def test_a_gpu_study_reports_plots_and_exports_its_gpu_front(tmp_path: Path, tin
     assert payload["hypervolume"] == pytest.approx(results.hypervolume())
     plotted = run_cli("plot", str(study), "-o", str(tmp_path / "front.png"), timeout=120)
     assert plotted.returncode == 0 and (tmp_path / "front.png").stat().st_size > 0, plotted.stderr
-    export = run_cli("export", str(study), "--max-gpu-memory", "2.7GiB", "--format", "json", timeout=120)
-    assert export.returncode == 0, export.stderr
-    assert json.loads(export.stdout)["trial"] == 4  # C: the best within 2.7 GiB of GPU memory
+    assert note in plotted.stderr.replace("\n", "")
+    # E trained without a GPU figure: drawn at the GPU axis's limit, faded, never on the front.
+    e_points = data.points[data.points["number"].isin([8, 9])]
+    assert list(e_points["peak_bytes"]) == [80 * GIB] * 2 and not e_points["pareto"].any()
+    # Within 3 GiB, B and C are within noise of each other: C, which needs less GPU memory (the
+    # front's B "within noise of" C), though more host memory.
+    export = run_cli("export", str(study), "--max-gpu-memory", "3GiB", "--format", "json", timeout=120)
+    assert export.returncode == 0 and note in export.stderr.replace("\n", ""), export.stderr
+    picked = json.loads(export.stdout)
+    assert picked["trial"] == 4 and picked["gpu_within_spread"] is False
+    # At 2.55 GiB only C's 2.5 GiB fits, within memory's spread: said, in the lines and the JSON.
+    close = run_cli("export", str(study), "--max-gpu-memory", "2.55GiB", "--format", "json", timeout=120)
+    assert close.returncode == 0 and json.loads(close.stdout)["gpu_within_spread"] is True, close.stderr
+    warning = "its highest GPU peak 2.50 GiB is within memory's 4% spread of the GPU budget"
+    assert warning in close.stderr.replace("\n", " ")
 
     # With a GPU limit in the study file, that is the front's limit.
-    limited = search.load_study(
-        _gpu_study(tmp_path / "limited", tiny_data, keys={"gpu_memory_limit": "5GiB"})
-    )
+    limited_study = _gpu_study(tmp_path / "limited", tiny_data, keys={"gpu_memory_limit": "5GiB"})
+    limited = search.load_study(limited_study)
     assert limited.front_limit_bytes == 5 * GIB
     assert limited.plot_data().limit_text.startswith("GPU memory limit 5.00 GiB")
     assert limited.hypervolume() == pytest.approx(0.21 * 0.5 + 0.42 * 2.5, rel=1e-3)
+
+
+def test_a_study_file_with_other_objectives_is_refused_by_every_view(tmp_path: Path, tiny_data: Path) -> None:
+    # Read as a host study, the stored GPU figures would be ranked under host memory's name.
+    study = _gpu_study(tmp_path, tiny_data)
+    study.write_text(study.read_text().replace("peak_gpu", "peak_host"))
+    for command in (["report"], ["plot", "-o", str(tmp_path / "f.png")], ["export"]):
+        done = run_cli(command[0], str(study), *command[1:], timeout=120)
+        assert done.returncode == 2 and "has objectives ['map50_95', 'peak_gpu']" in done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "f.png").exists()
+    with pytest.raises(search.InputError, match="has objectives"):
+        search.load_study(study)

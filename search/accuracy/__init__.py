@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         export_decisions,
         fits_budget,
         fits_gpu_budget,
+        fits_gpu_with_spread,
         fits_with_spread,
         pick_config,
     )
@@ -54,6 +55,7 @@ __all__ = [
     "export_decisions",
     "fits_budget",
     "fits_gpu_budget",
+    "fits_gpu_with_spread",
     "fits_with_spread",
     "front_hypervolume",
     "full_front",
@@ -96,6 +98,7 @@ __getattr__, __dir__ = lazy_exports(
         "export_decisions": "search.accuracy._pick",
         "fits_budget": "search.accuracy._pick",
         "fits_gpu_budget": "search.accuracy._pick",
+        "fits_gpu_with_spread": "search.accuracy._pick",
         "fits_with_spread": "search.accuracy._pick",
         "pick_config": "search.accuracy._pick",
     },

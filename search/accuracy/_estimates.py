@@ -215,6 +215,9 @@ class AccuracyEstimate:
             figure for all its system settings: device memory is set by the accuracy knobs (batch,
             image size, AMP) and the model, while the cache, the workers and the dataset's size
             live in host memory; the highest, since that is what must fit a GPU budget.
+        median_gpu_bytes: The median of those GPU peaks: what a GPU front ranks (as a host front
+            ranks a setting's median peak), so that a config trained more often is not ranked on
+            the highest of more draws.
     """
 
     key: AccuracyKey
@@ -227,6 +230,7 @@ class AccuracyEstimate:
     values: tuple[float, ...] = ()
     names: tuple[str, ...] = DEFAULT_ROLES.accuracy
     peak_gpu_bytes: float | None = None
+    median_gpu_bytes: float | None = None
 
     @property
     def leanest(self) -> FullConfig:
@@ -236,7 +240,7 @@ class AccuracyEstimate:
     def front_bytes(self, axis: MemoryAxis) -> float | None:
         """The memory figure the front ranks this config on (None: none on that axis, as a GPU
         figure for a config that never trained on a GPU)."""
-        return self.leanest.peak_host_bytes if axis == "host" else self.peak_gpu_bytes
+        return self.leanest.peak_host_bytes if axis == "host" else self.median_gpu_bytes
 
     @property
     def knobs(self) -> dict[str, Any]:
@@ -353,6 +357,7 @@ def estimate_accuracy(
     for key, systems in fitting.items():
         group = by_config[key]
         values = replicates[key]
+        gpu_peaks = [t.peak_gpu_bytes for t in group if t.peak_gpu_bytes is not None]
         mean = statistics.fmean(values)
         half = noise.half_width(len(values))
         low, high = (mean - half, mean + half) if math.isinf(half) else _within_range(mean, half)
@@ -366,9 +371,8 @@ def estimate_accuracy(
             systems=systems,
             values=tuple(values),
             names=roles.accuracy,
-            peak_gpu_bytes=max(
-                (t.peak_gpu_bytes for t in group if t.peak_gpu_bytes is not None), default=None
-            ),
+            peak_gpu_bytes=max(gpu_peaks, default=None),
+            median_gpu_bytes=statistics.median(gpu_peaks) if gpu_peaks else None,
         )
     return AccuracyEstimates(configs=configs, noise=noise, roles=roles, memory_axis=memory)
 

@@ -2,7 +2,7 @@
 
 A point of the front is an accuracy config at its leanest measured system setting (the least host
 memory that config was seen to train in). A study whose memory objective is ``peak_gpu`` ranks GPU
-memory instead (:attr:`AccuracyEstimates.memory_axis`): a config's highest GPU peak over its
+memory instead (:attr:`AccuracyEstimates.memory_axis`): a config's median GPU peak over its
 trainings, one figure for all its system settings (device memory is set by the accuracy knobs and
 the model; the cache, the workers and the dataset's size live in host memory).
 
@@ -67,12 +67,12 @@ def needs_no_more_gpu_memory(
     a: AccuracyEstimate, b: AccuracyEstimate, *, spread: float = MEMORY_SPREAD
 ) -> bool:
     """Whether accuracy config ``a`` is shown to need no more GPU memory than ``b``: the rule of
-    :func:`needs_no_more_memory` on the accuracy knobs and the configs' highest GPU peaks."""
+    :func:`needs_no_more_memory` on the accuracy knobs and the configs' median GPU peaks."""
     if _built_no_larger(a.knobs, b.knobs):
         return True
-    if _built_no_larger(b.knobs, a.knobs) or a.peak_gpu_bytes is None or b.peak_gpu_bytes is None:
+    if _built_no_larger(b.knobs, a.knobs) or a.median_gpu_bytes is None or b.median_gpu_bytes is None:
         return False
-    return a.peak_gpu_bytes < b.peak_gpu_bytes * (1 - spread)
+    return a.median_gpu_bytes < b.median_gpu_bytes * (1 - spread)
 
 
 def _built_no_larger(a: dict[str, object], b: dict[str, object]) -> bool:

@@ -9,7 +9,9 @@ best mean; among those not distinguishable from it beyond noise, the one that fi
 with memory's own spread to spare when any does (export's ``prefer``: a peak measured once within
 :data:`~search.accuracy.MEMORY_SPREAD` of the budget is not shown to fit it). With a GPU budget, only
 the accuracy configs whose trainings' highest GPU peak fits it take part (one figure per accuracy
-config: :attr:`~search.accuracy.AccuracyEstimate.peak_gpu_bytes`).
+config: :attr:`~search.accuracy.AccuracyEstimate.peak_gpu_bytes`), those that fit it with the spread
+to spare first. "The least memory" is the memory the study's front ranks
+(:attr:`~search.accuracy.AccuracyEstimates.memory_axis`): in a ``peak_gpu`` study, GPU memory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from collections.abc import Callable
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 from search.accuracy._front import MEMORY_SPREAD
 
-__all__ = ["Pick", "export_decisions", "fits_budget", "fits_gpu_budget", "fits_with_spread", "pick_config"]
+__all__ = [
+    "Pick",
+    "export_decisions",
+    "fits_budget",
+    "fits_gpu_budget",
+    "fits_gpu_with_spread",
+    "fits_with_spread",
+    "pick_config",
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,6 +48,8 @@ class Pick:
             without one); False when none of the chosen config's fitting settings is.
         passed_over: A fitting setting faster than ``system`` that ``prefer`` ruled out (the
             fastest such), if any.
+        gpu_preferred: Whether the chosen config is one ``prefer_gpu`` holds for (always True
+            without one).
     """
 
     estimate: AccuracyEstimate
@@ -46,6 +58,7 @@ class Pick:
     runner_up: AccuracyEstimate | None
     preferred: bool = True
     passed_over: FullConfig | None = None
+    gpu_preferred: bool = True
 
 
 def pick_config(
@@ -54,6 +67,7 @@ def pick_config(
     *,
     gpu_budget: float | None = None,
     prefer: Callable[[FullConfig], bool] | None = None,
+    prefer_gpu: Callable[[AccuracyEstimate], bool] | None = None,
 ) -> Pick | None:
     """The rule applied to the full configs for which ``fits`` holds; None when none does.
 
@@ -65,6 +79,8 @@ def pick_config(
         prefer: Which fitting settings come first (export: those that fit with memory's spread
             to spare): the fastest of the chosen config's such settings is picked, and among the
             configs within noise of the best, one that has such a setting comes first.
+        prefer_gpu: Which configs come first among those within noise of the best, after
+            ``prefer`` (export with a GPU budget: those that fit it with memory's spread to spare).
     """
     fitting = {
         key: [s for s in estimate.systems if fits(s)]
@@ -75,13 +91,23 @@ def pick_config(
     if not fitting:
         return None
     configs = estimates.configs
-    best = max(fitting, key=lambda k: (configs[k].mean, -fitting[k][0].peak_host_bytes))
+
+    def memory(key: AccuracyKey) -> float:
+        # The memory the front ranks: host, the leanest setting that fits; GPU, the config's median
+        # (a GPU study's configs all trained on the GPU; one without a figure comes last).
+        if estimates.memory_axis == "host":
+            return fitting[key][0].peak_host_bytes
+        figure = configs[key].median_gpu_bytes
+        return math.inf if figure is None else figure
+
+    best = max(fitting, key=lambda k: (configs[k].mean, -memory(k)))
     tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
     liked = {k: [s for s in fitting[k] if prefer is None or prefer(s)] for k in tied}
-    # Among configs within noise of the best, one with a setting ``prefer`` holds for comes first.
+    gpu_liked = {k: prefer_gpu is None or prefer_gpu(configs[k]) for k in tied}
+    # Among configs within noise of the best, one shown to fit (``prefer``, ``prefer_gpu``) comes first.
     chosen = min(
         tied,
-        key=lambda k: (not liked[k], fitting[k][0].peak_host_bytes, fitting[k][0].epoch_seconds or math.inf),
+        key=lambda k: (not liked[k], not gpu_liked[k], memory(k), fitting[k][0].epoch_seconds or math.inf),
     )
 
     def speed(setting: FullConfig) -> tuple[float, float]:
@@ -100,6 +126,7 @@ def pick_config(
         runner_up=None if runner_up is None else configs[runner_up],
         preferred=bool(preferred),
         passed_over=min(faster, key=speed) if faster else None,
+        gpu_preferred=gpu_liked[chosen],
     )
 
 
@@ -109,14 +136,19 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
     A budget only matters through which measured peaks fit it, with or without memory's spread to
     spare, so the budgets tried are the measured peaks themselves and where each starts to fit with
     the spread (every trial fitted the study's limit: the largest peak is the study's own answer).
-    A study that ranks GPU memory tries GPU budgets, at each config's highest GPU peak (what
-    ``export --max-gpu-memory`` weighs), every setting fitting the host limit its trainings ran under.
+    A study that ranks GPU memory tries GPU budgets the same way, at each config's highest GPU peak
+    (what ``export --max-gpu-memory`` weighs) and where it starts to fit with the spread, every
+    setting fitting the host limit its trainings ran under.
     """
     decisions: list[AccuracyKey] = []
     if estimates.memory_axis == "gpu":
         gpu_peaks = {e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None}
-        for gpu_budget in sorted(gpu_peaks, reverse=True):
-            pick = pick_config(estimates, fits_budget(math.inf), gpu_budget=gpu_budget)
+        gpu_spared = {peak / (1 - MEMORY_SPREAD) * (1 + 1e-9) for peak in gpu_peaks}
+        for gpu_budget in sorted(gpu_peaks | gpu_spared, reverse=True):
+            pick = pick_config(
+                estimates, fits_budget(math.inf), gpu_budget=gpu_budget,
+                prefer_gpu=fits_gpu_with_spread(gpu_budget),
+            )  # fmt: skip
             if pick is not None and pick.estimate.key not in decisions:
                 decisions.append(pick.estimate.key)
         return decisions
@@ -133,6 +165,16 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
 def fits_gpu_budget(estimate: AccuracyEstimate, budget: float) -> bool:
     """Whether an accuracy config's highest measured GPU peak fits ``budget`` (False if unmeasured)."""
     return estimate.peak_gpu_bytes is not None and estimate.peak_gpu_bytes <= budget
+
+
+def fits_gpu_with_spread(budget: float) -> Callable[[AccuracyEstimate], bool]:
+    """Whether an accuracy config is shown to fit a GPU budget: its highest GPU peak below it by more
+    than :data:`~search.accuracy.MEMORY_SPREAD` (a margin not yet measured for GPU peaks)."""
+
+    def fits(estimate: AccuracyEstimate) -> bool:
+        return estimate.peak_gpu_bytes is not None and estimate.peak_gpu_bytes < budget * (1 - MEMORY_SPREAD)
+
+    return fits
 
 
 def fits_with_spread(budget: float) -> Callable[[FullConfig], bool]:

@@ -26,7 +26,7 @@ def export(
         str | None,
         typer.Option(
             help="GPU memory budget, e.g. 16GiB: configs whose trainings' GPU peak exceeds it are out "
-            "(ties within noise still go to the least host memory)."
+            "(ties within noise go to the least memory of the kind the study's front ranks)."
         ),
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="cmd, yaml or json.")] = "cmd",
@@ -141,6 +141,7 @@ def export(
                     "max_memory_bytes": budget,
                     "max_gpu_memory_bytes": gpu_budget,
                     "within_spread": choice.within_spread,
+                    "gpu_within_spread": choice.gpu_within_spread,
                     "passed_over": None if choice.passed_over is None else choice.passed_over.config,
                     "epoch_seconds": plain(row["config_epoch_seconds"]),
                     "memory_source": plain(row.get("memory_source")),

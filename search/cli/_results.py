@@ -207,11 +207,13 @@ def report(
         f"the accuracy config's replicates, {results.estimates.noise.interval_text})"
     )
     columns = ["trial", "batch", "imgsz", "cache", "workers", "amp", f"{accuracy} mean", "interval", "n"]
-    columns += ["peak host", "from", "full data (pred.)"]
     # A study trained on a GPU: each accuracy config's highest GPU peak (what --max-gpu-memory
-    # weighs), or on --all a trial's own.
+    # weighs), or on --all a trial's own; first where the front ranks it.
     gpu = bool(shown["peak_gpu_bytes"].notna().any())
-    columns += ["peak GPU"] if gpu else []
+    gpu_first = gpu and spec.memory_axis == "gpu"
+    columns += ["peak GPU"] if gpu_first else []
+    columns += ["peak host", "from", "full data (pred.)"]
+    columns += ["peak GPU"] if gpu and not gpu_first else []
     columns += ["s/epoch", "status" if all_trials else "within noise of"]
     for column in columns:
         table.add_column(column, justify="right")
@@ -227,7 +229,7 @@ def report(
         last = row["status"]
         if not all_trials:
             last = _ties_text(row)
-        gpu_peak = row["config_peak_gpu_bytes"] if on_front else row["peak_gpu_bytes"]
+        gpu_peak = [format_bytes(plain(row["config_peak_gpu_bytes"] if on_front else row["peak_gpu_bytes"]))]
         table.add_row(
             str(row["number"]) + ("*" if on_front and all_trials else ""),
             str(row["batch"]),
@@ -238,10 +240,11 @@ def report(
             _number(row["accuracy_mean"]),
             _interval(row),
             "-" if not row["replicates"] else str(int(row["replicates"])),
+            *(gpu_peak if gpu_first else []),
             format_bytes(plain(peak)),
             str(source),
             format_bytes(plain(row["predicted_full_bytes"])),
-            *([format_bytes(plain(gpu_peak))] if gpu else []),
+            *(gpu_peak if gpu and not gpu_first else []),
             format_seconds(plain(epoch)),
             last,
         )
@@ -251,14 +254,15 @@ def report(
     counts = results.status_counts()
     volume = results.hypervolume()
     of_gpu = "" if spec.memory_axis == "host" else " of GPU memory"
+    under = "under the limit" if results.front_has_a_limit else f"under {_limit_text(results)}"
     roles = results.estimates.roles
     shown_on.print(
         f"trained with {spec.framework} ({spec.model}); an accuracy config is its {', '.join(roles.accuracy)}"
         f" ({', '.join(roles.system)}: memory and speed only)"
     )
     shown_on.print(
-        f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB{of_gpu} under "
-        "the limit, from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB{of_gpu} {under}, "
+        "from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
     shown_on.print(noise_text(results.estimates))
     full = results.full_front()

@@ -13,7 +13,7 @@ import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
 from search.accuracy._front import MEMORY_SPREAD, needs_no_more_memory
-from search.accuracy._pick import fits_budget, fits_with_spread, pick_config
+from search.accuracy._pick import fits_budget, fits_gpu_with_spread, fits_with_spread, pick_config
 from search.child.compat import allocator_environment
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
@@ -62,6 +62,9 @@ class ExportChoice:
             config's settings fits with that margin; export says so.
         passed_over: A faster setting of the chosen config that fits as measured but not with
             memory's spread to spare (export names it, and why).
+        gpu_within_spread: The chosen config's highest GPU peak is within memory's spread of the
+            GPU budget, and no config within noise of the best fits it with that margin; export
+            says so.
         closest: When nothing fits, the feasible front trial that needed the least host memory
             (with a GPU budget, the trial of any accuracy config that fits it).
         max_memory_bytes: The host memory budget the choice was made for.
@@ -80,6 +83,7 @@ class ExportChoice:
     refused_by_prediction: pd.Series | None = None
     within_spread: bool = False
     passed_over: FullConfig | None = None
+    gpu_within_spread: bool = False
     closest: pd.Series | None = None
     max_memory_bytes: int = 0
     max_gpu_bytes: int | None = None
@@ -116,13 +120,13 @@ def choose_config(
         return measured_fit(system) and all(v is None or v != v or v <= max_memory_bytes for v in values)
 
     shown_to_fit = fits_with_spread(max_memory_bytes)
+    shown_to_fit_gpu = None if max_gpu_bytes is None else fits_gpu_with_spread(max_gpu_bytes)
     fit = predicted_fit if check_prediction else measured_fit
-    picked = pick_config(estimates, fit, gpu_budget=max_gpu_bytes, prefer=shown_to_fit)
-    unchecked = (
-        pick_config(estimates, measured_fit, gpu_budget=max_gpu_bytes, prefer=shown_to_fit)
-        if check_prediction
-        else None
-    )
+    preferences: dict[str, Any] = {"prefer": shown_to_fit, "prefer_gpu": shown_to_fit_gpu}
+    picked = pick_config(estimates, fit, gpu_budget=max_gpu_bytes, **preferences)
+    unchecked = None
+    if check_prediction:
+        unchecked = pick_config(estimates, measured_fit, gpu_budget=max_gpu_bytes, **preferences)
     gpu_peaks = [e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None]
     least_gpu = min(gpu_peaks, default=None)
     refused = None
@@ -149,6 +153,7 @@ def choose_config(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
         runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
         refused_by_prediction=refused, within_spread=not picked.preferred, passed_over=picked.passed_over,
+        gpu_within_spread=not picked.gpu_preferred,
         max_memory_bytes=max_memory_bytes, max_gpu_bytes=max_gpu_bytes, least_gpu_bytes=least_gpu,
     )  # fmt: skip
 
@@ -262,13 +267,23 @@ def _spread_text(choice: ExportChoice) -> str:
 
 
 def spread_warning(choice: ExportChoice) -> str | None:
-    """The warning for a pick whose highest measured peak is within memory's spread of the budget."""
-    if not choice.within_spread or choice.system is None:
+    """The warning for a pick whose highest measured peak (host, or GPU against a GPU budget) is
+    within memory's spread of the budget."""
+    if choice.system is None or choice.estimate is None:
         return None
-    peak = format_bytes(choice.system.max_peak_host_bytes)
-    return (
-        f"its highest measured peak {peak} is {_spread_text(choice)}: not shown to fit, a run may exceed it"
-    )
+    warnings = []
+    if choice.within_spread:
+        peak = format_bytes(choice.system.max_peak_host_bytes)
+        warnings.append(f"its highest measured peak {peak} is {_spread_text(choice)}")
+    gpu = choice.estimate.peak_gpu_bytes
+    if choice.gpu_within_spread and gpu is not None:
+        warnings.append(
+            f"its highest GPU peak {format_bytes(gpu)} is within memory's {100 * MEMORY_SPREAD:.0f}% spread "
+            "of the GPU budget"
+        )
+    if not warnings:
+        return None
+    return " and ".join(warnings) + ": not shown to fit, a run may exceed it"
 
 
 def _gpu_text(estimate: AccuracyEstimate, budget: int | None) -> str:

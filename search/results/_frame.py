@@ -6,7 +6,7 @@ noise (:mod:`search.accuracy`): every row carries its config's ``accuracy_mean``
 (``accuracy_low``/``accuracy_high``, NaN while the noise is unknown) and ``replicates``. The front
 every view shows (report, plot, hypervolume, export) is the noise-aware front of accuracy against
 the study's memory objective (:func:`search.accuracy.noise_front`: peak host memory, or with
-``peak_gpu`` each accuracy config's highest GPU peak), whose figure is ``front_memory_bytes``:
+``peak_gpu`` each accuracy config's median GPU peak), whose figure is ``front_memory_bytes``:
 column ``pareto`` marks one row per front point, the first trial of the config's leanest measured
 system setting, whose memory and speed are ``config_peak_host_bytes`` and ``config_epoch_seconds``,
 on the whole dataset, with ``memory_source`` saying where they come from (``training``: medians over

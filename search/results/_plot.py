@@ -147,9 +147,9 @@ def _point(
     replicates = int(row.get("replicates") or 0)
     equivalent = pareto and not _is_missing(row.get("equivalent_to"))
     memory_tie = pareto and not _is_missing(row.get("memory_tie"))
-    verdict = (
-        "on the front" if pareto else ("a training" if feasible else f"over the limit ({row['status']})")
-    )
+    # On the GPU axis, a trial over a limit may have crossed the host one (drawn at its GPU peak).
+    over = f"over {'the' if memory == 'host' else 'a'} memory limit ({row['status']})"
+    verdict = "on the front" if pareto else ("a training" if feasible else over)
     if pareto:
         interval = "interval unknown" if _is_missing(low) else f"interval {low:.3f}-{high:.3f}"
         shown = f"mean {shown} over {replicates} replicates ({interval})"
@@ -312,7 +312,9 @@ def pareto_plot_data(
     if axis.limit_side:
         limit_text += f" (off the chart, {axis.limit_side})"
     if front.empty:
-        title = f"{study_name}: no feasible trial under the {limit_text}"
+        title = f"{study_name}: no feasible trial under the {format_bytes(memory_limit)} memory limit"
+        if memory == "gpu":
+            title = f"{study_name}: no feasible trial with a GPU peak"
     else:
         title = f"{study_name}: {accuracy_name} vs peak {kind} memory ({len(front)} on the Pareto front)"
     return ParetoPlotData(

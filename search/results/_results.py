@@ -90,6 +90,13 @@ class StudyResults:
         """The accuracy objective (column name), e.g. ``map50_95``."""
         return self.spec.objectives[0]
 
+    @property
+    def accuracy_name(self) -> str:
+        """The accuracy objective as plots and tables name it, e.g. ``mAP50-95``."""
+        from search.results._plot import ACCURACY_NAMES
+
+        return ACCURACY_NAMES[self.accuracy]
+
     def front(self) -> pd.DataFrame:
         """The noise-aware front (accuracy configs against the study's memory objective: peak host
         memory, or peak GPU memory), least memory first: one row per point, with ``accuracy_mean``,
@@ -299,7 +306,7 @@ def memory_note(objectives: list[str]) -> str | None:
     if memory_axis(objectives) == "host":
         return None
     return (
-        "memory objective peak_gpu: the front ranks each accuracy config's highest GPU peak over its "
+        "memory objective peak_gpu: the front ranks each accuracy config's median GPU peak over its "
         "trainings (cache and workers do not change it); the front over all five knobs and export "
         "--max-memory weigh host memory, export --max-gpu-memory a GPU budget"
     )

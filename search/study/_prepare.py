@@ -145,17 +145,13 @@ def open_study(
         if spec.name not in names:
             raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
         loaded = optuna.load_study(study_name=spec.name, storage=storage)
+        _check_same_objectives(loaded, spec, url)
         _check_same_limit(loaded, spec, url)
         _check_same_framework(loaded, spec, url)
         return loaded
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
-        stored = existing.user_attrs.get(StudyKeys.OBJECTIVES)
-        if stored is not None and stored != spec.objectives:
-            raise InputError(
-                f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
-                "rename the study or use another storage"
-            )
+        _check_same_objectives(existing, spec, url)
         _check_same_limit(existing, spec, url)
         _check_same_framework(existing, spec, url)
     study = optuna.create_study(
@@ -169,6 +165,17 @@ def open_study(
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
     study.set_user_attr(StudyKeys.FRAMEWORK, spec.framework)
     return study
+
+
+def _check_same_objectives(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a study file whose objectives are not the study's: every stored value is of its own
+    objectives, and a view read with others would rank one memory under the other's name."""
+    stored = study.user_attrs.get(StudyKeys.OBJECTIVES)
+    if stored is not None and stored != spec.objectives:
+        raise InputError(
+            f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
+            "restore them in the study file, or rename the study or use another storage"
+        )
 
 
 def _check_same_framework(study: optuna.Study, spec: StudySpec, url: str) -> None:

@@ -31,7 +31,7 @@ MEMORY_OBJECTIVES = ("peak_host", "peak_gpu")
 
 MemoryAxis = Literal["host", "gpu"]
 """Which memory a study's front ranks: peak host memory (the leanest measured system setting's, on
-the whole dataset) or peak GPU memory (the highest any of the config's trainings measured)."""
+the whole dataset) or peak GPU memory (the median of the config's trainings' GPU peaks)."""
 
 
 def memory_axis(objectives: Sequence[str]) -> MemoryAxis:
