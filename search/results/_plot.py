@@ -68,7 +68,8 @@ class ParetoPlotData:
         study_name: The study's name.
         title: The plot title (says so when no trial is feasible).
         caption: What was plotted and what was not (failed, timed-out trials; duplicates).
-        not_plotted: Trials not drawn, by status (duplicates not counted).
+        not_plotted: Trials not drawn, by status (duplicates not counted; on a GPU axis, the
+            trainings without a GPU figure under ``without a GPU figure``).
         duplicates: Duplicate proposals skipped.
         interval_name: What the front's error bars are, for the legend (``Noise.interval_text``).
     """
@@ -271,6 +272,10 @@ def pareto_plot_data(
     originals = frame[frame["duplicate_of"].isna()]
     duplicates = len(frame) - len(originals)
     plotted = originals["state"].isin(_PLOTTED_STATES)
+    # A training without a GPU figure (it did not use CUDA) has no place on a GPU axis.
+    no_gpu = plotted & originals["feasible"].astype(bool) & originals["peak_gpu_bytes"].isna()
+    no_gpu = no_gpu & (memory == "gpu")
+    plotted = plotted & ~no_gpu
     on_front = originals[originals["pareto"].astype(bool)]
     front_configs = {tuple(r[k] for k in ("batch", "imgsz", "amp")) for _, r in on_front.iterrows()}
     rows, labelled = [], set()
@@ -287,7 +292,9 @@ def pareto_plot_data(
     for column in ("feasible", "pareto", "dominated", "infeasible", "clipped", "equivalent", "memory_tie"):
         points[column] = points[column].astype(bool)
     points = points.sort_values("number").reset_index(drop=True)
-    not_plotted = {str(k): int(v) for k, v in originals[~plotted]["status"].value_counts().items()}
+    not_plotted = {str(k): int(v) for k, v in originals[~plotted & ~no_gpu]["status"].value_counts().items()}
+    if no_gpu.any():
+        not_plotted["without a GPU figure"] = int(no_gpu.sum())
     front = _front(points)
     step_x, step_y = _step_line(front)
     limit_gib = memory_limit / GIB
