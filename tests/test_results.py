@@ -187,3 +187,23 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
         bad = run_cli("export", *args, timeout=120)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_an_output_never_overwrites_the_studys_own_files(study_file: Path) -> None:
+    storage = study_file.with_suffix(".db")
+    records = study_file.parent / "api.records"
+    records.mkdir()
+    record = records / "trial-00000.json"
+    record.write_text("{}")
+    kept = {path: path.read_bytes() for path in (study_file, storage, record)}
+    for args in (
+        ["report", str(study_file), "--csv", str(storage)],
+        ["report", str(study_file), "--json", str(record)],
+        ["plot", str(study_file), "-o", str(storage)],
+        ["export", str(study_file), "--format", "yaml", "-o", str(study_file)],
+        ["probe", "--study", str(study_file), "--batch", "4", "--imgsz", "64", "--json", str(storage)],
+    ):
+        done = run_cli(*args, timeout=120)
+        assert done.returncode == 2 and "this study's own files" in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert {path: path.read_bytes() for path in kept} == kept

@@ -84,7 +84,7 @@ def export(
     study_spec = load_study_spec(study_file)
     open_study(study_spec, storage_url(study_spec, study_file, storage), create=False)
     data = resolve_data(study_spec, study_file)
-    results = open_results(study_file, storage)
+    results = open_results(study_file, storage, output)
     spec, accuracy = results.spec, results.accuracy
     if results.dataset_note:
         console.print(f"{results.dataset_note}; memory as the trainings measured it")

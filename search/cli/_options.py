@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["FrameworkOption", "output_path"]
+from search.errors import InputError
+
+__all__ = ["FrameworkOption", "output_path", "spare_the_study"]
 
 FrameworkOption = Annotated[
     str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
@@ -29,3 +31,29 @@ def output_path(value: Path | None) -> Path | None:
     if not os.access(folder, os.W_OK) or (value.exists() and not os.access(value, os.W_OK)):
         raise typer.BadParameter(f"{value} cannot be written (permission denied)")
     return value
+
+
+def spare_the_study(study_file: Path, storage: str | None, *outputs: Path | None) -> None:
+    """Refuses an output file that is the study file, its storage file or one of its trial records:
+    writing a table or a command there would destroy what the study stored.
+
+    Raises:
+        InputError: For such an output (checked before anything is read or written).
+    """
+    from search.study._prepare import record_files, storage_url
+    from search.study._spec import load_study_spec
+    from search.study._storage import storage_file
+
+    spec = load_study_spec(study_file)
+    stored = storage_file(storage_url(spec, study_file, storage))
+    records = record_files(spec, study_file).folder.resolve()
+    kept = {study_file.resolve(), *([] if stored is None else [stored.resolve()])}
+    for output in outputs:
+        if output is None or str(output) == "-":
+            continue
+        target = output.resolve()
+        if target in kept or target.parent == records:
+            raise InputError(
+                f"{output} is one of this study's own files (its study file, storage or records): "
+                "writing there would destroy them; name another"
+            )

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from search.cli._options import FrameworkOption, output_path
+from search.cli._options import FrameworkOption, output_path, spare_the_study
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.units import format_bytes, format_seconds
@@ -168,6 +168,7 @@ def _probe_for_study(
     from search.study._probe_command import probe_for_study
     from search.study._spec import load_study_spec
 
+    spare_the_study(study_file, storage, json_path)
     spec = load_study_spec(study_file)
     with _progress() as show:
         probed = probe_for_study(

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from search.cli._options import output_path
+from search.cli._options import output_path, spare_the_study
 from search.results._export import noise_text, write_text
 from search.study._space import KNOBS
 from search.units import format_bytes, format_seconds
@@ -33,9 +33,11 @@ StorageOption = Annotated[
 ]
 
 
-def open_results(study_file: Path, storage: str | None) -> StudyResults:
+def open_results(study_file: Path, storage: str | None, *outputs: Path | None) -> StudyResults:
+    """The study's results, once no output file would overwrite what the study stored."""
     from search.results._results import load_study
 
+    spare_the_study(study_file, storage, *outputs)
     return load_study(study_file, storage=storage)
 
 
@@ -197,7 +199,7 @@ def report(
     ] = None,
 ) -> None:
     """The Pareto front as a table, its hypervolume and the status counts."""
-    results = open_results(study_file, storage)
+    results = open_results(study_file, storage, csv, json_path)
     spec, frame, accuracy = results.spec, results.trials, results.accuracy
     pareto = results.front()
     shown = frame[frame["duplicate_of"].isna()] if all_trials else pareto
@@ -329,7 +331,7 @@ def plot(
     """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
     from search.results._render import write_plot
 
-    results = open_results(study_file, storage)
+    results = open_results(study_file, storage, output)
     written = write_plot(results.plot_data(), output)
     if results.memory_note:
         console.print(results.memory_note)
