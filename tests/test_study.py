@@ -244,6 +244,13 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("accuracy_noise_prior: {sd: 0.05}", "accuracy_noise_prior.df: Field required"),
         ("accuracy_noise_prior: {sd: 0, df: 4}", "accuracy_noise_prior.sd: Input should be greater than 0"),
         ("accuracy_family_wise: sometimes", "accuracy_family_wise: Input should be a valid boolean"),
+        # Optuna would cut the range to 97-129 with a warning.
+        ("space: {imgsz: {low: 97, high: 160, step: 32}}", "not a multiple of step (32): high 129 or 161?"),
+        # A mapping is a range: its own error, not "should be a valid list".
+        ("space: {imgsz: {low: 96, high: 160, step: 0}}", "space.imgsz.step: Input should be greater than 0"),
+        ("space: {imgsz: {low: 96, high: 160, stp: 32}}", "space.imgsz.stp: unknown key"),
+        ("space: {imgsz: abc}", "space.imgsz: expected a list of values or a range {low, high, step}"),
+        ("memory_limit: 12", "memory_limit: 12 is 12 bytes; give a unit, e.g. 12GiB"),
     ],
 )
 def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: str) -> None:
@@ -435,3 +442,13 @@ def test_jobs_move_a_sqlite_study_into_a_journal(tiny_study: Path, tmp_path: Pat
         (t.number, t.state, t.values, t.user_attrs) for t in before
     ]
     assert (tmp_path / "tiny.db").is_file()  # left as it was
+
+
+def test_a_study_file_that_is_not_text_or_is_a_folder_is_one_line(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\ndata: demo\nmemory_limit: 1GiB\n")
+    for path, message in ((latin, "not a text file in UTF-8"), (tmp_path, "is a folder; give a study file")):
+        for command in ("run", "status", "report"):
+            done = run_cli(command, str(path), timeout=60)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 2 and len(lines) == 1 and message in lines[0], (command, done.stderr)

@@ -67,6 +67,13 @@ class IntRange(BaseModel):
     def _ordered(self) -> IntRange:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) > high ({self.high})")
+        if (self.high - self.low) % self.step:
+            # Optuna would cut such a range short with a warning; both ends are meant to be values.
+            below = self.high - (self.high - self.low) % self.step
+            raise ValueError(
+                f"high - low ({self.high - self.low}) is not a multiple of step ({self.step}): "
+                f"high {below} or {below + self.step}?"
+            )
         count = (self.high - self.low) // self.step + 1
         if count > MAX_RANGE_VALUES:
             # Each value is a choice the study plans over (every accuracy config is a product of
@@ -165,7 +172,13 @@ class StudySpec(BaseModel):
     @field_validator("memory_limit", "gpu_memory_limit", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        return None if value is None else parse_size(value)
+        if value is None:
+            return None
+        size = parse_size(value)
+        if size < 2**20:
+            # No training fits in less than a MiB: a bare number is bytes, and a unit was forgotten.
+            raise ValueError(f"{value!r} is {size} bytes; give a unit, e.g. {value}GiB")
+        return size
 
     @field_validator("timeout", "trial_time_limit", "heartbeat_interval", "heartbeat_grace", mode="before")
     @classmethod
@@ -234,12 +247,16 @@ def load_study_spec(path: str | Path) -> StudySpec:
         InputError: Naming the file and the bad key, for any problem.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a study file (.yaml)")
     if not path.is_file():
         raise InputError(f"study file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file in UTF-8 (a study file is YAML)") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a study file is a mapping of keys (name, data, space, ...)")
     if isinstance(raw.get("model"), str):
@@ -248,8 +265,9 @@ def load_study_spec(path: str | Path) -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as error:
-        errors = error.errors()
-        # For a union (list or range), the error of the branch the user meant says most.
+        # For a union (list or range), the error of the branch the user meant says most: not "a
+        # valid list" for a mapping, which was meant as a range.
+        errors = [e for e in error.errors() if e["type"] != "list_type"] or error.errors()
         first = next((e for e in errors if e["type"] == "value_error"), errors[0])
         where = ".".join(
             str(p) for p in first["loc"] if not str(p).startswith(("list[", "IntRange", "function-"))
@@ -257,6 +275,8 @@ def load_study_spec(path: str | Path) -> StudySpec:
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown key"
+        elif first["type"] == "model_type":  # neither a list nor a mapping, where both would do
+            message = "expected a list of values or a range {low, high, step}"
         raise InputError(f"{path}: {where or 'study'}: {message}") from None
 
 
