@@ -180,6 +180,8 @@ def test_output_paths_are_checked_before_any_work(tiny_data: Path, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
     blocked = tmp_path / "file"
     blocked.write_text("")
+    done = run_cli("plot", str(study), "-o", str(blocked / "front.png"), timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().endswith(f"{blocked} is a file, not a folder")
     done = run_cli("train", "--data", str(tiny_data), "--project", str(blocked / "runs"), timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("memfront: error: --project: cannot create")
 
@@ -199,3 +201,10 @@ def test_demo_data_command(tmp_path: Path) -> None:
     under_a_file = run_cli("demo-data", str(tmp_path / "list.yaml" / "d"), "--images", "4")
     assert under_a_file.returncode == 2 and len(under_a_file.stderr.strip().splitlines()) == 1
     assert "cannot write the dataset" in under_a_file.stderr
+
+
+def test_a_mistyped_command_is_one_line_with_one_suggestion() -> None:
+    done = run_cli("reprot", "studies/demo.yaml", timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Did you mean 'report'" in lines[0]
+    assert lines[0].count("Did you mean") == 1

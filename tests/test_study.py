@@ -251,6 +251,9 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("space: {imgsz: {low: 96, high: 160, stp: 32}}", "space.imgsz.stp: unknown key"),
         ("space: {imgsz: abc}", "space.imgsz: expected a list of values or a range {low, high, step}"),
         ("memory_limit: 12", "memory_limit: 12 is 12 bytes; give a unit, e.g. 12GiB"),
+        ("name: ../escape", "name: '../escape': a plain name, without a path"),
+        ("storage: other.db", "storage 'other.db' is not a storage URL: a file is sqlite:///other.db or"),
+        ("model: nosuch.pt", "model checkpoint not found: "),  # refused before the storage is created
     ],
 )
 def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: str) -> None:
@@ -261,6 +264,7 @@ def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: 
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.yaml"]  # no storage, no records
 
 
 def test_a_model_path_is_relative_to_the_study_file(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -352,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:
-        print(f"memfront: error: {error.format_message()}", file=sys.stderr)
+        # typer and click each suggest a near command name: say it once.
+        message = re.sub(r" \(Did you mean one of: [^)]*\?\)$", "", error.format_message())
+        print(f"memfront: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except click.exceptions.Abort:
         return EXIT_INTERRUPTED

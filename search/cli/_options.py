@@ -26,6 +26,8 @@ def output_path(value: Path | None) -> Path | None:
     if value.is_dir():
         raise typer.BadParameter(f"{value} is a folder; name a file in it")
     folder = value.parent
+    if folder.exists() and not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is a file, not a folder")
     if not folder.is_dir():
         raise typer.BadParameter(f"folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (value.exists() and not os.access(value, os.W_OK)):

@@ -322,12 +322,15 @@ def prepare_study(
             "use a journal:PATH or postgresql:// storage (or no --storage: a journal beside the study)"
         )
     space = effective_space(spec)
+    # The model and hyp before the data, which may be generated (minutes), and before the storage
+    # is created: a refused run leaves nothing behind.
+    resolve_model(spec.model, spec.framework)
+    hyp = resolve_hyp_path(spec, spec_path)
+    resolve_hyp(hyp, spec.framework)
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)
-    hyp = resolve_hyp_path(spec, spec_path)
-    resolve_hyp(hyp, spec.framework)
     study = open_study(spec, url, create=True, space=space)
     worker = WorkerIdentity.here(device=spec.device, index=worker_index)
     if worker_index:

@@ -169,6 +169,14 @@ class StudySpec(BaseModel):
     demo_val_images: int | None = Field(None, gt=0)
     space: SearchSpace = Field(default_factory=SearchSpace)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # The name is also a file name beside the study file (<name>.db, <name>.records).
+        if "/" in value or "\\" in value or value in (".", "..") or value != value.strip():
+            raise ValueError(f"{value!r}: a plain name, without a path or surrounding spaces")
+        return value
+
     @field_validator("memory_limit", "gpu_memory_limit", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:

@@ -283,6 +283,11 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
                 path, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                 stale_trial_callback=retry,
             )  # fmt: skip
+        if "://" not in url:
+            raise InputError(
+                f"storage {url!r} is not a storage URL: a file is sqlite:///{url} or journal:{url}, a "
+                "server e.g. postgresql://user@host/db"
+            )
         engine_kwargs: dict[str, Any] = {}
         if url.startswith(("postgresql", "mysql")):
             engine_kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
