@@ -228,7 +228,10 @@ chosen = choice.chosen
 if chosen is None:
     print(f"no feasible front trial fits in {budget_gib:.2f} GiB")
 else:
-    print(f"best configuration within {budget_gib:.2f} GiB: trial {int(chosen['number'])}")
+    # Its figures are a trial's, or a probe's where the chosen system setting was only probed.
+    system = choice.system
+    where = f"trial {system.trial}" if system.trial is not None else f"probe {system.probe}"
+    print(f"best configuration within {budget_gib:.2f} GiB: {where}")
     print(chosen[["batch", "imgsz", "cache", "workers", "amp"]].to_string())
     print("\\n".join(results.explain(MAX_MEMORY)))
 """
