@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from search.cli._options import output_path
+from search.cli._options import output_path, spare_the_study
 from search.cli._results import StorageOption, StudyFile, console, open_results, plain, point_knobs
 from search.errors import InputError
 from search.study._progress import config_text
@@ -81,10 +81,11 @@ def export(
 
     # The command it prints trains on the study's data: the demo's is generated first (for a study
     # that exists), so that the choice sees its probes; reading alone never generates it.
+    spare_the_study(study_file, storage, output)
     study_spec = load_study_spec(study_file)
     open_study(study_spec, storage_url(study_spec, study_file, storage), create=False)
     data = resolve_data(study_spec, study_file)
-    results = open_results(study_file, storage, output)
+    results = open_results(study_file, storage)
     spec, accuracy = results.spec, results.accuracy
     if results.dataset_note:
         console.print(f"{results.dataset_note}; memory as the trainings measured it")
