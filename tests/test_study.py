@@ -22,7 +22,7 @@ from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
 from search.trial._record import memory_violation
 
-from .conftest import TINY_STUDY, run_cli, trainer_processes
+from .conftest import ROOT, TINY_STUDY, run_cli, trainer_processes
 
 
 def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
@@ -456,3 +456,10 @@ def test_a_study_file_that_is_not_text_or_is_a_folder_is_one_line(tmp_path: Path
             done = run_cli(command, str(path), timeout=60)
             lines = done.stderr.strip().splitlines()
             assert done.returncode == 2 and len(lines) == 1 and message in lines[0], (command, done.stderr)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_file_is_valid(path: Path) -> None:
+    # The examples are what users copy: each must pass the checks a study file of their own gets.
+    spec = load_study_spec(path)
+    assert spec.name and spec.space.choices("imgsz")
