@@ -250,6 +250,8 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("space: {imgsz: {low: 96, high: 160, step: 0}}", "space.imgsz.step: Input should be greater than 0"),
         ("space: {imgsz: {low: 96, high: 160, stp: 32}}", "space.imgsz.stp: unknown key"),
         ("space: {imgsz: abc}", "space.imgsz: expected a list of values or a range {low, high, step}"),
+        ("space: [a]", "space: expected a mapping of keys"),
+        ("accuracy_noise_prior: 3", "accuracy_noise_prior: expected a mapping of keys"),
         ("memory_limit: 12", "memory_limit: 12 is 12 bytes; give a unit, e.g. 12GiB"),
         ("name: ../escape", "name: '../escape': a plain name, without a path"),
         ("storage: other.db", "storage 'other.db' is not a storage URL: a file is sqlite:///other.db or"),

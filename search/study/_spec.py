@@ -283,8 +283,10 @@ def load_study_spec(path: str | Path) -> StudySpec:
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown key"
-        elif first["type"] == "model_type":  # neither a list nor a mapping, where both would do
+        elif first["type"] == "model_type" and "IntRange" in str(first["loc"][-1]):  # not list, not range
             message = "expected a list of values or a range {low, high, step}"
+        elif first["type"] == "model_type":
+            message = "expected a mapping of keys"
         raise InputError(f"{path}: {where or 'study'}: {message}") from None
 
 
