@@ -252,7 +252,14 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("space: {imgsz: abc}", "space.imgsz: expected a list of values or a range {low, high, step}"),
         ("space: [a]", "space: expected a mapping of keys"),
         ("accuracy_noise_prior: 3", "accuracy_noise_prior: expected a mapping of keys"),
-        ("memory_limit: 12", "memory_limit: 12 is 12 bytes; give a unit, e.g. 12GiB"),
+        (
+            "memory_limit: 12",
+            "memory_limit: 12 is 12 bytes, less than any training needs; give a unit, e.g. 12GiB",
+        ),
+        (
+            "gpu_memory_limit: 500KiB",
+            "gpu_memory_limit: '500KiB' is 512000 bytes, less than any training needs",
+        ),
         ("name: ../escape", "name: '../escape': a plain name, without a path"),
         ("storage: other.db", "storage 'other.db' is not a storage URL: a file is sqlite:///other.db or"),
         ("model: nosuch.pt", "model checkpoint not found: "),  # refused before the storage is created

@@ -185,7 +185,9 @@ class StudySpec(BaseModel):
         size = parse_size(value)
         if size < 2**20:
             # No training fits in less than a MiB: a bare number is bytes, and a unit was forgotten.
-            raise ValueError(f"{value!r} is {size} bytes; give a unit, e.g. {value}GiB")
+            bare = isinstance(value, int | float) or str(value).strip().replace(".", "", 1).isdigit()
+            hint = f"; give a unit, e.g. {value}GiB" if bare else ""
+            raise ValueError(f"{value!r} is {size} bytes, less than any training needs{hint}")
         return size
 
     @field_validator("timeout", "trial_time_limit", "heartbeat_interval", "heartbeat_grace", mode="before")
