@@ -254,9 +254,14 @@ def noise_text(estimates: AccuracyEstimates) -> str:
             if not noise.measured
             else f"{noise.shortfall()}: not ranked yet"
         )
+    judged = f" ({noise.family_text})" if noise.family_wise_applies else ""
     if note is None:
-        judged = f" ({noise.family_text})" if noise.family_wise_applies else ""
         return f"{measured}; differences beyond it{judged} rank the front"
+    if noise.known:  # the note names the noise again: say only what it means
+        note = (
+            f"no accuracy difference exceeds it{judged}: trials too short to rank accuracy; raise epochs, "
+            "train on more images, or fine-tune from weights"
+        )
     return f"{measured}; {note}"
 
 
