@@ -521,7 +521,7 @@ def test_pick_names_a_passed_over_setting_only_when_it_is_faster() -> None:
 
 
 def test_among_configs_within_noise_one_shown_to_fit_comes_first() -> None:
-    from search.accuracy import fits_budget, pick_config
+    from search.accuracy import fits_budget, fits_with_spread, pick_config
 
     # 8/96's median is the leaner, but one of its trainings peaked near the budget; 8/128 is within
     # noise of it and fits with room to spare: it is picked, not the one that may not fit.
@@ -535,9 +535,7 @@ def test_among_configs_within_noise_one_shown_to_fit_comes_first() -> None:
     estimates = estimate_accuracy(trainings)
     assert not estimates.distinguishable((8, 96, False), (8, 128, False))
     budget = 1.3 * GIB
-    pick = pick_config(
-        estimates, fits_budget(budget), prefer=lambda s: s.max_peak_host_bytes < budget * (1 - MEMORY_SPREAD)
-    )
+    pick = pick_config(estimates, fits_budget(budget), prefer=fits_with_spread(budget))
     assert pick is not None and pick.estimate.key == (8, 128, False) and pick.preferred
     plain = pick_config(estimates, fits_budget(budget))  # without a preference: the leaner median
     assert plain is not None and plain.estimate.key == (8, 96, False)

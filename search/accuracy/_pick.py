@@ -97,7 +97,7 @@ def pick_config(
         # (a GPU study's configs all trained on the GPU; one without a figure comes last).
         if estimates.memory_axis == "host":
             return fitting[key][0].peak_host_bytes
-        figure = configs[key].median_gpu_bytes
+        figure = configs[key].front_bytes(estimates.memory_axis)
         return math.inf if figure is None else figure
 
     best = max(fitting, key=lambda k: (configs[k].mean, -memory(k)))
@@ -140,23 +140,25 @@ def export_decisions(estimates: AccuracyEstimates) -> list[AccuracyKey]:
     (what ``export --max-gpu-memory`` weighs) and where it starts to fit with the spread, every
     setting fitting the host limit its trainings ran under.
     """
-    decisions: list[AccuracyKey] = []
+    pick_at: Callable[[float], Pick | None]
     if estimates.memory_axis == "gpu":
-        gpu_peaks = {e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None}
-        gpu_spared = {peak / (1 - MEMORY_SPREAD) * (1 + 1e-9) for peak in gpu_peaks}
-        for gpu_budget in sorted(gpu_peaks | gpu_spared, reverse=True):
-            pick = pick_config(
-                estimates, fits_budget(math.inf), gpu_budget=gpu_budget,
-                prefer_gpu=fits_gpu_with_spread(gpu_budget),
-            )  # fmt: skip
-            if pick is not None and pick.estimate.key not in decisions:
-                decisions.append(pick.estimate.key)
-        return decisions
-    peaks = {s.max_peak_host_bytes for e in estimates.configs.values() for s in e.systems}
+        peaks = {e.peak_gpu_bytes for e in estimates.configs.values() if e.peak_gpu_bytes is not None}
+
+        def pick_at(budget: float) -> Pick | None:
+            return pick_config(
+                estimates, fits_budget(math.inf), gpu_budget=budget, prefer_gpu=fits_gpu_with_spread(budget)
+            )
+    else:
+        peaks = {s.max_peak_host_bytes for e in estimates.configs.values() for s in e.systems}
+
+        def pick_at(budget: float) -> Pick | None:
+            return pick_config(estimates, fits_budget(budget), prefer=fits_with_spread(budget))
+
     # Where a peak starts to fit with the spread to spare, the preferred settings change too.
     spared = {peak / (1 - MEMORY_SPREAD) * (1 + 1e-9) for peak in peaks}
+    decisions: list[AccuracyKey] = []
     for budget in sorted(peaks | spared, reverse=True):
-        pick = pick_config(estimates, fits_budget(budget), prefer=fits_with_spread(budget))
+        pick = pick_at(budget)
         if pick is not None and pick.estimate.key not in decisions:
             decisions.append(pick.estimate.key)
     return decisions

@@ -46,13 +46,14 @@ def spare_the_study(study_file: Path, storage: str | None, *outputs: Path | None
     from search.study._spec import load_study_spec
     from search.study._storage import storage_file
 
+    files = [output for output in outputs if output is not None and str(output) != "-"]
+    if not files:
+        return  # nothing is written to a file: no study file to read for it
     spec = load_study_spec(study_file)
     stored = storage_file(storage_url(spec, study_file, storage))
     records = record_files(spec, study_file).folder.resolve()
     kept = {study_file.resolve(), *([] if stored is None else [stored.resolve()])}
-    for output in outputs:
-        if output is None or str(output) == "-":
-            continue
+    for output in files:
         target = output.resolve()
         if target in kept or target.parent == records:
             raise InputError(

@@ -265,9 +265,11 @@ def noise_text(estimates: AccuracyEstimates) -> str:
     return f"{measured}; {note}"
 
 
-def _spread_text(choice: ExportChoice) -> str:
+def _spread_text(choice: ExportChoice, *, gpu: bool = False) -> str:
     # One config's peak repeats within MEMORY_SPREAD: a figure that close to the budget may not fit.
     budget = "the host budget" if choice.max_gpu_bytes is not None else "the budget"
+    if gpu:
+        budget = "the GPU budget"
     return f"within memory's {100 * MEMORY_SPREAD:.0f}% spread of {budget}"
 
 
@@ -282,10 +284,7 @@ def spread_warning(choice: ExportChoice) -> str | None:
         warnings.append(f"its highest measured peak {peak} is {_spread_text(choice)}")
     gpu = choice.estimate.peak_gpu_bytes
     if choice.gpu_within_spread and gpu is not None:
-        warnings.append(
-            f"its highest GPU peak {format_bytes(gpu)} is within memory's {100 * MEMORY_SPREAD:.0f}% spread "
-            "of the GPU budget"
-        )
+        warnings.append(f"its highest GPU peak {format_bytes(gpu)} is {_spread_text(choice, gpu=True)}")
     if not warnings:
         return None
     return " and ".join(warnings) + ": not shown to fit, a run may exceed it"
