@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 import yaml
 
+from search.measure._footprint import framework_footprint_bytes
 from search.study._stored import StudyKeys
 from search.trial._record import MEMORY_CONSTRAINT, TrialRecord
 
@@ -159,6 +160,8 @@ def stored_study_file(
     objectives = ["map50_95", memory_objective]
     study.set_user_attr(StudyKeys.OBJECTIVES, objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, limit)
+    # What a run on this machine measured and stored (one child per test session: it is cached).
+    study.set_user_attr(StudyKeys.FOOTPRINT, framework_footprint_bytes())
     for trial in trials:
         study.add_trial(trial)
     path = folder / f"{name}.yaml"

@@ -16,9 +16,10 @@ from search.data._dataset import load_dataset
 from search.probe import ProbeResult
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore, StoredProbe, knobs_key
 from search.probe._systems import SystemFigures
-from search.results._export import choice_lines, choose_config
+from search.results._export import choice_lines, choose_config, export_yaml, source_text, train_options
 from search.results._frame import FRAME_COLUMNS, apply_estimates
 from search.study._probes import plan_probe
+from search.study._spec import StudySpec
 
 from .synthetic import GIB, knobs
 
@@ -197,12 +198,31 @@ def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
         2,
         "probe",
     )
+    # No trial trained that full config: the row says so, and carries no other setting's measurement
+    # (trial 0 trained the accuracy config at cache none, workers 0, and scored 0.30 there).
+    row = choice.chosen
+    assert row["probed_only"] and row["probe"] == 1 and row["number"] == 0
+    assert math.isnan(row["map50_95"]) and math.isnan(row["seed"]) and math.isnan(row["cache_used"])
+    assert (row["peak_host_bytes"], row["epoch_seconds"]) == (int(1.6 * GIB), 4.0)
+    assert source_text(row) == "probe 1 (trial 0's accuracy config)"
+    spec = StudySpec(name="s", data="d.yaml", memory_limit=LIMIT)
+    header = export_yaml(train_options(row, spec, "d.yaml", hyp=None), row, spec, "map50_95")
+    assert header.startswith("# memfront export: study s, probe 1 (trial 0's accuracy config): ")
     lines = choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.7 * GIB))
     assert lines[0].startswith("probe 1:") and "probed peak on the whole dataset" in lines[0]
     assert "4.0 s/epoch against 10.0 s" in lines[-1]
     tight = choose_config(frame, estimates, max_memory_bytes=int(1.3 * GIB))
     assert tight.system is not None and tight.system.config["cache"] == "none"
-    assert not math.isnan(float(tight.chosen["config_epoch_seconds"]))  # type: ignore[index]
+    assert tight.chosen is not None and not tight.chosen["probed_only"]
+    assert tight.chosen["map50_95"] == 0.30 and source_text(tight.chosen) == "trial 0"
+    assert not math.isnan(float(tight.chosen["config_epoch_seconds"]))
+    # Nothing fits: what came closest, the probed setting the front point's figures are of.
+    none = choose_config(frame, estimates, max_memory_bytes=GIB)
+    assert none.chosen is None
+    assert choice_lines(none, estimates, accuracy="map50_95", budget=GIB) == [
+        "no measured configuration fits 1.00 GiB; closest: trial 0 (batch 8, imgsz 96, cache none, "
+        "workers 0, amp off) needs 1.20 GiB"
+    ]
 
 
 def _estimates(*configs: tuple[dict[str, Any], float]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -54,6 +55,26 @@ def test_load_study_reads_without_changing_anything(study_file: Path) -> None:
     assert len(after.trials) == len(before.trials) and after.user_attrs == before.user_attrs
 
 
+def test_reading_a_study_measures_nothing_and_writes_no_cache(
+    study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine where nothing was measured yet: a read must not start a process that imports torch
+    # to measure the framework's footprint, nor cache one (the home stays as it was).
+    cache = tmp_path / "no-cache-yet"
+    monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(cache))
+
+    def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a read started a child process")
+
+    monkeypatch.setattr("search.measure._footprint.run_snippet", no_child)
+    results = search.load_study(study_file)  # anchored on the footprint the study's run stored
+    assert not cache.exists() and results.memory_model is not None and len(results.front()) == 2
+    # A study stored before runs kept their footprint: the plain priors, still measuring nothing.
+    storage = yaml.safe_load(study_file.read_text())["storage"]
+    optuna.load_study(study_name="api", storage=storage).set_user_attr("framework_footprint_bytes", None)
+    assert len(search.load_study(study_file).front()) == 2 and not cache.exists()
+
+
 def test_a_study_whose_dataset_moved_says_so(study_file: Path, tiny_data: Path, tmp_path: Path) -> None:
     assert search.load_study(study_file).dataset_note is None
     moved = tmp_path / "elsewhere.yaml"
@@ -71,6 +92,27 @@ def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) 
     with pytest.raises(search.InputError, match="run it first"):
         search.load_study(path)
     assert not (tmp_path / "never.db").exists()  # read-only: no storage created
+    # A storage file that holds no study (empty, or a user's own SQLite database) is left as it was:
+    # opening it as Optuna's would create Optuna's tables in it.
+    empty, foreign = tmp_path / "empty.db", tmp_path / "foreign.db"
+    empty.touch()
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE mine (x INTEGER)")
+    connection.close()
+    before = foreign.read_bytes()
+    for storage in (empty, foreign):
+        with pytest.raises(search.InputError, match=r"no study named 'never'.*run it first"):
+            search.load_study(path, storage=f"sqlite:///{storage}")
+    assert empty.stat().st_size == 0 and foreign.read_bytes() == before
+
+
+def test_reading_a_study_leaves_optunas_verbosity_as_it_was(study_file: Path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        search.load_study(study_file)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the notebook's own studies log
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @pytest.mark.slow

@@ -72,6 +72,10 @@ def test_run_stores_complete_records_readable_by_optuna(tiny_study: Path) -> Non
         text=True,
     )
     assert done.returncode == 0 and json.loads(done.stdout)
+    # The footprint the run measured is the study's: reading it anchors on that, measuring nothing.
+    spec = load_study_spec(tiny_study)
+    study = optuna.load_study(study_name="tiny", storage=storage_url(spec, tiny_study))
+    assert study.user_attrs["framework_footprint_bytes"] == framework_footprint_bytes()
 
 
 @pytest.mark.slow

@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 
 from search.cli._options import output_path, spare_the_study
-from search.cli._results import StorageOption, StudyFile, console, open_results, plain, point_knobs
+from search.cli._results import StorageOption, StudyFile, console, open_results, plain
 from search.errors import InputError
-from search.study._progress import config_text
 from search.units import format_bytes, parse_size
 
 __all__ = ["register"]
@@ -59,6 +58,7 @@ def export(
     from search.results._export import (
         export_yaml,
         memfront_command,
+        nothing_fits_text,
         spread_warning,
         train_options,
         upstream_command,
@@ -104,20 +104,7 @@ def export(
             f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
         )
     if row is None:
-        nearest, least = choice.closest, choice.least_gpu_bytes
-        fits = format_bytes(budget)
-        if gpu_budget is not None:
-            fits += f" of host memory and {format_bytes(gpu_budget)} of GPU memory"
-        if nearest is not None:
-            hint = (
-                f"; closest: trial {int(nearest['number'])} ({config_text(point_knobs(nearest))}) needs "
-                f"{format_bytes(nearest['config_peak_host_bytes'])}"
-            )
-        elif gpu_budget is not None and least is not None:
-            hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
-        else:
-            hint = "; the study has no feasible trial at all"
-        console.print(f"memfront: no measured configuration fits {fits}{hint}")
+        console.print(f"memfront: {nothing_fits_text(choice)}")
         raise typer.Exit(1)
     options = train_options(row, spec, data, hyp=resolve_hyp_path(spec, study_file), epochs=epochs)
     explained = results.explain(budget, max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction)
@@ -132,6 +119,7 @@ def export(
             json.dumps(
                 {
                     "trial": int(row["number"]),
+                    "probed_only": bool(row["probed_only"]),
                     "accuracy_mean": float(row["accuracy_mean"]),
                     "accuracy_low": plain(row["accuracy_low"]),
                     "accuracy_high": plain(row["accuracy_high"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +21,7 @@ from search.units import format_bytes, format_seconds
 if TYPE_CHECKING:
     from search.results._results import StudyResults
 
-__all__ = ["StorageOption", "StudyFile", "console", "open_results", "plain", "point_knobs", "register"]
+__all__ = ["StorageOption", "StudyFile", "console", "open_results", "plain", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
@@ -115,14 +116,6 @@ def _limit_text(results: StudyResults) -> str:
     if results.front_has_a_limit:
         return f"limit {format_bytes(limit)}"
     return "no GPU limit set" if limit is None else f"the GPU's {format_bytes(limit)}"
-
-
-def point_knobs(row: Any) -> dict[str, Any]:
-    """A front row's knobs, with the system setting its figures are of."""
-    knobs = row.to_dict()
-    if not _missing(row.get("config_cache")):
-        knobs["cache"], knobs["workers"] = row["config_cache"], row["config_workers"]
-    return knobs
 
 
 def _probe_entry(probe: Any) -> dict[str, Any]:
@@ -329,7 +322,11 @@ def plot(
     storage: StorageOption = None,
 ) -> None:
     """Plot accuracy vs peak memory: the front as a step line, the limit, every trial."""
+    from search.model._calibration import cache_dir
     from search.results._render import write_plot
+
+    # matplotlib caches its font list in the home on first use: this command's goes to memfront's.
+    os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
 
     results = open_results(study_file, storage, output)
     written = write_plot(results.plot_data(), output)

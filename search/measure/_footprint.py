@@ -9,13 +9,14 @@ calibrations.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.measure._snippet import run_snippet
 from search.model._calibration import cache_dir, calibration_key
 
-__all__ = ["check_device", "framework_footprint_bytes"]
+__all__ = ["cached_footprint_bytes", "check_device", "framework_footprint_bytes"]
 
 _FOOTPRINT_SNIPPET = """\
 import torch  # noqa: F401
@@ -32,20 +33,30 @@ def framework_footprint_bytes(*, device: str = "cpu", framework: str = DEFAULT_F
     Raises:
         TrialError: If the child cannot import them (a broken installation).
     """
-    chosen = get_framework(framework)
-    path = cache_dir() / "footprint" / f"{calibration_key('framework', device, framework=framework)}.json"
-    if path.is_file():
-        try:
-            return int(json.loads(path.read_text())["pss_bytes"])
-        except (ValueError, KeyError, TypeError):
-            pass  # damaged: measure again
-    snippet = _FOOTPRINT_SNIPPET.format(import_line=chosen.import_line)
+    cached = cached_footprint_bytes(device=device, framework=framework)
+    if cached is not None:
+        return cached
+    path = _footprint_path(device, framework)
+    snippet = _FOOTPRINT_SNIPPET.format(import_line=get_framework(framework).import_line)
     footprint = int(
         run_snippet(snippet, what=f"import torch and {framework} to measure the framework's footprint")
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")
     return footprint
+
+
+def cached_footprint_bytes(*, device: str = "cpu", framework: str = DEFAULT_FRAMEWORK) -> int | None:
+    """The footprint :func:`framework_footprint_bytes` cached on this machine, or None: measures nothing."""
+    path = _footprint_path(device, framework)
+    try:
+        return int(json.loads(path.read_text())["pss_bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not measured yet, or damaged: measured again when a run needs it
+
+
+def _footprint_path(device: str, framework: str) -> Path:
+    return cache_dir() / "footprint" / f"{calibration_key('framework', device, framework=framework)}.json"
 
 
 _CUDA_SNIPPET = "import torch; result(torch.cuda.device_count())"

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +40,20 @@ TINY_RUNS: tuple[tuple[int, int, str, int, int], ...] = ((4, 64, "none", 0, 16),
 
 
 def cache_dir() -> Path:
-    """Where memfront caches calibrations: ``$MEMFRONT_CACHE_DIR``, else ``$XDG_CACHE_HOME/memfront``."""
+    """Where memfront caches what it measured of this machine (calibrations, the framework's footprint).
+
+    ``$MEMFRONT_CACHE_DIR``, else ``var/cache/memfront`` in the Python environment memfront runs in
+    (``sys.prefix``: a virtual environment's folder): each figure is of the software installed
+    there, and nothing is written into the user's home. Where that environment is not writable (a
+    system-wide install), a folder of this user's in the temporary directory.
+    """
     if os.environ.get("MEMFRONT_CACHE_DIR"):
         return Path(os.environ["MEMFRONT_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "memfront"
+    in_environment = Path(sys.prefix) / "var" / "cache" / "memfront"
+    existing = next(p for p in (in_environment, *in_environment.parents) if p.exists())
+    if os.access(existing, os.W_OK | os.X_OK):
+        return in_environment
+    return Path(tempfile.gettempdir()) / f"memfront-cache-{os.getuid()}"
 
 
 def _version(package: str) -> str:

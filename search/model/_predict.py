@@ -322,7 +322,12 @@ _CALIBRATE_HINT = "run `memfront calibrate` for this machine's figures"
 
 
 def starting_model(
-    *, calibration: Calibration | None, device: str, framework: str = DEFAULT_FRAMEWORK
+    *,
+    calibration: Calibration | None,
+    device: str,
+    framework: str = DEFAULT_FRAMEWORK,
+    footprint_bytes: int | None = None,
+    measure: bool = True,
 ) -> StartingModel:
     """The best model before fitting: the calibration if there is one, else the priors anchored on
     this machine's framework footprint, else the plain priors.
@@ -333,6 +338,10 @@ def starting_model(
         calibration: The machine's cached calibration for the model and device, or None.
         device: The trial device (selects the cached footprint).
         framework: The framework whose footprint anchors an uncalibrated model.
+        footprint_bytes: The footprint to anchor on (a study's, as its run measured it); default:
+            this machine's cached one.
+        measure: Measure the footprint when it is not cached (a child process that imports torch:
+            seconds). A command that only reads results passes False: it never runs anything.
     """
     if calibration is not None:
         fitted = calibration.model
@@ -343,16 +352,26 @@ def starting_model(
             origin=f"calibrated on this machine ({fitted.samples} runs{error})",
             calibration=calibration,
         )
-    from search.measure._footprint import framework_footprint_bytes
+    from search.measure._footprint import cached_footprint_bytes, framework_footprint_bytes
 
+    footprint = footprint_bytes
     try:
-        # Cached per machine by `memfront run`; measured here otherwise (a child process, seconds).
-        footprint = framework_footprint_bytes(device=device, framework=framework)
+        if footprint is None and measure:
+            # Cached per machine by `memfront run`; measured here otherwise (a child process, seconds).
+            footprint = framework_footprint_bytes(device=device, framework=framework)
+        elif footprint is None:
+            footprint = cached_footprint_bytes(device=device, framework=framework)
     except MemfrontError as error:
         return StartingModel(
             model=MemoryModel.prior(),
             source="priors",
             origin=f"uncalibrated (priors; no footprint: {error}): {_CALIBRATE_HINT}",
+        )
+    if footprint is None:
+        return StartingModel(
+            model=MemoryModel.prior(),
+            source="priors",
+            origin=f"uncalibrated (priors; no footprint measured on this machine): {_CALIBRATE_HINT}",
         )
     mib = 1024**2
     return StartingModel(
@@ -366,14 +385,25 @@ def starting_model(
     )
 
 
-def load_starting_model(model_name: str, device: str, *, framework: str | None = None) -> StartingModel:
+def load_starting_model(
+    model_name: str,
+    device: str,
+    *,
+    framework: str | None = None,
+    footprint_bytes: int | None = None,
+    measure: bool = True,
+) -> StartingModel:
     """:func:`starting_model` with the calibration cached for ``model_name`` and ``device``, if any.
 
-    ``framework`` defaults to the model's (:func:`search.frameworks.infer_framework`).
+    ``framework`` defaults to the model's (:func:`search.frameworks.infer_framework`);
+    ``footprint_bytes`` and ``measure`` are :func:`starting_model`'s.
     """
     from search.frameworks import resolve_framework
     from search.model._calibration import load_calibration
 
     framework, _ = resolve_framework(framework, model_name)
     calibration = load_calibration(model_name, device, framework=framework)
-    return starting_model(calibration=calibration, device=device, framework=framework)
+    return starting_model(
+        calibration=calibration, device=device, framework=framework, footprint_bytes=footprint_bytes,
+        measure=measure,
+    )  # fmt: skip

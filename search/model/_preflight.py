@@ -80,6 +80,8 @@ class Preflight:
         min_samples: Measured runs of the study needed before any configuration is skipped.
         device: The study's device: without a calibration, its framework footprint anchors the
             priors (measured if not cached).
+        framework: The study's framework.
+        footprint_bytes: The footprint the study's run measured (default: the machine's cached one).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Preflight:
         min_samples: int = 3,
         device: str = "cpu",
         framework: str = DEFAULT_FRAMEWORK,
+        footprint_bytes: int | None = None,
     ) -> None:
         self.stats = stats
         self.device = device
@@ -99,7 +102,9 @@ class Preflight:
         self.limit_bytes = limit_bytes
         self.margin = margin
         self.min_samples = min_samples
-        self.start = starting_model(calibration=calibration, device=device, framework=framework)
+        self.start = starting_model(
+            calibration=calibration, device=device, framework=framework, footprint_bytes=footprint_bytes
+        )
         self._base_rows = self.start.calibration_rows
         self._rows: list[tuple[dict[str, float], float]] = []
         self._walls: list[float] = []
@@ -223,10 +228,14 @@ def study_memory_model(
     device: str,
     framework: str = DEFAULT_FRAMEWORK,
     extra_rows: list[tuple[dict[str, float], float]] | None = None,
+    footprint_bytes: int | None = None,
+    measure: bool = True,
 ) -> MemoryModel:
     """The memory model fitted on the study's measured trials (and ``extra_rows``: its probes), from
-    :func:`load_starting_model`."""
-    start = load_starting_model(model_name, device, framework=framework)
+    :func:`load_starting_model` (``footprint_bytes`` and ``measure`` are its)."""
+    start = load_starting_model(
+        model_name, device, framework=framework, footprint_bytes=footprint_bytes, measure=measure
+    )
     rows = study_rows(trials, stats) + list(extra_rows or [])
     return combined_fit(start.calibration_rows, rows, base=start.model)
 

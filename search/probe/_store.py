@@ -33,6 +33,7 @@ from search.child.compat import allocator_environment
 from search.data._dataset import DatasetSpec
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.probe._run import ProbeResult
+from search.study._storage import quiet_optuna
 
 __all__ = ["PROBE_STUDY", "ProbeKey", "ProbeStore", "knobs_key"]
 
@@ -167,15 +168,15 @@ class ProbeStore:
     ) -> None:
         self.key = key
         self.stale_after_s = stale_after_s
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study: optuna.Study | None = None
         if create:
-            self.study = optuna.create_study(
-                study_name=PROBE_STUDY,
-                storage=storage,
-                directions=["minimize", "minimize"],
-                load_if_exists=True,
-            )
+            with quiet_optuna():
+                self.study = optuna.create_study(
+                    study_name=PROBE_STUDY,
+                    storage=storage,
+                    directions=["minimize", "minimize"],
+                    load_if_exists=True,
+                )
         elif PROBE_STUDY in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
             self.study = optuna.load_study(study_name=PROBE_STUDY, storage=storage)
         self._key_text = key.text()

@@ -17,6 +17,7 @@ from search.accuracy._pick import fits_budget, fits_gpu_with_spread, fits_with_s
 from search.child.compat import allocator_environment
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front
+from search.study._progress import config_text
 from search.study._spec import StudySpec
 from search.trial._config import resolve_hyp
 from search.units import format_bytes, format_seconds
@@ -43,8 +44,9 @@ class ExportChoice:
     planner's last trainings).
 
     Attributes:
-        chosen: The trial to export (a row of the trials table: the chosen system setting's first
-            trial), or None when nothing fits.
+        chosen: The row to export (of the trials table: the chosen system setting's first trial;
+            for a setting only probed, see :func:`_row_of`: ``probe`` names it), or None when
+            nothing fits.
         estimate: The chosen accuracy config's estimate.
         system: The chosen system setting as measured (memory and speed medians).
         leanest: The chosen config's leanest system setting that fits (what the chosen one's speed
@@ -166,19 +168,59 @@ _PEAK_WORDS = {
 
 
 def _row_of(rows: pd.DataFrame, estimate: AccuracyEstimate, system: FullConfig) -> pd.Series:
-    """The trials-table row that stands for a full config: its first trial's; for a setting only
-    probed, the accuracy config's first trial with the probed setting and its figures."""
-    if system.trial is not None:
-        row = rows.loc[system.trial].copy()
-    else:
-        row = rows.loc[estimate.trials[0]].copy()
+    """The trials-table row that stands for a full config: its first trial's.
+
+    ``probe`` names the probe that measured the setting, if any. For a setting only probed
+    (``probed_only``), no trial is that full config: the row is the accuracy config's first trial's
+    (``number``: whose accuracy config it is) with the probed setting, and the one-run columns (a
+    training's own score, peak and speed, at another setting) the probe's figures or NaN, so that
+    no column passes another setting's measurement off as this one's.
+    """
+    row = rows.loc[system.trial if system.trial is not None else estimate.trials[0]].copy()
+    row["probe"], row["probed_only"] = system.probe, system.trial is None
+    if system.trial is None:
         for knob in ("cache", "workers"):
             row[knob] = system.config[knob]
+        for column in _ONE_RUN_COLUMNS:
+            row[column] = math.nan
+        row["peak_host_bytes"] = system.max_peak_host_bytes or system.peak_host_bytes
+        row["epoch_seconds"] = math.nan if system.epoch_seconds is None else system.epoch_seconds
     row["config_peak_host_bytes"] = system.peak_host_bytes
     row["config_epoch_seconds"] = math.nan if system.epoch_seconds is None else system.epoch_seconds
     row["memory_source"] = system.source
     row["config_cache"], row["config_workers"] = system.config["cache"], system.config["workers"]
     return row
+
+
+# A trial's own measurements, which a probed setting's row must not carry over from the trial that
+# trained its accuracy config at another setting (its accuracy is the config's: ``accuracy_*``).
+_ONE_RUN_COLUMNS = (
+    "seed", "cache_used", "imgsz_used", "train_images", "map50", "map50_95", "fitness",
+    "peak_host_lower_bytes", "peak_host_upper_bytes", "peak_rss_tree_bytes", "peak_gpu_bytes",
+    "wall_seconds", "violation_bytes",
+)  # fmt: skip
+
+
+def nothing_fits_text(choice: ExportChoice) -> str:
+    """Why nothing was chosen, and what came closest: ``no measured configuration fits 1.00 GiB;
+    closest: trial 2 (batch 8, imgsz 96, ...) needs 1.06 GiB``."""
+    fits = format_bytes(choice.max_memory_bytes)
+    if choice.max_gpu_bytes is not None:
+        fits += f" of host memory and {format_bytes(choice.max_gpu_bytes)} of GPU memory"
+    nearest, least = choice.closest, choice.least_gpu_bytes
+    if nearest is not None:
+        knobs = nearest.to_dict()
+        if isinstance(nearest.get("config_cache"), str):  # the system setting its figures are of
+            knobs["cache"], knobs["workers"] = nearest["config_cache"], nearest["config_workers"]
+        hint = (
+            f"; closest: trial {int(nearest['number'])} ({config_text(knobs)}) needs "
+            f"{format_bytes(nearest['config_peak_host_bytes'])}"
+        )
+    elif choice.max_gpu_bytes is not None and least is not None:
+        hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
+    else:
+        hint = "; the study has no feasible trial at all"
+    return f"no measured configuration fits {fits}{hint}"
 
 
 def choice_lines(
@@ -187,7 +229,7 @@ def choice_lines(
     """The choice explained: its interval, the runner-up and by how much, what the system setting buys."""
     estimate, system, leanest = choice.estimate, choice.system, choice.leanest
     if choice.chosen is None or estimate is None or system is None or leanest is None:
-        return []
+        return [nothing_fits_text(choice)]
     where = f"trial {system.trial}" if system.trial is not None else f"probe {system.probe}"
     setting = ", ".join(f"{name} {system.config[name]}" for name in estimates.roles.system)
     lines = [
@@ -374,7 +416,7 @@ def export_yaml(
 ) -> str:
     """The train options as YAML, with where they came from (and ``warning``, if any) as comments."""
     header = (
-        f"# memfront export: study {spec.name}, trial {int(row['number'])}: {accuracy} mean "
+        f"# memfront export: study {spec.name}, {source_text(row)}: {accuracy} mean "
         f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, "
         f"{_PEAK_WORDS.get(str(row.get('memory_source')), 'measured peak')} "
         f"{format_bytes(row['config_peak_host_bytes'])}{_gpu_peak_text(row)}\n"
@@ -384,6 +426,14 @@ def export_yaml(
     if warning is not None:
         header += f"# warning: {warning}\n"
     return header + yaml.safe_dump(options, sort_keys=False)
+
+
+def source_text(row: pd.Series) -> str:
+    """Where an exported row's figures come from: ``trial 3``, or ``probe 6 (trial 0's accuracy
+    config)`` for a setting only probed."""
+    if not row.get("probed_only", False):
+        return f"trial {int(row['number'])}"
+    return f"probe {int(row['probe'])} (trial {int(row['number'])}'s accuracy config)"
 
 
 def write_text(path: Path | None, text: str) -> None:

@@ -19,7 +19,7 @@ from search.results._export import ExportChoice, choice_lines, choose_config, no
 from search.results._frame import front, full_front_frame, hypervolume, read_results, status_counts
 from search.study._space import KNOBS, KnobRoles
 from search.study._spec import memory_axis
-from search.study._stored import RecordFiles, read_trial
+from search.study._stored import RecordFiles, StudyKeys, read_trial
 from search.units import parse_size
 
 if TYPE_CHECKING:
@@ -387,9 +387,11 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
     stored = store.probes()
     # The model learns from every probe of this dataset and machine, as the run loop's does (the same
     # rows, so that report and planner predict alike); the figures count the study's own configs.
+    # Anchored on the footprint the study's run measured: a read never runs a process.
     model = study_memory_model(
         study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
         framework=spec.framework, extra_rows=probe_rows(stored, stats),
+        footprint_bytes=study.user_attrs.get(StudyKeys.FOOTPRINT), measure=False,
     )  # fmt: skip
     probes = in_space(stored, {knob: spec.space.choices(knob) for knob in KNOBS})
     figures = study_figures(

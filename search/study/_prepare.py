@@ -25,10 +25,12 @@ from search.study._spec import StudySpec, path_beside
 from search.study._storage import (
     default_storage_url,
     error_line,
+    holds_optuna_tables,
     is_concurrent_safe,
     journal_holds_records,
     journal_path,
     make_storage,
+    quiet_optuna,
     safe_url,
     storage_file,
     url_beside,
@@ -130,11 +132,11 @@ def open_study(
         InputError: If the storage cannot be reached, the study does not exist (``create=False``)
             or exists with different objectives.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     file = storage_file(url)
-    if not create and file is not None and not file.is_file():
-        # Opening a SQLite or journal file creates it: a read-only command must leave nothing behind
-        # (an empty journal beside the study file would hide its SQLite file from every later command).
+    if not create and ((file is not None and not file.is_file()) or not holds_optuna_tables(url)):
+        # Opening a SQLite or journal file creates it, and an RDB storage creates Optuna's tables in
+        # any database: a read-only command must leave nothing behind (an empty journal beside the
+        # study file would hide its SQLite file from every later command).
         raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
     storage = make_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.heartbeat_grace)
     try:
@@ -154,13 +156,14 @@ def open_study(
         _check_same_objectives(existing, spec, url)
         _check_same_limit(existing, spec, url)
         _check_same_framework(existing, spec, url)
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=storage,
-        directions=spec.directions,
-        load_if_exists=True,
-        sampler=_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
-    )
+    with quiet_optuna():
+        study = optuna.create_study(
+            study_name=spec.name,
+            storage=storage,
+            directions=spec.directions,
+            load_if_exists=True,
+            sampler=_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
+        )
     study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
     study.set_user_attr(StudyKeys.FRAMEWORK, spec.framework)
@@ -332,6 +335,7 @@ def prepare_study(
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)
     study = open_study(spec, url, create=True, space=space)
+    study.set_user_attr(StudyKeys.FOOTPRINT, footprint)
     worker = WorkerIdentity.here(device=spec.device, index=worker_index)
     if worker_index:
         study.sampler = _sampler(spec, space, spec.seed + worker_index)
@@ -350,7 +354,7 @@ def prepare_study(
         preflight = Preflight(
             stats=stats, limit_bytes=spec.memory_limit,
             margin=spec.preflight_margin, calibration=calibration, min_samples=spec.preflight_min_samples,
-            device=spec.device, framework=spec.framework,
+            device=spec.device, framework=spec.framework, footprint_bytes=footprint,
         )  # fmt: skip
     probes = None
     if spec.probe_share > 0:

@@ -48,6 +48,7 @@ def run_study(
     from search.study._prepare import prepare_study
     from search.study._progress import run_prepared
     from search.study._spec import load_study_spec
+    from search.study._storage import quiet_optuna
 
     study_file = Path(path)
     spec = load_study_spec(study_file)
@@ -55,5 +56,6 @@ def run_study(
         if n_trials < 1:
             raise InputError(f"n_trials: must be at least 1, got {n_trials}")
         spec = spec.model_copy(update={"n_trials": n_trials})
-    prepared = prepare_study(spec, study_file, storage=storage)
-    return run_prepared(prepared, console=Console(stderr=True, soft_wrap=True) if progress else None)
+    with quiet_optuna():
+        prepared = prepare_study(spec, study_file, storage=storage)
+        return run_prepared(prepared, console=Console(stderr=True, soft_wrap=True) if progress else None)

@@ -16,6 +16,7 @@ folder in a study file (:func:`url_beside`), as every other path of a study file
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -23,7 +24,7 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,12 @@ __all__ = [
     "default_storage_url",
     "error_line",
     "fail_stale_trials",
+    "holds_optuna_tables",
     "is_concurrent_safe",
     "journal_holds_records",
     "journal_path",
     "make_storage",
+    "quiet_optuna",
     "safe_url",
     "storage_clock",
     "storage_file",
@@ -288,9 +291,7 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
                 f"storage {url!r} is not a storage URL: a file is sqlite:///{url} or journal:{url}, a "
                 "server e.g. postgresql://user@host/db"
             )
-        engine_kwargs: dict[str, Any] = {}
-        if url.startswith(("postgresql", "mysql")):
-            engine_kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+        engine_kwargs = _engine_kwargs(url)
         for attempt in range(_SCHEMA_ATTEMPTS):
             try:
                 return RDBStorage(
@@ -312,6 +313,44 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
         raise
     except Exception as error:  # SQLAlchemy, drivers and the file system each raise their own
         raise StorageError(f"storage {safe_url(url)} cannot be opened: {error_line(error)}") from None
+
+
+def holds_optuna_tables(url: str) -> bool:
+    """Whether the SQL database at ``url`` has Optuna's tables (a journal: True), without writing.
+
+    Opening an RDB storage creates Optuna's schema in any database, an empty file or a user's own
+    included: a command that only reads asks this first.
+
+    Raises:
+        StorageError: If the database cannot be read.
+    """
+    if journal_path(url) is not None or "://" not in url:
+        return True
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    except Exception as error:
+        raise StorageError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
+    finally:
+        engine.dispose()
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith(("postgresql", "mysql")):
+        return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
+    return {}
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines (a study created, each trial told) off while in the block, restored after:
+    memfront prints its own, and a notebook's other Optuna studies keep their verbosity."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

@@ -95,6 +95,9 @@ class StudyKeys:
     OBJECTIVES = "objectives"
     FRAMEWORK = "framework"
     MEMORY_LIMIT = "memory_limit_bytes"
+    # The framework's footprint as the last run measured it: what the memory model is anchored on
+    # when reading the study (a read measures nothing).
+    FOOTPRINT = "framework_footprint_bytes"
     NOTES = "notes"
     REQUEUED = "requeued"
     WORKER_PREFIX = "worker:"
