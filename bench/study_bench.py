@@ -35,7 +35,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.results._results import StudyResults, load_study  # noqa: E402
+from search.results._load import load_study  # noqa: E402
+from search.results._results import StudyResults  # noqa: E402
 
 
 def _sum(values: list[float | None]) -> float:

@@ -21,8 +21,9 @@ from search._lazy import lazy_exports
 if TYPE_CHECKING:
     from search.errors import InputError, MemfrontError, RunNotKept, StorageError, TrialError
     from search.measure._memory import MemoryReport, TreeSampler
+    from search.results._load import load_study
     from search.results._notebook import WithImage
-    from search.results._results import StudyResults, load_study
+    from search.results._results import StudyResults
     from search.study._run import run_study
     from search.trial._config import TrialConfig, TrialLimits
     from search.trial._record import TrialRecord
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 _PUBLIC = {
     "StudyResults": "search.results._results",
-    "load_study": "search.results._results",
+    "load_study": "search.results._load",
     "run_study": "search.study._run",
     "TrialConfig": "search.trial._config",
     "TrialLimits": "search.trial._config",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
+from typing import Any
 
-__all__ = ["format_bytes", "format_seconds", "parse_duration", "parse_size"]
+__all__ = ["format_bytes", "format_seconds", "parse_duration", "parse_size", "whole_number"]
 
 _SIZE_UNITS = {
     "": 1,
@@ -131,3 +133,16 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int if it is a whole number (an int, or numpy's from a frame), else None.
+
+    ``True``, ``2.5`` and ``"3"`` are not: a count or a trial number given as one is a mistake.
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None

@@ -106,6 +106,18 @@ def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) 
     assert empty.stat().st_size == 0 and foreign.read_bytes() == before
 
 
+def test_a_trial_number_from_the_frame_reads_its_record_and_others_are_input_errors(study_file: Path) -> None:
+    results = search.load_study(study_file)
+    number = results.front()["number"].iloc[0]  # numpy's int64
+    assert results.record(number) is not None
+    for bad in ("0", 1.0, True, None, 6, -1):
+        with pytest.raises(search.InputError, match="has no trial"):
+            results.record(bad)  # type: ignore[arg-type]
+    for count in ("3", 2.5, 0, True):
+        with pytest.raises(search.InputError, match="n_trials: expected a whole number"):
+            search.run_study(study_file, n_trials=count)  # type: ignore[arg-type]
+
+
 def test_reading_a_study_leaves_optunas_verbosity_as_it_was(study_file: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO)
     try:

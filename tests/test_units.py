@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from search.units import format_bytes, parse_duration, parse_size
+from search.units import format_bytes, parse_duration, parse_size, whole_number
 
 
 @pytest.mark.parametrize(
@@ -86,3 +87,8 @@ def test_format_bytes() -> None:
     assert format_bytes(512) == "512 B"
     assert format_bytes(3 * 1024**2) == "3 MiB"
     assert format_bytes(int(1.5 * 1024**3)) == "1.50 GiB"
+
+
+def test_whole_number_takes_ints_and_numpys_only() -> None:
+    assert (whole_number(3), whole_number(np.int64(3)), whole_number(0)) == (3, 3, 0)
+    assert [whole_number(v) for v in (True, 2.5, 3.0, "3", None)] == [None] * 5

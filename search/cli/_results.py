@@ -36,7 +36,7 @@ StorageOption = Annotated[
 
 def open_results(study_file: Path, storage: str | None, *outputs: Path | None) -> StudyResults:
     """The study's results, once no output file would overwrite what the study stored."""
-    from search.results._results import load_study
+    from search.results._load import load_study
 
     spare_the_study(study_file, storage, *outputs)
     return load_study(study_file, storage=storage)

@@ -130,7 +130,7 @@ def status(
     spec = load_study_spec(study_file)
     url = storage_url(spec, study_file, storage)
     study = open_study(spec, url, create=False)
-    from search.results._results import whole_dataset
+    from search.results._load import whole_dataset
 
     try:
         figures = whole_dataset(spec, study_file, study).figures

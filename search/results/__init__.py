@@ -9,10 +9,11 @@ from search._lazy import lazy_exports
 if TYPE_CHECKING:
     from search.results._export import ExportChoice, choose_config
     from search.results._frame import front, hypervolume, trials_frame
+    from search.results._load import load_study
     from search.results._notebook import WithImage
     from search.results._plot import ParetoPlotData, pareto_plot_data
     from search.results._render import render_matplotlib, render_plotly, write_plot
-    from search.results._results import StudyResults, load_study
+    from search.results._results import StudyResults
 
 __all__ = [
     "ExportChoice",
@@ -44,6 +45,6 @@ __getattr__, __dir__ = lazy_exports(
         "render_plotly": "search.results._render",
         "write_plot": "search.results._render",
         "StudyResults": "search.results._results",
-        "load_study": "search.results._results",
+        "load_study": "search.results._load",
     },
 )

@@ -6,34 +6,28 @@ so a notebook and the command line show the same front and pick the same configu
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from search.errors import InputError
-from search.model._preflight import full_size_predictions
-from search.probe._systems import SystemFigures, in_space, probe_rows, study_figures
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
-from search.results._frame import front, full_front_frame, hypervolume, read_results, status_counts
-from search.study._space import KNOBS, KnobRoles
+from search.results._frame import front, full_front_frame, hypervolume, status_counts
+from search.study._space import KNOBS
 from search.study._spec import memory_axis
-from search.study._stored import RecordFiles, StudyKeys, read_trial
-from search.units import parse_size
+from search.study._stored import RecordFiles, read_trial
+from search.units import parse_size, whole_number
 
 if TYPE_CHECKING:
     import optuna
 
     from search.accuracy._estimates import AccuracyEstimates
-    from search.model._predict import DatasetStats, MemoryModel
     from search.probe._run import ProbeResult
-    from search.probe._store import StoredProbe
     from search.results._notebook import WithImage
     from search.results._plot import ParetoPlotData
     from search.study._spec import StudySpec
 
-__all__ = ["StudyResults", "WholeDataset", "load_study", "memory_note", "whole_dataset"]
+__all__ = ["StudyResults", "memory_note"]
 
 
 class StudyResults:
@@ -75,15 +69,25 @@ class StudyResults:
         self._record_files = record_files
 
     def record(self, number: int) -> dict[str, Any] | None:
-        """Trial ``number``'s whole record (with its memory series and log tail), or None.
+        """Trial ``number``'s whole record, with its memory series and log tail.
+
+        Args:
+            number: The trial's number (column ``number`` of :attr:`trials`).
+
+        Returns:
+            The record as the trial stored it (:class:`search.TrialRecord`'s fields), with the bulky
+            parts read back from ``<name>.records/`` beside the study file (left out when that
+            folder was not copied with the storage); None for a trial that stored no record (one
+            whose worker died, failed by the heartbeat check).
 
         Raises:
             InputError: If the study has no trial of that number.
         """
         trials = self.study.get_trials(deepcopy=False)
-        if not 0 <= number < len(trials):
-            raise InputError(f"study {self.spec.name!r} has no trial {number}")
-        return read_trial(trials[number]).full_record(self._record_files)
+        index = whole_number(number)  # an int, or numpy's from a frame's column
+        if index is None or not 0 <= index < len(trials):
+            raise InputError(f"study {self.spec.name!r} has no trial {number!r}")
+        return read_trial(trials[index]).full_record(self._record_files)
 
     @property
     def accuracy(self) -> str:
@@ -201,7 +205,19 @@ class StudyResults:
         max_gpu_memory: int | float | str | None = None,
         check_prediction: bool = True,
     ) -> list[str]:
-        """What ``export`` prints about its choice: interval, runner-up, what the system setting buys."""
+        """What ``export`` prints about its choice: interval, runner-up, what the system setting buys.
+
+        Args:
+            max_memory: The host memory budget (:meth:`choice`'s).
+            max_gpu_memory: A GPU memory budget (:meth:`choice`'s).
+            check_prediction: :meth:`choice`'s.
+
+        Returns:
+            The lines, or, when nothing fits, the one line saying so and what came closest.
+
+        Raises:
+            InputError: As :meth:`choice`.
+        """
         budget = self._host_budget(max_memory)
         choice = self.choice(budget, max_gpu_memory=max_gpu_memory, check_prediction=check_prediction)
         return choice_lines(choice, self.estimates, accuracy=self.accuracy, budget=budget)
@@ -213,7 +229,23 @@ class StudyResults:
         max_gpu_memory: int | float | str | None = None,
         check_prediction: bool = True,
     ) -> pd.Series | None:
-        """The trial ``memfront export`` exports for this budget (a row of :attr:`trials`), or None."""
+        """What ``memfront export`` exports for this budget: :meth:`choice`'s ``chosen``.
+
+        Args:
+            max_memory: The host memory budget, in bytes or as a size such as ``"4GiB"`` (default:
+                the study's ``memory_limit``).
+            max_gpu_memory: A GPU memory budget (:meth:`choice`'s).
+            check_prediction: :meth:`choice`'s.
+
+        Returns:
+            A row of :attr:`trials`: the chosen setting's first trial (``probe`` names the probe that
+            measured it, if any; with ``probed_only`` no trial trained that setting, and the row is
+            its accuracy config's first trial with the probed setting and figures), or None when
+            nothing fits.
+
+        Raises:
+            InputError: As :meth:`choice`.
+        """
         return self.choice(
             max_memory, max_gpu_memory=max_gpu_memory, check_prediction=check_prediction
         ).chosen
@@ -260,8 +292,11 @@ class StudyResults:
     def figure(self, backend: str = "plotly") -> Any:
         """The Pareto plot: a plotly ``Figure``, or with ``backend="matplotlib"`` a matplotlib ``Figure``.
 
+        Args:
+            backend: ``plotly`` (interactive) or ``matplotlib``.
+
         Raises:
-            InputError: For another backend.
+            InputError: For another backend, or as :meth:`plot_data`.
         """
         from search.results import _render as plot
 
@@ -273,7 +308,12 @@ class StudyResults:
 
     def show(self) -> WithImage:
         """The Pareto plot as one notebook output: interactive where Jupyter can draw plotly, a PNG
-        where it cannot (a code host, nbviewer)."""
+        where it cannot (a code host, nbviewer). Outside a notebook, :meth:`figure` gives the figure
+        to save (``.write_html``, ``.savefig``); ``memfront plot`` writes PNG, SVG, PDF or HTML.
+
+        Raises:
+            InputError: As :meth:`plot_data`.
+        """
         from search.results import _render as plot
         from search.results._notebook import WithImage
 
@@ -283,11 +323,14 @@ class StudyResults:
     def knob_plot(self, x: str, colour: str) -> WithImage:
         """Peak host memory against knob ``x`` (e.g. ``imgsz``), coloured by knob ``colour`` (e.g. ``cache``).
 
+        Args:
+            x: The knob on the x axis.
+            colour: The knob whose values colour the points.
+
         Raises:
             InputError: For a name that is not a knob.
         """
         from search.results._notebook import knob_plot
-        from search.study._space import KNOBS
 
         for name in (x, colour):
             if name not in KNOBS:
@@ -317,86 +360,3 @@ def _budget(size: int | float | str, name: str) -> int:
         return parse_size(size.item() if hasattr(size, "item") else size)  # numpy scalars from a frame
     except ValueError as error:
         raise InputError(f"{name}: {error}") from None
-
-
-def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
-    """Reads a study's results; never creates or changes a study.
-
-    Args:
-        path: The study file, e.g. ``studies/demo.yaml``.
-        storage: An Optuna storage URL overriding the study file's (default: the file beside it).
-
-    Raises:
-        InputError: For a bad study file, an unreachable storage, or a study not run yet.
-    """
-    from search.study._prepare import open_study, record_files, storage_url
-    from search.study._spec import load_study_spec
-
-    study_file = Path(path)
-    spec = load_study_spec(study_file)
-    study = open_study(spec, storage_url(spec, study_file, storage), create=False)
-    memory: WholeDataset | None = None
-    dataset_note = None
-    try:
-        memory = whole_dataset(spec, study_file, study)
-    except InputError as error:
-        dataset_note = f"whole-dataset figures (probes, predictions) not shown: {error}"
-    figures = None if memory is None else memory.figures
-    frame, estimates = read_results(
-        study, rules=spec.noise_rules, systems_of=figures, roles=KnobRoles.of(spec.framework)
-    )
-    if memory is None:
-        frame["predicted_full_bytes"] = [None] * len(frame)
-    else:
-        frame["predicted_full_bytes"] = full_size_predictions(
-            frame, memory.model, memory.stats, framework=spec.framework, device=spec.device
-        )
-    return StudyResults(
-        spec=spec, study=study, trials=frame, estimates=estimates,
-        memory_model=None if memory is None else memory.model.to_dict(),
-        record_files=record_files(spec, study_file),
-        probes=[] if memory is None else [p.result for p in memory.probes.values()],
-        dataset_note=dataset_note,
-    )  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class WholeDataset:
-    """A study's memory model, probes and whole-dataset figures (:func:`whole_dataset`)."""
-
-    stats: DatasetStats
-    model: MemoryModel
-    probes: dict[tuple[Any, ...], StoredProbe]
-    figures: SystemFigures
-
-
-def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> WholeDataset:
-    """The study's memory model, probes and whole-dataset figures.
-
-    Raises:
-        InputError: If the study's dataset is not at hand (moved, or the demo's not generated here:
-            reading never generates it).
-    """
-    from search.model._predict import DatasetStats
-    from search.model._preflight import study_memory_model
-    from search.study._prepare import probe_store, read_study_dataset, resolve_hyp_path
-
-    dataset = read_study_dataset(spec, study_file)
-    store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
-    stats = DatasetStats.read(dataset)
-    stored = store.probes()
-    # The model learns from every probe of this dataset and machine, as the run loop's does (the same
-    # rows, so that report and planner predict alike); the figures count the study's own configs.
-    # Anchored on the footprint the study's run measured: a read never runs a process.
-    model = study_memory_model(
-        study.get_trials(deepcopy=False), stats, model_name=spec.model, device=spec.device,
-        framework=spec.framework, extra_rows=probe_rows(stored, stats),
-        footprint_bytes=study.user_attrs.get(StudyKeys.FOOTPRINT), measure=False,
-    )  # fmt: skip
-    probes = in_space(stored, {knob: spec.space.choices(knob) for knob in KNOBS})
-    figures = study_figures(
-        probes=probes, stats=stats, model=model, limit_bytes=spec.memory_limit,
-        train_images=spec.train_images, framework=spec.framework, device=spec.device,
-        roles=KnobRoles.of(spec.framework),
-    )  # fmt: skip
-    return WholeDataset(stats=stats, model=model, probes=probes, figures=figures)

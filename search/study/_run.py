@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.errors import InputError
+from search.units import whole_number
 
 if TYPE_CHECKING:
     from search.study._optimize import StudyOutcome
@@ -53,9 +54,10 @@ def run_study(
     study_file = Path(path)
     spec = load_study_spec(study_file)
     if n_trials is not None:
-        if n_trials < 1:
-            raise InputError(f"n_trials: must be at least 1, got {n_trials}")
-        spec = spec.model_copy(update={"n_trials": n_trials})
+        count = whole_number(n_trials)
+        if count is None or count < 1:
+            raise InputError(f"n_trials: expected a whole number of at least 1, got {n_trials!r}")
+        spec = spec.model_copy(update={"n_trials": count})
     with quiet_optuna():
         prepared = prepare_study(spec, study_file, storage=storage)
         return run_prepared(prepared, console=Console(stderr=True, soft_wrap=True) if progress else None)

@@ -241,7 +241,7 @@ def study_status(
         accuracy: The accuracy objective, for the front.
         recent_s: Workers seen within this many seconds are listed.
         rules: The study file's ``accuracy_*`` keys (the front is the one ``report`` shows).
-        systems_of: The whole-dataset figures ``report`` uses (:func:`search.results._results.whole_dataset`).
+        systems_of: The whole-dataset figures ``report`` uses (:func:`search.results._load.whole_dataset`).
     """
     from search.results._frame import front, read_results, status_counts
     from search.study._space import DEFAULT_ROLES
