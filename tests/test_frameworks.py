@@ -125,11 +125,17 @@ def test_export_prints_each_frameworks_own_command() -> None:
     assert settings == {
         "data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": "3", "batch": "16", "imgsz": "320",
         "workers": "2", "device": "0", "seed": "1", "cache": "False", "amp": "True",
-        "cfg": str(resolve_hyp("demo", "ultralytics")),
+        "cfg": str(resolve_hyp("demo", "ultralytics")), "plots": "False",
     }  # fmt: skip
     yolov5 = shlex.split(upstream_command({**options, "model": "yolov5n.yaml", "framework": "yolov5"}))
     assert yolov5[:3] == ["MALLOC_MMAP_THRESHOLD_=1048576", "yolov5", "train"]
     assert "--cfg" in yolov5 and "--cache" not in yolov5
+    # Plots off, as every trial measured (they need memory of their own), unless asked for.
+    assert "--noplots" in yolov5
+    drawn = {**options, "model": "yolov5n.yaml", "framework": "yolov5", "plots": True}
+    assert "--noplots" not in shlex.split(upstream_command(drawn))
+    drawn = {**options, "framework": "ultralytics", "plots": True}
+    assert "plots=True" in shlex.split(upstream_command(drawn))
 
 
 def test_ultralytics_counts_the_cache_as_an_accuracy_knob() -> None:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from search.probe import ProbeResult
-from search.study._progress import live_display, probe_line, trial_line
+from search.study._progress import error_line, live_display, probe_line, trial_line
 
 from .synthetic import GIB, knobs, record
 
@@ -58,3 +58,18 @@ def test_a_trial_on_a_gpu_shows_its_gpu_peak_beside_its_host_peak() -> None:
     on_gpu = dataclasses.replace(record(peak=GIB), peak_gpu_bytes=3 * GIB)
     assert "peak 1.00 GiB (GPU 3.00 GiB)  2.0 s/epoch" in trial_line(3, on_gpu)
     assert "GPU" not in trial_line(3, record(peak=GIB))
+
+
+def test_a_failed_trial_says_why_naming_the_users_data_yaml() -> None:
+    # A label with a class id beyond the names fails every trial alike: the run's line says why,
+    # with the user's data yaml, not the trial's own copy of it (removed with the trial's folder).
+    copy = "/tmp/memfront-trial-6208-igr1hjk4/data.yaml"
+    failed = dataclasses.replace(
+        record("failed", map50_95=None, config={**knobs(), "data": "/d/my data.yaml"}),
+        error="Traceback (most recent call last):\n  ...\n"
+        f"AssertionError: Label class 7 exceeds nc=3 in {copy}",
+    )
+    line = trial_line(0, failed)
+    assert "AssertionError: Label class 7 exceeds nc=3 in /d/my data.yaml" in line and copy not in line
+    assert "Traceback" not in line and "Label class" not in trial_line(0, record())
+    assert len(error_line("x" * 1000)) == 240

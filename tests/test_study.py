@@ -128,6 +128,9 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     )
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "exp" / "weights" / "best.pt").is_file()
+    # Plots off, as the trials measured it (they would need memory the study never saw).
+    images = [*(tmp_path / "exp").glob("*.png"), *(tmp_path / "exp").glob("*.jpg")]
+    assert "--plots off" in command and not images, images
     as_yaml = run_cli(
         "export",
         str(tiny_study),
@@ -141,6 +144,7 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     assert as_yaml.returncode == 0
     exported = (tmp_path / "best.yaml").read_text()
     assert "batch:" in exported and "hyp: demo" in exported and "--hyp " in exported
+    assert "plots: false" in exported and "--noplots" in exported
     # A second training with the same --name goes beside the first (yolov5's rule), never into it.
     first = (tmp_path / "exp" / "weights" / "best.pt").stat().st_mtime_ns
     best = str(tmp_path / "best.yaml")

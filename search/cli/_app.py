@@ -214,6 +214,10 @@ def train(
     hyp: Annotated[
         str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
     ] = None,
+    plots: Annotated[
+        str | None,
+        typer.Option(help="on or off (default off, as the study measured: plots add memory of their own)."),
+    ] = None,
     project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
     memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
@@ -231,8 +235,9 @@ def train(
         if not isinstance(loaded, dict):
             fail("--config: expected a mapping of train options")
         options.update(loaded)
-    if amp is not None and amp not in ("on", "off"):
-        fail(f"--amp: expected on or off, got {amp!r}")
+    for flag, switch in (("--amp", amp), ("--plots", plots)):
+        if switch is not None and switch not in ("on", "off"):
+            fail(f"{flag}: expected on or off, got {switch!r}")
     flags = {
         "data": data,
         "framework": framework,
@@ -246,6 +251,7 @@ def train(
         "device": device,
         "seed": seed,
         "hyp": hyp,
+        "plots": None if plots is None else plots == "on",
     }
     options.update({k: v for k, v in flags.items() if v is not None})
     if "data" not in options:

@@ -128,4 +128,5 @@ class Ultralytics(Framework):
         parts.append(f"amp={bool(options['amp'])}")
         if options.get("hyp"):
             parts.append(f"cfg={options['hyp']}")
+        parts.append(f"plots={bool(options.get('plots'))}")  # off as every trial measured it
         return shlex.join(parts)

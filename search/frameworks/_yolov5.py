@@ -89,4 +89,6 @@ class YOLOv5(Framework):
             parts += ["--cache", str(options["cache"])]
         if options.get("hyp"):
             parts += ["--hyp", str(options["hyp"])]
+        if not options.get("plots"):
+            parts.append("--noplots")  # as every trial measured it
         return shlex.join(parts)

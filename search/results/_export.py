@@ -375,6 +375,7 @@ def train_options(
         "amp": bool(row["amp"]),
         "device": spec.device,
         "seed": spec.seed,
+        "plots": False,  # as every trial measured it (TrialConfig.plots)
     }
     if hyp is not None:
         options["hyp"] = hyp
@@ -385,7 +386,7 @@ def memfront_command(options: dict[str, Any]) -> str:
     """A ``memfront train`` command line that runs as printed, with yolov5's adaptations applied."""
     parts = ["memfront", "train"]
     for key, value in options.items():
-        if key == "amp":
+        if isinstance(value, bool):  # amp, plots
             value = "on" if value else "off"
         parts += [f"--{key.replace('_', '-')}", str(value)]
     return shlex.join(parts)
@@ -421,6 +422,7 @@ def export_yaml(
         f"{_PEAK_WORDS.get(str(row.get('memory_source')), 'measured peak')} "
         f"{format_bytes(row['config_peak_host_bytes'])}{_gpu_peak_text(row)}\n"
         f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
+        f"# plots: false as every trial ran (the framework's plots need memory the study did not measure)\n"
         f"# {upstream_words(options)}: {upstream_command(options)}\n"
     )
     if warning is not None:

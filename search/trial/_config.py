@@ -45,6 +45,10 @@ class TrialConfig(BaseModel):
     train_fraction: float | None = Field(None, gt=0, le=1)
     hyp: str | None = Field(None, description="hyperparameter yaml, or 'demo'; default the framework's own")
     threads: int | None = Field(None, gt=0, description="torch CPU threads; default torch's own (all cores)")
+    # The framework's plots (labels, curves, confusion matrix) cost host memory of their own (yolov5
+    # at imgsz 64: a peak about a fifth higher, in the final validation): off, as every trial and
+    # probe measured it, so that an exported run peaks where its study said it would.
+    plots: bool = Field(False, description="draw the framework's plots (memory the trials did not measure)")
 
     @model_validator(mode="before")
     @classmethod

@@ -169,8 +169,7 @@ def run_trial(
             "config_dir": str(compat.yolov5_config_dir(folder / "settings")),
             "gpu_memory_limit_bytes": limits.gpu_memory_limit_bytes,
             "parent_pid": os.getpid(),
-            # A kept run is a real training: let yolov5 draw its usual plots; a trial skips them.
-            "noplots": keep_run is None,
+            "noplots": not config.plots,
             "probe": None if probe is None else {**probe, "peak_file": str(folder / "peak.txt")},
         }
         (folder / "spec.json").write_text(json.dumps(spec))
