@@ -15,7 +15,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
+from search.data._demo import make_demo_dataset
 from search.frameworks._base import package_folder
 from search.measure._footprint import framework_footprint_bytes
 from search.study._prepare import open_study, storage_url
@@ -407,6 +409,8 @@ def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     assert len(interrupted) == 1 and interrupted[0].state == optuna.trial.TrialState.FAIL
     trained = [t for t in trials if t.user_attrs.get("status") == "ok" and "duplicate_of" not in t.user_attrs]
     assert len(trained) == 3  # nothing stored was lost
+    # The interrupted training is not one done, by the study's count or by this worker's.
+    assert "3/4 trainings done (0 trained by this worker" in " ".join(stderr.split()), stderr
     study.write_text(study.read_text().replace("epochs: 40", "epochs: 1"))
     done = run_cli("run", str(study))
     assert done.returncode == 0, done.stderr
@@ -480,3 +484,15 @@ def test_every_shipped_study_file_is_valid(path: Path) -> None:
     # The examples are what users copy: each must pass the checks a study file of their own gets.
     spec = load_study_spec(path)
     assert spec.name and spec.space.choices("imgsz")
+
+
+def test_a_dataset_with_no_readable_training_image_is_refused_before_any_storage(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "broken", images=3, val_images=2, size=32)
+    for image in (tmp_path / "broken" / "images" / "train").iterdir():
+        image.write_bytes(b"not an image")
+    study = tmp_path / "broken.yaml"
+    study.write_text(yaml.safe_dump({"name": "broken", "data": str(data), "memory_limit": "4GiB"}))
+    done = run_cli("run", str(study), timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "no training image can be read" in lines[-1], done.stderr
+    assert not (tmp_path / "broken.db").exists()  # refused before the storage was created

@@ -120,6 +120,8 @@ def predict(
     tables = err_out if json_to_stdout else out
     framework, model = resolve_framework(framework, model)
     stats = DatasetStats.read(load_dataset(data))
+    if stats.unreadable_note is not None:
+        console.print(stats.unreadable_note)
     with console.status("this machine's calibration or framework footprint (measured once: seconds)"):
         start = load_starting_model(model, device, framework=framework)
     memory_model, origin = start.model, start.origin

@@ -103,31 +103,56 @@ def loader_workers(
 
 @dataclasses.dataclass(frozen=True)
 class DatasetStats:
-    """Pixel sizes (width, height) of a dataset's images, read from the files' headers."""
+    """Pixel sizes (width, height) of a dataset's images, read from the files' headers.
+
+    Attributes:
+        train_sizes: The training images' sizes.
+        val_sizes: The validation images'.
+        unreadable: The images that could not be read, as ``path (why)``: yolov5 and ultralytics
+            skip a corrupt image with a warning, so they count in no figure here either.
+    """
 
     train_sizes: tuple[tuple[int, int], ...]
     val_sizes: tuple[tuple[int, int], ...]
+    unreadable: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, dataset: DatasetSpec) -> DatasetStats:
         """Reads every image's size from its header (no decoding).
 
         Raises:
-            InputError: Naming the first image that cannot be read.
+            InputError: If no training or no validation image can be read.
         """
         from PIL import Image, UnidentifiedImageError
 
-        def sizes(paths: Sequence[Path]) -> tuple[tuple[int, int], ...]:
+        unreadable: list[str] = []
+
+        def sizes(paths: Sequence[Path], split: str) -> tuple[tuple[int, int], ...]:
             found = []
             for path in paths:
                 try:
                     with Image.open(path) as image:
                         found.append((int(image.width), int(image.height)))
                 except (OSError, UnidentifiedImageError) as error:
-                    raise InputError(f"cannot read image {path}: {error}") from None
+                    unreadable.append(f"{path} ({error})")
+            if paths and not found:
+                raise InputError(f"no {split} image can be read: {unreadable[-1]}")
             return tuple(found)
 
-        return cls(train_sizes=sizes(dataset.train_images), val_sizes=sizes(dataset.val_images))
+        train, val = sizes(dataset.train_images, "training"), sizes(dataset.val_images, "validation")
+        return cls(train_sizes=train, val_sizes=val, unreadable=tuple(unreadable))
+
+    @property
+    def unreadable_note(self) -> str | None:
+        """What a study says of the images it cannot read (None: every image reads)."""
+        if not self.unreadable:
+            return None
+        count = len(self.unreadable)
+        return (
+            f"{count} image{'s' if count > 1 else ''} of the dataset cannot be read (the first: "
+            f"{self.unreadable[0]}): yolov5 and ultralytics skip {'them' if count > 1 else 'it'}, and so "
+            "do memfront's memory figures"
+        )
 
     @staticmethod
     def _resized_bytes(sizes: Iterable[tuple[int, int]], imgsz: int) -> float:

@@ -252,10 +252,11 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 if outcome == "skipped":
                     skipped += 1
                     continue
-                trained += 1
                 if outcome == "interrupted":
+                    # Not a training done: the next run trains its config again (requeued).
                     interrupted, stop_reason = True, "interrupted"
                     break
+                trained += 1
     except KeyboardInterrupt:
         # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
         interrupted, stop_reason = True, "interrupted"

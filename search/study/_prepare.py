@@ -332,6 +332,9 @@ def prepare_study(
     resolve_hyp(hyp, spec.framework)
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
+    stats = DatasetStats.read(dataset)
+    if stats.unreadable_note is not None:
+        space = dataclasses.replace(space, notes=(*space.notes, stats.unreadable_note))
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)
     study = open_study(spec, url, create=True, space=space)
@@ -342,7 +345,6 @@ def prepare_study(
     elif worker_index is None and workers_seen(study, within_s=spec.heartbeat_grace):
         # Another worker runs this study now: the same seed would propose the same configurations.
         study.sampler = _sampler(spec, space, spec.seed + 1 + random.SystemRandom().randrange(2**30))
-    stats = DatasetStats.read(dataset)
     preflight = None
     if spec.preflight_margin is not None:
         from search.model._calibration import calibrate, load_calibration
@@ -358,7 +360,7 @@ def prepare_study(
         )  # fmt: skip
     probes = None
     if spec.probe_share > 0:
-        probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name)
+        probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name, stats=stats)
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
         record_files=record_files(spec, spec_path), probes=probes, stats=stats,
@@ -378,7 +380,14 @@ def probe_store(
 
 
 def study_probes(
-    spec: StudySpec, study: optuna.Study, dataset: DatasetSpec, *, data: str, hyp: str | None, worker: str
+    spec: StudySpec,
+    study: optuna.Study,
+    dataset: DatasetSpec,
+    *,
+    data: str,
+    hyp: str | None,
+    worker: str,
+    stats: DatasetStats,
 ) -> StudyProbes:
     """A worker's probes of the study (:mod:`search.study._probes`)."""
     base = TrialConfig(
@@ -386,7 +395,7 @@ def study_probes(
     )
     limits = TrialLimits(memory_limit_bytes=spec.memory_limit, gpu_memory_limit_bytes=spec.gpu_memory_limit)
     return StudyProbes(
-        store=probe_store(spec, study, dataset, hyp=hyp), stats=DatasetStats.read(dataset), base_config=base,
+        store=probe_store(spec, study, dataset, hyp=hyp), stats=stats, base_config=base,
         limits=limits, probe_share=spec.probe_share, worker=worker,
     )  # fmt: skip
 

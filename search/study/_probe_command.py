@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from search.errors import InputError
+from search.model._predict import DatasetStats
 from search.probe._run import ProbeResult
 from search.probe._store import knobs_key
 from search.study._prepare import open_study, resolve_data, resolve_hyp_path, storage_url, study_probes
@@ -99,10 +100,11 @@ def probe_for_study(
             raise InputError(
                 f"--{name} {value}: not in the study's space ({allowed}); probe it with --data instead"
             )
+    stats = DatasetStats.read(dataset)
     # Every input is checked by now: only a probe that can run opens (or creates) the storage.
     study = open_study(spec, url, create=True)
     worker = WorkerIdentity.here(device=spec.device)
-    probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name)
+    probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name, stats=stats)
     key = knobs_key(probed)
     stored = probes.stored().get(key)
     if stored is not None and stored.settles(spec.memory_limit):

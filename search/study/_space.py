@@ -162,7 +162,8 @@ def _unreachable_noise(spec: StudySpec, choices: dict[str, list[Any]]) -> str | 
     take two of ``n_trials``' trainings before any replicate."""
     configs = math.prod(len(choices[name]) for name in KnobRoles.of(spec.framework).accuracy)
     prior = spec.accuracy_noise_prior
-    reachable = min(configs * (spec.max_replicates - 1), spec.n_trials - 2) + (prior.df if prior else 0)
+    replicates = max(0, min(configs * (spec.max_replicates - 1), spec.n_trials - 2))
+    reachable = replicates + (prior.df if prior else 0)
     if configs < 2 or reachable >= spec.accuracy_min_df:
         return None
     return (
