@@ -16,7 +16,14 @@ from search.data._dataset import load_dataset
 from search.probe import ProbeResult
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore, StoredProbe, knobs_key
 from search.probe._systems import SystemFigures
-from search.results._export import choice_lines, choose_config, export_yaml, source_text, train_options
+from search.results._export import (
+    choice_lines,
+    choose_config,
+    export_yaml,
+    source_text,
+    spread_warning,
+    train_options,
+)
 from search.results._frame import FRAME_COLUMNS, apply_estimates
 from search.study._probes import plan_probe
 from search.study._spec import StudySpec
@@ -216,6 +223,12 @@ def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
     assert tight.chosen is not None and not tight.chosen["probed_only"]
     assert tight.chosen["map50_95"] == 0.30 and source_text(tight.chosen) == "trial 0"
     assert not math.isnan(float(tight.chosen["config_epoch_seconds"]))
+    # Only within memory's spread of the budget: the warning names the figure as what it is.
+    close = choose_config(frame, estimates, max_memory_bytes=int(1.22 * GIB))
+    assert spread_warning(close) == (
+        "its probed peak on the whole dataset 1.20 GiB is within memory's 4% spread of the budget: "
+        "not shown to fit, a run may exceed it"
+    )
     # Nothing fits: what came closest, the probed setting the front point's figures are of.
     none = choose_config(frame, estimates, max_memory_bytes=GIB)
     assert none.chosen is None

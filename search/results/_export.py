@@ -323,7 +323,9 @@ def spread_warning(choice: ExportChoice) -> str | None:
     warnings = []
     if choice.within_spread:
         peak = format_bytes(choice.system.max_peak_host_bytes)
-        warnings.append(f"its highest measured peak {peak} is {_spread_text(choice)}")
+        source = choice.system.source
+        words = "highest measured peak" if source == "training" else _PEAK_WORDS[source]
+        warnings.append(f"its {words} {peak} is {_spread_text(choice)}")
     gpu = choice.estimate.peak_gpu_bytes
     if choice.gpu_within_spread and gpu is not None:
         warnings.append(f"its highest GPU peak {format_bytes(gpu)} is {_spread_text(choice, gpu=True)}")
