@@ -114,15 +114,17 @@ UNITS = {
 }
 
 
-def in_gib(trial: optuna.trial.FrozenTrial) -> list[float]:
-    pairs = zip(spec.objectives, trial.values, strict=True)
-    return [value / GIB if name in ("peak_host", "peak_gpu") else value for name, value in pairs]
+def memory_first(trial: optuna.trial.FrozenTrial) -> list[float]:
+    # Memory on the x axis and accuracy last, as memfront's own plot draws them; memory in GiB.
+    values = dict(zip(spec.objectives, trial.values, strict=True))
+    costs = [values[n] / GIB if n in ("peak_host", "peak_gpu") else values[n] for n in spec.objectives[1:]]
+    return [*costs, values[spec.objectives[0]]]
 
 
 # The memory constraint is each trial's own (Trial.set_constraint): Optuna's plot reads it as it is.
 optuna_arguments = {
-    "target_names": [ACCURACY_NAME, *(UNITS[name] for name in spec.objectives[1:])],
-    "targets": in_gib,
+    "target_names": [*(UNITS[name] for name in spec.objectives[1:]), ACCURACY_NAME],
+    "targets": memory_first,
 }
 optuna_front = optuna.visualization.plot_pareto_front(results.study, **optuna_arguments)
 with warnings.catch_warnings():
@@ -184,8 +186,18 @@ on it when it buys speed with memory.
 FULL = """\
 full = results.full_front()
 full["peak_host_bytes"] = (full["peak_host_bytes"].astype(float) / GIB).map("{:.2f}".format)
-full["accuracy_mean"] = full["accuracy_mean"].map("{:.3f}".format)
-full.rename(columns={"peak_host_bytes": "peak host (GiB)", "epoch_seconds": "epoch (s)", "replicates": "n"})
+for column in ("accuracy_mean", "accuracy_low", "accuracy_high"):
+    full[column] = full[column].map(lambda v: "unknown" if pd.isna(v) else f"{v:.3f}")
+full["epoch_seconds"] = full["epoch_seconds"].map(lambda s: "n/a" if pd.isna(s) else f"{s:.1f}")
+for column in ("trial", "probe"):
+    full[column] = full[column].map(lambda n: "" if n is None or pd.isna(n) else str(int(n)))
+full.rename(
+    columns={
+        "accuracy_mean": f"{ACCURACY_NAME} mean", "accuracy_low": "95% low", "accuracy_high": "95% high",
+        "replicates": "n", "peak_host_bytes": "peak host (GiB)", "epoch_seconds": "epoch (s)",
+        "memory_source": "from",
+    }
+)
 """
 
 KNOBS_MD = """\

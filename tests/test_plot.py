@@ -310,3 +310,12 @@ def test_notebook_output_carries_a_png() -> None:
     with Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))) as image:
         assert image.format == "PNG" and image.size == (990, 660)
     assert repr(shown) == "<plot: demo-like: mAP50-95 vs peak host memory (5 on the Pareto front)>"
+
+
+def test_the_accuracy_axis_never_goes_below_zero() -> None:
+    from search.results._plot_layout import value_range
+
+    assert value_range([0.0, 0.0])[0] == 0.0 and value_range([0.0, 0.0])[1] > 0
+    assert value_range([0.01, 0.4])[0] == 0.0
+    low, high = value_range([0.3, 0.4])
+    assert 0 < low < 0.3 and high > 0.4

@@ -137,7 +137,7 @@ def status(
     except InputError:
         figures = None  # the dataset is not at hand: trials' own figures
     now = study_status(
-        study, n_trials=spec.n_trials, accuracy=spec.objectives[0], recent_s=recent_s,
+        study, n_trials=spec.n_trials, recent_s=recent_s,
         rules=spec.noise_rules, systems_of=figures,
         roles=KnobRoles.of(spec.framework),
     )  # fmt: skip

@@ -246,9 +246,9 @@ def _front_axes(study: optuna.Study) -> tuple[str, MemoryAxis]:
     return str(objectives[0]), memory_axis(objectives)
 
 
-def front(frame: pd.DataFrame, accuracy: str = "map50_95") -> pd.DataFrame:
+def front(frame: pd.DataFrame) -> pd.DataFrame:
     """The front's points (one row each: its config's first trial at its leanest system setting),
-    least memory (``front_memory_bytes``) first."""
+    least memory (``front_memory_bytes``) first, the most accurate first among equals."""
     chosen = frame[frame["pareto"].astype(bool)]
     return chosen.sort_values(["front_memory_bytes", "accuracy_mean"], ascending=[True, False])
 
@@ -287,7 +287,7 @@ def hypervolume(frame: pd.DataFrame, *, accuracy: str, memory_limit: int | None)
     """
     if memory_limit is None:
         return 0.0
-    shown = front(frame, accuracy)
+    shown = front(frame)
     peaks, means = shown["front_memory_bytes"].astype(float), shown["accuracy_mean"].astype(float)
     points = list(zip(peaks, means, strict=True))
     return front_hypervolume(points, memory_limit=memory_limit)

@@ -110,7 +110,9 @@ def value_range(values: Sequence[float]) -> tuple[float, float]:
     low, high = min(values), max(values)
     # Equal values: around them, or 0 to 1 when all are 0 (no trial has an accuracy).
     span = high - low or abs(high) * 0.2 or 1.0
-    return low - _VALUE_PAD * span, high + _VALUE_PAD * span
+    bottom = low - _VALUE_PAD * span
+    # Accuracy is never negative: an axis below 0 would show values no training can reach.
+    return (max(bottom, 0.0) if low >= 0 else bottom), high + _VALUE_PAD * span
 
 
 def to_canvas(

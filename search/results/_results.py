@@ -103,9 +103,15 @@ class StudyResults:
 
     def front(self) -> pd.DataFrame:
         """The noise-aware front (accuracy configs against the study's memory objective: peak host
-        memory, or peak GPU memory), least memory first: one row per point, with ``accuracy_mean``,
-        ``accuracy_low``, ``accuracy_high``, ``replicates`` and ``front_memory_bytes``."""
-        return front(self.trials, self.accuracy)
+        memory, or peak GPU memory), least memory first.
+
+        Returns:
+            The rows of :attr:`trials` that stand for the front's points (indexed by trial number,
+            every column of :attr:`trials`): one per point, its accuracy config's first trial at its
+            leanest system setting, whose ``accuracy_mean``, ``accuracy_low``, ``accuracy_high``
+            and ``replicates`` are the config's and ``front_memory_bytes`` what the front ranked.
+        """
+        return front(self.trials)
 
     @property
     def front_memory(self) -> str:

@@ -227,7 +227,6 @@ def study_status(
     study: optuna.Study,
     *,
     n_trials: int,
-    accuracy: str,
     recent_s: float,
     rules: NoiseRules,
     systems_of: Any = None,
@@ -238,7 +237,6 @@ def study_status(
     Args:
         study: The study.
         n_trials: The study's target (a total across workers).
-        accuracy: The accuracy objective, for the front.
         recent_s: Workers seen within this many seconds are listed.
         rules: The study file's ``accuracy_*`` keys (the front is the one ``report`` shows).
         systems_of: The whole-dataset figures ``report`` uses (:func:`search.results._load.whole_dataset`).
@@ -265,7 +263,7 @@ def study_status(
         n_trials=n_trials,
         done=len(counts_toward_n_trials(trials)),
         counts=status_counts(frame),
-        front_size=len(front(frame, accuracy)),
+        front_size=len(front(frame)),
         workers=workers_seen(study, within_s=recent_s),
         running=running,
         waiting=sum(t.state == TrialState.WAITING for t in trials),
