@@ -177,6 +177,9 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     assert report.returncode == 0
     export = run_cli("export", str(study), "--max-memory", "100GiB")
     assert export.returncode == 1 and "no feasible trial" in export.stderr
+    # Why: how the trials ended (here over the limit, or predicted over it and not trained).
+    said = " ".join(export.stderr.split())
+    assert "`memfront report --all` lists them" in said and ("memory_limit" in said or "predicted" in said)
 
 
 TIMED_STUDY = """\

@@ -16,7 +16,7 @@ from search.accuracy._front import MEMORY_SPREAD, needs_no_more_memory
 from search.accuracy._pick import fits_budget, fits_gpu_with_spread, fits_with_spread, pick_config
 from search.child.compat import allocator_environment
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
-from search.results._frame import front
+from search.results._frame import front, status_counts
 from search.study._progress import config_text
 from search.study._spec import StudySpec
 from search.trial._config import resolve_hyp
@@ -73,6 +73,7 @@ class ExportChoice:
         max_gpu_bytes: The GPU budget the choice was made for (None: none given).
         least_gpu_bytes: The lowest GPU peak of any accuracy config (None: none measured one), to
             say how far a GPU budget that nothing fits is from the leanest.
+        statuses: When nothing fits, how many trials ended in each status (why none is feasible).
     """
 
     chosen: pd.Series | None
@@ -90,6 +91,7 @@ class ExportChoice:
     max_memory_bytes: int = 0
     max_gpu_bytes: int | None = None
     least_gpu_bytes: float | None = None
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def choose_config(
@@ -148,6 +150,7 @@ def choose_config(
             max_memory_bytes=max_memory_bytes,
             max_gpu_bytes=max_gpu_bytes,
             least_gpu_bytes=least_gpu,
+            statuses=status_counts(frame),
         )
     estimate, system, leanest, runner_up = picked.estimate, picked.system, picked.leanest, picked.runner_up
     beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
@@ -219,7 +222,10 @@ def nothing_fits_text(choice: ExportChoice) -> str:
     elif choice.max_gpu_bytes is not None and least is not None:
         hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"
     else:
-        hint = "; the study has no feasible trial at all"
+        ended = ", ".join(f"{count} {status}" for status, count in sorted(choice.statuses.items()))
+        hint = "; the study has no feasible trial at all" + (
+            f" ({ended}: `memfront report --all` lists them)" if ended else ""
+        )
     return f"no measured configuration fits {fits}{hint}"
 
 
