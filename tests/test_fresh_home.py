@@ -64,7 +64,10 @@ def test_run_and_report_in_an_empty_home(tiny_data: Path, tmp_path: Path) -> Non
     work.mkdir()
     study = work / "first.yaml"
     study.write_text(STUDY.format(data=tiny_data))
-    env = _fresh_env(home)
+    # A machine where memfront measured nothing yet: its cache (in the Python environment by default,
+    # tests/test_preflight.py) starts empty, outside the home.
+    cache = tmp_path / "cache"
+    env = {**_fresh_env(home), "MEMFRONT_CACHE_DIR": str(cache)}
 
     run = _memfront("run", str(study), env=env, cwd=work)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -80,8 +83,9 @@ def test_run_and_report_in_an_empty_home(tiny_data: Path, tmp_path: Path) -> Non
     plot = _memfront("plot", str(study), "-o", str(work / "front.png"), env=env, cwd=work)
     assert plot.returncode == 0 and (work / "front.png").stat().st_size, plot.stderr
 
-    # Nothing in the home: no third-party settings, fonts or caches, and memfront's own cache (the
-    # footprint it measured, matplotlib's font list) lives in the Python environment.
+    # Nothing in the home: no third-party settings, fonts or caches; memfront's own (the footprint it
+    # measured, matplotlib's font list for the plot) are in its cache.
     left = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert left == [], left
+    assert list((cache / "footprint").glob("*.json")) and (cache / "matplotlib").is_dir()
     assert not (work / "runs").exists()

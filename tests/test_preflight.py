@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from search.model._calibration import TINY_RUNS, cache_dir, calibrate, load_calibration
+from search.model._calibration import (
+    TINY_RUNS,
+    _private_temp_dir,
+    cache_dir,
+    calibrate,
+    load_calibration,
+    write_cache,
+)
 from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
 from search.trial._record import memory_violation
@@ -84,3 +94,38 @@ def test_calibration_is_measured_once_and_cached(tmp_path: Path, monkeypatch: py
     files[0].write_text("{damaged")
     assert load_calibration("yolov5n.yaml", "cpu") is None
     assert os.environ["MEMFRONT_CACHE_DIR"] == str(tmp_path / "cache")
+
+
+def test_the_cache_lives_in_the_python_environment_never_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEMFRONT_CACHE_DIR", raising=False)
+    (tmp_path / "venv").mkdir()
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    assert cache_dir() == tmp_path / "venv" / "var" / "cache" / "memfront"
+    # An environment this user cannot write (a system-wide install; as root, os.access says yes to
+    # everything, hence the stand-in): this user's private folder in the temporary directory.
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    _private_temp_dir.cache_clear()
+    try:
+        folder = cache_dir()
+        assert folder == tmp_path / "tmp" / f"memfront-cache-{os.getuid()}"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        # A folder of that name others can write into (or another user's) is not trusted.
+        folder.chmod(0o777)
+        _private_temp_dir.cache_clear()
+        own = cache_dir()
+        assert own != folder and own.parent == tmp_path / "tmp" and stat.S_IMODE(own.stat().st_mode) == 0o700
+    finally:
+        _private_temp_dir.cache_clear()
+
+
+def test_a_cache_file_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "footprint.json"
+    assert write_cache(path, '{"pss_bytes": 1}\n') and path.read_text() == '{"pss_bytes": 1}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["footprint.json"]  # no temporary file left
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert not write_cache(blocked / "footprint.json", "{}")  # cannot be cached: no error, measured again

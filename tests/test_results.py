@@ -66,7 +66,7 @@ def test_reading_a_study_measures_nothing_and_writes_no_cache(
     def no_child(*args: object, **kwargs: object) -> None:
         raise AssertionError("a read started a child process")
 
-    monkeypatch.setattr("search.measure._footprint.run_snippet", no_child)
+    monkeypatch.setattr("subprocess.Popen", no_child)
     results = search.load_study(study_file)  # anchored on the footprint the study's run stored
     assert not cache.exists() and results.memory_model is not None and len(results.front()) == 2
     # A study stored before runs kept their footprint: the plain priors, still measuring nothing.
@@ -97,7 +97,7 @@ def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) 
     empty, foreign = tmp_path / "empty.db", tmp_path / "foreign.db"
     empty.touch()
     with sqlite3.connect(foreign) as connection:
-        connection.execute("CREATE TABLE mine (x INTEGER)")
+        connection.execute("CREATE TABLE studies (x INTEGER)")  # a user's own table of that name
     connection.close()
     before = foreign.read_bytes()
     for storage in (empty, foreign):

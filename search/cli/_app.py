@@ -19,6 +19,7 @@ from rich.table import Table
 
 from search.cli._options import FrameworkOption, output_path
 from search.errors import InputError, MemfrontError, RunNotKept
+from search.study._storage import quiet_optuna
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.trial._record import TrialRecord
 from search.units import format_bytes, format_seconds, parse_duration, parse_size
@@ -344,23 +345,16 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def _quiet_optuna() -> None:
-    """Optuna's INFO lines (a study created, each trial told) off for the command: it prints its own."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; bad input is one line on stderr and exit code 2."""
     signal.signal(signal.SIGTERM, _terminate)
     # A process started in the background by a script inherits SIGINT ignored; memfront still stops
     # its trial cleanly on SIGINT (what --jobs forwards, and what a user's `kill -INT` means).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _quiet_optuna()
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="memfront", standalone_mode=False)
+        with quiet_optuna():  # the command prints its own lines
+            result = command.main(args=argv, prog_name="memfront", standalone_mode=False)
     except MemfrontError as error:
         print(f"memfront: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,7 +14,7 @@ from pathlib import Path
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.measure._snippet import run_snippet
-from search.model._calibration import cache_dir, calibration_key
+from search.model._calibration import cache_dir, calibration_key, write_cache
 
 __all__ = ["cached_footprint_bytes", "check_device", "framework_footprint_bytes"]
 
@@ -41,8 +41,7 @@ def framework_footprint_bytes(*, device: str = "cpu", framework: str = DEFAULT_F
     footprint = int(
         run_snippet(snippet, what=f"import torch and {framework} to measure the framework's footprint")
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pss_bytes": footprint}) + "\n")
+    write_cache(path, json.dumps({"pss_bytes": footprint}) + "\n")
     return footprint
 
 

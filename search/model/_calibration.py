@@ -7,11 +7,14 @@ stand out of the noise, and dataloader workers with and without it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -24,7 +27,15 @@ from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framewor
 from search.model._predict import DatasetStats, MemoryModel, features
 from search.trial._config import TrialConfig, TrialLimits
 
-__all__ = ["CALIBRATION_RUNS", "Calibration", "cache_dir", "calibrate", "calibration_key", "load_calibration"]
+__all__ = [
+    "CALIBRATION_RUNS",
+    "Calibration",
+    "cache_dir",
+    "calibrate",
+    "calibration_key",
+    "load_calibration",
+    "write_cache",
+]
 
 # (batch, imgsz, cache, workers, train images): each term varies against the others.
 CALIBRATION_RUNS: tuple[tuple[int, int, str, int, int], ...] = (
@@ -53,7 +64,42 @@ def cache_dir() -> Path:
     existing = next(p for p in (in_environment, *in_environment.parents) if p.exists())
     if os.access(existing, os.W_OK | os.X_OK):
         return in_environment
-    return Path(tempfile.gettempdir()) / f"memfront-cache-{os.getuid()}"
+    return _private_temp_dir()
+
+
+@functools.cache
+def _private_temp_dir() -> Path:
+    """This user's cache folder in the temporary directory: made private, and not used if another
+    user made it first (whose files could be planted): then a new one of this process's own."""
+    folder = Path(tempfile.gettempdir()) / f"memfront-cache-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022:
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="memfront-cache-"))
+
+
+def write_cache(path: Path, text: str) -> bool:
+    """Writes a cache file whole or not at all (a reader never sees half of it: another process may
+    write the same figure at once). False if it cannot be written: the figure is measured again the
+    next time, nothing fails."""
+    temporary: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's are the owner's only; a figure is no secret
+        os.replace(temporary, path)
+    except OSError:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return False
+    return True
 
 
 def _version(package: str) -> str:
@@ -173,6 +219,5 @@ def calibrate(
                 )
     calibration = Calibration(rows=rows, model=MemoryModel.prior().fit(rows))
     path = cache_dir() / "calibration" / f"{calibration_key(model, device, framework=framework)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    write_cache(path, json.dumps(calibration.to_dict(), indent=2) + "\n")
     return calibration

@@ -200,7 +200,7 @@ def _row_of(rows: pd.DataFrame, estimate: AccuracyEstimate, system: FullConfig) 
 _ONE_RUN_COLUMNS = (
     "seed", "cache_used", "imgsz_used", "train_images", "map50", "map50_95", "fitness",
     "peak_host_lower_bytes", "peak_host_upper_bytes", "peak_rss_tree_bytes", "peak_gpu_bytes",
-    "wall_seconds", "violation_bytes",
+    "wall_seconds", "violation_bytes", "predicted_full_bytes",
 )  # fmt: skip
 
 
@@ -215,9 +215,10 @@ def nothing_fits_text(choice: ExportChoice) -> str:
         knobs = nearest.to_dict()
         if isinstance(nearest.get("config_cache"), str):  # the system setting its figures are of
             knobs["cache"], knobs["workers"] = nearest["config_cache"], nearest["config_workers"]
+        words = _PEAK_WORDS.get(str(nearest.get("memory_source")), "measured peak")
         hint = (
             f"; closest: trial {int(nearest['number'])} ({config_text(knobs)}) needs "
-            f"{format_bytes(nearest['config_peak_host_bytes'])}"
+            f"{format_bytes(nearest['config_peak_host_bytes'])} ({words})"
         )
     elif choice.max_gpu_bytes is not None and least is not None:
         hint = f"; the least GPU memory a config peaked at: {format_bytes(least)}"

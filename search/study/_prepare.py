@@ -276,6 +276,7 @@ class PreparedStudy:
     record_files: RecordFiles | None = None
     probes: StudyProbes | None = None
     stats: DatasetStats | None = None
+    footprint_bytes: int | None = None
 
     @property
     def roles(self) -> KnobRoles:
@@ -363,7 +364,7 @@ def prepare_study(
         probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name, stats=stats)
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
-        record_files=record_files(spec, spec_path), probes=probes, stats=stats,
+        record_files=record_files(spec, spec_path), probes=probes, stats=stats, footprint_bytes=footprint,
     )  # fmt: skip
 
 

@@ -41,7 +41,6 @@ from search.probe._run import ProbeResult, run_probe
 from search.probe._store import ProbeStore, StoredProbe, knobs_key
 from search.probe._systems import SystemFigures, in_space, probe_rows, study_figures, whole_dataset_predictor
 from search.study._space import KNOBS, KnobRoles
-from search.study._stored import StudyKeys
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress
 
@@ -305,8 +304,7 @@ def _memory_model(
     spec = prepared.spec
     return study_memory_model(
         trials, stats, model_name=spec.model, device=spec.device, framework=spec.framework,
-        extra_rows=probe_rows(stored, stats),
-        footprint_bytes=prepared.study.user_attrs.get(StudyKeys.FOOTPRINT),
+        extra_rows=probe_rows(stored, stats), footprint_bytes=prepared.footprint_bytes,
     )  # fmt: skip
 
 

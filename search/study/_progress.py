@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "config_text",
-    "error_line",
     "live_display",
     "outcome_lines",
     "probe_line",
     "run_prepared",
+    "trial_error_line",
     "trial_line",
 ]
 
@@ -70,21 +70,21 @@ def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str
     line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {knobs}  {figures}"
     if record.status in ("failed", "timeout") and record.error:
         # Why, in the run's own output: every later trial of a broken setup fails the same way.
-        line += f"  [red]{escape(error_line(record.error, data=record.requested.get('data')))}[/]"
+        line += f"  [red]{escape(trial_error_line(record.error, data=record.requested.get('data')))}[/]"
     return line + (f"  [red]{note}[/]" if note else "")
 
 
 # The data yaml a trial's child reads is its own copy, in the trial's folder (removed with it).
-_TRIAL_DATA_YAML = re.compile(rf"\S*{re.escape(TRIAL_PREFIX)}[^/\s]+/data\.yaml")
+_TRIAL_DATA_YAML = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s]+/data\.yaml")
 
 
-def error_line(error: str, *, data: str | None = None, width: int = 240) -> str:
+def trial_error_line(error: str, *, data: str | None = None, width: int = 240) -> str:
     """A trial's error as one line: its last line (a traceback's exception), the trial's copy of the
     data yaml named as the user's ``data``, cut at ``width`` characters."""
     lines = error.strip().splitlines()
     line = lines[-1].strip() if lines else error
     if data:
-        line = _TRIAL_DATA_YAML.sub(data, line)
+        line = _TRIAL_DATA_YAML.sub(lambda _: data, line)  # a path is no template
     return line if len(line) <= width else line[: width - 3] + "..."
 
 

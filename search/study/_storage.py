@@ -328,11 +328,16 @@ def holds_optuna_tables(url: str) -> bool:
         return True
     engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
     try:
-        return sqlalchemy.inspect(engine).has_table("studies")
+        return set(sqlalchemy.inspect(engine).get_table_names()) >= _OPTUNA_TABLES
     except Exception as error:
         raise StorageError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
     finally:
         engine.dispose()
+
+
+# Tables every Optuna schema has: a database with a table of one of these names only (a user's own
+# "studies") is not a study's storage.
+_OPTUNA_TABLES = {"studies", "trials", "version_info"}
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
