@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from search.data._dataset import load_dataset  # noqa: E402
 from search.data._demo import make_demo_dataset  # noqa: E402
-from search.model._predict import DatasetStats, features, starting_model  # noqa: E402
+from search.model._predict import DatasetStats, features  # noqa: E402
 from search.model._preflight import combined_fit  # noqa: E402
+from search.model._start import starting_model  # noqa: E402
 from search.results._load import load_study  # noqa: E402
 from search.study._run import run_study  # noqa: E402
 from search.trial._config import TrialConfig, TrialLimits  # noqa: E402

@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from search.data._dataset import load_dataset  # noqa: E402
 from search.data._demo import make_demo_dataset  # noqa: E402
-from search.model._predict import DatasetStats, features, load_starting_model  # noqa: E402
+from search.model._predict import DatasetStats, features  # noqa: E402
 from search.model._preflight import combined_fit, record_features  # noqa: E402
+from search.model._start import load_starting_model  # noqa: E402
 from search.probe import run_probe  # noqa: E402
 from search.trial._config import TrialConfig  # noqa: E402
 from search.trial._supervisor import run_trial  # noqa: E402

@@ -67,13 +67,13 @@ LEANEST = {"cache": "none", "workers": 0}
 _DRAW_SCRIPT = """
 import json, sys
 import optuna
-from search.study._prepare import _sampler
+from search.study._space import make_sampler
 from search.study._space import effective_space, suggest
 from search.study._spec import load_study_spec
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 spec = load_study_spec(sys.argv[1])
 space = effective_space(spec)
-study = optuna.create_study(directions=["maximize", "minimize"], sampler=_sampler(spec, space, spec.seed))
+study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec, space, spec.seed))
 draws = []
 for _ in range(int(sys.argv[2])):
     trial = study.ask()

@@ -13,7 +13,7 @@ from search.accuracy import Training
 from search.errors import InputError
 from search.frameworks import FRAMEWORK_NAMES, get_framework, infer_framework, resolve_framework
 from search.model._predict import features, loader_workers
-from search.results._export import upstream_command
+from search.results._command import upstream_command
 from search.study._spec import StudySpec
 from search.trial._config import TrialConfig, resolve_hyp, resolve_model, validation_message
 

@@ -8,8 +8,7 @@ import optuna
 import pytest
 
 from search.study._discard import discard_reason
-from search.study._prepare import _sampler
-from search.study._space import effective_space
+from search.study._space import effective_space, make_sampler
 from search.study._spec import StudySpec
 from search.study._stored import write_proposal
 from search.study._tell import ProposalGuard
@@ -92,7 +91,7 @@ def test_samplers_use_optunas_current_constraint_api(sampler: str) -> None:
     spec = _spec(["map50_95", "peak_host"], sampler=sampler)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna 5 deprecates constraints_func with a FutureWarning
-        made = _sampler(spec, effective_space(spec), 0)
+        made = make_sampler(spec, effective_space(spec), 0)
     if sampler == "tpe":
         # Parallel workers: running trials count as poor results, so each worker proposes another config.
         assert made._constant_liar is True

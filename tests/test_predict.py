@@ -22,11 +22,10 @@ from search.model._predict import (
     DatasetStats,
     MemoryModel,
     features,
-    load_starting_model,
     loader_workers,
-    starting_model,
 )
 from search.model._preflight import Preflight, combined_fit, study_memory_model
+from search.model._start import load_starting_model, starting_model
 
 from .conftest import run_cli
 

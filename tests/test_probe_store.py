@@ -16,14 +16,8 @@ from search.data._dataset import load_dataset
 from search.probe import ProbeResult
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore, StoredProbe, knobs_key
 from search.probe._systems import SystemFigures
-from search.results._export import (
-    choice_lines,
-    choose_config,
-    export_yaml,
-    source_text,
-    spread_warning,
-    train_options,
-)
+from search.results._command import export_yaml, source_text, train_options
+from search.results._export import choice_lines, choose_config, spread_warning
 from search.results._frame import FRAME_COLUMNS, apply_estimates
 from search.study._probes import plan_probe
 from search.study._spec import StudySpec
@@ -234,7 +228,7 @@ def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
     assert none.chosen is None
     assert choice_lines(none, estimates, accuracy="map50_95", budget=GIB) == [
         "no measured configuration fits 1.00 GiB; closest: trial 0 (batch 8, imgsz 96, cache none, "
-        "workers 0, amp off) needs 1.20 GiB"
+        "workers 0, amp off) needs 1.20 GiB (probed peak on the whole dataset)"
     ]
 
 

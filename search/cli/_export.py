@@ -55,16 +55,15 @@ def export(
     overrides). With --max-gpu-memory, only the configs whose trainings on the GPU peaked within it
     take part (GPU memory does not grow with the dataset, the cache or the workers).
     """
-    from search.results._export import (
+    from search.results._command import (
         export_yaml,
         memfront_command,
-        nothing_fits_text,
-        spread_warning,
         train_options,
         upstream_command,
         upstream_words,
         write_text,
     )
+    from search.results._export import nothing_fits_text, spread_warning
     from search.study._prepare import open_study, resolve_data, resolve_hyp_path, storage_url
     from search.study._spec import load_study_spec
 

@@ -14,7 +14,8 @@ from rich.table import Table
 from search.cli._options import FrameworkOption, output_path
 from search.errors import InputError
 from search.frameworks import resolve_framework
-from search.model._predict import TERMS, DatasetStats, MemoryModel, features, load_starting_model
+from search.model._predict import TERMS, DatasetStats, MemoryModel, features
+from search.model._start import load_starting_model
 from search.units import format_bytes, parse_size
 
 __all__ = ["largest_fitting", "register"]

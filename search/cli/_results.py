@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from search.cli._options import output_path, spare_the_study
-from search.results._export import noise_text, write_text
+from search.results._command import write_text
+from search.results._export import noise_text
 from search.study._space import KNOBS
 from search.units import format_bytes, format_seconds
 

@@ -14,9 +14,9 @@ if TYPE_CHECKING:
         MemoryModel,
         Prediction,
         features,
-        load_starting_model,
     )
     from search.model._preflight import Preflight, study_memory_model
+    from search.model._start import load_starting_model
 
 __all__ = [
     "TERMS",
@@ -42,7 +42,7 @@ __getattr__, __dir__ = lazy_exports(
         "MemoryModel": "search.model._predict",
         "Prediction": "search.model._predict",
         "features": "search.model._predict",
-        "load_starting_model": "search.model._predict",
+        "load_starting_model": "search.model._start",
         "Preflight": "search.model._preflight",
         "study_memory_model": "search.model._preflight",
     },

@@ -1,7 +1,7 @@
 """Pre-flight: skip a configuration the memory model says cannot fit, before training it.
 
 The model (:mod:`search.model._predict`) starts from the best there is before fitting
-(:func:`search.model._predict.starting_model`: the machine's calibration when there is one, else priors
+(:func:`search.model._start.starting_model`: the machine's calibration when there is one, else priors
 anchored on its measured framework footprint) and is refitted after every measured trial of the
 study. A configuration is skipped only when its predicted peak exceeds the limit by more than a
 margin, and only once the model has seen enough measured runs: trials near the limit still run and
@@ -18,14 +18,8 @@ import optuna
 
 from search.frameworks import DEFAULT_FRAMEWORK
 from search.model._calibration import Calibration
-from search.model._predict import (
-    DatasetStats,
-    MemoryModel,
-    Prediction,
-    features,
-    load_starting_model,
-    starting_model,
-)
+from search.model._predict import DatasetStats, MemoryModel, Prediction, features
+from search.model._start import load_starting_model, starting_model
 from search.study._stored import read_trials
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord

@@ -1,25 +1,22 @@
-"""The best configuration for a memory budget, as a command and as train options."""
+"""The best configuration for a memory budget, and why.
+
+One rule for ``export``, ``results.best`` and the planner's last trainings (:func:`choose_config`),
+and what ``export`` prints about its choice; :mod:`search.results._command` writes the command.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import shlex
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
 from search.accuracy._front import MEMORY_SPREAD, needs_no_more_memory
 from search.accuracy._pick import fits_budget, fits_gpu_with_spread, fits_with_spread, pick_config
-from search.child.compat import allocator_environment
-from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.results._frame import front, status_counts
 from search.study._progress import config_text
-from search.study._spec import StudySpec
-from search.trial._config import resolve_hyp
 from search.units import format_bytes, format_seconds
 
 __all__ = [
@@ -27,12 +24,9 @@ __all__ = [
     "choice_lines",
     "choose_config",
     "interval_text",
-    "memfront_command",
     "noise_text",
+    "nothing_fits_text",
     "spread_warning",
-    "train_options",
-    "upstream_command",
-    "upstream_words",
 ]
 
 
@@ -163,7 +157,7 @@ def choose_config(
     )  # fmt: skip
 
 
-_PEAK_WORDS = {
+PEAK_WORDS = {
     "training": "measured peak",
     "probe": "probed peak on the whole dataset",
     "model": "peak predicted for the whole dataset",
@@ -215,7 +209,7 @@ def nothing_fits_text(choice: ExportChoice) -> str:
         knobs = nearest.to_dict()
         if isinstance(nearest.get("config_cache"), str):  # the system setting its figures are of
             knobs["cache"], knobs["workers"] = nearest["config_cache"], nearest["config_workers"]
-        words = _PEAK_WORDS.get(str(nearest.get("memory_source")), "measured peak")
+        words = PEAK_WORDS.get(str(nearest.get("memory_source")), "measured peak")
         hint = (
             f"; closest: trial {int(nearest['number'])} ({config_text(knobs)}) needs "
             f"{format_bytes(nearest['config_peak_host_bytes'])} ({words})"
@@ -241,7 +235,7 @@ def choice_lines(
     setting = ", ".join(f"{name} {system.config[name]}" for name in estimates.roles.system)
     lines = [
         f"{where}: {estimates.text(estimate.key)}; {setting}: {accuracy} {interval_text(estimate)}, "
-        f"{_PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
+        f"{PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
         + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
     warning = spread_warning(choice)
@@ -331,7 +325,7 @@ def spread_warning(choice: ExportChoice) -> str | None:
     if choice.within_spread:
         peak = format_bytes(choice.system.max_peak_host_bytes)
         source = choice.system.source
-        words = "highest measured peak" if source == "training" else _PEAK_WORDS[source]
+        words = "highest measured peak" if source == "training" else PEAK_WORDS[source]
         warnings.append(f"its {words} {peak} is {_spread_text(choice)}")
     gpu = choice.estimate.peak_gpu_bytes
     if choice.gpu_within_spread and gpu is not None:
@@ -355,101 +349,3 @@ def interval_text(estimate: AccuracyEstimate) -> str:
     if math.isinf(estimate.high):
         return f"{estimate.mean:.3f} (interval unknown, {count})"
     return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] ({count})"
-
-
-_UPSTREAM_WORDS = {
-    "yolov5": "upstream flags (yolov5 7.0.14 needs memfront's stack fixes)",
-    "ultralytics": "the same run with ultralytics' own command",
-}
-
-
-def upstream_words(options: dict[str, Any]) -> str:
-    """What to call :func:`upstream_command`'s line for these options."""
-    return _UPSTREAM_WORDS.get(str(options.get("framework") or DEFAULT_FRAMEWORK), "upstream flags")
-
-
-def train_options(
-    row: pd.Series, spec: StudySpec, data: str, *, hyp: str | None = None, epochs: int | None = None
-) -> dict[str, Any]:
-    """The options of a full training run with the trial's knobs (all training images)."""
-    options: dict[str, Any] = {
-        "data": data,
-        "framework": spec.framework,
-        "model": spec.model,
-        "epochs": int(epochs or spec.epochs),
-        "batch": int(row["batch"]),
-        "imgsz": int(row["imgsz"]),
-        "cache": str(row["cache"]),
-        "workers": int(row["workers"]),
-        "amp": bool(row["amp"]),
-        "device": spec.device,
-        "seed": spec.seed,
-        "plots": False,  # as every trial measured it (TrialConfig.plots)
-    }
-    if hyp is not None:
-        options["hyp"] = hyp
-    return options
-
-
-def memfront_command(options: dict[str, Any]) -> str:
-    """A ``memfront train`` command line that runs as printed, with yolov5's adaptations applied."""
-    parts = ["memfront", "train"]
-    for key, value in options.items():
-        if isinstance(value, bool):  # amp, plots
-            value = "on" if value else "off"
-        parts += [f"--{key.replace('_', '-')}", str(value)]
-    return shlex.join(parts)
-
-
-def upstream_command(options: dict[str, Any]) -> str:
-    """The framework's own command for these options (``yolov5 train ...``, ``yolo detect train ...``).
-
-    yolov5 7.0.14 needs the stack fixes memfront applies (``memfront train`` runs with them);
-    ultralytics runs as printed. Both start with the allocator setting of every trial
-    (:func:`search.child.compat.allocator_environment`).
-    """
-    framework = get_framework(str(options.get("framework") or DEFAULT_FRAMEWORK))
-    hyp = options.get("hyp")
-    resolved = {**options, "hyp": resolve_hyp(str(hyp), framework.name) if hyp else None}
-    # The allocator setting every trial ran with: without it the run's memory is not the one measured.
-    environment = shlex.join(f"{name}={value}" for name, value in allocator_environment().items())
-    return f"{environment} {framework.upstream_command(resolved)}"
-
-
-def _gpu_peak_text(row: pd.Series) -> str:
-    peak = row.get("config_peak_gpu_bytes")
-    return "" if peak is None or peak != peak else f", GPU peak {format_bytes(peak)}"
-
-
-def export_yaml(
-    options: dict[str, Any], row: pd.Series, spec: StudySpec, accuracy: str, *, warning: str | None = None
-) -> str:
-    """The train options as YAML, with where they came from (and ``warning``, if any) as comments."""
-    header = (
-        f"# memfront export: study {spec.name}, {source_text(row)}: {accuracy} mean "
-        f"{float(row['accuracy_mean']):.4f} over {int(row['replicates'])} replicates, "
-        f"{_PEAK_WORDS.get(str(row.get('memory_source')), 'measured peak')} "
-        f"{format_bytes(row['config_peak_host_bytes'])}{_gpu_peak_text(row)}\n"
-        f"# run it: memfront train --config THIS_FILE [--epochs N]\n"
-        f"# plots: false as every trial ran (the framework's plots need memory the study did not measure)\n"
-        f"# {upstream_words(options)}: {upstream_command(options)}\n"
-    )
-    if warning is not None:
-        header += f"# warning: {warning}\n"
-    return header + yaml.safe_dump(options, sort_keys=False)
-
-
-def source_text(row: pd.Series) -> str:
-    """Where an exported row's figures come from: ``trial 3``, or ``probe 6 (trial 0's accuracy
-    config)`` for a setting only probed."""
-    if not row.get("probed_only", False):
-        return f"trial {int(row['number'])}"
-    return f"probe {int(row['probe'])} (trial {int(row['number'])}'s accuracy config)"
-
-
-def write_text(path: Path | None, text: str) -> None:
-    """Writes to a file, or to stdout when no path or ``-`` is given."""
-    if path is None or str(path) == "-":
-        print(text, end="" if text.endswith("\n") else "\n", flush=True)
-    else:
-        path.write_text(text if text.endswith("\n") else text + "\n")

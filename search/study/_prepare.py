@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import Any
 
 import optuna
 
@@ -20,7 +19,7 @@ from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
 from search.study._probes import StudyProbes
-from search.study._space import EffectiveSpace, KnobRoles, effective_space, sampled_choices
+from search.study._space import EffectiveSpace, KnobRoles, effective_space, make_sampler
 from search.study._spec import StudySpec, path_beside
 from search.study._storage import (
     default_storage_url,
@@ -84,37 +83,6 @@ def _refuse_a_study_left_behind(written: str, url: str) -> None:
     )
 
 
-class _AskTellGridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid sampler for ask-and-tell.
-
-    Its ``after_trial`` calls ``study.stop()`` once the grid is exhausted, which raises outside
-    ``study.optimize``; :func:`search.study._optimize.run_worker` stops by itself when every configuration
-    is evaluated.
-    """
-
-    def after_trial(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        state: optuna.trial.TrialState,
-        values: Any,
-    ) -> None:
-        return None
-
-
-def _sampler(spec: StudySpec, space: EffectiveSpace, seed: int) -> optuna.samplers.BaseSampler:
-    # Constraints come from each trial's own `Trial.set_constraint` (search.study._optimize), which the
-    # constrained samplers read; `constant_liar` makes TPE treat other workers' running trials as
-    # poor results, so that parallel workers propose different configurations.
-    if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-    if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return _AskTellGridSampler(sampled_choices(spec, space), seed=seed)
-
-
 def open_study(
     spec: StudySpec, url: str, *, create: bool, space: EffectiveSpace | None = None, seed: int | None = None
 ) -> optuna.Study:
@@ -162,7 +130,7 @@ def open_study(
             storage=storage,
             directions=spec.directions,
             load_if_exists=True,
-            sampler=_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
+            sampler=make_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
         )
     study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
@@ -342,10 +310,10 @@ def prepare_study(
     study.set_user_attr(StudyKeys.FOOTPRINT, footprint)
     worker = WorkerIdentity.here(device=spec.device, index=worker_index)
     if worker_index:
-        study.sampler = _sampler(spec, space, spec.seed + worker_index)
+        study.sampler = make_sampler(spec, space, spec.seed + worker_index)
     elif worker_index is None and workers_seen(study, within_s=spec.heartbeat_grace):
         # Another worker runs this study now: the same seed would propose the same configurations.
-        study.sampler = _sampler(spec, space, spec.seed + 1 + random.SystemRandom().randrange(2**30))
+        study.sampler = make_sampler(spec, space, spec.seed + 1 + random.SystemRandom().randrange(2**30))
     preflight = None
     if spec.preflight_margin is not None:
         from search.model._calibration import calibrate, load_calibration

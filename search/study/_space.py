@@ -24,6 +24,7 @@ __all__ = [
     "effective_space",
     "leanest_accuracy",
     "leanest_system",
+    "make_sampler",
     "sampled_choices",
     "suggest",
 ]
@@ -205,3 +206,36 @@ def suggest(trial: optuna.Trial, spec: StudySpec, space: EffectiveSpace) -> dict
     if here["workers"] != params["workers"]:
         write_capped_workers(trial, sampled=params["workers"], cpus=space.cpus)
     return here
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for ask-and-tell.
+
+    Its ``after_trial`` calls ``study.stop()`` once the grid is exhausted, which raises outside
+    ``study.optimize``; :func:`search.study._optimize.run_worker` stops by itself when every configuration
+    is evaluated.
+    """
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Any,
+    ) -> None:
+        return None
+
+
+def make_sampler(spec: StudySpec, space: EffectiveSpace, seed: int) -> optuna.samplers.BaseSampler:
+    """The study file's ``sampler`` over the effective space, seeded (workers of one study need
+    different seeds, or they propose the same configurations)."""
+    # Constraints come from each trial's own `Trial.set_constraint` (search.study._optimize), which the
+    # constrained samplers read; `constant_liar` makes TPE treat other workers' running trials as
+    # poor results, so that parallel workers propose different configurations.
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return _AskTellGridSampler(sampled_choices(spec, space), seed=seed)
