@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from search.probe import ProbeResult
-from search.study._progress import live_display, probe_line, trial_error_line, trial_line
+from search.study._progress import live_display, probe_line, trial_line
 
 from .synthetic import GIB, knobs, record
 
@@ -72,7 +72,8 @@ def test_a_failed_trial_says_why_naming_the_users_data_yaml() -> None:
     line = trial_line(0, failed)
     assert "AssertionError: Label class 7 exceeds nc=3 in /d/my data.yaml" in line and copy not in line
     assert "Traceback" not in line and "Label class" not in trial_line(0, record())
-    assert len(trial_error_line("x" * 1000)) == 240
+    assert len(dataclasses.replace(failed, error="x" * 1000).error_line() or "") == 240
     # A quoted copy keeps its quotes; a user's path with backslashes is no regex template.
-    quoted = trial_error_line(f"FileNotFoundError: '{copy}'", data="C:\\d\\data.yaml")
+    windows = dataclasses.replace(failed, requested={**failed.requested, "data": "C:\\d\\data.yaml"})
+    quoted = dataclasses.replace(windows, error=f"FileNotFoundError: '{copy}'").error_line()
     assert quoted == "FileNotFoundError: 'C:\\d\\data.yaml'"

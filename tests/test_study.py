@@ -499,3 +499,24 @@ def test_a_dataset_with_no_readable_training_image_is_refused_before_any_storage
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and "no training image can be read" in lines[-1], done.stderr
     assert not (tmp_path / "broken.db").exists()  # refused before the storage was created
+
+
+@pytest.mark.slow
+def test_a_setup_that_fails_every_training_alike_stops_the_run(tmp_path: Path) -> None:
+    # Every label names a class the data yaml does not have: yolov5 refuses each training the same
+    # way, so the run stops after three instead of spending all its trainings on it.
+    data = make_demo_dataset(tmp_path / "bad-labels", images=8, val_images=4, size=64)
+    for label in (tmp_path / "bad-labels" / "labels" / "train").iterdir():
+        label.write_text("99 0.5 0.5 0.2 0.2\n")
+    study = tmp_path / "bad.yaml"
+    study.write_text(
+        TINY_STUDY.format(data=data).replace("name: tiny", "name: bad").replace("n_trials: 3", "n_trials: 6")
+        + "probe_share: 0\n"
+    )
+    done = run_cli("run", str(study), timeout=600)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 0, done.stderr
+    assert "3 trainings in a row failed alike (AssertionError: Label class 99 exceeds" in said, said
+    assert str(data) in said and "memfront-trial-" not in said  # the user's data yaml, not the trial's copy
+    trials = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
+    assert [t.user_attrs["status"] for t in trials] == ["failed"] * 3

@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 _REFUSALS_BEFORE_DIRECT = 3
+# Trainings in a row that fail with the same error before a worker stops the study's run.
+_ALIKE_FAILURES_TO_STOP = 3
 """Sampler proposals of measured configs in a row after which the next new config is planned whole."""
 
 
@@ -127,6 +129,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     announce(study, worker, state="starting")
     clock = _Clock()
     trained = duplicates = skipped = 0
+    failures: list[str] = []  # this worker's last trainings' errors, while they fail
     guard = ProposalGuard()
     refused = 0  # sampler proposals of measured configs in a row
     # The sampler draws from the study file's values (the same on every host); a value is capped to
@@ -248,7 +251,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     continue
                 guard.trained()
                 refused = 0
-                outcome = _train(prepared, trial, params, seed, clock, events)
+                outcome, record = _train(prepared, trial, params, seed, clock, events)
                 if outcome == "skipped":
                     skipped += 1
                     continue
@@ -257,6 +260,14 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     interrupted, stop_reason = True, "interrupted"
                     break
                 trained += 1
+                failures = [*failures, record.error_line() or "?"] if record.status == "failed" else []
+                alike = failures[-_ALIKE_FAILURES_TO_STOP:]
+                if len(alike) == _ALIKE_FAILURES_TO_STOP and len(set(alike)) == 1:
+                    # A broken setup (labels, data, model) fails every config the same way: the
+                    # trainings left would only repeat it.
+                    why = alike[0]
+                    stop_reason = f"{len(alike)} trainings in a row failed alike ({why}): fix it, run again"
+                    break
     except KeyboardInterrupt:
         # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
         interrupted, stop_reason = True, "interrupted"
@@ -328,8 +339,9 @@ def _train(
     seed: int,
     clock: _Clock,
     events: StudyEvents,
-) -> str:
-    """Trains (or pre-flight skips) one configuration and tells the study; returns what happened."""
+) -> tuple[str, TrialRecord]:
+    """Trains (or pre-flight skips) one configuration and tells the study; returns what happened
+    (``trained``, ``skipped`` or ``interrupted``) and the training's record."""
     spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
     config = TrialConfig(
         data=prepared.data, framework=spec.framework, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs,
@@ -350,7 +362,7 @@ def _train(
             tell(study, trial, record, spec, prepared.record_files)
             if events.on_trial_end:
                 events.on_trial_end(trial.number, record, None)
-            return "skipped"
+            return "skipped", record
     if events.on_trial_start:
         events.on_trial_start(trial.number, params)
     announce(study, prepared.worker, state="training", trial=trial.number)
@@ -376,7 +388,7 @@ def _train(
         note = "not stored: another worker declared this trial lost and retries it"
     if events.on_trial_end:
         events.on_trial_end(trial.number, record, note)
-    return "interrupted" if record.status == "interrupted" else "trained"
+    return ("interrupted" if record.status == "interrupted" else "trained"), record
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], seed: int) -> None:

@@ -5,7 +5,6 @@ Shared by ``memfront run`` and :func:`search.run_study`, so a notebook sees what
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search.trial._leftovers import TRIAL_PREFIX
 from search.trial._record import TrialRecord
 from search.units import format_bytes, format_seconds
 
@@ -28,7 +26,6 @@ __all__ = [
     "outcome_lines",
     "probe_line",
     "run_prepared",
-    "trial_error_line",
     "trial_line",
 ]
 
@@ -70,22 +67,8 @@ def trial_line(number: int, record: TrialRecord, note: str | None = None) -> str
     line = f"trial {number:>3} [{colour}]{record.status:<12}[/] {knobs}  {figures}"
     if record.status in ("failed", "timeout") and record.error:
         # Why, in the run's own output: every later trial of a broken setup fails the same way.
-        line += f"  [red]{escape(trial_error_line(record.error, data=record.requested.get('data')))}[/]"
+        line += f"  [red]{escape(record.error_line() or '')}[/]"
     return line + (f"  [red]{note}[/]" if note else "")
-
-
-# The data yaml a trial's child reads is its own copy, in the trial's folder (removed with it).
-_TRIAL_DATA_YAML = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s]+/data\.yaml")
-
-
-def trial_error_line(error: str, *, data: str | None = None, width: int = 240) -> str:
-    """A trial's error as one line: its last line (a traceback's exception), the trial's copy of the
-    data yaml named as the user's ``data``, cut at ``width`` characters."""
-    lines = error.strip().splitlines()
-    line = lines[-1].strip() if lines else error
-    if data:
-        line = _TRIAL_DATA_YAML.sub(lambda _: data, line)  # a path is no template
-    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def probe_line(plan: Any, result: Any) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from search.trial._leftovers import TRIAL_PREFIX
 
 __all__ = [
     "MEMORY_CONSTRAINT",
@@ -23,6 +26,9 @@ __all__ = [
 RecordStatus = Literal["ok", "memory_limit", "predicted", "timeout", "failed", "interrupted"]
 """How a trial ended, as its record says."""
 STATUSES: tuple[str, ...] = get_args(RecordStatus)
+
+# The data yaml a trial's child reads is its own copy, in the trial's folder (removed with it).
+_TRIAL_DATA_YAML = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s]+/data\.yaml")
 
 MEMORY_CONSTRAINT = "memory_limit"
 """The Optuna constraint (``Trial.set_constraint``) of every trial: peak host bytes minus the limit."""
@@ -108,6 +114,18 @@ class TrialRecord:
     def validation_seconds(self) -> float | None:
         """The median seconds of its validation passes (:func:`validation_seconds`)."""
         return validation_seconds(self.epochs)
+
+    def error_line(self, width: int = 240) -> str | None:
+        """Its error as one line (None without one): the last line (a traceback's exception), with the
+        trial's own copy of the data yaml named as the data yaml the trial was given, cut at ``width``."""
+        if not self.error:
+            return None
+        lines = self.error.strip().splitlines()
+        line = lines[-1].strip() if lines else self.error
+        data = self.requested.get("data")
+        if data:
+            line = _TRIAL_DATA_YAML.sub(lambda _: str(data), line)  # a path is no template
+        return line if len(line) <= width else line[: width - 3] + "..."
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the record as JSON-ready data."""
