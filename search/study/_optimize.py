@@ -62,9 +62,9 @@ __all__ = [
 ]
 
 _REFUSALS_BEFORE_DIRECT = 3
-# Trainings in a row that fail with the same error before a worker stops the study's run.
-_ALIKE_FAILURES_TO_STOP = 3
 """Sampler proposals of measured configs in a row after which the next new config is planned whole."""
+_ALIKE_FAILURES_TO_STOP = 3
+"""Trainings in a row that fail with the same error after which a worker stops (a broken setup)."""
 
 
 @dataclasses.dataclass
