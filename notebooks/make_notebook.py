@@ -180,7 +180,7 @@ FULL_MD = """\
 
 Accuracy from each accuracy config's replicates; memory and epoch time from each full config on the
 whole dataset (`memory_source`: its trainings, a probe, or the memory model). A system setting stays
-on it when it buys speed with memory.
+on it when it buys speed with memory, beyond the epoch time's 20% spread over seeds.
 """
 
 FULL = """\
@@ -221,8 +221,10 @@ EXPORT_MD = """\
 
 `results.choice(budget)` is what `memfront export --max-memory` exports, by one rule: among accuracy
 configs with a measured system setting that fits, the best mean; among those within noise of it, the
-leanest (ties: the fastest); then its fastest system setting that fits with memory's 4% spread to
-spare (a faster one measured within it of the budget is passed over; the fastest such is named). A
+leanest (ties: the fastest); then its leanest system setting that fits with memory's 4% spread to
+spare, or one that costs more and cuts the epoch time by more than its 20% spread over seeds (a
+smaller lead is noise; the fastest such setting is named, as is a faster one measured within the
+memory spread of the budget, which is passed over). A
 peak predicted for the whole dataset must fit too (trials may train on a subset; `check_prediction=False` is
 export's `--ignore-prediction`). `results.explain(budget)` says why, as `export` prints it; for a
 study that measured GPU memory, a GPU budget is `results.choice(max_gpu_memory="16GiB")`.

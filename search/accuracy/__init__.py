@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     )
     from search.accuracy._front import (
         MEMORY_SPREAD,
+        SPEED_SPREAD,
         FrontPoint,
         FullFrontPoint,
         front_hypervolume,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         needs_no_more_gpu_memory,
         needs_no_more_memory,
         noise_front,
+        shown_faster,
     )
     from search.accuracy._noise import Noise, NoiseRules
     from search.accuracy._pick import (
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_SPREAD",
+    "SPEED_SPREAD",
     "AccuracyEstimate",
     "AccuracyEstimates",
     "FrontPoint",
@@ -64,6 +67,7 @@ __all__ = [
     "needs_no_more_memory",
     "noise_front",
     "pick_config",
+    "shown_faster",
     "system_key",
     "trainings_of",
 ]
@@ -87,6 +91,7 @@ __getattr__, __dir__ = lazy_exports(
         "Noise": "search.accuracy._noise",
         "NoiseRules": "search.accuracy._noise",
         "MEMORY_SPREAD": "search.accuracy._front",
+        "SPEED_SPREAD": "search.accuracy._front",
         "FrontPoint": "search.accuracy._front",
         "FullFrontPoint": "search.accuracy._front",
         "full_front": "search.accuracy._front",
@@ -94,6 +99,7 @@ __getattr__, __dir__ = lazy_exports(
         "needs_no_more_gpu_memory": "search.accuracy._front",
         "needs_no_more_memory": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
+        "shown_faster": "search.accuracy._front",
         "Pick": "search.accuracy._pick",
         "export_decisions": "search.accuracy._pick",
         "fits_budget": "search.accuracy._pick",

@@ -16,6 +16,8 @@ Memory differences get the same treatment: "needs no more memory" must be shown 
 setting with a batch and image size no larger) or by figures apart by more than memory's own spread
 (:data:`MEMORY_SPREAD`). A config that a more accurate one beats only by a memory difference below
 that spread stays, marked (``memory_tie``): the figures cannot tell which of the two needs less.
+Speed differences too: a setting is faster only when its epoch time is below the other's by more
+than the epoch time's own spread (:func:`shown_faster`, :data:`SPEED_SPREAD`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, Accu
 
 __all__ = [
     "MEMORY_SPREAD",
+    "SPEED_SPREAD",
     "FrontPoint",
     "FullFrontPoint",
     "front_hypervolume",
@@ -34,6 +37,7 @@ __all__ = [
     "needs_no_more_gpu_memory",
     "needs_no_more_memory",
     "noise_front",
+    "shown_faster",
 ]
 
 MEMORY_SPREAD = 0.04
@@ -43,6 +47,13 @@ a probe reads within 3% of a longer run of the same config (*Probes* in the READ
 and the memory model's median error on the whole dataset is about 2%. GPU peaks get the same
 margin: how far the allocator's peak repeats over seeds (cuDNN may pick other algorithms, with
 other workspaces) has not been measured yet."""
+
+SPEED_SPREAD = 0.2
+"""How far apart, relative to the slower, two epoch times must be for one setting to count as
+faster. One full config's seconds per epoch over seeds, on the 2-core demo machine: the median pair
+of repeats 5% apart, 9 pairs in 10 within 21%, and a training that shared the CPU up to 11 times
+slower (100 pairs of 34 configs; ``bench/speed_spread.py``). Probes and the memory model's scaled
+epoch times add their own error on top, which a tighter margin would rank as speed."""
 
 _GROWS_WITH = ("batch", "imgsz")
 """The knobs memory grows with, all else equal (activations scale with both)."""
@@ -61,6 +72,14 @@ def needs_no_more_memory(a: FullConfig, b: FullConfig, *, spread: float = MEMORY
     if _built_no_larger(b.config, a.config):
         return False
     return a.peak_host_bytes < b.peak_host_bytes * (1 - spread)
+
+
+def shown_faster(a: FullConfig, b: FullConfig, *, spread: float = SPEED_SPREAD) -> bool:
+    """Whether full config ``a`` is shown to train faster than ``b``: its seconds per epoch below
+    ``b``'s by more than ``spread`` of them (a config that ended no epoch is the slowest)."""
+    if a.epoch_seconds is None:
+        return False
+    return b.epoch_seconds is None or a.epoch_seconds < b.epoch_seconds * (1 - spread)
 
 
 def needs_no_more_gpu_memory(
@@ -171,11 +190,12 @@ class FullFrontPoint:
 def full_front(estimates: AccuracyEstimates, *, speed: bool = True) -> list[FullFrontPoint]:
     """The full configs no other one beats: accuracy (beyond noise), memory and, with ``speed``, epoch time.
 
-    A full config is dropped when another is no slower (with ``speed``) and either is of the same
-    accuracy config (the same estimate: system knobs do not change accuracy), needs no more memory
-    and is cheaper or faster, or is more accurate beyond noise and shown to need no more memory
-    (:func:`needs_no_more_memory`). So the system settings of one accuracy config that trade memory
-    for speed all stay: what workers and the RAM cache buy is visible. Least memory first.
+    A full config is dropped when another is not shown slower (with ``speed``; :func:`shown_faster`)
+    and either is of the same accuracy config (the same estimate: system knobs do not change
+    accuracy), needs no more memory and is cheaper or shown faster, or is more accurate beyond
+    noise and shown to need no more memory (:func:`needs_no_more_memory`). So the system settings
+    of one accuracy config that buy speed beyond its spread with memory all stay: what workers and
+    the RAM cache buy is visible, and a lead within the spread is not. Least memory first.
     """
 
     def time_of(system: FullConfig) -> float:
@@ -184,14 +204,14 @@ def full_front(estimates: AccuracyEstimates, *, speed: bool = True) -> list[Full
     pairs = [FullFrontPoint(e, s) for e in estimates.configs.values() for s in e.systems]
 
     def beats(a: FullFrontPoint, b: FullFrontPoint) -> bool:
-        if a is b or (speed and time_of(a.system) > time_of(b.system)):
+        if a is b or (speed and shown_faster(b.system, a.system)):
             return False
         if a.estimate.key == b.estimate.key:
-            # One accuracy config: its settings' figures are compared as measured, so that what
-            # a setting buys in speed shows against what it costs.
+            # One accuracy config: its settings' peaks are compared as measured, so that what a
+            # setting buys in speed (beyond the spread) shows against what it costs.
             return a.system.peak_host_bytes <= b.system.peak_host_bytes and (
                 a.system.peak_host_bytes < b.system.peak_host_bytes
-                or (speed and time_of(a.system) < time_of(b.system))
+                or (speed and shown_faster(a.system, b.system))
             )
         return needs_no_more_memory(a.system, b.system) and estimates.better(a.estimate.key, b.estimate.key)
 

@@ -4,11 +4,15 @@
 trainings on what export would pick) all apply :func:`pick_config`; there is no second definition.
 
 The rule: among the accuracy configs with a measured system setting that fits the budget, take the
-best mean; among those not distinguishable from it beyond noise, the one that fits in the least memory
-(ties: the fastest); then, for it, the fastest system setting measured to fit, among those that fit
+best mean; among those not distinguishable from it beyond noise, the one that fits in the least
+memory (ties: the fastest); then, for it, a system setting measured to fit, among those that fit
 with memory's own spread to spare when any does (export's ``prefer``: a peak measured once within
-:data:`~search.accuracy.MEMORY_SPREAD` of the budget is not shown to fit it). With a GPU budget, only
-the accuracy configs whose trainings' highest GPU peak fits it take part (one figure per accuracy
+:data:`~search.accuracy.MEMORY_SPREAD` of the budget is not shown to fit it): the leanest, unless a
+setting that costs more memory is shown faster (:func:`~search.accuracy.shown_faster`: beyond the
+epoch time's spread, :data:`~search.accuracy.SPEED_SPREAD`). From the leanest up, each step to more
+memory must buy speed beyond the spread over the step before: the pick is shown faster than each
+step it replaced, and no setting weighed is shown faster than the pick. With a GPU budget, only the
+accuracy configs whose trainings' highest GPU peak fits it take part (one figure per accuracy
 config: :attr:`~search.accuracy.AccuracyEstimate.peak_gpu_bytes`), those that fit it with the spread
 to spare first. "The least memory" is the memory the study's front ranks
 (:attr:`~search.accuracy.AccuracyEstimates.memory_axis`): in a ``peak_gpu`` study, GPU memory.
@@ -21,7 +25,7 @@ import math
 from collections.abc import Callable
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
-from search.accuracy._front import MEMORY_SPREAD
+from search.accuracy._front import MEMORY_SPREAD, shown_faster
 
 __all__ = [
     "Pick",
@@ -40,14 +44,18 @@ class Pick:
 
     Attributes:
         estimate: The chosen accuracy config's estimate.
-        system: Its fastest system setting that fits (among those ``prefer`` holds for, when any).
+        system: Its system setting: the leanest that fits (among those ``prefer`` holds for, when
+            any), or one that costs more memory and is shown faster than it.
         leanest: Its leanest system setting that fits (what the chosen one's speed is compared with).
         runner_up: The config the choice was weighed against: the best mean when the chosen one is
             cheaper and within noise of it, else the next best mean that fits (None: nothing else fits).
         preferred: Whether ``system`` is one the caller's ``prefer`` holds for (always True
             without one); False when none of the chosen config's fitting settings is.
-        passed_over: A fitting setting faster than ``system`` that ``prefer`` ruled out (the
+        passed_over: A fitting setting shown faster than ``system`` that ``prefer`` ruled out (the
             fastest such), if any.
+        speed_tie: A setting ``system`` was weighed against that has a shorter epoch time, but not
+            shorter beyond the spread (the fastest such), if any: its lead is not shown, so it does
+            not buy the memory it costs.
         gpu_preferred: Whether the chosen config is one ``prefer_gpu`` holds for (always True
             without one).
     """
@@ -59,6 +67,7 @@ class Pick:
     preferred: bool = True
     passed_over: FullConfig | None = None
     gpu_preferred: bool = True
+    speed_tie: FullConfig | None = None
 
 
 def pick_config(
@@ -77,7 +86,7 @@ def pick_config(
         gpu_budget: A GPU memory budget in bytes, if any: a config none of whose trainings measured
             the GPU (or one above the budget) does not fit it.
         prefer: Which fitting settings come first (export: those that fit with memory's spread
-            to spare): the fastest of the chosen config's such settings is picked, and among the
+            to spare): the chosen config's setting is picked among such settings, and among the
             configs within noise of the best, one that has such a setting comes first.
         prefer_gpu: Which configs come first among those within noise of the best, after
             ``prefer`` (export with a GPU budget: those that fit it with memory's spread to spare).
@@ -114,9 +123,14 @@ def pick_config(
         return (setting.epoch_seconds or math.inf, setting.peak_host_bytes)
 
     preferred = liked[chosen]
-    system = min(preferred or fitting[chosen], key=speed)
+    weighed = preferred or fitting[chosen]  # leanest first
+    system = weighed[0]
+    for setting in weighed[1:]:
+        if shown_faster(setting, system):
+            system = setting
     seconds = system.epoch_seconds or math.inf
-    faster = [s for s in fitting[chosen] if s.epoch_seconds is not None and s.epoch_seconds < seconds]
+    quicker = [s for s in weighed if s.epoch_seconds is not None and s.epoch_seconds < seconds]
+    faster = [s for s in fitting[chosen] if s not in weighed and shown_faster(s, system)]
     others = sorted((k for k in fitting if k != chosen), key=lambda k: -configs[k].mean)
     runner_up = best if best != chosen else (others[0] if others else None)
     return Pick(
@@ -127,6 +141,7 @@ def pick_config(
         preferred=bool(preferred),
         passed_over=min(faster, key=speed) if faster else None,
         gpu_preferred=gpu_liked[chosen],
+        speed_tie=min(quicker, key=speed) if quicker else None,
     )
 
 

@@ -48,7 +48,8 @@ def export(
     """The best measured config for a memory budget, ready to run, and why it was chosen.
 
     Among accuracy configs that fit, the best mean; among those within noise of it, the cheapest in
-    memory (ties: fastest); then its fastest system setting measured to fit. Memory is on the
+    memory (ties: fastest); then its leanest system setting measured to fit, or one that costs more
+    and is faster beyond the epoch time's spread (a smaller lead is noise). Memory is on the
     whole dataset: a training's on it, else a probe's, else (trained on a subset) the model's
     prediction. Where the data is not at hand (no probes, no model), a config trained on a subset
     is refused if its predicted whole-dataset peak exceeds the budget (`--ignore-prediction`
@@ -131,6 +132,7 @@ def export(
                     "within_spread": choice.within_spread,
                     "gpu_within_spread": choice.gpu_within_spread,
                     "passed_over": None if choice.passed_over is None else choice.passed_over.config,
+                    "speed_tie": None if choice.speed_tie is None else choice.speed_tie.config,
                     "epoch_seconds": plain(row["config_epoch_seconds"]),
                     "memory_source": plain(row.get("memory_source")),
                     "probe": None if choice.system is None else choice.system.probe,

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
-from search.accuracy._front import MEMORY_SPREAD, needs_no_more_memory
+from search.accuracy._front import MEMORY_SPREAD, SPEED_SPREAD, needs_no_more_memory
 from search.accuracy._pick import fits_budget, fits_gpu_with_spread, fits_with_spread, pick_config
 from search.results._frame import front, status_counts
 from search.study._progress import config_text
@@ -56,8 +56,11 @@ class ExportChoice:
         within_spread: The chosen setting's peak is within memory's spread of the budget
             (:data:`~search.accuracy.MEMORY_SPREAD`) and so is not shown to fit it, and none of the
             config's settings fits with that margin; export says so.
-        passed_over: A faster setting of the chosen config that fits as measured but not with
-            memory's spread to spare (export names it, and why).
+        passed_over: A setting of the chosen config shown faster that fits as measured but not
+            with memory's spread to spare (export names it, and why).
+        speed_tie: A setting of the chosen config with a shorter epoch time whose lead is within
+            the epoch time's spread (:data:`~search.accuracy.SPEED_SPREAD`): not shown faster, so
+            not worth the memory it costs (export names it, and why).
         gpu_within_spread: The chosen config's highest GPU peak is within memory's spread of the
             GPU budget, and no config within noise of the best fits it with that margin; export
             says so.
@@ -80,6 +83,7 @@ class ExportChoice:
     refused_by_prediction: pd.Series | None = None
     within_spread: bool = False
     passed_over: FullConfig | None = None
+    speed_tie: FullConfig | None = None
     gpu_within_spread: bool = False
     closest: pd.Series | None = None
     max_memory_bytes: int = 0
@@ -152,7 +156,7 @@ def choose_config(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
         runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
         refused_by_prediction=refused, within_spread=not picked.preferred, passed_over=picked.passed_over,
-        gpu_within_spread=not picked.gpu_preferred,
+        speed_tie=picked.speed_tie, gpu_within_spread=not picked.gpu_preferred,
         max_memory_bytes=max_memory_bytes, max_gpu_bytes=max_gpu_bytes, least_gpu_bytes=least_gpu,
     )  # fmt: skip
 
@@ -232,9 +236,9 @@ def choice_lines(
     if choice.chosen is None or estimate is None or system is None or leanest is None:
         return [nothing_fits_text(choice)]
     where = f"trial {system.trial}" if system.trial is not None else f"probe {system.probe}"
-    setting = ", ".join(f"{name} {system.config[name]}" for name in estimates.roles.system)
     lines = [
-        f"{where}: {estimates.text(estimate.key)}; {setting}: {accuracy} {interval_text(estimate)}, "
+        f"{where}: {estimates.text(estimate.key)}; {_setting_text(system, estimates)}: "
+        f"{accuracy} {interval_text(estimate)}, "
         f"{PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
         + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
@@ -244,9 +248,9 @@ def choice_lines(
     faster = choice.passed_over
     if faster is not None:
         seconds, peak = format_seconds(faster.epoch_seconds), format_bytes(faster.max_peak_host_bytes)
-        setting = ", ".join(f"{name} {faster.config[name]}" for name in estimates.roles.system)
         lines.append(
-            f"passed over: {setting} ({seconds}/epoch, {peak}): {_spread_text(choice)}, not shown to fit"
+            f"passed over: {_setting_text(faster, estimates)} ({seconds}/epoch, {peak}): "
+            f"{_spread_text(choice)}, not shown to fit"
         )
     note = estimates.signal_text()
     if note is not None:
@@ -274,14 +278,27 @@ def choice_lines(
         lines.append(
             f"runner-up: {estimates.text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
         )
+    speed_spread = f"the epoch time's {100 * SPEED_SPREAD:.0f}% spread"
     if system.config != leanest.config and system.epoch_seconds and leanest.epoch_seconds:
+        seconds = format_seconds(system.epoch_seconds)
         lines.append(
-            f"system setting cache {system.config['cache']}, workers {system.config['workers']}: "
-            f"{format_seconds(system.epoch_seconds)}/epoch against {format_seconds(leanest.epoch_seconds)} "
-            f"with the leanest (cache {leanest.config['cache']}, workers {leanest.config['workers']}, "
-            f"{format_bytes(leanest.peak_host_bytes)})"
+            f"system setting {_setting_text(system, estimates)}: {seconds}/epoch against "
+            f"{format_seconds(leanest.epoch_seconds)} with the leanest ({_setting_text(leanest, estimates)}, "
+            f"{format_bytes(leanest.peak_host_bytes)}): faster beyond {speed_spread}"
+        )
+    tie = choice.speed_tie
+    if tie is not None and tie.epoch_seconds and system.epoch_seconds:
+        lines.append(
+            f"not shown faster: {_setting_text(tie, estimates)} ({format_seconds(tie.epoch_seconds)}/epoch "
+            f"against {format_seconds(system.epoch_seconds)}, {format_bytes(tie.peak_host_bytes)}): "
+            f"within {speed_spread}"
         )
     return lines
+
+
+def _setting_text(system: FullConfig, estimates: AccuracyEstimates) -> str:
+    """A full config's system setting: ``cache ram, workers 2``."""
+    return ", ".join(f"{name} {system.config[name]}" for name in estimates.roles.system)
 
 
 def noise_text(estimates: AccuracyEstimates) -> str:

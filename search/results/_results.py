@@ -142,7 +142,8 @@ class StudyResults:
         and ``replicates``, its ``peak_host_bytes`` and ``epoch_seconds`` on the whole dataset and
         where they come from (``memory_source``), the ``trial`` that trained it and the ``probe``
         that measured it (None when there is none). With ``epoch_seconds`` an objective or any probe
-        stored, speed counts: a setting that buys speed with memory stays on it.
+        stored, speed counts: a setting that buys speed with memory stays on it, when its lead is
+        beyond the epoch time's spread (:data:`~search.accuracy.SPEED_SPREAD`).
         """
         return full_front_frame(self.estimates, speed=self.speed_counts)
 
