@@ -77,3 +77,10 @@ def test_a_failed_trial_says_why_naming_the_users_data_yaml() -> None:
     windows = dataclasses.replace(failed, requested={**failed.requested, "data": "C:\\d\\data.yaml"})
     quoted = dataclasses.replace(windows, error=f"FileNotFoundError: '{copy}'").error_line()
     assert quoted == "FileNotFoundError: 'C:\\d\\data.yaml'"
+    # yolov5's coloured prefix and a file of the trial's folder: the same line for every trial.
+    cache = "AssertionError: \x1b[34m\x1b[1mtrain: \x1b[0mNo labels found in {}/train.cache, can not start"
+    lines = {
+        dataclasses.replace(failed, error=cache.format(f"/tmp/memfront-trial-{n}-abc{n}")).error_line()
+        for n in (1, 2)
+    }
+    assert lines == {"AssertionError: train: No labels found in <trial folder>/train.cache, can not start"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -39,6 +40,15 @@ def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
     target = folder / "tiny.yaml"
     target.write_text(text + "\n")
     return target
+
+
+def _truncated_png(size: int) -> bytes:
+    """A PNG image cut before its end: its header (and size) reads, its pixels do not."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), "red").save(buffer, "PNG")
+    return buffer.getvalue()[:-20]
 
 
 def _trials(spec_path: Path) -> list[optuna.trial.FrozenTrial]:
@@ -501,13 +511,30 @@ def test_a_dataset_with_no_readable_training_image_is_refused_before_any_storage
     assert not (tmp_path / "broken.db").exists()  # refused before the storage was created
 
 
+def test_labels_of_a_class_the_data_yaml_lacks_are_refused_before_any_storage(tmp_path: Path) -> None:
+    # yolov5 would fail every training on them (train.py: "Label class 99 exceeds nc=3").
+    data = make_demo_dataset(tmp_path / "bad-labels", images=3, val_images=2, size=32)
+    label = tmp_path / "bad-labels" / "labels" / "train" / "000001.txt"
+    label.write_text("99 0.5 0.5 0.2 0.2\n")
+    study = tmp_path / "bad.yaml"
+    study.write_text(yaml.safe_dump({"name": "bad", "data": str(data), "memory_limit": "4GiB"}))
+    done = run_cli("run", str(study), timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    expected = f"1 label file has a class id not below the 3 classes of its names (e.g. {label}: class 99)"
+    assert expected in lines[0]
+    assert lines[0].endswith("yolov5 fails every training on it")
+    assert not (tmp_path / "bad.db").exists()  # refused before the storage was created
+
+
 @pytest.mark.slow
 def test_a_setup_that_fails_every_training_alike_stops_the_run(tmp_path: Path) -> None:
-    # Every label names a class the data yaml does not have: yolov5 refuses each training the same
-    # way, so the run stops after three instead of spending all its trainings on it.
-    data = make_demo_dataset(tmp_path / "bad-labels", images=8, val_images=4, size=64)
-    for label in (tmp_path / "bad-labels" / "labels" / "train").iterdir():
-        label.write_text("99 0.5 0.5 0.2 0.2\n")
+    # Every training image is cut short after its header: memfront reads its size, but yolov5's
+    # verification drops each one as corrupt and refuses every training alike ("No labels found"),
+    # so the run stops after three instead of spending all its trainings on it.
+    data = make_demo_dataset(tmp_path / "bad-images", images=8, val_images=4, size=64)
+    for image in (tmp_path / "bad-images" / "images" / "train").iterdir():
+        image.write_bytes(_truncated_png(64))
     study = tmp_path / "bad.yaml"
     study.write_text(
         TINY_STUDY.format(data=data).replace("name: tiny", "name: bad").replace("n_trials: 3", "n_trials: 6")
@@ -516,7 +543,7 @@ def test_a_setup_that_fails_every_training_alike_stops_the_run(tmp_path: Path) -
     done = run_cli("run", str(study), timeout=600)
     said = " ".join(done.stderr.split())
     assert done.returncode == 0, done.stderr
-    assert "3 trainings in a row failed alike (AssertionError: Label class 99 exceeds" in said, said
-    assert str(data) in said and "memfront-trial-" not in said  # the user's data yaml, not the trial's copy
+    assert "3 trainings in a row failed alike (AssertionError: train: No labels found" in said, said
+    assert "memfront-trial-" not in said  # the user's files named, not the trial's copies
     trials = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
     assert [t.user_attrs["status"] for t in trials] == ["failed"] * 3

@@ -49,6 +49,8 @@ class Framework(abc.ABC):
         import_line: What a child imports to train (the framework footprint measures it).
         system_knobs: The knobs that change memory and speed but not what the network sees (so
             trainings that differ only in them measure one accuracy config).
+        skips_unknown_classes: Whether an image whose label has a class id not below the data
+            yaml's class count is dropped with a warning (True) or fails the training (False).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Framework(abc.ABC):
     child_module: str
     import_line: str
     system_knobs: tuple[str, ...] = ("cache", "workers")
+    skips_unknown_classes: bool = False
 
     def versions(self) -> dict[str, str]:
         """The software a measurement is valid for: torch and the framework."""

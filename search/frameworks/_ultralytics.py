@@ -60,6 +60,7 @@ class Ultralytics(Framework):
     default_model = "yolo11n.yaml"
     child_module = "search.child.ultralytics_train"
     import_line = "import ultralytics.models.yolo.detect"
+    skips_unknown_classes = True  # data/utils.py verify_image_label: a corrupt image, skipped
     # Not the cache: with cache=ram its mosaic draws the other three images from the whole dataset,
     # otherwise from a buffer of recently loaded ones (ultralytics/data/augment.py, buffer_enabled),
     # so ram trains on other mosaics than none and disk.

@@ -13,8 +13,9 @@ from pathlib import Path
 import optuna
 
 from search.data._dataset import DatasetSpec, load_dataset
+from search.data._labels import unknown_classes_note
 from search.errors import InputError, StorageError
-from search.frameworks import DEFAULT_FRAMEWORK
+from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
@@ -302,8 +303,8 @@ def prepare_study(
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
     stats = DatasetStats.read(dataset)
-    if stats.unreadable_note is not None:
-        space = dataclasses.replace(space, notes=(*space.notes, stats.unreadable_note))
+    notes = (stats.unreadable_note, unknown_classes_note(dataset, get_framework(spec.framework)))
+    space = dataclasses.replace(space, notes=(*space.notes, *(note for note in notes if note)))
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)
     study = open_study(spec, url, create=True, space=space)

@@ -29,6 +29,8 @@ STATUSES: tuple[str, ...] = get_args(RecordStatus)
 
 # The data yaml a trial's child reads is its own copy, in the trial's folder (removed with it).
 _TRIAL_DATA_YAML = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s]+/data\.yaml")
+_TRIAL_FOLDER = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s'\"]+")
+_TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # yolov5 colours its prefixes ("train: ")
 
 MEMORY_CONSTRAINT = "memory_limit"
 """The Optuna constraint (``Trial.set_constraint``) of every trial: peak host bytes minus the limit."""
@@ -116,15 +118,18 @@ class TrialRecord:
         return validation_seconds(self.epochs)
 
     def error_line(self, width: int = 240) -> str | None:
-        """Its error as one line (None without one): the last line (a traceback's exception), with the
-        trial's own copy of the data yaml named as the data yaml the trial was given, cut at ``width``."""
+        """Its error as one line (None without one): the last line (a traceback's exception), cut at
+        ``width``, without terminal colours; the trial's own copy of the data yaml is named as the
+        data yaml the trial was given, any other file of the trial's folder (removed with it) as
+        ``<trial folder>/name``, so that trainings that fail alike say the same line."""
         if not self.error:
             return None
-        lines = self.error.strip().splitlines()
+        lines = _TERMINAL_COLOURS.sub("", self.error).strip().splitlines()
         line = lines[-1].strip() if lines else self.error
         data = self.requested.get("data")
         if data:
             line = _TRIAL_DATA_YAML.sub(lambda _: str(data), line)  # a path is no template
+        line = _TRIAL_FOLDER.sub("<trial folder>", line)
         return line if len(line) <= width else line[: width - 3] + "..."
 
     def to_dict(self) -> dict[str, Any]:

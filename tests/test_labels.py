@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.child.compat import child_process_environment
+from search.data._dataset import label_path, load_dataset
+from search.data._demo import make_demo_dataset
+from search.data._labels import highest_class, label_class_check, unknown_classes_note
+from search.errors import InputError
+from search.frameworks import get_framework
+
+# Label files as users write them, and some that yolov5 rejects (its image is then dropped as
+# corrupt, whatever the classes say).
+LABELS = {
+    "boxes": "0 0.5 0.5 0.2 0.2\n2 0.3 0.3 0.1 0.1\n",
+    "float class": "2.0 0.5 0.5 0.2 0.2\n",
+    "beyond": "1 0.5 0.5 0.2 0.2\n99 0.5 0.5 0.2 0.2\n",
+    "polygon": "7 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n",
+    "polygon and box": "1 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n5 0.5 0.5 0.2 0.2\n",
+    "blank lines": "\n4 0.5 0.5 0.2 0.2\n\n",
+    "empty": "",
+    "four columns": "9 0.5 0.5 0.2\n",
+    "six columns": "9 0.5 0.5 0.2 0.2 0.1\n",
+    "words": "nine 0.5 0.5 0.2 0.2\n",
+    "negative": "9 0.5 -0.5 0.2 0.2\n",
+    "outside": "9 0.5 1.5 0.2 0.2\n",
+}
+
+# Files ultralytics' own verification rejects for another reason than yolov5 (it only gets a note).
+ULTRALYTICS_REJECTS = {"polygon and box"}  # "labels mix segment and detection rows"
+
+# Run where a trial runs: in a child, with its environment (nothing written into the home), so that
+# this test process never imports torch or a YOLO package.
+VERIFY = """
+import json, sys
+from yolov5.utils.dataloaders import verify_image_label as yolov5_verify
+from ultralytics.data.utils import verify_image_label as ultralytics_verify
+
+found = {}
+for image, label in json.loads(sys.argv[1]):
+    _, boxes, *_, corrupt, _ = yolov5_verify((image, label, ""))
+    highest = None if corrupt or boxes is None or not len(boxes) else int(boxes[:, 0].max())
+    message = ultralytics_verify((image, label, "", False, 3, 0, 0, False))[-1]
+    found[label] = [highest, "exceeds dataset class count" in message]
+print(json.dumps(found))
+"""
+
+
+def test_a_label_files_highest_class_is_the_one_yolov5_and_ultralytics_read(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "d", images=len(LABELS), val_images=1, size=32)
+    pairs = {}
+    for image, (name, text) in zip(load_dataset(data).train_images, LABELS.items(), strict=True):
+        label_path(image).write_text(text)
+        pairs[name] = (str(image), str(label_path(image)))
+    done = subprocess.run(
+        [sys.executable, "-c", VERIFY, json.dumps(list(pairs.values()))],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=child_process_environment(tmp_path / "settings"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, (_, label) in pairs.items():
+        highest, skipped_by_ultralytics = theirs[label]
+        assert highest_class(Path(label)) == highest, name  # yolov5's reading
+        ours = highest_class(Path(label))
+        if name not in ULTRALYTICS_REJECTS:
+            assert (ours is not None and ours >= 3) == skipped_by_ultralytics, name  # names has 3 classes
+    assert highest_class(tmp_path / "missing.txt") is None
+
+
+def test_labels_beyond_the_names_are_found_in_both_splits(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "d", images=4, val_images=2, size=32)
+    dataset = load_dataset(data)
+    assert not label_class_check(dataset).beyond and label_class_check(dataset).text(data) is None
+    train, val = label_path(dataset.train_images[1]), label_path(dataset.val_images[0])
+    train.write_text(LABELS["beyond"])
+    val.write_text(LABELS["polygon"])
+    label_path(dataset.train_images[2]).write_text(LABELS["outside"])  # dropped by yolov5: not counted
+    check = label_class_check(dataset)
+    assert check.class_count == len(dataset.names) == 3
+    assert check.beyond == ((train, 99), (val, 7))
+    text = check.text(dataset.yaml_path)
+    assert text == (
+        f"data yaml {dataset.yaml_path}: 2 label files have a class id not below the 3 classes of its names "
+        f"(e.g. {train}: class 99)"
+    )
+
+
+def test_yolov5_refuses_such_labels_and_ultralytics_is_told_it_skips_them(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=2, size=32)
+    dataset = load_dataset(data)
+    yolov5, ultralytics = get_framework("yolov5"), get_framework("ultralytics")
+    assert unknown_classes_note(dataset, yolov5) is None
+    assert unknown_classes_note(dataset, ultralytics) is None
+    label_path(dataset.train_images[0]).write_text("3 0.5 0.5 0.2 0.2\n")  # names has 0-2
+    with pytest.raises(InputError, match=r"1 label file has a class id not below .*: yolov5 fails every"):
+        unknown_classes_note(dataset, yolov5)
+    note = unknown_classes_note(dataset, ultralytics)
+    label = label_path(dataset.train_images[0])
+    assert note is not None
+    assert note.endswith(f"(e.g. {label}: class 3): ultralytics skips their images as corrupt")
