@@ -243,6 +243,26 @@ def test_a_gpu_budget_picks_among_the_configs_whose_gpu_peak_fits(tmp_path: Path
         assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_export_keeps_the_leanest_setting_when_a_faster_ones_lead_is_within_the_spread(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    # One accuracy config at cache none (1.0 GiB, 10.0 s/epoch) and cache ram (1.1 GiB, 9.5 s): 5%
+    # is within what one setting's epoch time repeats, so the RAM cache's memory buys nothing shown.
+    trials = [
+        stored_trial(config=knobs(8, 96, cache), values=[0.3, peak], violation=peak - LIMIT, seed=seed,
+                     epoch_seconds=seconds)
+        for cache, peak, seconds in (("none", 1.0 * GIB, 10.0), ("ram", 1.1 * GIB, 9.5))
+        for seed in (0, 1)
+    ]  # fmt: skip
+    study = stored_study_file(tmp_path, name="speed", data=tiny_data, limit=LIMIT, trials=trials)
+    done = run_cli("export", str(study), "--format", "json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert "--cache none" in payload["command"] and payload["speed_tie"]["cache"] == "ram"
+    expected = "not shown faster: cache ram, workers 0 (9.5 s/epoch against 10.0 s, 1.10 GiB): within the"
+    assert any(line.startswith(expected) for line in payload["why"]), payload["why"]
+
+
 def test_an_output_never_overwrites_the_studys_own_files(study_file: Path) -> None:
     storage = study_file.with_suffix(".db")
     records = study_file.parent / "api.records"

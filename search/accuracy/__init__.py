@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         needs_no_more_memory,
         noise_front,
         shown_faster,
+        speed_steps,
     )
     from search.accuracy._noise import Noise, NoiseRules
     from search.accuracy._pick import (
@@ -68,6 +69,7 @@ __all__ = [
     "noise_front",
     "pick_config",
     "shown_faster",
+    "speed_steps",
     "system_key",
     "trainings_of",
 ]
@@ -100,6 +102,7 @@ __getattr__, __dir__ = lazy_exports(
         "needs_no_more_memory": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
         "shown_faster": "search.accuracy._front",
+        "speed_steps": "search.accuracy._front",
         "Pick": "search.accuracy._pick",
         "export_decisions": "search.accuracy._pick",
         "fits_budget": "search.accuracy._pick",

@@ -17,13 +17,15 @@ setting with a batch and image size no larger) or by figures apart by more than 
 (:data:`MEMORY_SPREAD`). A config that a more accurate one beats only by a memory difference below
 that spread stays, marked (``memory_tie``): the figures cannot tell which of the two needs less.
 Speed differences too: a setting is faster only when its epoch time is below the other's by more
-than the epoch time's own spread (:func:`shown_faster`, :data:`SPEED_SPREAD`).
+than the epoch time's own spread (:func:`shown_faster`, :data:`SPEED_SPREAD`), and of one accuracy
+config's settings, those that buy speed with memory are :func:`speed_steps` (export picks the last).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 
@@ -38,6 +40,7 @@ __all__ = [
     "needs_no_more_memory",
     "noise_front",
     "shown_faster",
+    "speed_steps",
 ]
 
 MEMORY_SPREAD = 0.04
@@ -50,10 +53,12 @@ other workspaces) has not been measured yet."""
 
 SPEED_SPREAD = 0.2
 """How far apart, relative to the slower, two epoch times must be for one setting to count as
-faster. One full config's seconds per epoch over seeds, on the 2-core demo machine: the median pair
-of repeats 5% apart, 9 pairs in 10 within 21%, and a training that shared the CPU up to 11 times
-slower (100 pairs of 34 configs; ``bench/speed_spread.py``). Probes and the memory model's scaled
-epoch times add their own error on top, which a tighter margin would rank as speed."""
+faster. One full config's seconds per epoch over seeds (15-epoch trainings of 256 images on this
+2-core machine, some of them sharing the CPU with other work, as a user's may): the median pair of
+repeats 5% apart, 9 pairs in 10 within 21%, the widest 11 times (100 pairs of 34 configs;
+``bench/speed_spread.py``). Probes and the memory model's scaled epoch times add their own error on
+top, which a tighter margin would rank as speed; how the spread carries to longer epochs is not
+measured."""
 
 _GROWS_WITH = ("batch", "imgsz")
 """The knobs memory grows with, all else equal (activations scale with both)."""
@@ -80,6 +85,23 @@ def shown_faster(a: FullConfig, b: FullConfig, *, spread: float = SPEED_SPREAD) 
     if a.epoch_seconds is None:
         return False
     return b.epoch_seconds is None or a.epoch_seconds < b.epoch_seconds * (1 - spread)
+
+
+def speed_steps(systems: Sequence[FullConfig]) -> tuple[FullConfig, ...]:
+    """The settings of one accuracy config that each buy speed with memory, leanest first.
+
+    From the leanest of ``systems`` (given leanest first) up, a setting is a step when it is shown
+    faster (:func:`shown_faster`) than the step before: each step's extra memory buys a lead beyond
+    the epoch time's spread, and no setting is shown faster than the last step. Export picks the
+    last step; the five-knob front keeps every step.
+    """
+    if not systems:
+        return ()
+    steps = [systems[0]]
+    for setting in systems[1:]:
+        if shown_faster(setting, steps[-1]):
+            steps.append(setting)
+    return tuple(steps)
 
 
 def needs_no_more_gpu_memory(
@@ -190,29 +212,27 @@ class FullFrontPoint:
 def full_front(estimates: AccuracyEstimates, *, speed: bool = True) -> list[FullFrontPoint]:
     """The full configs no other one beats: accuracy (beyond noise), memory and, with ``speed``, epoch time.
 
-    A full config is dropped when another is not shown slower (with ``speed``; :func:`shown_faster`)
-    and either is of the same accuracy config (the same estimate: system knobs do not change
-    accuracy), needs no more memory and is cheaper or shown faster, or is more accurate beyond
-    noise and shown to need no more memory (:func:`needs_no_more_memory`). So the system settings
-    of one accuracy config that buy speed beyond its spread with memory all stay: what workers and
-    the RAM cache buy is visible, and a lead within the spread is not. Least memory first.
+    Of one accuracy config (its system knobs do not change accuracy), the settings that buy speed
+    with memory stay (:func:`speed_steps`: each shown faster than the leaner step before it, the
+    chain export walks), or without ``speed`` its leanest. Such a setting is then dropped when a
+    setting of another config is not shown slower (with ``speed``; :func:`shown_faster`), is more
+    accurate beyond noise and is shown to need no more memory (:func:`needs_no_more_memory`). So
+    what workers and the RAM cache buy is visible, and a lead within the spread is not. Least
+    memory first.
     """
 
     def time_of(system: FullConfig) -> float:
         return system.epoch_seconds if system.epoch_seconds is not None else math.inf
 
-    pairs = [FullFrontPoint(e, s) for e in estimates.configs.values() for s in e.systems]
+    pairs = [
+        FullFrontPoint(e, s)
+        for e in estimates.configs.values()
+        for s in (speed_steps(e.systems) if speed else e.systems[:1])
+    ]
 
     def beats(a: FullFrontPoint, b: FullFrontPoint) -> bool:
-        if a is b or (speed and shown_faster(b.system, a.system)):
+        if a.estimate.key == b.estimate.key or (speed and shown_faster(b.system, a.system)):
             return False
-        if a.estimate.key == b.estimate.key:
-            # One accuracy config: its settings' peaks are compared as measured, so that what a
-            # setting buys in speed (beyond the spread) shows against what it costs.
-            return a.system.peak_host_bytes <= b.system.peak_host_bytes and (
-                a.system.peak_host_bytes < b.system.peak_host_bytes
-                or (speed and shown_faster(a.system, b.system))
-            )
         return needs_no_more_memory(a.system, b.system) and estimates.better(a.estimate.key, b.estimate.key)
 
     kept = [p for p in pairs if not any(beats(other, p) for other in pairs)]

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
-from search.accuracy._front import MEMORY_SPREAD, shown_faster
+from search.accuracy._front import MEMORY_SPREAD, shown_faster, speed_steps
 
 __all__ = [
     "Pick",
@@ -56,6 +56,8 @@ class Pick:
         speed_tie: A setting ``system`` was weighed against that has a shorter epoch time, but not
             shorter beyond the spread (the fastest such), if any: its lead is not shown, so it does
             not buy the memory it costs.
+        steps: The settings weighed that each buy speed beyond the spread over the one before,
+            leanest first (:func:`~search.accuracy.speed_steps`); ``system`` is the last.
         gpu_preferred: Whether the chosen config is one ``prefer_gpu`` holds for (always True
             without one).
     """
@@ -68,6 +70,7 @@ class Pick:
     passed_over: FullConfig | None = None
     gpu_preferred: bool = True
     speed_tie: FullConfig | None = None
+    steps: tuple[FullConfig, ...] = ()
 
 
 def pick_config(
@@ -124,10 +127,8 @@ def pick_config(
 
     preferred = liked[chosen]
     weighed = preferred or fitting[chosen]  # leanest first
-    system = weighed[0]
-    for setting in weighed[1:]:
-        if shown_faster(setting, system):
-            system = setting
+    steps = speed_steps(weighed)
+    system = steps[-1]
     seconds = system.epoch_seconds or math.inf
     quicker = [s for s in weighed if s.epoch_seconds is not None and s.epoch_seconds < seconds]
     faster = [s for s in fitting[chosen] if s not in weighed and shown_faster(s, system)]
@@ -142,6 +143,7 @@ def pick_config(
         passed_over=min(faster, key=speed) if faster else None,
         gpu_preferred=gpu_liked[chosen],
         speed_tie=min(quicker, key=speed) if quicker else None,
+        steps=steps,
     )
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from search.accuracy._front import SPEED_SPREAD
 from search.cli._options import output_path, spare_the_study
 from search.results._command import write_text
 from search.results._export import noise_text
@@ -130,7 +131,8 @@ def _probe_entry(probe: Any) -> dict[str, Any]:
 
 
 def _full_front_table(results: StudyResults, full: Any) -> Table:
-    speed = ", epoch time" if results.speed_counts else ""
+    # A setting stays for speed only with a lead beyond the epoch time's spread: the title says so.
+    speed = f", epoch time beyond its {100 * SPEED_SPREAD:.0f}% spread" if results.speed_counts else ""
     table = Table(title=f"front over all five knobs (accuracy, host memory{speed}; whole dataset)")
     for column in ("batch", "imgsz", "cache", "workers", "amp", "mean", "n", "peak host", "s/epoch", "from"):
         table.add_column(column, justify="right")

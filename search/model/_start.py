@@ -91,18 +91,18 @@ def starting_model(
     from search.measure._footprint import cached_footprint_bytes, framework_footprint_bytes
 
     footprint = footprint_bytes
-    try:
-        if footprint is None and measure:
+    if footprint is None and not measure:
+        footprint = cached_footprint_bytes(device=device, framework=framework)
+    elif footprint is None:
+        try:
             # Cached per machine by `memfront run`; measured here otherwise (a child process, seconds).
             footprint = framework_footprint_bytes(device=device, framework=framework)
-        elif footprint is None:
-            footprint = cached_footprint_bytes(device=device, framework=framework)
-    except MemfrontError as error:
-        return StartingModel(
-            model=MemoryModel.prior(),
-            source="priors",
-            origin=f"uncalibrated (priors; no footprint: {error}): {_CALIBRATE_HINT}",
-        )
+        except MemfrontError as error:
+            return StartingModel(
+                model=MemoryModel.prior(),
+                source="priors",
+                origin=f"uncalibrated (priors; no footprint: {error}): {_CALIBRATE_HINT}",
+            )
     if footprint is None:
         return StartingModel(
             model=MemoryModel.prior(),

@@ -43,8 +43,11 @@ class ExportChoice:
             nothing fits.
         estimate: The chosen accuracy config's estimate.
         system: The chosen system setting as measured (memory and speed medians).
-        leanest: The chosen config's leanest system setting that fits (what the chosen one's speed
+        leanest: The chosen config's leanest system setting that fits (what the runner-up's memory
             is compared with).
+        speed_base: The leanest setting the chosen one was weighed against for speed (the leanest
+            that fits with memory's spread to spare, when any does): ``system`` is it, or shown
+            faster than it.
         runner_up: The accuracy config the choice was weighed against: the best mean when the chosen
             one is cheaper and within noise of it, else the next best mean that fits.
         runner_up_beyond_noise: Whether the chosen config is more accurate than the runner-up beyond
@@ -77,6 +80,7 @@ class ExportChoice:
     estimate: AccuracyEstimate | None = None
     system: FullConfig | None = None
     leanest: FullConfig | None = None
+    speed_base: FullConfig | None = None
     runner_up: AccuracyEstimate | None = None
     runner_up_beyond_noise: bool = False
     signal: bool = False
@@ -154,6 +158,7 @@ def choose_config(
     beyond = runner_up is not None and estimates.better(estimate.key, runner_up.key)
     return ExportChoice(
         chosen=_row_of(rows, estimate, system), estimate=estimate, system=system, leanest=leanest,
+        speed_base=picked.steps[0],
         runner_up=runner_up, runner_up_beyond_noise=beyond, signal=estimates.signal,
         refused_by_prediction=refused, within_spread=not picked.preferred, passed_over=picked.passed_over,
         speed_tie=picked.speed_tie, gpu_within_spread=not picked.gpu_preferred,
@@ -279,12 +284,13 @@ def choice_lines(
             f"runner-up: {estimates.text(runner.key)}: {interval_text(runner)}; {verdict}; it needs {memory}"
         )
     speed_spread = f"the epoch time's {100 * SPEED_SPREAD:.0f}% spread"
-    if system.config != leanest.config and system.epoch_seconds and leanest.epoch_seconds:
-        seconds = format_seconds(system.epoch_seconds)
+    base = choice.speed_base
+    if base is not None and system.config != base.config:
+        seconds, against = format_seconds(system.epoch_seconds), format_seconds(base.epoch_seconds)
         lines.append(
-            f"system setting {_setting_text(system, estimates)}: {seconds}/epoch against "
-            f"{format_seconds(leanest.epoch_seconds)} with the leanest ({_setting_text(leanest, estimates)}, "
-            f"{format_bytes(leanest.peak_host_bytes)}): faster beyond {speed_spread}"
+            f"system setting {_setting_text(system, estimates)}: {seconds}/epoch against {against} with "
+            f"{_setting_text(base, estimates)} ({format_bytes(base.peak_host_bytes)}): "
+            + (f"faster beyond {speed_spread}" if base.epoch_seconds else "whose epoch time is unknown")
         )
     tie = choice.speed_tie
     if tie is not None and tie.epoch_seconds and system.epoch_seconds:
