@@ -46,7 +46,7 @@ class Pick:
         estimate: The chosen accuracy config's estimate.
         system: Its system setting: the leanest that fits (among those ``prefer`` holds for, when
             any), or one that costs more memory and is shown faster than it.
-        leanest: Its leanest system setting that fits (what the chosen one's speed is compared with).
+        leanest: Its leanest system setting that fits (what the runner-up's memory is compared with).
         runner_up: The config the choice was weighed against: the best mean when the chosen one is
             cheaper and within noise of it, else the next best mean that fits (None: nothing else fits).
         preferred: Whether ``system`` is one the caller's ``prefer`` holds for (always True

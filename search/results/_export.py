@@ -286,11 +286,13 @@ def choice_lines(
     speed_spread = f"the epoch time's {100 * SPEED_SPREAD:.0f}% spread"
     base = choice.speed_base
     if base is not None and system.config != base.config:
-        seconds, against = format_seconds(system.epoch_seconds), format_seconds(base.epoch_seconds)
+        picked = f"system setting {_setting_text(system, estimates)}: {format_seconds(system.epoch_seconds)}"
+        base_text = f"{_setting_text(base, estimates)} ({format_bytes(base.peak_host_bytes)})"
         lines.append(
-            f"system setting {_setting_text(system, estimates)}: {seconds}/epoch against {against} with "
-            f"{_setting_text(base, estimates)} ({format_bytes(base.peak_host_bytes)}): "
-            + (f"faster beyond {speed_spread}" if base.epoch_seconds else "whose epoch time is unknown")
+            f"{picked}/epoch against {format_seconds(base.epoch_seconds)} with {base_text}: "
+            f"faster beyond {speed_spread}"
+            if base.epoch_seconds
+            else f"{picked}/epoch; {base_text} ended no epoch"
         )
     tie = choice.speed_tie
     if tie is not None and tie.epoch_seconds and system.epoch_seconds:
