@@ -151,6 +151,5 @@ def mend_demo_path(data_yaml: Path) -> None:
         os.replace(written, data_yaml)
     except OSError as error:
         written.unlink(missing_ok=True)
-        raise InputError(
-            f"the demo dataset moved to {root}, and its data.yaml cannot be updated: {error.strerror or error}"
-        ) from None
+        why = f"its data.yaml cannot be updated: {error.strerror or error}"
+        raise InputError(f"the demo dataset moved to {root}, and {why}") from None
