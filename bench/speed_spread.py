@@ -2,16 +2,23 @@
 
 Usage::
 
-    .venv/bin/python bench/speed_spread.py [RUNS.jsonl ...] [--json OUT.json]
+    .venv/bin/python bench/speed_spread.py [--json OUT.json]
 
-Reads replicated trainings as ``bench/noise_truth.py`` records them (one JSON line per training:
-``knobs``, ``seed``, ``status``, ``epoch_seconds``; the default is every runs file under
-``bench/results/`` that has such lines) and, for each full config (the five knobs) trained more than
-once in one file, compares its epoch times pair by pair: ``1 - shorter / longer``, the lead one
-setting would seem to have over another that is the very same setting. It prints each config's
-times, the distribution of those leads, and, side by side, how many of these same-setting pairs each
-margin would call "faster": none (every lead counts, export's rule before the margin) and
-:data:`search.accuracy.SPEED_SPREAD`. Nothing is trained here: the trainings are the noise benches'.
+Nothing is trained: it reads what the other benches recorded under ``bench/results/``.
+
+- **Short epochs**: the replicated trainings of ``bench/noise_truth.py`` (``*runs*.jsonl``: one line
+  per training with ``knobs``, ``status`` and ``epoch_seconds``; 15 epochs of 256 images, about 3 s
+  each). For each full config (the five knobs) trained more than once in one file, its epoch times
+  are compared pair by pair: ``1 - shorter / longer``, the lead one setting would seem to have over
+  another that is the very same setting.
+- **Whole-dataset epochs**: the real runs of ``bench/probe_bench.py`` (``probe_bench*.json``: 3000
+  images, first epochs' training of 30-50 s), the same pairs over one file's runs of one system
+  variant; and each probe's projected training time against the median of its variant's runs (what
+  a study's probed epoch time rests on).
+
+It prints each group's times, the distribution of the leads, and, side by side, how many of these
+same-setting pairs each margin would call "faster": none (every lead counts, export's rule before
+the margin) and :data:`search.accuracy.SPEED_SPREAD`.
 """
 
 from __future__ import annotations
@@ -31,9 +38,12 @@ sys.path.insert(0, str(ROOT))
 from search.accuracy import SPEED_SPREAD  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+CURRENT_PROBES = "probe_bench_twopass.json"
+"""The probe bench run of the probe as it is now (two bounded epochs; README *Probes*): the other
+files' probes are earlier designs, whose projections are not today's. Their real runs still repeat."""
 
 
-def repeated_epoch_times(path: Path) -> dict[str, list[float]]:
+def short_epoch_groups(path: Path) -> list[dict[str, Any]]:
     """Each full config's epoch times in one runs file (trainings that ended ``ok`` with one)."""
     times: dict[str, list[float]] = defaultdict(list)
     for line in path.read_text().splitlines():
@@ -47,7 +57,26 @@ def repeated_epoch_times(path: Path) -> dict[str, list[float]]:
             f"amp {'on' if k['amp'] else 'off'}"
         )
         times[name].append(float(seconds))
-    return {name: values for name, values in times.items() if len(values) > 1}
+    return [{"file": path.name, "config": n, "seconds": v} for n, v in times.items() if len(v) > 1]
+
+
+def probe_bench_groups(path: Path) -> tuple[list[dict[str, Any]], list[float]]:
+    """One probe bench file's repeated real runs per variant (first epoch's training seconds), and
+    each probe's projected training time over the median of its variant's runs."""
+    bench = json.loads(path.read_text())
+    groups, ratios = [], []
+    for result in bench.get("results", []):
+        runs = [r for r in result.get("full") or [] if r.get("status") == "ok" and r.get("train_seconds")]
+        trained = [float(r["train_seconds"]) for r in runs]
+        knobs = f"batch {bench['batch']}, imgsz {bench['imgsz']}"
+        name = f"{knobs}, cache {result['cache']}, workers {result['workers']}"
+        if len(trained) > 1:
+            groups.append({"file": path.name, "config": name, "seconds": trained})
+        probes = result.get("probes") or ([result["probe"]] if "probe" in result else [])
+        projected = [p["projected_train_seconds"] for p in probes if p.get("status") == "ok"]
+        if trained:
+            ratios += [seconds / statistics.median(trained) for seconds in projected if seconds]
+    return groups, ratios
 
 
 def pair_leads(values: list[float]) -> list[float]:
@@ -63,29 +92,18 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", type=Path, help="runs files (default: bench/results/*runs*.jsonl)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    files = args.runs or sorted(RESULTS.glob("*runs*.jsonl"))
-    groups: list[dict[str, Any]] = []
-    for path in files:
-        for name, values in repeated_epoch_times(path).items():
-            leads = pair_leads(values)
-            groups.append({"file": path.name, "config": name, "epoch_seconds": values, "leads": leads})
-    leads = sorted(lead for group in groups for lead in group["leads"])
-    if not leads:
-        print("no full config was trained twice in these files: nothing to measure", file=sys.stderr)
-        return 1
-
-    print(f"{'file':<36} {'full config':<58} s/epoch over seeds")
+def summary(title: str, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Prints the groups and their leads' distribution against the margins; returns the figures."""
+    print(f"\n{title}\n{'file':<32} {'full config':<58} seconds over repeats")
     for group in groups:
-        times = ", ".join(f"{t:.2f}" for t in group["epoch_seconds"])
-        print(f"{group['file']:<36} {group['config']:<58} {times}  (widest lead {max(group['leads']):.0%})")
+        group["leads"] = pair_leads(group["seconds"])
+        times = ", ".join(f"{t:.2f}" for t in group["seconds"])
+        print(f"{group['file']:<32} {group['config']:<58} {times}  (widest lead {max(group['leads']):.0%})")
+    leads = sorted(lead for group in groups for lead in group["leads"])
     quantiles = {f"q{int(100 * q)}": quantile(leads, q) for q in (0.5, 0.75, 0.9, 0.95)}
+    files = len({group["file"] for group in groups})
     print(
-        f"\n{len(leads)} pairs of repeats of one full config ({len(groups)} configs, {len(files)} files): "
+        f"{len(leads)} pairs of repeats of one full config ({len(groups)} configs, {files} files): "
         f"apparent lead median {quantiles['q50']:.1%}, 75% {quantiles['q75']:.1%}, "
         f"90% {quantiles['q90']:.1%}, 95% {quantiles['q95']:.1%}, widest {leads[-1]:.1%}"
     )
@@ -94,23 +112,41 @@ def main() -> int:
     for margin, count in called.items():
         rule = "any lead (no margin)" if margin == 0 else f"beyond SPEED_SPREAD = {margin:.0%}"
         print(f"  {rule:<28} {count:>4} of {len(leads)} ({count / len(leads):.0%})")
+    return {
+        "pairs": len(leads), "configs": len(groups), **quantiles, "widest": leads[-1],
+        "false_leads": {str(margin): count for margin, count in called.items()}, "groups": groups,
+    }  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    short = [g for path in sorted(RESULTS.glob("*runs*.jsonl")) for g in short_epoch_groups(path)]
+    whole: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    for path in sorted(RESULTS.glob("probe_bench*.json")):
+        groups, probe_ratios = probe_bench_groups(path)
+        whole += groups
+        ratios += probe_ratios if path.name == CURRENT_PROBES else []
+    if not short or not whole:
+        print("no full config was run twice in bench/results: nothing to measure", file=sys.stderr)
+        return 1
+    figures = {
+        "speed_spread": SPEED_SPREAD,
+        "short_epochs": summary("short epochs (noise benches: 15 epochs of 256 images)", short),
+        "whole_dataset_epochs": summary("whole-dataset epochs (probe bench: 3000 images, first one)", whole),
+    }
+    ratios.sort()
+    print(
+        f"\nprobes' projected training over their variant's real first epoch ({CURRENT_PROBES}): "
+        f"{len(ratios)} probes, "
+        f"{ratios[0]:.3f}-{ratios[-1]:.3f} (median {statistics.median(ratios):.3f}); "
+        f"{sum(abs(r - 1) <= SPEED_SPREAD for r in ratios)} within SPEED_SPREAD"
+    )
+    figures["probe_over_run"] = ratios
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "speed_spread": SPEED_SPREAD,
-                    "pairs": len(leads),
-                    "configs": len(groups),
-                    "median_lead": statistics.median(leads),
-                    **quantiles,
-                    "widest": leads[-1],
-                    "false_leads": {str(margin): count for margin, count in called.items()},
-                    "groups": groups,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 

@@ -53,12 +53,11 @@ other workspaces) has not been measured yet."""
 
 SPEED_SPREAD = 0.2
 """How far apart, relative to the slower, two epoch times must be for one setting to count as
-faster. One full config's seconds per epoch over seeds (15-epoch trainings of 256 images on this
-2-core machine, some of them sharing the CPU with other work, as a user's may): the median pair of
-repeats 5% apart, 9 pairs in 10 within 21%, the widest 11 times (100 pairs of 34 configs;
-``bench/speed_spread.py``). Probes and the memory model's scaled epoch times add their own error on
-top, which a tighter margin would rank as speed; how the spread carries to longer epochs is not
-measured."""
+faster. One full config's seconds per epoch over repeats on this 2-core machine (some runs sharing
+the CPU with other work, as a user's may), ``bench/speed_spread.py``: 15-epoch trainings of 256
+images, the median pair of repeats 5% apart, 9 pairs in 10 within 21%, the widest 11 times (100
+pairs); first epochs on 3000 images (30-50 s), the median pair 6% apart, the widest 20% (20 pairs).
+A probe's projected training reads 0.95-1.10 of the real run's, inside the margin."""
 
 _GROWS_WITH = ("batch", "imgsz")
 """The knobs memory grows with, all else equal (activations scale with both)."""
