@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,10 @@ LABELS = {
     "words": "nine 0.5 0.5 0.2 0.2\n",
     "negative": "9 0.5 -0.5 0.2 0.2\n",
     "outside": "9 0.5 1.5 0.2 0.2\n",
+    "not a number": "9 nan 0.5 0.2 0.2\n",
+    "infinite class": "inf 0.5 0.5 0.2 0.2\n",
+    "huge class": "1e400 0.5 0.5 0.2 0.2\n",
+    "float32 class": "2.99999999 0.5 0.5 0.2 0.2\n",
 }
 
 # Files ultralytics' own verification rejects for another reason than yolov5 (it only gets a note).
@@ -37,14 +42,16 @@ ULTRALYTICS_REJECTS = {"polygon and box"}  # "labels mix segment and detection r
 # Run where a trial runs: in a child, with its environment (nothing written into the home), so that
 # this test process never imports torch or a YOLO package.
 VERIFY = """
-import json, sys
+import json, math, sys
 from yolov5.utils.dataloaders import verify_image_label as yolov5_verify
 from ultralytics.data.utils import verify_image_label as ultralytics_verify
 
 found = {}
 for image, label in json.loads(sys.argv[1]):
     _, boxes, *_, corrupt, _ = yolov5_verify((image, label, ""))
-    highest = None if corrupt or boxes is None or not len(boxes) else int(boxes[:, 0].max())
+    top = None if corrupt or boxes is None or not len(boxes) else float(boxes[:, 0].max())
+    # An infinite class passes yolov5's verification and crashes its training (int(inf)).
+    highest = None if top is None else int(top) if math.isfinite(top) else "crash"
     message = ultralytics_verify((image, label, "", False, 3, 0, 0, False))[-1]
     found[label] = [highest, "exceeds dataset class count" in message]
 print(json.dumps(found))
@@ -66,7 +73,8 @@ def test_a_label_files_highest_class_is_the_one_yolov5_and_ultralytics_read(tmp_
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     for name, (_, label) in pairs.items():
         highest, skipped_by_ultralytics = theirs[label]
-        assert highest_class(Path(label)) == highest, name  # yolov5's reading
+        # yolov5's reading; a class its training crashes on is left to it (never refused wrongly).
+        assert highest_class(Path(label)) == (None if highest == "crash" else highest), name
         ours = highest_class(Path(label))
         if name not in ULTRALYTICS_REJECTS:
             assert (ours is not None and ours >= 3) == skipped_by_ultralytics, name  # names has 3 classes
@@ -91,6 +99,24 @@ def test_labels_beyond_the_names_are_found_in_both_splits(tmp_path: Path) -> Non
     )
 
 
+def test_the_label_of_an_unreadable_image_or_a_label_that_is_no_file_is_not_read(tmp_path: Path) -> None:
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=2, size=32)
+    dataset = load_dataset(data)
+    broken = dataset.train_images[0]
+    label_path(broken).write_text(LABELS["beyond"])
+    assert label_class_check(dataset).beyond
+    # yolov5 drops an image it cannot read, with its label: it is no reason to refuse the dataset.
+    assert not label_class_check(dataset, skip=[broken]).beyond
+    assert unknown_classes_note(dataset, get_framework("yolov5"), unreadable=[broken]) is None
+    # A pipe named like a label (reading it would wait forever) and a folder: no label file.
+    label_path(broken).unlink()
+    os.mkfifo(label_path(broken))
+    assert highest_class(label_path(broken)) is None
+    label_path(broken).unlink()
+    label_path(broken).mkdir()
+    assert highest_class(label_path(broken)) is None
+
+
 def test_yolov5_refuses_such_labels_and_ultralytics_is_told_it_skips_them(tmp_path: Path) -> None:
     data = make_demo_dataset(tmp_path / "d", images=3, val_images=2, size=32)
     dataset = load_dataset(data)
@@ -98,7 +124,7 @@ def test_yolov5_refuses_such_labels_and_ultralytics_is_told_it_skips_them(tmp_pa
     assert unknown_classes_note(dataset, yolov5) is None
     assert unknown_classes_note(dataset, ultralytics) is None
     label_path(dataset.train_images[0]).write_text("3 0.5 0.5 0.2 0.2\n")  # names has 0-2
-    with pytest.raises(InputError, match=r"1 label file has a class id not below .*: yolov5 fails every"):
+    with pytest.raises(InputError, match=r"1 label file has a class id not below .*: yolov5 fails a"):
         unknown_classes_note(dataset, yolov5)
     note = unknown_classes_note(dataset, ultralytics)
     label = label_path(dataset.train_images[0])

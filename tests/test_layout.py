@@ -15,9 +15,9 @@ def test_no_source_file_is_ignored_by_git() -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     listed = subprocess.run(
-        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", "search", "tests", "bench",
-         "notebooks", ":(glob)studies/*.yaml", "pyproject.toml", "README.md", ".ci"],
+        ["git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", "search", "tests",
+         "bench", "notebooks", ":(glob)studies/*.yaml", "pyproject.toml", "README.md", ".ci"],
         cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    ignored = [p for p in listed if "__pycache__" not in p and not p.startswith("bench/gpu-wheels/")]
+    ).stdout.split("\0")  # fmt: skip
+    ignored = [p for p in listed if p and "__pycache__" not in p and not p.startswith("bench/gpu-wheels/")]
     assert not ignored, ignored

@@ -84,3 +84,7 @@ def test_a_failed_trial_says_why_naming_the_users_data_yaml() -> None:
         for n in (1, 2)
     }
     assert lines == {"AssertionError: train: No labels found in <trial folder>/train.cache, can not start"}
+    # Only the trial's own path, without the punctuation around it or a user's file of a like name.
+    around = "OSError: (/tmp/memfront-trial-7-x/a.txt), /d/memfront-trial-notes.txt, /tmp/mf-7-y/b: gone"
+    line = dataclasses.replace(failed, error=around).error_line()
+    assert line == "OSError: (<trial folder>/a.txt), /d/memfront-trial-notes.txt, <trial folder>/b: gone"

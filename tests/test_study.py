@@ -523,7 +523,7 @@ def test_labels_of_a_class_the_data_yaml_lacks_are_refused_before_any_storage(tm
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     expected = f"1 label file has a class id not below the 3 classes of its names (e.g. {label}: class 99)"
     assert expected in lines[0]
-    assert lines[0].endswith("yolov5 fails every training on it")
+    assert lines[0].endswith("yolov5 fails a training that reads it")
     assert not (tmp_path / "bad.db").exists()  # refused before the storage was created
 
 

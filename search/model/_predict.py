@@ -107,11 +107,13 @@ class DatasetStats:
         val_sizes: The validation images'.
         unreadable: The images that could not be read, as ``path (why)``: yolov5 and ultralytics
             skip a corrupt image with a warning, so they count in no figure here either.
+        unreadable_images: Those images' paths.
     """
 
     train_sizes: tuple[tuple[int, int], ...]
     val_sizes: tuple[tuple[int, int], ...]
     unreadable: tuple[str, ...] = ()
+    unreadable_images: tuple[Path, ...] = ()
 
     @classmethod
     def read(cls, dataset: DatasetSpec) -> DatasetStats:
@@ -123,6 +125,7 @@ class DatasetStats:
         from PIL import Image, UnidentifiedImageError
 
         unreadable: list[str] = []
+        unreadable_images: list[Path] = []
 
         def sizes(paths: Sequence[Path], split: str) -> tuple[tuple[int, int], ...]:
             found = []
@@ -132,12 +135,18 @@ class DatasetStats:
                         found.append((int(image.width), int(image.height)))
                 except (OSError, UnidentifiedImageError) as error:
                     unreadable.append(f"{path} ({error})")
+                    unreadable_images.append(path)
             if paths and not found:
                 raise InputError(f"no {split} image can be read: {unreadable[-1]}")
             return tuple(found)
 
         train, val = sizes(dataset.train_images, "training"), sizes(dataset.val_images, "validation")
-        return cls(train_sizes=train, val_sizes=val, unreadable=tuple(unreadable))
+        return cls(
+            train_sizes=train,
+            val_sizes=val,
+            unreadable=tuple(unreadable),
+            unreadable_images=tuple(unreadable_images),
+        )
 
     @property
     def unreadable_note(self) -> str | None:

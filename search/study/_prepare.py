@@ -303,7 +303,8 @@ def prepare_study(
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
     stats = DatasetStats.read(dataset)
-    notes = (stats.unreadable_note, unknown_classes_note(dataset, get_framework(spec.framework)))
+    unknown = unknown_classes_note(dataset, get_framework(spec.framework), unreadable=stats.unreadable_images)
+    notes = (stats.unreadable_note, unknown)
     space = dataclasses.replace(space, notes=(*space.notes, *(note for note in notes if note)))
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)

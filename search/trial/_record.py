@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from search.trial._leftovers import TRIAL_PREFIX
+from search.trial._leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX
 
 __all__ = [
     "MEMORY_CONSTRAINT",
@@ -29,8 +29,12 @@ STATUSES: tuple[str, ...] = get_args(RecordStatus)
 
 # The data yaml a trial's child reads is its own copy, in the trial's folder (removed with it).
 _TRIAL_DATA_YAML = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s]+/data\.yaml")
-_TRIAL_FOLDER = re.compile(rf"/[^\s'\"]*?{re.escape(TRIAL_PREFIX)}[^/\s'\"]+")
-_TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # yolov5 colours its prefixes ("train: ")
+# A path into a trial's folder or a child's temporary one (both removed with the trial), without
+# the punctuation around it.
+_TRIAL_FOLDER = re.compile(
+    rf"(?:/[^/\s'\"(),:\]]+)*?/(?:{re.escape(TRIAL_PREFIX)}|{re.escape(CHILD_TEMP_PREFIX)})\d+-[^/\s'\"(),:\]]+"
+)
+_TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # yolov5 colours its prefixes ("train: ")
 
 MEMORY_CONSTRAINT = "memory_limit"
 """The Optuna constraint (``Trial.set_constraint``) of every trial: peak host bytes minus the limit."""
