@@ -9,8 +9,9 @@ label file about as yolov5 verifies it (``verify_image_label``), erring on the s
 a file: one it rejects for another reason (a row that is not 5 finite numbers, or a polygon; a
 negative value; a coordinate above 1) drops its image whatever its classes, so it is not counted
 here either, nor is the label of an image that cannot be read. Where this reading is stricter than
-yolov5's (polygon points a little outside 0-1, an image whose header reads but whose pixels do not),
-a bad class can go unseen here and fail the trainings as before; it is never refused wrongly.
+yolov5's (polygon points a little outside 0-1), a bad class can go unseen here and fail the
+trainings as before. One case errs the other way: an image whose header reads but whose pixels do
+not is dropped by yolov5 with its label, while its label is read here (both at once are rare).
 ultralytics' verification differs at the edges too (it rejects a file that mixes polygon and box
 rows, and allows coordinates 1% out of bounds), which can only change its note. Read in the
 parent, without numpy, one file after another: parsing holds the GIL, and threads made it 2.5-3
