@@ -84,14 +84,6 @@ def pair_leads(values: list[float]) -> list[float]:
     return [1 - min(a, b) / max(a, b) for a, b in itertools.combinations(values, 2)]
 
 
-def quantile(sorted_values: list[float], q: float) -> float:
-    """The ``q`` quantile by linear interpolation (``statistics.quantiles``' inclusive method)."""
-    position = q * (len(sorted_values) - 1)
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
 def summary(title: str, groups: list[dict[str, Any]]) -> dict[str, Any]:
     """Prints the groups and their leads' distribution against the margins; returns the figures."""
     print(f"\n{title}\n{'file':<32} {'full config':<58} seconds over repeats")
@@ -100,7 +92,8 @@ def summary(title: str, groups: list[dict[str, Any]]) -> dict[str, Any]:
         times = ", ".join(f"{t:.2f}" for t in group["seconds"])
         print(f"{group['file']:<32} {group['config']:<58} {times}  (widest lead {max(group['leads']):.0%})")
     leads = sorted(lead for group in groups for lead in group["leads"])
-    quantiles = {f"q{int(100 * q)}": quantile(leads, q) for q in (0.5, 0.75, 0.9, 0.95)}
+    twentieths = statistics.quantiles(leads, n=20, method="inclusive")  # the 5%, 10%, ..., 95% points
+    quantiles = {f"q{5 * (i + 1)}": twentieths[i] for i in (9, 14, 17, 18)}
     files = len({group["file"] for group in groups})
     print(
         f"{len(leads)} pairs of repeats of one full config ({len(groups)} configs, {files} files): "
