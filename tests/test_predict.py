@@ -156,7 +156,7 @@ def test_predict_skips_an_unreadable_image_and_refuses_no_images(tmp_path: Path)
     corrupt.write_bytes(b"not an image")
     # yolov5 and ultralytics skip a corrupt image with a warning: so do the figures, saying so.
     stats = DatasetStats.read(load_dataset(data_yaml))
-    assert len(stats.train_sizes) == 2 and len(stats.unreadable) == 1 and str(corrupt) in stats.unreadable[0]
+    assert len(stats.train_sizes) == 2 and stats.unreadable_images == (corrupt,) and stats.unreadable[0][1]
     done = run_cli("predict", "--data", str(data_yaml), timeout=120)
     assert done.returncode == 0 and "1 image of the dataset cannot be read" in done.stderr.replace("\n", "")
     for image in (tmp_path / "images" / "train").iterdir():

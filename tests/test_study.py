@@ -185,6 +185,11 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
     report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text())["front"] == []
     assert report.returncode == 0
+    # run and report say why the front is empty, and what to change.
+    for said in (done.stderr, report.stderr + report.stdout):
+        said = " ".join(said.split())
+        assert "the front is empty: no training ended with a result" in said, said[-2000:]
+        assert "2 trainings over the memory limit" in said and "narrow the space" in said
     export = run_cli("export", str(study), "--max-memory", "100GiB")
     assert export.returncode == 1 and "no feasible trial" in export.stderr
     # Why: how the trials ended (here over the limit, or predicted over it and not trained).
@@ -238,6 +243,50 @@ def test_a_timed_study_starts_no_training_its_timeout_would_cut(tiny_data: Path,
         )
         seen.add(key)
     assert wall < timeout + 45, wall  # the CLI's start and the report aside, within its timeout
+
+
+ONE_CONFIG_STUDY = """\
+name: one
+data: {data}
+hyp: demo
+epochs: 1
+n_trials: 2
+trial_time_limit: 2s
+memory_limit: 6GiB
+space:
+  batch: [4]
+  imgsz: [64]
+  cache: [none]
+  workers: [0]
+  amp: [false]
+"""
+
+
+@pytest.mark.slow
+def test_a_config_cut_by_its_time_limit_trains_again_once_the_study_file_allows_more(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    study = tmp_path / "one.yaml"
+    study.write_text(ONE_CONFIG_STUDY.format(data=tiny_data))
+    cut = run_cli("run", str(study))
+    assert cut.returncode == 0, cut.stderr
+    said = " ".join(cut.stderr.split())
+    assert [t.user_attrs.get("status") for t in _trials(study)] == ["timeout"], said[-2000:]
+    # Its one config was tried: the run stops, and says what to change.
+    assert "the front is empty" in said and "raise trial_time_limit" in said, said[-2000:]
+    assert run_cli("run", str(study)).returncode == 0
+    assert len(_trials(study)) == 1  # the same limit: nothing to do
+    study.write_text(study.read_text().replace("trial_time_limit: 2s", "trial_time_limit: 10m"))
+    again = run_cli("run", str(study))
+    assert again.returncode == 0, again.stderr
+    trials = _trials(study)
+    assert [t.user_attrs.get("status") for t in trials] == ["timeout", "ok"], again.stderr[-2000:]
+    assert (
+        trials[1].params == trials[0].params and trials[1].user_attrs["seed"] == trials[0].user_attrs["seed"]
+    )
+    report = run_cli("report", str(study), "--json", str(tmp_path / "r.json"))
+    assert report.returncode == 0 and len(json.loads((tmp_path / "r.json").read_text())["front"]) == 1
+    assert json.loads((tmp_path / "r.json").read_text())["unranked"] == []
 
 
 def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_path: Path) -> None:

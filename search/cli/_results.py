@@ -262,6 +262,9 @@ def report(
         f"front: {len(pareto)} accuracy configs; hypervolume {volume:.4f} ({accuracy} x GiB{of_gpu} {under}, "
         "from the means); status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+    unranked = results.unranked_lines()
+    for line in unranked:
+        shown_on.print(line)
     shown_on.print(noise_text(results.estimates))
     full = results.full_front()
     if results.probes or results.speed_counts:
@@ -298,6 +301,7 @@ def report(
             "hypervolume": volume,
             "accuracy_signal": results.accuracy_signal,
             "accuracy_note": results.accuracy_note(),
+            "unranked": unranked,
             "dataset_note": results.dataset_note,
             "memory_note": results.memory_note,
             "noise": dataclasses.asdict(results.estimates.noise),

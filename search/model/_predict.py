@@ -105,15 +105,13 @@ class DatasetStats:
     Attributes:
         train_sizes: The training images' sizes.
         val_sizes: The validation images'.
-        unreadable: The images that could not be read, as ``path (why)``: yolov5 and ultralytics
+        unreadable: The images that could not be read, each with why: yolov5 and ultralytics
             skip a corrupt image with a warning, so they count in no figure here either.
-        unreadable_images: Those images' paths.
     """
 
     train_sizes: tuple[tuple[int, int], ...]
     val_sizes: tuple[tuple[int, int], ...]
-    unreadable: tuple[str, ...] = ()
-    unreadable_images: tuple[Path, ...] = ()
+    unreadable: tuple[tuple[Path, str], ...] = ()
 
     @classmethod
     def read(cls, dataset: DatasetSpec) -> DatasetStats:
@@ -124,8 +122,7 @@ class DatasetStats:
         """
         from PIL import Image, UnidentifiedImageError
 
-        unreadable: list[str] = []
-        unreadable_images: list[Path] = []
+        unreadable: list[tuple[Path, str]] = []
 
         def sizes(paths: Sequence[Path], split: str) -> tuple[tuple[int, int], ...]:
             found = []
@@ -134,19 +131,19 @@ class DatasetStats:
                     with Image.open(path) as image:
                         found.append((int(image.width), int(image.height)))
                 except (OSError, UnidentifiedImageError) as error:
-                    unreadable.append(f"{path} ({error})")
-                    unreadable_images.append(path)
+                    unreadable.append((path, str(error)))
             if paths and not found:
-                raise InputError(f"no {split} image can be read: {unreadable[-1]}")
+                path, why = unreadable[-1]
+                raise InputError(f"no {split} image can be read: {path} ({why})")
             return tuple(found)
 
         train, val = sizes(dataset.train_images, "training"), sizes(dataset.val_images, "validation")
-        return cls(
-            train_sizes=train,
-            val_sizes=val,
-            unreadable=tuple(unreadable),
-            unreadable_images=tuple(unreadable_images),
-        )
+        return cls(train_sizes=train, val_sizes=val, unreadable=tuple(unreadable))
+
+    @property
+    def unreadable_images(self) -> tuple[Path, ...]:
+        """The paths of the images that could not be read."""
+        return tuple(path for path, _ in self.unreadable)
 
     @property
     def unreadable_note(self) -> str | None:
@@ -154,9 +151,10 @@ class DatasetStats:
         if not self.unreadable:
             return None
         count = len(self.unreadable)
+        path, why = self.unreadable[0]
         return (
             f"{count} image{'s' if count > 1 else ''} of the dataset cannot be read (the first: "
-            f"{self.unreadable[0]}): yolov5 and ultralytics skip {'them' if count > 1 else 'it'}, and so "
+            f"{path} ({why})): yolov5 and ultralytics skip {'them' if count > 1 else 'it'}, and so "
             "do memfront's memory figures"
         )
 

@@ -15,7 +15,7 @@ from search.results._export import ExportChoice, choice_lines, choose_config, no
 from search.results._frame import front, full_front_frame, hypervolume, status_counts
 from search.study._space import KNOBS
 from search.study._spec import memory_axis
-from search.study._stored import RecordFiles, read_trial
+from search.study._stored import RecordFiles, read_trial, read_trials
 from search.units import parse_size, whole_number
 
 if TYPE_CHECKING:
@@ -166,6 +166,14 @@ class StudyResults:
     def accuracy_note(self) -> str | None:
         """What ``run``, ``report`` and ``export`` say when accuracy cannot rank the configs; else None."""
         return self.estimates.signal_text()
+
+    def unranked_lines(self) -> list[str]:
+        """What ``run`` and ``report`` say of accuracy configs missing from the front for want of a
+        result (an empty front, or configs whose trainings were all cut by a time limit), with what
+        to change; empty when there is nothing to say."""
+        from search.study._unranked import unranked_lines
+
+        return unranked_lines(read_trials(self.study.get_trials(deepcopy=False)), self.spec)
 
     def hypervolume(self) -> float:
         """The front's hypervolume in accuracy x GiB under its memory's limit (what ``report`` prints;

@@ -109,18 +109,22 @@ def duration_bounds(
     """How long a training of each accuracy config of the space may take (seconds, wall time): a
     trained config's slowest training (:func:`known_durations`), another's bound from the trainings
     so far at the leanest setting, where a new config trains (:func:`_bound`), or the slowest
-    training so far where none bounds it. ``choices``: per knob, the values the sampler draws from.
-    Empty until a training has ended."""
-    known = known_durations(trials, roles)
+    training so far where none bounds it; a config cut by its time limit at least the time it ran.
+    ``choices``: per knob, the values the sampler draws from. Empty until a training has ended."""
+    bounds = known_durations(trials, roles)
     longest = _longest_training(trials)
-    if longest is None:
-        return known
-    system = leanest_system(choices, roles)
-    bounds = dict(known)
-    for values in itertools.product(*(choices[k] for k in roles.accuracy)):
-        key = tuple(values)
-        if key not in bounds:
-            bounds[key] = _bound(key, system, trials, roles) or longest
+    if longest is not None:
+        system = leanest_system(choices, roles)
+        for values in itertools.product(*(choices[k] for k in roles.accuracy)):
+            key = tuple(values)
+            if key not in bounds:
+                bounds[key] = _bound(key, system, trials, roles) or longest
+    for t in trials:
+        if t.status == "timeout" and t.wall_seconds is not None and t.config is not None:
+            # Cut by its time limit: a training of its config takes longer than that one ran (one
+            # cut under a shorter limit than today's may train again, and must fit what is left).
+            key = accuracy_key(t.config, roles)
+            bounds[key] = max(bounds.get(key, 0.0), t.wall_seconds)
     return bounds
 
 

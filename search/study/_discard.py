@@ -55,6 +55,8 @@ def discard_reason(
     identity: tuple[Any, ...],
     n_trials: int,
     roles: KnobRoles = DEFAULT_ROLES,
+    *,
+    allowed_s: float | None = None,
 ) -> str | None:
     """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
 
@@ -63,7 +65,8 @@ def discard_reason(
     judged on the trials as they were when the worker's iteration began, and another worker's
     training of the same replicate may have ended since (the next iteration judges afresh). Trial
     numbers rank the workers that asked at once for the last trials of ``n_trials``: the lowest
-    numbers train.
+    numbers train. A training cut under a time limit shorter than ``allowed_s`` (what a training may
+    now take) trained nothing: its replicate may train again.
     """
     running = _running(trials, roles)
     for other, config in running.items():
@@ -71,6 +74,8 @@ def discard_reason(
             return f"trial {other} trains the same replicate"
     counted = counts_toward_n_trials(trials)
     for ended in counted:
+        if ended.cut_short(allowed_s):
+            continue
         if ended.config is not None and replicate_identity(ended.config, ended.seed, roles) == identity:
             return f"trial {ended.number} trained the same replicate while this one was proposed"
     rank = sorted(running).index(number) if number in running else 0

@@ -49,6 +49,7 @@ from search.study._stored import (
 )
 from search.study._tell import ProposalGuard, tell, tell_duplicate
 from search.study._trainings import SAMPLED_REPLICATE, TrainingState, replicate_identity
+from search.study._unranked import unranked_lines
 from search.study._workers import Heartbeat, announce
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord
@@ -96,6 +97,7 @@ class StudyOutcome:
     preflight_seconds_saved: float = 0.0
     replicates: int = 0
     accuracy_note: str | None = None
+    unranked: tuple[str, ...] = ()
     probes: int = 0
     probe_seconds: float = 0.0
 
@@ -149,6 +151,10 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 prepared.preflight.load(trials, extra_rows=probed_rows)
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
+            # What the planner judges configs on: a training cut under a shorter time limit than a
+            # training may now take is left out (its config trains again), though it counts as done.
+            judged = [t for t in stored if not t.cut_short(spec.time_allowed_s)]
+            judged_done = [t for t in judged if t.counts_toward_n_trials]
             finished = len(done) >= spec.n_trials
             # What each config's training may take, those not trained yet bounded from the trainings so
             # far: the timeout must not cut whatever the sampler proposes.
@@ -163,7 +169,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 break
             figures = planning_figures(prepared, trials, probed)
             state = TrainingState.of(
-                stored, accuracy=spec.objectives[0], first_seed=spec.seed,
+                judged, accuracy=spec.objectives[0], first_seed=spec.seed,
                 rules=spec.noise_rules, roles=prepared.roles, systems_of=figures, memory=spec.memory_axis,
             )  # fmt: skip
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
@@ -202,7 +208,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 stop_reason = TOO_LITTLE_TIME
                 break
             if not queued and plan is None and not state.running:
-                stop_reason = "nothing left to train can change the answer (every accuracy config measured)"
+                stop_reason = "nothing left to train can change the answer (every accuracy config tried)"
                 break
             if (plan is None and not queued) or len(done) + state.running >= spec.n_trials:
                 # What is left is being trained by other workers; wait, since one may yet fail.
@@ -228,7 +234,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 # No seed: a measured accuracy config whose rank another training cannot change;
                 # else the training itself may be done already (the same knobs and seed).
                 earlier = (
-                    state.earlier(params) if seed is None else trained_before(done, params, seed, spec.seed)
+                    state.earlier(params)
+                    if seed is None
+                    else trained_before(judged_done, params, seed, spec.seed)
                 )
                 if earlier is not None:
                     tell_duplicate(study, trial, trials[earlier])
@@ -241,7 +249,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 assert seed is not None  # no seed always has an earlier trial
                 identity = replicate_identity(params, seed, prepared.roles)
                 now = study.get_trials(deepcopy=False)
-                reason = discard_reason(now, trial.number, identity, spec.n_trials, prepared.roles)
+                reason = discard_reason(
+                    now, trial.number, identity, spec.n_trials, prepared.roles, allowed_s=spec.time_allowed_s
+                )
                 if reason is not None:
                     discard(study, trial, reason)
                     if guard.untrained():
@@ -281,8 +291,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         "heartbeat_storage": storage.background_seconds if storage else 0.0,
     }
     announce(study, worker, state="interrupted" if interrupted else "stopped", times=times)
+    stored = read_trials(study.get_trials(deepcopy=False))
     final = TrainingState.of(
-        read_trials(study.get_trials(deepcopy=False)), accuracy=spec.objectives[0], first_seed=spec.seed,
+        stored, accuracy=spec.objectives[0], first_seed=spec.seed,
         rules=spec.noise_rules, roles=prepared.roles, memory=spec.memory_axis,
     )  # fmt: skip
     return StudyOutcome(
@@ -299,6 +310,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         preflight_seconds_saved=prepared.preflight.seconds_saved(skipped) if prepared.preflight else 0.0,
         replicates=sum(c.replicates - 1 for c in final.estimates.configs.values()),
         accuracy_note=final.estimates.signal_text(),
+        unranked=tuple(unranked_lines(stored, spec)),
         probes=prepared.probes.count if prepared.probes else 0,
         probe_seconds=prepared.probes.seconds if prepared.probes else 0.0,
     )

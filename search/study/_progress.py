@@ -101,6 +101,7 @@ def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
             f"accuracy: {outcome.replicates} of the trainings are replicates (a measured accuracy config "
             "trained again with another seed, where that could change the front)"
         )
+    lines.extend(outcome.unranked)
     if outcome.accuracy_note:
         lines.append(outcome.accuracy_note)
     if outcome.probes:

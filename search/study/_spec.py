@@ -245,6 +245,12 @@ class StudySpec(BaseModel):
         )
 
     @property
+    def time_allowed_s(self) -> float | None:
+        """The longest a training may take under this study file: the least of ``trial_time_limit``
+        and ``timeout`` (each run of the study has its whole ``timeout``); None: no limit."""
+        return min(filter(None, [self.trial_time_limit, self.timeout]), default=None)
+
+    @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
         """Optuna directions, one per objective."""
         return [DIRECTIONS[name] for name in self.objectives]

@@ -171,6 +171,21 @@ class StoredTrial:
         return self.state.is_finished() and not self.proposal_only and self.status in COUNTED_STATUSES
 
     @property
+    def time_limit_s(self) -> float | None:
+        """The wall-clock limit the training ran under, from its record (None: none, or no record)."""
+        value = ((self.record or {}).get("limits") or {}).get("time_limit_s")
+        return None if value is None else float(value)
+
+    def cut_short(self, allowed_s: float | None) -> bool:
+        """Whether this training was cut by a time limit shorter than ``allowed_s``, the longest a
+        training may now take (:attr:`StudySpec.time_allowed_s`; None: no limit). Such a training
+        says nothing of its config, which may train again: a user who raised ``trial_time_limit``
+        or ``timeout`` and runs the study again gets what they asked for. It still counts toward
+        ``n_trials`` (it took its time)."""
+        limit = self.time_limit_s
+        return self.status == "timeout" and limit is not None and (allowed_s is None or limit < allowed_s)
+
+    @property
     def feasible(self) -> bool:
         """Evaluated, and within the memory limit."""
         return self.state == TrialState.COMPLETE and (self.violation is None or self.violation <= 0)

@@ -18,6 +18,7 @@ __all__ = [
     "RecordStatus",
     "TrialRecord",
     "epochs_seconds",
+    "error_line",
     "memory_violation",
     "trial_constraints",
     "validation_seconds",
@@ -122,19 +123,8 @@ class TrialRecord:
         return validation_seconds(self.epochs)
 
     def error_line(self, width: int = 240) -> str | None:
-        """Its error as one line (None without one): the last line (a traceback's exception), cut at
-        ``width``, without terminal colours; the trial's own copy of the data yaml is named as the
-        data yaml the trial was given, any other file of the trial's folder (removed with it) as
-        ``<trial folder>/name``, so that trainings that fail alike say the same line."""
-        if not self.error:
-            return None
-        lines = _TERMINAL_COLOURS.sub("", self.error).strip().splitlines()
-        line = lines[-1].strip() if lines else self.error
-        data = self.requested.get("data")
-        if data:
-            line = _TRIAL_DATA_YAML.sub(lambda _: str(data), line)  # a path is no template
-        line = _TRIAL_FOLDER.sub("<trial folder>", line)
-        return line if len(line) <= width else line[: width - 3] + "..."
+        """Its error as one line (None without one): :func:`error_line` of its error and data yaml."""
+        return error_line(self.error, data=self.requested.get("data"), width=width)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the record as JSON-ready data."""
@@ -154,3 +144,18 @@ class TrialRecord:
             sys.stdout.flush()
         else:
             Path(path).write_text(text)
+
+
+def error_line(error: str | None, *, data: str | None = None, width: int = 240) -> str | None:
+    """A trial's error as one line (None without one): the last line (a traceback's exception), cut
+    at ``width``, without terminal colours; the trial's own copy of the data yaml is named as
+    ``data``, the data yaml the trial was given, any other file of the trial's folder (removed with
+    it) as ``<trial folder>/name``, so that trainings that fail alike say the same line."""
+    if not error:
+        return None
+    lines = _TERMINAL_COLOURS.sub("", error).strip().splitlines()
+    line = lines[-1].strip() if lines else error
+    if data:
+        line = _TRIAL_DATA_YAML.sub(lambda _: str(data), line)  # a path is no template
+    line = _TRIAL_FOLDER.sub("<trial folder>", line)
+    return line if len(line) <= width else line[: width - 3] + "..."

@@ -1,0 +1,127 @@
+"""Why accuracy configs are missing from the front, and what to change: ``run`` and ``report`` say it.
+
+A study whose trainings all ended without a result (cut by a time limit, over the memory limit,
+failed) has an empty front, and the status counts alone (``timeout 3``) do not say what to do.
+Configs whose trainings were only ever cut by a time limit are missing from a front that is not
+empty, for a reason of the set-up, not of the configs. Each cause gets its own line and remedy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from search.accuracy._estimates import accuracy_key
+from search.study._space import KnobRoles
+from search.study._spec import StudySpec
+from search.study._stored import INFEASIBLE_STATUSES, StoredTrial
+from search.trial._record import error_line
+from search.units import format_bytes, format_seconds
+
+__all__ = ["unranked_lines"]
+
+
+def unranked_lines(trials: Sequence[StoredTrial], spec: StudySpec) -> list[str]:
+    """What ``run`` and ``report`` say of accuracy configs missing from the front for want of a
+    result; empty when there is nothing to say.
+
+    With no training ended within its limits, a heading and one line per cause (time, memory,
+    failures) with its remedy. Otherwise one line on the accuracy configs whose trainings were all
+    cut by a time limit, when there are any (configs only over the memory limit are what a memory
+    search finds, and failures are counted in ``status``).
+
+    Args:
+        trials: The study's stored trials.
+        spec: The study file as it is now (its limits, epochs, ``train_images``, ``n_trials``).
+    """
+    roles = KnobRoles.of(spec.framework)
+    counted = [t for t in trials if t.counts_toward_n_trials and t.config is not None]
+    ranked = {accuracy_key(t.config, roles) for t in counted if t.status == "ok" and t.config}
+    cut = [t for t in counted if t.status == "timeout"]
+    if ranked:
+        only_cut = [t for t in cut if t.config and accuracy_key(t.config, roles) not in ranked]
+        configs = {accuracy_key(t.config, roles) for t in only_cut if t.config}
+        if not configs:
+            return []
+        knobs = ", ".join(roles.accuracy)
+        return [
+            f"not on the front: {len(configs)} accuracy config{_s(len(configs))} ({knobs}) whose "
+            f"trainings were all cut by a time limit; {_time_remedy(only_cut, spec, counted)}"
+        ]
+    causes = []
+    if cut:
+        causes.append(f"{_count(cut)} cut by a time limit; {_time_remedy(cut, spec, counted)}")
+    over = [t for t in counted if t.status in INFEASIBLE_STATUSES]
+    if over:
+        causes.append(f"{_count(over)} over the memory limit ({_memory_remedy(over, spec)}")
+    failed = [t for t in counted if t.status == "failed"]
+    if failed:
+        errors = Counter(_error_line(t) for t in failed)
+        common, _ = errors.most_common(1)[0]
+        often = f" (most often: {common})" if common else ""
+        causes.append(f"{_count(failed)} failed{often}: `memfront report --all` lists each error")
+    if not causes:
+        return []
+    return ["the front is empty: no training ended with a result", *(f"  {line}" for line in causes)]
+
+
+def _time_remedy(cut: Sequence[StoredTrial], spec: StudySpec, counted: Sequence[StoredTrial]) -> str:
+    """What to change for trainings cut by a time limit: the limit, or a shorter training."""
+    allowed = spec.time_allowed_s
+    again = [t for t in cut if t.cut_short(allowed)]
+    more = "" if len(counted) < spec.n_trials else f", with a higher n_trials (all {spec.n_trials} are done)"
+    if len(again) == len(cut):
+        # Cut by what was left of a run's timeout (a busy machine stretches trainings past the
+        # bound the trainings before gave them), or under a limit the study file has raised since.
+        return (
+            f"each ran under a shorter limit than the study file now allows "
+            f"({_limits_text(spec)}): the next run trains {'it' if len(cut) == 1 else 'them'} again{more}"
+        )
+    if allowed is None:
+        limit = "the time limit"  # a legacy record without its limit
+    elif spec.trial_time_limit == allowed:
+        limit = f"trial_time_limit ({format_seconds(allowed)})"
+    else:
+        limit = f"timeout ({format_seconds(allowed)})"
+    shorter = ["fewer epochs"] if spec.epochs > 1 else []
+    shorter.append("fewer train_images" if spec.train_images is not None else "a train_images subset")
+    shorter.append("a smaller imgsz")
+    return (
+        f"raise {limit} or shorten a training ({', '.join(shorter)}), then run again: a config cut "
+        f"under a shorter limit than the study file's trains again{more}"
+    )
+
+
+def _memory_remedy(over: Sequence[StoredTrial], spec: StudySpec) -> str:
+    """What to change when every training went over the memory limit."""
+    skipped = sum(t.status == "predicted" for t in over)
+    limits = format_bytes(spec.memory_limit) + " host"
+    if spec.gpu_memory_limit is not None:
+        limits += f", {format_bytes(spec.gpu_memory_limit)} GPU"
+    predicted = f"; {skipped} predicted over it by pre-flight, not trained" if skipped else ""
+    return (
+        f"{limits}{predicted}): narrow the space (a smaller batch or imgsz, fewer workers, cache none) "
+        "or raise memory_limit under a new study name (a study keeps the limit its trials were judged by)"
+    )
+
+
+def _limits_text(spec: StudySpec) -> str:
+    parts = []
+    if spec.trial_time_limit is not None:
+        parts.append(f"trial_time_limit {format_seconds(spec.trial_time_limit)}")
+    if spec.timeout is not None:
+        parts.append(f"timeout {format_seconds(spec.timeout)}")
+    return ", ".join(parts) or "no time limit"
+
+
+def _error_line(trial: StoredTrial) -> str | None:
+    record = trial.record or {}
+    return error_line(record.get("error"), data=(record.get("requested") or {}).get("data"), width=120)
+
+
+def _count(trials: Sequence[StoredTrial]) -> str:
+    return f"{len(trials)} training{_s(len(trials))}"
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
