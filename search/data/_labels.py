@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import struct
 from collections.abc import Collection
 from pathlib import Path
 
-from search.data._dataset import DatasetSpec, label_path
+from search.data._dataset import DatasetSpec, label_file
+from search.data._scans import cached_scan
 from search.errors import InputError
 from search.frameworks._base import Framework
 
@@ -82,22 +84,34 @@ class LabelClassCheck:
 
 def label_class_check(dataset: DatasetSpec, *, skip: Collection[Path] = ()) -> LabelClassCheck:
     """Reads the label file of every training and validation image (but those in ``skip``), for
-    class ids beyond ``names``."""
+    class ids beyond ``names``; kept between runs until a label file changes
+    (:mod:`search.data._scans`)."""
     class_count = len(dataset.names)
     skipped = set(skip)
-    labels = (label_path(image) for image in dataset.all_images if image not in skipped)
-    found = ((label, highest_class(label)) for label in labels)
-    beyond = tuple((label, h) for label, h in found if h is not None and h >= class_count)
-    return LabelClassCheck(class_count=class_count, beyond=beyond)
+    labels = [label_file(str(image)) for image in dataset.all_images if image not in skipped]
+
+    def scan() -> LabelClassCheck:
+        found = ((label, highest_class(label)) for label in labels)
+        beyond = tuple((Path(label), h) for label, h in found if h is not None and h >= class_count)
+        return LabelClassCheck(class_count=class_count, beyond=beyond)
+
+    return cached_scan(
+        "label-classes", dataset=dataset.yaml_path, files=labels, settings=class_count, scan=scan,
+        encode=lambda check: [[str(path), highest] for path, highest in check.beyond],
+        decode=lambda data: LabelClassCheck(
+            class_count=class_count, beyond=tuple((Path(path), int(highest)) for path, highest in data)
+        ),
+    )  # fmt: skip
 
 
-def highest_class(label: Path) -> int | None:
+def highest_class(label: str | Path) -> int | None:
     """A label file's highest class id, as yolov5 reads it (``int`` of the first column's maximum,
     in float32); None when there is no such file, it holds no row, or yolov5 would reject it."""
     try:
-        if not label.is_file():  # a folder or a pipe of that name: yolov5 reads no labels there
+        if not os.path.isfile(label):  # a folder or a pipe of that name: yolov5 reads no labels there
             return None
-        text = label.read_text()
+        with open(label) as file:  # the locale's encoding, as yolov5 opens it
+            text = file.read()
     except (OSError, UnicodeDecodeError):
         return None
     rows = [line.split() for line in text.strip().splitlines() if line]

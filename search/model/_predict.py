@@ -115,11 +115,47 @@ class DatasetStats:
 
     @classmethod
     def read(cls, dataset: DatasetSpec) -> DatasetStats:
-        """Reads every image's size from its header (no decoding).
+        """Every image's size from its header (no decoding), kept between commands until an image
+        changes (:mod:`search.data._scans`).
 
         Raises:
             InputError: If no training or no validation image can be read.
         """
+        from search.data._scans import cached_scan
+
+        return cached_scan(
+            "image-sizes", dataset=dataset.yaml_path, files=dataset.all_images,
+            settings=[len(dataset.train_images), len(dataset.val_images)],
+            scan=lambda: cls._scan(dataset), encode=cls._encode, decode=cls._decode,
+        )  # fmt: skip
+
+    @staticmethod
+    def _encode(stats: DatasetStats) -> dict[str, Any]:
+        # Runs of equal sizes (a dataset's images mostly share a few): compact, and in order.
+        def runs(sizes: Sequence[tuple[int, int]]) -> list[list[int]]:
+            found: list[list[int]] = []
+            for width, height in sizes:
+                if found and found[-1][:2] == [width, height]:
+                    found[-1][2] += 1
+                else:
+                    found.append([width, height, 1])
+            return found
+
+        unreadable = [[str(path), why] for path, why in stats.unreadable]
+        return {"train": runs(stats.train_sizes), "val": runs(stats.val_sizes), "unreadable": unreadable}
+
+    @staticmethod
+    def _decode(data: dict[str, Any]) -> DatasetStats:
+        def sizes(runs: list[list[int]]) -> tuple[tuple[int, int], ...]:
+            return tuple((int(width), int(height)) for width, height, count in runs for _ in range(count))
+
+        return DatasetStats(
+            train_sizes=sizes(data["train"]), val_sizes=sizes(data["val"]),
+            unreadable=tuple((Path(path), str(why)) for path, why in data["unreadable"]),
+        )  # fmt: skip
+
+    @classmethod
+    def _scan(cls, dataset: DatasetSpec) -> DatasetStats:
         from PIL import Image, UnidentifiedImageError
 
         unreadable: list[tuple[Path, str]] = []

@@ -1,0 +1,101 @@
+"""Dataset scans kept between commands, read again only when a file they read changed.
+
+``run`` (each worker), ``report``, ``plot``, ``export``, ``status`` and the notebook's
+``load_study`` all need every image's size (:class:`search.model._predict.DatasetStats`), and
+``run`` every label's classes (:mod:`search.data._labels`). Reading them took 6.6 s and 4.3 s per
+50,000 images here from a warm page cache (9.7 s and 11.6 s cold): at the 431,000 images users
+train on, a minute and a half before each command answers. A scan's result is kept in the cache
+folder (:func:`search.model._calibration.cache_dir`, never the user's home) under a fingerprint of
+what it read: each file's path, type, size and modification time (``os.stat``, 0.3 s per 50,000
+files), so that a file added, removed, rewritten or touched makes the next command read everything
+again. A cache that cannot be read or written is no error: the scan runs as if there were none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["cached_scan"]
+
+_VERSION = 1
+T = TypeVar("T")
+
+
+def cached_scan(
+    kind: str,
+    *,
+    dataset: Path,
+    files: Iterable[str | Path],
+    settings: Any,
+    scan: Callable[[], T],
+    encode: Callable[[T], Any],
+    decode: Callable[[Any], T],
+) -> T:
+    """``scan()``'s result, from the cache when no file of ``files`` changed since it was stored.
+
+    Args:
+        kind: What is scanned (one cache entry per kind and dataset: a newer scan replaces it).
+        dataset: The dataset's yaml (which entry).
+        files: Every file the scan reads, in a fixed order.
+        settings: JSON-able inputs of the scan other than the files (a class count, files skipped).
+        scan: Reads the files; its exceptions propagate and nothing is stored.
+        encode: The result as JSON-able data; ``decode`` turns that back into the result.
+    """
+    fingerprint = _fingerprint(kind, files, settings)
+    path = _entry(kind, dataset)
+    if path is not None:
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, IndexError):
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("fingerprint") == fingerprint:
+                return decode(stored["value"])
+    result = scan()
+    if path is not None:
+        _write(path, {"fingerprint": fingerprint, "dataset": str(dataset), "value": encode(result)})
+    return result
+
+
+def _fingerprint(kind: str, files: Iterable[str | Path], settings: Any) -> str:
+    digest = hashlib.sha256(json.dumps([_VERSION, kind, settings], sort_keys=True, default=str).encode())
+    for file in files:
+        try:
+            info = os.stat(file)
+            state = f"{stat.S_IFMT(info.st_mode)} {info.st_size} {info.st_mtime_ns}"
+        except OSError:
+            state = "-"
+        digest.update(f"{file}\0{state}\n".encode(errors="surrogateescape"))
+    return digest.hexdigest()
+
+
+def _entry(kind: str, dataset: Path) -> Path | None:
+    from search.model._calibration import cache_dir
+
+    try:
+        folder = cache_dir() / "scans"
+    except OSError:
+        return None
+    name = hashlib.sha256(str(dataset.resolve()).encode(errors="surrogateescape")).hexdigest()[:20]
+    return folder / f"{kind}-{name}.json"
+
+
+def _write(path: Path, content: dict[str, Any]) -> None:
+    # Written whole, then renamed: a worker reading it at the same moment sees the old or the new.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(content, file, separators=(",", ":"))
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
