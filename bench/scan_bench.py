@@ -14,7 +14,8 @@ what ``run``, ``report``, ``plot``, ``export`` and ``load_study`` read of it
 - **cached**: the same calls with the cache those left: one ``os.stat`` per file for the
   fingerprint, then the stored result.
 
-Listing the images (``load_dataset``) is timed apart: both pay it. Each figure is the median of
+Listing the images (``load_dataset``) is timed apart: both pay it. It is timed against the listing
+it replaced too (``Path.rglob`` and a sort of Paths; the same list). Each figure is the median of
 ``--repeats`` rounds; the page cache is warm in both after the first round (a cold disk makes the
 fresh scan slower still).
 """
@@ -35,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.data._dataset import load_dataset  # noqa: E402
+from search.data._dataset import IMAGE_SUFFIXES, load_dataset  # noqa: E402
 from search.data._demo import make_demo_dataset  # noqa: E402
 from search.data._labels import label_class_check  # noqa: E402
 from search.model._predict import DatasetStats  # noqa: E402
@@ -60,6 +61,16 @@ def _make(folder: Path, images: int) -> Path:
     return data_yaml
 
 
+def _rglob_listing(data_yaml: Path) -> float:
+    """The listing before os.walk: Path.rglob and a sort of Paths (of the training images)."""
+    started = time.perf_counter()
+    folder = data_yaml.parent / "images" / "train"
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    seconds = time.perf_counter() - started
+    assert found == list(load_dataset(data_yaml).train_images)
+    return seconds
+
+
 def _scan(data_yaml: Path) -> tuple[float, float, float]:
     started = time.perf_counter()
     dataset = load_dataset(data_yaml)
@@ -81,6 +92,7 @@ def main() -> None:
         data_yaml = _make(folder, args.images)
         print(f"dataset: {args.images} training images made in {time.perf_counter() - started:.1f} s")
         listing: list[float] = []
+        rglob: list[float] = []
         fresh: list[float] = []
         cached: list[float] = []
         for round_ in range(args.repeats):
@@ -93,11 +105,13 @@ def main() -> None:
             listed, seconds, count = _scan(data_yaml)  # the same folder: from the cache
             listing.append(listed)
             cached.append(seconds)
+            rglob.append(_rglob_listing(data_yaml))
             print(f"round {round_ + 1}: fresh {fresh[-1]:.2f} s, cached {cached[-1]:.2f} s")
         result: dict[str, Any] = {
             "images": args.images,
             "repeats": args.repeats,
             "listing_seconds": statistics.median(listing),
+            "rglob_listing_seconds": statistics.median(rglob),
             "fresh_seconds": statistics.median(fresh),
             "cached_seconds": statistics.median(cached),
             "fresh_runs": fresh,
@@ -109,6 +123,11 @@ def main() -> None:
         f"sizes and labels of {args.images} images: fresh {result['fresh_seconds']:.2f} s, cached "
         f"{result['cached_seconds']:.2f} s (median of {args.repeats}): cached/fresh {ratio:.3f}; "
         f"listing the images {result['listing_seconds']:.2f} s either way"
+    )
+    print(
+        f"listing: load_dataset {result['listing_seconds']:.2f} s against Path.rglob and a sort of "
+        f"Paths {result['rglob_listing_seconds']:.2f} s (training images only): "
+        f"{result['listing_seconds'] / result['rglob_listing_seconds']:.2f}"
     )
     print(
         f"scaled to 431,000 images: fresh {result['fresh_seconds'] * per:.0f} s, cached "

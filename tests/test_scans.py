@@ -3,8 +3,10 @@ changed, read again when one did, and no error when the cache is unusable."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,28 +24,49 @@ def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _rewrite_keeping_size_and_time(path: Path, content: bytes) -> None:
-    """New content of the same length, with the old modification time: what a scan's fingerprint
-    cannot tell from the old file (so a scan that reads the file again must have missed its cache)."""
+    """New content of the same length, the old modification time put back (as ``cp -p``, ``rsync
+    -a`` and ``tar`` do): only its status-change time tells it from the old file."""
     before = path.stat()
     assert len(content) == before.st_size
     path.write_bytes(content)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def test_image_sizes_are_read_again_only_when_an_image_changed(dataset: Path) -> None:
-    image = load_dataset(dataset).train_images[1]
+def _stored(tmp_path: Path, kind: str) -> tuple[Path, dict[str, Any]]:
+    (entry,) = (tmp_path / "cache" / "scans").glob(f"{kind}-*.json")
+    return entry, json.loads(entry.read_text())
+
+
+def test_a_stored_scan_is_what_the_next_command_reads_while_no_file_changed(
+    dataset: Path, tmp_path: Path
+) -> None:
     first = DatasetStats.read(load_dataset(dataset))
     assert first.unreadable == () and len(first.train_sizes) == 6
-    # Garbage of the same length and time: the cached sizes, as if it were the old image.
+    assert label_class_check(load_dataset(dataset)).beyond == ()
+    # Stored results changed by hand come back as they are: the files were not read again.
+    entry, stored = _stored(tmp_path, "image-sizes")
+    stored["value"]["train"] = [[7, 9, 6]]
+    entry.write_text(json.dumps(stored))
+    assert DatasetStats.read(load_dataset(dataset)).train_sizes == ((7, 9),) * 6
+    label = label_path(load_dataset(dataset).train_images[0])
+    entry, stored = _stored(tmp_path, "label-classes")
+    stored["value"] = [[str(label), 7]]
+    entry.write_text(json.dumps(stored))
+    assert label_class_check(load_dataset(dataset)).beyond == ((label, 7),)
+
+
+def test_image_sizes_are_read_again_when_an_image_changed(dataset: Path) -> None:
+    image = load_dataset(dataset).train_images[1]
+    first = DatasetStats.read(load_dataset(dataset))
+    # Garbage of the same length with the old modification time: read again, and unreadable.
     _rewrite_keeping_size_and_time(image, b"x" * image.stat().st_size)
-    assert DatasetStats.read(load_dataset(dataset)) == first
-    os.utime(image)  # now touched: read again, and unreadable
     again = DatasetStats.read(load_dataset(dataset))
-    assert again.unreadable_images == (image,) and len(again.train_sizes) == 5
-    # And that result, unreadable image and all, comes back from the cache the same.
+    assert again.unreadable_images == (image,) and len(again.train_sizes) == 5 and again != first
+    # That result, unreadable image and all, comes back from the cache the same.
     assert DatasetStats.read(load_dataset(dataset)) == again
     image.unlink()
-    assert len(DatasetStats.read(load_dataset(dataset)).train_sizes) == 5
+    gone = DatasetStats.read(load_dataset(dataset))
+    assert gone.unreadable == () and len(gone.train_sizes) == 5
 
 
 def test_a_cached_scan_equals_a_fresh_one_in_order(dataset: Path) -> None:
@@ -55,15 +78,14 @@ def test_a_cached_scan_equals_a_fresh_one_in_order(dataset: Path) -> None:
     fresh = DatasetStats.read(load_dataset(dataset))
     assert DatasetStats.read(load_dataset(dataset)) == fresh  # from the cache
     assert fresh.train_sizes[:3] == ((20, 30), (21, 30), (22, 30))
+    assert DatasetStats.read(load_dataset(dataset), keep=False) == fresh
 
 
-def test_label_classes_are_read_again_only_when_a_label_or_the_names_changed(dataset: Path) -> None:
+def test_label_classes_are_read_again_when_a_label_or_the_names_changed(dataset: Path) -> None:
     label = label_path(load_dataset(dataset).train_images[0])
     text = label.read_text()
     assert label_class_check(load_dataset(dataset)).beyond == ()
     _rewrite_keeping_size_and_time(label, ("9" + text[1:]).encode())
-    assert label_class_check(load_dataset(dataset)).beyond == ()  # the cached answer
-    os.utime(label)
     assert label_class_check(load_dataset(dataset)).beyond == ((label, 9),)
     # Ten names: class 9 is one of them (the class count is part of what the scan read).
     names = {i: f"class{i}" for i in range(10)}
@@ -77,10 +99,11 @@ def test_an_unusable_cache_is_no_error(
     fresh = DatasetStats.read(load_dataset(dataset))
     entries = list((tmp_path / "cache" / "scans").iterdir())
     assert entries
-    for entry in entries:
-        entry.write_text("{not json")
-    assert DatasetStats.read(load_dataset(dataset)) == fresh
-    assert label_class_check(load_dataset(dataset)).beyond == ()
+    for damaged in ("{not json", "[1, 2]", '{"fingerprint": 3, "value": null}'):
+        for entry in entries:
+            entry.write_text(damaged)
+        assert DatasetStats.read(load_dataset(dataset)) == fresh
+        assert label_class_check(load_dataset(dataset)).beyond == ()
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(blocked))  # a folder cannot be made there

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search.study._budget import duration_bounds
+from search.study._budget import END_GAME_MARGIN, duration_bounds, retry_below_s
 from search.study._discard import discard_reason
 from search.study._spec import StudySpec
 from search.study._stored import read_trials
@@ -42,28 +42,40 @@ def _ok(config: dict[str, Any]) -> optuna.trial.FrozenTrial:
     return stored_trial(config=config, values=[0.3, GIB], violation=-GIB)
 
 
-def test_a_training_cut_under_a_shorter_limit_than_the_study_file_now_allows_is_no_verdict() -> None:
+def test_a_training_cut_well_below_what_the_study_file_now_allows_is_no_verdict() -> None:
     cut = read_trials([_ended(knobs(), "timeout", limit_s=60.0)])[0]
     assert _spec(trial_time_limit="1m").time_allowed_s == 60.0
     assert _spec(trial_time_limit="5m", timeout="2m").time_allowed_s == 120.0
     assert _spec().time_allowed_s is None
-    assert not cut.cut_short(_spec(trial_time_limit="1m").time_allowed_s)  # the same limit: a verdict
-    assert cut.cut_short(_spec(trial_time_limit="2m").time_allowed_s)  # raised since
-    assert cut.cut_short(_spec(timeout="12m").time_allowed_s)  # cut by what was left of a run's timeout
-    assert cut.cut_short(None)  # no limit now
+
+    def cut_short(**keys: object) -> bool:
+        return cut.cut_short(retry_below_s(_spec(**keys)))
+
+    assert not cut_short(trial_time_limit="1m")  # the same limit: a verdict
+    assert cut_short(trial_time_limit="2m")  # raised since
+    assert cut_short(timeout="12m")  # cut by what was left of a run's timeout
+    assert cut_short()  # no limit now
+    # Raised by less than the margin a training must fit with: no run would start it again.
+    assert not cut_short(trial_time_limit=f"{60 * END_GAME_MARGIN - 1}s")
+    assert cut_short(trial_time_limit=f"{60 * END_GAME_MARGIN + 1}s")
+    # A run's whole timeout cut it (10 min of 10 min): the end game never starts it again.
+    whole = read_trials([_ended(knobs(), "timeout", limit_s=599.0)])[0]
+    assert not whole.cut_short(retry_below_s(_spec(timeout="10m")))
     failed = read_trials([_ended(knobs(), "failed", limit_s=60.0)])[0]
     assert not failed.cut_short(None)  # only a time limit's cut is undone by more time
 
 
-def test_a_cut_config_is_bounded_at_least_by_the_time_it_ran() -> None:
+def test_a_cut_config_that_trains_again_is_bounded_at_least_by_the_time_it_ran() -> None:
     choices = {"batch": [8], "imgsz": [96, 128], "cache": ["none"], "workers": [0], "amp": [False]}
-    trials = read_trials([_ok(knobs(8, 96)), _ended(knobs(8, 128), "timeout", limit_s=100.0, wall_s=101.0)])
-    bounds = duration_bounds(trials, choices)
-    assert bounds[(8, 96, False)] == 30.0
-    # The scaled bound from 8/96 (30 x 1.78 = 53 s) is below what the cut training already ran.
-    assert bounds[(8, 128, False)] == 101.0
-    only_cut = read_trials([_ended(knobs(8, 128), "timeout", limit_s=100.0, wall_s=101.0)])
-    assert duration_bounds(only_cut, choices) == {(8, 128, False): 101.0}
+    cut = read_trials([_ended(knobs(8, 128), "timeout", limit_s=100.0, wall_s=101.0)])
+    trials = [*read_trials([_ok(knobs(8, 96))]), *cut]
+    # Cut for good: its bound is the one from 8/96 (30 x 1.78 = 53 s), not the 101 s it ran, which
+    # would start the end game early for a config that never trains again.
+    assert duration_bounds(trials, choices)[(8, 128, False)] < 60.0
+    # To train again: at least what it already ran.
+    bounds = duration_bounds(trials, choices, retried=cut)
+    assert bounds[(8, 96, False)] == 30.0 and bounds[(8, 128, False)] == 101.0
+    assert duration_bounds(cut, choices, retried=cut) == {(8, 128, False): 101.0}
 
 
 def test_the_replicate_of_a_training_cut_under_a_shorter_limit_is_not_discarded() -> None:
@@ -78,8 +90,8 @@ def test_the_replicate_of_a_training_cut_under_a_shorter_limit_is_not_discarded(
     )
     asked.number = 1
     trials = [cut, asked]
-    assert discard_reason(trials, 1, identity, 12, allowed_s=60.0) is not None  # the same limit: trained
-    assert discard_reason(trials, 1, identity, 12, allowed_s=120.0) is None  # more time now: train it
+    assert discard_reason(trials, 1, identity, 12, cut_below_s=60.0) is not None  # the same limit: trained
+    assert discard_reason(trials, 1, identity, 12, cut_below_s=120.0) is None  # more time now: train it
 
 
 def test_an_empty_front_names_each_cause_and_its_remedy() -> None:
@@ -97,6 +109,9 @@ def test_an_empty_front_names_each_cause_and_its_remedy() -> None:
     assert "fewer epochs, a train_images subset, a smaller imgsz" in time
     assert memory.startswith("  2 trainings over the memory limit (2.00 GiB host; 1 predicted over it")
     assert "raise memory_limit under a new study name" in memory
+    gpu = unranked_lines(trials, _spec(trial_time_limit="1m", gpu_memory_limit="8GiB"))[2]
+    assert "2.00 GiB host, 8.00 GiB GPU" in gpu and "amp on for GPU memory" in gpu
+    assert "raise memory_limit or gpu_memory_limit under a new study name" in gpu
     assert failed.startswith("  2 trainings failed (most often: ValueError: bad label): ")
     assert failed.endswith("`memfront report --all` lists each error")
 
@@ -114,8 +129,15 @@ def test_the_remedy_for_a_cut_training_follows_the_study_file_as_it_is_now() -> 
     # since: the next run trains it again by itself.
     for spec in (_spec(timeout="12m"), _spec(trial_time_limit="2m")):
         line = unranked_lines(trials, spec)[1]
-        assert "each ran under a shorter limit than the study file now allows" in line
+        assert "each ran under a limit well below what the study file now allows" in line
         assert line.endswith("the next run trains it again")
+    # Raising trial_time_limit alone goes no further than a run's timeout: both are named.
+    both = unranked_lines(trials, _spec(trial_time_limit="1m", timeout="2m"))[1]
+    assert (
+        f"raise trial_time_limit ({format_seconds(60)}) and with it timeout ({format_seconds(120)})" in both
+    )
+    # Shorter trainings are not comparable with the study's: under a new name.
+    assert both.endswith("a smaller imgsz) under a new study name")
     whole_timeout = read_trials([_ended(knobs(), "timeout", limit_s=720.0)])
     assert f"raise timeout ({format_seconds(720)})" in unranked_lines(whole_timeout, _spec(timeout="12m"))[1]
 

@@ -114,18 +114,23 @@ class DatasetStats:
     unreadable: tuple[tuple[Path, str], ...] = ()
 
     @classmethod
-    def read(cls, dataset: DatasetSpec) -> DatasetStats:
+    def read(cls, dataset: DatasetSpec, *, keep: bool = True) -> DatasetStats:
         """Every image's size from its header (no decoding), kept between commands until an image
-        changes (:mod:`search.data._scans`).
+        changes (:mod:`search.data._scans`; ``keep=False``: a dataset read once, not kept).
 
         Raises:
             InputError: If no training or no validation image can be read.
         """
+        if not keep:
+            return cls._scan(dataset)
+        import PIL
+
         from search.data._scans import cached_scan
 
         return cached_scan(
             "image-sizes", dataset=dataset.yaml_path, files=dataset.all_images,
-            settings=[len(dataset.train_images), len(dataset.val_images)],
+            # Pillow's version too: a newer one may read images an older one could not.
+            settings=[len(dataset.train_images), len(dataset.val_images), PIL.__version__],
             scan=lambda: cls._scan(dataset), encode=cls._encode, decode=cls._decode,
         )  # fmt: skip
 

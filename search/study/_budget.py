@@ -30,6 +30,7 @@ __all__ = [
     "duration_bounds",
     "end_game_seconds",
     "known_durations",
+    "retry_below_s",
     "timeout_reason",
     "trainings_left",
 ]
@@ -40,6 +41,16 @@ TOO_LITTLE_TIME = "too little of the study's timeout left for another trial"
 END_GAME_MARGIN = 1.15
 """A training in the end game must fit this many times its config's slowest training or bound (a
 replicate's system setting may be one the config was not measured with)."""
+
+
+def retry_below_s(spec: StudySpec) -> float | None:
+    """A training cut by a time limit below this trains again (:meth:`StoredTrial.cut_short`): the
+    study file now allows :data:`END_GAME_MARGIN` times that limit or more (the least of
+    ``trial_time_limit`` and ``timeout``, each run having its whole ``timeout``). None: the file
+    sets no limit, and any cut training trains again. A training cut nearer than that to what is
+    allowed would need more than a run can give it (the end game starts nothing that long)."""
+    allowed = spec.time_allowed_s
+    return None if allowed is None else allowed / END_GAME_MARGIN
 
 
 def _longest_training(trials: list[StoredTrial]) -> float | None:
@@ -104,13 +115,20 @@ def _bound(
 
 
 def duration_bounds(
-    trials: list[StoredTrial], choices: Mapping[str, Sequence[Any]], roles: KnobRoles = DEFAULT_ROLES
+    trials: list[StoredTrial],
+    choices: Mapping[str, Sequence[Any]],
+    roles: KnobRoles = DEFAULT_ROLES,
+    *,
+    retried: Sequence[StoredTrial] = (),
 ) -> dict[AccuracyKey, float]:
     """How long a training of each accuracy config of the space may take (seconds, wall time): a
     trained config's slowest training (:func:`known_durations`), another's bound from the trainings
     so far at the leanest setting, where a new config trains (:func:`_bound`), or the slowest
-    training so far where none bounds it; a config cut by its time limit at least the time it ran.
-    ``choices``: per knob, the values the sampler draws from. Empty until a training has ended."""
+    training so far where none bounds it. ``choices``: per knob, the values the sampler draws from.
+    ``retried``: trainings cut by a time limit whose configs may train again
+    (:meth:`StoredTrial.cut_short`): each such config at least the time its training ran (a config
+    cut for good is not, since it never trains again, and would only start the end game early).
+    Empty until a training has ended."""
     bounds = known_durations(trials, roles)
     longest = _longest_training(trials)
     if longest is not None:
@@ -119,10 +137,8 @@ def duration_bounds(
             key = tuple(values)
             if key not in bounds:
                 bounds[key] = _bound(key, system, trials, roles) or longest
-    for t in trials:
-        if t.status == "timeout" and t.wall_seconds is not None and t.config is not None:
-            # Cut by its time limit: a training of its config takes longer than that one ran (one
-            # cut under a shorter limit than today's may train again, and must fit what is left).
+    for t in retried:
+        if t.wall_seconds is not None and t.config is not None:
             key = accuracy_key(t.config, roles)
             bounds[key] = max(bounds.get(key, 0.0), t.wall_seconds)
     return bounds

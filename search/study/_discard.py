@@ -56,7 +56,7 @@ def discard_reason(
     n_trials: int,
     roles: KnobRoles = DEFAULT_ROLES,
     *,
-    allowed_s: float | None = None,
+    cut_below_s: float | None = None,
 ) -> str | None:
     """Why trial ``number``, just asked, must not be trained: workers asked at the same moment.
 
@@ -65,8 +65,8 @@ def discard_reason(
     judged on the trials as they were when the worker's iteration began, and another worker's
     training of the same replicate may have ended since (the next iteration judges afresh). Trial
     numbers rank the workers that asked at once for the last trials of ``n_trials``: the lowest
-    numbers train. A training cut under a time limit shorter than ``allowed_s`` (what a training may
-    now take) trained nothing: its replicate may train again.
+    numbers train. A training cut by a time limit below ``cut_below_s``
+    (:func:`search.study._budget.retry_below_s`) trained nothing: its replicate may train again.
     """
     running = _running(trials, roles)
     for other, config in running.items():
@@ -74,7 +74,7 @@ def discard_reason(
             return f"trial {other} trains the same replicate"
     counted = counts_toward_n_trials(trials)
     for ended in counted:
-        if ended.cut_short(allowed_s):
+        if ended.cut_short(cut_below_s):
             continue
         if ended.config is not None and replicate_identity(ended.config, ended.seed, roles) == identity:
             return f"trial {ended.number} trained the same replicate while this one was proposed"

@@ -25,6 +25,7 @@ from search.study._budget import (
     TOO_LITTLE_TIME,
     duration_bounds,
     end_game_seconds,
+    retry_below_s,
     timeout_reason,
     trainings_left,
 )
@@ -151,14 +152,16 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 prepared.preflight.load(trials, extra_rows=probed_rows)
             stored = read_trials(trials)
             done = [t for t in stored if t.counts_toward_n_trials]
-            # What the planner judges configs on: a training cut under a shorter time limit than a
-            # training may now take is left out (its config trains again), though it counts as done.
-            judged = [t for t in stored if not t.cut_short(spec.time_allowed_s)]
+            # What the planner judges configs on: a training cut by a time limit well below what the
+            # study file now allows is left out (its config trains again), though it counts as done.
+            retried = [t for t in stored if t.cut_short(retry_below_s(spec))]
+            retried_numbers = {t.number for t in retried}
+            judged = [t for t in stored if t.number not in retried_numbers]
             judged_done = [t for t in judged if t.counts_toward_n_trials]
             finished = len(done) >= spec.n_trials
             # What each config's training may take, those not trained yet bounded from the trainings so
             # far: the timeout must not cut whatever the sampler proposes.
-            durations = duration_bounds(stored, choices, prepared.roles)
+            durations = duration_bounds(stored, choices, prepared.roles, retried=retried)
             reason = (
                 None
                 if finished
@@ -250,8 +253,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 identity = replicate_identity(params, seed, prepared.roles)
                 now = study.get_trials(deepcopy=False)
                 reason = discard_reason(
-                    now, trial.number, identity, spec.n_trials, prepared.roles, allowed_s=spec.time_allowed_s
-                )
+                    now, trial.number, identity, spec.n_trials, prepared.roles,
+                    cut_below_s=retry_below_s(spec),
+                )  # fmt: skip
                 if reason is not None:
                     discard(study, trial, reason)
                     if guard.untrained():

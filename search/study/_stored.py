@@ -176,14 +176,14 @@ class StoredTrial:
         value = ((self.record or {}).get("limits") or {}).get("time_limit_s")
         return None if value is None else float(value)
 
-    def cut_short(self, allowed_s: float | None) -> bool:
-        """Whether this training was cut by a time limit shorter than ``allowed_s``, the longest a
-        training may now take (:attr:`StudySpec.time_allowed_s`; None: no limit). Such a training
-        says nothing of its config, which may train again: a user who raised ``trial_time_limit``
-        or ``timeout`` and runs the study again gets what they asked for. It still counts toward
-        ``n_trials`` (it took its time)."""
+    def cut_short(self, below_s: float | None) -> bool:
+        """Whether this training was cut by a time limit below ``below_s``
+        (:func:`search.study._budget.retry_below_s`: the study file now allows enough more time;
+        None: it sets no limit). Such a training says nothing of its config, which may train again:
+        a user who raised ``trial_time_limit`` or ``timeout`` and runs the study again gets what they
+        asked for. It still counts toward ``n_trials`` (it took its time)."""
         limit = self.time_limit_s
-        return self.status == "timeout" and limit is not None and (allowed_s is None or limit < allowed_s)
+        return self.status == "timeout" and limit is not None and (below_s is None or limit < below_s)
 
     @property
     def feasible(self) -> bool:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from search.accuracy._estimates import accuracy_key
+from search.study._budget import END_GAME_MARGIN, retry_below_s
 from search.study._space import KnobRoles
 from search.study._spec import StudySpec
 from search.study._stored import INFEASIBLE_STATUSES, StoredTrial
@@ -68,27 +69,31 @@ def unranked_lines(trials: Sequence[StoredTrial], spec: StudySpec) -> list[str]:
 def _time_remedy(cut: Sequence[StoredTrial], spec: StudySpec, counted: Sequence[StoredTrial]) -> str:
     """What to change for trainings cut by a time limit: the limit, or a shorter training."""
     allowed = spec.time_allowed_s
-    again = [t for t in cut if t.cut_short(allowed)]
+    again = [t for t in cut if t.cut_short(retry_below_s(spec))]
     more = "" if len(counted) < spec.n_trials else f", with a higher n_trials (all {spec.n_trials} are done)"
     if len(again) == len(cut):
         # Cut by what was left of a run's timeout (a busy machine stretches trainings past the
         # bound the trainings before gave them), or under a limit the study file has raised since.
         return (
-            f"each ran under a shorter limit than the study file now allows "
+            f"each ran under a limit well below what the study file now allows "
             f"({_limits_text(spec)}): the next run trains {'it' if len(cut) == 1 else 'them'} again{more}"
         )
     if allowed is None:
         limit = "the time limit"  # a legacy record without its limit
     elif spec.trial_time_limit == allowed:
         limit = f"trial_time_limit ({format_seconds(allowed)})"
+        if spec.timeout is not None:
+            limit += f" and with it timeout ({format_seconds(spec.timeout)}), which caps a training too"
     else:
         limit = f"timeout ({format_seconds(allowed)})"
     shorter = ["fewer epochs"] if spec.epochs > 1 else []
     shorter.append("fewer train_images" if spec.train_images is not None else "a train_images subset")
     shorter.append("a smaller imgsz")
+    # Trainings of other epochs or images are not comparable with the study's: a new study.
     return (
-        f"raise {limit} or shorten a training ({', '.join(shorter)}), then run again: a config cut "
-        f"under a shorter limit than the study file's trains again{more}"
+        f"raise {limit} and run again (a config cut at a limit the study file's exceeds by "
+        f"{_margin_text()} trains again{more}), or shorten a training ({', '.join(shorter)}) under a "
+        "new study name"
     )
 
 
@@ -96,13 +101,22 @@ def _memory_remedy(over: Sequence[StoredTrial], spec: StudySpec) -> str:
     """What to change when every training went over the memory limit."""
     skipped = sum(t.status == "predicted" for t in over)
     limits = format_bytes(spec.memory_limit) + " host"
-    if spec.gpu_memory_limit is not None:
-        limits += f", {format_bytes(spec.gpu_memory_limit)} GPU"
+    levers = "a smaller batch or imgsz, fewer workers, cache none"
+    raise_keys = "memory_limit"
+    if spec.gpu_memory_limit is not None or spec.memory_axis == "gpu":
+        if spec.gpu_memory_limit is not None:
+            limits += f", {format_bytes(spec.gpu_memory_limit)} GPU"
+            raise_keys = "memory_limit or gpu_memory_limit"
+        levers = "a smaller batch or imgsz, amp on for GPU memory; fewer workers, cache none for host memory"
     predicted = f"; {skipped} predicted over it by pre-flight, not trained" if skipped else ""
     return (
-        f"{limits}{predicted}): narrow the space (a smaller batch or imgsz, fewer workers, cache none) "
-        "or raise memory_limit under a new study name (a study keeps the limit its trials were judged by)"
+        f"{limits}{predicted}): narrow the space ({levers}) or raise {raise_keys} under a new study name "
+        "(a study keeps the limit its trials were judged by)"
     )
+
+
+def _margin_text() -> str:
+    return f"{100 * (END_GAME_MARGIN - 1):.0f}% or more"
 
 
 def _limits_text(spec: StudySpec) -> str:
