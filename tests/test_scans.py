@@ -55,6 +55,16 @@ def test_a_stored_scan_is_what_the_next_command_reads_while_no_file_changed(
     assert label_class_check(load_dataset(dataset)).beyond == ((label, 7),)
 
 
+def test_a_command_that_only_reads_uses_the_cache_and_writes_none(dataset: Path, tmp_path: Path) -> None:
+    fresh = DatasetStats.read(load_dataset(dataset), cache="read")
+    assert not (tmp_path / "cache").exists()  # report, plot, export, status write nothing
+    assert DatasetStats.read(load_dataset(dataset)) == fresh  # what run does: stored
+    entry, stored = _stored(tmp_path, "image-sizes")
+    stored["value"]["val"] = [[5, 5, 2]]
+    entry.write_text(json.dumps(stored))
+    assert DatasetStats.read(load_dataset(dataset), cache="read").val_sizes == ((5, 5), (5, 5))
+
+
 def test_image_sizes_are_read_again_when_an_image_changed(dataset: Path) -> None:
     image = load_dataset(dataset).train_images[1]
     first = DatasetStats.read(load_dataset(dataset))
@@ -78,7 +88,7 @@ def test_a_cached_scan_equals_a_fresh_one_in_order(dataset: Path) -> None:
     fresh = DatasetStats.read(load_dataset(dataset))
     assert DatasetStats.read(load_dataset(dataset)) == fresh  # from the cache
     assert fresh.train_sizes[:3] == ((20, 30), (21, 30), (22, 30))
-    assert DatasetStats.read(load_dataset(dataset), keep=False) == fresh
+    assert DatasetStats.read(load_dataset(dataset), cache="off") == fresh
 
 
 def test_label_classes_are_read_again_when_a_label_or_the_names_changed(dataset: Path) -> None:

@@ -23,9 +23,13 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-__all__ = ["cached_scan"]
+__all__ = ["ScanCache", "cached_scan"]
+
+ScanCache = Literal["store", "read", "off"]
+"""How a scan uses the cache: read it and store a new scan; only read it (commands that only read a
+study write nothing); or neither (a temporary dataset)."""
 
 _VERSION = 1
 T = TypeVar("T")
@@ -40,6 +44,7 @@ def cached_scan(
     scan: Callable[[], T],
     encode: Callable[[T], Any],
     decode: Callable[[Any], T],
+    store: bool = True,
 ) -> T:
     """``scan()``'s result, from the cache when no file of ``files`` changed since it was stored.
 
@@ -50,6 +55,7 @@ def cached_scan(
         settings: JSON-able inputs of the scan other than the files (a class count, files skipped).
         scan: Reads the files; its exceptions propagate and nothing is stored.
         encode: The result as JSON-able data; ``decode`` turns that back into the result.
+        store: Store a new scan's result (False: only read the cache).
     """
     fingerprint = _fingerprint(kind, files, settings)
     path = _entry(kind, dataset)
@@ -60,7 +66,7 @@ def cached_scan(
             if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint:
                 return decode(stored["value"])
     result = scan()
-    if path is not None:
+    if path is not None and store:
         _write(path, {"fingerprint": fingerprint, "dataset": str(dataset), "value": encode(result)})
     return result
 

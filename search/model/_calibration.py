@@ -191,7 +191,7 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="memfront-calibration-") as tmp:
         most = max(run[4] for run in runs)
         data_yaml = make_demo_dataset(Path(tmp) / "data", images=most, val_images=16, size=320, seed=7)
-        stats = DatasetStats.read(load_dataset(data_yaml), keep=False)  # a temporary folder
+        stats = DatasetStats.read(load_dataset(data_yaml), cache="off")  # a temporary folder
         for index, (batch, imgsz, cache, workers, images) in enumerate(runs):
             knobs: dict[str, Any] = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers}
             if on_run:

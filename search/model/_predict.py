@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.data._dataset import DatasetSpec
+from search.data._scans import ScanCache
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 
@@ -114,14 +115,20 @@ class DatasetStats:
     unreadable: tuple[tuple[Path, str], ...] = ()
 
     @classmethod
-    def read(cls, dataset: DatasetSpec, *, keep: bool = True) -> DatasetStats:
+    def read(cls, dataset: DatasetSpec, *, cache: ScanCache = "store") -> DatasetStats:
         """Every image's size from its header (no decoding), kept between commands until an image
-        changes (:mod:`search.data._scans`; ``keep=False``: a dataset read once, not kept).
+        changes (:mod:`search.data._scans`).
+
+        Args:
+            dataset: The dataset.
+            cache: ``store``: from the cache, else read and stored; ``read``: from the cache, else
+                read (what commands that only read a study use: they write nothing); ``off``: read
+                (a temporary dataset).
 
         Raises:
             InputError: If no training or no validation image can be read.
         """
-        if not keep:
+        if cache == "off":
             return cls._scan(dataset)
         import PIL
 
@@ -131,7 +138,7 @@ class DatasetStats:
             "image-sizes", dataset=dataset.yaml_path, files=dataset.all_images,
             # Pillow's version too: a newer one may read images an older one could not.
             settings=[len(dataset.train_images), len(dataset.val_images), PIL.__version__],
-            scan=lambda: cls._scan(dataset), encode=cls._encode, decode=cls._decode,
+            scan=lambda: cls._scan(dataset), encode=cls._encode, decode=cls._decode, store=cache == "store",
         )  # fmt: skip
 
     @staticmethod

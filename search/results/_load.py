@@ -95,7 +95,7 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
 
     dataset = read_study_dataset(spec, study_file)
     store = probe_store(spec, study, dataset, hyp=resolve_hyp_path(spec, study_file), create=False)
-    stats = DatasetStats.read(dataset)
+    stats = DatasetStats.read(dataset, cache="read")  # a read writes nothing: the run stored it
     stored = store.probes()
     # The model learns from every probe of this dataset and machine, as the run loop's does (the same
     # rows, so that report and planner predict alike); the figures count the study's own configs.
