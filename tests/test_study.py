@@ -190,8 +190,11 @@ def test_every_config_over_the_limit(tiny_data: Path, tmp_path: Path) -> None:
         said = " ".join(said.split())
         assert "the front is empty: no training ended with a result" in said, said[-2000:]
         assert "2 trainings over the memory limit" in said and "narrow the space" in said
+    status = run_cli("status", str(study))
+    assert status.returncode == 0 and "the front is empty" in status.stdout, status.stdout
     export = run_cli("export", str(study), "--max-memory", "100GiB")
     assert export.returncode == 1 and "no feasible trial" in export.stderr
+    assert "`memfront report` says what to change" in " ".join(export.stderr.split())
     # Why: how the trials ended (here over the limit, or predicted over it and not trained).
     said = " ".join(export.stderr.split())
     assert "`memfront report --all` lists them" in said and ("memory_limit" in said or "predicted" in said)

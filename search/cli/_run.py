@@ -158,6 +158,11 @@ def status(
             seen.name, seen.device, seen.state, "-" if seen.trial is None else str(seen.trial),
             f"{format_seconds(seen.seconds_since_seen)} ago",
         )  # fmt: skip
+    from search.study._stored import read_trials
+    from search.study._unranked import unranked_lines
+
+    for line in unranked_lines(read_trials(study.get_trials(deepcopy=False)), spec):
+        out.print(line)
     out.print(workers if now.workers else f"workers: none seen in the last {format_seconds(recent_s)}")
     if now.running:
         running = Table(title="running trials")

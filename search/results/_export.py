@@ -228,7 +228,9 @@ def nothing_fits_text(choice: ExportChoice) -> str:
     else:
         ended = ", ".join(f"{count} {status}" for status, count in sorted(choice.statuses.items()))
         hint = "; the study has no feasible trial at all" + (
-            f" ({ended}: `memfront report --all` lists them)" if ended else ""
+            f" ({ended}: `memfront report` says what to change, `memfront report --all` lists them)"
+            if ended
+            else ""
         )
     return f"no measured configuration fits {fits}{hint}"
 
