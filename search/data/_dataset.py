@@ -21,6 +21,7 @@ from search.errors import InputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "TRIAL_LISTS",
     "DatasetSpec",
     "label_file",
     "label_path",
@@ -28,6 +29,9 @@ __all__ = [
     "snapshot_cache_files",
     "write_trial_data_yaml",
 ]
+
+TRIAL_LISTS = ("train.txt", "val.txt")
+"""The image lists a trial's data yaml names, in the trial's folder (:func:`write_trial_data_yaml`)."""
 
 # The suffixes yolov5 7.0's dataloader accepts (utils/dataloaders.py IMG_FORMATS).
 IMAGE_SUFFIXES = frozenset(
@@ -178,7 +182,7 @@ def write_trial_data_yaml(
         count = min(count, train_images)
     if count < len(chosen):
         chosen = sorted(random.Random(seed).sample(chosen, count))
-    train_list, val_list = folder / "train.txt", folder / "val.txt"
+    train_list, val_list = (folder / name for name in TRIAL_LISTS)
     train_list.write_text("".join(f"{p}\n" for p in chosen))
     val_list.write_text("".join(f"{p}\n" for p in dataset.val_images))
     trial_yaml = folder / "data.yaml"

@@ -51,6 +51,8 @@ class Framework(abc.ABC):
             trainings that differ only in them measure one accuracy config).
         skips_unknown_classes: Whether an image whose label has a class id not below the data
             yaml's class count is dropped with a warning (True) or fails the training (False).
+        label_cache_files: Where its child leaves the label caches it writes, as globs relative
+            to the trial's folder (:mod:`search.data._label_caches` keeps them between trials).
     """
 
     name: str
@@ -60,6 +62,7 @@ class Framework(abc.ABC):
     import_line: str
     system_knobs: tuple[str, ...] = ("cache", "workers")
     skips_unknown_classes: bool = False
+    label_cache_files: tuple[str, ...] = ()
 
     def versions(self) -> dict[str, str]:
         """The software a measurement is valid for: torch and the framework."""

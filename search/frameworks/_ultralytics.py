@@ -65,6 +65,7 @@ class Ultralytics(Framework):
     # otherwise from a buffer of recently loaded ones (ultralytics/data/augment.py, buffer_enabled),
     # so ram trains on other mosaics than none and disk.
     system_knobs = ("workers",)
+    label_cache_files = ("label-caches/*.cache",)  # ultralytics_compat.redirect_label_caches
 
     def shipped_model(self, name: str) -> str | None:
         folder = package_folder("ultralytics")

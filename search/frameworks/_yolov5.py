@@ -35,6 +35,8 @@ class YOLOv5(Framework):
     default_model = "yolov5n.yaml"
     child_module = "search.child.yolov5_train"
     import_line = "import yolov5.train"
+    # utils/dataloaders.py: a list file's cache is the list's path with the suffix .cache.
+    label_cache_files = ("train.cache", "val.cache")
 
     def shipped_model(self, name: str) -> str | None:
         folder = package_folder("yolov5")

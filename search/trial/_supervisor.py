@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from search.child import compat
-from search.data._dataset import load_dataset, write_trial_data_yaml
+from search.data._dataset import TRIAL_LISTS, load_dataset, write_trial_data_yaml
+from search.data._label_caches import keep_label_caches, label_cache_key, restore_label_caches
 from search.errors import RunNotKept
 from search.frameworks import get_framework
+from search.frameworks._base import package_version
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
 from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
@@ -149,6 +151,8 @@ def run_trial(
     folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
     child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
     claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
+    framework = get_framework(config.framework)
+    label_key = ""
     try:
         data_yaml, _ = write_trial_data_yaml(
             dataset,
@@ -157,12 +161,15 @@ def run_trial(
             train_fraction=config.train_fraction,
             seed=config.seed,
         )
+        version = f"{framework.name} {package_version(framework.package)}"
+        label_key = label_cache_key(folder, TRIAL_LISTS, version)
+        restore_label_caches(folder, label_key)
         spec = {
             **config.model_dump(),
             "data": str(data_yaml),
             "model": model,
             "hyp": hyp,
-            "child_module": get_framework(config.framework).child_module,
+            "child_module": framework.child_module,
             "project": str(folder),
             "name": "run",
             "events": str(folder / "events.jsonl"),
@@ -201,6 +208,8 @@ def run_trial(
     finally:
         if claim is not None:
             claim.release(keep=keep_cache)
+        if label_key:
+            keep_label_caches(folder, label_key, framework.label_cache_files)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(child_temp, ignore_errors=True)
 
