@@ -60,6 +60,14 @@ def test_the_least_recently_used_caches_go_first_beyond_the_cap(
         if index == 1:
             restore_label_caches(tmp_path / "t0", "key0")  # used again: now the most recent
     assert sorted(p.name for p in cache.iterdir()) == ["key0", "key2"]
+    # A copy left half done by a process that died: removed once old.
+    (cache / ".key3.abandoned").mkdir()
+    (cache / ".key4.recent").mkdir()
+    os.utime(cache / ".key3.abandoned", (0, 0))
+    folder = _trial_folder(tmp_path / "t3", "3.jpg\n")
+    (folder / "train.cache").write_bytes(b"x")
+    assert keep_label_caches(folder, "key5", ("train.cache",))
+    assert not (cache / ".key3.abandoned").exists() and (cache / ".key4.recent").exists()
 
 
 def test_an_unusable_cache_folder_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,10 +96,17 @@ def _place() -> Path | None:
 
 
 def _prune(place: Path) -> None:
-    """Removes the least recently used kept caches beyond :data:`MAX_KEPT_BYTES`."""
+    """Removes the least recently used kept caches beyond :data:`MAX_KEPT_BYTES`, and copies left
+    half done."""
     entries = []
     for entry in place.iterdir():
-        if entry.name.startswith(".") or not entry.is_dir():
+        if entry.name.startswith("."):
+            # A copy whose process died before its rename: no copy takes an hour.
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat().st_mtime > 3600:
+                    shutil.rmtree(entry, ignore_errors=True)
+            continue
+        if not entry.is_dir():
             continue
         with contextlib.suppress(OSError):
             size = sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
