@@ -21,63 +21,118 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder / "label-caches"
 
 
-def _trial_folder(root: Path, train: str, val: str = "v\n") -> Path:
+def _trial_folder(root: Path, images: list[Path]) -> Path:
+    """A trial's folder with its image lists: ``images`` to train on, the first to validate on."""
     root.mkdir(parents=True)
-    (root / "train.txt").write_text(train)
-    (root / "val.txt").write_text(val)
+    (root / "train.txt").write_text("".join(f"{image}\n" for image in images))
+    (root / "val.txt").write_text(f"{images[0]}\n")
     return root
 
 
-def test_kept_caches_go_to_the_next_trial_of_the_same_lists_and_version(cache: Path, tmp_path: Path) -> None:
-    first = _trial_folder(tmp_path / "a", "a.jpg\nb.jpg\n")
-    key = label_cache_key(first, ("train.txt", "val.txt"), "yolov5 7.0.14")
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """Three images with their label files (the key reads their state, not their content)."""
+    found = []
+    for index in range(3):
+        image = tmp_path / "data" / "images" / f"{index}.jpg"
+        label = tmp_path / "data" / "labels" / f"{index}.txt"
+        for path, text in ((image, "jpeg"), (label, "0 0.5 0.5 0.1 0.1\n")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        found.append(image)
+    return found
+
+
+LISTS = ("train.txt", "val.txt")
+
+
+def test_kept_caches_go_to_the_next_trial_of_the_same_files(
+    cache: Path, tmp_path: Path, images: list[Path]
+) -> None:
+    first = _trial_folder(tmp_path / "a", images)
+    key = label_cache_key(first, LISTS, "yolov5 7.0.14")
     (first / "train.cache").write_bytes(b"train labels")
     (first / "sub").mkdir()
     (first / "sub" / "x.cache").write_bytes(b"nested")
-    assert keep_label_caches(first, key, ("train.cache", "val.cache", "sub/*.cache"))
-    assert not keep_label_caches(first, key, ("train.cache",))  # kept once
-    same = _trial_folder(tmp_path / "b", "a.jpg\nb.jpg\n")
-    assert label_cache_key(same, ("train.txt", "val.txt"), "yolov5 7.0.14") == key
-    assert restore_label_caches(same, key) == 2
+    assert keep_label_caches(first, key, ("train.cache", "val.cache", "sub/*.cache")) == 2
+    same = _trial_folder(tmp_path / "b", images)
+    assert label_cache_key(same, LISTS, "yolov5 7.0.14") == key
+    restored = restore_label_caches(same, key)
+    assert sorted(restored) == ["sub/x.cache", "train.cache"]
     assert (same / "train.cache").read_bytes() == b"train labels" and (same / "sub" / "x.cache").is_file()
-    # Other images, or another version of the framework: another key, nothing restored.
-    other = _trial_folder(tmp_path / "c", "a.jpg\n")
-    assert label_cache_key(other, ("train.txt", "val.txt"), "yolov5 7.0.14") != key
-    assert label_cache_key(same, ("train.txt", "val.txt"), "yolov5 7.0.15") != key
-    assert restore_label_caches(other, label_cache_key(other, ("train.txt", "val.txt"), "x")) == 0
-    assert not keep_label_caches(other, "k", ("train.cache",))  # nothing to keep
+    # The framework read them and wrote nothing: nothing to keep again.
+    assert keep_label_caches(same, key, ("train.cache", "sub/*.cache"), restored) == 0
+    # Other images, another framework version: another key, nothing restored.
+    other = _trial_folder(tmp_path / "c", images[:2])
+    assert label_cache_key(other, LISTS, "yolov5 7.0.14") != key
+    assert label_cache_key(same, LISTS, "yolov5 7.0.15") != key
+    assert restore_label_caches(other, label_cache_key(other, LISTS, "yolov5 7.0.14")) == {}
+
+
+def test_a_label_edited_to_the_same_size_is_another_key(tmp_path: Path, images: list[Path]) -> None:
+    # yolov5's own check sums the files' sizes: class 0 edited to class 1 would pass it.
+    folder = _trial_folder(tmp_path / "a", images)
+    key = label_cache_key(folder, LISTS, "yolov5 7.0.14")
+    label = images[1].parent.parent / "labels" / "1.txt"
+    before = label.stat()
+    label.write_text("1 0.5 0.5 0.1 0.1\n")
+    os.utime(label, ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p or rsync -a leave it
+    assert label.stat().st_size == before.st_size
+    assert label_cache_key(folder, LISTS, "yolov5 7.0.14") != key
+
+
+def test_a_cache_the_framework_rewrote_replaces_the_kept_one(
+    cache: Path, tmp_path: Path, images: list[Path]
+) -> None:
+    first = _trial_folder(tmp_path / "a", images)
+    key = label_cache_key(first, LISTS, "v")
+    (first / "train.cache").write_bytes(b"cut sh")  # a trial that died while writing it
+    assert keep_label_caches(first, key, ("train.cache", "val.cache")) == 1
+    second = _trial_folder(tmp_path / "b", images)
+    restored = restore_label_caches(second, key)
+    (second / "train.cache").write_bytes(b"whole again")  # found damaged: scanned and rewritten
+    (second / "val.cache").write_bytes(b"val")  # and the one the first never wrote
+    assert keep_label_caches(second, key, ("train.cache", "val.cache"), restored) == 2
+    third = _trial_folder(tmp_path / "c", images)
+    restore_label_caches(third, key)
+    assert (third / "train.cache").read_bytes() == b"whole again" and (
+        third / "val.cache"
+    ).read_bytes() == b"val"
 
 
 def test_the_least_recently_used_caches_go_first_beyond_the_cap(
-    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache: Path, tmp_path: Path, images: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("search.data._label_caches.MAX_KEPT_BYTES", 2500)
     for index in range(3):
-        folder = _trial_folder(tmp_path / f"t{index}", f"{index}.jpg\n")
+        folder = _trial_folder(tmp_path / f"t{index}", images)
         (folder / "train.cache").write_bytes(b"x" * 1000)
-        assert keep_label_caches(folder, f"key{index}", ("train.cache",))
+        assert keep_label_caches(folder, f"key{index}", ("train.cache",)) == 1
         os.utime(cache / f"key{index}", (index, index))  # kept in this order
         if index == 1:
             restore_label_caches(tmp_path / "t0", "key0")  # used again: now the most recent
     assert sorted(p.name for p in cache.iterdir()) == ["key0", "key2"]
     # A copy left half done by a process that died: removed once old.
-    (cache / ".key3.abandoned").mkdir()
-    (cache / ".key4.recent").mkdir()
-    os.utime(cache / ".key3.abandoned", (0, 0))
-    folder = _trial_folder(tmp_path / "t3", "3.jpg\n")
+    (cache / "key2" / ".train.cache.abandoned").write_bytes(b"")
+    (cache / "key2" / ".train.cache.recent").write_bytes(b"")
+    os.utime(cache / "key2" / ".train.cache.abandoned", (0, 0))
+    folder = _trial_folder(tmp_path / "t3", images)
     (folder / "train.cache").write_bytes(b"x")
-    assert keep_label_caches(folder, "key5", ("train.cache",))
-    assert not (cache / ".key3.abandoned").exists() and (cache / ".key4.recent").exists()
+    assert keep_label_caches(folder, "key5", ("train.cache",)) == 1
+    assert not (cache / "key2" / ".train.cache.abandoned").exists()
+    assert (cache / "key2" / ".train.cache.recent").exists()
 
 
-def test_an_unusable_cache_folder_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unusable_cache_folder_is_no_error(
+    tmp_path: Path, images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     monkeypatch.setenv("MEMFRONT_CACHE_DIR", str(blocked))
-    folder = _trial_folder(tmp_path / "t", "a.jpg\n")
+    folder = _trial_folder(tmp_path / "t", images)
     (folder / "train.cache").write_bytes(b"x")
-    assert not keep_label_caches(folder, "key", ("train.cache",))
-    assert restore_label_caches(folder, "key") == 0
+    assert keep_label_caches(folder, "key", ("train.cache",)) == 0
+    assert restore_label_caches(folder, "key") == {}
 
 
 @pytest.mark.slow

@@ -131,13 +131,13 @@ def test_the_remedy_for_a_cut_training_follows_the_study_file_as_it_is_now() -> 
         line = unranked_lines(trials, spec)[1]
         assert "each ran under a limit well below what the study file now allows" in line
         assert line.endswith("the next run trains it again")
-    # Raising trial_time_limit alone goes no further than a run's timeout: both are named.
-    both = unranked_lines(trials, _spec(trial_time_limit="1m", timeout="2m"))[1]
-    assert (
-        f"raise trial_time_limit ({format_seconds(60)}) and with it timeout ({format_seconds(120)})" in both
-    )
+    # Raising trial_time_limit alone goes no further than a run's timeout near it: both are named.
+    both = unranked_lines(trials, _spec(trial_time_limit="1m", timeout="65s"))[1]
+    assert f"raise trial_time_limit ({format_seconds(60)}) and with it timeout ({format_seconds(65)})" in both
     # Shorter trainings are not comparable with the study's: under a new name.
     assert both.endswith("a smaller imgsz) under a new study name")
+    # A timeout far above the limit caps nothing: not named.
+    assert "timeout" not in unranked_lines(trials, _spec(trial_time_limit="1m", timeout="8h"))[1]
     whole_timeout = read_trials([_ended(knobs(), "timeout", limit_s=720.0)])
     assert f"raise timeout ({format_seconds(720)})" in unranked_lines(whole_timeout, _spec(timeout="12m"))[1]
 

@@ -1,24 +1,30 @@
-"""The frameworks' own label caches, kept between trials of the same image lists.
+"""The frameworks' own label caches, kept between trials of the same images.
 
 Before its first epoch, a framework verifies every image and label it trains and validates on
 (yolov5's and ultralytics' ``verify_image_label``: each image opened and checked, each label read)
 and saves what it found as a ``.cache`` file, which a later training of the same files reads
 instead. A trial writes it into its own folder (yolov5 beside the trial's image list, ultralytics
 where :func:`search.child.ultralytics_compat.redirect_label_caches` sends it), which is removed
-with the trial, so every trial and probe verified everything again: yolov5 scanned about 2,000
-images a second here, over 3.5 minutes per whole-dataset probe at the 431,000 images users train
-on, against 0.14 s per 5,000 from its cache. So the files are kept, as opaque bytes, in memfront's
-cache folder under a digest of the trial's image lists and the framework's version, and put back
-into the next trial's folder with the same lists. The framework checks a cache itself (its
-version, and a hash of the files' paths and sizes) and verifies again where it does not match: a
-kept cache can make a trial faster, never wrong. At most :data:`MAX_KEPT_BYTES` are kept, the least
+with the trial, so every trial and probe verified everything again: about 3,600 images a second
+with yolov5 in one process here (a probe of 20,000 started 5.6 s sooner from the cache,
+``bench/label_cache_bench.py``), 2 minutes per trial at the 431,000 images users train on. So the
+files are kept, as opaque bytes, in memfront's cache folder and put back into the next trial's
+folder of the same images.
+
+They are kept under a key of everything their content depends on: the trial's image lists, each
+image's and label file's path, type, size, inode and times (:func:`search.data._scans.files_fingerprint`),
+the framework's version and Pillow's (which judges the images). The frameworks' own check of a
+cache is not enough: yolov5 7.0.14 compares the paths and the *sum* of the files' sizes, so a label
+edited to another class of the same width would train on the old labels. With the key, a kept cache
+can make a trial faster, never wrong. Stat-ing the files costs about 0.5 s per 50,000 images and
+labels. A cache the framework rewrote (it found the kept one damaged, or a trial died before it
+wrote all of them) replaces the kept one. At most :data:`MAX_KEPT_BYTES` are kept, the least
 recently used removed first.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -26,64 +32,92 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from search.data._dataset import label_file
+from search.data._scans import files_fingerprint
+
 __all__ = ["MAX_KEPT_BYTES", "keep_label_caches", "label_cache_key", "restore_label_caches"]
 
 MAX_KEPT_BYTES = 2 * 1024**3
 """The most bytes of label caches kept (a yolov5 cache of 431,000 images is on the order of 100 MB)."""
 
+Restored = dict[str, tuple[int, int]]
+"""The files a restore put into a trial's folder: relative path -> (size, modification time in ns)."""
+
 
 def label_cache_key(folder: Path, lists: Sequence[str], version: str) -> str:
-    """What a trial's label caches depend on: the content of its image lists (``lists``, files in
-    ``folder``) and the framework's ``version``."""
-    digest = hashlib.sha256(version.encode())
+    """What a trial's label caches depend on: its image lists (``lists``, files in ``folder``),
+    their images and label files as they are now, the framework's ``version`` and Pillow's."""
+    import PIL
+
+    images: list[str] = []
     for name in lists:
         with contextlib.suppress(OSError):
-            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
-    return digest.hexdigest()[:32]
+            images.extend(line for line in (folder / name).read_text().splitlines() if line)
+    files = [path for image in images for path in (image, label_file(image))]
+    return files_fingerprint("label-caches", files, [list(lists), version, PIL.__version__])[:32]
 
 
-def restore_label_caches(folder: Path, key: str) -> int:
-    """Puts the label caches kept under ``key`` into the trial's ``folder``; returns how many."""
+def restore_label_caches(folder: Path, key: str) -> Restored:
+    """Puts the label caches kept under ``key`` into the trial's ``folder``; returns what it put."""
     place = _place()
     kept = None if place is None else place / key
-    if kept is None or not kept.is_dir():
-        return 0
-    restored = 0
-    for source in kept.rglob("*.cache"):
-        target = folder / source.relative_to(kept)
+    restored: Restored = {}
+    sources: list[Path] = []
+    with contextlib.suppress(OSError):  # another worker may be pruning it
+        sources = list(kept.rglob("*.cache")) if kept is not None and kept.is_dir() else []
+    for source in sources:
+        assert kept is not None
+        relative = source.relative_to(kept)
+        target = folder / relative
         with contextlib.suppress(OSError):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-            restored += 1
-    with contextlib.suppress(OSError):
-        os.utime(kept)  # recently used: pruned last
+            info = target.stat()
+            restored[str(relative)] = (info.st_size, info.st_mtime_ns)
+    if kept is not None and restored:
+        with contextlib.suppress(OSError):
+            os.utime(kept)  # recently used: pruned last
     return restored
 
 
-def keep_label_caches(folder: Path, key: str, patterns: Sequence[str]) -> bool:
-    """Keeps the label caches the trial's ``folder`` holds (``patterns``: globs relative to it)
-    under ``key``, unless kept already; returns whether it kept any. Never raises."""
+def keep_label_caches(
+    folder: Path, key: str, patterns: Sequence[str], restored: Restored | None = None
+) -> int:
+    """Keeps the label caches in the trial's ``folder`` (``patterns``: globs relative to it) under
+    ``key``: those the framework wrote, not the ones ``restored`` put there as they were. Returns
+    how many it kept; never raises."""
     place = _place()
-    found = [path for pattern in patterns for path in folder.glob(pattern) if path.is_file()]
-    if place is None or not found or (place / key).is_dir():
-        return False
-    try:
-        place.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=place, prefix=f".{key}."))
-    except OSError:
-        return False
-    try:
-        for path in found:
-            target = staging / path.relative_to(folder)
+    if place is None:
+        return 0
+    kept = 0
+    with contextlib.suppress(OSError):
+        written = []
+        for pattern in patterns:
+            for path in folder.glob(pattern):
+                relative = str(path.relative_to(folder))
+                info = path.stat()
+                if path.is_file() and (restored or {}).get(relative) != (info.st_size, info.st_mtime_ns):
+                    written.append(path)
+        if not written:
+            return 0
+        (place / key).mkdir(parents=True, exist_ok=True)
+        for path in written:
+            target = place / key / path.relative_to(folder)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-        # Whole or not at all: another worker keeping the same lists at once loses the rename.
-        os.rename(staging, place / key)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        return False
-    _prune(place)
-    return True
+            # Whole or not at all: a copy, then a rename over the kept file (two workers keeping
+            # the same file at once each rename a whole one).
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(handle)
+            try:
+                shutil.copyfile(path, temporary)
+                os.replace(temporary, target)
+                kept += 1
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+    with contextlib.suppress(OSError):
+        _prune(place)
+    return kept
 
 
 def _place() -> Path | None:
@@ -97,19 +131,18 @@ def _place() -> Path | None:
 
 def _prune(place: Path) -> None:
     """Removes the least recently used kept caches beyond :data:`MAX_KEPT_BYTES`, and copies left
-    half done."""
+    half done by a process that died (no copy takes an hour)."""
     entries = []
     for entry in place.iterdir():
-        if entry.name.startswith("."):
-            # A copy whose process died before its rename: no copy takes an hour.
-            with contextlib.suppress(OSError):
-                if time.time() - entry.stat().st_mtime > 3600:
-                    shutil.rmtree(entry, ignore_errors=True)
-            continue
         if not entry.is_dir():
             continue
         with contextlib.suppress(OSError):
-            size = sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
+            size = 0
+            for path in entry.rglob("*"):
+                if path.name.startswith(".") and time.time() - path.stat().st_mtime > 3600:
+                    path.unlink()
+                elif path.is_file():
+                    size += path.stat().st_size
             entries.append((entry.stat().st_mtime, size, entry))
     total = sum(size for _, size, _ in entries)
     for _, size, entry in sorted(entries, key=lambda item: item[0]):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-__all__ = ["ScanCache", "cached_scan"]
+__all__ = ["ScanCache", "cached_scan", "files_fingerprint"]
 
 ScanCache = Literal["store", "read", "off"]
 """How a scan uses the cache: read it and store a new scan; only read it (commands that only read a
@@ -57,7 +57,7 @@ def cached_scan(
         encode: The result as JSON-able data; ``decode`` turns that back into the result.
         store: Store a new scan's result (False: only read the cache).
     """
-    fingerprint = _fingerprint(kind, files, settings)
+    fingerprint = files_fingerprint(kind, files, settings)
     path = _entry(kind, dataset)
     if path is not None:
         # Whatever is there (another version's, damaged), a mismatch reads the files again.
@@ -71,7 +71,9 @@ def cached_scan(
     return result
 
 
-def _fingerprint(kind: str, files: Iterable[str | Path], settings: Any) -> str:
+def files_fingerprint(kind: str, files: Iterable[str | Path], settings: Any) -> str:
+    """A digest of ``kind``, ``settings`` and each file's path, type, size, device and inode,
+    modification and status-change times (what no edit of a file leaves as it was)."""
     digest = hashlib.sha256(json.dumps([_VERSION, kind, settings], sort_keys=True, default=str).encode())
     for file in files:
         try:

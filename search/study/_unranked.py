@@ -82,7 +82,8 @@ def _time_remedy(cut: Sequence[StoredTrial], spec: StudySpec, counted: Sequence[
         limit = "the time limit"  # a legacy record without its limit
     elif spec.trial_time_limit == allowed:
         limit = f"trial_time_limit ({format_seconds(allowed)})"
-        if spec.timeout is not None:
+        if spec.timeout is not None and spec.timeout < END_GAME_MARGIN * allowed:
+            # No run would start the config again under the timeout as it is.
             limit += f" and with it timeout ({format_seconds(spec.timeout)}), which caps a training too"
     else:
         limit = f"timeout ({format_seconds(allowed)})"

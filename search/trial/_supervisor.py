@@ -152,7 +152,7 @@ def run_trial(
     child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
     claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
     framework = get_framework(config.framework)
-    label_key = ""
+    label_key, restored = "", {}
     try:
         data_yaml, _ = write_trial_data_yaml(
             dataset,
@@ -163,7 +163,7 @@ def run_trial(
         )
         version = f"{framework.name} {package_version(framework.package)}"
         label_key = label_cache_key(folder, TRIAL_LISTS, version)
-        restore_label_caches(folder, label_key)
+        restored = restore_label_caches(folder, label_key)
         spec = {
             **config.model_dump(),
             "data": str(data_yaml),
@@ -209,7 +209,7 @@ def run_trial(
         if claim is not None:
             claim.release(keep=keep_cache)
         if label_key:
-            keep_label_caches(folder, label_key, framework.label_cache_files)
+            keep_label_caches(folder, label_key, framework.label_cache_files, restored)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(child_temp, ignore_errors=True)
 
