@@ -5,9 +5,9 @@ Before its first epoch, a framework verifies every image and label it trains and
 and saves what it found as a ``.cache`` file, which a later training of the same files reads
 instead. A trial writes it into its own folder (yolov5 beside the trial's image list, ultralytics
 where :func:`search.child.ultralytics_compat.redirect_label_caches` sends it), which is removed
-with the trial, so every trial and probe verified everything again: about 3,600 images a second
-with yolov5 in one process here (a probe of 20,000 started 5.6 s sooner from the cache,
-``bench/label_cache_bench.py``), 2 minutes per trial at the 431,000 images users train on. So the
+with the trial, so every trial and probe verified everything again: about 2,700 images a second
+with yolov5 in one process here (a probe of 20,000 started 7.4 s sooner from the cache,
+``bench/label_cache_bench.py``), 2.7 minutes per trial at the 431,000 images users train on. So the
 files are kept, as opaque bytes, in memfront's cache folder and put back into the next trial's
 folder of the same images.
 
