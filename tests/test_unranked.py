@@ -58,6 +58,9 @@ def test_a_training_cut_well_below_what_the_study_file_now_allows_is_no_verdict(
     # Raised by less than the margin a training must fit with: no run would start it again.
     assert not cut_short(trial_time_limit=f"{60 * END_GAME_MARGIN - 1}s")
     assert cut_short(trial_time_limit=f"{60 * END_GAME_MARGIN + 1}s")
+    # Exactly 15% more: 23 / 1.15 is 20.0 in floats, which a strict comparison would refuse.
+    cut_at_20 = read_trials([_ended(knobs(), "timeout", limit_s=20.0)])[0]
+    assert cut_at_20.cut_short(retry_below_s(_spec(trial_time_limit="23s")))
     # A run's whole timeout cut it (10 min of 10 min): the end game never starts it again.
     whole = read_trials([_ended(knobs(), "timeout", limit_s=599.0)])[0]
     assert not whole.cut_short(retry_below_s(_spec(timeout="10m")))
