@@ -60,13 +60,14 @@ def label_cache_key(folder: Path, lists: Sequence[str], version: str) -> str:
 def restore_label_caches(folder: Path, key: str) -> Restored:
     """Puts the label caches kept under ``key`` into the trial's ``folder``; returns what it put."""
     place = _place()
-    kept = None if place is None else place / key
     restored: Restored = {}
+    if place is None:
+        return restored
+    kept = place / key
     sources: list[Path] = []
     with contextlib.suppress(OSError):  # another worker may be pruning it
-        sources = list(kept.rglob("*.cache")) if kept is not None and kept.is_dir() else []
+        sources = list(kept.rglob("*.cache")) if kept.is_dir() else []
     for source in sources:
-        assert kept is not None
         relative = source.relative_to(kept)
         target = folder / relative
         with contextlib.suppress(OSError):
@@ -74,7 +75,7 @@ def restore_label_caches(folder: Path, key: str) -> Restored:
             shutil.copyfile(source, target)
             info = target.stat()
             restored[str(relative)] = (info.st_size, info.st_mtime_ns)
-    if kept is not None and restored:
+    if restored:
         with contextlib.suppress(OSError):
             os.utime(kept)  # recently used: pruned last
     return restored

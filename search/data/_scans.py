@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -67,7 +66,10 @@ def cached_scan(
                 return decode(stored["value"])
     result = scan()
     if path is not None and store:
-        _write(path, {"fingerprint": fingerprint, "dataset": str(dataset), "value": encode(result)})
+        from search.model._calibration import write_cache  # not at import: it imports this module
+
+        entry = {"fingerprint": fingerprint, "dataset": str(dataset), "value": encode(result)}
+        write_cache(path, json.dumps(entry, separators=(",", ":")))
     return result
 
 
@@ -89,7 +91,7 @@ def files_fingerprint(kind: str, files: Iterable[str | Path], settings: Any) -> 
 
 
 def _entry(kind: str, dataset: Path) -> Path | None:
-    from search.model._calibration import cache_dir
+    from search.model._calibration import cache_dir  # not at import: it imports this module
 
     try:
         folder = cache_dir() / "scans"
@@ -97,19 +99,3 @@ def _entry(kind: str, dataset: Path) -> Path | None:
         return None
     name = hashlib.sha256(str(dataset.resolve()).encode(errors="surrogateescape")).hexdigest()[:20]
     return folder / f"{kind}-{name}.json"
-
-
-def _write(path: Path, content: dict[str, Any]) -> None:
-    # Written whole, then renamed: a worker reading it at the same moment sees the old or the new.
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(content, file, separators=(",", ":"))
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.data._dataset import DatasetSpec
-from search.data._scans import ScanCache
+from search.data._scans import ScanCache, cached_scan
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
 
@@ -131,8 +131,6 @@ class DatasetStats:
         if cache == "off":
             return cls._scan(dataset)
         import PIL
-
-        from search.data._scans import cached_scan
 
         return cached_scan(
             "image-sizes", dataset=dataset.yaml_path, files=dataset.all_images,
