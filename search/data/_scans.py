@@ -2,15 +2,15 @@
 
 ``run`` (each worker), ``report``, ``plot``, ``export``, ``status`` and the notebook's
 ``load_study`` all need every image's size (:class:`search.model._predict.DatasetStats`), and
-``run`` every label's classes (:mod:`search.data._labels`). Reading them took 6.6 s and 4.3 s per
-50,000 images here from a warm page cache (9.7 s and 11.6 s cold): at the 431,000 images users
-train on, a minute and a half before each command answers. A scan's result is kept in the cache
-folder (:func:`search.model._calibration.cache_dir`, never the user's home) under a fingerprint of
-what it read: each file's path, type, size, device and inode, modification time and status-change
-time (``os.stat``, 0.3 s per 50,000 files), so that a file added, removed, rewritten, replaced or
-touched makes the next command read everything again (tools that restore a file's modification
-time, ``cp -p``, ``rsync -a``, ``tar``, cannot restore its status-change time). A cache that cannot
-be read or written is no error: the scan runs as if there were none.
+``run`` every label's classes (:mod:`search.data._labels`). Reading both took 7.83 s per 50,000
+images here, page cache warm (``bench/scan_bench.py``): at the 431,000 images users train on, over
+a minute before each command answers. A scan's result is kept in the cache folder
+(:func:`search.model._calibration.cache_dir`, never the user's home) under a fingerprint of what it
+read: each file's path, type, size, device and inode, modification time and status-change time
+(``os.stat``; the cached read took 1.16 s for the same 50,000), so that a file added, removed,
+rewritten, replaced or touched makes the next command read everything again (tools that restore a
+file's modification time, ``cp -p``, ``rsync -a``, ``tar``, cannot restore its status-change time).
+A cache that cannot be read or written is no error: the scan runs as if there were none.
 """
 
 from __future__ import annotations
