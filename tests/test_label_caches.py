@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from search.data._demo import make_demo_dataset
 from search.data._label_caches import keep_label_caches, label_cache_key, restore_label_caches
 from search.trial._config import TrialConfig
 from search.trial._supervisor import run_trial
@@ -135,13 +136,12 @@ def test_an_unusable_cache_folder_is_no_error(
     assert restore_label_caches(folder, "key") == {}
 
 
-@pytest.mark.slow
-def test_a_second_trial_of_the_same_images_reads_the_first_ones_label_cache(
-    cache: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every file the child opens with a name ending in .cache or .cache.npy is written down (an
-    # audit hook: it only watches). yolov5 writes train.cache after scanning, and only reads it when
-    # it finds one that matches the files.
+def _watch_cache_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every file the trial's child opens with ``.cache`` in its name, as ``MODE NAME`` lines.
+
+    An audit hook: it only watches. The frameworks write a label cache after scanning the labels,
+    and only read it when it matches the files.
+    """
     opened = tmp_path / "opened.txt"
     child_hook(
         tmp_path,
@@ -153,13 +153,50 @@ def test_a_second_trial_of_the_same_images_reads_the_first_ones_label_cache(
         "            log.write(f'{args[1]} {args[0].rsplit(\"/\", 1)[-1]}\\n')\n"
         "sys.addaudithook(watch)\n",
     )
+    return opened
+
+
+def _opened(log: Path) -> list[str]:
+    lines = [line for line in log.read_text().split("\n") if line]
+    log.unlink()
+    return lines
+
+
+@pytest.mark.slow
+def test_a_second_trial_of_the_same_images_reads_the_first_ones_label_cache(
+    cache: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = _watch_cache_files(tmp_path, monkeypatch)
     config = TrialConfig(data=str(tiny_data), batch=8, imgsz=64, epochs=1)
     assert run_trial(config=config, workdir=tmp_path).status == "ok"
-    first = opened.read_text().split("\n")
+    first = _opened(opened)
     assert any(line.startswith("w") and "train.cache" in line for line in first), first
     assert sorted(p.name for p in next(cache.iterdir()).iterdir()) == ["train.cache", "val.cache"]
-    opened.unlink()
     assert run_trial(config=config, workdir=tmp_path).status == "ok"
-    second = [line for line in opened.read_text().split("\n") if line]
+    second = _opened(opened)
     assert any(line.startswith("r") and "train.cache" in line for line in second), second
     assert not any(line.startswith("w") for line in second), second  # nothing scanned again
+
+
+@pytest.mark.slow
+def test_ultralytics_keeps_one_cache_per_split_when_they_share_a_label_folder(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Image lists over one images/ folder: ultralytics names both splits' caches after labels/,
+    # and a second trial reads both instead of scanning again.
+    data = make_demo_dataset(tmp_path / "shared", images=16, val_images=1, size=96)
+    images = sorted(str(image) for image in (data.parent / "images" / "train").iterdir())
+    (data.parent / "train.txt").write_text("\n".join(images[:12]) + "\n")
+    (data.parent / "val.txt").write_text("\n".join(images[12:]) + "\n")
+    data.write_text(data.read_text().replace("images/train", "train.txt").replace("images/val", "val.txt"))
+    opened = _watch_cache_files(tmp_path, monkeypatch)
+    config = TrialConfig(data=str(data), model="yolov8n.yaml", batch=8, imgsz=64, epochs=1)
+    assert run_trial(config=config, workdir=tmp_path).status == "ok"
+    first = _opened(opened)
+    assert sum(line.startswith("w") for line in first) == 2, first
+    (kept,) = cache.iterdir()
+    assert len(list((kept / "label-caches").iterdir())) == 2
+    assert run_trial(config=config, workdir=tmp_path).status == "ok"
+    second = _opened(opened)
+    assert sum(line.startswith("r") and line.endswith("train.cache") for line in second) == 2, second
+    assert not any(line.startswith("w") for line in second), second

@@ -13,7 +13,7 @@ user's files or the network; all patches live in the child's memory.
 * ``check_font`` downloads Arial.ttf into the config folder: :func:`prepare_fonts` puts a local one there.
 * ``check_amp`` runs a downloaded ``yolo26n.pt`` on CUDA to decide AMP: :func:`patch_amp`.
 * Its datasets write a ``labels.cache`` beside the user's label folders: :func:`redirect_label_caches`
-  keeps them in the trial's folder (yolov5, given image lists, does the same by itself).
+  keeps them in the trial's folder, one per split (yolov5, given image lists, does the same by itself).
 * On a CUDA out-of-memory error in the first epoch, its trainer halves the batch and retries (up to
   3 times): a measured trial must end as over the limit instead, see :func:`no_oom_retries`.
 """
@@ -107,15 +107,22 @@ def patch_amp(trainer_module: ModuleType, enabled: bool) -> None:
 def redirect_label_caches(folder: Path) -> None:
     """Keeps the ``*.cache`` label files ultralytics reads and writes in ``folder``.
 
-    A cache is named after the label folder it stands for, so that train and val keep theirs apart.
+    ultralytics names a cache after the label folder it stands for, so a dataset whose training and
+    validation labels share one folder (image lists over one ``images/``) would keep one cache for
+    both, each split overwriting the other's and scanning again in every trial. Here a cache is
+    named after the label folder and the split's image source (the trial's ``train.txt`` or
+    ``val.txt``), which ultralytics' dataset sets before it loads its labels.
     """
     from ultralytics.data import dataset
 
     load, save = dataset.load_dataset_cache_file, dataset.save_dataset_cache_file
+    get_labels = dataset.YOLODataset.get_labels
     folder.mkdir(parents=True, exist_ok=True)
+    loading = {"source": ""}
 
     def moved(path: Path) -> Path:
-        digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12]
+        identity = f"{Path(path).resolve()}\0{loading['source']}"
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
         return folder / f"{digest}-{Path(path).name}"
 
     def load_dataset_cache_file(path: Path) -> dict[str, Any]:
@@ -124,8 +131,22 @@ def redirect_label_caches(folder: Path) -> None:
     def save_dataset_cache_file(prefix: str, path: Path, x: dict[str, Any], version: str) -> None:
         save(prefix, moved(path), x, version)
 
+    def get_labels_of_source(self: Any) -> Any:
+        loading["source"] = _image_source(self.img_path)
+        try:
+            return get_labels(self)
+        finally:
+            loading["source"] = ""
+
     dataset.load_dataset_cache_file = load_dataset_cache_file
     dataset.save_dataset_cache_file = save_dataset_cache_file
+    dataset.YOLODataset.get_labels = get_labels_of_source  # type: ignore[method-assign]
+
+
+def _image_source(img_path: str | list[str]) -> str:
+    """A split's image source by name: a list file's name (its folder is the trial's, new each time)."""
+    sources = [img_path] if isinstance(img_path, str) else sorted(img_path)
+    return "\n".join(Path(source).name for source in sources)
 
 
 def keep_threads(threads: int) -> None:
