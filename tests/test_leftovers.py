@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from search.data._dataset import load_dataset
 from search.data._demo import make_demo_dataset
+from search.trial import _leftovers
 from search.trial._leftovers import CHILD_TEMP_PREFIX, TRIAL_PREFIX, DiskCacheClaim, remove_abandoned
 
 
@@ -72,3 +75,42 @@ def test_disk_cache_of_a_killed_trial_is_removed_by_the_next(tmp_path: Path) -> 
     assert json.loads(orphan.read_text())["existing"] == [str(p) for p in users_own]
     assert orphan in remove_abandoned(tmp_path)
     assert not orphan.exists() and not any(p.exists() for p in written) and all(p.exists() for p in users_own)
+
+
+_CLAIM_IN_A_CHILD = """
+import json, sys
+from search.trial._leftovers import DiskCacheClaim
+from search.data._dataset import load_dataset
+claim = DiskCacheClaim(sys.argv[1], load_dataset(sys.argv[1]).all_images)
+print(json.dumps(sorted(claim._baseline)))
+claim.release(keep=True)
+"""
+
+
+def test_a_trial_starting_while_the_last_one_removes_its_cache_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process's trial starts while the last trial on the dataset removes the files trials
+    # wrote: it must wait, or it would count them as the user's own and keep them for good.
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=1, size=64)
+    images = load_dataset(str(data)).all_images
+    claim = DiskCacheClaim(str(data), images)
+    written = _write_npy(images)
+    remove = _leftovers._remove_new
+    started: list[subprocess.Popen[str]] = []
+
+    def removing(images: list[Path], baseline: set[str]) -> None:
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _CLAIM_IN_A_CHILD, str(data)], stdout=subprocess.PIPE, text=True
+            )
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            started[0].wait(timeout=1.5)  # held until the removal ends
+        remove(images, baseline)
+
+    monkeypatch.setattr(_leftovers, "_remove_new", removing)
+    claim.release(keep=False)
+    out, _ = started[0].communicate(timeout=60)
+    assert started[0].returncode == 0
+    assert json.loads(out) == [] and not any(p.exists() for p in written)

@@ -10,7 +10,7 @@ import pytest
 from search.study._discard import discard_reason
 from search.study._space import effective_space, make_sampler
 from search.study._spec import StudySpec
-from search.study._stored import write_proposal
+from search.study._stored import read_trial, write_proposal
 from search.study._tell import ProposalGuard
 from search.study._tell import tell as _tell
 from search.study._trainings import replicate_identity
@@ -84,6 +84,32 @@ def test_a_cuda_oom_without_a_gpu_limit_tells_the_devices_memory_not_zero() -> N
 def test_a_crashed_trial_is_failed_and_tells_nothing() -> None:
     frozen = _told(_spec(["map50_95", "peak_host"]), record("failed", map50_95=None, peak=None))
     assert frozen.state == optuna.trial.TrialState.FAIL and frozen.values is None
+
+
+def test_a_training_ok_without_an_objectives_figure_is_stored_as_failed_saying_which() -> None:
+    # A GPU study whose training measured no GPU peak: not a result, and never "ok" on a FAIL trial
+    # (which reads as a result that was never told).
+    frozen = _told(_spec(["map50_95", "peak_gpu"], device="0"), record(map50_95=0.3))
+    stored = read_trial(frozen)
+    assert frozen.state == optuna.trial.TrialState.FAIL and stored.status == "failed"
+    assert stored.record is not None and "without a peak_gpu figure" in stored.record["error"]
+
+
+def test_a_result_told_after_another_worker_failed_the_trial_is_refused_as_finished() -> None:
+    spec = _spec(["map50_95", "peak_host"])
+    study = optuna.create_study(directions=spec.directions)
+    trial = study.ask()
+    real_tell = study.tell
+
+    def failed_meanwhile(*args: object, **kwargs: object) -> object:
+        # The heartbeat check of another worker fails the trial between the writes and the tell.
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        return real_tell(*args, **kwargs)  # type: ignore[arg-type]
+
+    study.tell = failed_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        _tell(study, trial, record(), spec)
+    assert read_trial(study.trials[0]).status == "lost"  # the retry trains it again
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid"])

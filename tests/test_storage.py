@@ -130,6 +130,22 @@ def test_silent_trial_is_failed_after_the_grace_period_and_retried_once(storage_
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(tmp_path: Path) -> None:
+    # Optuna's RDB storage skips a running trial with no heartbeat row, forever: a worker killed
+    # right after asking would leave a trial RUNNING that every later run waits for.
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.suggest_categorical("batch", [4, 8])
+    fail_stale_trials(study)
+    assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # within the grace period
+    time.sleep(1.5)
+    fail_stale_trials(study)
+    first, retry = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == first.params
+
+
 def test_journal_heartbeat_is_a_trial_attribute(tmp_path: Path) -> None:
     storage = make_storage(f"journal:{tmp_path / 'j.journal'}", heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage)

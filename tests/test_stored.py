@@ -15,7 +15,9 @@ from search.study._stored import (
     mark_discarded,
     mark_duplicate,
     mark_interrupted,
+    plan_attrs,
     read_trial,
+    retry_of_lost,
     write_proposal,
     write_result,
 )
@@ -106,3 +108,49 @@ def test_a_trainings_validation_pass_is_the_median_of_its_epochs() -> None:
     ]
     assert read_trial(trial).validation_seconds == 4.0
     assert validation_seconds(trial.user_attrs["record"]["epochs"]) == 4.0  # a TrialRecord's, too
+
+
+def _lost(study: optuna.Study, write: str) -> optuna.trial.FrozenTrial:
+    """A trial the heartbeat check failed after its worker wrote ``write`` (as the check does it)."""
+    study.enqueue_trial({"batch": 8, "imgsz": 96}, user_attrs=plan_attrs(3, "replicate of the best"))
+    trial = study.ask()
+    trial.suggest_categorical("batch", [4, 8, 16, 32])
+    trial.suggest_int("imgsz", 64, 640, step=32)
+    write_proposal(trial, knobs(), worker="host:1", device="cpu")
+    if write == "result":
+        write_result(trial, record(), knobs=KNOBS, violation=-1.0)  # the tell never came
+    elif write == "discarded":
+        mark_discarded(trial, "trial 7 trains the same replicate")
+    elif write == "duplicate":
+        mark_duplicate(trial, study.trials[0])
+    elif write == "interrupted":
+        mark_interrupted(trial)
+    elif write == "failed":
+        write_result(trial, record("failed", map50_95=None), knobs=KNOBS, violation=None)
+    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    return study._storage.get_trial(trial._trial_id)
+
+
+def test_a_result_written_but_never_told_is_lost_and_its_retry_carries_only_the_config() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    lost = _lost(study, "result")
+    stored = read_trial(lost)
+    assert stored.status == "lost" and not stored.counts_toward_n_trials
+    retry = retry_of_lost(lost)
+    assert retry is not None and retry.state == optuna.trial.TrialState.WAITING
+    assert retry.params == lost.params and retry.distributions == lost.distributions
+    # Its seed and why it was planned, not the lost trial's result, status or constraint.
+    assert retry.user_attrs == {"seed": 3, "planned": "replicate of the best"}
+    assert retry.system_attrs["failed_trial"] == lost.number and not retry.constraints
+    study.add_trial(retry)
+    again = study.ask()  # another worker trains it: a retry, with the same knobs
+    assert again.params == lost.params and read_trial(study.trials[-1]).retry_of == lost.number
+    study._storage.set_trial_state_values(again._trial_id, optuna.trial.TrialState.FAIL)
+    assert retry_of_lost(study._storage.get_trial(again._trial_id)) is None  # lost twice: no third try
+
+
+@pytest.mark.parametrize("write", ["discarded", "duplicate", "interrupted", "failed"])
+def test_only_a_lost_training_is_retried(write: str) -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(stored_trial(config=knobs(), values=[0.3, GIB], violation=-GIB))
+    assert retry_of_lost(_lost(study, write)) is None

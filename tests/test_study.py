@@ -437,6 +437,37 @@ def test_other_objectives_refused_and_nothing_lost(tiny_study: Path, tmp_path: P
     assert before == after
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", ["[4, 8, 16]", "{low: 4, high: 8, step: 4}"])
+def test_other_knob_choices_refused_and_nothing_lost(tiny_study: Path, tmp_path: Path, batch: str) -> None:
+    # Optuna cannot sample a knob from other choices within one study: said in one line, up front.
+    study = _copy_study(tiny_study, tmp_path)
+    before = sqlite3.connect(tmp_path / "tiny.db").execute("select count(*) from trials").fetchone()
+    study.write_text(study.read_text().replace("batch: [4, 8]", f"batch: {batch}"))
+    done = run_cli("run", str(study), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "sampled batch from [4, 8], the study file now says" in done.stderr
+    after = sqlite3.connect(tmp_path / "tiny.db").execute("select count(*) from trials").fetchone()
+    assert before == after
+
+
+@pytest.mark.slow
+def test_a_storage_failing_during_a_run_is_one_line_and_loses_nothing(tiny_study: Path, tmp_path: Path) -> None:
+    study = _copy_study(tiny_study, tmp_path)
+    study.write_text(study.read_text().replace("n_trials: 3", "n_trials: 4"))
+    holder = sqlite3.connect(tmp_path / "tiny.db", isolation_level=None)
+    before = holder.execute("select count(*) from trials").fetchone()
+    holder.execute("begin immediate")  # another process writes: readers pass, writers wait, then fail
+    try:
+        done = run_cli("run", str(study), timeout=120)
+    finally:
+        holder.execute("rollback")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "the study's storage failed: database is locked" in done.stderr
+    assert holder.execute("select count(*) from trials").fetchone() == before
+
+
 def test_missing_study_for_report(tiny_data: Path, tmp_path: Path) -> None:
     study = tmp_path / "new.yaml"
     study.write_text(TINY_STUDY.format(data=tiny_data))

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 from search.data._demo import make_demo_dataset
 from search.errors import InputError, RunNotKept
 from search.measure._cgroup import memory_cgroup_root
+from search.trial import _supervisor
 from search.trial._config import TrialConfig, TrialLimits
 from search.trial._supervisor import TrialProgress, _FirstPhases, run_trial
 
@@ -196,6 +198,34 @@ def test_bad_input_starts_nothing(tmp_path: Path, tiny_data: Path, work: Path) -
     with pytest.raises(InputError, match="no images"):
         run_trial(workdir=work, config=TrialConfig(data=str(empty), **TINY))
     assert _leftovers(work) == []
+
+
+def test_a_setup_that_fails_before_the_child_starts_leaves_no_folder(
+    tmp_path: Path, tiny_data: Path, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk cache's claims folder cannot be made (a file of that name stands in its place).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / f"memfront-disk-cache-{os.getuid()}").write_text("")
+    with pytest.raises(OSError):
+        run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), cache="disk", **TINY))
+    assert _leftovers(work) == []
+
+
+def test_a_supervision_that_fails_to_start_leaves_no_process_or_cgroup(
+    tiny_data: Path, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child is started, then the memory sampler cannot be (a fault injected here): the child,
+    # its folder and its cgroup must go with the error.
+    def broken_sampler(**_: object) -> None:
+        raise RuntimeError("no sampler")
+
+    monkeypatch.setattr(_supervisor, "TreeSampler", broken_sampler)
+    with pytest.raises(RuntimeError, match="no sampler"):
+        run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), **TINY))
+    assert trainer_processes() == [] and _leftovers(work) == []
+    root, _ = memory_cgroup_root()
+    if root is not None:
+        assert not list(root.glob(f"memfront-{os.getpid()}-*"))
 
 
 @pytest.mark.slow

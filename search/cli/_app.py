@@ -380,4 +380,28 @@ def main(argv: list[str] | None = None) -> int:
         # as for bad input, but not exit 2 (the input may have been right).
         print(f"memfront: error: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        failed = _storage_failure(error)
+        if failed is None:
+            raise
+        # The storage failed after it was opened (a server gone, a file another process locks):
+        # every trial it holds was stored whole, and a run resumes from them.
+        from search.study._storage import error_line
+
+        print(
+            f"memfront: error: the study's storage failed: {error_line(failed)}; "
+            "what it stored is kept: run the command again",
+            file=sys.stderr,
+        )
+        return 1
     return result if isinstance(result, int) else 0
+
+
+def _storage_failure(error: BaseException) -> BaseException | None:
+    """The database driver's error behind ``error`` (SQLAlchemy's, or Optuna's wrapper of one), or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__module__.startswith("sqlalchemy"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error if type(error).__name__ == "StorageInternalError" else None

@@ -221,67 +221,74 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             if plan is not None and (plan.fixed or plan.replicate):
                 study.enqueue_trial(plan.fixed, user_attrs=plan_attrs(plan.seed, plan.reason))
             trial = ask(study)
-            with Heartbeat(
-                study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
-                worker=worker, trial=trial.number,
-            ):  # fmt: skip
-                params = suggest(trial, spec, space)
-                seed = read_trial(study._storage.get_trial(trial._trial_id)).seed
-                if seed is None:
-                    seed = state.judge(params, max_replicates=spec.max_replicates)
-                    if seed is not None and state.is_measured(params):
-                        write_planned(trial, SAMPLED_REPLICATE)  # the queue had asked for a new config
-                if seed is not None:
-                    write_seed(trial, seed)
-                write_proposal(trial, params, worker=worker.name, device=spec.device)
-                # No seed: a measured accuracy config whose rank another training cannot change;
-                # else the training itself may be done already (the same knobs and seed).
-                earlier = (
-                    state.earlier(params)
-                    if seed is None
-                    else trained_before(judged_done, params, seed, spec.seed)
-                )
-                if earlier is not None:
-                    tell_duplicate(study, trial, trials[earlier])
-                    duplicates += 1
-                    refused += 1
-                    if guard.untrained():
-                        stop_reason = "the sampler keeps proposing configurations already evaluated"
+            try:
+                with Heartbeat(
+                    study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
+                    worker=worker, trial=trial.number,
+                ):  # fmt: skip
+                    params = suggest(trial, spec, space)
+                    seed = read_trial(study._storage.get_trial(trial._trial_id)).seed
+                    if seed is None:
+                        seed = state.judge(params, max_replicates=spec.max_replicates)
+                        if seed is not None and state.is_measured(params):
+                            write_planned(trial, SAMPLED_REPLICATE)  # the queue had asked for a new config
+                    if seed is not None:
+                        write_seed(trial, seed)
+                    write_proposal(trial, params, worker=worker.name, device=spec.device)
+                    # No seed: a measured accuracy config whose rank another training cannot change;
+                    # else the training itself may be done already (the same knobs and seed).
+                    earlier = (
+                        state.earlier(params)
+                        if seed is None
+                        else trained_before(judged_done, params, seed, spec.seed)
+                    )
+                    if earlier is not None:
+                        tell_duplicate(study, trial, trials[earlier])
+                        duplicates += 1
+                        refused += 1
+                        if guard.untrained():
+                            stop_reason = "the sampler keeps proposing configurations already evaluated"
+                            break
+                        continue
+                    assert seed is not None  # no seed always has an earlier trial
+                    identity = replicate_identity(params, seed, prepared.roles)
+                    now = study.get_trials(deepcopy=False)
+                    reason = discard_reason(
+                        now, trial.number, identity, spec.n_trials, prepared.roles,
+                        cut_below_s=retry_below_s(spec),
+                    )  # fmt: skip
+                    if reason is not None:
+                        discard(study, trial, reason)
+                        if guard.untrained():
+                            stop_reason = "the sampler keeps proposing configurations other workers train"
+                            break
+                        clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
+                        continue
+                    guard.trained()
+                    refused = 0
+                    outcome, record = _train(prepared, trial, params, seed, clock, events)
+                    if outcome == "skipped":
+                        skipped += 1
+                        continue
+                    if outcome == "interrupted":
+                        # Not a training done: the next run trains its config again (requeued).
+                        interrupted, stop_reason = True, "interrupted"
                         break
-                    continue
-                assert seed is not None  # no seed always has an earlier trial
-                identity = replicate_identity(params, seed, prepared.roles)
-                now = study.get_trials(deepcopy=False)
-                reason = discard_reason(
-                    now, trial.number, identity, spec.n_trials, prepared.roles,
-                    cut_below_s=retry_below_s(spec),
-                )  # fmt: skip
-                if reason is not None:
-                    discard(study, trial, reason)
-                    if guard.untrained():
-                        stop_reason = "the sampler keeps proposing configurations other workers train"
+                    trained += 1
+                    failures = [*failures, record.error_line() or "?"] if record.status == "failed" else []
+                    alike = failures[-_ALIKE_FAILURES_TO_STOP:]
+                    if len(alike) == _ALIKE_FAILURES_TO_STOP and len(set(alike)) == 1:
+                        # A broken setup (labels, data, model) fails every config the same way: the
+                        # trainings left would only repeat it.
+                        why = alike[0]
+                        stop_reason = (
+                            f"{len(alike)} trainings in a row failed alike ({why}): fix it, run again"
+                        )
                         break
-                    clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
-                    continue
-                guard.trained()
-                refused = 0
-                outcome, record = _train(prepared, trial, params, seed, clock, events)
-                if outcome == "skipped":
-                    skipped += 1
-                    continue
-                if outcome == "interrupted":
-                    # Not a training done: the next run trains its config again (requeued).
-                    interrupted, stop_reason = True, "interrupted"
-                    break
-                trained += 1
-                failures = [*failures, record.error_line() or "?"] if record.status == "failed" else []
-                alike = failures[-_ALIKE_FAILURES_TO_STOP:]
-                if len(alike) == _ALIKE_FAILURES_TO_STOP and len(set(alike)) == 1:
-                    # A broken setup (labels, data, model) fails every config the same way: the
-                    # trainings left would only repeat it.
-                    why = alike[0]
-                    stop_reason = f"{len(alike)} trainings in a row failed alike ({why}): fix it, run again"
-                    break
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # This worker was silent past the grace period (suspended, or cut off from the
+                # storage) while proposing: another worker failed the proposal and retries it.
+                continue
     except KeyboardInterrupt:
         # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
         interrupted, stop_reason = True, "interrupted"
@@ -393,10 +400,10 @@ def _train(
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     clock.training += record.wall_seconds
-    if record.status == "interrupted":
-        _requeue(study, trial, params, seed)
     note = None
     try:
+        if record.status == "interrupted":
+            _requeue(study, trial, params, seed)
         tell(study, trial, record, spec, prepared.record_files)
     except optuna.exceptions.UpdateFinishedTrialError:
         # This worker was silent past the grace period (suspended, or cut off from the storage):

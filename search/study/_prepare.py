@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import uuid
 from pathlib import Path
 
 import optuna
@@ -15,10 +16,11 @@ import optuna
 from search.data._dataset import DatasetSpec, load_dataset
 from search.data._labels import unknown_classes_note
 from search.errors import InputError, StorageError
-from search.frameworks import DEFAULT_FRAMEWORK, get_framework
+from search.frameworks import get_framework
 from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
+from search.study._compatible import check_compatible
 from search.study._probes import StudyProbes
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, make_sampler
 from search.study._spec import StudySpec, path_beside
@@ -38,7 +40,6 @@ from search.study._storage import (
 from search.study._stored import RecordFiles, StudyKeys
 from search.study._workers import WorkerIdentity, workers_seen
 from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
-from search.units import format_bytes
 
 __all__ = [
     "PreparedStudy",
@@ -116,71 +117,37 @@ def open_study(
         if spec.name not in names:
             raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
         loaded = optuna.load_study(study_name=spec.name, storage=storage)
-        _check_same_objectives(loaded, spec, url)
-        _check_same_limit(loaded, spec, url)
-        _check_same_framework(loaded, spec, url)
+        check_compatible(loaded, spec, url)
         return loaded
+    space = space or effective_space(spec)
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
-        _check_same_objectives(existing, spec, url)
-        _check_same_limit(existing, spec, url)
-        _check_same_framework(existing, spec, url)
+        check_compatible(existing, spec, url, space=space)
     with quiet_optuna():
         study = optuna.create_study(
             study_name=spec.name,
             storage=storage,
             directions=spec.directions,
             load_if_exists=True,
-            sampler=make_sampler(spec, space or effective_space(spec), spec.seed if seed is None else seed),
+            sampler=make_sampler(spec, space, spec.seed if seed is None else seed),
         )
+    if StudyKeys.RECORDS_TOKEN not in study.user_attrs:
+        study.set_user_attr(StudyKeys.RECORDS_TOKEN, uuid.uuid4().hex[:8])
     study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
     study.set_user_attr(StudyKeys.FRAMEWORK, spec.framework)
     return study
 
 
-def _check_same_objectives(study: optuna.Study, spec: StudySpec, url: str) -> None:
-    """Refuses a study file whose objectives are not the study's: every stored value is of its own
-    objectives, and a view read with others would rank one memory under the other's name."""
-    stored = study.user_attrs.get(StudyKeys.OBJECTIVES)
-    if stored is not None and stored != spec.objectives:
-        raise InputError(
-            f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
-            "restore them in the study file, or rename the study or use another storage"
-        )
+def record_files(spec: StudySpec, spec_path: Path, study: optuna.Study | None = None) -> RecordFiles:
+    """Where the study's trial records keep their bulky parts: ``<name>.records/`` beside the file.
 
-
-def _check_same_framework(study: optuna.Study, spec: StudySpec, url: str) -> None:
-    """Refuses a study file whose framework is not the one the study trained with (studies made
-    before frameworks trained with yolov5): trials of two frameworks are not one search."""
-    stored = study.user_attrs.get(StudyKeys.FRAMEWORK, DEFAULT_FRAMEWORK)
-    if stored != spec.framework and study.get_trials(deepcopy=False):
-        raise InputError(
-            f"study {spec.name!r} in {safe_url(url)} trained with {stored}, but the study file says "
-            f"{spec.framework}: set framework: {stored}, or rename the study"
-        )
-
-
-def record_files(spec: StudySpec, spec_path: Path) -> RecordFiles:
-    """Where the study's trial records keep their bulky parts: ``<name>.records/`` beside the file."""
-    return RecordFiles(folder=spec_path.parent / f"{spec.name}.records")
-
-
-def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
-    """Refuses a changed memory limit for a study that already has trials.
-
-    Each finished trial's feasibility was judged against the limit of its run, and Optuna never
-    changes a finished trial: under another limit, old trials would keep verdicts that no longer
-    hold (and configurations stopped under a lower one would never be retried).
+    The files a run writes are named after the study's token too (``trial-00003-<token>.json``), so
+    that the same study file run against two storages keeps both storages' records apart; each
+    trial stores its file's name, so reading needs no token (and reads those written before it).
     """
-    stored = study.user_attrs.get(StudyKeys.MEMORY_LIMIT)
-    if stored is None or int(stored) == spec.memory_limit or not study.get_trials(deepcopy=False):
-        return
-    raise InputError(
-        f"study {spec.name!r} in {safe_url(url)} was run with memory_limit {format_bytes(int(stored))}, "
-        f"the study file now says {format_bytes(spec.memory_limit)}: its trials were judged against the "
-        "old limit; restore it, or give the study a new name to search under the new one"
-    )
+    token = None if study is None else study.user_attrs.get(StudyKeys.RECORDS_TOKEN)
+    return RecordFiles(folder=spec_path.parent / f"{spec.name}.records", token=token)
 
 
 def _demo_data_yaml(spec: StudySpec, spec_path: Path) -> Path:
@@ -334,7 +301,8 @@ def prepare_study(
         probes = study_probes(spec, study, dataset, data=data, hyp=hyp, worker=worker.name, stats=stats)
     return PreparedStudy(
         spec=spec, study=study, space=space, data=data, hyp=hyp, preflight=preflight, url=url, worker=worker,
-        record_files=record_files(spec, spec_path), probes=probes, stats=stats, footprint_bytes=footprint,
+        record_files=record_files(spec, spec_path, study), probes=probes, stats=stats,
+        footprint_bytes=footprint,
     )  # fmt: skip
 
 

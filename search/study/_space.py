@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from search.frameworks import get_framework
 from search.study._spec import IntRange, StudySpec
@@ -22,6 +23,7 @@ __all__ = [
     "EffectiveSpace",
     "KnobRoles",
     "effective_space",
+    "knob_distributions",
     "leanest_accuracy",
     "leanest_system",
     "make_sampler",
@@ -184,24 +186,43 @@ def sampled_choices(spec: StudySpec, space: EffectiveSpace) -> dict[str, list[An
     return {name: spec.space.choices(name) for name in space.searched}
 
 
+def knob_distributions(spec: StudySpec, space: EffectiveSpace) -> dict[str, BaseDistribution]:
+    """The distribution each searched knob is sampled from: an integer range where the study file
+    gives one (the grid sampler takes its points as choices), else the file's choices.
+
+    Optuna stores each parameter's distribution with the study and refuses another kind, or other
+    choices, later (:func:`search.study._prepare.open_study` says so before a run starts).
+    """
+    distributions: dict[str, BaseDistribution] = {}
+    for name in space.searched:
+        declared = getattr(spec.space, name)
+        if isinstance(declared, IntRange) and spec.sampler != "grid":
+            distributions[name] = IntDistribution(declared.low, declared.high, step=declared.step)
+        else:
+            distributions[name] = CategoricalDistribution(spec.space.choices(name))
+    return distributions
+
+
 def suggest(trial: optuna.Trial, spec: StudySpec, space: EffectiveSpace) -> dict[str, Any]:
     """Samples one configuration, as it trains on this machine.
 
     A knob with a single choice here is fixed and noted on the trial; the others are drawn from the
-    study file's distribution (the same on every host) and then capped to this machine (a capped
-    value is noted as ``capped_workers``).
+    study file's distribution (the same on every host, :func:`knob_distributions`) and then capped
+    to this machine (a capped value is noted as ``capped_workers``).
     """
+    distributions = knob_distributions(spec, space)
     params: dict[str, Any] = {}
     for name in KNOBS:
-        values = space.choices[name]
-        declared = getattr(spec.space, name)
-        if len(values) == 1:
-            params[name] = values[0]
-            write_fixed_knob(trial, name, values[0])
-        elif isinstance(declared, IntRange) and spec.sampler != "grid":
-            params[name] = trial.suggest_int(name, declared.low, declared.high, step=declared.step)
+        distribution = distributions.get(name)
+        if distribution is None:
+            params[name] = space.choices[name][0]
+            write_fixed_knob(trial, name, params[name])
+        elif isinstance(distribution, IntDistribution):
+            low, high, step = distribution.low, distribution.high, distribution.step
+            params[name] = trial.suggest_int(name, low, high, step=step)
         else:
-            params[name] = trial.suggest_categorical(name, spec.space.choices(name))
+            assert isinstance(distribution, CategoricalDistribution)
+            params[name] = trial.suggest_categorical(name, list(distribution.choices))
     here = space.here(params)
     if here["workers"] != params["workers"]:
         write_capped_workers(trial, sampled=params["workers"], cpus=space.cpus)

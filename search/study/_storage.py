@@ -3,10 +3,12 @@
 Every storage made here has heartbeats: a worker records one for its running trial every
 ``heartbeat_interval`` seconds, and any worker that finds a running trial silent for longer than
 ``grace_period`` (its worker was killed, or its machine lost) fails it; the trial's configuration is
-then retried once (Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`). Optuna's
-RDB storage has this built in; its journal storage does not, so :class:`HeartbeatJournalStorage`
-adds it with the same interface (the heartbeat is a trial system attribute), and Optuna's own
-``fail_stale_trials`` works on both.
+then retried once (:func:`retry_lost_trial`: Optuna's retry, carrying only what trains the same
+configuration). Optuna's RDB storage has this built in, though it never fails a trial whose first
+heartbeat was not recorded (a worker killed right after asking): :class:`HeartbeatRDBStorage` counts
+such a trial's start as its heartbeat, as :class:`HeartbeatJournalStorage` does for the journal
+storage, which has no heartbeats of its own (there the heartbeat is a trial system attribute).
+Optuna's own ``fail_stale_trials`` works on both.
 
 Storage URLs: ``sqlite:///path.db``, ``postgresql://user:password@host:port/db`` (any SQLAlchemy URL
 Optuna's RDB storage accepts) and ``journal:path/to/file.journal`` (or ``journal:///absolute/path``).
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import inspect
+import math
 import os
 import random
 import threading
@@ -30,7 +34,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -164,6 +168,32 @@ def is_concurrent_safe(url: str) -> bool:
         return True  # malformed: opening it says so
 
 
+class HeartbeatRDBStorage(RDBStorage):
+    """Optuna's RDB storage, whose stale check also fails a running trial that never recorded a
+    heartbeat once its start is older than the grace period (Optuna's skips it, forever)."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 1)
+        # datetime_start is the asking worker's local time (Optuna's datetime.now()), as here.
+        oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            started = trial.datetime_start
+            if trial._trial_id in stale or started is None or started > oldest:
+                continue
+            if self._get_trial_heartbeat(trial._trial_id) is None:
+                stale.append(trial._trial_id)
+        return stale
+
+    def _get_trial_heartbeat(self, trial_id: int) -> datetime.datetime | None:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            found = session.query(models.TrialHeartbeatModel).filter_by(trial_id=trial_id).one_or_none()
+            return None if found is None else found.heartbeat
+
+
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     """Optuna's journal file storage with the heartbeats its RDB storage has.
 
@@ -194,7 +224,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         now = time.time()
         stale = []
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            # A retried trial inherits its predecessor's last heartbeat: its start counts as one too.
+            # Its start counts as a heartbeat: a worker may die before it records its first.
             started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
             last = max(float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)), started)
             if now - last > self._grace_period:
@@ -275,8 +305,18 @@ def make_storage(url: str, *, heartbeat_interval: float, grace_period: float) ->
     return storage
 
 
+def retry_lost_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """The stale-trial callback: queues a lost trial's configuration once (see
+    :func:`search.study._stored.retry_of_lost`)."""
+    from search.study._stored import retry_of_lost
+
+    retry = retry_of_lost(trial)
+    if retry is not None:
+        study.add_trial(retry)
+
+
 def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -> optuna.storages.BaseStorage:
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    retry = retry_lost_trial
     try:
         path = journal_path(url)
         if path is not None:
@@ -294,11 +334,12 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
         engine_kwargs = _engine_kwargs(url)
         for attempt in range(_SCHEMA_ATTEMPTS):
             try:
-                return RDBStorage(
+                # Whole seconds (Optuna's RDB storage takes no others), never shorter than asked.
+                return HeartbeatRDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
-                    heartbeat_interval=max(1, int(heartbeat_interval)),
-                    grace_period=max(1, int(grace_period)),
+                    heartbeat_interval=max(1, math.ceil(heartbeat_interval)),
+                    grace_period=max(1, math.ceil(grace_period)),
                     heartbeat_stale_trial_callback=retry,
                 )
             except Exception as error:

@@ -48,6 +48,7 @@ __all__ = [
     "plan_attrs",
     "read_trial",
     "read_trials",
+    "retry_of_lost",
     "write_planned",
     "write_proposal",
     "write_result",
@@ -83,8 +84,13 @@ _PREDICTED_PEAK = "predicted_peak_bytes"
 _RECORD_FILE = "record_file"
 _SEED = "seed"
 _PLANNED = "planned"
-# Optuna's own system attribute: the trial a retried one replaces (RetryFailedTrialCallback).
+# Optuna's own system attributes: the trial a retried one replaces, and the trials of its chain
+# (RetryFailedTrialCallback's); the parameters a queued trial trains (Study.enqueue_trial's).
 _FAILED_TRIAL = "failed_trial"
+_RETRY_HISTORY = "retry_history"
+_FIXED_PARAMS = "fixed_params"
+# Statuses whose trials are told COMPLETE (search.study._tell): one stored FAIL was never told.
+_TOLD_COMPLETE = ("ok", *INFEASIBLE_STATUSES)
 # Record parts kept out of the stored record when there is a place for files.
 _BULKY = (("memory", "series"), ("log_tail",))
 
@@ -99,19 +105,29 @@ class StudyKeys:
     # when reading the study (a read measures nothing).
     FOOTPRINT = "framework_footprint_bytes"
     NOTES = "notes"
+    # Names the study's record files apart from another storage's study of the same file.
+    RECORDS_TOKEN = "records_token"
     REQUEUED = "requeued"
     WORKER_PREFIX = "worker:"
 
 
 @dataclasses.dataclass(frozen=True)
 class RecordFiles:
-    """Where the bulky parts of trial records go: ``<folder>/trial-<number>.json``."""
+    """Where the bulky parts of trial records go: ``<folder>/trial-<number>-<token>.json``.
+
+    Attributes:
+        folder: The study file's records folder.
+        token: The study's own (:attr:`StudyKeys.RECORDS_TOKEN`), so that two storages' studies of
+            one study file never write one file; None: ``trial-<number>.json`` (as before tokens).
+    """
 
     folder: Path
+    token: str | None = None
 
     def path(self, number: int) -> Path:
         """The file of trial ``number``."""
-        return self.folder / f"trial-{number:05d}.json"
+        suffix = f"-{self.token}" if self.token else ""
+        return self.folder / f"trial-{number:05d}{suffix}.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +250,10 @@ def read_trial(trial: FrozenTrial) -> StoredTrial:
     if status is None and trial.state.is_finished() and _DISCARDED not in attrs:
         # Failed with no record: its worker died, and the heartbeat check failed it.
         status = "duplicate" if _DUPLICATE_OF in attrs else "lost"
+    elif trial.state == TrialState.FAIL and status in _TOLD_COMPLETE and _DUPLICATE_OF not in attrs:
+        # Its result was written but never told: the heartbeat check failed the trial in between
+        # (its worker died, or fell silent past the grace period) and retries its configuration.
+        status = "lost"
     retry_of = attrs.get(_RETRY_OF, trial.system_attrs.get(_FAILED_TRIAL))
     return StoredTrial(
         number=trial.number,
@@ -388,6 +408,37 @@ def requeue_attrs(trial_number: int, seed: int | None = None) -> dict[str, Any]:
 def carried_attrs(trial: FrozenTrial) -> dict[str, Any]:
     """User attributes a queued trial keeps when its proposal is discarded and queued again."""
     return {k: v for k, v in trial.user_attrs.items() if k in (_REQUEUE_OF, _RETRY_OF, _SEED)}
+
+
+def retry_of_lost(trial: FrozenTrial) -> FrozenTrial | None:
+    """The queued trial that trains a lost trial's configuration again, or None when it needs none.
+
+    The heartbeat check fails a trial whose worker fell silent; this is what is queued in its place
+    (:func:`search.study._storage.make_storage`'s stale-trial callback). Optuna's own retry copies
+    every attribute, so a proposal's ``discarded`` or ``duplicate_of``, a written result and its
+    constraint would come with it and the retry's own training would not count (or not be judged).
+    Here the retry carries only what trains the same configuration: its parameters, seed, why it
+    was planned, and the chain of retries. Only a lost trial is retried (status ``lost``: no result,
+    or one never told); not a proposal never trained (discarded, or a repeat), an interrupted one
+    (its worker queued it already, or the next run does), one whose crash or timeout was written
+    (that is its result), one that never sampled its parameters, or a retry lost in turn.
+    """
+    history = list(trial.system_attrs.get(_RETRY_HISTORY, []))
+    if read_trial(trial).status != "lost" or not trial.params or history:
+        return None
+    system_attrs: dict[str, Any] = {
+        _FAILED_TRIAL: trial.system_attrs.get(_FAILED_TRIAL, trial.number),
+        _RETRY_HISTORY: [trial.number],
+    }
+    if _FIXED_PARAMS in trial.system_attrs:
+        system_attrs[_FIXED_PARAMS] = trial.system_attrs[_FIXED_PARAMS]
+    return optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k in (_REQUEUE_OF, _SEED, _PLANNED)},
+        system_attrs=system_attrs,
+    )
 
 
 def is_queued_retry(trial: FrozenTrial) -> bool:

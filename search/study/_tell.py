@@ -8,6 +8,8 @@ measured training is told that training's result again, and the guard bounds how
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 
 from search.study._space import KNOBS
@@ -106,24 +108,56 @@ def tell(
     spec: StudySpec,
     files: RecordFiles | None = None,
 ) -> None:
+    """Stores the trial's result and tells the study (COMPLETE, infeasible, or FAIL).
+
+    A training that ended ``ok`` without a figure one of the study's objectives needs is stored as
+    ``failed``, saying which: a FAIL trial with status ``ok`` reads as one whose result was never told.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: If another worker failed the trial meanwhile (this
+            worker was silent past the grace period) and retries its configuration.
+    """
     values = objective_values(record, spec.objectives)
     peak = record.peak_host_bytes
+    if record.status == "ok" and values is None:
+        missing = [name for name in spec.objectives if objective_values(record, [name]) is None]
+        error = f"the training ended without a {' or '.join(missing)} figure, an objective of this study"
+        error = "\n".join(filter(None, [record.error, error]))
+        record = dataclasses.replace(record, status="failed", error=error)
     if record.status == "ok" and values is not None:
         write_result(
             trial, record, knobs=KNOBS, violation=float((peak or 0) - spec.memory_limit), files=files
         )
-        study.tell(trial, values)
+        _tell_running(study, trial, values)
     elif record.status in INFEASIBLE_STATUSES:
         violation = max(1.0, float((peak or spec.memory_limit) - spec.memory_limit))
         write_result(trial, record, knobs=KNOBS, violation=violation, files=files)
-        study.tell(trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
+        _tell_running(study, trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
     else:
         write_result(trial, record, knobs=KNOBS, violation=None, files=files)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _tell_running(study, trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _tell_running(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: list[float] | None = None,
+    state: optuna.trial.TrialState | None = None,
+) -> None:
+    """``study.tell``, raising Optuna's error for a finished trial when another worker failed it
+    between this worker's last write and the tell (Optuna raises a plain ValueError then)."""
+    try:
+        study.tell(trial, values, state=state)
+    except ValueError:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            raise optuna.exceptions.UpdateFinishedTrialError(
+                f"trial {trial.number} was finished by another worker before it was told"
+            ) from None
+        raise
 
 
 def tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
     """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
     mark_duplicate(trial, earlier)
     complete = earlier.state == optuna.trial.TrialState.COMPLETE
-    study.tell(trial, earlier.values if complete else None, state=earlier.state)
+    _tell_running(study, trial, earlier.values if complete else None, state=earlier.state)

@@ -128,7 +128,7 @@ def workers_seen(study: optuna.Study, *, within_s: float | None = None) -> list[
 class Heartbeat:
     """Records heartbeats for one running trial from a background thread, while in the ``with`` block.
 
-    The first heartbeat is recorded on entry: a retried trial inherits its predecessor's last one.
+    The first heartbeat is recorded on entry (until then the trial's start counts as one).
     A heartbeat that fails (the storage is briefly unreachable) is skipped; if the silence outlasts
     the grace period, other workers fail the trial and its result is refused when told.
 

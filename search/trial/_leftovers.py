@@ -10,19 +10,22 @@ trial unless the user keeps them. Several trials may use the same dataset at onc
 the removal is shared (:class:`DiskCacheClaim`): each such trial registers a claim naming the
 ``.npy`` files that existed before the first of them started; only the last trial to finish removes
 the others, and a claim left by a killed worker is settled by the next trial once no live trial
-uses that dataset.
+uses that dataset. Claims are made and settled under one lock (a trial starting while the last one
+removes its files would otherwise count them as the user's, and keep them for good), in a folder
+of the user's own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -49,7 +52,17 @@ def _owner_alive(name: str, prefix: str) -> bool:
 
 
 def _claims_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "memfront-disk-cache"
+    return Path(tempfile.gettempdir()) / f"memfront-disk-cache-{os.getuid()}"
+
+
+@contextlib.contextmanager
+def _claims_locked() -> Iterator[Path]:
+    """The claims folder, held by this process alone while in the block."""
+    folder = _claims_dir()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    with open(folder / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield folder
 
 
 class DiskCacheClaim:
@@ -63,23 +76,23 @@ class DiskCacheClaim:
     def __init__(self, data: str, images: Iterable[Path]) -> None:
         self._data = str(Path(data).resolve())
         self._images = list(images)
-        folder = _claims_dir()
-        folder.mkdir(exist_ok=True)
-        live = [c for c in _claims(self._data) if c.alive]
-        # The baseline is what existed before the first live trial on this dataset started: what
-        # that trial wrote is not the user's, even if it was there when this one started.
-        baseline = live[0].baseline if live else {str(p) for p in _npy_files(self._images)}
-        self._path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-        self._path.write_text(json.dumps({"data": self._data, "existing": sorted(baseline)}))
+        with _claims_locked() as folder:
+            live = [c for c in _claims(self._data) if c.alive]
+            # The baseline is what existed before the first live trial on this dataset started: what
+            # that trial wrote is not the user's, even if it was there when this one started.
+            baseline = live[0].baseline if live else {str(p) for p in _npy_files(self._images)}
+            self._path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+            self._path.write_text(json.dumps({"data": self._data, "existing": sorted(baseline)}))
         self._baseline = baseline
 
     def release(self, *, keep: bool) -> None:
         """Ends the claim; the last live claim on the dataset removes the ``.npy`` files trials wrote."""
-        with contextlib.suppress(OSError):
-            self._path.unlink()
-        if keep or any(c.alive for c in _claims(self._data)):
-            return
-        _remove_new(self._images, self._baseline)
+        with _claims_locked():
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            if keep or any(c.alive for c in _claims(self._data)):
+                return
+            _remove_new(self._images, self._baseline)
 
 
 def _npy_files(images: Iterable[Path]) -> set[Path]:
@@ -128,20 +141,23 @@ def remove_abandoned(workdir: Path | None = None) -> list[Path]:
                 if folder.is_dir() and not _owner_alive(folder.name, prefix):
                     shutil.rmtree(folder, ignore_errors=True)
                     removed.append(folder)
-    for claim in _claims():
-        if claim.alive:
-            continue
-        with contextlib.suppress(OSError):
-            claim.path.unlink()
-        removed.append(claim.path)
-        if any(c.alive for c in _claims(claim.data)):
-            continue  # a live trial uses the dataset: the last of them removes the files
-        from search.data._dataset import load_dataset
-        from search.errors import InputError
+    if not any(not claim.alive for claim in _claims()):
+        return removed
+    with _claims_locked():
+        for claim in _claims():
+            if claim.alive:
+                continue
+            with contextlib.suppress(OSError):
+                claim.path.unlink()
+            removed.append(claim.path)
+            if any(c.alive for c in _claims(claim.data)):
+                continue  # a live trial uses the dataset: the last of them removes the files
+            from search.data._dataset import load_dataset
+            from search.errors import InputError
 
-        try:
-            dataset = load_dataset(claim.data)
-        except InputError:
-            continue  # the dataset moved: nothing can be told apart safely
-        _remove_new(dataset.all_images, claim.baseline)
+            try:
+                dataset = load_dataset(claim.data)
+            except InputError:
+                continue  # the dataset moved: nothing can be told apart safely
+            _remove_new(dataset.all_images, claim.baseline)
     return removed

@@ -148,12 +148,14 @@ def run_trial(
     hyp = resolve_hyp(config.hyp, config.framework)
     started = time.monotonic()
     remove_abandoned(workdir)
-    folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
-    child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
-    claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
     framework = get_framework(config.framework)
     label_key, restored = "", {}
+    folder = child_temp = None
+    claim = None
     try:
+        folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
+        child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
+        claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
         data_yaml, _ = write_trial_data_yaml(
             dataset,
             folder,
@@ -208,10 +210,11 @@ def run_trial(
     finally:
         if claim is not None:
             claim.release(keep=keep_cache)
-        if label_key:
+        if label_key and folder is not None:
             keep_label_caches(folder, label_key, framework.label_cache_files, restored)
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(child_temp, ignore_errors=True)
+        for made in (folder, child_temp):
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
 
 
 class _FirstPhases:
@@ -262,102 +265,117 @@ def _supervise(
     log_path = folder / "trial.log"
     events = ChildEvents(folder / "events.jsonl")
     cgroup = TrialCgroup.create(folder.name)
+    cgroup_joined = False
     spawned_at = time.time()
     spawner_rss = _resident_bytes()
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    spawner_rss = max(filter(None, [spawner_rss, _resident_bytes()]), default=None)
-    pgid = child.pid
-    # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
-    cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
     stopped_for: dict[str, int] = {}
     stop_lock = threading.Lock()
+    child: subprocess.Popen[bytes] | None = None
+    sampler: TreeSampler | None = None
+    nvml: NvmlProbe | None = None
+    exit_watch: _ExitWatch | None = None
+    nvml_peak: int | None = None
+    exit_status: int | None = None
+    exited_at: float | None = None
+    rusage_maxrss: int | None = None
 
     def stop(reason: str, value: int = 0) -> None:
         with stop_lock:
             if not stopped_for:
                 stopped_for[reason] = value
-        _kill_tree(pgid, sampler.pids)
+        if child is not None:
+            _kill_tree(child.pid, sampler.pids if sampler is not None else set())
 
-    sampler = TreeSampler(
-        root_pid=child.pid,
-        fast_hz=fast_hz,
-        pss_cpu_budget=pss_cpu_budget,
-        limit_bytes=limits.memory_limit_bytes,
-        on_limit=lambda estimate: stop("memory_limit", estimate),
-    )
-    sampler.start()
-    nvml = NvmlProbe() if config.device != "cpu" else None
-    nvml_peak: int | None = None
-    exit_status: int | None = None
-    exited_at: float | None = None
-    rusage_maxrss: int | None = None
-    exit_watch = _ExitWatch(child.pid)
-    # Twice a second: progress, NVML, a probe's running peak, and the child's phase changes (each
-    # asks the sampler for an exact read). A wake-up that reads one small file costs the trial little.
-    period = _PROGRESS_PERIOD_S
-    first_phases = _FirstPhases()
+    # Everything from the child's start on is in the try: whatever fails or is interrupted while
+    # the supervision is set up, the child, its workers and the cgroup never outlive it.
     try:
-        while True:
-            pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                exited_at = time.time()
-                exit_status, rusage_maxrss = status, rusage.ru_maxrss * 1024
-                break
-            elapsed = time.monotonic() - started
-            if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
-                stop("timeout")
-            if peak_file is not None:
-                _write_atomically(peak_file, f"{sampler.peak_bytes}\n")
-            events.poll()
-            if first_phases.new(events.of("phase")):
-                sampler.request_exact()
-            if nvml is not None and nvml.available:
-                used = nvml.used_bytes(sampler.pids | {child.pid})
-                if used is not None:
-                    nvml_peak = max(nvml_peak or 0, used)
-            if on_progress is not None:
-                last_epoch = events.last("epoch")
-                phase = events.last("phase")
-                on_progress(
-                    TrialProgress(
-                        phase=phase["phase"] if phase else "starting",
-                        epoch=(last_epoch["epoch"] + 1) if last_epoch else None,
-                        epochs=config.epochs,
-                        host_bytes=sampler.current_bytes,
-                        elapsed_s=elapsed,
-                        last_map50_95=last_epoch["map50_95"] if last_epoch else None,
+        with open(log_path, "wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        spawner_rss = max(filter(None, [spawner_rss, _resident_bytes()]), default=None)
+        # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
+        cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
+        sampler = TreeSampler(
+            root_pid=child.pid,
+            fast_hz=fast_hz,
+            pss_cpu_budget=pss_cpu_budget,
+            limit_bytes=limits.memory_limit_bytes,
+            on_limit=lambda estimate: stop("memory_limit", estimate),
+        )
+        sampler.start()
+        nvml = NvmlProbe() if config.device != "cpu" else None
+        exit_watch = _ExitWatch(child.pid)
+        # Twice a second: progress, NVML, a probe's running peak, and the child's phase changes (each
+        # asks the sampler for an exact read). A wake-up that reads one small file costs the trial little.
+        period = _PROGRESS_PERIOD_S
+        first_phases = _FirstPhases()
+        try:
+            while True:
+                pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
+                if pid:
+                    exited_at = time.time()
+                    exit_status, rusage_maxrss = status, rusage.ru_maxrss * 1024
+                    break
+                elapsed = time.monotonic() - started
+                if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
+                    stop("timeout")
+                if peak_file is not None:
+                    _write_atomically(peak_file, f"{sampler.peak_bytes}\n")
+                events.poll()
+                if first_phases.new(events.of("phase")):
+                    sampler.request_exact()
+                if nvml is not None and nvml.available:
+                    used = nvml.used_bytes(sampler.pids | {child.pid})
+                    if used is not None:
+                        nvml_peak = max(nvml_peak or 0, used)
+                if on_progress is not None:
+                    last_epoch = events.last("epoch")
+                    phase = events.last("phase")
+                    on_progress(
+                        TrialProgress(
+                            phase=phase["phase"] if phase else "starting",
+                            epoch=(last_epoch["epoch"] + 1) if last_epoch else None,
+                            epochs=config.epochs,
+                            host_bytes=sampler.current_bytes,
+                            elapsed_s=elapsed,
+                            last_map50_95=last_epoch["map50_95"] if last_epoch else None,
+                        )
                     )
-                )
-            timeouts = [period]
-            if limits.time_limit_s is not None and not stopped_for:
-                timeouts.append(max(limits.time_limit_s - elapsed, 0.01))
-            exit_watch.wait(min(timeouts))
-    except KeyboardInterrupt:
-        stop("interrupted")
-        _, exit_status, rusage = os.wait4(child.pid, 0)
-        exited_at = time.time()
-        rusage_maxrss = rusage.ru_maxrss * 1024
+                timeouts = [period]
+                if limits.time_limit_s is not None and not stopped_for:
+                    timeouts.append(max(limits.time_limit_s - elapsed, 0.01))
+                exit_watch.wait(min(timeouts))
+        except KeyboardInterrupt:
+            stop("interrupted")
+            with contextlib.suppress(ChildProcessError):  # reaped by the loop just before
+                _, exit_status, rusage = os.wait4(child.pid, 0)
+                rusage_maxrss = rusage.ru_maxrss * 1024
+            exited_at = time.time()
     finally:
-        exit_watch.close()
-        child.returncode = -1 if exit_status is None else os.waitstatus_to_exitcode(exit_status)
-        # Whatever ended the child, its workers must not outlive it.
-        _kill_tree(pgid, sampler.pids)
-        deadline = time.monotonic() + 10
-        while group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        memory = sampler.stop()
+        if exit_watch is not None:
+            exit_watch.close()
+        if child is not None:
+            child.returncode = -1 if exit_status is None else os.waitstatus_to_exitcode(exit_status)
+            # Whatever ended the child, its workers must not outlive it.
+            _kill_tree(child.pid, sampler.pids if sampler is not None else set())
+            deadline = time.monotonic() + 10
+            while group_alive(child.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if exit_status is None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(child.pid, 0)  # the supervision failed to start: no zombie left
+        memory = sampler.stop() if sampler is not None else None
         if nvml is not None:
             nvml.close()
         kernel_figures = cgroup_figures(cgroup, joined=cgroup_joined)
+    assert child is not None and memory is not None  # else the finally re-raised
     events.poll()
     return build_record(
         config,

@@ -1,0 +1,115 @@
+"""What a stored study accepts from its study file on a later run: what its trials were judged by.
+
+A study keeps its objectives, memory limit, framework and the distributions its knobs were sampled
+from; a study file that changes one of them is refused with one line naming the study's value, before
+anything is stored (use another ``name`` to search under the new setting).
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
+
+from search.errors import InputError
+from search.frameworks import DEFAULT_FRAMEWORK
+from search.study._space import EffectiveSpace, knob_distributions
+from search.study._spec import StudySpec
+from search.study._storage import safe_url
+from search.study._stored import StudyKeys
+from search.units import format_bytes
+
+__all__ = ["check_compatible"]
+
+
+def check_compatible(
+    study: optuna.Study, spec: StudySpec, url: str, *, space: EffectiveSpace | None = None
+) -> None:
+    """Refuses a study file that changes what the stored study's trials were judged by.
+
+    Args:
+        study: The stored study.
+        spec: The study file.
+        url: Its storage, for the message.
+        space: The space a run samples (None for a command that only reads: it samples nothing).
+
+    Raises:
+        InputError: For changed objectives, memory limit or framework, or knob choices Optuna
+            cannot sample in the stored study.
+    """
+    _check_same_objectives(study, spec, url)
+    _check_same_limit(study, spec, url)
+    _check_same_framework(study, spec, url)
+    if space is not None:
+        _check_same_distributions(study, spec, space, url)
+
+
+def _check_same_objectives(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a study file whose objectives are not the study's: every stored value is of its own
+    objectives, and a view read with others would rank one memory under the other's name."""
+    stored = study.user_attrs.get(StudyKeys.OBJECTIVES)
+    if stored is not None and stored != spec.objectives:
+        raise InputError(
+            f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "
+            "restore them in the study file, or rename the study or use another storage"
+        )
+
+
+def _check_same_framework(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a study file whose framework is not the one the study trained with (studies made
+    before frameworks trained with yolov5): trials of two frameworks are not one search."""
+    stored = study.user_attrs.get(StudyKeys.FRAMEWORK, DEFAULT_FRAMEWORK)
+    if stored != spec.framework and study.get_trials(deepcopy=False):
+        raise InputError(
+            f"study {spec.name!r} in {safe_url(url)} trained with {stored}, but the study file says "
+            f"{spec.framework}: set framework: {stored}, or rename the study"
+        )
+
+
+def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a changed memory limit for a study that already has trials.
+
+    Each finished trial's feasibility was judged against the limit of its run, and Optuna never
+    changes a finished trial: under another limit, old trials would keep verdicts that no longer
+    hold (and configurations stopped under a lower one would never be retried).
+    """
+    stored = study.user_attrs.get(StudyKeys.MEMORY_LIMIT)
+    if stored is None or int(stored) == spec.memory_limit or not study.get_trials(deepcopy=False):
+        return
+    raise InputError(
+        f"study {spec.name!r} in {safe_url(url)} was run with memory_limit {format_bytes(int(stored))}, "
+        f"the study file now says {format_bytes(spec.memory_limit)}: its trials were judged against the "
+        "old limit; restore it, or give the study a new name to search under the new one"
+    )
+
+
+def _check_same_distributions(study: optuna.Study, spec: StudySpec, space: EffectiveSpace, url: str) -> None:
+    """Refuses a study file whose knob choices Optuna cannot sample in the stored study: a knob's
+    other choices, or a range where it had choices (an integer range may move: Optuna takes that)."""
+    stored: dict[str, BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            stored.setdefault(name, distribution)
+    for name, distribution in knob_distributions(spec, space).items():
+        if name not in stored:
+            continue
+        try:
+            check_distribution_compatibility(stored[name], distribution)
+        except ValueError:
+            raise InputError(
+                f"study {spec.name!r} in {safe_url(url)} sampled {name} from {_described(stored[name])}, "
+                f"the study file now says {_described(distribution)}: Optuna cannot change a knob's "
+                "choices within a study; restore them, or rename the study to search the new ones"
+            ) from None
+
+
+def _described(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return str(list(distribution.choices))
+    if isinstance(distribution, IntDistribution):
+        return f"{{low: {distribution.low}, high: {distribution.high}, step: {distribution.step}}}"
+    return repr(distribution)

@@ -1,0 +1,65 @@
+"""What a stored study accepts from its study file on a later run (synthetic studies, no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.errors import InputError
+from search.study._prepare import open_study, record_files
+from search.study._spec import StudySpec
+
+from .synthetic import GIB, knobs, stored_trial
+
+
+def _spec(space: dict[str, object]) -> StudySpec:
+    return StudySpec.model_validate({"name": "s", "data": "demo", "memory_limit": 2 * GIB, "space": space})
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A study whose trials sampled batch from [4, 8, 16, 32] and imgsz from 64-640 by 32."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = open_study(
+        _spec({"batch": [4, 8, 16, 32], "imgsz": {"low": 64, "high": 640, "step": 32}}), url, create=True
+    )
+    study.add_trial(stored_trial(config=knobs(8, 96), values=[0.3, GIB], violation=-GIB))
+    return url
+
+
+def test_an_integer_range_may_move(url: str) -> None:
+    open_study(
+        _spec({"batch": [4, 8, 16, 32], "imgsz": {"low": 96, "high": 320, "step": 32}}), url, create=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("space", "said"),
+    [
+        ({"batch": [8, 16]}, "sampled batch from [4, 8, 16, 32], the study file now says [8, 16]"),
+        (
+            {"imgsz": [64, 128]},
+            "sampled imgsz from {low: 64, high: 640, step: 32}, the study file now says [64, 128]",
+        ),
+    ],
+)
+def test_other_choices_are_refused_in_one_line(url: str, space: dict[str, object], said: str) -> None:
+    full = {"batch": [4, 8, 16, 32], "imgsz": {"low": 64, "high": 640, "step": 32}, **space}
+    with pytest.raises(InputError, match="rename the study") as refused:
+        open_study(_spec(full), url, create=True)
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_command_that_only_reads_is_not_refused(url: str) -> None:
+    open_study(_spec({"batch": [8, 16]}), url, create=False)
+
+
+def test_one_study_file_run_against_two_storages_writes_two_sets_of_record_files(tmp_path: Path) -> None:
+    spec, study_file = _spec({"batch": [4, 8]}), tmp_path / "s.yaml"
+    first = open_study(spec, f"sqlite:///{tmp_path / 'a.db'}", create=True)
+    second = open_study(spec, f"sqlite:///{tmp_path / 'b.db'}", create=True)
+    paths = {record_files(spec, study_file, study).path(0) for study in (first, second)}
+    assert len(paths) == 2 and {path.parent for path in paths} == {tmp_path / "s.records"}
+    reopened = open_study(spec, f"sqlite:///{tmp_path / 'a.db'}", create=True)  # a resumed run
+    assert record_files(spec, study_file, reopened).path(0) == record_files(spec, study_file, first).path(0)
