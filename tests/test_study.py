@@ -453,7 +453,7 @@ def test_other_knob_choices_refused_and_nothing_lost(tiny_study: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_a_storage_failing_during_a_run_is_one_line_and_loses_nothing(tiny_study: Path, tmp_path: Path) -> None:
+def test_a_storage_failing_mid_run_is_one_line_and_loses_nothing(tiny_study: Path, tmp_path: Path) -> None:
     study = _copy_study(tiny_study, tmp_path)
     study.write_text(study.read_text().replace("n_trials: 3", "n_trials: 4"))
     holder = sqlite3.connect(tmp_path / "tiny.db", isolation_level=None)
