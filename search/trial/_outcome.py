@@ -84,28 +84,33 @@ def apply_kernel_floor(memory: dict[str, Any]) -> None:
     """Raises the peak to the main process's kernel high-water mark, in PSS terms, if it is higher.
 
     Sampling can miss a spike shorter than its interval (interpreter shutdown allocates in the last
-    ~100 ms); the kernel's VmHWM cannot. For a tree that never had another process, ``ru_maxrss``
-    from ``wait4`` is that process's VmHWM at exit; otherwise the last VmHWM read before the exit is
-    used. Linux keeps in ``ru_maxrss`` the high-water mark of the image before the child's exec too,
-    which is the spawning process's resident memory (a notebook's, a long test session's): a figure
-    not above that (``spawner_rss_bytes``, with a 5% margin) may be the spawner's, and the last
-    VmHWM read stands in for it. Less the part of the main process's file-backed pages that the
-    exact reads found shared with other processes (their median: the only pages the tree's PSS may
-    count below their RSS, apart from what the tree shares within itself, which it counts in full),
-    it is a floor of the tree's PSS. The discount is taken in bytes, not as a ratio: libraries are
-    mapped early and stay, while anonymous memory grows, so a ratio read early in the run would
-    scale the peak down by the memory that came after it.
+    ~100 ms, after the dataloader workers are gone); the kernel's VmHWM cannot. ``ru_maxrss`` from
+    ``wait4`` is the highest VmHWM of the main process and the workers it reaped, at exit; the last
+    VmHWM read before the exit is the other figure, and the higher one is used. Linux keeps in
+    ``ru_maxrss`` the high-water mark of the image before the child's exec too, which is the
+    spawning process's resident memory (a notebook's, a long test session's): a figure not above
+    that (``spawner_rss_bytes``, with a 5% margin) may be the spawner's, and is not used. Less the
+    part of the main process's file-backed pages that the exact reads found shared with other
+    processes (their median: the only pages the tree's PSS may count below their RSS, apart from
+    what the tree shares within itself, which it counts in full: a worker's pages shared with the
+    main process included), it is a floor of the tree's PSS. Workers inherit the main process's
+    mappings, so its discount stands for theirs. The discount is taken in bytes, not as a ratio:
+    libraries are mapped early and stay, while anonymous memory grows, so a ratio read early in the
+    run would scale the peak down by the memory that came after it.
     """
     discount = memory.get("root_shared_discount_bytes")
-    single = memory.get("max_processes") == 1
     maxrss, spawner = memory.get("ru_maxrss_bytes"), memory.get("spawner_rss_bytes")
     own_maxrss = maxrss if maxrss and (spawner is None or maxrss > _SPAWNER_MARGIN * spawner) else None
-    hwm = own_maxrss if single and own_maxrss else memory.get("vmhwm_bytes")
+    hwm = max(filter(None, [own_maxrss, memory.get("vmhwm_bytes")]), default=None)
     peak = memory.get("peak_host_bytes")
     if discount is None or not hwm or peak is None:
         return
     floor = hwm - discount
     if floor > peak:
+        if own_maxrss == hwm and hwm > (memory.get("vmhwm_bytes") or 0):
+            # Above every VmHWM read, the child's own at the end of its run included: the spike
+            # came after that, in its shutdown (not when the sampler's own peak was).
+            memory["peak_time_s"], memory["peak_in_shutdown"] = None, True
         memory["peak_host_bytes"] = floor
         memory["peak_host_upper_bytes"] = max(floor, memory.get("peak_host_upper_bytes") or 0)
         memory["method"] += (
@@ -220,7 +225,8 @@ def build_record(
     }
     apply_kernel_floor(memory)
     # The sampler starts with the child, so its clock and the timeline's agree to a few milliseconds.
-    memory["peak_phase"] = phase_at(timeline or [], memory.get("peak_time_s"))
+    in_shutdown = memory.pop("peak_in_shutdown", False)
+    memory["peak_phase"] = "shutdown" if in_shutdown else phase_at(timeline or [], memory.get("peak_time_s"))
     kernel = memory.get("cgroup") or {}
     if kernel.get("peak_bytes") and memory.get("peak_host_bytes"):
         kernel["peak_over_pss"] = kernel["peak_bytes"] / memory["peak_host_bytes"]
