@@ -100,7 +100,7 @@ def export(
     if refused is not None:
         console.print(
             f"trial {int(refused['number'])} fits {format_bytes(budget)} as measured on "
-            f"{refused['train_images']} images, but its peak predicted for the whole dataset is "
+            f"{int(refused['train_images'])} images, but its peak predicted for the whole dataset is "
             f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
         )
     if row is None:

@@ -60,9 +60,16 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     if memory is None:
         frame["predicted_full_bytes"] = [None] * len(frame)
     else:
-        frame["predicted_full_bytes"] = full_size_predictions(
+        predicted = full_size_predictions(
             frame, memory.model, memory.stats, framework=spec.framework, device=spec.device
         )
+        # A training that saw every training image of the dataset measured the whole dataset: no
+        # prediction stands in for it (or refuses it in export).
+        whole = len(memory.stats.train_sizes)
+        frame["predicted_full_bytes"] = [
+            None if seen is not None and seen == seen and int(seen) >= whole else value
+            for value, seen in zip(predicted, frame["train_images"], strict=True)
+        ]
     return StudyResults(
         spec=spec, study=study, trials=frame, estimates=estimates,
         memory_model=None if memory is None else memory.model.to_dict(),

@@ -40,7 +40,8 @@ class StudyResults:
         study: The Optuna study (read-only use: Optuna's own plots and tools take it as it is).
         trials: One row per finished trial (the ``report --all`` columns), with
             ``predicted_full_bytes``, each configuration's peak predicted for the whole dataset
-            (None where the dataset is not at hand).
+            (None where the dataset is not at hand, or where the trial trained on all of it: its
+            own peak is the whole dataset's).
         estimates: Each accuracy config's mean, interval and replicates, and the study's noise.
         memory_model: The memory model behind those predictions (a dict), or None.
         probes: The probes of the study's dataset on this machine (:mod:`search.probe`).
