@@ -11,7 +11,7 @@ import pytest
 from search.child.compat import child_process_environment
 from search.data._dataset import label_path, load_dataset
 from search.data._demo import make_demo_dataset
-from search.data._labels import highest_class, label_class_check, unknown_classes_note
+from search.data._labels import highest_class, label_class_check, label_notes, read_label
 from search.errors import InputError
 from search.frameworks import get_framework
 
@@ -34,10 +34,17 @@ LABELS = {
     "infinite class": "inf 0.5 0.5 0.2 0.2\n",
     "huge class": "1e400 0.5 0.5 0.2 0.2\n",
     "float32 class": "2.99999999 0.5 0.5 0.2 0.2\n",
+    "negative class": "-1 0.5 0.5 0.2 0.2\n",
+    "a little negative": "1 0.5 0.5 0.2 -0.005\n",
+    "a little outside": "1 0.5 1.005 0.2 0.2\n",
+    "infinite coordinate": "1 0.5 inf 0.2 0.2\n",
 }
 
 # Files ultralytics' own verification rejects for another reason than yolov5 (it only gets a note).
 ULTRALYTICS_REJECTS = {"polygon and box"}  # "labels mix segment and detection rows"
+# Files both frameworks reject that are not called corrupt here: a class beyond names is its own
+# note (yolov5 fails the training), and a polygon file is read more strictly here than by yolov5.
+NOT_CLAIMED = {"beyond", "polygon", "polygon and box"}
 
 # Run where a trial runs: in a child, with its environment (nothing written into the home), so that
 # this test process never imports torch or a YOLO package.
@@ -52,8 +59,9 @@ for image, label in json.loads(sys.argv[1]):
     top = None if corrupt or boxes is None or not len(boxes) else float(boxes[:, 0].max())
     # An infinite class passes yolov5's verification and crashes its training (int(inf)).
     highest = None if top is None else int(top) if math.isfinite(top) else "crash"
-    message = ultralytics_verify((image, label, "", False, 3, 0, 0, False))[-1]
-    found[label] = [highest, "exceeds dataset class count" in message]
+    *_, ultralytics_corrupt, message = ultralytics_verify((image, label, "", False, 3, 0, 0, False))
+    skipped = "exceeds dataset class count" in message
+    found[label] = [highest, skipped, bool(corrupt), bool(ultralytics_corrupt)]
 print(json.dumps(found))
 """
 
@@ -72,7 +80,13 @@ def test_a_label_files_highest_class_is_the_one_yolov5_and_ultralytics_read(tmp_
     assert done.returncode == 0, done.stderr
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     for name, (_, label) in pairs.items():
-        highest, skipped_by_ultralytics = theirs[label]
+        highest, skipped_by_ultralytics, yolov5_corrupt, ultralytics_corrupt = theirs[label]
+        # A row called corrupt here is corrupt to both (where they differ, nothing is claimed).
+        rejected = read_label(Path(label))[1]
+        assert rejected is None or (yolov5_corrupt and ultralytics_corrupt), name
+        assert (rejected is not None) == (
+            yolov5_corrupt and ultralytics_corrupt and name not in NOT_CLAIMED
+        ), name
         # yolov5's reading; a class its training crashes on is left to it (never refused wrongly).
         assert highest_class(Path(label)) == (None if highest == "crash" else highest), name
         ours = highest_class(Path(label))
@@ -107,7 +121,7 @@ def test_the_label_of_an_unreadable_image_or_a_label_that_is_no_file_is_not_read
     assert label_class_check(dataset).beyond
     # yolov5 drops an image it cannot read, with its label: it is no reason to refuse the dataset.
     assert not label_class_check(dataset, skip=[broken]).beyond
-    assert unknown_classes_note(dataset, get_framework("yolov5"), unreadable=[broken]) is None
+    assert label_notes(dataset, get_framework("yolov5"), unreadable=[broken]) == []
     # A pipe named like a label (reading it would wait forever) and a folder: no label file.
     label_path(broken).unlink()
     os.mkfifo(label_path(broken))
@@ -121,12 +135,26 @@ def test_yolov5_refuses_such_labels_and_ultralytics_is_told_it_skips_them(tmp_pa
     data = make_demo_dataset(tmp_path / "d", images=3, val_images=2, size=32)
     dataset = load_dataset(data)
     yolov5, ultralytics = get_framework("yolov5"), get_framework("ultralytics")
-    assert unknown_classes_note(dataset, yolov5) is None
-    assert unknown_classes_note(dataset, ultralytics) is None
+    assert label_notes(dataset, yolov5) == label_notes(dataset, ultralytics) == []
     label_path(dataset.train_images[0]).write_text("3 0.5 0.5 0.2 0.2\n")  # names has 0-2
     with pytest.raises(InputError, match=r"1 label file has a class id not below .*: yolov5 fails a"):
-        unknown_classes_note(dataset, yolov5)
-    note = unknown_classes_note(dataset, ultralytics)
+        label_notes(dataset, yolov5)
+    (note,) = label_notes(dataset, ultralytics)
     label = label_path(dataset.train_images[0])
-    assert note is not None
     assert note.endswith(f"(e.g. {label}: class 3): ultralytics skips their images as corrupt")
+
+
+def test_a_row_both_frameworks_reject_is_a_note_naming_the_file_and_why(tmp_path: Path) -> None:
+    # yolov5 drops such an image without a word to the user: one image fewer, trained on silently.
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=2, size=32)
+    dataset = load_dataset(data)
+    label = label_path(dataset.train_images[1])
+    label.write_text(LABELS["negative class"])
+    (note,) = label_notes(dataset, get_framework("yolov5"))
+    assert note == (
+        f"data yaml {data}: 1 label file has a row yolov5 rejects (e.g. {label}: a negative value): "
+        "it leaves that image out of training as corrupt"
+    )
+    label.write_text(LABELS["four columns"])
+    (note,) = label_notes(dataset, get_framework("ultralytics"))
+    assert f"{label}: a row of 4 values, not 5" in note

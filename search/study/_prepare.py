@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 
 from search.data._dataset import DatasetSpec, load_dataset
-from search.data._labels import unknown_classes_note
+from search.data._labels import label_notes
 from search.errors import InputError, StorageError
 from search.frameworks import get_framework
 from search.model._predict import DatasetStats
@@ -270,8 +270,8 @@ def prepare_study(
     data = resolve_data(spec, spec_path)
     dataset = load_dataset(data)
     stats = DatasetStats.read(dataset)
-    unknown = unknown_classes_note(dataset, get_framework(spec.framework), unreadable=stats.unreadable_images)
-    notes = (stats.unreadable_note, unknown)
+    labels = label_notes(dataset, get_framework(spec.framework), unreadable=stats.unreadable_images)
+    notes = (stats.unreadable_note, *labels)
     space = dataclasses.replace(space, notes=(*space.notes, *(note for note in notes if note)))
     if jobs > 1 and storage is None and spec.storage is None:
         _move_to_journal(spec, spec_path, url)
