@@ -96,6 +96,23 @@ def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], mess
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("options", "flags", "message"),
+    [
+        ("batchsize: 4\n", [], "{config}: batchsize: unknown key"),
+        ("batch: -4\n", [], "{config}: batch: Input should be greater than 0"),
+        ("batch: 4\n", ["--batch", "0"], "--batch: Input should be greater than 0"),  # the flag's
+    ],
+)
+def test_a_bad_train_config_names_its_file_and_key(
+    tiny_data: Path, tmp_path: Path, options: str, flags: list[str], message: str
+) -> None:
+    config = tmp_path / "best.yaml"
+    config.write_text(f"data: {tiny_data}\n{options}")
+    done = run_cli("train", "--config", str(config), *flags, timeout=60)
+    assert done.returncode == 2 and done.stderr == f"memfront: error: {message.format(config=config)}\n"
+
+
 def _in_training(cli_pid: int) -> bool:
     """Whether the trial that command ``cli_pid`` runs has written its training phase."""
     for path in Path(tempfile.gettempdir()).glob(f"memfront-trial-{cli_pid}-*/events.jsonl"):

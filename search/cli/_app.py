@@ -226,6 +226,7 @@ def train(
 ) -> None:
     """Run a full training with memfront's adaptations (what `export` prints)."""
     options: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
     if config is not None:
         if not config.is_file():
             fail(f"--config: file not found: {config}")
@@ -260,7 +261,12 @@ def train(
     try:
         trial_config = TrialConfig(**options)
     except ValidationError as error:
-        fail(f"--{validation_message(error).replace('_', '-')}")
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        message = f"{field}: unknown key" if first["type"] == "extra_forbidden" else validation_message(error)
+        if config is not None and field in loaded and flags.get(field) is None:
+            fail(f"{config}: {message}")  # the file said it, not a flag
+        fail(f"--{message.replace('_', '-')}")
     limits = TrialLimits(memory_limit_bytes=size_option(memory_limit, "--memory-limit"))
     destination = _new_run_folder(project, name)
     not_kept = None
