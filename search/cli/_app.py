@@ -102,7 +102,7 @@ def _print_trial(record: TrialRecord) -> None:
     memory = record.memory
     table.add_row(
         "peak host memory",
-        f"{format_bytes(record.peak_host_bytes)}  (PSS of {memory.get('max_processes')} processes; "
+        f"{format_bytes(record.peak_host_bytes)}  (PSS of {_processes(memory.get('max_processes'))}; "
         f"read {format_bytes(memory.get('peak_host_lower_bytes'))}, bound "
         f"{format_bytes(memory.get('peak_host_upper_bytes'))}; RSS sum "
         f"{format_bytes(memory.get('peak_rss_tree_bytes'))}, "
@@ -411,3 +411,7 @@ def _storage_failure(error: BaseException) -> BaseException | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return error if type(error).__name__ == "StorageInternalError" else None
+
+
+def _processes(count: int | None) -> str:
+    return "1 process" if count == 1 else f"{count} processes"

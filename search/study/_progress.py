@@ -98,8 +98,9 @@ def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
     ]
     if outcome.replicates:
         lines.append(
-            f"accuracy: {outcome.replicates} of the trainings are replicates (a measured accuracy config "
-            "trained again with another seed, where that could change the front)"
+            f"accuracy: {outcome.replicates} of the trainings "
+            f"{'is a replicate' if outcome.replicates == 1 else 'are replicates'} (a measured accuracy "
+            "config trained again with another seed, where that could change the front)"
         )
     lines.extend(outcome.unranked)
     if outcome.accuracy_note:
