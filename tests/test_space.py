@@ -4,8 +4,8 @@ import os
 
 import optuna
 
-from search.study._space import KnobRoles, effective_space, leanest_accuracy, leanest_system, suggest
-from search.study._spec import StudySpec
+from search.study._space import KNOBS, KnobRoles, effective_space, leanest_accuracy, leanest_system, suggest
+from search.study._spec import SearchSpace, StudySpec
 
 
 def _spec(**space: object) -> StudySpec:
@@ -107,3 +107,8 @@ def test_a_study_whose_noise_cannot_reach_the_minimum_says_it_will_not_rank() ->
     assert notes(max_replicates=2, accuracy_noise_prior={"sd": 0.05, "df": 1}) == []
     assert notes(max_replicates=2, accuracy_min_df=2) == []
     assert notes(max_replicates=1, space={"batch": [8]}) == []  # one config: nothing to rank anyway
+
+
+def test_a_single_value_is_the_knobs_one_choice() -> None:
+    space = SearchSpace.model_validate({"batch": 16, "imgsz": 640, "cache": "ram", "workers": 2, "amp": True})
+    assert [space.choices(name) for name in KNOBS] == [[16], [640], ["ram"], [2], [True]]

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from search.accuracy._noise import DEFAULT_FAMILY_WISE, DEFAULT_MIN_DF, DEFAULT_RESOLUTION, NoiseRules
 from search.errors import InputError
@@ -87,9 +95,16 @@ class IntRange(BaseModel):
 
 
 class SearchSpace(BaseModel):
-    """The knobs the study searches. A list is a set of choices; a mapping an integer range."""
+    """The knobs the study searches. A list is a set of choices; a mapping an integer range; a
+    single value (``imgsz: 640``) the one choice."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("batch", "imgsz", "cache", "workers", "amp", mode="before")
+    @classmethod
+    def _one_value(cls, value: Any, info: ValidationInfo) -> Any:
+        one = str if info.field_name == "cache" else int  # bool is an int: amp's one value too
+        return [value] if isinstance(value, one) else value
 
     batch: list[int] | IntRange = Field(default_factory=lambda: [8, 16])
     imgsz: list[int] | IntRange = Field(default_factory=lambda: [320])
