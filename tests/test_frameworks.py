@@ -13,7 +13,7 @@ from search.accuracy import Training
 from search.errors import InputError
 from search.frameworks import FRAMEWORK_NAMES, get_framework, infer_framework, resolve_framework
 from search.model._predict import features, loader_workers
-from search.results._command import upstream_command
+from search.results._command import upstream_command, upstream_words
 from search.study._spec import StudySpec
 from search.trial._config import TrialConfig, resolve_hyp, resolve_model, validation_message
 
@@ -277,3 +277,15 @@ def test_the_exported_command_carries_the_allocator_setting_the_trials_ran_with(
                "cache": "none", "workers": 0, "amp": False, "device": "cpu", "seed": 0}  # fmt: skip
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")  # the user's own: every child kept it
     assert shlex.split(upstream_command(options))[0] == "MALLOC_MMAP_THRESHOLD_=262144"
+
+
+@pytest.mark.parametrize(
+    ("framework", "base"), [("yolov5", "its package folder"), ("ultralytics", "the working directory")]
+)
+def test_the_upstream_line_warns_of_a_relative_data_path(tmp_path: Path, framework: str, base: str) -> None:
+    # memfront reads a data yaml's relative path: against the yaml's folder; neither framework does.
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: train.txt\nval: val.txt\nnames: [a]\n")
+    assert f"relative path: against {base}" in upstream_words({"data": str(data), "framework": framework})
+    data.write_text(f"path: {tmp_path}\ntrain: train.txt\nval: val.txt\nnames: [a]\n")
+    assert "relative" not in upstream_words({"data": str(data), "framework": framework})

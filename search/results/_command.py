@@ -38,9 +38,30 @@ _UPSTREAM_WORDS = {
 }
 
 
+# Where each framework's own command reads a data yaml's relative ``path:`` from (memfront's trials
+# and ``memfront train`` read it against the yaml's folder).
+_RELATIVE_PATH_BASE = {
+    "yolov5": "against its package folder",
+    "ultralytics": "against the working directory",
+}
+
+
 def upstream_words(options: dict[str, Any]) -> str:
-    """What to call :func:`upstream_command`'s line for these options."""
-    return _UPSTREAM_WORDS.get(str(options.get("framework") or DEFAULT_FRAMEWORK), "upstream flags")
+    """What to call :func:`upstream_command`'s line for these options (and a warning where that
+    command would read the data yaml's relative ``path:`` elsewhere than memfront does)."""
+    framework = str(options.get("framework") or DEFAULT_FRAMEWORK)
+    words = _UPSTREAM_WORDS.get(framework, "upstream flags")
+    try:
+        content = yaml.safe_load(Path(str(options["data"])).read_text())
+        relative = isinstance(content, dict) and not Path(str(content.get("path") or "/")).is_absolute()
+    except (OSError, yaml.YAMLError, KeyError):
+        relative = False
+    if relative and framework in _RELATIVE_PATH_BASE:
+        words += (
+            f"; it reads the data yaml's relative path: {_RELATIVE_PATH_BASE[framework]}, so give it "
+            "an absolute one"
+        )
+    return words
 
 
 def train_options(
