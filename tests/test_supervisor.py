@@ -229,6 +229,38 @@ def test_a_supervision_that_fails_to_start_leaves_no_process_or_cgroup(
 
 
 @pytest.mark.slow
+def test_a_descendant_that_left_the_process_group_goes_with_the_trial(
+    tiny_data: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process the trial starts in a session of its own (setsid), orphaned at once, is outside the
+    # process group the supervisor kills and the tree its sampler follows; the trial's cgroup holds it.
+    root, _ = memory_cgroup_root()
+    if root is None:
+        pytest.skip("no memory cgroup here: nothing but the process group to kill by")
+    pid_file = tmp_path / "escaped.pid"
+    child_hook(
+        tmp_path,
+        monkeypatch,
+        "import subprocess\n"
+        # Started through a shell that exits at once: orphaned before anyone could see its parent.
+        f"script = 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {pid_file}'\n"
+        "subprocess.run(['sh', '-c', script])\n",
+    )
+    record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), **TINY))
+    assert record.status == "ok", record.log_tail
+    escaped = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{escaped}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(escaped, os.WNOHANG)  # reaped by init, not by this process, in practice
+        time.sleep(0.1)
+    state = (
+        Path(f"/proc/{escaped}/stat").read_text().split()[2] if Path(f"/proc/{escaped}").exists() else "gone"
+    )
+    assert state in ("gone", "Z"), state
+
+
+@pytest.mark.slow
 def test_cuda_out_of_memory_is_memory_limit(
     tiny_data: Path, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

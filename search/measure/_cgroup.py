@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,13 @@ class TrialCgroup:
         except OSError:
             return False
         return True
+
+    def kill_all(self) -> None:
+        """SIGKILLs every process still in the cgroup: a descendant that left the trial's process
+        group and outlived its parent (``setsid``, then orphaned) is found here when nowhere else."""
+        for line in _read(self.path / "cgroup.procs").split():
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                os.kill(int(line), signal.SIGKILL)
 
     def peak_bytes(self) -> int | None:
         """The kernel's peak charge of the cgroup (page cache included)."""

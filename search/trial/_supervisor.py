@@ -374,6 +374,8 @@ def _supervise(
         memory = sampler.stop() if sampler is not None else None
         if nvml is not None:
             nvml.close()
+        if isinstance(cgroup, TrialCgroup):
+            cgroup.kill_all()
         kernel_figures = cgroup_figures(cgroup, joined=cgroup_joined)
     assert child is not None and memory is not None  # else the finally re-raised
     events.poll()
