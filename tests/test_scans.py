@@ -50,7 +50,7 @@ def test_a_stored_scan_is_what_the_next_command_reads_while_no_file_changed(
     assert DatasetStats.read(load_dataset(dataset)).train_sizes == ((7, 9),) * 6
     label = label_path(load_dataset(dataset).train_images[0])
     entry, stored = _stored(tmp_path, "label-classes")
-    stored["value"] = [[str(label), 7]]
+    stored["value"]["beyond"] = [[str(label), 7]]
     entry.write_text(json.dumps(stored))
     assert label_class_check(load_dataset(dataset)).beyond == ((label, 7),)
 
