@@ -14,6 +14,7 @@ import pytest
 from search.errors import InputError
 from search.study._storage import (
     HEARTBEAT_ATTR,
+    ask,
     default_storage_url,
     fail_stale_trials,
     is_concurrent_safe,
@@ -135,7 +136,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     # right after asking would leave a trial RUNNING that every later run waits for.
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(storage=storage, study_name="s")
-    trial = study.ask()
+    trial = ask(study)  # as a worker asks (Optuna warns of heartbeats outside optimize)
     trial.suggest_categorical("batch", [4, 8])
     fail_stale_trials(study)
     assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # within the grace period
@@ -149,7 +150,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
 def test_journal_heartbeat_is_a_trial_attribute(tmp_path: Path) -> None:
     storage = make_storage(f"journal:{tmp_path / 'j.journal'}", heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage)
-    trial = study.ask()
+    trial = ask(study)  # as a worker asks (Optuna warns of heartbeats outside optimize)
     before = time.time()
     storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
     assert study.trials[0].system_attrs[HEARTBEAT_ATTR] >= before
