@@ -173,7 +173,7 @@ def test_disk_cache_files_are_removed_but_users_own_are_kept(tmp_path: Path, wor
 @pytest.mark.slow
 def test_train_subset(tiny_data: Path, work: Path) -> None:
     record = run_trial(workdir=work, config=TrialConfig(data=str(tiny_data), train_images=6, **TINY))
-    assert record.status == "ok" and record.used["train_images"] == 6
+    assert record.status == "ok" and record.used["train_images"] == record.used["listed_images"] == 6
 
 
 @pytest.mark.slow

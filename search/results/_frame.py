@@ -81,6 +81,7 @@ FRAME_COLUMNS = [
     "cache_used",
     "imgsz_used",
     "train_images",
+    "listed_images",
     "map50",
     "map50_95",
     "fitness",
@@ -154,6 +155,7 @@ def read_results(
                 "cache_used": used.get("cache"),
                 "imgsz_used": used.get("imgsz"),
                 "train_images": used.get("train_images"),
+                "listed_images": used.get("listed_images"),
                 **trial.figures,  # the columns follow FRAME_COLUMNS, not this order
                 "peak_host_lower_bytes": memory.get("peak_host_lower_bytes"),
                 "peak_host_upper_bytes": memory.get("peak_host_upper_bytes"),

@@ -63,12 +63,11 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
         predicted = full_size_predictions(
             frame, memory.model, memory.stats, framework=spec.framework, device=spec.device
         )
-        # A training that saw every training image of the dataset measured the whole dataset: no
-        # prediction stands in for it (or refuses it in export).
-        whole = len(memory.stats.train_sizes)
         frame["predicted_full_bytes"] = [
-            None if seen is not None and seen == seen and int(seen) >= whole else value
-            for value, seen in zip(predicted, frame["train_images"], strict=True)
+            None if _whole_dataset(listed, loaded, memory) else value
+            for value, listed, loaded in zip(
+                predicted, frame["listed_images"], frame["train_images"], strict=True
+            )
         ]
     return StudyResults(
         spec=spec, study=study, trials=frame, estimates=estimates,
@@ -79,6 +78,15 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     )  # fmt: skip
 
 
+def _whole_dataset(listed: Any, loaded: Any, memory: WholeDataset) -> bool:
+    """Whether a training measured the whole dataset as it is now, so that no prediction stands in
+    for its figures (or refuses it in export): its list held every training image (records before
+    2026-12-07 tell only how many the framework loaded: every readable one, then)."""
+    if listed is not None and listed == listed:
+        return int(listed) >= memory.listed_images
+    return loaded is not None and loaded == loaded and int(loaded) >= len(memory.stats.train_sizes)
+
+
 @dataclasses.dataclass(frozen=True)
 class WholeDataset:
     """A study's memory model, probes and whole-dataset figures (:func:`whole_dataset`)."""
@@ -87,6 +95,7 @@ class WholeDataset:
     model: MemoryModel
     probes: dict[tuple[Any, ...], StoredProbe]
     figures: SystemFigures
+    listed_images: int  # the dataset's training images as a trial lists them (readable or not)
 
 
 def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> WholeDataset:
@@ -118,4 +127,6 @@ def whole_dataset(spec: StudySpec, study_file: Path, study: optuna.Study) -> Who
         train_images=spec.train_images, framework=spec.framework, device=spec.device,
         roles=KnobRoles.of(spec.framework),
     )  # fmt: skip
-    return WholeDataset(stats=stats, model=model, probes=probes, figures=figures)
+    return WholeDataset(
+        stats=stats, model=model, probes=probes, figures=figures, listed_images=len(dataset.train_images)
+    )

@@ -177,7 +177,14 @@ def build_record(
     nvml_peak: int | None,
     nvml_reason: str | None,
     timeline: list[dict[str, Any]] | None = None,
+    listed_images: int | None = None,
 ) -> TrialRecord:
+    """The trial's record from what its child wrote and what the supervisor measured.
+
+    ``listed_images`` is how many training images the trial's list held (all of the dataset's, or
+    the sample ``train_images`` asked for); ``used.train_images`` is how many the framework loaded
+    of them (it leaves out images it finds corrupt). Recorded as ``used.listed_images``.
+    """
     epochs = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in events.of("epoch")]
     error_event = events.last("error")
     end = events.last("end")
@@ -231,6 +238,8 @@ def build_record(
     if kernel.get("peak_bytes") and memory.get("peak_host_bytes"):
         kernel["peak_over_pss"] = kernel["peak_bytes"] / memory["peak_host_bytes"]
     used = {k: v for k, v in (events.last("used") or {}).items() if k not in ("event", "time")}
+    if listed_images is not None and used:
+        used["listed_images"] = listed_images
     return TrialRecord(
         status=status,
         map50=best["map50"] if best and status == "ok" else None,

@@ -156,7 +156,7 @@ def run_trial(
         folder = Path(tempfile.mkdtemp(prefix=owned_prefix(TRIAL_PREFIX), dir=workdir))
         child_temp = Path(tempfile.mkdtemp(prefix=owned_prefix(CHILD_TEMP_PREFIX)))
         claim = DiskCacheClaim(config.data, dataset.all_images) if config.cache == "disk" else None
-        data_yaml, _ = write_trial_data_yaml(
+        data_yaml, listed_images = write_trial_data_yaml(
             dataset,
             folder,
             train_images=config.train_images,
@@ -192,6 +192,7 @@ def run_trial(
             fast_hz=fast_hz,
             pss_cpu_budget=pss_cpu_budget,
             peak_file=None if probe is None else folder / "peak.txt",
+            listed_images=listed_images,
         )
         if keep_run is not None and (folder / "run").is_dir():
             try:
@@ -251,6 +252,7 @@ def _supervise(
     fast_hz: float,
     pss_cpu_budget: float,
     peak_file: Path | None = None,
+    listed_images: int | None = None,
 ) -> TrialRecord:
     env = compat.child_process_environment(folder / "settings")
     package_root = str(Path(__file__).resolve().parents[2])
@@ -393,4 +395,5 @@ def _supervise(
         rusage_maxrss=rusage_maxrss,
         nvml_peak=nvml_peak,
         nvml_reason=None if nvml is None else nvml.reason,
+        listed_images=listed_images,
     )
