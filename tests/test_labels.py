@@ -38,6 +38,7 @@ LABELS = {
     "a little negative": "1 0.5 0.5 0.2 -0.005\n",
     "a little outside": "1 0.5 1.005 0.2 0.2\n",
     "infinite coordinate": "1 0.5 inf 0.2 0.2\n",
+    "a line of spaces": "1 0.5 0.5 0.2 0.2\n   \n2 0.5 0.5 0.2 0.2\n",
 }
 
 # Files ultralytics' own verification rejects for another reason than yolov5 (it only gets a note).

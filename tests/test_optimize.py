@@ -92,7 +92,10 @@ def test_a_training_ok_without_an_objectives_figure_is_stored_as_failed_saying_w
     frozen = _told(_spec(["map50_95", "peak_gpu"], device="0"), record(map50_95=0.3))
     stored = read_trial(frozen)
     assert frozen.state == optuna.trial.TrialState.FAIL and stored.status == "failed"
-    assert stored.record is not None and "without a peak_gpu figure" in stored.record["error"]
+    assert stored.record is not None and "without a finite peak_gpu" in stored.record["error"]
+    # A figure that is not a number is none either (Optuna would fail the trial on it by itself).
+    frozen = _told(_spec(["map50_95", "peak_host"]), record(map50_95=float("nan")))
+    assert read_trial(frozen).status == "failed" and read_trial(frozen).counts_toward_n_trials
 
 
 def test_a_result_told_after_another_worker_failed_the_trial_is_refused_as_finished() -> None:

@@ -154,3 +154,15 @@ def test_only_a_lost_training_is_retried(write: str) -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.add_trial(stored_trial(config=knobs(), values=[0.3, GIB], violation=-GIB))
     assert retry_of_lost(_lost(study, write)) is None
+
+
+def test_an_ok_record_told_fail_by_an_older_memfront_reads_as_failed() -> None:
+    # Before 2026-12-07 a training without an objective's figure was told FAIL with its status ok
+    # and no constraint; it counted toward n_trials then, and still does.
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    write_result(trial, record(map50_95=None), knobs=KNOBS, violation=None)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    stored = read_trial(study.trials[0])
+    assert stored.status == "failed" and stored.counts_toward_n_trials
+

@@ -114,7 +114,7 @@ def label_class_check(dataset: DatasetSpec, *, skip: Collection[Path] = ()) -> L
 
     return cached_scan(
         "label-classes", dataset=dataset.yaml_path, files=labels,
-        settings={"classes": class_count, "rejected": 1}, scan=scan,
+        settings={"classes": class_count, "rejected": 2}, scan=scan,
         encode=lambda check: {
             "beyond": [[str(path), highest] for path, highest in check.beyond],
             "rejected": [[str(path), why] for path, why in check.rejected],
@@ -146,7 +146,8 @@ def read_label(label: str | Path) -> tuple[int | None, str | None]:
     except (OSError, UnicodeDecodeError):
         return None, None
     rows = [line.split() for line in text.strip().splitlines() if line]
-    if not rows:
+    if not rows or not all(rows):
+        # A line of spaces: yolov5 rejects the file, ultralytics skips the line (nothing claimed).
         return None, None
     try:
         values = [[float(word) for word in row] for row in rows]

@@ -251,9 +251,11 @@ def read_trial(trial: FrozenTrial) -> StoredTrial:
         # Failed with no record: its worker died, and the heartbeat check failed it.
         status = "duplicate" if _DUPLICATE_OF in attrs else "lost"
     elif trial.state == TrialState.FAIL and status in _TOLD_COMPLETE and _DUPLICATE_OF not in attrs:
-        # Its result was written but never told: the heartbeat check failed the trial in between
-        # (its worker died, or fell silent past the grace period) and retries its configuration.
-        status = "lost"
+        # Its result was written (its constraint with it) but never told: the heartbeat check failed
+        # the trial in between (its worker died, or fell silent past the grace period) and retries
+        # its configuration. Without a constraint, memfront before 2026-12-07 told it FAIL itself: a
+        # training that ended without an objective's figure.
+        status = "lost" if memory_violation(trial) is not None else "failed"
     retry_of = attrs.get(_RETRY_OF, trial.system_attrs.get(_FAILED_TRIAL))
     return StoredTrial(
         number=trial.number,

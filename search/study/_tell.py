@@ -9,6 +9,7 @@ measured training is told that training's result again, and the guard bounds how
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import optuna
 
@@ -110,8 +111,9 @@ def tell(
 ) -> None:
     """Stores the trial's result and tells the study (COMPLETE, infeasible, or FAIL).
 
-    A training that ended ``ok`` without a figure one of the study's objectives needs is stored as
-    ``failed``, saying which: a FAIL trial with status ``ok`` reads as one whose result was never told.
+    A training that ended ``ok`` without a finite figure for one of the study's objectives is stored
+    as ``failed``, saying which: a FAIL trial with status ``ok`` and a constraint reads as one whose
+    result was written but never told.
 
     Raises:
         optuna.exceptions.UpdateFinishedTrialError: If another worker failed the trial meanwhile (this
@@ -119,9 +121,14 @@ def tell(
     """
     values = objective_values(record, spec.objectives)
     peak = record.peak_host_bytes
+    if values is not None and not all(math.isfinite(value) for value in values):
+        values = None  # Optuna would fail the trial itself, on a result it was told
     if record.status == "ok" and values is None:
-        missing = [name for name in spec.objectives if objective_values(record, [name]) is None]
-        error = f"the training ended without a {' or '.join(missing)} figure, an objective of this study"
+        missing = [
+            name for name in spec.objectives
+            if not all(math.isfinite(value) for value in objective_values(record, [name]) or [math.nan])
+        ]  # fmt: skip
+        error = f"the training ended without a finite {' or '.join(missing)}, an objective of this study"
         error = "\n".join(filter(None, [record.error, error]))
         record = dataclasses.replace(record, status="failed", error=error)
     if record.status == "ok" and values is not None:
