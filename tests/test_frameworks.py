@@ -283,9 +283,15 @@ def test_the_exported_command_carries_the_allocator_setting_the_trials_ran_with(
     ("framework", "base"), [("yolov5", "its package folder"), ("ultralytics", "the working directory")]
 )
 def test_the_upstream_line_warns_of_a_relative_data_path(tmp_path: Path, framework: str, base: str) -> None:
-    # memfront reads a data yaml's relative path: against the yaml's folder; neither framework does.
+    # memfront reads a data yaml's relative paths against the yaml's folder; neither framework does.
     data = tmp_path / "data.yaml"
-    data.write_text("path: .\ntrain: train.txt\nval: val.txt\nnames: [a]\n")
-    assert f"relative path: against {base}" in upstream_words({"data": str(data), "framework": framework})
-    data.write_text(f"path: {tmp_path}\ntrain: train.txt\nval: val.txt\nnames: [a]\n")
-    assert "relative" not in upstream_words({"data": str(data), "framework": framework})
+
+    def said(content: str) -> bool:
+        data.write_text(f"{content}names: [a]\n")
+        return f"relative paths against {base}" in upstream_words({"data": str(data), "framework": framework})
+
+    assert said("path: .\ntrain: train.txt\nval: val.txt\n")
+    assert not said(f"path: {tmp_path}\ntrain: train.txt\nval: val.txt\n")
+    assert not said(f"path: .\ntrain: {tmp_path}/train.txt\nval: {tmp_path}/val.txt\n")
+    # No path: yolov5 takes its package folder, ultralytics the yaml's folder (as memfront).
+    assert said("train: train.txt\nval: val.txt\n") == (framework == "yolov5")

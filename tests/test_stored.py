@@ -165,4 +165,3 @@ def test_an_ok_record_told_fail_by_an_older_memfront_reads_as_failed() -> None:
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     stored = read_trial(study.trials[0])
     assert stored.status == "failed" and stored.counts_toward_n_trials
-

@@ -38,6 +38,19 @@ _UPSTREAM_WORDS = {
 }
 
 
+def _read_elsewhere(content: dict[str, Any], framework: str) -> bool:
+    """Whether the framework's own command would read the data yaml's relative image folders or
+    lists elsewhere than memfront does: a relative ``path:``, or none (yolov5 then takes its
+    package folder; ultralytics the yaml's folder, as memfront)."""
+    splits = [content.get(split) for split in ("train", "val")]
+    if not any(isinstance(split, str) and not Path(split).is_absolute() for split in splits):
+        return False  # absolute image folders or lists are read the same by all
+    path = content.get("path")
+    if path is None or str(path) == "":
+        return framework == "yolov5"
+    return not Path(str(path)).is_absolute()
+
+
 # Where each framework's own command reads a data yaml's relative ``path:`` from (memfront's trials
 # and ``memfront train`` read it against the yaml's folder).
 _RELATIVE_PATH_BASE = {
@@ -53,13 +66,12 @@ def upstream_words(options: dict[str, Any]) -> str:
     words = _UPSTREAM_WORDS.get(framework, "upstream flags")
     try:
         content = yaml.safe_load(Path(str(options["data"])).read_text())
-        relative = isinstance(content, dict) and not Path(str(content.get("path") or "/")).is_absolute()
     except (OSError, yaml.YAMLError, KeyError):
-        relative = False
-    if relative and framework in _RELATIVE_PATH_BASE:
+        content = None
+    if isinstance(content, dict) and framework in _RELATIVE_PATH_BASE and _read_elsewhere(content, framework):
         words += (
-            f"; it reads the data yaml's relative path: {_RELATIVE_PATH_BASE[framework]}, so give it "
-            "an absolute one"
+            f"; it reads the data yaml's relative paths {_RELATIVE_PATH_BASE[framework]}, so give it "
+            "an absolute path:"
         )
     return words
 
