@@ -7,7 +7,7 @@ import warnings
 import optuna
 import pytest
 
-from search.study._discard import discard_reason
+from search.study._discard import discard, discard_reason
 from search.study._space import effective_space, make_sampler
 from search.study._spec import StudySpec
 from search.study._stored import read_trial, write_proposal
@@ -113,6 +113,21 @@ def test_a_result_told_after_another_worker_failed_the_trial_is_refused_as_finis
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         _tell(study, trial, record(), spec)
     assert read_trial(study.trials[0]).status == "lost"  # the retry trains it again
+
+
+def test_a_discard_after_another_worker_failed_the_proposal_is_refused_as_finished() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    real_tell = study.tell
+
+    def failed_meanwhile(*args: object, **kwargs: object) -> object:
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        return real_tell(*args, **kwargs)  # type: ignore[arg-type]
+
+    study.tell = failed_meanwhile  # type: ignore[method-assign]
+    # The worker loop goes on to its next proposal on this error (a plain ValueError crashed it).
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        discard(study, trial, "trial 7 trains the same replicate")
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid"])

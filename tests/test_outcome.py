@@ -30,6 +30,7 @@ def test_a_missed_spike_raises_the_peak_to_the_high_water_mark_less_shared_pages
     assert memory["peak_host_bytes"] == 960 * MIB
     assert memory["peak_host_upper_bytes"] == 960 * MIB
     assert "high-water mark" in str(memory["method"])
+    assert memory["peak_in_shutdown"]  # a lone process, above its every VmHWM read: its shutdown
 
 
 def test_a_high_water_mark_that_may_be_the_spawners_image_is_not_the_trials() -> None:
@@ -88,8 +89,9 @@ def test_with_workers_the_trees_highest_high_water_mark_raises_the_peak_too() ->
     )
     apply_kernel_floor(memory)
     assert memory["peak_host_bytes"] == 1027 * MIB
-    # Above the last VmHWM read (the child's own at its end included): in its shutdown.
-    assert memory["peak_time_s"] is None and memory["peak_in_shutdown"]
+    # Above the main process's last VmHWM read: not when the sampler's peak was; with workers, not
+    # known to be the shutdown either (ru_maxrss may be a worker's).
+    assert memory["peak_time_s"] is None and not memory["peak_in_shutdown"]
 
 
 def test_without_an_exact_read_nothing_is_raised() -> None:

@@ -21,6 +21,7 @@ from search.study._stored import (
     mark_discarded,
     read_trials,
 )
+from search.study._tell import tell_running
 from search.study._trainings import replicate_identity, training_key
 
 __all__ = ["discard", "discard_reason", "trained_before"]
@@ -98,4 +99,4 @@ def discard(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
                 system_attrs={k: v for k, v in frozen.system_attrs.items() if not k.startswith("memfront:")},
             )
         )
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    tell_running(study, trial, state=optuna.trial.TrialState.FAIL)

@@ -24,7 +24,7 @@ from search.study._stored import (
 )
 from search.trial._record import TrialRecord
 
-__all__ = ["ProposalGuard", "infeasible_values", "objective_values", "tell", "tell_duplicate"]
+__all__ = ["ProposalGuard", "infeasible_values", "objective_values", "tell", "tell_duplicate", "tell_running"]
 
 _MAX_CONSECUTIVE_UNTRAINED = 30
 
@@ -135,17 +135,17 @@ def tell(
         write_result(
             trial, record, knobs=KNOBS, violation=float((peak or 0) - spec.memory_limit), files=files
         )
-        _tell_running(study, trial, values)
+        tell_running(study, trial, values)
     elif record.status in INFEASIBLE_STATUSES:
         violation = max(1.0, float((peak or spec.memory_limit) - spec.memory_limit))
         write_result(trial, record, knobs=KNOBS, violation=violation, files=files)
-        _tell_running(study, trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
+        tell_running(study, trial, infeasible_values(record, spec, study.get_trials(deepcopy=False)))
     else:
         write_result(trial, record, knobs=KNOBS, violation=None, files=files)
-        _tell_running(study, trial, state=optuna.trial.TrialState.FAIL)
+        tell_running(study, trial, state=optuna.trial.TrialState.FAIL)
 
 
-def _tell_running(
+def tell_running(
     study: optuna.Study,
     trial: optuna.Trial,
     values: list[float] | None = None,
@@ -167,4 +167,4 @@ def tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.tri
     """Closes a proposal of an evaluated configuration with that evaluation, so the sampler learns."""
     mark_duplicate(trial, earlier)
     complete = earlier.state == optuna.trial.TrialState.COMPLETE
-    _tell_running(study, trial, earlier.values if complete else None, state=earlier.state)
+    tell_running(study, trial, earlier.values if complete else None, state=earlier.state)

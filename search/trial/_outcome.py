@@ -108,9 +108,11 @@ def apply_kernel_floor(memory: dict[str, Any]) -> None:
     floor = hwm - discount
     if floor > peak:
         if own_maxrss == hwm and hwm > (memory.get("vmhwm_bytes") or 0):
-            # Above every VmHWM read, the child's own at the end of its run included: the spike
-            # came after that, in its shutdown (not when the sampler's own peak was).
-            memory["peak_time_s"], memory["peak_in_shutdown"] = None, True
+            # Above every VmHWM read of the main process, the child's own at the end of its run
+            # included: not when the sampler's own peak was. A lone process's spike came after
+            # those reads, in its shutdown; with workers it may be a worker's high-water mark.
+            memory["peak_time_s"] = None
+            memory["peak_in_shutdown"] = memory.get("max_processes") == 1
         memory["peak_host_bytes"] = floor
         memory["peak_host_upper_bytes"] = max(floor, memory.get("peak_host_upper_bytes") or 0)
         memory["method"] += (
