@@ -102,6 +102,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], mess
         ("batchsize: 4\n", [], "{config}: batchsize: unknown key"),
         ("batch: -4\n", [], "{config}: batch: Input should be greater than 0"),
         ("batch: 4\n", ["--batch", "0"], "--batch: Input should be greater than 0"),  # the flag's
+        ("1: 2\n", [], "{config}: expected a mapping of train options (data, batch, imgsz, ...)"),
     ],
 )
 def test_a_bad_train_config_names_its_file_and_key(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -114,3 +115,29 @@ def test_a_trial_starting_while_the_last_one_removes_its_cache_waits_for_it(
     out, _ = started[0].communicate(timeout=60)
     assert started[0].returncode == 0
     assert json.loads(out) == [] and not any(p.exists() for p in written)
+
+
+def test_a_claims_folder_others_can_write_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = tmp_path / f"memfront-disk-cache-{os.getuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)  # made by anyone in a shared /tmp: its claims could be anyone's
+    data = make_demo_dataset(tmp_path / "d", images=2, val_images=1, size=64)
+    with pytest.raises(OSError, match="not a folder of this user's own"):
+        DiskCacheClaim(str(data), load_dataset(str(data)).all_images)
+
+
+def test_a_claim_an_older_memfront_left_is_settled_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=1, size=64)
+    images = load_dataset(str(data)).all_images
+    users_own = _write_npy(images[:1])
+    written = _write_npy(images[1:])
+    legacy = tmp_path / "memfront-disk-cache"  # every user's claims, before 2026-12-07
+    legacy.mkdir()
+    claim = legacy / f"{_dead_pid()}-abcd1234.json"
+    claim.write_text(json.dumps({"data": str(data.resolve()), "existing": [str(p) for p in users_own]}))
+    assert claim in remove_abandoned(tmp_path)
+    assert not any(p.exists() for p in written) and all(p.exists() for p in users_own)

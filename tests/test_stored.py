@@ -15,6 +15,7 @@ from search.study._stored import (
     mark_discarded,
     mark_duplicate,
     mark_interrupted,
+    mark_requeued,
     plan_attrs,
     read_trial,
     retry_of_lost,
@@ -125,6 +126,8 @@ def _lost(study: optuna.Study, write: str) -> optuna.trial.FrozenTrial:
         mark_duplicate(trial, study.trials[0])
     elif write == "interrupted":
         mark_interrupted(trial)
+    elif write == "requeued":  # Ctrl-C: its worker queued the config, its status not yet written
+        mark_requeued(trial)
     elif write == "failed":
         write_result(trial, record("failed", map50_95=None), knobs=KNOBS, violation=None)
     study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
@@ -149,7 +152,7 @@ def test_a_result_written_but_never_told_is_lost_and_its_retry_carries_only_the_
     assert retry_of_lost(study._storage.get_trial(again._trial_id)) is None  # lost twice: no third try
 
 
-@pytest.mark.parametrize("write", ["discarded", "duplicate", "interrupted", "failed"])
+@pytest.mark.parametrize("write", ["discarded", "duplicate", "interrupted", "requeued", "failed"])
 def test_only_a_lost_training_is_retried(write: str) -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.add_trial(stored_trial(config=knobs(), values=[0.3, GIB], violation=-GIB))

@@ -234,8 +234,8 @@ def train(
             loaded = yaml.safe_load(config.read_text())
         except yaml.YAMLError as error:
             fail(f"--config: not valid YAML: {str(error).splitlines()[0]}")
-        if not isinstance(loaded, dict):
-            fail("--config: expected a mapping of train options")
+        if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
+            fail(f"{config}: expected a mapping of train options (data, batch, imgsz, ...)")
         options.update(loaded)
     for flag, switch in (("--amp", amp), ("--plots", plots)):
         if switch is not None and switch not in ("on", "off"):
@@ -405,11 +405,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _storage_failure(error: BaseException) -> BaseException | None:
     """The database driver's error behind ``error`` (SQLAlchemy's, or Optuna's wrapper of one), or None."""
+    # Only what raised it on purpose (``raise ... from``): a bug raised while a driver's error was
+    # being handled keeps its traceback.
     seen: BaseException | None = error
     while seen is not None:
         if type(seen).__module__.startswith("sqlalchemy"):
             return seen
-        seen = seen.__cause__ or seen.__context__
+        seen = seen.__cause__
     return error if type(error).__name__ == "StorageInternalError" else None
 
 

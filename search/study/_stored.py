@@ -426,7 +426,9 @@ def retry_of_lost(trial: FrozenTrial) -> FrozenTrial | None:
     (that is its result), one that never sampled its parameters, or a retry lost in turn.
     """
     history = list(trial.system_attrs.get(_RETRY_HISTORY, []))
-    if read_trial(trial).status != "lost" or not trial.params or history:
+    stored = read_trial(trial)
+    # Requeued: its worker queued its configuration itself (Ctrl-C) before its status was written.
+    if stored.status != "lost" or stored.requeued or not trial.params or history:
         return None
     system_attrs: dict[str, Any] = {
         _FAILED_TRIAL: trial.system_attrs.get(_FAILED_TRIAL, trial.number),

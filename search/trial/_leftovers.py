@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -55,12 +56,26 @@ def _claims_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"memfront-disk-cache-{os.getuid()}"
 
 
+# Where memfront before 2026-12-07 kept the claims of every user: those its killed workers left are
+# still settled (:func:`remove_abandoned`), and no new claim goes there.
+_LEGACY_CLAIMS = "memfront-disk-cache"
+
+
 @contextlib.contextmanager
 def _claims_locked() -> Iterator[Path]:
-    """The claims folder, held by this process alone while in the block."""
+    """The claims folder, held by this process alone while in the block.
+
+    Raises:
+        OSError: If a folder of that name is not this user's own (another user made it in the
+            shared temp folder, or it is a link): its claims could not be trusted.
+    """
     folder = _claims_dir()
     folder.mkdir(mode=0o700, exist_ok=True)
-    with open(folder / "lock", "a") as lock:
+    status = folder.lstat()
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise OSError(f"{folder} is not a folder of this user's own: remove it")
+    descriptor = os.open(folder / "lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         yield folder
 
@@ -119,8 +134,10 @@ class _Claim:
 def _claims(data: str | None = None) -> list[_Claim]:
     """Every claim on the machine, oldest first; only those on ``data`` if given."""
     found = []
+    folders = (_claims_dir(), Path(tempfile.gettempdir()) / _LEGACY_CLAIMS)
     with contextlib.suppress(OSError):
-        for path in sorted(_claims_dir().glob("*.json"), key=lambda p: p.stat().st_mtime):
+        paths = [path for folder in folders for path in folder.glob("*.json")]
+        for path in sorted(paths, key=lambda p: p.stat().st_mtime):
             try:
                 payload = json.loads(path.read_text())
             except (OSError, ValueError):
