@@ -18,6 +18,7 @@ from search.accuracy import (
     full_front,
     needs_no_more_memory,
     noise_front,
+    speed_repeats_apart,
 )
 from search.results._export import choice_lines, choose_config
 from search.results._frame import FRAME_COLUMNS, apply_estimates
@@ -671,3 +672,14 @@ def test_the_setting_ignore_prediction_would_export_is_named_whatever_the_spread
     choice = choose_config(frame, estimate_accuracy(trainings), max_memory_bytes=int(1.5 * GIB))
     assert choice.system is not None and choice.system.config["cache"] == "none"
     assert choice.refused_by_prediction is not None and int(choice.refused_by_prediction["number"]) == 0
+
+
+def test_a_settings_own_trainings_apart_beyond_the_speed_spread_are_found_widest_first() -> None:
+    runs = [
+        [(0, 10.0), (4, 11.0)],  # 10% apart: what one setting repeats within
+        [(1, 0.87), (5, 15.95), (7, 1.0)],  # one ran on a busy machine
+        [(2, 4.0), (6, 6.0)],  # 33% apart
+        [(3, 5.0)],  # once: nothing to compare
+        [(8, 2.0), (9, None)],  # no epoch ended in one: not compared
+    ]
+    assert speed_repeats_apart(runs) == [((1, 0.87), (5, 15.95)), ((2, 4.0), (6, 6.0))]  # type: ignore[arg-type]

@@ -302,3 +302,21 @@ def test_a_training_on_the_whole_dataset_is_its_own_figure_not_a_prediction(
     study_file = stored_study_file(tmp_path, name="whole", data=tiny_data, limit=LIMIT, trials=trials)
     predicted = search.load_study(study_file).trials.set_index("number")["predicted_full_bytes"]
     assert [bool(pd.isna(predicted[n])) for n in range(4)] == [True, False, True, False]
+
+
+def test_a_setting_whose_trainings_ran_at_speeds_far_apart_is_said_in_report_and_export(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    # The same knobs at 0.87 and 15.95 s/epoch (another job shared the 2 cores during one).
+    trials = [
+        stored_trial(config=knobs(8, 96), values=[0.3, GIB], violation=-GIB, epoch_seconds=seconds, seed=seed)
+        for seed, seconds in enumerate([0.87, 15.95])
+    ]
+    study_file = stored_study_file(tmp_path, name="speed", data=tiny_data, limit=LIMIT, trials=trials)
+    note = search.load_study(study_file).speed_note()
+    assert note is not None and "trial 0: 0.87 s/epoch, trial 1: 15.95 s, the same knobs, 18.3x" in note
+    report = run_cli("report", str(study_file), "--json", str(tmp_path / "r.json"))
+    assert report.returncode == 0 and note in " ".join(report.stdout.split())
+    assert json.loads((tmp_path / "r.json").read_text())["speed_note"] == note
+    export = run_cli("export", str(study_file))
+    assert export.returncode == 0 and note in " ".join(export.stderr.split())  # beside its choice lines

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         needs_no_more_memory,
         noise_front,
         shown_faster,
+        speed_repeats_apart,
         speed_steps,
     )
     from search.accuracy._noise import Noise, NoiseRules
@@ -69,6 +70,7 @@ __all__ = [
     "noise_front",
     "pick_config",
     "shown_faster",
+    "speed_repeats_apart",
     "speed_steps",
     "system_key",
     "trainings_of",
@@ -102,6 +104,7 @@ __getattr__, __dir__ = lazy_exports(
         "needs_no_more_memory": "search.accuracy._front",
         "noise_front": "search.accuracy._front",
         "shown_faster": "search.accuracy._front",
+        "speed_repeats_apart": "search.accuracy._front",
         "speed_steps": "search.accuracy._front",
         "Pick": "search.accuracy._pick",
         "export_decisions": "search.accuracy._pick",

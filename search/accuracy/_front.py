@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
 
@@ -40,6 +40,7 @@ __all__ = [
     "needs_no_more_memory",
     "noise_front",
     "shown_faster",
+    "speed_repeats_apart",
     "speed_steps",
 ]
 
@@ -86,6 +87,28 @@ def shown_faster(a: FullConfig, b: FullConfig, *, spread: float = SPEED_SPREAD) 
     if a.epoch_seconds is None:
         return False
     return b.epoch_seconds is None or a.epoch_seconds < b.epoch_seconds * (1 - spread)
+
+
+def speed_repeats_apart(
+    runs: Iterable[Sequence[tuple[int, float]]], *, spread: float = SPEED_SPREAD
+) -> list[tuple[tuple[int, float], tuple[int, float]]]:
+    """The full configs whose own trainings' epoch times are apart by more than ``spread``.
+
+    Args:
+        runs: For each full config, its trainings as (trial number, seconds per epoch).
+        spread: The margin :func:`shown_faster` ranks by.
+
+    Returns:
+        For each such config, its fastest and its slowest training, the widest apart first. One
+        setting's repeats beyond the margin say the machine's speed moved (it was shared, or busy)
+        while they ran: rankings by speed rest on figures like theirs.
+    """
+    apart = []
+    for trainings in runs:
+        timed = sorted((seconds, number) for number, seconds in trainings if seconds and seconds > 0)
+        if len(timed) > 1 and timed[0][0] < timed[-1][0] * (1 - spread):
+            apart.append(((timed[0][1], timed[0][0]), (timed[-1][1], timed[-1][0])))
+    return sorted(apart, key=lambda pair: pair[0][1] / pair[1][1])
 
 
 def speed_steps(systems: Sequence[FullConfig]) -> tuple[FullConfig, ...]:

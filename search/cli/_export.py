@@ -91,6 +91,9 @@ def export(
         console.print(f"{results.dataset_note}; memory as the trainings measured it")
     if results.memory_note:
         console.print(results.memory_note)
+    speed_note = results.speed_note()
+    if speed_note:
+        console.print(speed_note)
     gpu_budget = budgets["--max-gpu-memory"]
     choice = results.choice(
         budgets["--max-memory"], max_gpu_memory=gpu_budget, check_prediction=not ignore_prediction

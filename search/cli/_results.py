@@ -266,6 +266,9 @@ def report(
     for line in unranked:
         shown_on.print(line)
     shown_on.print(noise_text(results.estimates))
+    speed_note = results.speed_note()
+    if speed_note:
+        shown_on.print(speed_note)
     full = results.full_front()
     if results.probes or results.speed_counts:
         shown_on.print(_full_front_table(results, full))
@@ -302,6 +305,7 @@ def report(
             "accuracy_signal": results.accuracy_signal,
             "accuracy_note": results.accuracy_note(),
             "unranked": unranked,
+            "speed_note": speed_note,
             "dataset_note": results.dataset_note,
             "memory_note": results.memory_note,
             "noise": dataclasses.asdict(results.estimates.noise),

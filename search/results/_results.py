@@ -168,6 +168,31 @@ class StudyResults:
         """What ``run``, ``report`` and ``export`` say when accuracy cannot rank the configs; else None."""
         return self.estimates.signal_text()
 
+    def speed_note(self) -> str | None:
+        """What ``report`` and ``export`` say when one setting's own trainings ran at speeds apart
+        by more than the spread speed is ranked by (:func:`search.accuracy.speed_repeats_apart`);
+        else None."""
+        from search.accuracy import SPEED_SPREAD, speed_repeats_apart
+
+        ok = self.trials[(self.trials["status"] == "ok") & self.trials["duplicate_of"].isna()]
+        runs: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
+        for row in ok.itertuples():
+            seconds = row.epoch_seconds
+            if seconds is not None and seconds == seconds:
+                key = tuple(getattr(row, knob) for knob in ("batch", "imgsz", "cache", "workers", "amp"))
+                runs.setdefault(key, []).append((int(row.number), float(seconds)))
+        apart = speed_repeats_apart(runs.values())
+        if not apart:
+            return None
+        (fast, fast_s), (slow, slow_s) = apart[0]
+        configs = "1 setting's trainings" if len(apart) == 1 else f"{len(apart)} settings' trainings"
+        return (
+            f"speed: {configs} ran apart by more than the {SPEED_SPREAD:.0%} spread speed is ranked by "
+            f"(e.g. trial {fast}: {fast_s:.2f} s/epoch, trial {slow}: {slow_s:.2f} s, the same knobs, "
+            f"{slow_s / fast_s:.1f}x): the machine's speed moved while they ran (shared, or busy), so "
+            "rankings by speed may not hold"
+        )
+
     def unranked_lines(self) -> list[str]:
         """What ``run`` and ``report`` say of accuracy configs missing from the front for want of a
         result (an empty front, or configs whose trainings were all cut by a time limit), with what
