@@ -7,7 +7,7 @@ import operator
 import re
 from typing import Any
 
-__all__ = ["format_bytes", "format_seconds", "parse_duration", "parse_size", "whole_number"]
+__all__ = ["format_bytes", "format_seconds", "format_size", "parse_duration", "parse_size", "whole_number"]
 
 _SIZE_UNITS = {
     "": 1,
@@ -120,6 +120,18 @@ def format_bytes(size: float | None) -> str:
     if unit == "B":
         return f"{int(value)} B"
     return f"{value:.2f} {unit}" if unit == "GiB" else f"{value:.0f} {unit}"
+
+
+def format_size(size: int) -> str:
+    """A size as the user may have written it: :func:`format_bytes`, then the decimal unit too when
+    the size is a whole number of decimal megabytes but not of MiB (``16GB``: ``14.90 GiB (16 GB)``)."""
+    text = format_bytes(size)
+    if size <= 0 or size % 10**6 or size % 2**20 == 0:
+        return text
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if size >= scale:
+            return f"{text} ({size / scale:g} {unit})"
+    return text
 
 
 def format_seconds(seconds: float | None) -> str:

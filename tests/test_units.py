@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.units import format_bytes, parse_duration, parse_size, whole_number
+from search.units import format_bytes, format_size, parse_duration, parse_size, whole_number
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,10 @@ def test_format_bytes() -> None:
 def test_whole_number_takes_ints_and_numpys_only() -> None:
     assert (whole_number(3), whole_number(np.int64(3)), whole_number(0)) == (3, 3, 0)
     assert [whole_number(v) for v in (True, 2.5, 3.0, "3", None)] == [None] * 5
+
+
+def test_a_size_written_in_decimal_units_is_shown_in_them_too() -> None:
+    assert format_size(parse_size("16GB")) == "14.90 GiB (16 GB)"
+    assert format_size(parse_size("1GB")) == "954 MiB (1 GB)"
+    assert format_size(parse_size("16GiB")) == "16.00 GiB"  # binary: as written already
+    assert format_size(parse_size("1.3GiB")) == "1.30 GiB"

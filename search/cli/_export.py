@@ -11,7 +11,7 @@ import typer
 from search.cli._options import output_path, spare_the_study
 from search.cli._results import StorageOption, StudyFile, console, open_results, plain
 from search.errors import InputError
-from search.units import format_bytes, parse_size
+from search.units import format_bytes, format_size, parse_size
 
 __all__ = ["register"]
 
@@ -102,7 +102,7 @@ def export(
     refused, row = choice.refused_by_prediction, choice.chosen
     if refused is not None:
         console.print(
-            f"trial {int(refused['number'])} fits {format_bytes(budget)} as measured on "
+            f"trial {int(refused['number'])} fits {format_size(budget)} as measured on "
             f"{int(refused['train_images'])} images, but its peak predicted for the whole dataset is "
             f"{format_bytes(refused['predicted_full_bytes'])}: skipped (--ignore-prediction to use it)"
         )

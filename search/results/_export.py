@@ -17,7 +17,7 @@ from search.accuracy._front import MEMORY_SPREAD, SPEED_SPREAD, needs_no_more_me
 from search.accuracy._pick import fits_budget, fits_gpu_with_spread, fits_with_spread, pick_config
 from search.results._frame import front, status_counts
 from search.study._progress import config_text
-from search.units import format_bytes, format_seconds
+from search.units import format_bytes, format_seconds, format_size
 
 __all__ = [
     "ExportChoice",
@@ -210,7 +210,7 @@ _ONE_RUN_COLUMNS = (
 def nothing_fits_text(choice: ExportChoice) -> str:
     """Why nothing was chosen, and what came closest: ``no measured configuration fits 1.00 GiB;
     closest: trial 2 (batch 8, imgsz 96, ...) needs 1.06 GiB``."""
-    fits = format_bytes(choice.max_memory_bytes)
+    fits = format_size(choice.max_memory_bytes)
     if choice.max_gpu_bytes is not None:
         fits += f" of host memory and {format_bytes(choice.max_gpu_bytes)} of GPU memory"
     nearest, least = choice.closest, choice.least_gpu_bytes
@@ -246,7 +246,7 @@ def choice_lines(
     lines = [
         f"{where}: {estimates.text(estimate.key)}; {_setting_text(system, estimates)}: "
         f"{accuracy} {interval_text(estimate)}, "
-        f"{PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_bytes(budget)}"
+        f"{PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_size(budget)}"
         + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
     warning = spread_warning(choice)
@@ -367,7 +367,7 @@ def _gpu_text(estimate: AccuracyEstimate, budget: int | None) -> str:
     if budget is None or estimate.peak_gpu_bytes is None:
         return ""
     peak = format_bytes(estimate.peak_gpu_bytes)
-    return f"; GPU peak {peak} <= {format_bytes(budget)} (its trainings' highest)"
+    return f"; GPU peak {peak} <= {format_size(budget)} (its trainings' highest)"
 
 
 def interval_text(estimate: AccuracyEstimate) -> str:

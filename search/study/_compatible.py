@@ -21,7 +21,7 @@ from search.study._space import EffectiveSpace, knob_distributions
 from search.study._spec import StudySpec
 from search.study._storage import safe_url
 from search.study._stored import StudyKeys
-from search.units import format_bytes
+from search.units import format_size
 
 __all__ = ["check_compatible"]
 
@@ -81,8 +81,8 @@ def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
     if stored is None or int(stored) == spec.memory_limit or not study.get_trials(deepcopy=False):
         return
     raise InputError(
-        f"study {spec.name!r} in {safe_url(url)} was run with memory_limit {format_bytes(int(stored))}, "
-        f"the study file now says {format_bytes(spec.memory_limit)}: its trials were judged against the "
+        f"study {spec.name!r} in {safe_url(url)} was run with memory_limit {format_size(int(stored))}, "
+        f"the study file now says {format_size(spec.memory_limit)}: its trials were judged against the "
         "old limit; restore it, or give the study a new name to search under the new one"
     )
 
