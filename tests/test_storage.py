@@ -12,11 +12,10 @@ import optuna
 import pytest
 
 from search.errors import InputError
+from search.study._heartbeats import HEARTBEAT_ATTR, fail_stale_trials
 from search.study._storage import (
-    HEARTBEAT_ATTR,
     ask,
     default_storage_url,
-    fail_stale_trials,
     is_concurrent_safe,
     make_storage,
     safe_url,

@@ -30,10 +30,11 @@ from search.study._budget import (
     trainings_left,
 )
 from search.study._discard import discard, discard_reason, trained_before
+from search.study._heartbeats import fail_stale_trials
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, planning_figures, run_due_probe
 from search.study._space import sampled_choices, suggest
-from search.study._storage import ask, fail_stale_trials, storage_clock
+from search.study._storage import ask, storage_clock
 from search.study._stored import (
     StudyKeys,
     counts_toward_n_trials,

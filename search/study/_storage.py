@@ -1,14 +1,7 @@
 """Where a study lives: SQLite for one local worker, a journal file for several, PostgreSQL for many machines.
 
-Every storage made here has heartbeats: a worker records one for its running trial every
-``heartbeat_interval`` seconds, and any worker that finds a running trial silent for longer than
-``grace_period`` (its worker was killed, or its machine lost) fails it; the trial's configuration is
-then retried once (:func:`retry_lost_trial`: Optuna's retry, carrying only what trains the same
-configuration). Optuna's RDB storage has this built in, though it never fails a trial whose first
-heartbeat was not recorded (a worker killed right after asking): :class:`HeartbeatRDBStorage` counts
-such a trial's start as its heartbeat, as :class:`HeartbeatJournalStorage` does for the journal
-storage, which has no heartbeats of its own (there the heartbeat is a trial system attribute).
-Optuna's own ``fail_stale_trials`` works on both.
+Every storage made here has heartbeats (:mod:`search.study._heartbeats`): a running trial whose
+worker falls silent is failed by the other workers and its configuration retried once.
 
 Storage URLs: ``sqlite:///path.db``, ``postgresql://user:password@host:port/db`` (any SQLAlchemy URL
 Optuna's RDB storage accepts) and ``journal:path/to/file.journal`` (or ``journal:///absolute/path``).
@@ -20,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import inspect
 import math
 import os
@@ -34,21 +26,15 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import JournalStorage, RDBStorage
-from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages.journal import JournalFileBackend
-from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError, StorageError
+from search.study._heartbeats import HeartbeatJournalStorage, HeartbeatRDBStorage, retry_lost_trial
 
 __all__ = [
-    "HEARTBEAT_ATTR",
-    "HeartbeatJournalStorage",
     "StorageClock",
     "ask",
     "default_storage_url",
     "error_line",
-    "fail_stale_trials",
     "holds_optuna_tables",
     "is_concurrent_safe",
     "journal_holds_records",
@@ -61,7 +47,6 @@ __all__ = [
     "url_beside",
 ]
 
-HEARTBEAT_ATTR = "memfront:heartbeat"
 # A PostgreSQL host that does not answer must fail a command in seconds, not after TCP's minutes.
 _CONNECT_TIMEOUT_S = 10
 _SCHEMA_ATTEMPTS = 5
@@ -168,76 +153,6 @@ def is_concurrent_safe(url: str) -> bool:
         return True  # malformed: opening it says so
 
 
-class HeartbeatRDBStorage(RDBStorage):
-    """Optuna's RDB storage, whose stale check also fails a running trial that never recorded a
-    heartbeat once its start is older than the grace period (Optuna's skips it, forever)."""
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        stale = super()._get_stale_trial_ids(study_id)
-        grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 1)
-        # datetime_start is the asking worker's local time (Optuna's datetime.now()), as here.
-        oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace)
-        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            started = trial.datetime_start
-            if trial._trial_id in stale or started is None or started > oldest:
-                continue
-            if self._get_trial_heartbeat(trial._trial_id) is None:
-                stale.append(trial._trial_id)
-        return stale
-
-    def _get_trial_heartbeat(self, trial_id: int) -> datetime.datetime | None:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        with _create_scoped_session(self.scoped_session) as session:
-            found = session.query(models.TrialHeartbeatModel).filter_by(trial_id=trial_id).one_or_none()
-            return None if found is None else found.heartbeat
-
-
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
-    """Optuna's journal file storage with the heartbeats its RDB storage has.
-
-    Args:
-        path: The journal file (created if missing).
-        heartbeat_interval: Seconds between a running trial's heartbeats.
-        grace_period: Seconds of silence after which a running trial is stale.
-        stale_trial_callback: Called for each trial failed as stale.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        heartbeat_interval: float,
-        grace_period: float,
-        stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-    ) -> None:
-        super().__init__(JournalFileBackend(str(path)))
-        self._heartbeat_interval = heartbeat_interval
-        self._grace_period = grace_period
-        self._stale_trial_callback = stale_trial_callback
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        now = time.time()
-        stale = []
-        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            # Its start counts as a heartbeat: a worker may die before it records its first.
-            started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
-            last = max(float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)), started)
-            if now - last > self._grace_period:
-                stale.append(trial._trial_id)
-        return stale
-
-    def get_heartbeat_interval(self) -> int | None:
-        return int(self._heartbeat_interval)
-
-    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
-        return self._stale_trial_callback
-
-
 @dataclasses.dataclass
 class StorageClock:
     """Time a worker spent in storage calls: its own (which delay its next trial) and its heartbeats'."""
@@ -303,16 +218,6 @@ def make_storage(url: str, *, heartbeat_interval: float, grace_period: float) ->
         storage = _make_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     storage.memfront_clock = _instrument(storage)  # type: ignore[attr-defined]
     return storage
-
-
-def retry_lost_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-    """The stale-trial callback: queues a lost trial's configuration once (see
-    :func:`search.study._stored.retry_of_lost`)."""
-    from search.study._stored import retry_of_lost
-
-    retry = retry_of_lost(trial)
-    if retry is not None:
-        study.add_trial(retry)
 
 
 def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -> optuna.storages.BaseStorage:
@@ -397,13 +302,6 @@ def quiet_optuna() -> Iterator[None]:
         yield
     finally:
         optuna.logging.set_verbosity(verbosity)
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Fails the study's running trials whose worker went silent, and retries each once (Optuna's own)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
 
 
 def ask(study: optuna.Study) -> optuna.Trial:

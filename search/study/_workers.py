@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from search.study._storage import fail_stale_trials
+from search.study._heartbeats import fail_stale_trials
 from search.study._stored import StudyKeys, counts_toward_n_trials, read_trials
 
 if TYPE_CHECKING:
