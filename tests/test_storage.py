@@ -108,7 +108,7 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_silent_trial_is_failed_after_the_grace_period_and_retried_once(storage_url: str) -> None:
     storage = make_storage(storage_url, heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage, study_name="s")
-    trial = study.ask()
+    trial = ask(study)
     trial.suggest_categorical("batch", [4, 8])
     storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
     fail_stale_trials(study)
@@ -122,7 +122,7 @@ def test_silent_trial_is_failed_after_the_grace_period_and_retried_once(storage_
     assert retry.system_attrs["failed_trial"] == first.number
 
     # The retry is asked by another worker, which dies too: no second retry.
-    again = study.ask()
+    again = ask(study)
     assert again.number == retry.number and again.params == first.params
     storage.record_heartbeat(again._trial_id)  # type: ignore[attr-defined]  # as a worker does at once
     time.sleep(3.2)
