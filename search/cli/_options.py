@@ -1,21 +1,59 @@
-"""Options more than one command takes, defined once."""
+"""What more than one command shares, defined once: options, their parsing, exit codes."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from search.errors import InputError
+from search.units import parse_duration, parse_size
 
-__all__ = ["FrameworkOption", "output_path", "spare_the_study"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "FrameworkOption",
+    "duration_option",
+    "fail",
+    "output_path",
+    "size_option",
+    "spare_the_study",
+]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
 
 FrameworkOption = Annotated[
     str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
 ]
 """``--framework``: :func:`search.frameworks.resolve_framework` decides with ``--model``."""
+
+
+def fail(message: str) -> NoReturn:
+    """Reports bad input as one line and exits with code 2."""
+    raise InputError(message)
+
+
+def size_option(value: str | None, flag: str) -> int | None:
+    """Parses a size flag, naming the flag on error."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        fail(f"{flag}: {error}")
+
+
+def duration_option(value: str | None, flag: str) -> float | None:
+    """Parses a duration flag, naming the flag on error."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        fail(f"{flag}: {error}")
 
 
 def output_path(value: Path | None) -> Path | None:

@@ -15,7 +15,14 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from search.cli._options import FrameworkOption, output_path, spare_the_study
+from search.cli._options import (
+    EXIT_INTERRUPTED,
+    FrameworkOption,
+    duration_option,
+    output_path,
+    size_option,
+    spare_the_study,
+)
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
 from search.units import format_bytes, format_seconds
@@ -23,7 +30,6 @@ from search.units import format_bytes, format_seconds
 __all__ = ["print_probe", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
-_EXIT_INTERRUPTED = 130
 
 
 def print_probe(result: Any, *, target: Console | None = None) -> None:
@@ -118,8 +124,6 @@ def probe(
     dataloader workers until the peak stops growing and one whole validation pass, twice, and stops. With
     --study, the probe is the study's: stored in its storage, used by its workers, never taken again.
     """
-    from search.cli._app import duration_option, size_option
-
     if amp not in ("on", "off"):
         raise InputError(f"--amp: expected on or off, got {amp!r}")
     knobs = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": amp == "on"}
@@ -215,7 +219,7 @@ def _finish(result: Any, json_path: Path | None) -> None:
         else:
             json_path.write_text(text)
     if result.status == "interrupted":
-        raise typer.Exit(_EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if result.status not in ("ok", "memory_limit"):
         raise typer.Exit(1)
 

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from search.cli._options import EXIT_INTERRUPTED
 from search.cli._results import StorageOption, StudyFile, out
 from search.errors import InputError
 from search.study._progress import config_text, outcome_lines, run_prepared
@@ -19,7 +20,6 @@ from search.units import format_seconds
 __all__ = ["register"]
 
 console = Console(stderr=True, soft_wrap=True)
-EXIT_INTERRUPTED = 130
 
 
 def run(
