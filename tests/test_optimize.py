@@ -98,18 +98,23 @@ def test_a_training_ok_without_an_objectives_figure_is_stored_as_failed_saying_w
     assert read_trial(frozen).status == "failed" and read_trial(frozen).counts_toward_n_trials
 
 
-def test_a_result_told_after_another_worker_failed_the_trial_is_refused_as_finished() -> None:
-    spec = _spec(["map50_95", "peak_host"])
-    study = optuna.create_study(directions=spec.directions)
-    trial = study.ask()
+def _failed_before_the_tell(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Makes the study's next tell find the trial failed: the heartbeat check of another worker fails
+    it between this worker's writes and its tell."""
     real_tell = study.tell
 
     def failed_meanwhile(*args: object, **kwargs: object) -> object:
-        # The heartbeat check of another worker fails the trial between the writes and the tell.
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         return real_tell(*args, **kwargs)  # type: ignore[arg-type]
 
     study.tell = failed_meanwhile  # type: ignore[method-assign]
+
+
+def test_a_result_told_after_another_worker_failed_the_trial_is_refused_as_finished() -> None:
+    spec = _spec(["map50_95", "peak_host"])
+    study = optuna.create_study(directions=spec.directions)
+    trial = study.ask()
+    _failed_before_the_tell(study, trial)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         _tell(study, trial, record(), spec)
     assert read_trial(study.trials[0]).status == "lost"  # the retry trains it again
@@ -118,13 +123,7 @@ def test_a_result_told_after_another_worker_failed_the_trial_is_refused_as_finis
 def test_a_discard_after_another_worker_failed_the_proposal_is_refused_as_finished() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     trial = study.ask()
-    real_tell = study.tell
-
-    def failed_meanwhile(*args: object, **kwargs: object) -> object:
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        return real_tell(*args, **kwargs)  # type: ignore[arg-type]
-
-    study.tell = failed_meanwhile  # type: ignore[method-assign]
+    _failed_before_the_tell(study, trial)
     # The worker loop goes on to its next proposal on this error (a plain ValueError crashed it).
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         discard(study, trial, "trial 7 trains the same replicate")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, overload
 
 import typer
 
@@ -15,11 +15,16 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_INTERRUPTED",
     "FrameworkOption",
+    "GpuMemoryLimitOption",
+    "HypOption",
+    "MemoryLimitOption",
+    "TimeLimitOption",
     "duration_option",
     "fail",
     "output_path",
     "size_option",
     "spare_the_study",
+    "switch_option",
 ]
 
 EXIT_BAD_INPUT = 2
@@ -29,6 +34,14 @@ FrameworkOption = Annotated[
     str | None, typer.Option(help="yolov5 or ultralytics (default: the model's; else yolov5).")
 ]
 """``--framework``: :func:`search.frameworks.resolve_framework` decides with ``--model``."""
+HypOption = Annotated[str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")]
+"""``--hyp``: :func:`search.trial._config.resolve_hyp` reads it (``demo``: memfront's own)."""
+MemoryLimitOption = Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")]
+"""``--memory-limit``: parsed with :func:`size_option`."""
+GpuMemoryLimitOption = Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")]
+"""``--gpu-memory-limit``: parsed with :func:`size_option`."""
+TimeLimitOption = Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")]
+"""``--time-limit``: parsed with :func:`duration_option`."""
 
 
 def fail(message: str) -> NoReturn:
@@ -54,6 +67,19 @@ def duration_option(value: str | None, flag: str) -> float | None:
         return parse_duration(value)
     except ValueError as error:
         fail(f"{flag}: {error}")
+
+
+@overload
+def switch_option(value: str, flag: str) -> bool: ...
+@overload
+def switch_option(value: None, flag: str) -> None: ...
+def switch_option(value: str | None, flag: str) -> bool | None:
+    """Parses an on/off flag (``--amp``, ``--plots``), naming the flag on error."""
+    if value is None:
+        return None
+    if value not in ("on", "off"):
+        fail(f"{flag}: expected on or off, got {value!r}")
+    return value == "on"
 
 
 def output_path(value: Path | None) -> Path | None:

@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from search.cli._options import FrameworkOption, output_path
+from search.cli._options import FrameworkOption, output_path, size_option, switch_option
 from search.errors import InputError
 from search.frameworks import resolve_framework
 from search.model._predict import TERMS, DatasetStats, MemoryModel, features
 from search.model._start import load_starting_model
-from search.units import format_bytes, parse_size
+from search.units import format_bytes
 
 __all__ = ["largest_fitting", "register"]
 
@@ -104,8 +104,7 @@ def predict(
     """Predict a configuration's peak host memory, term by term, without training."""
     from search.data._dataset import load_dataset
 
-    if amp not in ("on", "off"):  # as `trial` checks it
-        raise InputError(f"--amp: expected on or off, got {amp!r}")
+    use_amp = switch_option(amp, "--amp")  # checked as `trial` checks it
     for flag, given, minimum in (("--batch", batch, 1), ("--imgsz", imgsz, 1), ("--workers", workers, 0)):
         if given < minimum:
             raise InputError(f"{flag}: must be >= {minimum}, got {given}")
@@ -113,10 +112,7 @@ def predict(
         raise InputError(f"--images: must be positive, got {images}")
     if cache not in ("none", "ram", "disk"):
         raise InputError(f"--cache: expected none, ram or disk, got {cache!r}")
-    try:
-        budget = None if max_memory is None else parse_size(max_memory)
-    except ValueError as error:
-        raise InputError(f"--max-memory: {error}") from None
+    budget = size_option(max_memory, "--max-memory")
     json_to_stdout = json_path is not None and str(json_path) == "-"
     tables = err_out if json_to_stdout else out
     framework, model = resolve_framework(framework, model)
@@ -141,7 +137,7 @@ def predict(
         )
     table.add_row("total", "", format_bytes(prediction.total_bytes), "100%", style="bold")
     tables.print(table)
-    if amp == "on":
+    if use_amp:
         tables.print(f"amp on: {_AMP_NOTE}")
     payload: dict[str, Any] = {
         **prediction.to_dict(),
@@ -149,7 +145,7 @@ def predict(
         "origin": origin,
         "basis": start.to_dict(),
         "train_images": images or len(stats.train_sizes),
-        "knobs": {**knobs, "amp": amp == "on"},
+        "knobs": {**knobs, "amp": use_amp},
         "knobs_without_effect": {"amp": _AMP_NOTE},
     }
     if budget is not None:

@@ -18,10 +18,15 @@ from rich.table import Table
 from search.cli._options import (
     EXIT_INTERRUPTED,
     FrameworkOption,
+    GpuMemoryLimitOption,
+    HypOption,
+    MemoryLimitOption,
+    TimeLimitOption,
     duration_option,
     output_path,
     size_option,
     spare_the_study,
+    switch_option,
 )
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
@@ -103,12 +108,10 @@ def probe(
     ] = None,
     framework: FrameworkOption = None,
     device: Annotated[str | None, typer.Option(help="cpu, or a CUDA device such as 0 (default cpu).")] = None,
-    hyp: Annotated[
-        str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
-    ] = None,
-    memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
-    gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
-    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
+    hyp: HypOption = None,
+    memory_limit: MemoryLimitOption = None,
+    gpu_memory_limit: GpuMemoryLimitOption = None,
+    time_limit: TimeLimitOption = None,
     json_path: Annotated[
         Path | None,
         typer.Option(
@@ -124,9 +127,8 @@ def probe(
     dataloader workers until the peak stops growing and one whole validation pass, twice, and stops. With
     --study, the probe is the study's: stored in its storage, used by its workers, never taken again.
     """
-    if amp not in ("on", "off"):
-        raise InputError(f"--amp: expected on or off, got {amp!r}")
-    knobs = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": amp == "on"}
+    use_amp = switch_option(amp, "--amp")
+    knobs = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": use_amp}
     if study_file is not None:
         given = {
             "--data": data, "--model": model, "--framework": framework, "--hyp": hyp,
@@ -145,7 +147,7 @@ def probe(
     try:
         config = TrialConfig(
             data=data, framework=framework, model=model, batch=batch, imgsz=imgsz, cache=cache,
-            workers=workers, amp=amp == "on", device=device or "cpu", hyp=hyp,
+            workers=workers, amp=use_amp, device=device or "cpu", hyp=hyp,
         )  # fmt: skip
     except ValidationError as error:
         raise InputError(f"--{validation_message(error).replace('_', '-')}") from None

@@ -16,10 +16,15 @@ from rich.table import Table
 from search.cli._options import (
     EXIT_INTERRUPTED,
     FrameworkOption,
+    GpuMemoryLimitOption,
+    HypOption,
+    MemoryLimitOption,
+    TimeLimitOption,
     duration_option,
     fail,
     output_path,
     size_option,
+    switch_option,
 )
 from search.errors import RunNotKept
 from search.trial._config import TrialConfig, TrialLimits, validation_message
@@ -96,18 +101,15 @@ def trial(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     train_images: Annotated[int | None, typer.Option(help="Train on this many images only.")] = None,
     train_fraction: Annotated[float | None, typer.Option(help="Train on this fraction only.")] = None,
-    hyp: Annotated[
-        str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
-    ] = None,
-    memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
-    gpu_memory_limit: Annotated[str | None, typer.Option(help="CUDA memory cap, e.g. 8GiB.")] = None,
-    time_limit: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 10m.")] = None,
+    hyp: HypOption = None,
+    memory_limit: MemoryLimitOption = None,
+    gpu_memory_limit: GpuMemoryLimitOption = None,
+    time_limit: TimeLimitOption = None,
     keep_cache: Annotated[bool, typer.Option(help="Keep the .npy files cache=disk writes.")] = False,
     json_path: RecordJsonOption = None,
 ) -> None:
     """Run one measured YOLO training trial in a child process."""
-    if amp not in ("on", "off"):
-        fail(f"--amp: expected on or off, got {amp!r}")
+    use_amp = switch_option(amp, "--amp")
     try:
         config = TrialConfig(
             data=data,
@@ -117,7 +119,7 @@ def trial(
             imgsz=imgsz,
             cache=cache,
             workers=workers,
-            amp=amp == "on",
+            amp=use_amp,
             epochs=epochs,
             device=device,
             seed=seed,
@@ -155,16 +157,14 @@ def train(
     amp: Annotated[str | None, typer.Option(help="on or off.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or a CUDA device.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    hyp: Annotated[
-        str | None, typer.Option(help="Hyperparameter yaml (the framework's format), or demo.")
-    ] = None,
+    hyp: HypOption = None,
     plots: Annotated[
         str | None,
         typer.Option(help="on or off (default off, as the study measured: plots add memory of their own)."),
     ] = None,
     project: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs/train"),
     name: Annotated[str, typer.Option(help="Run folder name.")] = "exp",
-    memory_limit: Annotated[str | None, typer.Option(help="Host memory limit, e.g. 6GiB.")] = None,
+    memory_limit: MemoryLimitOption = None,
     json_path: RecordJsonOption = None,
 ) -> None:
     """Run a full training with memfront's adaptations (what `export` prints)."""
@@ -180,9 +180,7 @@ def train(
         if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
             fail(f"{config}: expected a mapping of train options (data, batch, imgsz, ...)")
         options.update(loaded)
-    for flag, switch in (("--amp", amp), ("--plots", plots)):
-        if switch is not None and switch not in ("on", "off"):
-            fail(f"{flag}: expected on or off, got {switch!r}")
+    use_amp, use_plots = switch_option(amp, "--amp"), switch_option(plots, "--plots")
     flags = {
         "data": data,
         "framework": framework,
@@ -192,11 +190,11 @@ def train(
         "imgsz": imgsz,
         "cache": cache,
         "workers": workers,
-        "amp": None if amp is None else amp == "on",
+        "amp": use_amp,
         "device": device,
         "seed": seed,
         "hyp": hyp,
-        "plots": None if plots is None else plots == "on",
+        "plots": use_plots,
     }
     options.update({k: v for k, v in flags.items() if v is not None})
     if "data" not in options:
