@@ -1,7 +1,7 @@
 """The search loop: one worker trains until the study has ``n_trials`` trainings done.
 
 What to train comes from :mod:`search.study._replicates`; what the study is told of each proposal
-from :mod:`search.study._tell`.
+from :mod:`search.study._tell`; one training itself is :func:`search.study._train.train_proposal`.
 
 Any number of workers may run the loop on one storage, on one host or many. ``n_trials`` counts
 every worker's trials; a configuration another worker trains or trained is not trained again; a
@@ -11,14 +11,13 @@ workers that went silent are failed and retried (see :mod:`search.study._storage
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from search.probe._run import ProbeResult
 from search.study._budget import (
@@ -36,26 +35,23 @@ from search.study._probes import ProbePlan, planning_figures, run_due_probe
 from search.study._space import sampled_choices, suggest
 from search.study._storage import ask, storage_clock
 from search.study._stored import (
+    StoredTrial,
     StudyKeys,
     counts_toward_n_trials,
-    mark_interrupted,
-    mark_requeued,
     plan_attrs,
     read_trial,
     read_trials,
-    requeue_attrs,
     write_planned,
-    write_prediction,
     write_proposal,
     write_seed,
 )
-from search.study._tell import ProposalGuard, tell, tell_duplicate
+from search.study._tell import ProposalGuard, tell_duplicate
+from search.study._train import WorkerClock, requeue_interrupted, train_proposal
 from search.study._trainings import SAMPLED_REPLICATE, TrainingState, replicate_identity
 from search.study._unranked import unranked_lines
 from search.study._workers import Heartbeat, announce
-from search.trial._config import TrialConfig, TrialLimits
 from search.trial._record import TrialRecord
-from search.trial._supervisor import TrialProgress, run_trial
+from search.trial._supervisor import TrialProgress
 
 __all__ = [
     "StudyEvents",
@@ -68,6 +64,10 @@ _REFUSALS_BEFORE_DIRECT = 3
 """Sampler proposals of measured configs in a row after which the next new config is planned whole."""
 _ALIKE_FAILURES_TO_STOP = 3
 """Trainings in a row that fail with the same error after which a worker stops (a broken setup)."""
+_KEEPS_PROPOSING = {
+    "duplicate": "the sampler keeps proposing configurations already evaluated",
+    "discarded": "the sampler keeps proposing configurations other workers train",
+}
 
 
 @dataclasses.dataclass
@@ -129,9 +129,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     study.set_user_attr(StudyKeys.NOTES, list(space.notes))
     if space.notes and events.on_notes:
         events.on_notes(space.notes)
-    _requeue_interrupted(study)
+    requeue_interrupted(study)
     announce(study, worker, state="starting")
-    clock = _Clock()
+    clock = WorkerClock()
     trained = duplicates = skipped = 0
     failures: list[str] = []  # this worker's last trainings' errors, while they fail
     guard = ProposalGuard()
@@ -227,47 +227,22 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
                     worker=worker, trial=trial.number,
                 ):  # fmt: skip
-                    params = suggest(trial, spec, space)
-                    seed = read_trial(study._storage.get_trial(trial._trial_id)).seed
-                    if seed is None:
-                        seed = state.judge(params, max_replicates=spec.max_replicates)
-                        if seed is not None and state.is_measured(params):
-                            write_planned(trial, SAMPLED_REPLICATE)  # the queue had asked for a new config
-                    if seed is not None:
-                        write_seed(trial, seed)
-                    write_proposal(trial, params, worker=worker.name, device=spec.device)
-                    # No seed: a measured accuracy config whose rank another training cannot change;
-                    # else the training itself may be done already (the same knobs and seed).
-                    earlier = (
-                        state.earlier(params)
-                        if seed is None
-                        else trained_before(judged_done, params, seed, spec.seed)
-                    )
-                    if earlier is not None:
-                        tell_duplicate(study, trial, trials[earlier])
-                        duplicates += 1
-                        refused += 1
+                    proposal = _propose(prepared, trial, state, trials, judged_done)
+                    if proposal.refused is not None:
+                        if proposal.refused == "duplicate":
+                            duplicates += 1
+                            refused += 1
                         if guard.untrained():
-                            stop_reason = "the sampler keeps proposing configurations already evaluated"
+                            stop_reason = _KEEPS_PROPOSING[proposal.refused]
                             break
-                        continue
-                    assert seed is not None  # no seed always has an earlier trial
-                    identity = replicate_identity(params, seed, prepared.roles)
-                    now = study.get_trials(deepcopy=False)
-                    reason = discard_reason(
-                        now, trial.number, identity, spec.n_trials, prepared.roles,
-                        cut_below_s=retry_below_s(spec),
-                    )  # fmt: skip
-                    if reason is not None:
-                        discard(study, trial, reason)
-                        if guard.untrained():
-                            stop_reason = "the sampler keeps proposing configurations other workers train"
-                            break
-                        clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
+                        if proposal.refused == "discarded":
+                            clock.idle(guard.wait_s() * random.uniform(1.0, 1.5))
                         continue
                     guard.trained()
                     refused = 0
-                    outcome, record = _train(prepared, trial, params, seed, clock, events)
+                    params, seed = proposal.params, proposal.seed
+                    assert seed is not None  # only a refused proposal may have none
+                    outcome, record = train_proposal(prepared, trial, params, seed, clock, events)
                     if outcome == "skipped":
                         skipped += 1
                         continue
@@ -328,94 +303,48 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     )
 
 
-class _Clock:
-    """Where a worker's time goes: training, waiting for other workers, and the rest (coordination)."""
+@dataclasses.dataclass(frozen=True)
+class _Proposal:
+    """A trial's sampled knobs and seed, or why it must not train (the study was told so)."""
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.training = 0.0
-        self.probing = 0.0
-        self.idle_total = 0.0
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def idle(self, seconds: float) -> None:
-        time.sleep(seconds)
-        self.idle_total += seconds
+    params: dict[str, Any]
+    seed: int | None
+    refused: Literal["duplicate", "discarded"] | None = None
 
 
-def _requeue_interrupted(study: optuna.Study) -> None:
-    """Enqueues the configuration of each interrupted trial not requeued yet (stores before 0.2 did not)."""
-    requeued = set(study.user_attrs.get(StudyKeys.REQUEUED, []))
-    for stored in read_trials(study.get_trials(deepcopy=False)):
-        pending = not stored.requeued and stored.number not in requeued
-        if stored.status == "interrupted" and pending and stored.config is not None:
-            study.enqueue_trial(stored.config, user_attrs=requeue_attrs(stored.number, stored.seed))
-            requeued.add(stored.number)
-    study.set_user_attr(StudyKeys.REQUEUED, sorted(requeued))
-
-
-def _train(
+def _propose(
     prepared: PreparedStudy,
     trial: optuna.Trial,
-    params: dict[str, Any],
-    seed: int,
-    clock: _Clock,
-    events: StudyEvents,
-) -> tuple[str, TrialRecord]:
-    """Trains (or pre-flight skips) one configuration and tells the study; returns what happened
-    (``trained``, ``skipped`` or ``interrupted``) and the training's record."""
-    spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
-    config = TrialConfig(
-        data=prepared.data, framework=spec.framework, model=spec.model, hyp=prepared.hyp, epochs=spec.epochs,
-        device=spec.device,
-        seed=seed, train_images=spec.train_images, threads=prepared.threads, **params,
+    state: TrainingState,
+    trials: list[FrozenTrial],
+    judged_done: list[StoredTrial],
+) -> _Proposal:
+    """Samples the trial's knobs, decides its seed and stores the proposal before it trains.
+
+    A proposal that must not train is told at once: ``duplicate`` when the same training was done
+    already (or, with no seed, a measured accuracy config whose rank another training cannot change),
+    ``discarded`` when another worker trains it or the study has its ``n_trials`` meanwhile.
+    """
+    spec, study = prepared.spec, prepared.study
+    params = suggest(trial, spec, prepared.space)
+    seed = read_trial(study._storage.get_trial(trial._trial_id)).seed  # a queued plan's
+    if seed is None:
+        seed = state.judge(params, max_replicates=spec.max_replicates)
+        if seed is not None and state.is_measured(params):
+            write_planned(trial, SAMPLED_REPLICATE)  # the queue had asked for a new config
+    if seed is not None:
+        write_seed(trial, seed)
+    write_proposal(trial, params, worker=prepared.worker.name, device=spec.device)
+    earlier = state.earlier(params) if seed is None else trained_before(judged_done, params, seed, spec.seed)
+    if earlier is not None:
+        tell_duplicate(study, trial, trials[earlier])
+        return _Proposal(params, seed, refused="duplicate")
+    assert seed is not None  # no seed always has an earlier trial
+    reason = discard_reason(
+        study.get_trials(deepcopy=False), trial.number, replicate_identity(params, seed, prepared.roles),
+        spec.n_trials, prepared.roles, cut_below_s=retry_below_s(spec),
     )  # fmt: skip
-    remaining = None if spec.timeout is None else max(1.0, spec.timeout - clock.elapsed())
-    limits = TrialLimits(
-        memory_limit_bytes=spec.memory_limit,
-        gpu_memory_limit_bytes=spec.gpu_memory_limit,
-        time_limit_s=min(filter(None, [spec.trial_time_limit, remaining]), default=None),
-    )
-    if preflight is not None:
-        prediction = preflight.predict(params, train_images=spec.train_images)
-        write_prediction(trial, prediction.total_bytes)
-        if preflight.should_skip(prediction):
-            record = preflight.skip_record(config, limits, prediction)
-            tell(study, trial, record, spec, prepared.record_files)
-            if events.on_trial_end:
-                events.on_trial_end(trial.number, record, None)
-            return "skipped", record
-    if events.on_trial_start:
-        events.on_trial_start(trial.number, params)
-    announce(study, prepared.worker, state="training", trial=trial.number)
-    try:
-        record = run_trial(config, limits=limits, on_progress=events.on_progress)
-    except BaseException:
-        # Never leave a RUNNING trial behind: a resumed study would count it forever. If the storage
-        # itself failed, the trial's heartbeats stop and other workers retry it.
-        with contextlib.suppress(Exception):
-            mark_interrupted(trial)
-            _requeue(study, trial, params, seed)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise
-    clock.training += record.wall_seconds
-    note = None
-    try:
-        if record.status == "interrupted":
-            _requeue(study, trial, params, seed)
-        tell(study, trial, record, spec, prepared.record_files)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        # This worker was silent past the grace period (suspended, or cut off from the storage):
-        # another worker failed the trial and retries its configuration, so this result is dropped.
-        note = "not stored: another worker declared this trial lost and retries it"
-    if events.on_trial_end:
-        events.on_trial_end(trial.number, record, note)
-    return ("interrupted" if record.status == "interrupted" else "trained"), record
-
-
-def _requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], seed: int) -> None:
-    """Hands an interrupted trial's configuration and seed to the next worker that asks."""
-    mark_requeued(trial)
-    study.enqueue_trial(params, user_attrs=requeue_attrs(trial.number, seed))
+    if reason is not None:
+        discard(study, trial, reason)
+        return _Proposal(params, seed, refused="discarded")
+    return _Proposal(params, seed)
