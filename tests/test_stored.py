@@ -7,10 +7,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from search.study._record_files import RecordFiles
 from search.study._space import KNOBS
 from search.study._stored import (
     RECORD_VERSION,
-    RecordFiles,
     counts_toward_n_trials,
     mark_discarded,
     mark_duplicate,

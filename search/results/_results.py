@@ -13,9 +13,10 @@ import pandas as pd
 from search.errors import InputError
 from search.results._export import ExportChoice, choice_lines, choose_config, noise_text
 from search.results._frame import front, full_front_frame, hypervolume, status_counts
+from search.study._record_files import RecordFiles
 from search.study._space import KNOBS
 from search.study._spec import memory_axis
-from search.study._stored import RecordFiles, read_trial, read_trials
+from search.study._stored import read_trial, read_trials
 from search.units import parse_size, whole_number
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
 from search.study._compatible import check_compatible
 from search.study._probes import StudyProbes
+from search.study._record_files import RecordFiles
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, make_sampler
 from search.study._spec import StudySpec, path_beside
 from search.study._storage import (
@@ -37,7 +38,7 @@ from search.study._storage import (
     storage_file,
     url_beside,
 )
-from search.study._stored import RecordFiles, StudyKeys
+from search.study._stored import StudyKeys
 from search.study._workers import WorkerIdentity, workers_seen
 from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 

@@ -7,21 +7,20 @@ writes them by name: they use :func:`read_trial` (a typed :class:`StoredTrial`) 
 
 The trial's record (:class:`search.trial._record.TrialRecord`) is stored under ``record`` with a version
 and a ``kind`` (``training`` today). Its bulky parts (the memory series and the log tail) are left
-out of it when a place for files is given (:class:`RecordFiles`): every ``get_trials`` call of every
-worker reads every user attribute of every trial, so they go to a JSON file beside the study instead.
+out of it when a place for files is given: they go to a JSON file beside the study instead
+(:mod:`search.study._record_files`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.study._record_files import RecordFiles
 from search.trial._record import (
     MEMORY_CONSTRAINT,
     RecordStatus,
@@ -36,7 +35,6 @@ __all__ = [
     "COUNTED_STATUSES",
     "FIGURES",
     "RECORD_VERSION",
-    "RecordFiles",
     "Status",
     "StoredTrial",
     "StudyKeys",
@@ -91,8 +89,6 @@ _RETRY_HISTORY = "retry_history"
 _FIXED_PARAMS = "fixed_params"
 # Statuses whose trials are told COMPLETE (search.study._tell): one stored FAIL was never told.
 _TOLD_COMPLETE = ("ok", *INFEASIBLE_STATUSES)
-# Record parts kept out of the stored record when there is a place for files.
-_BULKY = (("memory", "series"), ("log_tail",))
 
 
 class StudyKeys:
@@ -109,25 +105,6 @@ class StudyKeys:
     RECORDS_TOKEN = "records_token"
     REQUEUED = "requeued"
     WORKER_PREFIX = "worker:"
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordFiles:
-    """Where the bulky parts of trial records go: ``<folder>/trial-<number>-<token>.json``.
-
-    Attributes:
-        folder: The study file's records folder.
-        token: The study's own (:attr:`StudyKeys.RECORDS_TOKEN`), so that two storages' studies of
-            one study file never write one file; None: ``trial-<number>.json`` (as before tokens).
-    """
-
-    folder: Path
-    token: str | None = None
-
-    def path(self, number: int) -> Path:
-        """The file of trial ``number``."""
-        suffix = f"-{self.token}" if self.token else ""
-        return self.folder / f"trial-{number:05d}{suffix}.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,21 +202,7 @@ class StoredTrial:
 
     def full_record(self, files: RecordFiles | None = None) -> dict[str, Any] | None:
         """The record with its bulky parts put back from their file (when it can be read)."""
-        if self.record is None:
-            return None
-        path = Path(self.record_file) if self.record_file else None
-        if files is not None and path is not None and not path.is_absolute():
-            path = files.folder / path
-        if path is None or not path.is_file():
-            return self.record
-        try:
-            bulky = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return self.record
-        full = json.loads(json.dumps(self.record))
-        full.setdefault("memory", {})["series"] = bulky.get("series")
-        full["log_tail"] = bulky.get("log_tail", [])
-        return full
+        return None if self.record is None else RecordFiles.restore(self.record, self.record_file, files)
 
 
 def read_trial(trial: FrozenTrial) -> StoredTrial:
@@ -357,15 +320,7 @@ def write_result(
     stored = record.to_dict()
     stored["version"], stored["kind"] = RECORD_VERSION, "training"
     if files is not None:
-        bulky = {
-            "series": stored.get("memory", {}).pop("series", None),
-            "log_tail": stored.pop("log_tail", []),
-        }
-        path = files.path(trial.number)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(bulky) + "\n")
-        trial.set_user_attr(_RECORD_FILE, path.name)
-        stored["log_tail"] = bulky["log_tail"][-3:]  # the reason a trial failed stays at hand
+        trial.set_user_attr(_RECORD_FILE, files.write(trial.number, stored))
     trial.set_user_attr(_RECORD, stored)
     trial.set_user_attr(_CONFIG, {k: record.requested[k] for k in knobs})
     for name in FIGURES:

@@ -13,11 +13,11 @@ import math
 
 import optuna
 
+from search.study._record_files import RecordFiles
 from search.study._space import KNOBS
 from search.study._spec import ACCURACY_OBJECTIVES, StudySpec
 from search.study._stored import (
     INFEASIBLE_STATUSES,
-    RecordFiles,
     mark_duplicate,
     read_trials,
     write_result,
