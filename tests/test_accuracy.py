@@ -281,6 +281,26 @@ def test_export_takes_the_cheapest_config_within_noise_of_the_best_then_its_fast
     assert nothing.chosen is None and nothing.closest is not None and int(nothing.closest["number"]) == 0
 
 
+def test_export_never_picks_a_config_another_fitting_config_beats_beyond_noise() -> None:
+    from search.accuracy import pick_config
+
+    # Within noise of the best is not transitive: 4/64 (once, 0.20) is within noise of 8/96 (once,
+    # 0.32), yet 16/96 (four replicates, 0.31) beats 4/64 beyond noise and fits too.
+    trainings = [
+        _training(0, knobs(4, 64), 0, 0.200, 1.0),
+        _training(1, knobs(8, 96), 0, 0.320, 1.3),
+        *(_training(2 + i, knobs(16, 96), i, a, 1.6) for i, a in enumerate((0.345, 0.275, 0.31, 0.31))),
+    ]
+    estimates = estimate_accuracy(trainings)
+    lean, best, replicated = (4, 64, False), (8, 96, False), (16, 96, False)
+    assert not estimates.distinguishable(lean, best) and estimates.better(replicated, lean)
+    pick = pick_config(estimates, lambda s: True)
+    assert pick is not None and pick.estimate.key == best
+    # Where the replicated config does not fit, nothing shows the lean one worse than what fits.
+    tight = pick_config(estimates, lambda s: s.peak_host_bytes <= 1.4 * GIB)
+    assert tight is not None and tight.estimate.key == lean
+
+
 def test_a_setting_that_costs_more_memory_must_be_faster_beyond_the_speed_spread() -> None:
     from search.accuracy import SPEED_SPREAD, pick_config
 

@@ -113,7 +113,10 @@ def pick_config(
         return math.inf if figure is None else figure
 
     best = max(fitting, key=lambda k: (configs[k].mean, -memory(k)))
-    tied = [k for k in fitting if k == best or not estimates.distinguishable(k, best)]
+    # "Within noise of the best" is not transitive: a cheap config within noise of a best measured
+    # once may be beaten beyond noise by a well-replicated third that fits too, and is never picked.
+    unbeaten = [k for k in fitting if not any(estimates.better(other, k) for other in fitting)]
+    tied = [k for k in unbeaten if k == best or not estimates.distinguishable(k, best)]
     liked = {k: [s for s in fitting[k] if prefer is None or prefer(s)] for k in tied}
     gpu_liked = {k: prefer_gpu is None or prefer_gpu(configs[k]) for k in tied}
     # Among configs within noise of the best, one shown to fit (``prefer``, ``prefer_gpu``) comes first.
