@@ -293,3 +293,47 @@ def test_a_noise_on_too_few_degrees_of_freedom_ranks_nothing_until_a_prior_or_th
     )
     payload = json.loads(run_cli("report", str(study), "--json", "-", timeout=120).stdout)
     assert payload["accuracy_signal"] is True and payload["noise"]["df"] == 2
+
+
+def test_export_writes_the_cache_that_ran_where_the_frameworks_ram_check_dropped_it(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    # Both trainings asked for the RAM cache and ran without it: what they measured is cache none.
+    trials = []
+    for seed in (0, 1):
+        trial = stored_trial(
+            config=knobs(8, 96, "ram"), values=[0.30 + 0.01 * seed, 1.2 * GIB], violation=1.2 * GIB - LIMIT,
+            seed=seed, cache_used="none",
+        )  # fmt: skip
+        trial.user_attrs["record"]["used"]["cache_dropped"] = True
+        trials.append(trial)
+    study = stored_study_file(tmp_path, name="dropped", data=tiny_data, limit=LIMIT, trials=trials)
+    export = run_cli("export", str(study), "--max-memory", "1.5GiB", "--format", "yaml", timeout=120)
+    assert export.returncode == 0, export.stderr
+    options = yaml.safe_load(export.stdout)
+    assert options["cache"] == "none", export.stdout
+    assert "--cache ram" not in export.stdout and "cache=ram" not in export.stdout
+
+
+def test_a_subset_trained_setting_must_fit_with_its_own_measured_peak(tmp_path: Path, tiny_data: Path) -> None:
+    # Trained on 8 of the 16 images at 1.10 GiB: the whole dataset does all the subset's trainings did,
+    # so a budget below their peak cannot fit it, whatever the whole-dataset prediction says.
+    trials = []
+    for seed in (0, 1):
+        trial = stored_trial(
+            config=knobs(8, 96), values=[0.30 + 0.01 * seed, 1.10 * GIB], violation=1.10 * GIB - LIMIT, seed=seed
+        )
+        trial.user_attrs["record"]["used"].update(train_images=8, listed_images=8, imgsz=96)
+        trials.append(trial)
+    study = stored_study_file(
+        tmp_path, name="subset", data=tiny_data, limit=LIMIT, trials=trials, keys={"train_images": 8}
+    )
+    done = run_cli("report", str(study), "--json", "-", timeout=120)
+    (row,) = json.loads(done.stdout)["front"]
+    assert row["memory_source"] == "model" and row["peak_host_bytes"] < 1.10 * GIB  # the premise
+    below = run_cli("export", str(study), "--max-memory", "1.05GiB", timeout=120)
+    assert below.returncode == 1 and "no measured configuration fits" in below.stderr, below.stderr
+    above = run_cli("export", str(study), "--max-memory", "1.2GiB", timeout=120)
+    assert above.returncode == 0, above.stderr
+    said = " ".join(above.stderr.split())
+    assert "its subset trainings' highest measured peak 1.10 GiB <= 1.20 GiB" in said, said

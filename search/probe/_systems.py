@@ -111,6 +111,10 @@ class SystemFigures:
         self, runs: list[Training], probe: StoredProbe | None, validation: float | None
     ) -> FullConfig | None:
         trials = tuple(t.number for t in runs)
+        # A whole-dataset run does all a subset's run does: where the setting's own subset trainings
+        # peaked higher than its whole-dataset figure, their peak is what must fit a budget (the
+        # front still ranks the whole-dataset figure, which orders settings alike).
+        subset_peak = max((t.peak_host_bytes for t in runs), default=0.0)
         if probe is not None and not probe.result.ok:
             if probe.settles(self.limit_bytes):
                 return None  # over a limit no higher than this study's, on the whole dataset
@@ -135,7 +139,7 @@ class SystemFigures:
                 epoch = result.projected_train_seconds + validation  # a trained model's pass (above)
             return FullConfig(
                 config=config, trials=trials, peak_host_bytes=peak, epoch_seconds=epoch,
-                max_peak_host_bytes=peak, source="probe", probe=probe.number,
+                max_peak_host_bytes=max(peak, subset_peak), source="probe", probe=probe.number,
             )  # fmt: skip
         if not runs or self.predict_full is None or self.subset_scale is None:
             return None
@@ -146,7 +150,7 @@ class SystemFigures:
         return FullConfig(
             config=dict(runs[0].config), trials=trials, peak_host_bytes=predicted,
             epoch_seconds=statistics.median(speeds) if speeds else None,
-            max_peak_host_bytes=predicted, source="model",
+            max_peak_host_bytes=max(predicted, subset_peak), source="model",
         )  # fmt: skip
 
 

@@ -184,9 +184,11 @@ def _row_of(rows: pd.DataFrame, estimate: AccuracyEstimate, system: FullConfig) 
     """
     row = rows.loc[system.trial if system.trial is not None else estimate.trials[0]].copy()
     row["probe"], row["probed_only"] = system.probe, system.trial is None
+    # The setting as it trained: where the framework's RAM check dropped the cache, ``none`` (its
+    # trials asked for ``ram``, whose memory nothing measured).
+    for knob in ("cache", "workers"):
+        row[knob] = system.config[knob]
     if system.trial is None:
-        for knob in ("cache", "workers"):
-            row[knob] = system.config[knob]
         for column in _ONE_RUN_COLUMNS:
             row[column] = math.nan
         row["peak_host_bytes"] = system.max_peak_host_bytes or system.peak_host_bytes
@@ -246,8 +248,8 @@ def choice_lines(
     lines = [
         f"{where}: {estimates.text(estimate.key)}; {_setting_text(system, estimates)}: "
         f"{accuracy} {interval_text(estimate)}, "
-        f"{PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)} <= {format_size(budget)}"
-        + _gpu_text(estimate, choice.max_gpu_bytes)
+        f"{PEAK_WORDS[system.source]} {format_bytes(system.peak_host_bytes)}{_subset_peak_text(system)} "
+        f"<= {format_size(budget)}" + _gpu_text(estimate, choice.max_gpu_bytes)
     ]
     warning = spread_warning(choice)
     if warning is not None:
@@ -353,6 +355,8 @@ def spread_warning(choice: ExportChoice) -> str | None:
         peak = format_bytes(choice.system.max_peak_host_bytes)
         source = choice.system.source
         words = "highest measured peak" if source == "training" else PEAK_WORDS[source]
+        if _subset_peak_text(choice.system):
+            words = "subset trainings' highest measured peak"
         warnings.append(f"its {words} {peak} is {_spread_text(choice)}")
     gpu = choice.estimate.peak_gpu_bytes
     if choice.gpu_within_spread and gpu is not None:
@@ -360,6 +364,14 @@ def spread_warning(choice: ExportChoice) -> str | None:
     if not warnings:
         return None
     return " and ".join(warnings) + ": not shown to fit, a run may exceed it"
+
+
+def _subset_peak_text(system: FullConfig) -> str:
+    """Where a setting's own subset trainings peaked above its whole-dataset figure (that peak is
+    what must fit), e.g. ``, its subset trainings' highest measured peak 1.09 GiB``; else empty."""
+    if system.source == "training" or system.max_peak_host_bytes <= system.peak_host_bytes:
+        return ""
+    return f", its subset trainings' highest measured peak {format_bytes(system.max_peak_host_bytes)}"
 
 
 def _gpu_text(estimate: AccuracyEstimate, budget: int | None) -> str:
