@@ -463,6 +463,25 @@ def test_the_full_front_table_keeps_trial_and_probe_numbers_whole() -> None:
     assert {type(v) for v in [*frame["probe"], *frame["trial"]]} == {int, type(None)}
 
 
+def test_replicates_all_at_zero_say_nothing_of_the_noise() -> None:
+    # Configs that detected nothing yet score 0 at every seed: their zero spread is no seed noise,
+    # and pooled it would let one training at 0.012 rank beyond a "noise" of 0.
+    trainings = [
+        *(_training(i, knobs(8, 64), i, 0.0, 1.0) for i in range(3)),
+        *(_training(3 + i, knobs(8, 96), i, 0.0, 1.1) for i in range(2)),
+        _training(5, knobs(16, 128), 0, 0.012, 1.4),
+    ]
+    estimates = estimate_accuracy(trainings)
+    assert not estimates.noise.measured and estimates.noise.df == 0
+    assert not estimates.better((16, 128, False), (8, 64, False)) and not estimates.signal
+    # Once a config varies, its replicates pool; the ones at zero still add nothing.
+    varied = [*trainings, _training(6, knobs(16, 128), 1, 0.030, 1.4)]
+    assert estimate_accuracy(varied).noise.df == 1
+    # Every training at zero: the study says the trials are too short, not that noise is unknown.
+    flat = estimate_accuracy(trainings[:5])
+    assert "every training scored 0: trials too short to rank accuracy" in str(flat.signal_text())
+
+
 def test_a_noise_below_the_minimum_degrees_of_freedom_is_measured_but_ranks_nothing() -> None:
     from search.accuracy import NoiseRules
 

@@ -63,6 +63,15 @@ def test_a_new_study_explores_first_then_replicates_the_best_to_measure_the_nois
     assert "noise is not measured" in third.reason
 
 
+def test_a_config_that_scored_zero_at_two_seeds_is_not_replicated_for_the_noise() -> None:
+    # Zero at two seeds: a third zero adds nothing to the noise (replicates at a bound are left out).
+    stuck = [_t(0, 8, 96, 0, 0.0), _t(1, 8, 96, 1, 0.0), _t(2, 8, 128, 0, 0.0)]
+    candidates = replicate_candidates(estimate_accuracy(stuck), max_replicates=4)
+    assert candidates == [(8, 128, False)]
+    learned = [*stuck, _t(3, 8, 128, 1, 0.0), _t(4, 16, 160, 0, 0.05)]
+    assert replicate_candidates(estimate_accuracy(learned), max_replicates=4) == [(16, 160, False)]
+
+
 def test_replicates_go_to_front_configs_within_noise_of_a_neighbour_never_to_a_beaten_one() -> None:
     trainings = [
         _t(0, 8, 96, 0, 0.10), _t(1, 8, 96, 1, 0.12),  # the leanest, below 8/128 beyond noise

@@ -315,13 +315,18 @@ def test_export_writes_the_cache_that_ran_where_the_frameworks_ram_check_dropped
     assert "--cache ram" not in export.stdout and "cache=ram" not in export.stdout
 
 
-def test_a_subset_trained_setting_must_fit_with_its_own_measured_peak(tmp_path: Path, tiny_data: Path) -> None:
+def test_a_subset_trained_setting_must_fit_with_its_own_measured_peak(
+    tmp_path: Path, tiny_data: Path
+) -> None:
     # Trained on 8 of the 16 images at 1.10 GiB: the whole dataset does all the subset's trainings did,
     # so a budget below their peak cannot fit it, whatever the whole-dataset prediction says.
     trials = []
     for seed in (0, 1):
         trial = stored_trial(
-            config=knobs(8, 96), values=[0.30 + 0.01 * seed, 1.10 * GIB], violation=1.10 * GIB - LIMIT, seed=seed
+            config=knobs(8, 96),
+            values=[0.30 + 0.01 * seed, 1.10 * GIB],
+            violation=1.10 * GIB - LIMIT,
+            seed=seed,
         )
         trial.user_attrs["record"]["used"].update(train_images=8, listed_images=8, imgsz=96)
         trials.append(trial)

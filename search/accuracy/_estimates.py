@@ -237,6 +237,12 @@ class AccuracyEstimate:
         """The measured system setting with the lowest peak (ties: the fastest)."""
         return self.systems[0]
 
+    @property
+    def at_range_bound(self) -> bool:
+        """Whether its replicates all sit at one bound of the metric's range (every one 0: nothing
+        detected yet), where seeds do not spread; they add nothing to the noise."""
+        return _at_bound(self.values)
+
     def front_bytes(self, axis: MemoryAxis) -> float | None:
         """The memory figure the front ranks this config on (None: none on that axis, as a GPU
         figure for a config that never trained on a GPU)."""
@@ -296,6 +302,11 @@ class AccuracyEstimates:
             return None
         if len(self.configs) < 2:
             return None
+        if all(e.at_range_bound and e.mean == ACCURACY_RANGE[0] for e in self.configs.values()):
+            return (
+                "every training scored 0: trials too short to rank accuracy; raise epochs, train on more "
+                "images, or fine-tune from weights"
+            )
         if not self.noise.measured:
             return (
                 "accuracy noise not measured yet (no accuracy config trained twice): "
@@ -345,8 +356,12 @@ def estimate_accuracy(
         for training in group:
             draws[training.replicate_key].append(training.accuracy)
         replicates[key] = [statistics.fmean(values) for values in draws.values()]
-    squares = sum(sum((v - statistics.fmean(vs)) ** 2 for v in vs) for vs in replicates.values())
-    df = sum(len(vs) - 1 for vs in replicates.values())
+    # Replicates that all sit at a bound of the metric's range (every one 0: nothing detected yet)
+    # say nothing of the seed noise of a config that learned: their zero spread would shrink the
+    # pooled noise until single trainings ranked.
+    pooled = [vs for vs in replicates.values() if not _at_bound(vs)]
+    squares = sum(sum((v - statistics.fmean(vs)) ** 2 for v in vs) for vs in pooled)
+    df = sum(len(vs) - 1 for vs in pooled)
     fitting = {}
     for key, group in by_config.items():
         systems = _systems(group, roles) if systems_of is None else systems_of(key, group)
@@ -375,6 +390,12 @@ def estimate_accuracy(
             median_gpu_bytes=statistics.median(gpu_peaks) if gpu_peaks else None,
         )
     return AccuracyEstimates(configs=configs, noise=noise, roles=roles, memory_axis=memory)
+
+
+def _at_bound(values: Iterable[float]) -> bool:
+    """Whether every value is the same bound of the metric's range."""
+    distinct = set(values)
+    return len(distinct) == 1 and distinct <= set(ACCURACY_RANGE)
 
 
 def _within_range(mean: float, half: float) -> tuple[float, float]:

@@ -116,7 +116,11 @@ def replicate_candidates(estimates: AccuracyEstimates, *, max_replicates: int) -
         if estimates.noise.measured and len(configs) < 2:
             return []  # one config: more degrees of freedom have nothing to rank
         # Any replicate adds a degree of freedom; the best config's first, since its rank matters most.
-        below = [c for c in configs.values() if c.replicates < max_replicates]
+        # Not a config that scored 0 at two seeds already: a third adds nothing to the noise.
+        below = [
+            c for c in configs.values()
+            if c.replicates < max_replicates and not (c.replicates >= 2 and c.at_range_bound)
+        ]  # fmt: skip
         return [c.key for c in sorted(below, key=lambda c: (c.replicates, -c.mean))]
     front = [p.estimate.key for p in noise_front(estimates)]
     open_keys = []
