@@ -37,8 +37,16 @@ def test_folders_of_dead_workers_are_removed_and_others_kept(tmp_path: Path) -> 
     temp = Path(tempfile.gettempdir())
     dead, alive = _dead_pid(), subprocess.Popen(["sleep", "30"])
     try:
-        abandoned = [tmp_path / f"{TRIAL_PREFIX}{dead}-x1", temp / f"{CHILD_TEMP_PREFIX}{dead}-x2"]
-        kept = [tmp_path / f"{TRIAL_PREFIX}{alive.pid}-x3", tmp_path / f"{TRIAL_PREFIX}olderformat"]
+        # Named as tempfile.mkdtemp names them: the prefix with the pid, then 8 random characters.
+        abandoned = [
+            tmp_path / f"{TRIAL_PREFIX}{dead}-abcd_123",
+            temp / f"{CHILD_TEMP_PREFIX}{dead}-efgh_456",
+        ]
+        kept = [
+            tmp_path / f"{TRIAL_PREFIX}{alive.pid}-ijkl_789",
+            tmp_path / f"{TRIAL_PREFIX}olderformat",
+            tmp_path / f"{TRIAL_PREFIX}{dead}-renamed-by-the-user",  # not a name mkdtemp makes
+        ]
         for folder in abandoned + kept:
             (folder / "run").mkdir(parents=True)
         removed = remove_abandoned(tmp_path)
@@ -47,6 +55,30 @@ def test_folders_of_dead_workers_are_removed_and_others_kept(tmp_path: Path) -> 
     finally:
         alive.kill()
         alive.wait()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="giving a folder to another user takes root (and only root could remove it anyway)",
+)
+def test_another_users_folder_and_a_link_are_never_removed(tmp_path: Path) -> None:
+    # Run as root, every user's trial folders in a shared /tmp are removable, and a pid that looks
+    # dead may be another user's worker in a pid namespace this process cannot see: only the
+    # user's own folders are judged by their pid. A link is never followed, even to the user's own.
+    dead, other_uid = _dead_pid(), os.getuid() + 4242
+    another_users = tmp_path / f"{TRIAL_PREFIX}{dead}-other_42"
+    (another_users / "run").mkdir(parents=True)
+    os.chown(another_users, other_uid, other_uid)
+    target = tmp_path / "the-users-data"
+    (target / "kept").mkdir(parents=True)
+    link = tmp_path / f"{TRIAL_PREFIX}{dead}-alink_42"
+    link.symlink_to(target, target_is_directory=True)
+    own = tmp_path / f"{TRIAL_PREFIX}{dead}-mine_042"
+    (own / "run").mkdir(parents=True)
+    removed = remove_abandoned(tmp_path)
+    assert own in removed and not own.exists()
+    assert another_users not in removed and (another_users / "run").is_dir()
+    assert link not in removed and link.is_symlink() and (target / "kept").is_dir()
 
 
 def test_disk_cache_shared_by_concurrent_trials_is_removed_by_the_last(tmp_path: Path) -> None:

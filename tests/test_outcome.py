@@ -3,6 +3,9 @@ high-water mark still saw) and a CUDA out-of-memory error's figures."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,21 +37,72 @@ def test_a_missed_spike_raises_the_peak_to_the_high_water_mark_less_shared_pages
 
 
 def test_a_high_water_mark_that_may_be_the_spawners_image_is_not_the_trials() -> None:
-    # Linux keeps the pre-exec image's high-water mark in ru_maxrss: a trial spawned from a 780 MiB
-    # process reports at least 780 MiB there, whatever it used. The last VmHWM read stands in.
+    # Linux keeps the pre-exec image's high-water mark in ru_maxrss: a trial spawned from a process
+    # whose VmHWM is 780 MiB reports at least 780 MiB there, whatever it used. The last VmHWM read
+    # stands in.
     spawned_big = _memory(
-        peak_host_bytes=305 * MIB, ru_maxrss_bytes=790 * MIB, spawner_rss_bytes=780 * MIB,
+        peak_host_bytes=305 * MIB, ru_maxrss_bytes=790 * MIB, spawner_hwm_bytes=780 * MIB,
         vmhwm_bytes=310 * MIB, root_shared_discount_bytes=8 * MIB,
     )  # fmt: skip
     apply_kernel_floor(spawned_big)
     assert spawned_big["peak_host_bytes"] == 305 * MIB
     # Well above the spawner's memory, ru_maxrss is the trial's own and still raises the peak.
     spawned_small = _memory(
-        peak_host_bytes=900 * MIB, ru_maxrss_bytes=1000 * MIB, spawner_rss_bytes=150 * MIB,
+        peak_host_bytes=900 * MIB, ru_maxrss_bytes=1000 * MIB, spawner_hwm_bytes=150 * MIB,
         vmhwm_bytes=950 * MIB, root_shared_discount_bytes=40 * MIB,
     )  # fmt: skip
     apply_kernel_floor(spawned_small)
     assert spawned_small["peak_host_bytes"] == 960 * MIB
+
+
+# A spawner that once held 1.5 GiB and freed it starts a child that holds 200 MiB: first where the
+# kernel refuses to reset the spawner's high-water mark, then as the supervisor does. For each, the
+# spawner's mark the supervisor records, the child's ru_maxrss from wait4, and the child's own VmHWM.
+_CHILD_OF_200_MIB = (
+    "block = b'1' * (200 << 20)\n"
+    "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')][0])"
+)
+_SPAWNER_THAT_FREED_ITS_MEMORY = """
+import json, os, subprocess, sys
+from search.trial import _supervisor
+
+block = b"1" * (1536 << 20)  # touched: resident until freed
+del block  # unmapped at once (a malloc this large is a mapping of its own); VmHWM stays
+reset, figures = _supervisor.reset_own_vmhwm, {}
+for case in ("refused", "reset"):
+    _supervisor.reset_own_vmhwm = reset if case == "reset" else lambda: False
+    child, spawner_hwm = _supervisor._spawn([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE)
+    own = int(child.stdout.read()) * 1024
+    _, _, usage = os.wait4(child.pid, 0)
+    child.returncode = 0
+    child.stdout.close()
+    figures[case] = {"spawner_hwm_bytes": spawner_hwm, "ru_maxrss_bytes": usage.ru_maxrss * 1024, "own": own}
+print(json.dumps(figures))
+"""
+
+
+def test_a_spawners_freed_memory_does_not_inflate_the_trials_peak() -> None:
+    # Real kernel figures, not stand-ins: subprocess starts children with vfork, and Linux then
+    # keeps the spawner's high-water mark (not its resident size) in the child's ru_maxrss. Compared
+    # with the spawner's resident size, as before, a spawner that had once held 1.5 GiB (a notebook
+    # that loaded a dataset) made a 200 MiB child's peak read 1.5 GiB.
+    out = subprocess.run(
+        [sys.executable, "-c", _SPAWNER_THAT_FREED_ITS_MEMORY, _CHILD_OF_200_MIB],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    figures = json.loads(out.stdout)
+    for case, measured in figures.items():
+        memory = _memory(
+            peak_host_bytes=measured["own"], vmhwm_bytes=measured["own"], root_shared_discount_bytes=0,
+            ru_maxrss_bytes=measured["ru_maxrss_bytes"], spawner_hwm_bytes=measured["spawner_hwm_bytes"],
+        )  # fmt: skip
+        apply_kernel_floor(memory)
+        assert 200 * MIB < memory["peak_host_bytes"] < 300 * MIB, (case, measured)
+    # Reset, the spawner's mark is its small resident size, and ru_maxrss the child's own again (so
+    # it still catches what the sampler missed); refused, both are the 1.5 GiB, left out.
+    reset, refused = figures["reset"], figures["refused"]
+    assert reset["spawner_hwm_bytes"] < 200 * MIB and reset["ru_maxrss_bytes"] < 300 * MIB, reset
+    assert refused["spawner_hwm_bytes"] > 1536 * MIB and refused["ru_maxrss_bytes"] > 1536 * MIB, refused
 
 
 def test_the_discount_is_in_bytes_not_a_ratio_taken_early() -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "read_stat",
     "read_statm",
     "read_vmhwm_bytes",
+    "reset_own_vmhwm",
 ]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -160,6 +161,26 @@ def read_vmhwm_bytes(pid: int | str) -> int | None:
     """Reads the kernel's resident high-water mark (``VmHWM``) of one process, in bytes."""
     data = _read(f"/proc/{pid}/status")
     return None if data is None else _kib_fields(data, (b"VmHWM",)).get(b"VmHWM")
+
+
+def reset_own_vmhwm() -> bool:
+    """Lowers this process's ``VmHWM`` to its resident memory now; whether the kernel allowed it.
+
+    Writing ``5`` to ``/proc/self/clear_refs`` (Linux 4.0+) resets the high-water mark of the whole
+    process (its threads share it); no privilege is needed for one's own process. Nothing else of
+    the process changes: what it reports as ``VmHWM`` afterwards is its peak since the reset.
+    """
+    try:
+        fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"5")
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 class ProcessTree:

@@ -3,7 +3,7 @@
 A worker removes its trial's folders itself, in a ``finally``. A worker killed outright (``kill -9``,
 a lost session) cannot: its trial child dies with it (``PR_SET_PDEATHSIG``), but the trial folder and
 the child's temp folder stay. Their names carry the worker's pid, and the next trial started on the
-machine removes those of dead workers (:func:`remove_abandoned`).
+machine removes those of dead workers that belong to the same user (:func:`remove_abandoned`).
 
 ``cache=disk`` makes yolov5 write a ``.npy`` file beside each image, which memfront removes after the
 trial unless the user keeps them. Several trials may use the same dataset at once (``--jobs``), so
@@ -22,6 +22,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -38,7 +39,12 @@ __all__ = [
 ]
 
 TRIAL_PREFIX = "memfront-trial-"
+# Short on purpose: the child's multiprocessing puts AF_UNIX sockets in a folder inside this one,
+# and their paths may not exceed 107 bytes. Being generic, it is judged only on a name exactly as
+# ``tempfile.mkdtemp(prefix=owned_prefix(...))`` makes it (see _abandoned).
 CHILD_TEMP_PREFIX = "mf-"
+# What ``tempfile.mkdtemp`` appends to the prefix: 8 characters of ``[a-z0-9_]``.
+_MKDTEMP_SUFFIX = r"[a-z0-9_]{8}"
 
 
 def owned_prefix(prefix: str) -> str:
@@ -48,8 +54,30 @@ def owned_prefix(prefix: str) -> str:
 
 def _owner_alive(name: str, prefix: str) -> bool:
     owner = name[len(prefix) :].split("-", 1)[0]
-    # Another naming, or another user's folder: not ours to judge, so never removed.
+    # Another naming: not ours to judge, so never removed.
     return not owner.isdigit() or Path(f"/proc/{owner}").exists()
+
+
+def _abandoned(folder: Path, prefix: str) -> bool:
+    """Whether ``folder`` is a trial folder of this user's that a dead worker left.
+
+    Only a folder this user owns is judged by its pid: run as root, every user's trial folders are
+    within reach, and a pid that looks dead may be another user's worker in a pid namespace this
+    process cannot see. A link is never followed, and only a name exactly as a worker makes it
+    (the prefix, its pid, mkdtemp's suffix) is judged, so that another program's folder with a
+    similar name is left alone.
+    """
+    if not re.fullmatch(rf"{re.escape(prefix)}\d+-{_MKDTEMP_SUFFIX}", folder.name):
+        return False
+    try:
+        status = folder.lstat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(status.st_mode)
+        and status.st_uid == os.getuid()
+        and not _owner_alive(folder.name, prefix)
+    )
 
 
 def _claims_dir() -> Path:
@@ -149,13 +177,17 @@ def _claims(data: str | None = None) -> list[_Claim]:
 
 
 def remove_abandoned(workdir: Path | None = None) -> list[Path]:
-    """Removes the trial folders, child temp folders and disk caches of dead workers; returns them."""
+    """Removes the trial folders, child temp folders and disk caches of dead workers; returns them.
+
+    Only folders this user owns are removed (see :func:`_abandoned`): run as root, the others in a
+    shared temp folder are other users' trials, live ones included.
+    """
     removed: list[Path] = []
     temp = Path(tempfile.gettempdir())
     for place, prefix in ((workdir or temp, TRIAL_PREFIX), (temp, CHILD_TEMP_PREFIX)):
         with contextlib.suppress(OSError):
             for folder in place.glob(f"{prefix}*"):
-                if folder.is_dir() and not _owner_alive(folder.name, prefix):
+                if _abandoned(folder, prefix):
                     shutil.rmtree(folder, ignore_errors=True)
                     removed.append(folder)
     if not any(not claim.alive for claim in _claims()):

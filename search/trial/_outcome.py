@@ -30,7 +30,7 @@ __all__ = [
 
 _LOG_TAIL_LINES = 25
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# ru_maxrss at most this much above the spawner's resident memory may be the spawner's image.
+# ru_maxrss at most this much above the spawner's high-water mark may be the spawner's image.
 _SPAWNER_MARGIN = 1.05
 _EXIT_CUDA_OOM = 3  # search.child.trainer.EXIT_CUDA_OOM; not imported, to keep torch out of the parent
 
@@ -86,20 +86,24 @@ def apply_kernel_floor(memory: dict[str, Any]) -> None:
     Sampling can miss a spike shorter than its interval (interpreter shutdown allocates in the last
     ~100 ms, after the dataloader workers are gone); the kernel's VmHWM cannot. ``ru_maxrss`` from
     ``wait4`` is the highest VmHWM of the main process and the workers it reaped, at exit; the last
-    VmHWM read before the exit is the other figure, and the higher one is used. Linux keeps in
-    ``ru_maxrss`` the high-water mark of the image before the child's exec too, which is the
-    spawning process's resident memory (a notebook's, a long test session's): a figure not above
-    that (``spawner_rss_bytes``, with a 5% margin) may be the spawner's, and is not used. Less the
-    part of the main process's file-backed pages that the exact reads found shared with other
-    processes (their median: the only pages the tree's PSS may count below their RSS, apart from
-    what the tree shares within itself, which it counts in full: a worker's pages shared with the
-    main process included), it is a floor of the tree's PSS. Workers inherit the main process's
+    VmHWM read before the exit is the other figure, and the higher one is used. Less the part of
+    the main process's file-backed pages that the exact reads found shared with other processes
+    (their median: the only pages the tree's PSS may count below their RSS, apart from what the
+    tree shares within itself, which it counts in full: a worker's pages shared with the main
+    process included), it is a floor of the tree's PSS. Workers inherit the main process's
     mappings, so its discount stands for theirs. The discount is taken in bytes, not as a ratio:
     libraries are mapped early and stay, while anonymous memory grows, so a ratio read early in the
     run would scale the peak down by the memory that came after it.
+
+    Linux keeps in ``ru_maxrss`` the high-water mark of the image before the child's exec too:
+    started with vfork, the child carries off the spawning process's high-water mark, not its
+    resident size (a notebook that once held 2.5 GB and freed it passes on 2.5 GB). The supervisor
+    lowers that mark to the resident size before the start where the kernel lets it, and records
+    the mark after it (``spawner_hwm_bytes``); a ``ru_maxrss`` not above it (with a 5% margin) may
+    be the spawner's and is not used, and the child's own VmHWM reads stand in.
     """
     discount = memory.get("root_shared_discount_bytes")
-    maxrss, spawner = memory.get("ru_maxrss_bytes"), memory.get("spawner_rss_bytes")
+    maxrss, spawner = memory.get("ru_maxrss_bytes"), memory.get("spawner_hwm_bytes")
     own_maxrss = maxrss if maxrss and (spawner is None or maxrss > _SPAWNER_MARGIN * spawner) else None
     hwm = max(filter(None, [own_maxrss, memory.get("vmhwm_bytes")]), default=None)
     peak = memory.get("peak_host_bytes")

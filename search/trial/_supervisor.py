@@ -33,7 +33,7 @@ from search.frameworks._base import package_version
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
 from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
-from search.measure._procfs import group_alive, read_statm
+from search.measure._procfs import group_alive, read_vmhwm_bytes, reset_own_vmhwm
 from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.trial._leftovers import (
     CHILD_TEMP_PREFIX,
@@ -49,6 +49,9 @@ __all__ = ["TrialProgress", "run_trial"]
 
 _PROGRESS_PERIOD_S = 0.5
 _FALLBACK_POLL_S = 0.1
+# A trial started from another thread between a child's start and the read of the mark after it
+# (see _spawn) could reset the mark below what that child carried off.
+_SPAWN_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass
@@ -94,10 +97,21 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def _resident_bytes() -> int | None:
-    """This process's resident memory (what a child forked from it starts with, until its exec)."""
-    resident = read_statm(os.getpid())
-    return None if resident is None else resident.total
+def _spawn(command: list[str], **options: Any) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Starts ``command`` with ``subprocess.Popen(**options)``; returns it and this process's VmHWM.
+
+    ``subprocess`` starts a child with vfork where it can, and at its exec Linux keeps the
+    high-water mark of this process's memory (VmHWM, not its resident size) in the child's
+    ``ru_maxrss``: a notebook that once held 2.5 GB gave every trial 2.5 GB there. The mark is
+    lowered to the resident size first (this process's own VmHWM then reads its peak since the last
+    trial started); where the kernel refuses, the mark read after the start is the old one, and
+    :func:`search.trial._outcome.apply_kernel_floor` leaves out a ``ru_maxrss`` not above it.
+    """
+    with _SPAWN_LOCK:
+        reset_own_vmhwm()
+        child: subprocess.Popen[bytes] = subprocess.Popen(command, **options)
+        # Read after the child's exec (Popen returns only then): the mark it carried off, or above.
+        return child, read_vmhwm_bytes(os.getpid())
 
 
 def _kill_tree(pgid: int, pids: set[int]) -> None:
@@ -269,7 +283,7 @@ def _supervise(
     cgroup = TrialCgroup.create(folder.name)
     cgroup_joined = False
     spawned_at = time.time()
-    spawner_rss = _resident_bytes()
+    spawner_hwm: int | None = None
     stopped_for: dict[str, int] = {}
     stop_lock = threading.Lock()
     child: subprocess.Popen[bytes] | None = None
@@ -292,7 +306,7 @@ def _supervise(
     # the supervision is set up, the child, its workers and the cgroup never outlive it.
     try:
         with open(log_path, "wb") as log:
-            child = subprocess.Popen(
+            child, spawner_hwm = _spawn(
                 [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
                 cwd=folder,
                 stdin=subprocess.DEVNULL,
@@ -301,7 +315,6 @@ def _supervise(
                 env=env,
                 start_new_session=True,
             )
-        spawner_rss = max(filter(None, [spawner_rss, _resident_bytes()]), default=None)
         # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
         cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
         sampler = TreeSampler(
@@ -385,7 +398,7 @@ def _supervise(
         config,
         limits,
         events,
-        {**memory.to_dict(), "cgroup": kernel_figures, "spawner_rss_bytes": spawner_rss},
+        {**memory.to_dict(), "cgroup": kernel_figures, "spawner_hwm_bytes": spawner_hwm},
         child.returncode,
         stopped_for,
         wall=time.monotonic() - started,
