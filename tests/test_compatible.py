@@ -55,6 +55,51 @@ def test_a_command_that_only_reads_is_not_refused(url: str) -> None:
     open_study(_spec({"batch": [8, 16]}), url, create=False)
 
 
+SPACE = {"batch": [4, 8, 16, 32], "imgsz": {"low": 64, "high": 640, "step": 32}}
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"epochs": 2}, "trained with epochs 5, the study file now says epochs 2"),
+        (
+            {"model": "yolov5s.yaml"},
+            "trained with model yolov5n.yaml, the study file now says model yolov5s.yaml",
+        ),
+        ({"demo_images": 64}, "trained with demo_images 256, the study file now says demo_images 64"),
+        (
+            {"data": "d/data.yaml", "hyp": "h.yaml"},
+            "trained with data demo, hyp none, the study file now says",
+        ),
+        ({"train_images": 100}, "trained with train_images none, the study file now says train_images 100"),
+    ],
+)
+def test_a_changed_setup_is_refused_by_every_command(url: str, change: dict[str, object], said: str) -> None:
+    # Its trainings' accuracy and memory hold for their data, model, hyp, epochs and subset only.
+    spec = StudySpec.model_validate({**_spec(SPACE).model_dump(), **change})
+    for create in (True, False):
+        with pytest.raises(InputError, match="rename the study") as refused:
+            open_study(spec, url, create=create)
+        assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_what_a_run_may_change_is_not_refused(url: str) -> None:
+    changed = {"n_trials": 30, "timeout": 600, "seed": 3, "device": "cpu", "sampler": "random"}
+    open_study(StudySpec.model_validate({**_spec(SPACE).model_dump(), **changed}), url, create=True)
+
+
+def test_a_study_stored_without_its_setup_takes_the_files_next(tmp_path: Path) -> None:
+    # Studies before 2026-12-07 stored no setup: the next run stores its own, and holds to it.
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    study = open_study(_spec(SPACE), url, create=True)
+    study.add_trial(stored_trial(config=knobs(8, 96), values=[0.3, GIB], violation=-GIB))
+    study._storage.set_study_user_attr(study._study_id, "setup", None)
+    resumed = StudySpec.model_validate({**_spec(SPACE).model_dump(), "epochs": 2})
+    open_study(resumed, url, create=True)
+    with pytest.raises(InputError, match="trained with epochs 2"):
+        open_study(_spec(SPACE), url, create=True)
+
+
 def test_one_study_file_run_against_two_storages_writes_two_sets_of_record_files(tmp_path: Path) -> None:
     spec, study_file = _spec({"batch": [4, 8]}), tmp_path / "s.yaml"
     first = open_study(spec, f"sqlite:///{tmp_path / 'a.db'}", create=True)

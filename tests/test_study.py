@@ -21,8 +21,10 @@ import yaml
 from search.data._demo import make_demo_dataset
 from search.frameworks._base import package_folder
 from search.measure._footprint import framework_footprint_bytes
+from search.study._compatible import setup_of
 from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
+from search.study._stored import StudyKeys
 from search.trial._record import memory_violation
 
 from .conftest import ROOT, TINY_STUDY, run_cli, trainer_processes
@@ -30,6 +32,8 @@ from .conftest import ROOT, TINY_STUDY, run_cli, trainer_processes
 
 def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
     shutil.copy(tiny_study.with_name("tiny.db"), folder / "tiny.db")
+    if set(changes) & set(setup_of(load_study_spec(tiny_study))):
+        _forget_setup(folder)
     text = tiny_study.read_text()
     for key, value in changes.items():
         if not any(line.startswith(f"{key}:") for line in text.splitlines()):
@@ -40,6 +44,14 @@ def _copy_study(tiny_study: Path, folder: Path, **changes: str) -> Path:
     target = folder / "tiny.yaml"
     target.write_text(text + "\n")
     return target
+
+
+def _forget_setup(folder: Path) -> None:
+    """Makes the study in ``folder`` one stored before setups were (2026-12-07): it takes the study
+    file's next setup. For tests that change it to reach a state faster (a longer training to
+    interrupt, a subset to probe), not for what they check."""
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'tiny.db'}")
+    study.set_user_attr(StudyKeys.SETUP, None)
 
 
 def _truncated_png(size: int) -> bytes:
@@ -508,6 +520,7 @@ def test_ctrl_c_keeps_results_and_the_next_run_retrains_the_interrupted_config(
     # The interrupted training is not one done, by the study's count or by this worker's.
     assert "3/4 trainings done (0 trained by this worker" in " ".join(stderr.split()), stderr
     study.write_text(study.read_text().replace("epochs: 40", "epochs: 1"))
+    _forget_setup(tmp_path)
     done = run_cli("run", str(study))
     assert done.returncode == 0, done.stderr
     resumed = [

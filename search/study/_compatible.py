@@ -1,11 +1,14 @@
 """What a stored study accepts from its study file on a later run: what its trials were judged by.
 
-A study keeps its objectives, memory limit, framework and the distributions its knobs were sampled
-from; a study file that changes one of them is refused with one line naming the study's value, before
-anything is stored (use another ``name`` to search under the new setting).
+A study keeps its objectives, memory limit, framework, the distributions its knobs were sampled
+from, and the setup every training depends on besides its knobs (:func:`setup_of`: data, model, hyp,
+epochs, ...); a study file that changes one of them is refused with one line naming the study's
+value, before anything is stored (use another ``name`` to search under the new setting).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import optuna
 from optuna.distributions import (
@@ -23,7 +26,7 @@ from search.study._storage import safe_url
 from search.study._stored import StudyKeys
 from search.units import format_size
 
-__all__ = ["check_compatible"]
+__all__ = ["check_compatible", "setup_of"]
 
 
 def check_compatible(
@@ -38,12 +41,13 @@ def check_compatible(
         space: The space a run samples (None for a command that only reads: it samples nothing).
 
     Raises:
-        InputError: For changed objectives, memory limit or framework, or knob choices Optuna
-            cannot sample in the stored study.
+        InputError: For changed objectives, memory limit, framework or setup, or knob choices
+            Optuna cannot sample in the stored study.
     """
     _check_same_objectives(study, spec, url)
     _check_same_limit(study, spec, url)
     _check_same_framework(study, spec, url)
+    _check_same_setup(study, spec, url)
     if space is not None:
         _check_same_distributions(study, spec, space, url)
 
@@ -85,6 +89,52 @@ def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
         f"the study file now says {format_size(spec.memory_limit)}: its trials were judged against the "
         "old limit; restore it, or give the study a new name to search under the new one"
     )
+
+
+def setup_of(spec: StudySpec) -> dict[str, Any]:
+    """What every training of the study depends on besides its knobs, as the study file writes it.
+
+    Paths are kept as written (relative to the study file), so that a moved checkout is the same
+    setup. The device is not among them: each worker may name its own (``--device``, ``--devices``).
+    """
+    setup: dict[str, Any] = {
+        "data": spec.data, "model": spec.model, "hyp": spec.hyp, "epochs": spec.epochs,
+        "train_images": spec.train_images, "gpu_memory_limit": spec.gpu_memory_limit,
+    }  # fmt: skip
+    if spec.data == "demo":
+        setup.update(
+            demo_images=spec.demo_images, demo_size=spec.demo_size, demo_val_images=spec.demo_val_images
+        )
+    return setup
+
+
+def _check_same_setup(study: optuna.Study, spec: StudySpec, url: str) -> None:
+    """Refuses a study file whose setup is not the one the study's trainings ran with (studies made
+    before 2026-12-07 stored none: theirs is taken from the file that runs them next).
+
+    A training's accuracy and memory hold for its data, model, hyp, epochs and subset: under another,
+    the study would pool both as replicates of one config, and export would promise a peak measured
+    on something else.
+    """
+    stored = study.user_attrs.get(StudyKeys.SETUP)
+    if not isinstance(stored, dict) or not study.get_trials(deepcopy=False):
+        return
+    now = setup_of(spec)
+    changed = [key for key in now if key in stored and stored[key] != now[key]]
+    if not changed:
+        return
+    was = ", ".join(f"{key} {_value(stored[key])}" for key in changed)
+    says = ", ".join(f"{key} {_value(now[key])}" for key in changed)
+    raise InputError(
+        f"study {spec.name!r} in {safe_url(url)} trained with {was}, the study file now says {says}: "
+        "its results hold for the old setup; restore it, or rename the study to search under the new one"
+    )
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1024**2:
+        return format_size(value)  # a GPU memory limit
+    return "none" if value is None else str(value)
 
 
 def _check_same_distributions(study: optuna.Study, spec: StudySpec, space: EffectiveSpace, url: str) -> None:

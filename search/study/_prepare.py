@@ -20,7 +20,7 @@ from search.frameworks import get_framework
 from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
-from search.study._compatible import check_compatible
+from search.study._compatible import check_compatible, setup_of
 from search.study._probes import StudyProbes
 from search.study._record_files import RecordFiles
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, make_sampler
@@ -137,6 +137,7 @@ def open_study(
     study.set_user_attr(StudyKeys.OBJECTIVES, spec.objectives)
     study.set_user_attr(StudyKeys.MEMORY_LIMIT, spec.memory_limit)
     study.set_user_attr(StudyKeys.FRAMEWORK, spec.framework)
+    study.set_user_attr(StudyKeys.SETUP, setup_of(spec))
     return study
 
 

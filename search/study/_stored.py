@@ -101,6 +101,8 @@ class StudyKeys:
     # when reading the study (a read measures nothing).
     FOOTPRINT = "framework_footprint_bytes"
     NOTES = "notes"
+    # What every training depends on besides its knobs (search.study._compatible.setup_of).
+    SETUP = "setup"
     # Names the study's record files apart from another storage's study of the same file.
     RECORDS_TOKEN = "records_token"
     REQUEUED = "requeued"
