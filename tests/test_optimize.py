@@ -10,7 +10,7 @@ import pytest
 from search.study._discard import discard, discard_reason
 from search.study._space import effective_space, make_sampler
 from search.study._spec import StudySpec
-from search.study._stored import read_trial, write_proposal
+from search.study._stored import read_trial, write_proposal, write_seed
 from search.study._tell import ProposalGuard
 from search.study._tell import tell as _tell
 from search.study._trainings import replicate_identity
@@ -127,6 +127,27 @@ def test_a_discard_after_another_worker_failed_the_proposal_is_refused_as_finish
     # The worker loop goes on to its next proposal on this error (a plain ValueError crashed it).
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         discard(study, trial, "trial 7 trains the same replicate")
+
+
+def test_a_trial_asked_and_not_trained_when_its_worker_stops_is_closed_and_queued_again() -> None:
+    from search.study._train import settle_interrupted
+
+    study = optuna.create_study(directions=_spec(["map50_95", "peak_host"]).directions)
+    proposed, bare, told = study.ask(), study.ask(), study.ask()
+    write_seed(proposed, 3)
+    write_proposal(proposed, knobs(8, 96, "ram"), worker="w", device="cpu")
+    study.tell(told, [0.3, float(GIB)])
+    settle_interrupted(study, proposed)
+    settle_interrupted(study, bare)  # stopped before its proposal was stored: nothing to queue
+    settle_interrupted(study, told)  # told already: left as it is
+    first, second, third, queued = study.get_trials(deepcopy=False)
+    assert (first.state, read_trial(first).status) == (optuna.trial.TrialState.FAIL, "interrupted")
+    assert (second.state, read_trial(second).status) == (optuna.trial.TrialState.FAIL, "interrupted")
+    assert third.state == optuna.trial.TrialState.COMPLETE and "status" not in third.user_attrs
+    # Queued whole for the next worker: the same knobs and seed, as a requeue of the first.
+    assert queued.state == optuna.trial.TrialState.WAITING
+    assert queued.system_attrs["fixed_params"] == knobs(8, 96, "ram")
+    assert (queued.user_attrs["requeue_of"], queued.user_attrs["seed"]) == (first.number, 3)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid"])

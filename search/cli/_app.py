@@ -72,6 +72,10 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; bad input is one line on stderr and exit code 2."""
     signal.signal(signal.SIGTERM, _terminate)
+    # A closed terminal or a dropped SSH session stops memfront as Ctrl-C does (the trial cleaned up,
+    # a training's weights kept), not outright; unless it was started to outlive them (nohup).
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _terminate)
     # A process started in the background by a script inherits SIGINT ignored; memfront still stops
     # its trial cleanly on SIGINT (what --jobs forwards, and what a user's `kill -INT` means).
     signal.signal(signal.SIGINT, signal.default_int_handler)

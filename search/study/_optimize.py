@@ -11,6 +11,7 @@ workers that went silent are failed and retried (see :mod:`search.study._storage
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from search.study._budget import (
 )
 from search.study._discard import discard, discard_reason, trained_before
 from search.study._heartbeats import fail_stale_trials
+from search.study._interrupts import deferred_interrupts
 from search.study._prepare import PreparedStudy
 from search.study._probes import ProbePlan, planning_figures, run_due_probe
 from search.study._space import sampled_choices, suggest
@@ -46,7 +48,7 @@ from search.study._stored import (
     write_seed,
 )
 from search.study._tell import ProposalGuard, tell_duplicate
-from search.study._train import WorkerClock, requeue_interrupted, train_proposal
+from search.study._train import WorkerClock, requeue_interrupted, settle_interrupted, train_proposal
 from search.study._trainings import SAMPLED_REPLICATE, TrainingState, replicate_identity
 from search.study._unranked import unranked_lines
 from search.study._workers import Heartbeat, announce
@@ -221,13 +223,16 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 continue
             if plan is not None and (plan.fixed or plan.replicate):
                 study.enqueue_trial(plan.fixed, user_attrs=plan_attrs(plan.seed, plan.reason))
-            trial = ask(study)
+            trial = None
             try:
-                with Heartbeat(
-                    study, trial._trial_id, interval_s=spec.heartbeat_interval, grace_s=spec.heartbeat_grace,
-                    worker=worker, trial=trial.number,
-                ):  # fmt: skip
-                    proposal = _propose(prepared, trial, state, trials, judged_done)
+                with contextlib.ExitStack() as beating:
+                    with deferred_interrupts():  # the asked trial's proposal is stored whole, or not asked
+                        trial = ask(study)
+                        beating.enter_context(Heartbeat(
+                            study, trial._trial_id, interval_s=spec.heartbeat_interval,
+                            grace_s=spec.heartbeat_grace, worker=worker, trial=trial.number,
+                        ))  # fmt: skip
+                        proposal = _propose(prepared, trial, state, trials, judged_done)
                     if proposal.refused is not None:
                         if proposal.refused == "duplicate":
                             duplicates += 1
@@ -265,6 +270,10 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                 # This worker was silent past the grace period (suspended, or cut off from the
                 # storage) while proposing: another worker failed the proposal and retries it.
                 continue
+            except KeyboardInterrupt:
+                if trial is not None:
+                    settle_interrupted(study, trial)  # asked, and not trained yet
+                raise
     except KeyboardInterrupt:
         # Ctrl-C between trials (while asking or waiting): nothing is running, so stop cleanly.
         interrupted, stop_reason = True, "interrupted"

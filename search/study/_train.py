@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 
+from search.study._interrupts import deferred_interrupts
 from search.study._stored import (
     StudyKeys,
     mark_interrupted,
     mark_requeued,
+    read_trial,
     read_trials,
     requeue_attrs,
     write_prediction,
@@ -33,7 +35,14 @@ if TYPE_CHECKING:
     from search.study._optimize import StudyEvents
     from search.study._prepare import PreparedStudy
 
-__all__ = ["TrainOutcome", "WorkerClock", "requeue", "requeue_interrupted", "train_proposal"]
+__all__ = [
+    "TrainOutcome",
+    "WorkerClock",
+    "requeue",
+    "requeue_interrupted",
+    "settle_interrupted",
+    "train_proposal",
+]
 
 TrainOutcome = Literal["trained", "skipped", "interrupted"]
 """``skipped``: pre-flight predicted it over the limit; ``interrupted``: it trains again later."""
@@ -107,19 +116,15 @@ def train_proposal(
     try:
         record = run_trial(config, limits=limits, on_progress=events.on_progress)
     except BaseException:
-        # Never leave a RUNNING trial behind: a resumed study would count it forever. If the storage
-        # itself failed, the trial's heartbeats stop and other workers retry it.
-        with contextlib.suppress(Exception):
-            mark_interrupted(trial)
-            requeue(study, trial, params, seed)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        settle_interrupted(study, trial)
         raise
     clock.training += record.wall_seconds
     note = None
     try:
-        if record.status == "interrupted":
-            requeue(study, trial, params, seed)
-        tell(study, trial, record, spec, prepared.record_files)
+        with deferred_interrupts():  # a result in hand is stored whole (a Ctrl-C lands after it)
+            if record.status == "interrupted":
+                requeue(study, trial, params, seed)
+            tell(study, trial, record, spec, prepared.record_files)
     except optuna.exceptions.UpdateFinishedTrialError:
         # This worker was silent past the grace period (suspended, or cut off from the storage):
         # another worker failed the trial and retries its configuration, so this result is dropped.
@@ -127,6 +132,25 @@ def train_proposal(
     if events.on_trial_end:
         events.on_trial_end(trial.number, record, note)
     return ("interrupted" if record.status == "interrupted" else "trained"), record
+
+
+def settle_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Closes a trial whose worker is stopping before its result was told: marked ``interrupted``, its
+    configuration and seed (where already stored) queued for the next worker, told FAIL.
+
+    Never leaves a RUNNING trial behind: a resumed study would wait out the heartbeat grace period
+    to fail it. A trial told already is left as it is. If the storage itself failed, the trial's
+    heartbeats stop and other workers retry it.
+    """
+    with contextlib.suppress(Exception), deferred_interrupts():
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state.is_finished():
+            return
+        stored = read_trial(frozen)
+        mark_interrupted(trial)
+        if stored.config is not None and stored.seed is not None:
+            requeue(study, trial, stored.config, stored.seed)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def requeue(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], seed: int) -> None:
