@@ -17,6 +17,7 @@ from search.study._storage import (
     ask,
     default_storage_url,
     is_concurrent_safe,
+    journal_damage,
     make_storage,
     safe_url,
     storage_file,
@@ -159,6 +160,30 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_journal_whose_last_line_is_damaged_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    from search.errors import StorageError
+    from search.study._prepare import open_study
+    from search.study._spec import StudySpec
+
+    spec = StudySpec.model_validate({"name": "s", "data": "demo", "memory_limit": "2GiB"})
+    journal = tmp_path / "s.journal"
+    url = f"journal:///{str(journal).lstrip('/')}"
+    open_study(spec, url, create=True)
+    # A long record last (longer than one read from the end) is read whole, and is no damage.
+    open_study(spec, url, create=True).set_user_attr("long", "x" * 200_000)
+    assert journal_damage(journal) is None
+    open_study(spec, url, create=True)
+    # Optuna would read past the damaged line, then write after it: the journal unreadable from then on.
+    journal.write_bytes(journal.read_bytes() + b"garbage{\n")
+    before = journal.read_bytes()
+    with pytest.raises(StorageError, match="its last line is not an Optuna journal record") as refused:
+        open_study(spec, url, create=True)
+    assert "remove that line" in str(refused.value) and "\n" not in str(refused.value)
+    assert journal.read_bytes() == before
+    # A command that only reads still reads it (Optuna skips a damaged last line).
+    assert open_study(spec, url, create=False).study_name == "s"
 
 
 def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from search.study._storage import (
     error_line,
     holds_optuna_tables,
     is_concurrent_safe,
+    journal_damage,
     journal_holds_records,
     journal_path,
     make_storage,
@@ -121,6 +122,13 @@ def open_study(
         check_compatible(loaded, spec, url)
         return loaded
     space = space or effective_space(spec)
+    journal = journal_path(url)
+    damage = None if journal is None else journal_damage(journal)
+    if damage is not None:
+        raise StorageError(
+            f"storage {safe_url(url)}: {damage}; nothing was written to it: remove that line (a write cut "
+            "short) or restore the file from a copy, then run again"
+        )
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
         check_compatible(existing, spec, url, space=space)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import json
 import math
 import os
 import random
@@ -37,6 +38,7 @@ __all__ = [
     "error_line",
     "holds_optuna_tables",
     "is_concurrent_safe",
+    "journal_damage",
     "journal_holds_records",
     "journal_path",
     "make_storage",
@@ -49,6 +51,7 @@ __all__ = [
 
 # A PostgreSQL host that does not answer must fail a command in seconds, not after TCP's minutes.
 _CONNECT_TIMEOUT_S = 10
+_JOURNAL_CHUNK = 1 << 16
 _SCHEMA_ATTEMPTS = 5
 
 
@@ -127,6 +130,50 @@ def journal_holds_records(path: Path) -> bool:
     """Whether a journal file exists and is not empty (an empty one is what a killed first open
     leaves: it holds no study)."""
     return path.is_file() and path.stat().st_size > 0
+
+
+def journal_damage(path: Path) -> str | None:
+    """What is wrong with a journal file's last line, if it is not an Optuna journal record; None
+    when it is one (or the file is missing or empty).
+
+    Optuna reads past a last line that does not decode (a write in progress, or cut short by a
+    crash) but writes after it, which makes it a line in the middle: from then on the journal
+    cannot be read at all. A line seen damaged is read again a second later, since another worker
+    may have been writing it.
+    """
+    for attempt in range(2):
+        last = _last_line(path)
+        if last is None:
+            return None
+        damage: str | None = None
+        try:
+            if not isinstance(json.loads(last), dict):
+                damage = "its last line is not an Optuna journal record"
+        except ValueError as error:
+            damage = f"its last line is not an Optuna journal record ({error})"
+        if damage is None or attempt == 1:
+            return damage
+        time.sleep(1.0)
+    return None
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The file's last line that is not empty (read from the end: a journal may be large)."""
+    try:
+        with path.open("rb") as file:
+            end = file.seek(0, os.SEEK_END)
+            tail = b""
+            while end > 0:
+                start = max(0, end - _JOURNAL_CHUNK)
+                file.seek(start)
+                tail = file.read(end - start) + tail
+                end = start
+                stripped = tail.rstrip(b"\r\n")
+                if b"\n" in stripped or (end == 0 and stripped):
+                    return stripped.rsplit(b"\n", 1)[-1]
+    except OSError:
+        pass
+    return None
 
 
 def default_storage_url(folder: Path, name: str, *, jobs: int = 1) -> str:
