@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,24 @@ def test_timeout(tiny_data: Path, work: Path) -> None:
     )
     assert record.status == "timeout" and record.wall_seconds < 10
     assert trainer_processes() == []
+
+
+@pytest.mark.slow
+def test_a_hung_trial_is_stopped_without_a_time_limit(tiny_data: Path, work: Path) -> None:
+    # A hang (a dataloader deadlock, a lock never released) uses no CPU: SIGSTOP makes one for real.
+    def freeze(update: TrialProgress) -> None:
+        for pid in trainer_processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    started = time.monotonic()
+    record = run_trial(
+        workdir=work, config=TrialConfig(data=str(tiny_data), **TINY), limits=TrialLimits(stall_s=3),
+        on_progress=freeze,
+    )  # fmt: skip
+    assert record.status == "timeout" and "hung: its processes used no CPU for 3 s" in str(record.error)
+    assert time.monotonic() - started < 60
+    assert trainer_processes() == [] and _leftovers(work) == []
 
 
 @pytest.mark.slow

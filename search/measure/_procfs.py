@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 __all__ = [
     "PAGE_SIZE",
     "ProcessTree",
     "Proportional",
     "Resident",
+    "StallWatch",
     "group_alive",
     "last_pid",
     "parse_stat",
+    "read_cpu_ticks",
     "read_pss",
     "read_pss_bytes",
     "read_resident",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def _read(path: str) -> bytes | None:
@@ -47,6 +51,31 @@ def parse_stat(data: bytes) -> tuple[int, int, int, int]:
     """Returns (ppid, pgrp, minflt, rss_pages) from a ``/proc/PID/stat`` line."""
     fields = data[data.rindex(b")") + 2 :].split()
     return int(fields[1]), int(fields[2]), int(fields[7]), int(fields[21])
+
+
+def read_cpu_ticks(pid: int) -> int | None:
+    """User and system CPU time a process has used, in clock ticks (``/proc/PID/stat``); None if gone."""
+    data = _read(f"/proc/{pid}/stat")
+    if data is None:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class StallWatch:
+    """Whether a trial's processes have used less than a CPU-second together for a while: hung."""
+
+    def __init__(self) -> None:
+        self._ticks: int | None = None
+        self._active_at = time.monotonic()
+
+    def stalled(self, pids: set[int], stall_s: float | None) -> bool:
+        """Reads the processes' CPU time; whether it has not moved by a second for ``stall_s``."""
+        ticks = sum(filter(None, (read_cpu_ticks(pid) for pid in pids)))
+        # Any change counts as activity: a worker that ended takes its ticks out of the sum.
+        if self._ticks is None or abs(ticks - self._ticks) >= _TICKS_PER_S:
+            self._ticks, self._active_at = ticks, time.monotonic()
+        return stall_s is not None and time.monotonic() - self._active_at > stall_s
 
 
 @dataclasses.dataclass(frozen=True)

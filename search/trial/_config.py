@@ -65,14 +65,23 @@ class TrialConfig(BaseModel):
         return {k: getattr(self, k) for k in ("batch", "imgsz", "cache", "workers", "amp")}
 
 
+DEFAULT_STALL_S = 900.0
+"""A trial whose processes together use under a CPU-second in this long is hung, and stopped."""
+
+
 class TrialLimits(BaseModel):
-    """What a trial may use before the supervisor stops it. None means no limit."""
+    """What a trial may use before the supervisor stops it. None means no limit.
+
+    ``stall_s`` holds even without a time limit: a training that hangs (a dataloader deadlock, a
+    lock never released) uses no CPU, and without it would hold its study forever.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     memory_limit_bytes: int | None = Field(None, gt=0)
     gpu_memory_limit_bytes: int | None = Field(None, gt=0)
     time_limit_s: float | None = Field(None, gt=0)
+    stall_s: float | None = Field(DEFAULT_STALL_S, gt=0)
 
 
 def validation_message(error: ValidationError) -> str:

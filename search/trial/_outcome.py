@@ -207,6 +207,8 @@ def build_record(
         status, error = "memory_limit", "CUDA out of memory"
     elif "timeout" in stopped_for:
         status, error = "timeout", f"still running after the {limits.time_limit_s:g} s limit"
+    elif "stalled" in stopped_for:
+        status, error = "timeout", f"hung: its processes used no CPU for {limits.stall_s:g} s"
     elif exit_code == 0 and end is not None:
         status = "ok"
     else:

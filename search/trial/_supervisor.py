@@ -33,7 +33,7 @@ from search.frameworks._base import package_version
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
 from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
-from search.measure._procfs import group_alive, read_vmhwm_bytes, reset_own_vmhwm
+from search.measure._procfs import StallWatch, group_alive, read_vmhwm_bytes, reset_own_vmhwm
 from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.trial._leftovers import (
     CHILD_TEMP_PREFIX,
@@ -331,6 +331,7 @@ def _supervise(
         # asks the sampler for an exact read). A wake-up that reads one small file costs the trial little.
         period = _PROGRESS_PERIOD_S
         first_phases = _FirstPhases()
+        stall = StallWatch()
         try:
             while True:
                 pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
@@ -341,6 +342,8 @@ def _supervise(
                 elapsed = time.monotonic() - started
                 if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
                     stop("timeout")
+                if stall.stalled(sampler.pids | {child.pid}, limits.stall_s):
+                    stop("stalled")
                 if peak_file is not None:
                     _write_atomically(peak_file, f"{sampler.peak_bytes}\n")
                 events.poll()
