@@ -9,24 +9,31 @@ from typing import Any
 
 __all__ = ["format_bytes", "format_seconds", "format_size", "parse_duration", "parse_size", "whole_number"]
 
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
+# The units a size may be written in, as the error that lists them spells them (any case is
+# accepted); a decimal unit's first letter alone is that unit too (``1.5G``), and no unit is bytes.
+_UNIT_NAMES = {
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "TiB": 1024**4,
 }
+_SHORT_FORMS = {name: name[0] for name in _UNIT_NAMES if len(name) == 2}  # KB: K
+_SIZE_UNITS = {"": 1} | {
+    spelling.lower(): scale
+    for name, scale in _UNIT_NAMES.items()
+    for spelling in (name, _SHORT_FORMS.get(name, name))
+}
+_UNITS_TEXT = ", ".join(
+    f"{_SHORT_FORMS[name]}/{name}" if name in _SHORT_FORMS else name for name in _UNIT_NAMES
+)
 _NUMBER = r"[0-9]*\.?[0-9]+"
-_SIZE_RE = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z]*)\s*$")
+# A sign is read so that ``-1GiB`` is told it must be positive, as ``0`` is, not that it is no size.
+_SIZE_RE = re.compile(rf"^\s*(-?{_NUMBER})\s*([a-zA-Z]*)\s*$")
 # "ms" before "m": the first alternative that matches wins. Every part has a unit ("1h30m"), or the
 # whole text is one plain number of seconds ("600"): "1 2" or "1.5.5" are not durations.
 _DURATION_PART_RE = re.compile(rf"({_NUMBER})\s*(ms|h|m|s)", re.IGNORECASE)
@@ -61,8 +68,8 @@ def parse_size(text: str | int | float) -> int:
         if match is None:
             raise ValueError(f"not a memory size: {text!r} (expected e.g. 6GiB, 512MB)")
         value, unit = float(match.group(1)), match.group(2).lower()
-    if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit {unit!r} in {text!r} (use B, KB, MB, GB, KiB, MiB, GiB)")
+        if unit not in _SIZE_UNITS:
+            raise ValueError(f"unknown size unit {match.group(2)!r} in {text!r} (use {_UNITS_TEXT})")
     if not math.isfinite(value * _SIZE_UNITS[unit]):
         raise ValueError(f"not a memory size: {text!r} (too large)")
     size = int(value * _SIZE_UNITS[unit])

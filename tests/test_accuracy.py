@@ -225,6 +225,22 @@ def test_export_says_when_the_runner_ups_memory_is_within_the_spread() -> None:
     assert choice.runner_up is not None and "more memory" in text and "spread" not in text
 
 
+def test_export_prints_a_difference_that_rounds_to_nothing_without_a_sign() -> None:
+    # 8/128 is leaner and 0.00015 below 16/96's mean: "-0.000 against it" would read as a loss.
+    trainings = [
+        _training(0, knobs(8, 128), 0, 0.4000, 1.0),
+        _training(1, knobs(8, 128), 1, 0.4200, 1.0),
+        _training(2, knobs(16, 96), 0, 0.4003, 1.3),
+        _training(3, knobs(16, 96), 1, 0.4200, 1.3),
+    ]
+    estimates = estimate_accuracy(trainings)
+    choice = choose_config(_frame(trainings), estimates, max_memory_bytes=int(1.5 * GIB))
+    assert choice.estimate is not None and choice.estimate.key == (8, 128, False)
+    assert choice.runner_up is not None and choice.runner_up.key == (16, 96, False)
+    text = " ".join(choice_lines(choice, estimates, accuracy="map50_95", budget=int(1.5 * GIB)))
+    assert "; 0.000 against it" in text and "-0.000" not in text
+
+
 def test_the_full_front_applies_the_spread_between_accuracy_configs_not_within_one() -> None:
     trainings = [
         *_tied_study(lean_peak=1.06),

@@ -210,7 +210,7 @@ def test_demo_data_command(tmp_path: Path) -> None:
     assert Path(done.stdout.strip()).name == "data.yaml"
     assert len(list((tmp_path / "shapes" / "images" / "train").iterdir())) == 4
     bad = run_cli("demo-data", str(tmp_path / "x"), "--images", "0")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and bad.stderr == "memfront: error: images must be positive, got 0\n"
     (tmp_path / "list.yaml").write_text("")
     on_a_file = run_cli("demo-data", str(tmp_path / "list.yaml"), "--images", "4")
     assert on_a_file.returncode == 2 and on_a_file.stderr.strip().endswith(
@@ -219,6 +219,13 @@ def test_demo_data_command(tmp_path: Path) -> None:
     under_a_file = run_cli("demo-data", str(tmp_path / "list.yaml" / "d"), "--images", "4")
     assert under_a_file.returncode == 2 and len(under_a_file.stderr.strip().splitlines()) == 1
     assert "cannot write the dataset" in under_a_file.stderr
+
+
+def test_plot_help_lists_every_format_it_writes() -> None:
+    done = run_cli("plot", "--help", timeout=60)
+    assert done.returncode == 0
+    for suffix in (".html", ".png", ".svg", ".pdf"):  # each a format write_plot writes
+        assert suffix in done.stdout
 
 
 def test_a_mistyped_command_is_one_line_with_one_suggestion() -> None:

@@ -31,6 +31,22 @@ def test_same_arguments_give_identical_files(tmp_path: Path) -> None:
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ({"images": 0}, "images must be positive, got 0"),
+        ({"size": -3}, "size must be positive, got -3"),
+        ({"val_images": 0}, "val_images must be positive, got 0"),
+    ],
+)
+def test_a_count_not_positive_names_only_itself(tmp_path: Path, counts: dict[str, int], message: str) -> None:
+    # `memfront demo-data` shows this line: it must not name max_objects, which it has no option for.
+    with pytest.raises(ValueError) as caught:
+        make_demo_dataset(tmp_path / "data", **counts)
+    assert str(caught.value) == message
+    assert not (tmp_path / "data").exists()
+
+
 def test_layout_and_labels(tmp_path: Path) -> None:
     data_yaml = make_demo_dataset(tmp_path, images=20, val_images=6, size=80)
     data = yaml.safe_load(data_yaml.read_text())

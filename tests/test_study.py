@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from search.data._demo import make_demo_dataset
+from search.errors import InputError
 from search.frameworks._base import package_folder
 from search.measure._footprint import framework_footprint_bytes
 from search.study._compatible import setup_of
@@ -326,6 +327,7 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("model: 5", "model: Input should be a valid string"),
         ("memory_limit: [1]", "memory_limit: not a memory size"),  # the last of a repeated key wins
         ("memory_limit: .inf", "memory_limit: not a memory size"),
+        ("memory_limit: -1GiB", "memory_limit: memory size must be positive: '-1GiB'"),
         ("timeout: 1 2", "timeout: not a duration"),
         ("accuracy_min_df: 0", "accuracy_min_df: Input should be greater than or equal to 1"),
         ("accuracy_noise_prior: {sd: 0.05}", "accuracy_noise_prior.df: Field required"),
@@ -361,6 +363,32 @@ def test_bad_study_files(tiny_data: Path, tmp_path: Path, change: str, message: 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["bad.yaml"]  # no storage, no records
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        # A misspelt required key is unknown and the key it stands for missing: the typo is named.
+        ("memory_limt: 1GiB", "memory_limt: unknown key (did you mean memory_limit?)"),
+        ("memory_limit: 1GiB\nepoch: 3", "epoch: unknown key (did you mean epochs?)"),
+        (
+            "memory_limit: 1GiB\nspace: {imgsz: {low: 96, high: 160, stp: 32}}",
+            "space.imgsz.stp: unknown key (did you mean step?)",
+        ),
+        (
+            "memory_limit: 1GiB\naccuracy_noise_prior: {sd: 0.05, dff: 3}",
+            "accuracy_noise_prior.dff: unknown key (did you mean df?)",
+        ),
+        # Nothing close: the required key still missing is named too.
+        ("limit: 1GiB", "limit: unknown key; memory_limit: Field required"),
+    ],
+)
+def test_an_unknown_key_says_which_key_was_meant(tmp_path: Path, keys: str, message: str) -> None:
+    study = tmp_path / "typo.yaml"
+    study.write_text(f"name: typo\ndata: demo\n{keys}\n")
+    with pytest.raises(InputError) as caught:
+        load_study_spec(study)
+    assert str(caught.value) == f"{study}: {message}"
 
 
 def test_a_model_path_is_relative_to_the_study_file(

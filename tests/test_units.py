@@ -43,6 +43,24 @@ def test_parse_size_rejects(text: str) -> None:
         parse_size(text)
 
 
+@pytest.mark.parametrize("text", ["0", "-1GiB", " -1 GiB", "-0", -1])
+def test_a_size_not_above_zero_is_told_it_must_be_positive(text: str | int) -> None:
+    # A negative size is a size with the wrong sign, as 0 is, not text that is no size at all.
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_size(text)
+
+
+def test_an_unknown_unit_is_quoted_as_written_with_every_unit_accepted() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_size("12XB")
+    message = str(caught.value)
+    assert "unknown size unit 'XB' in '12XB'" in message
+    listed = message.partition("(use ")[2].rstrip(")").replace("/", ", ").split(", ")
+    for unit in listed:  # each unit listed is accepted, and all of them are listed (TB, TiB too)
+        assert parse_size(f"2{unit}") >= 2
+    assert {"B", "K", "KB", "M", "MB", "G", "GB", "T", "TB", "KiB", "MiB", "GiB", "TiB"} == set(listed)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -51,10 +51,13 @@ def export(
     memory (ties: fastest); then its leanest system setting measured to fit, or one that costs more
     and is faster beyond the epoch time's spread (a smaller lead is noise). Memory is on the
     whole dataset: a training's on it, else a probe's, else (trained on a subset) the model's
-    prediction. Where the data is not at hand (no probes, no model), a config trained on a subset
-    is refused if its predicted whole-dataset peak exceeds the budget (`--ignore-prediction`
-    overrides). With --max-gpu-memory, only the configs whose trainings on the GPU peaked within it
-    take part (GPU memory does not grow with the dataset, the cache or the workers).
+    prediction; a config whose peak was measured on fewer images than the dataset has now is
+    refused if its predicted whole-dataset peak exceeds the budget (`--ignore-prediction`
+    overrides). Where the dataset is not at hand, no probe or prediction is used: memory is as the
+    trainings measured it (on their subset, if they trained on one), nothing is refused on a
+    prediction, and export says so. With --max-gpu-memory, only the configs whose trainings on the
+    GPU peaked within it take part (GPU memory does not grow with the dataset, the cache or the
+    workers).
     """
     from search.results._command import (
         export_yaml,

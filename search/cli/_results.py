@@ -17,6 +17,7 @@ from search.accuracy._front import SPEED_SPREAD
 from search.cli._options import output_path, spare_the_study
 from search.results._command import write_text
 from search.results._export import noise_text
+from search.results._render import PLOT_FORMATS
 from search.study._space import KNOBS
 from search.units import format_bytes, format_seconds
 
@@ -327,7 +328,7 @@ def plot(
             "-o",
             "--output",
             callback=output_path,
-            help="front.png (matplotlib) or front.html (plotly).",
+            help=f"The plot file, e.g. front.png; its suffix picks the format: {PLOT_FORMATS}.",
         ),
     ],
     storage: StorageOption = None,

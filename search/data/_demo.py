@@ -104,11 +104,16 @@ def make_demo_dataset(
     Raises:
         ValueError: If a count or the size is not positive.
     """
-    if images <= 0 or size <= 0 or max_objects <= 0:
-        raise ValueError("images, size and max_objects must be positive")
     n_val = val_images if val_images is not None else max(16, images // 4)
-    if n_val <= 0:
-        raise ValueError("val_images must be positive")
+    # One at a time, the one at fault named: `demo-data` shows this to a user who has no max_objects.
+    for name, value in (
+        ("images", images),
+        ("val_images", n_val),
+        ("size", size),
+        ("max_objects", max_objects),
+    ):
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
     root = Path(root).resolve()
     rng = np.random.default_rng(seed)
     for split, count in (("train", images), ("val", n_val)):

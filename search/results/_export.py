@@ -237,6 +237,13 @@ def nothing_fits_text(choice: ExportChoice) -> str:
     return f"no measured configuration fits {fits}{hint}"
 
 
+def _signed(difference: float) -> str:
+    """An accuracy difference with its sign, ``+0.012`` or ``-0.012``; ``0.000`` where it rounds to
+    nothing (``-0.000`` would read as a difference against the chosen config)."""
+    text = f"{difference:+.3f}"
+    return "0.000" if float(text) == 0 else text
+
+
 def choice_lines(
     choice: ExportChoice, estimates: AccuracyEstimates, *, accuracy: str, budget: int
 ) -> list[str]:
@@ -272,11 +279,11 @@ def choice_lines(
         if math.isinf(threshold):
             noise = estimates.noise
             unknown = f"has {noise.shortfall()}" if noise.measured else "is not measured yet"
-            verdict = f"{gap:+.3f} against it; the noise {unknown}: not distinguishable"
+            verdict = f"{_signed(gap)} against it; the noise {unknown}: not distinguishable"
         elif choice.runner_up_beyond_noise:
             verdict = f"beaten by {gap:.3f}, beyond the noise ±{threshold:.3f}"
         else:
-            verdict = f"{gap:+.3f} against it, within the noise ±{threshold:.3f}: not distinguishable"
+            verdict = f"{_signed(gap)} against it, within the noise ±{threshold:.3f}: not distinguishable"
         host = " host" if choice.max_gpu_bytes is not None else ""
         memory = f"{format_bytes(abs(extra))} {'more' if extra >= 0 else 'less'}{host} memory"
         leaner, other = (leanest, runner.leanest) if extra >= 0 else (runner.leanest, leanest)

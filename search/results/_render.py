@@ -22,9 +22,12 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
 
-__all__ = ["matplotlib_figure", "render_matplotlib", "render_plotly", "write_plot"]
+__all__ = ["PLOT_FORMATS", "matplotlib_figure", "render_matplotlib", "render_plotly", "write_plot"]
 
 _MATPLOTLIB_SUFFIXES = (".png", ".svg", ".pdf")
+_PLOTLY_SUFFIX = ".html"
+PLOT_FORMATS = f"{_PLOTLY_SUFFIX} (plotly, interactive) or {', '.join(_MATPLOTLIB_SUFFIXES)} (matplotlib)"
+"""The plot files :func:`write_plot` writes, by suffix, as ``memfront plot --help`` lists them."""
 _FRONT_COLOR = "#1f77b4"
 _DOMINATED_COLOR = "#7f7f7f"
 _INFEASIBLE_COLOR = "#d62728"
@@ -239,10 +242,10 @@ def write_plot(data: ParetoPlotData, path: str | Path) -> Path:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".html":
+    if suffix == _PLOTLY_SUFFIX:
         path.parent.mkdir(parents=True, exist_ok=True)
         render_plotly(data).write_html(path, include_plotlyjs=True, full_html=True)
         return path
     if suffix in _MATPLOTLIB_SUFFIXES:
         return render_matplotlib(data, path)
-    raise InputError(f"{path}: unknown plot format {suffix or '(no suffix)'}: use .html, .png, .svg or .pdf")
+    raise InputError(f"{path}: unknown plot format {suffix or '(no suffix)'}: use {PLOT_FORMATS}")

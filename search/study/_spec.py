@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -300,17 +302,61 @@ def load_study_spec(path: str | Path) -> StudySpec:
         # valid list" for a mapping, which was meant as a range.
         errors = [e for e in error.errors() if e["type"] != "list_type"] or error.errors()
         first = next((e for e in errors if e["type"] == "value_error"), errors[0])
-        where = ".".join(
-            str(p) for p in first["loc"] if not str(p).startswith(("list[", "IntRange", "function-"))
-        )
+        unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+        missing = [e for e in errors if e["type"] == "missing"]
+        if unknown and missing:
+            # A misspelt required key is both unknown and missing: the unknown one is the typo.
+            first = unknown[0]
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + _did_you_mean(first["loc"], unknown, missing)
         elif first["type"] == "model_type" and "IntRange" in str(first["loc"][-1]):  # not list, not range
             message = "expected a list of values or a range {low, high, step}"
         elif first["type"] == "model_type":
             message = "expected a mapping of keys"
-        raise InputError(f"{path}: {where or 'study'}: {message}") from None
+        raise InputError(f"{path}: {_key_path(first['loc']) or 'study'}: {message}") from None
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error's location as the study file's keys: ``space.imgsz.step`` (without the
+    tags pydantic adds for a union's branch or a validator)."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("list[", "IntRange", "function-")))
+
+
+def _did_you_mean(loc: tuple[int | str, ...], unknown: list[Any], missing: list[Any]) -> str:
+    """`` (did you mean memory_limit?)`` for an unknown key close to a key that can stand there, then
+    the required keys missing there that no unknown key is close to (``; data: Field required``)."""
+    parent = tuple(loc[:-1])
+    known = _keys_at(parent)
+
+    def meant(key: int | str) -> list[str]:
+        return difflib.get_close_matches(str(key), known, n=1)
+
+    close = meant(loc[-1])
+    explained = {m for e in unknown if tuple(e["loc"][:-1]) == parent for m in meant(e["loc"][-1])}
+    here = [e for e in missing if tuple(e["loc"][:-1]) == parent and e["loc"][-1] not in explained]
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return hint + "".join(f"; {_key_path(e['loc'])}: {e['msg']}" for e in here)
+
+
+def _keys_at(parent: tuple[int | str, ...]) -> list[str]:
+    """The keys a study file may have at ``parent`` (a pydantic error's location): those of the model
+    found there, following each key's type from :class:`StudySpec` (a union's tags are skipped)."""
+    model: type[BaseModel] | None = StudySpec
+    for part in parent:
+        if model is None:
+            break
+        field = model.model_fields.get(str(part))
+        if field is not None:
+            model = _model_in(field.annotation)
+    return [] if model is None else list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field's type holds (``IntRange`` in ``list[int] | IntRange``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, typing.get_args(annotation))), None)
 
 
 def path_beside(value: str, study_file: Path) -> str:
