@@ -177,6 +177,31 @@ def test_ctrl_c_stops_the_trial_and_leaves_nothing(tiny_data: Path, tmp_path: Pa
     assert made == []
 
 
+@pytest.mark.slow
+def test_a_closed_terminal_stops_a_training_as_ctrl_c_does_and_keeps_its_weights(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    # SIGHUP (a closed terminal, a dropped SSH session) used to kill memfront outright: its trial's
+    # weights stayed in the temp folder, for the next trial's clean-up of dead workers to remove.
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "search", "train", "--data", str(tiny_data), "--imgsz", "64",
+         "--epochs", "300", "--project", str(tmp_path / "runs"), "--name", "exp"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 400
+    temp = Path(tempfile.gettempdir())
+    while cli.poll() is None and time.monotonic() < deadline:
+        if list(temp.glob(f"memfront-trial-{cli.pid}-*/run/weights/last.pt")):
+            break  # an epoch ended: there are weights to keep
+        time.sleep(0.2)
+    cli.send_signal(signal.SIGHUP)
+    _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 130, stderr
+    assert (tmp_path / "runs" / "exp" / "weights" / "last.pt").is_file(), stderr
+    assert trainer_processes() == []
+    assert [*temp.glob(f"memfront-trial-{cli.pid}-*"), *temp.glob(f"mf-{cli.pid}-*")] == []
+
+
 def test_output_paths_are_checked_before_any_work(tiny_data: Path, tmp_path: Path) -> None:
     study = tmp_path / "s.yaml"
     study.write_text(TINY_STUDY.format(data=tiny_data))
