@@ -490,6 +490,7 @@ def test_replicates_all_at_zero_say_nothing_of_the_noise() -> None:
     estimates = estimate_accuracy(trainings)
     assert not estimates.noise.measured and estimates.noise.df == 0
     assert not estimates.better((16, 128, False), (8, 64, False)) and not estimates.signal
+    assert "(only accuracy configs that scored 0 at every seed trained twice)" in str(estimates.signal_text())
     # Once a config varies, its replicates pool; the ones at zero still add nothing.
     varied = [*trainings, _training(6, knobs(16, 128), 1, 0.030, 1.4)]
     assert estimate_accuracy(varied).noise.df == 1

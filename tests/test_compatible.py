@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 
 from search.errors import InputError
@@ -71,7 +72,14 @@ SPACE = {"batch": [4, 8, 16, 32], "imgsz": {"low": 64, "high": 640, "step": 32}}
             {"data": "d/data.yaml", "hyp": "h.yaml"},
             "trained with data demo, hyp none, the study file now says",
         ),
-        ({"train_images": 100}, "trained with train_images none, the study file now says train_images 100"),
+        (
+            {"train_images": 1_200_000},
+            "trained with train_images none, the study file now says train_images 1200000",
+        ),
+        (
+            {"gpu_memory_limit": "8GiB"},
+            "trained with gpu_memory_limit none, the study file now says gpu_memory_limit 8.00 GiB",
+        ),
     ],
 )
 def test_a_changed_setup_is_refused_by_every_command(url: str, change: dict[str, object], said: str) -> None:
@@ -81,6 +89,25 @@ def test_a_changed_setup_is_refused_by_every_command(url: str, change: dict[str,
         with pytest.raises(InputError, match="rename the study") as refused:
             open_study(spec, url, create=create)
         assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_model_file_beside_the_study_file_is_the_same_setup_wherever_the_checkout_is(
+    tmp_path: Path,
+) -> None:
+    # The study file reader makes a model file's path absolute: a moved checkout, or another host's.
+    from search.study._spec import load_study_spec
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    for checkout in ("a", "b"):
+        folder = tmp_path / checkout
+        folder.mkdir()
+        (folder / "mine.yaml").write_text("nc: 1\n")
+        (folder / "s.yaml").write_text("name: s\ndata: demo\nmemory_limit: 2GiB\nmodel: mine.yaml\n")
+        study = open_study(load_study_spec(folder / "s.yaml"), url, create=True)
+        if not study.trials:  # a trained study: its setup is held to
+            study.add_trial(
+                optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.3, GIB])
+            )
 
 
 def test_what_a_run_may_change_is_not_refused(url: str) -> None:

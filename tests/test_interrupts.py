@@ -30,6 +30,14 @@ def test_a_second_interrupt_lands_at_once() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_held_interrupt_still_stops_when_the_block_fails() -> None:
+    # E.g. a tell refused because another worker failed the trial meanwhile: the worker would go on.
+    with pytest.raises(KeyboardInterrupt) as stopped, deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        raise ValueError("the block's own error")
+    assert isinstance(stopped.value.__cause__, ValueError)
+
+
 def test_a_signal_the_process_does_not_handle_is_left_alone() -> None:
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup's
     try:

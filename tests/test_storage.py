@@ -184,6 +184,13 @@ def test_a_journal_whose_last_line_is_damaged_is_refused_and_left_as_it_is(tmp_p
     assert journal.read_bytes() == before
     # A command that only reads still reads it (Optuna skips a damaged last line).
     assert open_study(spec, url, create=False).study_name == "s"
+    # A record without its newline, or an empty line an editor left: Optuna would write after both.
+    whole = before[: -len(b"garbage{\n")]
+    for ending, said in ((whole[:-1], "not whole"), (whole + b"\n", "ends with an empty line")):
+        journal.write_bytes(ending)
+        with pytest.raises(StorageError, match=said):
+            open_study(spec, url, create=True)
+        assert journal.read_bytes() == ending
 
 
 def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:

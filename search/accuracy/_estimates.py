@@ -308,10 +308,13 @@ class AccuracyEstimates:
                 "images, or fine-tune from weights"
             )
         if not self.noise.measured:
-            return (
-                "accuracy noise not measured yet (no accuracy config trained twice): "
-                "accuracy differences are not ranked"
+            at_zero = any(e.replicates > 1 and e.at_range_bound for e in self.configs.values())
+            why = (
+                "only accuracy configs that scored 0 at every seed trained twice"
+                if at_zero
+                else "no accuracy config trained twice"
             )
+            return f"accuracy noise not measured yet ({why}): accuracy differences are not ranked"
         if not self.noise.known:
             return f"accuracy noise on {self.noise.shortfall()}: accuracy differences are not ranked yet"
         noise = self.noise

@@ -8,6 +8,7 @@ value, before anything is stored (use another ``name`` to search under the new s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -94,11 +95,13 @@ def _check_same_limit(study: optuna.Study, spec: StudySpec, url: str) -> None:
 def setup_of(spec: StudySpec) -> dict[str, Any]:
     """What every training of the study depends on besides its knobs, as the study file writes it.
 
-    Paths are kept as written (relative to the study file), so that a moved checkout is the same
-    setup. The device is not among them: each worker may name its own (``--device``, ``--devices``).
+    ``data`` and ``hyp`` are kept as the file writes them (relative to it, where they are), so that a
+    moved checkout is the same setup; a model file by its name, since the study file reader makes
+    its path absolute. The device is not among them: each worker may name its own (``--device``,
+    ``--devices``).
     """
     setup: dict[str, Any] = {
-        "data": spec.data, "model": spec.model, "hyp": spec.hyp, "epochs": spec.epochs,
+        "data": spec.data, "model": Path(spec.model).name, "hyp": spec.hyp, "epochs": spec.epochs,
         "train_images": spec.train_images, "gpu_memory_limit": spec.gpu_memory_limit,
     }  # fmt: skip
     if spec.data == "demo":
@@ -123,18 +126,18 @@ def _check_same_setup(study: optuna.Study, spec: StudySpec, url: str) -> None:
     changed = [key for key in now if key in stored and stored[key] != now[key]]
     if not changed:
         return
-    was = ", ".join(f"{key} {_value(stored[key])}" for key in changed)
-    says = ", ".join(f"{key} {_value(now[key])}" for key in changed)
+    was = ", ".join(f"{key} {_value(key, stored[key])}" for key in changed)
+    says = ", ".join(f"{key} {_value(key, now[key])}" for key in changed)
     raise InputError(
         f"study {spec.name!r} in {safe_url(url)} trained with {was}, the study file now says {says}: "
         "its results hold for the old setup; restore it, or rename the study to search under the new one"
     )
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1024**2:
-        return format_size(value)  # a GPU memory limit
-    return "none" if value is None else str(value)
+def _value(key: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    return format_size(int(value)) if key == "gpu_memory_limit" else str(value)
 
 
 def _check_same_distributions(study: optuna.Study, spec: StudySpec, space: EffectiveSpace, url: str) -> None:

@@ -45,6 +45,11 @@ def deferred_interrupts() -> Iterator[None]:
             previous[signum] = signal.signal(signum, hold)
     try:
         yield
+    except BaseException as error:
+        if received and not isinstance(error, KeyboardInterrupt):
+            # The block failed after an interrupt was held: the interrupt still stops the worker.
+            raise KeyboardInterrupt from error
+        raise
     finally:
         for held, handler in previous.items():
             signal.signal(held, handler)

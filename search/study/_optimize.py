@@ -247,15 +247,16 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                     refused = 0
                     params, seed = proposal.params, proposal.seed
                     assert seed is not None  # only a refused proposal may have none
-                    outcome, record = train_proposal(prepared, trial, params, seed, clock, events)
-                    if outcome == "skipped":
-                        skipped += 1
-                        continue
-                    if outcome == "interrupted":
-                        # Not a training done: the next run trains its config again (requeued).
+                    outcome, record, stop = train_proposal(prepared, trial, params, seed, clock, events)
+                    skipped += outcome == "skipped"
+                    trained += outcome == "trained"
+                    if stop or outcome == "interrupted":
+                        # An interrupted training is not one done (the next run trains its config
+                        # again: requeued); a Ctrl-C while a result was stored stops after it.
                         interrupted, stop_reason = True, "interrupted"
                         break
-                    trained += 1
+                    if outcome == "skipped":
+                        continue
                     failures = [*failures, record.error_line() or "?"] if record.status == "failed" else []
                     alike = failures[-_ALIKE_FAILURES_TO_STOP:]
                     if len(alike) == _ALIKE_FAILURES_TO_STOP and len(set(alike)) == 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import optuna
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TrainOutcome",
+    "TrainResult",
     "WorkerClock",
     "requeue",
     "requeue_interrupted",
@@ -46,6 +47,15 @@ __all__ = [
 
 TrainOutcome = Literal["trained", "skipped", "interrupted"]
 """``skipped``: pre-flight predicted it over the limit; ``interrupted``: it trains again later."""
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train_proposal` did, the record, and whether the worker must stop (a Ctrl-C came
+    while the result was being stored: it is stored, and the worker stops after it)."""
+
+    outcome: TrainOutcome
+    record: TrialRecord
+    stop: bool = False
 
 
 class WorkerClock:
@@ -74,7 +84,7 @@ def train_proposal(
     seed: int,
     clock: WorkerClock,
     events: StudyEvents,
-) -> tuple[TrainOutcome, TrialRecord]:
+) -> TrainResult:
     """Trains (or pre-flight skips) one configuration and tells the study.
 
     Args:
@@ -87,7 +97,8 @@ def train_proposal(
         events: Progress hooks.
 
     Returns:
-        What happened, and the training's record (pre-flight's own for a skip).
+        What happened, the training's record (pre-flight's own for a skip), and whether the worker
+        was interrupted while the result was stored.
     """
     spec, study, preflight = prepared.spec, prepared.study, prepared.preflight
     config = TrialConfig(
@@ -106,10 +117,10 @@ def train_proposal(
         write_prediction(trial, prediction.total_bytes)
         if preflight.should_skip(prediction):
             record = preflight.skip_record(config, limits, prediction)
-            tell(study, trial, record, spec, prepared.record_files)
+            note, stop = _tell_whole(prepared, trial, record)
             if events.on_trial_end:
-                events.on_trial_end(trial.number, record, None)
-            return "skipped", record
+                events.on_trial_end(trial.number, record, note)
+            return TrainResult("skipped", record, stop)
     if events.on_trial_start:
         events.on_trial_start(trial.number, params)
     announce(study, prepared.worker, state="training", trial=trial.number)
@@ -119,19 +130,44 @@ def train_proposal(
         settle_interrupted(study, trial)
         raise
     clock.training += record.wall_seconds
-    note = None
-    try:
-        with deferred_interrupts():  # a result in hand is stored whole (a Ctrl-C lands after it)
-            if record.status == "interrupted":
-                requeue(study, trial, params, seed)
-            tell(study, trial, record, spec, prepared.record_files)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        # This worker was silent past the grace period (suspended, or cut off from the storage):
-        # another worker failed the trial and retries its configuration, so this result is dropped.
-        note = "not stored: another worker declared this trial lost and retries it"
+    requeued = (params, seed) if record.status == "interrupted" else None
+    note, stop = _tell_whole(prepared, trial, record, requeued=requeued)
     if events.on_trial_end:
         events.on_trial_end(trial.number, record, note)
-    return ("interrupted" if record.status == "interrupted" else "trained"), record
+    return TrainResult("interrupted" if record.status == "interrupted" else "trained", record, stop)
+
+
+def _tell_whole(
+    prepared: PreparedStudy,
+    trial: optuna.Trial,
+    record: TrialRecord,
+    *,
+    requeued: tuple[dict[str, Any], int] | None = None,
+) -> tuple[str | None, bool]:
+    """Tells the study a result in hand, whole (its configuration queued again first, for an
+    interrupted one): a Ctrl-C meanwhile lands after it.
+
+    Returns:
+        A note for the display (the result was not stored), and whether the worker was interrupted
+        meanwhile (the trial is settled then, if the tell did not end).
+    """
+    try:
+        with deferred_interrupts():
+            if requeued is not None:
+                requeue(prepared.study, trial, *requeued)
+            tell(prepared.study, trial, record, prepared.spec, prepared.record_files)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return _DROPPED, False
+    except KeyboardInterrupt as stop:
+        settle_interrupted(prepared.study, trial)  # told already, unless a second Ctrl-C cut the tell
+        dropped = isinstance(stop.__cause__, optuna.exceptions.UpdateFinishedTrialError)
+        return (_DROPPED if dropped else None), True
+    return None, False
+
+
+# This worker was silent past the grace period (suspended, or cut off from the storage): another
+# worker failed the trial and retries its configuration, so this result is dropped.
+_DROPPED = "not stored: another worker declared this trial lost and retries it"
 
 
 def settle_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:

@@ -208,7 +208,9 @@ def build_record(
     elif "timeout" in stopped_for:
         status, error = "timeout", f"still running after the {limits.time_limit_s:g} s limit"
     elif "stalled" in stopped_for:
-        status, error = "timeout", f"hung: its processes used no CPU for {limits.stall_s:g} s"
+        # Failed, not timed out: no time limit cut it (raising one would not help), and a setup
+        # in which every training hangs stops after a few, as other broken setups do.
+        status, error = "failed", f"hung: its processes used no CPU for {limits.stall_s:g} s"
     elif exit_code == 0 and end is not None:
         status = "ok"
     else:
