@@ -187,6 +187,8 @@ def test_a_closed_terminal_stops_a_training_as_ctrl_c_does_and_keeps_its_weights
         [sys.executable, "-m", "search", "train", "--data", str(tiny_data), "--imgsz", "64",
          "--epochs", "300", "--project", str(tmp_path / "runs"), "--name", "exp"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a test session started with nohup would hand down SIGHUP ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 400
     temp = Path(tempfile.gettempdir())
