@@ -197,7 +197,12 @@ def test_a_closed_terminal_stops_a_training_as_ctrl_c_does_and_keeps_its_weights
             break  # an epoch ended: there are weights to keep
         time.sleep(0.2)
     cli.send_signal(signal.SIGHUP)
-    _, stderr = cli.communicate(timeout=60)
+    try:
+        _, stderr = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:  # never leave a 300-epoch training to the tests after this one
+            cli.send_signal(signal.SIGINT)
+            cli.communicate(timeout=60)
     assert cli.returncode == 130, stderr
     assert (tmp_path / "runs" / "exp" / "weights" / "last.pt").is_file(), stderr
     assert trainer_processes() == []
