@@ -5,10 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 
 from search.study._interrupts import deferred_interrupts
+
+
+@pytest.fixture(autouse=True)
+def interruptible() -> Iterator[None]:
+    """SIGINT raising KeyboardInterrupt, as memfront's CLI sets it: a test session started in the
+    background (nohup, ``&`` in a script) inherits it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_the_first_interrupt_lands_after_the_block() -> None:
