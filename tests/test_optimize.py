@@ -130,7 +130,7 @@ def test_a_discard_after_another_worker_failed_the_proposal_is_refused_as_finish
 
 
 def test_a_trial_asked_and_not_trained_when_its_worker_stops_is_closed_and_queued_again() -> None:
-    from search.study._train import settle_interrupted
+    from search.study._train import requeue, settle_interrupted
 
     study = optuna.create_study(directions=_spec(["map50_95", "peak_host"]).directions)
     proposed, bare, told = study.ask(), study.ask(), study.ask()
@@ -148,6 +148,14 @@ def test_a_trial_asked_and_not_trained_when_its_worker_stops_is_closed_and_queue
     assert queued.state == optuna.trial.TrialState.WAITING
     assert queued.system_attrs["fixed_params"] == knobs(8, 96, "ram")
     assert (queued.user_attrs["requeue_of"], queued.user_attrs["seed"]) == (first.number, 3)
+    # Interrupted while its requeued result was being told: queued once, not twice.
+    cut = study.ask()
+    write_seed(cut, 4)
+    write_proposal(cut, knobs(16, 96), worker="w", device="cpu")
+    requeue(study, cut, knobs(16, 96), 4)
+    settle_interrupted(study, cut)
+    again = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("requeue_of") == cut.number]
+    assert len(again) == 1 and read_trial(study.trials[cut.number]).status == "interrupted"
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid"])

@@ -184,7 +184,7 @@ def settle_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
             return
         stored = read_trial(frozen)
         mark_interrupted(trial)
-        if stored.config is not None and stored.seed is not None:
+        if stored.config is not None and stored.seed is not None and not stored.requeued:
             requeue(study, trial, stored.config, stored.seed)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
