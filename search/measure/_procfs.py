@@ -47,9 +47,15 @@ def _read(path: str) -> bytes | None:
         os.close(fd)
 
 
+def _stat_fields(data: bytes) -> list[bytes]:
+    """A ``/proc/PID/stat`` line's fields after the command name (which may hold spaces and
+    parentheses): the state first, then ``ppid``, ``pgrp``, ... as in proc(5) from field 3."""
+    return data[data.rindex(b")") + 2 :].split()
+
+
 def parse_stat(data: bytes) -> tuple[int, int, int, int]:
     """Returns (ppid, pgrp, minflt, rss_pages) from a ``/proc/PID/stat`` line."""
-    fields = data[data.rindex(b")") + 2 :].split()
+    fields = _stat_fields(data)
     return int(fields[1]), int(fields[2]), int(fields[7]), int(fields[21])
 
 
@@ -58,7 +64,7 @@ def read_cpu_ticks(pid: int) -> int | None:
     data = _read(f"/proc/{pid}/stat")
     if data is None:
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
+    fields = _stat_fields(data)
     return int(fields[11]) + int(fields[12])
 
 
@@ -271,7 +277,7 @@ def group_alive(pgid: int) -> list[int]:
         data = _read(f"/proc/{name}/stat")
         if data is None:
             continue
-        fields = data[data.rindex(b")") + 2 :].split()
+        fields = _stat_fields(data)
         if int(fields[2]) == pgid and fields[0] != b"Z":
             alive.append(int(name))
     return alive
