@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,15 @@ from search.trial._config import TrialConfig, TrialLimits
 from .conftest import child_temp_folders, run_cli, trainer_processes
 
 PHASES = {"startup", "cache", "training", "validation", "shutdown"}
+
+
+def _phase_known_or_unplaceable(phase: str | None, record: dict[str, Any]) -> bool:
+    """A peak falls in one of PHASES, or in none where the kernel's high-water mark lifted it above
+    every sample of a tree of several processes (a worker's mark or the main process's shut-down:
+    ``search.trial._record.peak_when``). CI at 340653f met the second: yolov5's label-scan pool."""
+    memory = record["memory"]
+    lifted = "high-water mark" in memory["method"] and memory["max_processes"] > 1
+    return phase in PHASES or (phase is None and lifted)
 
 
 def _readings(peaks: list[int], *, every_s: float = 0.5) -> list[tuple[float, int]]:
@@ -101,7 +111,7 @@ def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) ->
     # Two bounded epochs (ProbeBounds.validation_passes), each to its own plateau or bound.
     assert result.train["batches"] <= 2 * 3 and result.train["batches_total"] == 8
     assert result.val["batches"] <= 2 * 2 and result.val["batches_total"] > 2
-    assert result.peak_phase in PHASES
+    assert _phase_known_or_unplaceable(result.peak_phase, result.record)
     assert result.peak_host_bytes and result.peak_host_bytes > 100 * 2**20
     assert result.images_per_second and result.images_per_second > 0
     # One epoch of 8 train and 4 val batches at the measured rates.
@@ -134,8 +144,9 @@ def test_the_probe_command_writes_json_and_a_table(tiny_data: Path, tmp_path: Pa
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # stdout is the JSON alone, whatever the child printed
-    for key in ("peak_host_bytes", "images_per_second", "projected_epoch_seconds", "seconds", "peak_phase"):
+    for key in ("peak_host_bytes", "images_per_second", "projected_epoch_seconds", "seconds"):
         assert result[key] is not None, key
+    assert _phase_known_or_unplaceable(result["peak_phase"], result["record"])
     assert result["status"] == "ok" and result["knobs"]["cache"] == "disk"
     assert result["val"]["stop_reason"] == "whole pass"  # by default, one whole validation pass
     assert "peak host memory" in done.stderr and "projected epoch" in done.stderr

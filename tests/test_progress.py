@@ -88,3 +88,12 @@ def test_a_failed_trial_says_why_naming_the_users_data_yaml() -> None:
     around = "OSError: (/tmp/memfront-trial-7-x/a.txt), /d/memfront-trial-notes.txt, /tmp/mf-7-y/b: gone"
     line = dataclasses.replace(failed, error=around).error_line()
     assert line == "OSError: (<trial folder>/a.txt), /d/memfront-trial-notes.txt, <trial folder>/b: gone"
+
+
+def test_a_peak_no_sample_saw_is_not_given_a_phase() -> None:
+    # With workers, a peak the kernel's high-water mark lifted above every sample may be a worker's
+    # at any time or the main process's shut-down (search.trial._outcome.apply_kernel_floor).
+    plan = SimpleNamespace(reason="near the budget")
+    assert "(during validation)" in probe_line(plan, _probe(GIB))
+    unplaced = dataclasses.replace(_probe(GIB), peak_phase=None)
+    assert "(between samples)" in probe_line(plan, unplaced) and "during" not in probe_line(plan, unplaced)

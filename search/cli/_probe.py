@@ -30,6 +30,7 @@ from search.cli._options import (
 )
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
+from search.trial._record import peak_when
 from search.units import format_bytes, format_seconds
 
 __all__ = ["print_probe", "register"]
@@ -54,7 +55,7 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
     bound = "" if result.ok else " (a lower bound: the probe did not end)"
     table.add_row(
         "peak host memory",
-        f"{format_bytes(result.peak_host_bytes)}{bound}, set during {result.peak_phase or '-'}",
+        f"{format_bytes(result.peak_host_bytes)}{bound}, set {peak_when(result.peak_phase)}",
     )
     table.add_row(
         "peak GPU memory",

@@ -66,7 +66,8 @@ class ProbeResult:
         peak_host_bytes: Peak PSS of the process tree (a lower bound unless ``ok``).
         peak_gpu_bytes: Peak GPU memory (None without CUDA).
         peak_phase: The phase the peak fell in: ``startup``, ``cache``, ``training``,
-            ``validation`` or ``shutdown``.
+            ``validation`` or ``shutdown``; None where no sample saw it
+            (:func:`search.trial._record.peak_when`).
         images_per_second: Training throughput once started (the second half of the batches run).
         projected_epoch_seconds: One epoch: ``projected_train_seconds`` plus ``validation_seconds``.
         projected_train_seconds: The epoch's training batches at the measured rate (within 2-8% of

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search.trial._record import TrialRecord
+from search.trial._record import TrialRecord, peak_when
 from search.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def probe_line(plan: Any, result: Any) -> str:
     if _past_limit(result.status, result.peak_host_bytes, result.record.get("limits") or {}):
         speed += ", " + _PAST_LIMIT
     figures = (
-        f"peak {format_bytes(result.peak_host_bytes)} ({result.peak_phase or '-'})  "
+        f"peak {format_bytes(result.peak_host_bytes)} ({peak_when(result.peak_phase)})  "
         f"{speed} on {result.train_images} images  took {format_seconds(result.seconds)}"
     )
     knobs = config_text(result.knobs)

@@ -91,7 +91,8 @@ class TrialRecord:
     loop with validation), shut-down.
     ``peak_gpu_bytes`` is None when the trial did not use CUDA (not 0: nothing was measured).
     ``timeline`` says when each phase began (:func:`search.trial._outcome.child_timeline`), and
-    ``memory["peak_phase"]`` which one the peak fell in. ``probe`` is a probe's bounded loops (empty
+    ``memory["peak_phase"]`` which one the peak fell in (None where no sample saw the peak: see
+    :func:`peak_when`). ``probe`` is a probe's bounded loops (empty
     for a training).
     """
 
@@ -159,3 +160,14 @@ def error_line(error: str | None, *, data: str | None = None, width: int = 240) 
         line = _TRIAL_DATA_YAML.sub(lambda _: str(data), line)  # a path is no template
     line = _TRIAL_FOLDER.sub("<trial folder>", line)
     return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def peak_when(phase: str | None) -> str:
+    """When a peak was set, as tables and progress lines print it: ``during training``.
+
+    A peak has no phase when the kernel's high-water mark lifted it above every sample
+    (:func:`search.trial._outcome.apply_kernel_floor`) in a tree of several processes: the mark may
+    be the main process's shut-down or a dataloader or label-scan worker's at any time, and naming
+    one would be a guess.
+    """
+    return f"during {phase}" if phase else "between samples"
