@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from search._pause import clock
 
 __all__ = ["BoundedLoader", "PlateauRule", "bound_for_probe", "read_peak"]
 
@@ -114,12 +115,12 @@ class BoundedLoader:
         return getattr(self._loader, name)
 
     def __iter__(self) -> Iterator[Any]:
-        last = time.monotonic()
+        last = clock()
         self.peaks = []  # each epoch runs to its own plateau; ``durations`` spans them all
         batches = iter(self._loader)
         for batch in batches:
             yield batch
-            now = time.monotonic()
+            now = clock()
             self.durations.append(now - last)
             last = now
             self.peaks.append((now, read_peak(self._rule.peak_file) or 0))

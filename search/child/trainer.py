@@ -20,6 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from search._pause import follow_pauses
 from search.child._common import EXIT_FAILED, EventWriter, die_with_parent, raise_oom_score
 
 _DEFAULT_CHILD = "search.child.yolov5_train"
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(args[0]).read_text())
     die_with_parent(spec.get("parent_pid"))
     raise_oom_score()
+    if spec.get("pause_file"):
+        follow_pauses(spec["pause_file"])
     events = EventWriter(spec["events"])
     try:
         trainer = importlib.import_module(spec.get("child_module") or _DEFAULT_CHILD)

@@ -9,10 +9,10 @@ large, and runs no dataloader worker on a CPU.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
+from search._pause import clock
 from search.child._common import (
     EXIT_CUDA_OOM,
     EventWriter,
@@ -125,11 +125,11 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
 
     def on_train_epoch_start(trainer: Any) -> None:
         compat.no_oom_retries(trainer)
-        timing["epoch_start"] = time.monotonic()
+        timing["epoch_start"] = clock()
         events.write("phase", phase="training")
 
     def on_train_epoch_end(trainer: Any) -> None:
-        timing["train_end"] = time.monotonic()
+        timing["train_end"] = clock()
         trained.add(int(trainer.epoch))
 
     def on_val_start(validator: Any) -> None:
@@ -140,7 +140,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     def on_val_end(validator: Any) -> None:
         # ultralytics saves its checkpoints between validation and on_fit_epoch_end: an epoch's time
         # ends here, as yolov5's does, and a probe ends here after its last pass, before it saves.
-        now = timing["val_end"] = time.monotonic()
+        now = timing["val_end"] = clock()
         if probe is None or validations["passes"] < probe.get("validation_passes", 1):
             return
         total = len(validator.dataloader) if validator.dataloader is not None else 0
@@ -151,7 +151,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         if epoch not in trained:
             return  # the final validation of best.pt, which ultralytics reports as one more epoch
         trained.discard(epoch)
-        now = timing.pop("val_end", time.monotonic())  # this epoch's validation, if it validated
+        now = timing.pop("val_end", clock())  # this epoch's validation, if it validated
         metrics = {name: float(trainer.metrics.get(key, 0.0)) for name, key in _METRIC_KEYS.items()}
         losses = trainer.label_loss_items(trainer.tloss) if trainer.tloss is not None else {}
         events.write(

@@ -8,10 +8,10 @@ Run by :mod:`search.child.trainer` for a spec whose framework is yolov5; every a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
+from search._pause import clock
 from search.child._common import (
     EXIT_CUDA_OOM,
     EventWriter,
@@ -113,17 +113,17 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             epochs=spec["epochs"],
         )
         events.write("phase", phase="training")
-        timing["epoch_start"] = time.monotonic()
+        timing["epoch_start"] = clock()
 
     validations = {"passes": 0}
 
     def on_train_epoch_start() -> None:
-        timing["epoch_start"] = time.monotonic()
+        timing["epoch_start"] = clock()
         if validations["passes"]:
             events.write("phase", phase="training")
 
     def on_train_epoch_end(epoch: int) -> None:
-        timing["train_end"] = time.monotonic()
+        timing["train_end"] = clock()
 
     def on_val_start() -> None:
         # Each epoch's pass, and yolov5's last one over best.pt after the final epoch.
@@ -131,7 +131,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         events.write("phase", phase="validation", split=f"pass {validations['passes']}")
 
     def on_fit_epoch_end(log_vals: list[Any], epoch: int, best_fitness: Any, fi: Any) -> None:
-        now = time.monotonic()
+        now = clock()
         values = [float(v) for v in log_vals[:10]]
         box, obj, cls, precision, recall, map50, map50_95, vbox, vobj, vcls = values
         events.write(

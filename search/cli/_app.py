@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import click
 import typer
 
+from search import _pause as pause
 from search.cli._options import EXIT_BAD_INPUT, EXIT_INTERRUPTED, fail
 from search.errors import MemfrontError
 from search.study._storage import quiet_optuna
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     # A process started in the background by a script inherits SIGINT ignored; memfront still stops
     # its trial cleanly on SIGINT (what --jobs forwards, and what a user's `kill -INT` means).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-Z stops the trials (in sessions of their own) with memfront, and its clocks leave the pause out.
+    pause.install()
     command = typer.main.get_command(app)
     try:
         with quiet_optuna():  # the command prints its own lines

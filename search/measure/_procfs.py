@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
+
+from search._pause import clock
 
 __all__ = [
     "PAGE_SIZE",
@@ -69,19 +70,22 @@ def read_cpu_ticks(pid: int) -> int | None:
 
 
 class StallWatch:
-    """Whether a trial's processes have used less than a CPU-second together for a while: hung."""
+    """Whether a trial's processes have used less than a CPU-second together for a while: hung.
+
+    The while is on :func:`search._pause.clock`: a trial stopped with memfront by Ctrl-Z is not hung.
+    """
 
     def __init__(self) -> None:
         self._ticks: int | None = None
-        self._active_at = time.monotonic()
+        self._active_at = clock()
 
     def stalled(self, pids: set[int], stall_s: float | None) -> bool:
         """Reads the processes' CPU time; whether it has not moved by a second for ``stall_s``."""
         ticks = sum(filter(None, (read_cpu_ticks(pid) for pid in pids)))
         # Any change counts as activity: a worker that ended takes its ticks out of the sum.
         if self._ticks is None or abs(ticks - self._ticks) >= _TICKS_PER_S:
-            self._ticks, self._active_at = ticks, time.monotonic()
-        return stall_s is not None and time.monotonic() - self._active_at > stall_s
+            self._ticks, self._active_at = ticks, clock()
+        return stall_s is not None and clock() - self._active_at > stall_s
 
 
 @dataclasses.dataclass(frozen=True)

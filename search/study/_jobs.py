@@ -8,13 +8,14 @@ leaves its trial to the others' heartbeat checks: they fail it and retry its con
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from search._pause import clock, followed
 from search.errors import InputError
 
 __all__ = ["JobsOutcome", "job_devices", "run_jobs"]
@@ -63,7 +64,7 @@ def run_jobs(
     Returns:
         Each job's exit code, and whether Ctrl-C stopped them.
     """
-    started = time.monotonic()
+    started = clock()
     procs = [
         subprocess.Popen(
             [
@@ -87,11 +88,15 @@ def run_jobs(
         for index, device in enumerate(devices)
     ]
     # The CLI turns SIGTERM into KeyboardInterrupt too: `kill PID` stops the jobs as Ctrl-C does.
-    interrupted = _wait(procs)
+    # Ctrl-Z is passed on as well: each job stops its trial, then itself (search._pause).
+    with contextlib.ExitStack() as following:
+        for proc in procs:
+            following.enter_context(followed(proc.pid, group=False, stop_signal=signal.SIGTSTP))
+        interrupted = _wait(procs)
     return JobsOutcome(
         exit_codes=[proc.returncode for proc in procs],
         interrupted=interrupted,
-        wall_seconds=time.monotonic() - started,
+        wall_seconds=clock() - started,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import optuna
 
+from search._pause import clock
 from search.study._interrupts import deferred_interrupts
 from search.study._stored import (
     StudyKeys,
@@ -59,17 +60,20 @@ class TrainResult(NamedTuple):
 
 
 class WorkerClock:
-    """Where a worker's time goes: training, probing, waiting for other workers, and the rest."""
+    """Where a worker's time goes: training, probing, waiting for other workers, and the rest.
+
+    On :func:`search._pause.clock`: a study stopped by Ctrl-Z does not spend its timeout meanwhile.
+    """
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
+        self.started = clock()
         self.training = 0.0
         self.probing = 0.0
         self.idle_total = 0.0
 
     def elapsed(self) -> float:
         """Seconds since the worker started."""
-        return time.monotonic() - self.started
+        return clock() - self.started
 
     def idle(self, seconds: float) -> None:
         """Waits, counting the time as idle."""

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from search._pause import clock, followed
 from search.child import compat
 from search.data._dataset import TRIAL_LISTS, load_dataset, write_trial_data_yaml
 from search.data._label_caches import keep_label_caches, label_cache_key, restore_label_caches
@@ -160,7 +161,7 @@ def run_trial(
     dataset = load_dataset(config.data)
     model = resolve_model(config.model, config.framework)
     hyp = resolve_hyp(config.hyp, config.framework)
-    started = time.monotonic()
+    started = clock()
     remove_abandoned(workdir)
     framework = get_framework(config.framework)
     label_key, restored = "", {}
@@ -192,6 +193,7 @@ def run_trial(
             "config_dir": str(compat.yolov5_config_dir(folder / "settings")),
             "gpu_memory_limit_bytes": limits.gpu_memory_limit_bytes,
             "parent_pid": os.getpid(),
+            "pause_file": str(folder / "paused_s"),
             "noplots": not config.plots,
             "probe": None if probe is None else {**probe, "peak_file": str(folder / "peak.txt")},
         }
@@ -294,6 +296,9 @@ def _supervise(
     exit_status: int | None = None
     exited_at: float | None = None
     rusage_maxrss: int | None = None
+    # Ctrl-Z stops the child's group with this process (search._pause); unfollowed first thing after.
+    following = contextlib.ExitStack()
+    paused = None
 
     def stop(reason: str, value: int = 0) -> None:
         with stop_lock:
@@ -315,6 +320,7 @@ def _supervise(
                 env=env,
                 start_new_session=True,
             )
+        paused = following.enter_context(followed(child.pid, group=True, pause_file=folder / "paused_s"))
         # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
         cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
         sampler = TreeSampler(
@@ -339,7 +345,7 @@ def _supervise(
                     exited_at = time.time()
                     exit_status, rusage_maxrss = status, rusage.ru_maxrss * 1024
                     break
-                elapsed = time.monotonic() - started
+                elapsed = clock() - started
                 if limits.time_limit_s is not None and elapsed > limits.time_limit_s:
                     stop("timeout")
                 if stall.stalled(sampler.pids | {child.pid}, limits.stall_s):
@@ -377,6 +383,7 @@ def _supervise(
                 rusage_maxrss = rusage.ru_maxrss * 1024
             exited_at = time.time()
     finally:
+        following.close()
         if exit_watch is not None:
             exit_watch.close()
         if child is not None:
@@ -404,8 +411,11 @@ def _supervise(
         {**memory.to_dict(), "cgroup": kernel_figures, "spawner_hwm_bytes": spawner_hwm},
         child.returncode,
         stopped_for,
-        wall=time.monotonic() - started,
-        phases=child_phases(events, spawned_at, exited_at or time.time()),
+        wall=clock() - started,
+        phases={
+            **child_phases(events, spawned_at, exited_at or time.time()),
+            "paused_s": paused.paused_s if paused is not None else 0.0,
+        },
         timeline=child_timeline(events, spawned_at, exited_at or time.time()),
         log_tail=log_tail(log_path),
         rusage_maxrss=rusage_maxrss,

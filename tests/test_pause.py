@@ -1,0 +1,183 @@
+"""Ctrl-Z (search._pause): memfront stops with the processes it started, and its clocks and theirs
+leave the pause out. Real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, trainer_processes
+
+_PAUSE_S = 2.0
+
+# A memfront-like parent: installs the handler, starts a child in a session of its own (as a trial
+# is), follows its group, and reports what each side's clock saw. The child forks a worker, as a
+# dataloader does, and reads its pauses as a trial's child does.
+_PARENT = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+from search import _pause
+
+folder = Path(sys.argv[1])
+_pause.install()
+child = subprocess.Popen([sys.executable, "-c", sys.argv[2], str(folder)], start_new_session=True)
+started = _pause.clock()
+with _pause.followed(child.pid, group=True, pause_file=folder / "paused_s") as follower:
+    child.wait()
+print(json.dumps({
+    "parent_clock_s": _pause.clock() - started, "parent_paused_s": _pause.paused_seconds(),
+    "follower_paused_s": follower.paused_s, "child": json.loads((folder / "child.json").read_text()),
+}))
+"""
+_CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from search import _pause
+
+folder = Path(sys.argv[1])
+_pause.follow_pauses(folder / "paused_s")
+worker = os.fork()
+if worker == 0:
+    time.sleep(60)
+    os._exit(0)
+(folder / "pids").write_text(f"{os.getpid()} {worker}")
+started, wall = _pause.clock(), time.monotonic()
+while not (folder / "go").exists():  # busy, as a training is
+    sum(range(1000))
+    time.sleep(0.01)
+os.kill(worker, 9)
+os.waitpid(worker, 0)
+(folder / "child.json").write_text(json.dumps({
+    "clock_s": _pause.clock() - started, "wall_s": time.monotonic() - wall,
+    "paused_s": _pause.paused_seconds(),
+}))
+"""
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 20) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(tmp_path: Path) -> None:
+    # Before, a trial (in a session of its own) ran on while memfront was stopped: nothing enforced
+    # its memory limit, and the pause counted toward its time limit.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(tmp_path), _CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert _until(lambda: (tmp_path / "pids").exists() and bool((tmp_path / "pids").read_text()))
+        child, worker = map(int, (tmp_path / "pids").read_text().split())
+        parent.send_signal(signal.SIGTSTP)  # what the terminal sends on Ctrl-Z
+        assert _until(lambda: {_state(p) for p in (parent.pid, child, worker)} == {"T"}), [
+            _state(p) for p in (parent.pid, child, worker)
+        ]
+        time.sleep(_PAUSE_S)
+        assert {_state(p) for p in (parent.pid, child, worker)} == {"T"}
+        parent.send_signal(signal.SIGCONT)  # what the shell's fg sends
+        assert _until(lambda: "T" not in {_state(p) for p in (parent.pid, child, worker)})
+        (tmp_path / "go").touch()
+        out, _ = parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.communicate()
+    assert parent.returncode == 0
+    seen = json.loads(out)
+    assert _PAUSE_S <= seen["parent_paused_s"] == seen["follower_paused_s"] < _PAUSE_S + 5
+    assert seen["child"]["paused_s"] == seen["follower_paused_s"]  # read from the file on SIGCONT
+    # Each clock ran the whole time less the pause: the child's from its start, the parent's from
+    # before the child started.
+    assert seen["child"]["wall_s"] - seen["child"]["clock_s"] == pytest.approx(
+        seen["child"]["paused_s"], abs=0.01
+    )
+    assert seen["parent_clock_s"] >= seen["child"]["clock_s"] > 0
+    assert seen["parent_clock_s"] < seen["child"]["wall_s"]
+
+
+def test_an_ignored_ctrl_z_stays_ignored(tmp_path: Path) -> None:
+    # Started with SIGTSTP ignored (a shell without job control), memfront does not stop on it.
+    script = (
+        "import signal, time; from search import _pause; _pause.install(); "
+        "print(signal.getsignal(signal.SIGTSTP) is signal.SIG_IGN, flush=True); time.sleep(30)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTSTP, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "True"
+        proc.send_signal(signal.SIGTSTP)
+        time.sleep(0.5)
+        assert _state(proc.pid) != "T"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.slow
+def test_a_training_paused_past_its_time_limit_is_not_timed_out(tiny_data: Path, tmp_path: Path) -> None:
+    # A real trial under the real CLI, stopped by Ctrl-Z in its second epoch for longer than its
+    # whole time limit: its processes stop with memfront, and its time limit, wall time and epoch
+    # times leave the pause out.
+    time_limit_s, pause_s = 90, 100
+    record_path = tmp_path / "record.json"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "search", "trial", "--data", str(tiny_data), "--imgsz", "64", "--epochs", "3",
+         "--workers", "1", "--hyp", "demo", "--time-limit", f"{time_limit_s}s", "--json", str(record_path)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    temp = Path(tempfile.gettempdir())
+
+    def in_second_epoch() -> bool:
+        return any(
+            '"event": "epoch"' in p.read_text() for p in temp.glob(f"memfront-trial-{cli.pid}-*/events.jsonl")
+        )
+
+    try:
+        assert _until(in_second_epoch, timeout_s=200)
+        started = time.monotonic()
+        cli.send_signal(signal.SIGTSTP)
+        trial = [p for p in trainer_processes() if os.getpgid(p) == p]
+        assert len(trial) == 1
+        group = [p for p in trainer_processes() if os.getpgid(p) == trial[0]]
+        assert len(group) >= 2  # the child and its dataloader worker
+        assert _until(lambda: {_state(p) for p in [cli.pid, *group]} == {"T"})
+        time.sleep(pause_s)
+        assert {_state(p) for p in [cli.pid, *group]} == {"T"}
+        paused_for = time.monotonic() - started
+        cli.send_signal(signal.SIGCONT)
+        _, stderr = cli.communicate(timeout=200)
+    finally:
+        if cli.poll() is None:
+            cli.send_signal(signal.SIGCONT)
+            cli.send_signal(signal.SIGINT)
+            cli.communicate(timeout=60)
+    assert cli.returncode == 0, stderr
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "ok", record["error"]
+    assert pause_s <= record["phases"]["paused_s"] <= paused_for + 1
+    assert record["wall_seconds"] < time_limit_s < record["wall_seconds"] + pause_s
+    # The pause fell in an epoch (or its last validation); no epoch's time holds it.
+    assert all(epoch["seconds"] < pause_s for epoch in record["epochs"])
+    assert trainer_processes() == []
