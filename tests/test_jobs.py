@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import optuna
 import pytest
 
 from search.errors import InputError
-from search.study._jobs import job_devices
+from search.study._jobs import _wait, job_devices
 from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
 
@@ -26,8 +29,7 @@ from .conftest import (
 )
 from .test_workers import _assert_complete, _counted
 
-# Real YOLOv5 trials, worker processes or a PostgreSQL server: `pytest -m "not slow"` skips them.
-pytestmark = pytest.mark.slow
+# Tests of real YOLOv5 trials and worker processes are marked slow: `pytest -m "not slow"` skips them.
 
 
 def _study(spec_path: Path, url: str | None = None) -> optuna.Study:
@@ -51,6 +53,7 @@ def _jobs_of(parent: int) -> list[int]:
     return [pid for _, pid in sorted(found)]
 
 
+@pytest.mark.slow
 def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path: Path) -> None:
     spec = scale_study(tmp_path, tiny_data, n_trials=4)
     parent = start_cli("run", str(spec), "--jobs", "2")
@@ -99,6 +102,7 @@ def test_jobs_share_a_journal_and_survive_a_killed_job(tiny_data: Path, tmp_path
     assert trainer_processes() == [] and leftovers_of(victim) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_one_worker_stops_only_its_trial(tiny_data: Path, tmp_path: Path) -> None:
     spec = scale_study(tmp_path, tiny_data, n_trials=3)
     url = f"journal:{tmp_path / 'shared.journal'}"
@@ -140,6 +144,7 @@ def test_device_pinning_gives_one_job_per_device() -> None:
         job_devices(jobs=0, devices=None, study_device="cpu")
 
 
+@pytest.mark.slow
 def test_bad_jobs_input_exits_2(tiny_data: Path, tmp_path: Path) -> None:
     spec = scale_study(tmp_path, tiny_data, n_trials=2)
     cases = {
@@ -155,3 +160,98 @@ def test_bad_jobs_input_exits_2(tiny_data: Path, tmp_path: Path) -> None:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, done.stderr)
     assert not list(tmp_path.glob("*.db")) and not list(tmp_path.glob("*.journal"))
+
+
+# A job that counts the SIGINTs it gets and ends after two.
+_COUNTING_JOB = """
+import signal, sys
+count = 0
+def counted(signum, frame):
+    global count
+    count += 1
+signal.signal(signal.SIGINT, counted)
+print("ready", flush=True)
+while count < 2:
+    signal.pause()
+print(count, flush=True)
+"""
+
+
+def test_each_ctrl_c_is_passed_on_to_each_running_job() -> None:
+    # Only the first used to be: a job whose storage hung while it held that Ctrl-C (it takes effect
+    # once the proposal or the result is stored) could be stopped only with kill.
+    jobs = [
+        subprocess.Popen([sys.executable, "-c", _COUNTING_JOB], stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    try:
+        for job in jobs:
+            assert job.stdout is not None and job.stdout.readline().strip() == "ready"
+
+        waited = threading.Event()
+
+        def press_ctrl_c_twice() -> None:
+            for _ in range(2):
+                time.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGINT)  # the main thread's wait gets KeyboardInterrupt
+            if not waited.wait(20):  # a job that never got the second would hold the wait forever
+                for job in jobs:
+                    job.kill()
+
+        presser = threading.Thread(target=press_ctrl_c_twice)
+        presser.start()
+        assert _wait(jobs)  # interrupted
+        waited.set()
+        presser.join()
+        assert [job.stdout.read().strip() for job in jobs if job.stdout] == ["2", "2"]
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+            job.communicate()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+@pytest.mark.slow
+def test_ctrl_z_and_ctrl_c_on_jobs_reach_every_job_and_its_trial(tiny_data: Path, tmp_path: Path) -> None:
+    # The jobs run in sessions of their own, out of the terminal's reach: the parent passes both on.
+    spec = scale_study(tmp_path, tiny_data, n_trials=6)
+    parent = start_cli("run", str(spec), "--jobs", "2")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (
+            len(jobs := _jobs_of(parent.pid)) == 2 and all(children_running_trials(job) for job in jobs)
+        ):
+            time.sleep(0.2)
+        trainers = [t for job in jobs for t in children_running_trials(job)]
+        assert len(trainers) == 2, "the jobs never both ran a trial"
+        everyone = [parent.pid, *jobs, *trainers]
+        parent.send_signal(signal.SIGTSTP)
+        deadline = time.monotonic() + 20
+        while {_state(pid) for pid in everyone} != {"T"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [_state(pid) for pid in everyone] == ["T"] * len(everyone)
+        parent.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while "T" in {_state(pid) for pid in everyone} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "T" not in [_state(pid) for pid in everyone]
+        parent.send_signal(signal.SIGINT)
+        _, stderr = parent.communicate(timeout=120)
+    finally:
+        if parent.poll() is None:
+            parent.send_signal(signal.SIGCONT)
+            parent.kill()
+            parent.communicate()
+    assert parent.returncode == 130, stderr
+    study = _study(spec)
+    stopped = [t for t in study.get_trials() if t.user_attrs.get("status") == "interrupted"]
+    assert len(stopped) == 2, [(t.number, t.user_attrs.get("status")) for t in study.get_trials()]
+    assert trainer_processes() == [] and all(leftovers_of(job) == [] for job in jobs)

@@ -2,7 +2,7 @@
 
 Each job is an ordinary worker (``memfront run ... --worker-index i``) in its own process and
 session, exactly what a user would start by hand on another machine; this module only starts them,
-pins each to its device, forwards Ctrl-C once to each, and waits. A job that dies (``kill -9``)
+pins each to its device, passes Ctrl-C and Ctrl-Z on to each, and waits. A job that dies (``kill -9``)
 leaves its trial to the others' heartbeat checks: they fail it and retry its configuration.
 """
 
@@ -81,8 +81,8 @@ def run_jobs(
                 str(index),
                 *(["--threads", str(threads)] if threads else []),
             ],
-            # Own sessions: a terminal's Ctrl-C reaches this process only, which forwards it once to each
-            # job, so that no job gets it twice while it is stopping its trial.
+            # Own sessions: a terminal's Ctrl-C reaches this process only, which passes each one on to
+            # each job once (the terminal's and this process's would be two).
             start_new_session=True,
         )
         for index, device in enumerate(devices)
@@ -101,7 +101,12 @@ def run_jobs(
 
 
 def _wait(procs: list[subprocess.Popen[bytes]]) -> bool:
-    """Waits for every job; returns whether an interrupt was forwarded to them."""
+    """Waits for every job; returns whether an interrupt was forwarded to them.
+
+    Each Ctrl-C is passed on to each job still running, once: a job acts on it as a lone worker on
+    its terminal's (the first stops its trial cleanly; a second, where a job holds the first while
+    it stores a proposal or a result, takes effect at once).
+    """
     interrupted = False
     while True:
         try:
@@ -109,8 +114,6 @@ def _wait(procs: list[subprocess.Popen[bytes]]) -> bool:
                 proc.wait()
             break
         except KeyboardInterrupt:
-            if interrupted:
-                continue  # already forwarded: the jobs are stopping their trials
             interrupted = True
             for proc in procs:
                 if proc.poll() is None:
