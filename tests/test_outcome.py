@@ -64,14 +64,14 @@ _CHILD_OF_200_MIB = (
 )
 _SPAWNER_THAT_FREED_ITS_MEMORY = """
 import json, os, subprocess, sys
-from search.trial import _supervisor
+from search.trial import _process
 
 block = b"1" * (1536 << 20)  # touched: resident until freed
 del block  # unmapped at once (a malloc this large is a mapping of its own); VmHWM stays
-reset, figures = _supervisor.reset_own_vmhwm, {}
+reset, figures = _process.reset_own_vmhwm, {}
 for case in ("refused", "reset"):
-    _supervisor.reset_own_vmhwm = reset if case == "reset" else lambda: False
-    child, spawner_hwm = _supervisor._spawn([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE)
+    _process.reset_own_vmhwm = reset if case == "reset" else lambda: False
+    child, spawner_hwm = _process.spawn([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE)
     own = int(child.stdout.read()) * 1024
     _, _, usage = os.wait4(child.pid, 0)
     child.returncode = 0

@@ -12,9 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +32,7 @@ from search.frameworks._base import package_version
 from search.measure._cgroup import TrialCgroup, cgroup_figures
 from search.measure._gpu import NvmlProbe
 from search.measure._memory import DEFAULT_PSS_CPU_BUDGET, TreeSampler
-from search.measure._procfs import StallWatch, group_alive, read_vmhwm_bytes, reset_own_vmhwm
+from search.measure._procfs import StallWatch, group_alive
 from search.trial._config import TrialConfig, TrialLimits, resolve_hyp, resolve_model
 from search.trial._leftovers import (
     CHILD_TEMP_PREFIX,
@@ -44,15 +42,12 @@ from search.trial._leftovers import (
     remove_abandoned,
 )
 from search.trial._outcome import ChildEvents, build_record, child_phases, child_timeline, log_tail
+from search.trial._process import ExitWatch, kill_tree, spawn
 from search.trial._record import TrialRecord
 
 __all__ = ["TrialProgress", "run_trial"]
 
 _PROGRESS_PERIOD_S = 0.5
-_FALLBACK_POLL_S = 0.1
-# A trial started from another thread between a child's start and the read of the mark after it
-# (see _spawn) could reset the mark below what that child carried off.
-_SPAWN_LOCK = threading.Lock()
 
 
 @dataclasses.dataclass
@@ -67,61 +62,10 @@ class TrialProgress:
     last_map50_95: float | None
 
 
-class _ExitWatch:
-    """Waits for a child's exit without polling: on a pidfd where the kernel has them (Linux 5.3+)."""
-
-    def __init__(self, pid: int) -> None:
-        self._poll: select.poll | None = None
-        self._fd: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self._fd = os.pidfd_open(pid)
-            self._poll = select.poll()
-            self._poll.register(self._fd, select.POLLIN)
-
-    def wait(self, timeout_s: float | None) -> None:
-        """Returns when the child has exited, or after ``timeout_s`` (None: no limit)."""
-        if self._poll is None:
-            time.sleep(_FALLBACK_POLL_S if timeout_s is None else min(timeout_s, _FALLBACK_POLL_S))
-            return
-        self._poll.poll(None if timeout_s is None else max(1, int(timeout_s * 1000)))
-
-    def close(self) -> None:
-        """Releases the pidfd."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = self._poll = None
-
-
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(text)
     os.replace(partial, path)
-
-
-def _spawn(command: list[str], **options: Any) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Starts ``command`` with ``subprocess.Popen(**options)``; returns it and this process's VmHWM.
-
-    ``subprocess`` starts a child with vfork where it can, and at its exec Linux keeps the
-    high-water mark of this process's memory (VmHWM, not its resident size) in the child's
-    ``ru_maxrss``: a notebook that once held 2.5 GB gave every trial 2.5 GB there. The mark is
-    lowered to the resident size first (this process's own VmHWM then reads its peak since the last
-    trial started); where the kernel refuses, the mark read after the start is the old one, and
-    :func:`search.trial._outcome.apply_kernel_floor` leaves out a ``ru_maxrss`` not above it.
-    """
-    with _SPAWN_LOCK:
-        reset_own_vmhwm()
-        child: subprocess.Popen[bytes] = subprocess.Popen(command, **options)
-        # Read after the child's exec (Popen returns only then): the mark it carried off, or above.
-        return child, read_vmhwm_bytes(os.getpid())
-
-
-def _kill_tree(pgid: int, pids: set[int]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    # Descendants that left the group (setsid) are still the trial's.
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def run_trial(
@@ -291,7 +235,7 @@ def _supervise(
     child: subprocess.Popen[bytes] | None = None
     sampler: TreeSampler | None = None
     nvml: NvmlProbe | None = None
-    exit_watch: _ExitWatch | None = None
+    exit_watch: ExitWatch | None = None
     nvml_peak: int | None = None
     exit_status: int | None = None
     exited_at: float | None = None
@@ -305,13 +249,13 @@ def _supervise(
             if not stopped_for:
                 stopped_for[reason] = value
         if child is not None:
-            _kill_tree(child.pid, sampler.pids if sampler is not None else set())
+            kill_tree(child.pid, sampler.pids if sampler is not None else set())
 
     # Everything from the child's start on is in the try: whatever fails or is interrupted while
     # the supervision is set up, the child, its workers and the cgroup never outlive it.
     try:
         with open(log_path, "wb") as log:
-            child, spawner_hwm = _spawn(
+            child, spawner_hwm = spawn(
                 [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
                 cwd=folder,
                 stdin=subprocess.DEVNULL,
@@ -332,7 +276,7 @@ def _supervise(
         )
         sampler.start()
         nvml = NvmlProbe() if config.device != "cpu" else None
-        exit_watch = _ExitWatch(child.pid)
+        exit_watch = ExitWatch(child.pid)
         # Twice a second: progress, NVML, a probe's running peak, and the child's phase changes (each
         # asks the sampler for an exact read). A wake-up that reads one small file costs the trial little.
         period = _PROGRESS_PERIOD_S
@@ -389,7 +333,7 @@ def _supervise(
         if child is not None:
             child.returncode = -1 if exit_status is None else os.waitstatus_to_exitcode(exit_status)
             # Whatever ended the child, its workers must not outlive it.
-            _kill_tree(child.pid, sampler.pids if sampler is not None else set())
+            kill_tree(child.pid, sampler.pids if sampler is not None else set())
             deadline = time.monotonic() + 10
             while group_alive(child.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
