@@ -7,17 +7,7 @@ from typing import TYPE_CHECKING
 from search._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from search.accuracy._estimates import (
-        AccuracyEstimate,
-        AccuracyEstimates,
-        FullConfig,
-        Training,
-        accuracy_key,
-        estimate_accuracy,
-        key_text,
-        system_key,
-        trainings_of,
-    )
+    from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig, estimate_accuracy
     from search.accuracy._front import (
         MEMORY_SPREAD,
         SPEED_SPREAD,
@@ -42,6 +32,7 @@ if TYPE_CHECKING:
         fits_with_spread,
         pick_config,
     )
+    from search.accuracy._trainings import Training, accuracy_key, key_text, system_key, trainings_of
 
 __all__ = [
     "MEMORY_SPREAD",
@@ -79,18 +70,12 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         **dict.fromkeys(
-            [
-                "AccuracyEstimate",
-                "AccuracyEstimates",
-                "FullConfig",
-                "Training",
-                "accuracy_key",
-                "estimate_accuracy",
-                "key_text",
-                "system_key",
-                "trainings_of",
-            ],
+            ["AccuracyEstimate", "AccuracyEstimates", "FullConfig", "estimate_accuracy"],
             "search.accuracy._estimates",
+        ),
+        **dict.fromkeys(
+            ["Training", "accuracy_key", "key_text", "system_key", "trainings_of"],
+            "search.accuracy._trainings",
         ),
         "Noise": "search.accuracy._noise",
         "NoiseRules": "search.accuracy._noise",

@@ -27,7 +27,8 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 
-from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
+from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
+from search.accuracy._trainings import AccuracyKey
 
 __all__ = [
     "MEMORY_SPREAD",

@@ -24,8 +24,9 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, AccuracyKey, FullConfig
+from search.accuracy._estimates import AccuracyEstimate, AccuracyEstimates, FullConfig
 from search.accuracy._front import MEMORY_SPREAD, shown_faster, speed_steps
+from search.accuracy._trainings import AccuracyKey
 
 __all__ = [
     "Pick",

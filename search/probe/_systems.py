@@ -26,7 +26,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from search.accuracy._estimates import AccuracyKey, FullConfig, Training, accuracy_key, system_key
+from search.accuracy._estimates import FullConfig
+from search.accuracy._trainings import AccuracyKey, Training, accuracy_key, system_key
 from search.model._predict import DatasetStats, MemoryModel, features
 from search.model._preflight import record_features
 from search.probe._store import StoredProbe

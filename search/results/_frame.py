@@ -28,14 +28,10 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from search.accuracy._estimates import (
-    AccuracyEstimates,
-    SystemsOf,
-    estimate_accuracy,
-    trainings_of,
-)
+from search.accuracy._estimates import AccuracyEstimates, SystemsOf, estimate_accuracy
 from search.accuracy._front import front_hypervolume, full_front, noise_front
 from search.accuracy._noise import NoiseRules
+from search.accuracy._trainings import trainings_of
 from search.study._space import DEFAULT_ROLES, KNOBS, KnobRoles
 from search.study._spec import MemoryAxis, memory_axis
 from search.study._stored import StudyKeys, read_trials

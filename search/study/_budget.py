@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from search.accuracy._estimates import AccuracyKey, accuracy_key
+from search.accuracy._trainings import AccuracyKey, accuracy_key
 from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_system
 from search.study._spec import StudySpec
 from search.study._stored import StoredTrial

@@ -48,14 +48,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from search.accuracy._estimates import (
-    AccuracyEstimates,
-    AccuracyKey,
-    accuracy_key,
-    system_key,
-)
+from search.accuracy._estimates import AccuracyEstimates
 from search.accuracy._front import noise_front
 from search.accuracy._pick import export_decisions
+from search.accuracy._trainings import AccuracyKey, accuracy_key, system_key
 from search.study._budget import END_GAME_MARGIN
 from search.study._space import DEFAULT_ROLES, KnobRoles, leanest_accuracy, leanest_system
 

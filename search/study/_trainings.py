@@ -14,17 +14,9 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from search.accuracy._estimates import (
-    AccuracyEstimates,
-    AccuracyKey,
-    SystemsOf,
-    accuracy_key,
-    estimate_accuracy,
-    random_stream,
-    system_key,
-    trainings_of,
-)
+from search.accuracy._estimates import AccuracyEstimates, SystemsOf, estimate_accuracy
 from search.accuracy._noise import NoiseRules
+from search.accuracy._trainings import AccuracyKey, accuracy_key, random_stream, system_key, trainings_of
 from search.study._replicates import (
     DEFAULT_MAX_REPLICATES,
     Plan,

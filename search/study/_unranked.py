@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from search.accuracy._estimates import accuracy_key
+from search.accuracy._trainings import accuracy_key
 from search.study._budget import END_GAME_MARGIN, retry_below_s
 from search.study._space import KnobRoles
 from search.study._spec import StudySpec
