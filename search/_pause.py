@@ -20,17 +20,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["Follower", "clock", "follow_pauses", "followed", "install", "paused_seconds"]
+__all__ = [
+    "Follower",
+    "clock",
+    "follow_pauses",
+    "followed",
+    "install",
+    "paused_seconds",
+    "resumed_within",
+    "set_parent_death_signal",
+    "starting",
+]
 
 _paused_s = 0.0
+_resumed_at: float | None = None
 _followers: dict[int, Follower] = {}
+_starting = 0  # blocks starting a process to follow (see starting)
+_stop_waiting = False  # a Ctrl-Z came during one
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclasses.dataclass
@@ -114,25 +131,85 @@ def followed(
 def install() -> None:
     """Stops the followed processes with this one on SIGTSTP (Ctrl-Z), unless SIGTSTP is ignored.
 
-    Main thread only, as every signal handler.
+    A job's SIGTSTP is blocked from its start (:func:`starting`) until this handler is in place, then
+    delivered. This process is continued if its parent dies while it is stopped (a job whose
+    ``run --jobs`` was killed; a stopped process nobody continues would hold its trial's memory
+    for good). Main thread only, as every signal handler.
     """
     if signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
         signal.signal(signal.SIGTSTP, _stop_together)
+        set_parent_death_signal(signal.SIGCONT)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTSTP})
+
+
+@contextlib.contextmanager
+def starting(*, block_in_child: bool = False) -> Iterator[None]:
+    """Around starting a process and following it: a Ctrl-Z meanwhile waits until it is followed.
+
+    Args:
+        block_in_child: Start the process with SIGTSTP blocked (a memfront job, whose
+            :func:`install` unblocks it): in a session of its own, before its handler is in place,
+            its SIGTSTP would be discarded.
+    """
+    global _starting
+    _starting += 1
+    blocked = block_in_child and threading.current_thread() is threading.main_thread()
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTSTP})
+    try:
+        yield
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTSTP})
+        _starting -= 1
+        if not _starting and _stop_waiting:
+            signal.raise_signal(signal.SIGTSTP)
+
+
+def resumed_within(seconds: float) -> bool:
+    """Whether this process was continued after a Ctrl-Z less than ``seconds`` ago.
+
+    The other jobs of a ``run --jobs`` were stopped as long: their heartbeats are as old as this
+    one's, until each beats again.
+    """
+    return _resumed_at is not None and time.monotonic() - _resumed_at < seconds
 
 
 def _stop_together(signum: int, frame: FrameType | None) -> None:
-    global _paused_s
+    global _paused_s, _resumed_at, _stop_waiting
+    if _starting:
+        _stop_waiting = True  # raised again once the process being started is followed
+        return
+    _stop_waiting = False
+    # Interrupts that come while stopped (the shell's `kill %1` is SIGTERM then SIGCONT) wait until
+    # the followers are continued: raised inside this handler, they would leave them stopped.
+    held: list[int] = []
+    previous = {
+        held_signal: signal.signal(held_signal, lambda number, _: held.append(number))
+        for held_signal in _HELD
+        if callable(signal.getsignal(held_signal))
+    }
+    # A second Ctrl-Z would run this handler again inside this one.
+    signal.signal(signal.SIGTSTP, signal.SIG_IGN)
     followers = list(_followers.values())
-    for follower in followers:
-        follower.send(follower.stop_signal)
     stopped_at = time.monotonic()
-    # SIGSTOP, not SIGTSTP again: a job runs in a session of its own, whose process group the kernel
-    # counts as orphaned, and an orphaned group discards a SIGTSTP left to its default action.
-    os.kill(os.getpid(), signal.SIGSTOP)
-    pause_s = time.monotonic() - stopped_at
-    _paused_s += pause_s
-    for follower in followers:
-        follower.resume(pause_s)
+    try:
+        for follower in followers:
+            follower.send(follower.stop_signal)
+        # SIGSTOP, not SIGTSTP again: a job runs in a session of its own, whose process group the
+        # kernel counts as orphaned, and an orphaned group discards a SIGTSTP left to its default action.
+        os.kill(os.getpid(), signal.SIGSTOP)
+    finally:
+        pause_s = time.monotonic() - stopped_at
+        _paused_s += pause_s
+        _resumed_at = time.monotonic()
+        for follower in followers:
+            follower.resume(pause_s)
+        signal.signal(signal.SIGTSTP, _stop_together)
+        for held_signal, handler in previous.items():
+            signal.signal(held_signal, handler)
+        for number in held:
+            signal.raise_signal(number)
 
 
 def follow_pauses(pause_file: str | Path) -> None:
@@ -140,7 +217,11 @@ def follow_pauses(pause_file: str | Path) -> None:
 
     The supervisor stops the child's group with SIGSTOP, which no handler sees; it writes the
     child's pauses so far before it sends SIGCONT, whose handler here reads them. A handler runs at
-    the next Python call, so a :func:`clock` read after the continue has them already.
+    the next Python call, so a :func:`clock` read after the continue has them already. The handler
+    restarts the system calls it interrupts (torch's and the frameworks' C code need not retry
+    them), and every process the child forks (its dataloader workers) is continued if the child
+    dies while they are stopped: killed with a stopped memfront, it would leave them stopped for
+    good (their check of their parent runs only while they run).
     """
     path = Path(pause_file)
 
@@ -150,3 +231,29 @@ def follow_pauses(pause_file: str | Path) -> None:
             _paused_s = float(path.read_text())
 
     signal.signal(signal.SIGCONT, read_pauses)
+    signal.siginterrupt(signal.SIGCONT, False)
+    _prctl()
+    os.register_at_fork(after_in_child=lambda: set_parent_death_signal(signal.SIGCONT))
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Asks the kernel to send ``signum`` to this process when its parent (the thread that started
+    it) ends (``PR_SET_PDEATHSIG``; Linux only)."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    # Looked up once, before any fork: a lookup in a forked child of a threaded process could wait
+    # for ever on the dynamic loader's lock, held by a thread that did not follow it.
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    return function

@@ -3,6 +3,7 @@ leave the pause out. Real processes, real signals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from search import _pause
+
 from .conftest import ROOT, trainer_processes
 
 _PAUSE_S = 2.0
@@ -23,15 +26,26 @@ _PAUSE_S = 2.0
 # is), follows its group, and reports what each side's clock saw. The child forks a worker, as a
 # dataloader does, and reads its pauses as a trial's child does.
 _PARENT = """
-import json, os, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 from search import _pause
 
+def terminate(signum, frame):
+    raise KeyboardInterrupt  # as memfront's CLI does
+
+
 folder = Path(sys.argv[1])
+signal.signal(signal.SIGTERM, terminate)
 _pause.install()
-child = subprocess.Popen([sys.executable, "-c", sys.argv[2], str(folder)], start_new_session=True)
 started = _pause.clock()
-with _pause.followed(child.pid, group=True, pause_file=folder / "paused_s") as follower:
+with _pause.starting():
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[2], str(folder)], start_new_session=True)
+    following = _pause.followed(child.pid, group=True, pause_file=folder / "paused_s")
+    follower = following.__enter__()
+try:
+    child.wait()
+except KeyboardInterrupt:
+    print(json.dumps({"interrupted": True}), flush=True)
     child.wait()
 print(json.dumps({
     "parent_clock_s": _pause.clock() - started, "parent_paused_s": _pause.paused_seconds(),
@@ -44,6 +58,7 @@ from pathlib import Path
 from search import _pause
 
 folder = Path(sys.argv[1])
+_pause.set_parent_death_signal(9)  # as a trial's child dies with memfront
 _pause.follow_pauses(folder / "paused_s")
 worker = os.fork()
 if worker == 0:
@@ -103,7 +118,7 @@ def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(tm
             parent.kill()
             parent.communicate()
     assert parent.returncode == 0
-    seen = json.loads(out)
+    seen = json.loads(out.splitlines()[-1])
     assert _PAUSE_S <= seen["parent_paused_s"] == seen["follower_paused_s"] < _PAUSE_S + 5
     assert seen["child"]["paused_s"] == seen["follower_paused_s"]  # read from the file on SIGCONT
     # Each clock ran the whole time less the pause: the child's from its start, the parent's from
@@ -113,6 +128,90 @@ def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(tm
     )
     assert seen["parent_clock_s"] >= seen["child"]["clock_s"] > 0
     assert seen["parent_clock_s"] < seen["child"]["wall_s"]
+
+
+def _start_parent(folder: Path) -> tuple[subprocess.Popen[str], int, int]:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(folder), _CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert _until(lambda: (folder / "pids").exists() and bool((folder / "pids").read_text()))
+    child, worker = map(int, (folder / "pids").read_text().split())
+    parent.send_signal(signal.SIGTSTP)
+    assert _until(lambda: {_state(p) for p in (parent.pid, child, worker)} == {"T"})
+    return parent, child, worker
+
+
+def test_kill_on_a_stopped_memfront_continues_its_trial_before_stopping_it(tmp_path: Path) -> None:
+    # The shell's `kill %1` on a stopped job sends SIGTERM, then SIGCONT. The interrupt used to be
+    # raised inside the Ctrl-Z handler as it woke, before it continued the trial: the trial stayed
+    # stopped, and `run --jobs` waited for ever on jobs that could not act on their Ctrl-C.
+    parent, child, worker = _start_parent(tmp_path)
+    try:
+        parent.send_signal(signal.SIGTERM)
+        parent.send_signal(signal.SIGCONT)
+        assert parent.stdout is not None and json.loads(parent.stdout.readline()) == {"interrupted": True}
+        assert _until(lambda: "T" not in {_state(p) for p in (child, worker)})  # continued first
+        (tmp_path / "go").touch()
+        out, _ = parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.communicate()
+    assert parent.returncode == 0 and json.loads(out)["child"]["paused_s"] > 0
+
+
+def test_a_stopped_memfront_killed_outright_leaves_no_process_stopped(tmp_path: Path) -> None:
+    # The trial's child dies with memfront (its parent-death signal); its workers, stopped with it
+    # and orphaned, used to stay stopped for good, holding their memory: they are continued, to see
+    # their parent gone and exit (a dataloader worker's watchdog; here the test ends it).
+    parent, child, worker = _start_parent(tmp_path)
+    try:
+        parent.kill()
+        parent.wait(timeout=30)  # not its output: the worker holds the pipe open
+        assert _until(
+            lambda: _state(child) == "gone" and _state(worker) not in ("T", "gone"), timeout_s=10
+        ), (
+            _state(child),
+            _state(worker),
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+        parent.communicate(timeout=30)
+
+
+_JOB = (
+    "import time; time.sleep(1.0); from search import _pause; _pause.install(); "
+    "print('installed', flush=True); time.sleep(30)"
+)
+
+
+def test_a_job_stopped_before_its_handler_is_in_place_stops_once_it_is() -> None:
+    # A job runs in a session of its own: its process group is orphaned, and the kernel discards a
+    # SIGTSTP that meets the default action there. Started with SIGTSTP blocked, it gets it later.
+    def start(blocked: bool) -> subprocess.Popen[str]:
+        with _pause.starting(block_in_child=blocked):
+            job = subprocess.Popen(
+                [sys.executable, "-c", _JOB],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        job.send_signal(signal.SIGTSTP)  # during its start-up, before its handler is in place
+        return job
+
+    blocked, unblocked = start(blocked=True), start(blocked=False)
+    try:
+        assert _until(lambda: _state(blocked.pid) == "T")
+        assert unblocked.stdout is not None and unblocked.stdout.readline().strip() == "installed"
+        assert _state(unblocked.pid) != "T"  # what happened to every job before
+        blocked.send_signal(signal.SIGCONT)
+        assert blocked.stdout is not None and blocked.stdout.readline().strip() == "installed"
+    finally:
+        for job in (blocked, unblocked):
+            job.kill()
+            job.communicate()
 
 
 def test_an_ignored_ctrl_z_stays_ignored(tmp_path: Path) -> None:

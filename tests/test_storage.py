@@ -147,6 +147,25 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     assert retry.state == optuna.trial.TrialState.WAITING and retry.params == first.params
 
 
+def test_no_trial_is_failed_as_stale_just_after_a_ctrl_z(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The jobs of one `run --jobs` are stopped and continued together: the first to wake found the
+    # others' heartbeats as old as the pause, failed their trials and had them trained again.
+    from search import _pause
+
+    storage = make_storage(f"journal:{tmp_path / 's.journal'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    ask(study).suggest_categorical("batch", [4, 8])  # another job's trial, silent for the pause
+    time.sleep(1.5)
+    monkeypatch.setattr(_pause, "_resumed_at", time.monotonic())  # this worker was just continued
+    fail_stale_trials(study, grace_s=1)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
+    time.sleep(1.1)  # a grace period after the continue, every job stopped with it has beaten again
+    fail_stale_trials(study, grace_s=1)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
 def test_journal_heartbeat_is_a_trial_attribute(tmp_path: Path) -> None:
     storage = make_storage(f"journal:{tmp_path / 'j.journal'}", heartbeat_interval=1, grace_period=2)
     study = optuna.create_study(storage=storage)

@@ -10,10 +10,13 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from search._pause import set_parent_death_signal
 
 __all__ = [
     "EXIT_CUDA_OOM",
@@ -68,12 +71,7 @@ def die_with_parent(parent_pid: int | None) -> None:
     # ask the kernel to kill it with its parent (dataloader workers notice their manager's death).
     if parent_pid is None or not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(EXIT_FAILED)
 

@@ -53,10 +53,8 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
         f"{result.train_images} train + {result.val_images} val images",
     )
     bound = "" if result.ok else " (a lower bound: the probe did not end)"
-    table.add_row(
-        "peak host memory",
-        f"{format_bytes(result.peak_host_bytes)}{bound}, set {peak_when(result.peak_phase)}",
-    )
+    when = peak_when(result.peak_phase, measured=result.peak_host_bytes is not None)
+    table.add_row("peak host memory", f"{format_bytes(result.peak_host_bytes)}{bound}, set {when}")
     table.add_row(
         "peak GPU memory",
         "- (no CUDA)" if result.peak_gpu_bytes is None else format_bytes(result.peak_gpu_bytes),

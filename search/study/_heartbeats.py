@@ -24,6 +24,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from search._pause import resumed_within
 from search.study._stored import retry_of_lost
 
 __all__ = [
@@ -115,8 +116,17 @@ def retry_lost_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         study.add_trial(retry)
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Fails the study's running trials whose worker went silent, and retries each once (Optuna's own)."""
+def fail_stale_trials(study: optuna.Study, *, grace_s: float | None = None) -> None:
+    """Fails the study's running trials whose worker went silent, and retries each once (Optuna's own).
+
+    Args:
+        study: The study.
+        grace_s: Check nothing this long after this process was continued from a Ctrl-Z: the
+            workers stopped with it (the other jobs of its ``run --jobs``) have not beaten again
+            yet, and their trials would be failed and trained again.
+    """
+    if grace_s is not None and resumed_within(grace_s):
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

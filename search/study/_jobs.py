@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from search._pause import clock, followed
+from search._pause import clock, followed, starting
 from search.errors import InputError
 
 __all__ = ["JobsOutcome", "job_devices", "run_jobs"]
@@ -65,33 +65,21 @@ def run_jobs(
         Each job's exit code, and whether Ctrl-C stopped them.
     """
     started = clock()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "search",
-                "run",
-                str(study_file),
-                "--storage",
-                storage,
-                "--device",
-                device,
-                "--worker-index",
-                str(index),
-                *(["--threads", str(threads)] if threads else []),
-            ],
-            # Own sessions: a terminal's Ctrl-C reaches this process only, which passes each one on to
-            # each job once (the terminal's and this process's would be two).
-            start_new_session=True,
-        )
-        for index, device in enumerate(devices)
-    ]
+    procs: list[subprocess.Popen[bytes]] = []
     # The CLI turns SIGTERM into KeyboardInterrupt too: `kill PID` stops the jobs as Ctrl-C does.
     # Ctrl-Z is passed on as well: each job stops its trial, then itself (search._pause).
     with contextlib.ExitStack() as following:
-        for proc in procs:
-            following.enter_context(followed(proc.pid, group=False, stop_signal=signal.SIGTSTP))
+        with starting(block_in_child=True):
+            for index, device in enumerate(devices):
+                command = [
+                    sys.executable, "-m", "search", "run", str(study_file), "--storage", storage,
+                    "--device", device, "--worker-index", str(index),
+                    *(["--threads", str(threads)] if threads else []),
+                ]  # fmt: skip
+                # Own sessions: a terminal's Ctrl-C reaches this process only, which passes each one
+                # on to each job once (the terminal's and this process's would be two).
+                procs.append(subprocess.Popen(command, start_new_session=True))
+                following.enter_context(followed(procs[-1].pid, group=False, stop_signal=signal.SIGTSTP))
         interrupted = _wait(procs)
     return JobsOutcome(
         exit_codes=[proc.returncode for proc in procs],

@@ -81,8 +81,9 @@ def probe_line(plan: Any, result: Any) -> str:
     )
     if _past_limit(result.status, result.peak_host_bytes, result.record.get("limits") or {}):
         speed += ", " + _PAST_LIMIT
+    when = peak_when(result.peak_phase, measured=result.peak_host_bytes is not None)
     figures = (
-        f"peak {format_bytes(result.peak_host_bytes)} ({peak_when(result.peak_phase)})  "
+        f"peak {format_bytes(result.peak_host_bytes)} ({when})  "
         f"{speed} on {result.train_images} images  took {format_seconds(result.seconds)}"
     )
     knobs = config_text(result.knobs)

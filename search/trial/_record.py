@@ -162,12 +162,14 @@ def error_line(error: str | None, *, data: str | None = None, width: int = 240) 
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def peak_when(phase: str | None) -> str:
+def peak_when(phase: str | None, *, measured: bool) -> str:
     """When a peak was set, as tables and progress lines print it: ``during training``.
 
-    A peak has no phase when the kernel's high-water mark lifted it above every sample
+    A measured peak has no phase when the kernel's high-water mark lifted it above every sample
     (:func:`search.trial._outcome.apply_kernel_floor`) in a tree of several processes: the mark may
     be the main process's shut-down or a dataloader or label-scan worker's at any time, and naming
     one would be a guess.
     """
-    return f"during {phase}" if phase else "between samples"
+    if phase:
+        return f"during {phase}"
+    return "between samples" if measured else "-"

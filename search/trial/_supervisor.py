@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from search._pause import clock, followed
+from search._pause import clock, followed, starting
 from search.child import compat
 from search.data._dataset import TRIAL_LISTS, load_dataset, write_trial_data_yaml
 from search.data._label_caches import keep_label_caches, label_cache_key, restore_label_caches
@@ -254,7 +254,7 @@ def _supervise(
     # Everything from the child's start on is in the try: whatever fails or is interrupted while
     # the supervision is set up, the child, its workers and the cgroup never outlive it.
     try:
-        with open(log_path, "wb") as log:
+        with starting(), open(log_path, "wb") as log:
             child, spawner_hwm = spawn(
                 [sys.executable, "-m", "search.child.trainer", str(folder / "spec.json")],
                 cwd=folder,
@@ -264,7 +264,7 @@ def _supervise(
                 env=env,
                 start_new_session=True,
             )
-        paused = following.enter_context(followed(child.pid, group=True, pause_file=folder / "paused_s"))
+            paused = following.enter_context(followed(child.pid, group=True, pause_file=folder / "paused_s"))
         # The child forks its dataloader workers only after importing torch (seconds): they follow it in.
         cgroup_joined = isinstance(cgroup, TrialCgroup) and cgroup.add(child.pid)
         sampler = TreeSampler(
