@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 __all__ = [
     "Follower",
@@ -45,7 +46,7 @@ __all__ = [
 _paused_s = 0.0
 _resumed_at: float | None = None
 _followers: dict[int, Follower] = {}
-_starting = 0  # blocks starting a process to follow (see starting)
+_deferring = 0  # blocks in which a Ctrl-Z waits: starting a process to follow, or stopping
 _stop_waiting = False  # a Ctrl-Z came during one
 _HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -151,19 +152,18 @@ def starting(*, block_in_child: bool = False) -> Iterator[None]:
             :func:`install` unblocks it): in a session of its own, before its handler is in place,
             its SIGTSTP would be discarded.
     """
-    global _starting
-    _starting += 1
-    blocked = block_in_child and threading.current_thread() is threading.main_thread()
-    if blocked:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTSTP})
+    global _deferring
+    _deferring += 1
+    mask = None
+    if block_in_child and threading.current_thread() is threading.main_thread():
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTSTP})
     try:
         yield
     finally:
-        if blocked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTSTP})
-        _starting -= 1
-        if not _starting and _stop_waiting:
-            signal.raise_signal(signal.SIGTSTP)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _deferring -= 1
+        _raise_waiting_stop()
 
 
 def resumed_within(seconds: float) -> bool:
@@ -175,41 +175,51 @@ def resumed_within(seconds: float) -> bool:
     return _resumed_at is not None and time.monotonic() - _resumed_at < seconds
 
 
+def _raise_waiting_stop() -> None:
+    global _stop_waiting
+    if not _deferring and _stop_waiting:
+        _stop_waiting = False
+        signal.raise_signal(signal.SIGTSTP)
+
+
 def _stop_together(signum: int, frame: FrameType | None) -> None:
-    global _paused_s, _resumed_at, _stop_waiting
-    if _starting:
-        _stop_waiting = True  # raised again once the process being started is followed
+    global _paused_s, _resumed_at, _stop_waiting, _deferring
+    if _deferring:
+        # A process being started and not followed yet, or this handler running already (a Ctrl-Z
+        # as it ends, which a job may get from its `run --jobs`): stopped once that is done.
+        _stop_waiting = True
         return
-    _stop_waiting = False
+    _deferring += 1
     # Interrupts that come while stopped (the shell's `kill %1` is SIGTERM then SIGCONT) wait until
     # the followers are continued: raised inside this handler, they would leave them stopped.
     held: list[int] = []
-    previous = {
-        held_signal: signal.signal(held_signal, lambda number, _: held.append(number))
-        for held_signal in _HELD
-        if callable(signal.getsignal(held_signal))
-    }
-    # A second Ctrl-Z would run this handler again inside this one.
-    signal.signal(signal.SIGTSTP, signal.SIG_IGN)
+    previous: dict[int, Any] = {}
     followers = list(_followers.values())
     stopped_at = time.monotonic()
     try:
+        for held_signal in _HELD:
+            if callable(signal.getsignal(held_signal)):
+                previous[held_signal] = signal.signal(held_signal, lambda number, _: held.append(number))
         for follower in followers:
             follower.send(follower.stop_signal)
         # SIGSTOP, not SIGTSTP again: a job runs in a session of its own, whose process group the
         # kernel counts as orphaned, and an orphaned group discards a SIGTSTP left to its default action.
         os.kill(os.getpid(), signal.SIGSTOP)
     finally:
+        _stop_waiting = False  # a Ctrl-Z before the stop: this stop was its
         pause_s = time.monotonic() - stopped_at
         _paused_s += pause_s
         _resumed_at = time.monotonic()
         for follower in followers:
             follower.resume(pause_s)
-        signal.signal(signal.SIGTSTP, _stop_together)
-        for held_signal, handler in previous.items():
-            signal.signal(held_signal, handler)
-        for number in held:
-            signal.raise_signal(number)
+        for swapped, handler in previous.items():
+            signal.signal(swapped, handler)
+        _deferring -= 1
+        if held:
+            # One: the CLI reads each as Ctrl-C, and a second would break through a block that
+            # holds the first (search.study._interrupts) as a user's second Ctrl-C does.
+            signal.raise_signal(held[0])
+        _raise_waiting_stop()
 
 
 def follow_pauses(pause_file: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -247,8 +248,10 @@ def test_ctrl_z_and_ctrl_c_on_jobs_reach_every_job_and_its_trial(tiny_data: Path
         _, stderr = parent.communicate(timeout=120)
     finally:
         if parent.poll() is None:
-            parent.send_signal(signal.SIGCONT)
-            parent.kill()
+            # The jobs too: continued when their parent dies, they would train on for minutes.
+            for pid in [*_jobs_of(parent.pid), parent.pid]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             parent.communicate()
     assert parent.returncode == 130, stderr
     study = _study(spec)

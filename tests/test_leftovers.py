@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,29 @@ def test_folders_of_dead_workers_are_removed_and_others_kept(tmp_path: Path) -> 
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_processes_a_dead_worker_left_stopped_are_killed_with_its_folders() -> None:
+    # A worker stopped by Ctrl-Z and then killed outright takes its trial's child with it; what the
+    # child did not fork (a subprocess, a spawn or forkserver worker) stayed stopped for good.
+    temp = Path(tempfile.gettempdir())
+    dead = _dead_pid()
+    child_temp = temp / f"{CHILD_TEMP_PREFIX}{dead}-stop_123"
+    elsewhere = temp / f"{CHILD_TEMP_PREFIX}{os.getpid()}-live_123"  # a live worker's
+    child_temp.mkdir()
+    elsewhere.mkdir()
+    left = subprocess.Popen(["sleep", "60"], env={**os.environ, "TMPDIR": str(child_temp)})
+    other = subprocess.Popen(["sleep", "60"], env={**os.environ, "TMPDIR": str(elsewhere)})
+    try:
+        left.send_signal(signal.SIGSTOP)
+        remove_abandoned()
+        assert left.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None and elsewhere.exists() and not child_temp.exists()
+    finally:
+        for process in (left, other):
+            process.kill()
+            process.wait()
+        elsewhere.rmdir()
 
 
 @pytest.mark.skipif(

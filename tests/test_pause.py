@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -94,19 +95,47 @@ def _until(condition: Callable[[], bool], timeout_s: float = 20) -> bool:
     return True
 
 
-def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(tmp_path: Path) -> None:
+@pytest.fixture
+def reaped() -> Iterator[list[int]]:
+    """PIDs the test started, killed whatever the test's end (a stopped one left behind would
+    hold its memory, and a busy one the CPU, for the rest of the session)."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _line(process: subprocess.Popen[str], timeout_s: float = 30) -> str:
+    """The process's next line of output, or "" after ``timeout_s``."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    return process.stdout.readline().strip() if ready else ""
+
+
+def _start_parent(folder: Path, reaped: list[int]) -> tuple[subprocess.Popen[str], int, int]:
+    """The memfront-like parent, its child and the child's worker, stopped by a Ctrl-Z."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(folder), _CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    reaped.append(parent.pid)
+    assert _until(lambda: (folder / "pids").exists() and len((folder / "pids").read_text().split()) == 2)
+    child, worker = map(int, (folder / "pids").read_text().split())
+    reaped.extend((child, worker))
+    parent.send_signal(signal.SIGTSTP)  # what the terminal sends on Ctrl-Z
+    assert _until(lambda: {_state(p) for p in (parent.pid, child, worker)} == {"T"}), [
+        _state(p) for p in (parent.pid, child, worker)
+    ]
+    return parent, child, worker
+
+
+def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(
+    tmp_path: Path, reaped: list[int]
+) -> None:
     # Before, a trial (in a session of its own) ran on while memfront was stopped: nothing enforced
     # its memory limit, and the pause counted toward its time limit.
-    parent = subprocess.Popen(
-        [sys.executable, "-c", _PARENT, str(tmp_path), _CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
+    parent, child, worker = _start_parent(tmp_path, reaped)
     try:
-        assert _until(lambda: (tmp_path / "pids").exists() and bool((tmp_path / "pids").read_text()))
-        child, worker = map(int, (tmp_path / "pids").read_text().split())
-        parent.send_signal(signal.SIGTSTP)  # what the terminal sends on Ctrl-Z
-        assert _until(lambda: {_state(p) for p in (parent.pid, child, worker)} == {"T"}), [
-            _state(p) for p in (parent.pid, child, worker)
-        ]
         time.sleep(_PAUSE_S)
         assert {_state(p) for p in (parent.pid, child, worker)} == {"T"}
         parent.send_signal(signal.SIGCONT)  # what the shell's fg sends
@@ -130,26 +159,17 @@ def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(tm
     assert seen["parent_clock_s"] < seen["child"]["wall_s"]
 
 
-def _start_parent(folder: Path) -> tuple[subprocess.Popen[str], int, int]:
-    parent = subprocess.Popen(
-        [sys.executable, "-c", _PARENT, str(folder), _CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert _until(lambda: (folder / "pids").exists() and bool((folder / "pids").read_text()))
-    child, worker = map(int, (folder / "pids").read_text().split())
-    parent.send_signal(signal.SIGTSTP)
-    assert _until(lambda: {_state(p) for p in (parent.pid, child, worker)} == {"T"})
-    return parent, child, worker
-
-
-def test_kill_on_a_stopped_memfront_continues_its_trial_before_stopping_it(tmp_path: Path) -> None:
+def test_kill_on_a_stopped_memfront_continues_its_trial_before_stopping_it(
+    tmp_path: Path, reaped: list[int]
+) -> None:
     # The shell's `kill %1` on a stopped job sends SIGTERM, then SIGCONT. The interrupt used to be
     # raised inside the Ctrl-Z handler as it woke, before it continued the trial: the trial stayed
     # stopped, and `run --jobs` waited for ever on jobs that could not act on their Ctrl-C.
-    parent, child, worker = _start_parent(tmp_path)
+    parent, child, worker = _start_parent(tmp_path, reaped)
     try:
         parent.send_signal(signal.SIGTERM)
         parent.send_signal(signal.SIGCONT)
-        assert parent.stdout is not None and json.loads(parent.stdout.readline()) == {"interrupted": True}
+        assert json.loads(_line(parent) or "null") == {"interrupted": True}
         assert _until(lambda: "T" not in {_state(p) for p in (child, worker)})  # continued first
         (tmp_path / "go").touch()
         out, _ = parent.communicate(timeout=30)
@@ -160,33 +180,31 @@ def test_kill_on_a_stopped_memfront_continues_its_trial_before_stopping_it(tmp_p
     assert parent.returncode == 0 and json.loads(out)["child"]["paused_s"] > 0
 
 
-def test_a_stopped_memfront_killed_outright_leaves_no_process_stopped(tmp_path: Path) -> None:
+def test_a_stopped_memfront_killed_outright_leaves_no_process_stopped(
+    tmp_path: Path, reaped: list[int]
+) -> None:
     # The trial's child dies with memfront (its parent-death signal); its workers, stopped with it
     # and orphaned, used to stay stopped for good, holding their memory: they are continued, to see
     # their parent gone and exit (a dataloader worker's watchdog; here the test ends it).
-    parent, child, worker = _start_parent(tmp_path)
-    try:
-        parent.kill()
-        parent.wait(timeout=30)  # not its output: the worker holds the pipe open
-        assert _until(
-            lambda: _state(child) == "gone" and _state(worker) not in ("T", "gone"), timeout_s=10
-        ), (
-            _state(child),
-            _state(worker),
-        )
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker, signal.SIGKILL)
-        parent.communicate(timeout=30)
+    parent, child, worker = _start_parent(tmp_path, reaped)
+    parent.kill()
+    parent.wait(timeout=30)  # not its output: the worker holds the pipe open
+    ended = ("gone", "Z")  # a zombie until the init process reaps it
+    assert _until(lambda: _state(child) in ended and _state(worker) not in ("T", *ended), timeout_s=10), (
+        _state(child),
+        _state(worker),
+    )
+    os.kill(worker, signal.SIGKILL)
+    parent.communicate(timeout=30)
 
 
 _JOB = (
-    "import time; time.sleep(1.0); from search import _pause; _pause.install(); "
+    "import time; time.sleep(3.0); from search import _pause; _pause.install(); "
     "print('installed', flush=True); time.sleep(30)"
 )
 
 
-def test_a_job_stopped_before_its_handler_is_in_place_stops_once_it_is() -> None:
+def test_a_job_stopped_before_its_handler_is_in_place_stops_once_it_is(reaped: list[int]) -> None:
     # A job runs in a session of its own: its process group is orphaned, and the kernel discards a
     # SIGTSTP that meets the default action there. Started with SIGTSTP blocked, it gets it later.
     def start(blocked: bool) -> subprocess.Popen[str]:
@@ -198,16 +216,17 @@ def test_a_job_stopped_before_its_handler_is_in_place_stops_once_it_is() -> None
                 text=True,
                 start_new_session=True,
             )
+        reaped.append(job.pid)
         job.send_signal(signal.SIGTSTP)  # during its start-up, before its handler is in place
         return job
 
     blocked, unblocked = start(blocked=True), start(blocked=False)
     try:
         assert _until(lambda: _state(blocked.pid) == "T")
-        assert unblocked.stdout is not None and unblocked.stdout.readline().strip() == "installed"
+        assert _line(unblocked) == "installed"
         assert _state(unblocked.pid) != "T"  # what happened to every job before
         blocked.send_signal(signal.SIGCONT)
-        assert blocked.stdout is not None and blocked.stdout.readline().strip() == "installed"
+        assert _line(blocked) == "installed"
     finally:
         for job in (blocked, unblocked):
             job.kill()
@@ -225,7 +244,7 @@ def test_an_ignored_ctrl_z_stays_ignored(tmp_path: Path) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGTSTP, signal.SIG_IGN),
     )  # fmt: skip
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "True"
+        assert _line(proc) == "True"
         proc.send_signal(signal.SIGTSTP)
         time.sleep(0.5)
         assert _state(proc.pid) != "T"

@@ -159,10 +159,10 @@ def test_no_trial_is_failed_as_stale_just_after_a_ctrl_z(
     ask(study).suggest_categorical("batch", [4, 8])  # another job's trial, silent for the pause
     time.sleep(1.5)
     monkeypatch.setattr(_pause, "_resumed_at", time.monotonic())  # this worker was just continued
-    fail_stale_trials(study, grace_s=1)
+    fail_stale_trials(study)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
     time.sleep(1.1)  # a grace period after the continue, every job stopped with it has beaten again
-    fail_stale_trials(study, grace_s=1)
+    fail_stale_trials(study)
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
 
 

@@ -53,7 +53,7 @@ class HeartbeatRDBStorage(RDBStorage):
                 continue
             if self._get_trial_heartbeat(trial._trial_id) is None:
                 stale.append(trial._trial_id)
-        return stale
+        return [] if resumed_within(grace) else stale
 
     def _get_trial_heartbeat(self, trial_id: int) -> datetime.datetime | None:
         from optuna.storages._rdb import models
@@ -99,7 +99,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
             last = max(float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)), started)
             if now - last > self._grace_period:
                 stale.append(trial._trial_id)
-        return stale
+        return [] if resumed_within(self._grace_period) else stale
 
     def get_heartbeat_interval(self) -> int | None:
         return int(self._heartbeat_interval)
@@ -116,17 +116,14 @@ def retry_lost_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         study.add_trial(retry)
 
 
-def fail_stale_trials(study: optuna.Study, *, grace_s: float | None = None) -> None:
+def fail_stale_trials(study: optuna.Study) -> None:
     """Fails the study's running trials whose worker went silent, and retries each once (Optuna's own).
 
-    Args:
-        study: The study.
-        grace_s: Check nothing this long after this process was continued from a Ctrl-Z: the
-            workers stopped with it (the other jobs of its ``run --jobs``) have not beaten again
-            yet, and their trials would be failed and trained again.
+    None for a grace period after this process was continued from a Ctrl-Z (the storages'
+    ``_get_stale_trial_ids``, judged after the trials are read, so that a stop between the reads
+    and the judgement counts too): the workers stopped with it (the other jobs of its ``run
+    --jobs``) have not beaten again yet, and their trials would be failed and trained again.
     """
-    if grace_s is not None and resumed_within(grace_s):
-        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

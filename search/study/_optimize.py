@@ -145,7 +145,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     stop_reason = "n_trials reached"
     try:
         while True:
-            fail_stale_trials(study, grace_s=spec.heartbeat_grace)
+            fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             # One read of the probe store per iteration: pre-flight, the planner and the probe plan
             # all see the same probes.

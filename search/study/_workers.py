@@ -193,7 +193,7 @@ class Heartbeat:
                     # Other workers' silent trials are failed (and retried) within the grace period,
                     # not only when this worker's trial ends, which may be hours away.
                     checked = now
-                    fail_stale_trials(self._study, grace_s=self._grace_s)
+                    fail_stale_trials(self._study)
             except Exception:
                 self.failures += 1
 

@@ -3,7 +3,10 @@
 A worker removes its trial's folders itself, in a ``finally``. A worker killed outright (``kill -9``,
 a lost session) cannot: its trial child dies with it (``PR_SET_PDEATHSIG``), but the trial folder and
 the child's temp folder stay. Their names carry the worker's pid, and the next trial started on the
-machine removes those of dead workers that belong to the same user (:func:`remove_abandoned`).
+machine removes those of dead workers that belong to the same user (:func:`remove_abandoned`), and
+first kills what is left of their trials: processes the child did not fork (a subprocess, a
+``spawn`` or ``forkserver`` worker) do not die with it, and if the worker was stopped by Ctrl-Z they
+stay stopped for good, their memory held. They are told by the temp folder their ``TMPDIR`` names.
 
 ``cache=disk`` makes yolov5 write a ``.npy`` file beside each image, which memfront removes after the
 trial unless the user keeps them. Several trials may use the same dataset at once (``--jobs``), so
@@ -24,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
 import uuid
@@ -184,10 +188,12 @@ def remove_abandoned(workdir: Path | None = None) -> list[Path]:
     """
     removed: list[Path] = []
     temp = Path(tempfile.gettempdir())
-    for place, prefix in ((workdir or temp, TRIAL_PREFIX), (temp, CHILD_TEMP_PREFIX)):
+    for place, prefix in ((temp, CHILD_TEMP_PREFIX), (workdir or temp, TRIAL_PREFIX)):
         with contextlib.suppress(OSError):
             for folder in place.glob(f"{prefix}*"):
                 if _abandoned(folder, prefix):
+                    if prefix == CHILD_TEMP_PREFIX:
+                        _kill_processes_of(folder)
                     shutil.rmtree(folder, ignore_errors=True)
                     removed.append(folder)
     if not any(not claim.alive for claim in _claims()):
@@ -210,3 +216,16 @@ def remove_abandoned(workdir: Path | None = None) -> list[Path]:
                 continue  # the dataset moved: nothing can be told apart safely
             _remove_new(dataset.all_images, claim.baseline)
     return removed
+
+
+def _kill_processes_of(child_temp: Path) -> None:
+    """Kills this user's processes whose ``TMPDIR`` is a dead worker's child temp folder: its trial's."""
+    marker = f"TMPDIR={child_temp}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{name}").st_uid != os.getuid():
+                continue
+            if marker in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
+                os.kill(int(name), signal.SIGKILL)
