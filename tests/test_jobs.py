@@ -181,6 +181,9 @@ print(count, flush=True)
 def test_each_ctrl_c_is_passed_on_to_each_running_job() -> None:
     # Only the first used to be: a job whose storage hung while it held that Ctrl-C (it takes effect
     # once the proposal or the result is stored) could be stopped only with kill.
+    # SIGINT raising KeyboardInterrupt, as memfront's CLI sets it: a test session started in the
+    # background (nohup, `&` in a script) inherits it ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     jobs = [
         subprocess.Popen([sys.executable, "-c", _COUNTING_JOB], stdout=subprocess.PIPE, text=True,
                          start_new_session=True)
@@ -207,6 +210,7 @@ def test_each_ctrl_c_is_passed_on_to_each_running_job() -> None:
         presser.join()
         assert [job.stdout.read().strip() for job in jobs if job.stdout] == ["2", "2"]
     finally:
+        signal.signal(signal.SIGINT, previous)
         for job in jobs:
             if job.poll() is None:
                 job.kill()
