@@ -88,7 +88,8 @@ class TrialRecord:
     ``map50``, ``map50_95`` and ``fitness`` are those of the epoch with the best yolov5 fitness
     (0.1 mAP50 + 0.9 mAP50-95): the epoch yolov5 keeps as ``best.pt``.
     ``phases`` splits the child's life: start-up (imports, dataset scan, caching), training (yolov5's
-    loop with validation), shut-down.
+    loop with validation), shut-down, in wall-clock seconds; ``paused_s`` is how long of it Ctrl-Z
+    stopped the trial (:mod:`search._pause`; ``wall_seconds`` and the epochs' seconds leave it out).
     ``peak_gpu_bytes`` is None when the trial did not use CUDA (not 0: nothing was measured).
     ``timeline`` says when each phase began (:func:`search.trial._outcome.child_timeline`), and
     ``memory["peak_phase"]`` which one the peak fell in (None where no sample saw the peak: see
