@@ -5,14 +5,15 @@ Short trials are noisy: the same configuration trained with another seed moves m
 (the knobs that change what the network sees or how it is optimised: :data:`ACCURACY_KNOBS`), not to
 a trial, and it is estimated from all of that config's trainings:
 
-* A *replicate* is one independent draw of the training's randomness (:func:`random_stream`): a
-  seed and a dataloader worker count (each worker count is another random stream for the
-  augmentations). Trainings that differ only in the cache mode see the same pixels in the same order
-  and score the same to the digit: they are one replicate, not two (counting them twice would
-  understate the noise). One exception, measured by ``bench/noise_bench.py``: yolov5's RAM check
-  (``check_cache_ram``) draws 30 images with Python's ``random`` in the main process, so with
-  ``workers`` 0 (augmentations drawn in the main process) ``cache=ram`` shifts the stream: another
-  replicate. With workers, each worker's stream is seeded apart, and ``ram`` scores as ``none``.
+* A *replicate* is one independent draw of the training's randomness
+  (:func:`~search.accuracy._trainings.random_stream`): a seed and a dataloader worker count (each
+  worker count is another random stream for the augmentations). Trainings that differ only in the
+  cache mode see the same pixels in the same order and score the same to the digit: they are one
+  replicate, not two (counting them twice would understate the noise). One exception, measured by
+  ``bench/noise_bench.py``: yolov5's RAM check (``check_cache_ram``) draws 30 images with Python's
+  ``random`` in the main process, so with ``workers`` 0 (augmentations drawn in the main process)
+  ``cache=ram`` shifts the stream: another replicate. With workers, each worker's stream is seeded
+  apart, and ``ram`` scores as ``none``.
 * The noise is the pooled within-config standard deviation over every config with two replicates or
   more (one noise level for the study: configs of one short-training setup share it), with its
   degrees of freedom (each replicate beyond a config's first adds one), pooled in turn with the

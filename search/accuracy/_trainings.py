@@ -45,7 +45,8 @@ def random_stream(config: Mapping[str, Any], seed: int | None) -> tuple[Any, ...
     """Which draw of the training's randomness a training is: equal streams, equal results.
 
     The seed, the worker count, and whether the RAM cache's check drew from the main process's
-    ``random`` before the augmentations did (``cache=ram`` with ``workers`` 0; see the module).
+    ``random`` before the augmentations did (``cache=ram`` with ``workers`` 0; see
+    :mod:`search.accuracy._estimates`).
     """
     workers = _plain(config["workers"])
     return (seed, workers, _plain(config["cache"]) == "ram" and workers == 0)

@@ -68,19 +68,23 @@ def run_jobs(
     procs: list[subprocess.Popen[bytes]] = []
     # The CLI turns SIGTERM into KeyboardInterrupt too: `kill PID` stops the jobs as Ctrl-C does.
     # Ctrl-Z is passed on as well: each job stops its trial, then itself (search._pause).
+    presses = 0
     with contextlib.ExitStack() as following:
-        with starting(block_in_child=True):
-            for index, device in enumerate(devices):
-                command = [
-                    sys.executable, "-m", "search", "run", str(study_file), "--storage", storage,
-                    "--device", device, "--worker-index", str(index),
-                    *(["--threads", str(threads)] if threads else []),
-                ]  # fmt: skip
-                # Own sessions: a terminal's Ctrl-C reaches this process only, which passes each one
-                # on to each job once (the terminal's and this process's would be two).
-                procs.append(subprocess.Popen(command, start_new_session=True))
-                following.enter_context(followed(procs[-1].pid, group=False, stop_signal=signal.SIGTSTP))
-        interrupted = _wait(procs)
+        try:
+            with starting(block_in_child=True):
+                for index, device in enumerate(devices):
+                    command = [
+                        sys.executable, "-m", "search", "run", str(study_file), "--storage", storage,
+                        "--device", device, "--worker-index", str(index),
+                        *(["--threads", str(threads)] if threads else []),
+                    ]  # fmt: skip
+                    # Own sessions: a terminal's Ctrl-C reaches this process only, which passes each
+                    # one on to each job once (the terminal's and this process's would be two).
+                    procs.append(subprocess.Popen(command, start_new_session=True))
+                    following.enter_context(followed(procs[-1].pid, group=False, stop_signal=signal.SIGTSTP))
+        except KeyboardInterrupt:
+            presses = 1  # the jobs started so far get it too, and are waited for
+        interrupted = _wait(procs, presses=presses)
     return JobsOutcome(
         exit_codes=[proc.returncode for proc in procs],
         interrupted=interrupted,
@@ -88,22 +92,24 @@ def run_jobs(
     )
 
 
-def _wait(procs: list[subprocess.Popen[bytes]]) -> bool:
+def _wait(procs: list[subprocess.Popen[bytes]], *, presses: int = 0) -> bool:
     """Waits for every job; returns whether an interrupt was forwarded to them.
 
-    Each Ctrl-C is passed on to each job still running, once: a job acts on it as a lone worker on
-    its terminal's (the first stops its trial cleanly; a second, where a job holds the first while
-    it stores a proposal or a result, takes effect at once).
+    Each Ctrl-C (``presses`` of them before the wait) is passed on to each job still running, once:
+    a job acts on it as a lone worker on its terminal's (the first stops its trial cleanly; a
+    second, where a job holds the first while it stores a proposal or a result, takes effect at
+    once). One that comes while the others are being passed on is passed on after them.
     """
-    interrupted = False
+    sent = [0] * len(procs)
     while True:
         try:
+            for index, proc in enumerate(procs):
+                while sent[index] < presses and proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                    sent[index] += 1
             for proc in procs:
                 proc.wait()
             break
         except KeyboardInterrupt:
-            interrupted = True
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-    return interrupted
+            presses += 1
+    return presses > 0

@@ -219,13 +219,23 @@ def remove_abandoned(workdir: Path | None = None) -> list[Path]:
 
 
 def _kill_processes_of(child_temp: Path) -> None:
-    """Kills this user's processes whose ``TMPDIR`` is a dead worker's child temp folder: its trial's."""
-    marker = f"TMPDIR={child_temp}".encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    """Kills this user's processes whose ``TMPDIR`` is a dead worker's child temp folder: its trial's.
+
+    Only in this process's pid namespace: one that sees another's processes (a host with its
+    containers, sharing /tmp) judges their workers dead by a pid it cannot see.
+    """
+    marker = b"TMPDIR=" + os.fsencode(child_temp)
+    try:
+        names, own_namespace = os.listdir("/proc"), os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             if os.stat(f"/proc/{name}").st_uid != os.getuid():
+                continue
+            if os.readlink(f"/proc/{name}/ns/pid") != own_namespace:
                 continue
             if marker in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
                 os.kill(int(name), signal.SIGKILL)
