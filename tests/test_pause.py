@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,25 +130,31 @@ def _start_parent(folder: Path, reaped: list[int]) -> tuple[subprocess.Popen[str
     return parent, child, worker
 
 
-def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(
-    tmp_path: Path, reaped: list[int]
-) -> None:
-    # Before, a trial (in a session of its own) ran on while memfront was stopped: nothing enforced
-    # its memory limit, and the pause counted toward its time limit.
-    parent, child, worker = _start_parent(tmp_path, reaped)
+def _finish(parent: subprocess.Popen[str], folder: Path) -> dict[str, Any]:
+    """Lets the child end; the parent's last report, once it exited 0."""
+    (folder / "go").touch()
     try:
-        time.sleep(_PAUSE_S)
-        assert {_state(p) for p in (parent.pid, child, worker)} == {"T"}
-        parent.send_signal(signal.SIGCONT)  # what the shell's fg sends
-        assert _until(lambda: "T" not in {_state(p) for p in (parent.pid, child, worker)})
-        (tmp_path / "go").touch()
         out, _ = parent.communicate(timeout=30)
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.communicate()
     assert parent.returncode == 0
-    seen = json.loads(out.splitlines()[-1])
+    report: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return report
+
+
+def test_ctrl_z_stops_the_followed_group_and_every_clock_leaves_the_pause_out(
+    tmp_path: Path, reaped: list[int]
+) -> None:
+    # Before, a trial (in a session of its own) ran on while memfront was stopped: nothing enforced
+    # its memory limit, and the pause counted toward its time limit.
+    parent, child, worker = _start_parent(tmp_path, reaped)
+    time.sleep(_PAUSE_S)
+    assert {_state(p) for p in (parent.pid, child, worker)} == {"T"}
+    parent.send_signal(signal.SIGCONT)  # what the shell's fg sends
+    assert _until(lambda: "T" not in {_state(p) for p in (parent.pid, child, worker)})
+    seen = _finish(parent, tmp_path)
     assert _PAUSE_S <= seen["parent_paused_s"] == seen["follower_paused_s"] < _PAUSE_S + 5
     assert seen["child"]["paused_s"] == seen["follower_paused_s"]  # read from the file on SIGCONT
     # Each clock ran the whole time less the pause: the child's from its start, the parent's from
@@ -166,18 +173,11 @@ def test_kill_on_a_stopped_memfront_continues_its_trial_before_stopping_it(
     # raised inside the Ctrl-Z handler as it woke, before it continued the trial: the trial stayed
     # stopped, and `run --jobs` waited for ever on jobs that could not act on their Ctrl-C.
     parent, child, worker = _start_parent(tmp_path, reaped)
-    try:
-        parent.send_signal(signal.SIGTERM)
-        parent.send_signal(signal.SIGCONT)
-        assert json.loads(_line(parent) or "null") == {"interrupted": True}
-        assert _until(lambda: "T" not in {_state(p) for p in (child, worker)})  # continued first
-        (tmp_path / "go").touch()
-        out, _ = parent.communicate(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.communicate()
-    assert parent.returncode == 0 and json.loads(out)["child"]["paused_s"] > 0
+    parent.send_signal(signal.SIGTERM)
+    parent.send_signal(signal.SIGCONT)
+    assert json.loads(_line(parent) or "null") == {"interrupted": True}
+    assert _until(lambda: "T" not in {_state(p) for p in (child, worker)})  # continued first
+    assert _finish(parent, tmp_path)["child"]["paused_s"] > 0
 
 
 def test_a_stopped_memfront_killed_outright_leaves_no_process_stopped(

@@ -30,7 +30,6 @@ from search.cli._options import (
 )
 from search.errors import InputError
 from search.trial._config import TrialConfig, TrialLimits, validation_message
-from search.trial._record import peak_when
 from search.units import format_bytes, format_seconds
 
 __all__ = ["print_probe", "register"]
@@ -53,8 +52,9 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
         f"{result.train_images} train + {result.val_images} val images",
     )
     bound = "" if result.ok else " (a lower bound: the probe did not end)"
-    when = peak_when(result.peak_phase, measured=result.peak_host_bytes is not None)
-    table.add_row("peak host memory", f"{format_bytes(result.peak_host_bytes)}{bound}, set {when}")
+    table.add_row(
+        "peak host memory", f"{format_bytes(result.peak_host_bytes)}{bound}, set {result.peak_when}"
+    )
     table.add_row(
         "peak GPU memory",
         "- (no CUDA)" if result.peak_gpu_bytes is None else format_bytes(result.peak_gpu_bytes),

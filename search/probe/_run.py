@@ -23,7 +23,7 @@ from typing import Any
 
 from search.data._dataset import load_dataset
 from search.trial._config import TrialConfig, TrialLimits
-from search.trial._record import TrialRecord
+from search.trial._record import TrialRecord, peak_when
 from search.trial._supervisor import TrialProgress, run_trial
 
 __all__ = ["ProbeBounds", "ProbeResult", "run_probe"]
@@ -105,6 +105,11 @@ class ProbeResult:
     def ok(self) -> bool:
         """Whether the probe ran to its end (its peak is the config's, not a lower bound)."""
         return self.status == "ok"
+
+    @property
+    def peak_when(self) -> str:
+        """When its peak was set, as tables print it (:func:`search.trial._record.peak_when`)."""
+        return peak_when(self.peak_phase, measured=self.peak_host_bytes is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (what ``memfront probe --json`` writes)."""

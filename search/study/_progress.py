@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search.trial._record import TrialRecord, peak_when
+from search.trial._record import TrialRecord
 from search.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -81,9 +81,8 @@ def probe_line(plan: Any, result: Any) -> str:
     )
     if _past_limit(result.status, result.peak_host_bytes, result.record.get("limits") or {}):
         speed += ", " + _PAST_LIMIT
-    when = peak_when(result.peak_phase, measured=result.peak_host_bytes is not None)
     figures = (
-        f"peak {format_bytes(result.peak_host_bytes)} ({when})  "
+        f"peak {format_bytes(result.peak_host_bytes)} ({result.peak_when})  "
         f"{speed} on {result.train_images} images  took {format_seconds(result.seconds)}"
     )
     knobs = config_text(result.knobs)

@@ -190,12 +190,11 @@ def remove_abandoned(workdir: Path | None = None) -> list[Path]:
     temp = Path(tempfile.gettempdir())
     for place, prefix in ((temp, CHILD_TEMP_PREFIX), (workdir or temp, TRIAL_PREFIX)):
         with contextlib.suppress(OSError):
-            for folder in place.glob(f"{prefix}*"):
-                if _abandoned(folder, prefix):
-                    if prefix == CHILD_TEMP_PREFIX:
-                        _kill_processes_of(folder)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(folder)
+            removed += [folder for folder in place.glob(f"{prefix}*") if _abandoned(folder, prefix)]
+    # What their trials left running goes first: it may still be writing into them.
+    _kill_processes_of([folder for folder in removed if folder.name.startswith(CHILD_TEMP_PREFIX)])
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
     if not any(not claim.alive for claim in _claims()):
         return removed
     with _claims_locked():
@@ -218,13 +217,16 @@ def remove_abandoned(workdir: Path | None = None) -> list[Path]:
     return removed
 
 
-def _kill_processes_of(child_temp: Path) -> None:
-    """Kills this user's processes whose ``TMPDIR`` is a dead worker's child temp folder: its trial's.
+def _kill_processes_of(child_temps: list[Path]) -> None:
+    """Kills this user's processes whose ``TMPDIR`` is one of dead workers' child temp folders: their
+    trials', in one pass over /proc.
 
     Only in this process's pid namespace: one that sees another's processes (a host with its
     containers, sharing /tmp) judges their workers dead by a pid it cannot see.
     """
-    marker = b"TMPDIR=" + os.fsencode(child_temp)
+    if not child_temps:
+        return
+    markers = {b"TMPDIR=" + os.fsencode(folder) for folder in child_temps}
     try:
         names, own_namespace = os.listdir("/proc"), os.readlink("/proc/self/ns/pid")
     except OSError:
@@ -237,5 +239,5 @@ def _kill_processes_of(child_temp: Path) -> None:
                 continue
             if os.readlink(f"/proc/{name}/ns/pid") != own_namespace:
                 continue
-            if marker in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
+            if markers.intersection(Path(f"/proc/{name}/environ").read_bytes().split(b"\0")):
                 os.kill(int(name), signal.SIGKILL)
