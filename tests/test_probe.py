@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from search.child._common import EventWriter, ProbeDone, ProbeEnd
 from search.child.probe import BoundedLoader, PlateauRule
 from search.probe import ProbeBounds, run_probe
 from search.trial._config import TrialConfig, TrialLimits
 
 from .conftest import child_temp_folders, run_cli, trainer_processes
 
-PHASES = {"startup", "cache", "training", "validation", "shutdown"}
+PHASES = {"startup", "cache", "training", "validation", "checkpoint", "shutdown"}
 
 
 def _phase_known_or_unplaceable(phase: str | None, record: dict[str, Any]) -> bool:
@@ -95,6 +96,23 @@ def test_the_bounded_training_loop_ends_with_a_full_collection() -> None:
     assert 2 in trained and 2 not in collections
 
 
+def test_a_probe_ends_once_its_last_epoch_has_saved_its_checkpoint(tmp_path: Path) -> None:
+    events_file = tmp_path / "events.jsonl"
+    end = ProbeEnd(EventWriter(str(events_file)), {"validation_passes": 2})
+    end.validated(1, val_batches=4, val_seconds=2.0, bounded={})
+    end.saved()  # the first epoch's checkpoint: the probe goes on
+    assert not events_file.read_text()
+    end.validated(2, val_batches=4, val_seconds=2.0, bounded={})
+    (probe,) = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert probe["event"] == "probe" and probe["val"]["seconds_per_batch"] == 0.5
+    with pytest.raises(ProbeDone):
+        end.saved()  # the second epoch's save, or the next epoch's start if no save came
+    training = ProbeEnd(EventWriter(str(tmp_path / "training.jsonl")), None)
+    training.validated(5, val_batches=4, val_seconds=2.0, bounded={})
+    training.saved()  # a training is never ended by it
+    assert not (tmp_path / "training.jsonl").read_text()
+
+
 @pytest.mark.slow
 def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) -> None:
     # A subset asked for is ignored: memory and epoch time refer to the whole dataset.
@@ -123,6 +141,9 @@ def test_a_probe_measures_the_whole_dataset_in_a_bounded_run(tiny_data: Path) ->
     assert [e["phase"] for e in result.record["timeline"]][:2] == ["startup", "cache"]
     passes = [e["split"] for e in result.record["timeline"] if e["phase"] == "validation"]
     assert passes == ["pass 1", "pass 2"]
+    # Each epoch saves its checkpoint after its pass, as the real run does; the probe ends after the second.
+    phases = [e["phase"] for e in result.record["timeline"]]
+    assert phases.count("checkpoint") == 2 and phases[-2:] == ["checkpoint", "shutdown"]
     assert trainer_processes() == [] and child_temp_folders() == []
 
 

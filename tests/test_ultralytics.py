@@ -77,7 +77,7 @@ def test_ok_trial_reports_metrics_and_what_ultralytics_ran(
     assert (record.used["batch"], record.used["imgsz"], record.used["train_images"]) == (8, 64, 16)
     assert record.versions["ultralytics"] == importlib.metadata.version("ultralytics")
     assert record.peak_host_bytes and record.peak_host_bytes > 200 * 2**20
-    assert {"cache", "training", "validation"} <= {p["phase"] for p in record.timeline or []}
+    assert {"cache", "training", "validation", "checkpoint"} <= {p["phase"] for p in record.timeline or []}
     # Nothing written into the user's dataset (label caches), home (settings, fonts) or here (runs/).
     assert _files(tiny_data.parent) == dataset_files
     assert list(empty_home.rglob("*")) == []
@@ -175,6 +175,9 @@ def test_a_probe_bounds_ultralytics_loops(tiny_data: Path) -> None:
     assert result.val["batches"] <= 2 * 2 and result.val["batches_total"] > 2
     passes = [e["split"] for e in result.record["timeline"] if e["phase"] == "validation"]
     assert passes == ["pass 1", "pass 2"]
+    # Each epoch saves its checkpoint after its pass, as the real run does; the probe ends after the second.
+    phases = [e["phase"] for e in result.record["timeline"]]
+    assert phases.count("checkpoint") == 2 and phases[-2:] == ["checkpoint", "shutdown"]
     assert result.projected_epoch_seconds and result.projected_epoch_seconds > 0
     assert result.peak_host_bytes and result.peak_host_bytes > 100 * 2**20
     assert trainer_processes() == []

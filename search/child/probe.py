@@ -5,8 +5,9 @@ cache built by yolov5, the real dataloader workers) but only until its memory pe
 :class:`BoundedLoader` wraps yolov5's train loader (and the val loader, if the probe bounds it too):
 yolov5 sees the loader's full length (so its schedule and warm-up are those of the real run) but the
 iteration ends early and yolov5 goes on to validation; after the probe's last pass
-(``validation_passes``, two by default: :class:`search.probe.ProbeBounds`) the trainer ends the run,
-before that epoch's checkpoint is written.
+(``validation_passes``, two by default: :class:`search.probe.ProbeBounds`) the trainer ends the run
+once that epoch's checkpoint is written, as the real run writes one after every epoch
+(:class:`search.child._common.ProbeEnd`).
 
 Before validation, the bounded training loop ends with a full garbage collection
 (:func:`gc.collect`). The real run's first full collection after its dataloader workers are forked

@@ -17,8 +17,8 @@ from search.child._common import (
     EXIT_CUDA_OOM,
     EventWriter,
     ProbeDone,
+    ProbeEnd,
     cap_gpu_memory,
-    end_probe,
     gpu_peaks,
     is_cuda_oom,
     only_visible_device,
@@ -77,6 +77,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     write_start(events, torch, device, versions={"ultralytics": ultralytics.__version__})
 
     probe = spec.get("probe")
+    probe_end = ProbeEnd(events, probe)
     bounded: dict[str, Any] = {}
 
     class MeasuredTrainer(DetectionTrainer):
@@ -124,6 +125,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         )
 
     def on_train_epoch_start(trainer: Any) -> None:
+        probe_end.saved()
         compat.no_oom_retries(trainer)
         timing["epoch_start"] = clock()
         events.write("phase", phase="training")
@@ -139,12 +141,21 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
 
     def on_val_end(validator: Any) -> None:
         # ultralytics saves its checkpoints between validation and on_fit_epoch_end: an epoch's time
-        # ends here, as yolov5's does, and a probe ends here after its last pass, before it saves.
+        # ends here, as yolov5's does, and a probe's last pass is measured here.
         now = timing["val_end"] = clock()
-        if probe is None or validations["passes"] < probe.get("validation_passes", 1):
-            return
+        if not trained:
+            return  # the final validation of best.pt: no checkpoint follows
         total = len(validator.dataloader) if validator.dataloader is not None else 0
-        end_probe(events, val_batches=total, val_seconds=now - timing.get("train_end", now), bounded=bounded)
+        probe_end.validated(
+            validations["passes"],
+            val_batches=total,
+            val_seconds=now - timing.get("train_end", now),
+            bounded=bounded,
+        )
+        events.write("phase", phase="checkpoint")
+
+    def on_model_save(trainer: Any) -> None:
+        probe_end.saved()
 
     def on_fit_epoch_end(trainer: Any) -> None:
         epoch = int(trainer.epoch)
@@ -174,6 +185,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         ("on_val_start", on_val_start),
         ("on_val_end", on_val_end),
         ("on_fit_epoch_end", on_fit_epoch_end),
+        ("on_model_save", on_model_save),
     ):
         model.add_callback(name, callback)
     settings = {

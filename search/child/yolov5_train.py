@@ -16,8 +16,8 @@ from search.child._common import (
     EXIT_CUDA_OOM,
     EventWriter,
     ProbeDone,
+    ProbeEnd,
     cap_gpu_memory,
-    end_probe,
     gpu_peaks,
     is_cuda_oom,
     write_cuda_oom,
@@ -69,6 +69,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     loaders: list[tuple[Any, Any]] = []
     original_create = yolo_train.create_dataloader
     probe = spec.get("probe")
+    probe_end = ProbeEnd(events, probe)
     bounded: dict[str, Any] = {}
 
     def create_dataloader(*args: Any, **kwargs: Any) -> Any:
@@ -118,8 +119,9 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     validations = {"passes": 0}
 
     def on_train_epoch_start() -> None:
+        probe_end.saved()
         timing["epoch_start"] = clock()
-        if validations["passes"]:
+        if "fit_end" in timing:  # the first epoch's training phase began at on_train_start
             events.write("phase", phase="training")
 
     def on_train_epoch_end(epoch: int) -> None:
@@ -131,7 +133,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
         events.write("phase", phase="validation", split=f"pass {validations['passes']}")
 
     def on_fit_epoch_end(log_vals: list[Any], epoch: int, best_fitness: Any, fi: Any) -> None:
-        now = clock()
+        now = timing["fit_end"] = clock()
         values = [float(v) for v in log_vals[:10]]
         box, obj, cls, precision, recall, map50, map50_95, vbox, vobj, vcls = values
         events.write(
@@ -152,11 +154,17 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
             train_seconds=timing.get("train_end", now) - timing.get("epoch_start", now),
             gpu=gpu_peaks(torch, device),
         )
-        if probe is not None and validations["passes"] >= probe.get("validation_passes", 1):
-            total = len(loaders[1][0]) if len(loaders) > 1 else 0
-            end_probe(
-                events, val_batches=total, val_seconds=now - timing.get("train_end", now), bounded=bounded
-            )
+        total = len(loaders[1][0]) if len(loaders) > 1 else 0
+        probe_end.validated(
+            validations["passes"],
+            val_batches=total,
+            val_seconds=now - timing.get("train_end", now),
+            bounded=bounded,
+        )
+        events.write("phase", phase="checkpoint")  # yolov5 saves last.pt (and best.pt) next
+
+    def on_model_save(*args: Any) -> None:
+        probe_end.saved()
 
     callbacks = Callbacks()  # fresh: yolov5's default argument is shared between runs
     callbacks.register_action("on_train_start", callback=on_train_start)
@@ -164,6 +172,7 @@ def run(spec: dict[str, Any], events: EventWriter) -> int:
     callbacks.register_action("on_train_epoch_end", callback=on_train_epoch_end)
     callbacks.register_action("on_val_start", callback=on_val_start)
     callbacks.register_action("on_fit_epoch_end", callback=on_fit_epoch_end)
+    callbacks.register_action("on_model_save", callback=on_model_save)
 
     opt = yolo_train.parse_opt(True)
     overrides = {

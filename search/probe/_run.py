@@ -7,7 +7,7 @@ answers them: the child (:mod:`search.child.trainer` with :mod:`search.child.pro
 training on the whole dataset exactly as the real run would (the train and val cache built as yolov5
 builds them, the real dataloader workers), runs training batches until the tree's peak stops
 growing and a whole validation pass, twice (:attr:`ProbeBounds.validation_passes`), and stops
-before the second epoch's checkpoint is saved. It runs under
+once the second epoch's checkpoint is saved. It runs under
 the same supervision as a trial (PSS of the tree, limits, statuses, cleanup:
 :func:`search.trial._supervisor.run_trial`).
 
@@ -66,7 +66,7 @@ class ProbeResult:
         peak_host_bytes: Peak PSS of the process tree (a lower bound unless ``ok``).
         peak_gpu_bytes: Peak GPU memory (None without CUDA).
         peak_phase: The phase the peak fell in: ``startup``, ``cache``, ``training``,
-            ``validation`` or ``shutdown``; None where no sample saw it
+            ``validation``, ``checkpoint`` or ``shutdown``; None where no sample saw it
             (:func:`search.trial._record.peak_when`).
         images_per_second: Training throughput once started (the second half of the batches run).
         projected_epoch_seconds: One epoch: ``projected_train_seconds`` plus ``validation_seconds``.

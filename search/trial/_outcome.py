@@ -142,7 +142,8 @@ def child_timeline(events: ChildEvents, spawned_at: float, exited_at: float) -> 
     """When each phase of the child began, in seconds since it was started.
 
     ``startup`` (imports, model), ``cache`` (each split's label scan and cache build), ``training``,
-    ``validation``, and ``shutdown`` once the child reported its end.
+    ``validation``, ``checkpoint`` (an epoch's save, and a yolov5 run's last one stripped), and
+    ``shutdown`` once the child reported its end.
     """
     timeline: list[dict[str, Any]] = [{"phase": "startup", "start_s": 0.0}]
     for event in events.of("phase"):
