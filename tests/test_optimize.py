@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from search.study._discard import discard, discard_reason
+from search.study._optimize import failing_stop
 from search.study._space import effective_space, make_sampler
 from search.study._spec import StudySpec
 from search.study._stored import read_trial, write_proposal, write_seed
@@ -95,7 +96,7 @@ def test_a_training_ok_without_an_objectives_figure_is_stored_as_failed_saying_w
     assert stored.record is not None and "without a finite peak_gpu" in stored.record["error"]
     # A figure that is not a number is none either (Optuna would fail the trial on it by itself).
     frozen = _told(_spec(["map50_95", "peak_host"]), record(map50_95=float("nan")))
-    assert read_trial(frozen).status == "failed" and read_trial(frozen).counts_toward_n_trials
+    assert read_trial(frozen).status == "failed" and not read_trial(frozen).counts_toward_n_trials
 
 
 def _failed_before_the_tell(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -229,3 +230,15 @@ def test_workers_asking_at_once_for_the_last_trials_are_ranked_by_number() -> No
     assert "n_trials is reached" in str(
         discard_reason(trials, late.number, replicate_identity(knobs(16), None), n_trials=2)
     )
+
+
+def test_a_worker_stops_on_alike_failures_or_on_as_many_failures_as_n_trials() -> None:
+    # Failed trainings do not count toward n_trials, so these are what bound a run that keeps failing.
+    assert failing_stop(["OSError: x", "OSError: x"], 2, n_trials=10) is None
+    alike = failing_stop(["OSError: x"] * 3, 3, n_trials=10)
+    assert alike is not None and alike.startswith("3 trainings in a row failed alike (OSError: x)")
+    assert failing_stop(["KeyError: a", "OSError: b", "ValueError: c"], 9, n_trials=10) is None
+    many = failing_stop(["ValueError: c"], 10, n_trials=10)
+    assert many is not None and many.startswith("10 trainings failed in this run (the last: ValueError: c)")
+    assert failing_stop(["ValueError: c"], 3, n_trials=1) is not None  # never fewer than the alike rule's 3
+    assert failing_stop([], 10, n_trials=10) is None  # the last training did not fail

@@ -61,7 +61,7 @@ def test_which_trials_count_toward_n_trials() -> None:
         stored_trial(config=knobs(32), values=[0.0, 3 * GIB], violation=GIB, status="memory_limit")
     )
     counted = counts_toward_n_trials(study.trials)
-    assert [t.status for t in counted] == ["ok", "failed", "timeout", "memory_limit"]
+    assert [t.status for t in counted] == ["ok", "timeout", "memory_limit"]  # a failure is no verdict
     statuses = [read_trial(t).status for t in study.trials]
     assert statuses == ["ok", "failed", "timeout", "interrupted", "lost", "ok", None, None, "memory_limit"]
     assert read_trial(study.trials[5]).duplicate_of == 0 and read_trial(study.trials[6]).proposal_only
@@ -161,10 +161,10 @@ def test_only_a_lost_training_is_retried(write: str) -> None:
 
 def test_an_ok_record_told_fail_by_an_older_memfront_reads_as_failed() -> None:
     # Before 2026-12-07 a training without an objective's figure was told FAIL with its status ok
-    # and no constraint; it counted toward n_trials then, and still does.
+    # and no constraint; a failed training, it does not count toward n_trials.
     study = optuna.create_study(directions=["maximize", "minimize"])
     trial = study.ask()
     write_result(trial, record(map50_95=None), knobs=KNOBS, violation=None)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     stored = read_trial(study.trials[0])
-    assert stored.status == "failed" and stored.counts_toward_n_trials
+    assert stored.status == "failed" and not stored.counts_toward_n_trials

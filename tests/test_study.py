@@ -655,19 +655,26 @@ def test_labels_of_a_class_the_data_yaml_lacks_are_refused_before_any_storage(tm
 def test_a_setup_that_fails_every_training_alike_stops_the_run(tmp_path: Path) -> None:
     # Every training image is cut short after its header: memfront reads its size, but yolov5's
     # verification drops each one as corrupt and refuses every training alike ("No labels found"),
-    # so the run stops after three instead of spending all its trainings on it.
+    # so the run stops after three instead of spending all its trainings on it, and says so with
+    # exit 1. Failed trainings do not count toward n_trials: once fixed, the study trains them all.
     data = make_demo_dataset(tmp_path / "bad-images", images=8, val_images=4, size=64)
     for image in (tmp_path / "bad-images" / "images" / "train").iterdir():
         image.write_bytes(_truncated_png(64))
     study = tmp_path / "bad.yaml"
-    study.write_text(
-        TINY_STUDY.format(data=data).replace("name: tiny", "name: bad").replace("n_trials: 3", "n_trials: 6")
-        + "probe_share: 0\n"
-    )
+    text = TINY_STUDY.format(data=data).replace("name: tiny", "name: bad") + "probe_share: 0\n"
+    study.write_text(text.replace("n_trials: 3", "n_trials: 6"))
     done = run_cli("run", str(study), timeout=600)
     said = " ".join(done.stderr.split())
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     assert "3 trainings in a row failed alike (AssertionError: train: No labels found" in said, said
+    assert "fix it and run again (failed trainings do not count toward n_trials)" in said, said
     assert "memfront-trial-" not in said  # the user's files named, not the trial's copies
     trials = [t for t in _trials(study) if "duplicate_of" not in t.user_attrs]
     assert [t.user_attrs["status"] for t in trials] == ["failed"] * 3
+    assert "0/6 trainings done" in said, said
+    make_demo_dataset(tmp_path / "bad-images", images=8, val_images=4, size=64)  # fixed
+    study.write_text(text.replace("n_trials: 3", "n_trials: 1"))  # failures counted would leave none
+    done = run_cli("run", str(study), timeout=600)
+    assert done.returncode == 0, done.stderr
+    statuses = [t.user_attrs["status"] for t in _trials(study) if "duplicate_of" not in t.user_attrs]
+    assert statuses == ["failed"] * 3 + ["ok"], statuses

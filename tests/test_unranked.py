@@ -119,6 +119,22 @@ def test_an_empty_front_names_each_cause_and_its_remedy() -> None:
     assert failed.endswith("`memfront report --all` lists each error")
 
 
+def test_over_the_limit_at_the_spaces_leanest_config_asks_for_a_higher_limit_not_a_narrower_space() -> None:
+    space = {"batch": [4, 8], "imgsz": [64], "cache": ["none", "ram"], "workers": [0, 1], "amp": [False]}
+    leanest = _ended(knobs(4, 64), "memory_limit")  # measured 3 GiB (stored_trial's values)
+    line = unranked_lines(read_trials([leanest, _ended(knobs(8, 64), "memory_limit")]), _spec(space=space))[1]
+    assert (
+        "the space's leanest config (batch 4, imgsz 64, cache none, workers 0, amp off) needs at least"
+        in line
+    )
+    assert line.endswith(
+        "raise memory_limit under a new study name (a study keeps the limit its trials were judged by)"
+    )
+    assert "narrow the space" not in line
+    heavier = unranked_lines(read_trials([_ended(knobs(8, 64), "memory_limit")]), _spec(space=space))[1]
+    assert "narrow the space (a smaller batch or imgsz" in heavier
+
+
 def test_the_remedy_for_a_cut_training_follows_the_study_file_as_it_is_now() -> None:
     trials = read_trials([_ended(knobs(), "timeout", limit_s=60.0)])
     one_epoch = unranked_lines(trials, _spec(trial_time_limit="1m", epochs=1, train_images=64))[1]

@@ -66,6 +66,8 @@ def run(
     if outcome.interrupted:
         console.print(f"{prefix}interrupted: everything finished is stored; run the same command to continue")
         raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.failed:
+        raise typer.Exit(1)  # stopped by trainings that kept failing: the line above says why
 
 
 def _run_jobs(

@@ -58,6 +58,7 @@ from search.trial._supervisor import TrialProgress
 __all__ = [
     "StudyEvents",
     "StudyOutcome",
+    "failing_stop",
     "finished_count",
     "run_worker",
 ]
@@ -66,6 +67,10 @@ _REFUSALS_BEFORE_DIRECT = 3
 """Sampler proposals of measured configs in a row after which the next new config is planned whole."""
 _ALIKE_FAILURES_TO_STOP = 3
 """Trainings in a row that fail with the same error after which a worker stops (a broken setup)."""
+_FAILURES_PER_TRAINING = 1
+"""Failed trainings a worker's run allows per training of ``n_trials`` (at least
+:data:`_ALIKE_FAILURES_TO_STOP`): failures do not count toward ``n_trials``, so this bounds a run
+whose configs keep failing in different ways."""
 _KEEPS_PROPOSING = {
     "duplicate": "the sampler keeps proposing configurations already evaluated",
     "discarded": "the sampler keeps proposing configurations other workers train",
@@ -104,6 +109,32 @@ class StudyOutcome:
     unranked: tuple[str, ...] = ()
     probes: int = 0
     probe_seconds: float = 0.0
+    failed: bool = False
+    """Whether the worker stopped because its trainings kept failing (a setup to fix)."""
+
+
+def failing_stop(failures: list[str], failed_count: int, *, n_trials: int) -> str | None:
+    """Why a worker stops for its failed trainings, or None to go on.
+
+    Args:
+        failures: The error lines of the worker's last trainings, while they failed (in a row).
+        failed_count: The worker's failed trainings in this run.
+        n_trials: The study's ``n_trials``.
+    """
+    alike = failures[-_ALIKE_FAILURES_TO_STOP:]
+    if len(alike) == _ALIKE_FAILURES_TO_STOP and len(set(alike)) == 1:
+        # A broken setup (labels, data, model) fails every config the same way: the trainings left
+        # would only repeat it.
+        return (
+            f"{len(alike)} trainings in a row failed alike ({alike[0]}): fix it and run again "
+            "(failed trainings do not count toward n_trials)"
+        )
+    if failures and failed_count >= max(_ALIKE_FAILURES_TO_STOP, _FAILURES_PER_TRAINING * n_trials):
+        return (
+            f"{failed_count} trainings failed in this run (the last: {failures[-1]}): fix what fails "
+            "and run again (failed trainings do not count toward n_trials)"
+        )
+    return None
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -136,6 +167,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     clock = WorkerClock()
     trained = duplicates = skipped = 0
     failures: list[str] = []  # this worker's last trainings' errors, while they fail
+    failed_count = 0  # this worker's failed trainings in this run
+    stopped_failing = False
     guard = ProposalGuard()
     refused = 0  # sampler proposals of measured configs in a row
     # The sampler draws from the study file's values (the same on every host); a value is capped to
@@ -257,15 +290,14 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                         break
                     if outcome == "skipped":
                         continue
-                    failures = [*failures, record.error_line() or "?"] if record.status == "failed" else []
-                    alike = failures[-_ALIKE_FAILURES_TO_STOP:]
-                    if len(alike) == _ALIKE_FAILURES_TO_STOP and len(set(alike)) == 1:
-                        # A broken setup (labels, data, model) fails every config the same way: the
-                        # trainings left would only repeat it.
-                        why = alike[0]
-                        stop_reason = (
-                            f"{len(alike)} trainings in a row failed alike ({why}): fix it, run again"
-                        )
+                    if record.status == "failed":
+                        failures.append(record.error_line() or "?")
+                        failed_count += 1
+                    else:
+                        failures = []
+                    why_stop = failing_stop(failures, failed_count, n_trials=spec.n_trials)
+                    if why_stop is not None:
+                        stop_reason, stopped_failing = why_stop, True
                         break
             except optuna.exceptions.UpdateFinishedTrialError:
                 # This worker was silent past the grace period (suspended, or cut off from the
@@ -310,6 +342,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         unranked=tuple(unranked_lines(stored, spec)),
         probes=prepared.probes.count if prepared.probes else 0,
         probe_seconds=prepared.probes.seconds if prepared.probes else 0.0,
+        failed=stopped_failing,
     )
 
 

@@ -61,8 +61,10 @@ Status = Literal[RecordStatus, "lost", "duplicate"]
 heartbeat check with no record), or ``duplicate`` (a repeated proposal, told the earlier result)."""
 
 INFEASIBLE_STATUSES = ("memory_limit", "predicted")
-COUNTED_STATUSES = ("ok", "memory_limit", "predicted", "timeout", "failed")
-"""Statuses of trials that count toward ``n_trials`` (a trained or pre-flight skipped configuration)."""
+COUNTED_STATUSES = ("ok", "memory_limit", "predicted", "timeout")
+"""Statuses of trials that count toward ``n_trials``: a configuration trained to a verdict (a result,
+over the limit, too slow) or skipped by pre-flight. A failed training is no verdict on its config (a
+broken setup fails every config alike): it does not count, and the config may train again."""
 
 FIGURES = ("map50", "map50_95", "fitness", "peak_host_bytes", "peak_gpu_bytes", "epoch_seconds")
 """The record's headline figures, also stored as attributes of their own for Optuna's tools."""
@@ -161,8 +163,9 @@ class StoredTrial:
 
     @property
     def counts_toward_n_trials(self) -> bool:
-        """Whether this trial is one of the study's ``n_trials``: a configuration trained to an end
-        (or skipped by pre-flight); never a repeat, a discarded proposal, an interrupted or lost one."""
+        """Whether this trial is one of the study's ``n_trials``: a configuration trained to a verdict
+        (or skipped by pre-flight); never a repeat, a discarded proposal, a failed, interrupted or lost
+        one (:data:`COUNTED_STATUSES`)."""
         return self.state.is_finished() and not self.proposal_only and self.status in COUNTED_STATUSES
 
     @property

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from search.accuracy._trainings import accuracy_key
 from search.study._budget import END_GAME_MARGIN, retry_below_s
-from search.study._space import KnobRoles
+from search.study._space import KNOBS, KnobRoles, effective_space, leanest_accuracy, leanest_system
 from search.study._spec import StudySpec
 from search.study._stored import INFEASIBLE_STATUSES, StoredTrial
 from search.trial._record import error_line
@@ -55,7 +55,8 @@ def unranked_lines(trials: Sequence[StoredTrial], spec: StudySpec) -> list[str]:
     over = [t for t in counted if t.status in INFEASIBLE_STATUSES]
     if over:
         causes.append(f"{_count(over)} over the memory limit ({_memory_remedy(over, spec)}")
-    failed = [t for t in counted if t.status == "failed"]
+    # Failed trainings do not count toward n_trials (no verdict on their configs), but say why.
+    failed = [t for t in trials if t.status == "failed" and t.state.is_finished() and not t.proposal_only]
     if failed:
         errors = Counter(_error_line(t) for t in failed)
         common, _ = errors.most_common(1)[0]
@@ -110,10 +111,21 @@ def _memory_remedy(over: Sequence[StoredTrial], spec: StudySpec) -> str:
             raise_keys = "memory_limit or gpu_memory_limit"
         levers = "a smaller batch or imgsz, amp on for GPU memory; fewer workers, cache none for host memory"
     predicted = f"; {skipped} predicted over it by pre-flight, not trained" if skipped else ""
-    return (
-        f"{limits}{predicted}): narrow the space ({levers}) or raise {raise_keys} under a new study name "
-        "(a study keeps the limit its trials were judged by)"
-    )
+    keep = "under a new study name (a study keeps the limit its trials were judged by)"
+    choices = effective_space(spec).choices
+    leanest = {**leanest_accuracy(choices), **leanest_system(choices)}
+    at_leanest = [t for t in over if t.config and all(t.config.get(k) == leanest[k] for k in KNOBS)]
+    if at_leanest and spec.memory_axis == "host" and spec.gpu_memory_limit is None:
+        # Narrowing the space cannot help: nothing in it needs less than what went over.
+        peaks = [t.figures["peak_host_bytes"] for t in at_leanest if t.figures["peak_host_bytes"]]
+        needs = f" needs at least {format_bytes(max(peaks))}" if peaks else " does not fit"
+        knobs = ", ".join(f"{k} {_knob_text(leanest[k])}" for k in KNOBS)
+        return f"{limits}{predicted}): the space's leanest config ({knobs}){needs}: raise memory_limit {keep}"
+    return f"{limits}{predicted}): narrow the space ({levers}) or raise {raise_keys} {keep}"
+
+
+def _knob_text(value: object) -> str:
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 def _margin_text() -> str:
