@@ -8,7 +8,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from search.probe import ProbeResult
-from search.study._progress import live_display, probe_line, trial_line
+from search.study._optimize import StudyOutcome
+from search.study._progress import live_display, outcome_lines, probe_line, trial_line
+from search.study._spec import StudySpec
 
 from .synthetic import GIB, knobs, record
 
@@ -97,3 +99,16 @@ def test_a_peak_no_sample_saw_is_not_given_a_phase() -> None:
     assert "(during validation)" in probe_line(plan, _probe(GIB))
     unplaced = dataclasses.replace(_probe(GIB), peak_phase=None)
     assert "(between samples)" in probe_line(plan, unplaced) and "during" not in probe_line(plan, unplaced)
+
+
+def test_the_run_summary_counts_probes_that_measured_apart_from_those_that_failed() -> None:
+    spec = StudySpec.model_validate({"name": "s", "data": "demo", "memory_limit": GIB, "n_trials": 4})
+    ended = StudyOutcome(
+        trained=2, total_finished=2, duplicates=0, interrupted=False, stop_reason="n_trials reached",
+        wall_seconds=60.0, train_wall_seconds=50.0, probes=1, probe_seconds=12.0, probes_failed=2,
+    )  # fmt: skip
+    (line,) = [line for line in outcome_lines(spec, ended) if line.startswith("probes:")]
+    assert line.startswith("probes: 1 full config measured on the whole dataset in 12")
+    assert line.endswith(" s; 2 failed (their lines above say why)")
+    failed_only = outcome_lines(spec, dataclasses.replace(ended, probes=0, probe_seconds=0.5))
+    assert any(line.startswith("probes: 0 full configs measured") for line in failed_only)

@@ -39,7 +39,7 @@ def test_a_subset_study_probes_the_whole_dataset_and_never_probes_twice(tmp_path
     spec.write_text(SUBSET_STUDY.format(data=data, n_trials=2))
     first = run_cli("run", str(spec))
     assert first.returncode == 0, first.stderr
-    assert "probe " in first.stderr and "full configs measured on the whole dataset" in first.stderr
+    assert "probe " in first.stderr and "measured on the whole dataset" in first.stderr
     storage = f"sqlite:///{tmp_path / 'subset.db'}"
     probes = optuna.load_study(study_name=PROBE_STUDY, storage=storage)
     done = probes.get_trials(states=[optuna.trial.TrialState.COMPLETE])

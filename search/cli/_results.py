@@ -276,7 +276,8 @@ def report(
     if results.probes:
         over = sum(1 for p in results.probes if not p.ok)
         shown_on.print(
-            f"probes: {len(results.probes)} full configs measured on the whole dataset on this machine"
+            f"probes: {len(results.probes)} full config{'' if len(results.probes) == 1 else 's'} measured "
+            "on the whole dataset on this machine"
             + (f" ({over} stopped at their memory limit)" if over else "")
         )
     if results.dataset_note:

@@ -212,9 +212,14 @@ def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int, noise: str) -> str:
     text = (
-        f"front: {int(points['pareto'].sum())} accuracy configs, mean and interval over their replicates "
+        f"front: {_plural(int(points['pareto'].sum()), 'accuracy config')}, mean and interval over their "
+        "replicates "
         f"({int(points['equivalent'].sum())} marked ≈: within noise of a leaner one"
         + (
             f"; {ties} ≈mem: kept, a more accurate one not shown to need less memory"
@@ -222,15 +227,15 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int,
             else ""
         )
         + "); "
-        f"{int(points['dominated'].sum())} other trainings faded; {int(points['infeasible'].sum())} over "
-        f"the memory limit"
+        f"{_plural(int(points['dominated'].sum()), 'other training')} faded; "
+        f"{int(points['infeasible'].sum())} over the memory limit"
     )
     if clipped := int(points["clipped"].sum()):
         text += f" ({clipped} beyond the memory axis, drawn on its edge as a triangle)"
     if not_plotted:
         text += "; not plotted: " + ", ".join(f"{n} {status}" for status, n in sorted(not_plotted.items()))
     if duplicates:
-        text += f"; {duplicates} duplicate proposals skipped"
+        text += f"; {_plural(duplicates, 'duplicate proposal')} skipped"
     return f"{text}\n{noise}"
 
 

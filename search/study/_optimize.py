@@ -109,6 +109,7 @@ class StudyOutcome:
     unranked: tuple[str, ...] = ()
     probes: int = 0
     probe_seconds: float = 0.0
+    probes_failed: int = 0
     failed: bool = False
     """Whether the worker stopped because its trainings kept failing (a setup to fix)."""
 
@@ -340,7 +341,8 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
         replicates=sum(c.replicates - 1 for c in final.estimates.configs.values()),
         accuracy_note=final.estimates.signal_text(),
         unranked=tuple(unranked_lines(stored, spec)),
-        probes=prepared.probes.count if prepared.probes else 0,
+        probes=prepared.probes.measured if prepared.probes else 0,
+        probes_failed=len(prepared.probes.failed) if prepared.probes else 0,
         probe_seconds=prepared.probes.seconds if prepared.probes else 0.0,
         failed=stopped_failing,
     )

@@ -189,6 +189,7 @@ class StudyProbes:
         self.seconds = 0.0
         self.longest_s = 0.0
         self.count = 0
+        self.measured = 0  # probes that ended with a figure (ok, or over the limit)
         self.failed: set[tuple[Any, ...]] = set()
 
     def stored(self) -> dict[tuple[Any, ...], StoredProbe]:
@@ -241,8 +242,9 @@ class StudyProbes:
             self.seconds += result.seconds
             self.longest_s = max(self.longest_s, result.seconds)
             if result.status in ("ok", "memory_limit"):
+                self.measured += 1
                 stored = self.store.store(claim, result)
-            else:
+            elif result.status != "interrupted":
                 self.failed.add(knobs_key(plan.knobs))
         finally:
             if not stored:

@@ -105,10 +105,13 @@ def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
     lines.extend(outcome.unranked)
     if outcome.accuracy_note:
         lines.append(outcome.accuracy_note)
-    if outcome.probes:
+    if outcome.probes or outcome.probes_failed:
+        failed = (
+            f"; {outcome.probes_failed} failed (their lines above say why)" if outcome.probes_failed else ""
+        )
         lines.append(
-            f"probes: {outcome.probes} full configs measured on the whole dataset in "
-            f"{format_seconds(outcome.probe_seconds)}"
+            f"probes: {outcome.probes} full config{'' if outcome.probes == 1 else 's'} measured on the "
+            f"whole dataset in {format_seconds(outcome.probe_seconds)}{failed}"
         )
     if outcome.preflight_skipped:
         lines.append(
