@@ -124,7 +124,7 @@ def test_differences_below_the_resolution_never_count() -> None:
     estimates = estimate_accuracy(trainings)
     assert estimates.noise.known
     assert not estimates.signal
-    assert "trials too short to rank accuracy" in str(estimates.signal_text())
+    assert "(the best under 0.0001): the trainings learned next to nothing" in str(estimates.signal_text())
 
 
 def _study() -> list[Training]:
@@ -497,6 +497,21 @@ def test_replicates_all_at_zero_say_nothing_of_the_noise() -> None:
     # Every training at zero: the study says the trials are too short, not that noise is unknown.
     flat = estimate_accuracy(trainings[:5])
     assert "every training scored 0: trials too short to rank accuracy" in str(flat.signal_text())
+
+
+def test_trainings_that_learned_next_to_nothing_say_so_rather_than_quote_their_noise() -> None:
+    # A user's own dataset trained too briefly: every mAP near 0.0002, replicates alike to 0.00001.
+    trainings = [
+        _training(number, knobs(batch, imgsz), seed, 0.00015 + 0.00001 * (number % 3), 1.0 + number / 10)
+        for number, (batch, imgsz, seed) in enumerate(
+            [(8, 64, 0), (8, 64, 1), (8, 96, 0), (8, 96, 1), (16, 64, 0), (16, 64, 1), (16, 96, 0)]
+        )
+    ]
+    estimates = estimate_accuracy(trainings)
+    assert estimates.noise.known and not estimates.signal  # the resolution keeps such gaps unranked
+    text = str(estimates.signal_text())
+    assert text.startswith("every accuracy config scored below 0.01 (the best 0.0002): the trainings learned")
+    assert "faster-learning hyperparameters (hyp)" in text
 
 
 def test_a_noise_below_the_minimum_degrees_of_freedom_is_measured_but_ranks_nothing() -> None:

@@ -319,3 +319,15 @@ def test_the_accuracy_axis_never_goes_below_zero() -> None:
     assert value_range([0.01, 0.4])[0] == 0.0
     low, high = value_range([0.3, 0.4])
     assert 0 < low < 0.3 and high > 0.4
+
+
+def test_the_accuracy_axis_does_not_magnify_differences_far_below_any_resolution() -> None:
+    from search.results._plot_layout import value_range
+
+    # Trainings that learned next to nothing: their spread of 0.00002 is not a trade-off to show.
+    low, high = value_range([0.00015, 0.00017])
+    assert low == 0.0 and high >= 0.05
+    low, high = value_range([0.300, 0.301])
+    assert high - low >= 0.05 and low < 0.300 < 0.301 < high
+    low, high = value_range([0.2, 0.5])
+    assert high - low < 0.5 * 1.3  # a real spread keeps its own scale

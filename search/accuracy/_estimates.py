@@ -67,6 +67,9 @@ __all__ = [
 # Every accuracy objective (mAP50, mAP50-95 and yolov5's fitness, a weighted mean of the two) lies
 # in [0, 1]: an interval is cut there rather than hold values no training can reach.
 ACCURACY_RANGE = (0.0, 1.0)
+_LEARNED_LITTLE = 0.01
+"""Below this mean accuracy everywhere (1% of the metric), a study that cannot rank says the trainings
+learned next to nothing, rather than quote a noise of ±0.000."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +212,14 @@ class AccuracyEstimates:
             return (
                 "every training scored 0: trials too short to rank accuracy; raise epochs, train on more "
                 "images, or fine-tune from weights"
+            )
+        best = max(e.mean for e in self.configs.values())
+        if best < _LEARNED_LITTLE:
+            best_text = f"{best:.4f}" if best >= 0.0001 else "under 0.0001"
+            return (
+                f"every accuracy config scored below {_LEARNED_LITTLE:g} (the best {best_text}): the "
+                "trainings learned next to nothing, so accuracy is not ranked; raise epochs, train on more "
+                "images, fine-tune from weights, or use faster-learning hyperparameters (hyp)"
             )
         if not self.noise.measured:
             at_zero = any(e.replicates > 1 and e.at_range_bound for e in self.configs.values())

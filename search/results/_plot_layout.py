@@ -48,6 +48,7 @@ _CLEARANCE = 1.0  # kept between two boxes
 _MIN_SPAN = 0.05  # of the axis's upper end: one trial, or several with the same peak, still get a range
 _PAD = 0.08  # of the data's span, on each side of the memory axis
 _VALUE_PAD = 0.12  # of the span, on each side of the accuracy axis: room for a label above the top point
+_MIN_VALUE_SPAN = 0.05  # of the metric (0 to 1): ten times the default accuracy_resolution
 
 # Plotly's textposition names; each is an offset from the point (points) and the text's alignment.
 # The order is the preference: above and below read best, and the sides clear the front's step
@@ -108,8 +109,16 @@ def value_range(values: Sequence[float]) -> tuple[float, float]:
     if not values:
         return 0.0, 1.0
     low, high = min(values), max(values)
-    # Equal values: around them, or 0 to 1 when all are 0 (no trial has an accuracy).
-    span = high - low or abs(high) * 0.2 or 1.0
+    if high == low == 0.0:
+        low, high = 0.0, 1.0  # no trial has an accuracy
+    elif high - low < _MIN_VALUE_SPAN:
+        # Trainings that learned next to nothing (mAP 0.0002 against 0.0001) would fill the axis
+        # with differences no study ranks; the span is never below what the eye should compare.
+        middle = (low + high) / 2
+        low, high = middle - _MIN_VALUE_SPAN / 2, middle + _MIN_VALUE_SPAN / 2
+        if low < 0.0 <= min(values):
+            low, high = 0.0, _MIN_VALUE_SPAN
+    span = high - low
     bottom = low - _VALUE_PAD * span
     # Accuracy is never negative: an axis below 0 would show values no training can reach.
     return (max(bottom, 0.0) if low >= 0 else bottom), high + _VALUE_PAD * span
