@@ -32,7 +32,8 @@ def test_relative_paths_resolve_against_the_yaml(tmp_path: Path) -> None:
         ("- just\n- a list\n", "must be a mapping"),
         ("train: images/train\nval: images/val\n", "'names'"),
         ("train: nowhere\nval: images/val\nnames: [a]\n", "does not exist"),
-        ("val: images/val\nnames: [a]\n", "no 'train:'"),
+        ("val: images/val\nnames: [a]\n", "bad.yaml has no 'train:'"),
+        ("train: images/train\nnames: [a]\n", "bad.yaml has no 'val:'"),
     ],
 )
 def test_bad_yaml(tmp_path: Path, content: str, message: str) -> None:

@@ -141,7 +141,7 @@ def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     command = done.stdout.splitlines()[0]
     assert command.startswith("memfront train ") and "--framework yolov5" in command
-    upstream = "upstream flags (yolov5 7.0.14 needs memfront's stack fixes): "
+    upstream = "upstream flags (yolov5 7.0.14 needs memfront's stack fixes, and the network for a font): "
     assert upstream + "MALLOC_MMAP_THRESHOLD_=1048576 yolov5 train --data" in done.stdout
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = subprocess.run(

@@ -92,10 +92,10 @@ def _images_in(source: Path, key: str) -> list[Path]:
     raise InputError(f"data yaml '{key}': {source} does not exist")
 
 
-def _split(data: dict[str, Any], root: Path, key: str) -> tuple[Path, ...]:
+def _split(data: dict[str, Any], root: Path, key: str, yaml_path: Path) -> tuple[Path, ...]:
     entry = data.get(key)
     if not entry:
-        raise InputError(f"data yaml has no '{key}:' entry")
+        raise InputError(f"data yaml {yaml_path} has no '{key}:' entry")
     entries = entry if isinstance(entry, list) else [entry]
     images: list[Path] = []
     for item in entries:
@@ -148,8 +148,8 @@ def load_dataset(yaml_path: str | Path, *, root: Path | None = None) -> DatasetS
     return DatasetSpec(
         yaml_path=path.resolve(),
         names={int(k): str(v) for k, v in names.items()},
-        train_images=_split(data, root, "train"),
-        val_images=_split(data, root, "val"),
+        train_images=_split(data, root, "train", path),
+        val_images=_split(data, root, "val", path),
     )
 
 

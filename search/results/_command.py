@@ -33,7 +33,7 @@ __all__ = [
 
 
 _UPSTREAM_WORDS = {
-    "yolov5": "upstream flags (yolov5 7.0.14 needs memfront's stack fixes)",
+    "yolov5": "upstream flags (yolov5 7.0.14 needs memfront's stack fixes, and the network for a font)",
     "ultralytics": "the same run with ultralytics' own command",
 }
 
@@ -70,8 +70,8 @@ def upstream_words(options: dict[str, Any]) -> str:
         content = None
     if isinstance(content, dict) and framework in _RELATIVE_PATH_BASE and _read_elsewhere(content, framework):
         words += (
-            f"; it reads the data yaml's relative paths {_RELATIVE_PATH_BASE[framework]}, so give it "
-            "an absolute path:"
+            f"; it reads the data yaml's relative paths {_RELATIVE_PATH_BASE[framework]}: give the data "
+            "yaml an absolute path: first"
         )
     return words
 
