@@ -312,6 +312,18 @@ def test_notebook_output_carries_a_png() -> None:
     assert repr(shown) == "<plot: demo-like: mAP50-95 vs peak host memory (5 on the Pareto front)>"
 
 
+def test_a_notebook_plot_saves_as_png_or_html(tmp_path: Path) -> None:
+    data = _demo_like(6 * GIB)
+    shown = WithImage(render_plotly(data), matplotlib_figure(data))
+    with Image.open(shown.save(tmp_path / "front.png")) as image:
+        assert image.format == "PNG" and image.size == (990, 660)
+    page = shown.save(tmp_path / "front.html").read_text()
+    assert "<html>" in page and "Plotly.newPlot" in page and "<script src=" not in page  # opens offline
+    with pytest.raises(InputError, match=r"save a plot as .png or .html, not 'front.jpg'"):
+        shown.save(tmp_path / "front.jpg")
+    assert not (tmp_path / "front.jpg").exists()
+
+
 def test_the_accuracy_axis_never_goes_below_zero() -> None:
     from search.results._plot_layout import value_range
 

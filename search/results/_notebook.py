@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from search.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +40,28 @@ class WithImage:
             buffer = io.BytesIO()
             image.savefig(buffer, format="png")
             self.png = buffer.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the plot to ``path``: the PNG (``.png``) or the interactive figure as a
+        self-contained HTML page (``.html``, plotly's script inside: it opens offline).
+
+        Returns:
+            The path written.
+
+        Raises:
+            InputError: For another suffix (``.figure`` is the plotly figure for other formats).
+        """
+        target = Path(path)
+        suffix = target.suffix.lower()
+        if suffix == ".png":
+            target.write_bytes(self.png)
+        elif suffix in (".html", ".htm"):
+            self.figure.write_html(target, include_plotlyjs=True, full_html=True)
+        else:
+            raise InputError(
+                f"save a plot as .png or .html, not {target.name!r} (.figure is the plotly figure)"
+            )
+        return target
 
     def __repr__(self) -> str:
         # IPython adds this as the text/plain form: no object address, so regenerating is stable.

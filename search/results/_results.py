@@ -350,8 +350,9 @@ class StudyResults:
 
     def show(self) -> WithImage:
         """The Pareto plot as one notebook output: interactive where Jupyter can draw plotly, a PNG
-        where it cannot (a code host, nbviewer). Outside a notebook, :meth:`figure` gives the figure
-        to save (``.write_html``, ``.savefig``); ``memfront plot`` writes PNG, SVG, PDF or HTML.
+        where it cannot (a code host, nbviewer). Outside a notebook, ``.save("front.png")`` (or
+        ``.html``) writes it; :meth:`figure` gives a figure for other formats; ``memfront plot``
+        writes PNG, SVG, PDF or HTML.
 
         Raises:
             InputError: As :meth:`plot_data`.
