@@ -20,6 +20,8 @@ from search.results._render import matplotlib_figure, render_plotly, write_plot
 from search.study._prepare import open_study, storage_url
 from search.study._spec import load_study_spec
 
+from .synthetic import knobs
+
 GIB = 1024**3
 
 
@@ -343,3 +345,18 @@ def test_the_accuracy_axis_does_not_magnify_differences_far_below_any_resolution
     assert high - low >= 0.05 and low < 0.300 < 0.301 < high
     low, high = value_range([0.2, 0.5])
     assert high - low < 0.5 * 1.3  # a real spread keeps its own scale
+
+
+def test_the_knob_plot_leaves_out_trainings_that_ended_before_their_verdict() -> None:
+    from search.results._notebook import knob_plot
+
+    rows = [
+        {**knobs(8, 96), "number": 0, "status": "ok", "peak_host_bytes": 1.1 * GIB},
+        {**knobs(8, 128), "number": 1, "status": "memory_limit", "peak_host_bytes": 2.0 * GIB},
+        {**knobs(8, 160), "number": 2, "status": "interrupted", "peak_host_bytes": 0.9 * GIB},
+        {**knobs(16, 96), "number": 3, "status": "failed", "peak_host_bytes": 0.7 * GIB},
+    ]
+    frame = pd.DataFrame([{**row, "duplicate_of": None} for row in rows])
+    shown = knob_plot(frame, memory_limit=2 * GIB, x="imgsz", colour="cache", title="t")
+    plotted = sorted(float(y) for trace in shown.figure.data for y in trace.y)
+    assert plotted == pytest.approx([1.1, 2.0])

@@ -75,7 +75,8 @@ class WithImage:
 
 
 def knob_plot(frame: pd.DataFrame, *, memory_limit: int, x: str, colour: str, title: str) -> WithImage:
-    """Peak host memory of each measured trial against knob ``x``, coloured by knob ``colour``.
+    """Peak host memory of each measured trial (ended ``ok`` or at its ``memory_limit``) against knob
+    ``x``, coloured by knob ``colour``.
 
     The limit is a dashed line when it is near the peaks, else the title names it (the same rule as
     the Pareto plot's memory axis: a far limit would squeeze the peaks into a line).
@@ -85,7 +86,10 @@ def knob_plot(frame: pd.DataFrame, *, memory_limit: int, x: str, colour: str, ti
 
     from search.results._plot_layout import memory_axis
 
-    measured = frame[frame["duplicate_of"].isna() & frame["peak_host_bytes"].notna()].copy()
+    # A training that ended before its verdict (interrupted, failed, cut by a time limit) peaked
+    # lower than its config would: its partial peak is not what the knob costs.
+    ended = frame["status"].isin(["ok", "memory_limit"])
+    measured = frame[ended & frame["duplicate_of"].isna() & frame["peak_host_bytes"].notna()].copy()
     measured["peak host (GiB)"] = measured["peak_host_bytes"].astype(float) / GIB
     measured["workers"] = measured["workers"].astype(str)
     limit_gib = memory_limit / GIB
