@@ -103,7 +103,9 @@ def test_a_study_whose_noise_cannot_reach_the_minimum_says_it_will_not_rank() ->
     assert notes() == []  # 2 configs x 2 replicates beyond the first: 4 of the 3 needed
     (note,) = notes(max_replicates=2)  # 2 configs x 1: 2 of 3
     assert "reach 2 of the 3 degrees of freedom" in note and "accuracy_noise_prior" in note
-    assert len(notes(n_trials=4)) == 1  # 2 of 4 trainings are first trainings: 2 of 3
+    assert "(2 accuracy configs x (max_replicates 2 - 1))" in note
+    (few,) = notes(n_trials=4)  # 2 of 4 trainings are first trainings: 2 of 3
+    assert "(n_trials 4 leaves 2 trainings for replicates after the first two configs)" in few
     assert notes(max_replicates=2, accuracy_noise_prior={"sd": 0.05, "df": 1}) == []
     assert notes(max_replicates=2, accuracy_min_df=2) == []
     assert notes(max_replicates=1, space={"batch": [8]}) == []  # one config: nothing to rank anyway

@@ -165,14 +165,20 @@ def _unreachable_noise(spec: StudySpec, choices: dict[str, list[Any]]) -> str | 
     take two of ``n_trials``' trainings before any replicate."""
     configs = math.prod(len(choices[name]) for name in KnobRoles.of(spec.framework).accuracy)
     prior = spec.accuracy_noise_prior
-    replicates = max(0, min(configs * (spec.max_replicates - 1), spec.n_trials - 2))
-    reachable = replicates + (prior.df if prior else 0)
+    by_replicates = configs * (spec.max_replicates - 1)
+    by_trials = max(0, spec.n_trials - 2)
+    reachable = min(by_replicates, by_trials) + (prior.df if prior else 0)
     if configs < 2 or reachable >= spec.accuracy_min_df:
         return None
+    why = (
+        f"n_trials {spec.n_trials} leaves {by_trials} training{'' if by_trials == 1 else 's'} for replicates "
+        "after the first two configs"
+        if by_trials <= by_replicates
+        else f"{configs} accuracy configs x (max_replicates {spec.max_replicates} - 1)"
+    )
     return (
         f"accuracy will not be ranked: the noise can reach {reachable} of the {spec.accuracy_min_df} degrees "
-        f"of freedom ranking needs ({configs} accuracy configs x (max_replicates - 1), within n_trials "
-        f"{spec.n_trials}); raise max_replicates or n_trials, or give accuracy_noise_prior"
+        f"of freedom ranking needs ({why}); raise max_replicates or n_trials, or give accuracy_noise_prior"
     )
 
 
