@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from search.accuracy import Training, estimate_accuracy, noise_front
+from search.cli._results import trained_elsewhere
 from search.data._dataset import load_dataset
 from search.probe import ProbeResult
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore, StoredProbe, knobs_key
@@ -250,6 +251,36 @@ def _plan(
         estimates, systems=SYSTEMS, probed=probes, skip=set(), predict=predict or (lambda k: 1.2 * GIB),
         limit_bytes=LIMIT, **options,
     )  # fmt: skip
+
+
+def test_what_came_closest_says_when_its_setting_is_not_its_trials_own() -> None:
+    # Trained with the RAM cache only; a probe measured the same accuracy config without it, leaner.
+    cached = knobs(8, 96, "ram", 0)
+    trainings = [_training(0, cached, 0, 0.30, 0.9), _training(1, cached, 1, 0.31, 0.9)]
+    figures = SystemFigures(
+        probes=stored(result(knobs(8, 96), 1.2, seconds=10.0), result(cached, 1.6, seconds=9.0)),
+        limit_bytes=LIMIT, predict_full=lambda k: GIB, subset_scale=10.0,
+    )  # fmt: skip
+    estimates = estimate_accuracy(trainings, systems_of=figures)
+    rows = [
+        {**{c: None for c in FRAME_COLUMNS}, "number": t.number, "state": "COMPLETE", "status": "ok",
+         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy,
+         "peak_host_bytes": t.peak_host_bytes}
+        for t in trainings
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    apply_estimates(frame, estimates)
+    front = frame[frame["pareto"].astype(bool)]
+    assert (front["config_cache"].iloc[0], front["config_probe"].iloc[0]) == ("none", 0)  # the first probe
+    # The report's front table names the trial, and says where it trained.
+    assert trained_elsewhere(front.iloc[0]) == "0 (trained at cache ram, workers 0)"
+    assert trained_elsewhere(frame.iloc[1]) is None  # not a front row
+    none = choose_config(frame, estimates, max_memory_bytes=GIB)
+    assert choice_lines(none, estimates, accuracy="map50_95", budget=GIB) == [
+        "no measured configuration fits 1.00 GiB; closest: trial 0's accuracy config at another "
+        "setting (batch 8, imgsz 96, cache none, workers 0, amp off) needs 1.20 GiB (probed peak on "
+        "the whole dataset)"
+    ]
 
 
 def test_the_first_probe_anchors_the_best_config_at_its_leanest_setting() -> None:

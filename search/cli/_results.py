@@ -24,7 +24,7 @@ from search.units import format_bytes, format_seconds
 if TYPE_CHECKING:
     from search.results._results import StudyResults
 
-__all__ = ["StorageOption", "StudyFile", "console", "open_results", "plain", "register"]
+__all__ = ["StorageOption", "StudyFile", "console", "open_results", "plain", "register", "trained_elsewhere"]
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get whole tables
@@ -131,6 +131,16 @@ def _probe_entry(probe: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def trained_elsewhere(row: Any) -> str | None:
+    """``3 (trained at cache ram, workers 0)`` for a front row shown at a system setting its trial
+    was not trained at (a probe's, or the model's); None otherwise."""
+    if not row["pareto"] or _missing(row["config_cache"]):
+        return None
+    if (row["config_cache"], row["config_workers"]) == (row["cache"], row["workers"]):
+        return None
+    return f"{row['number']} (trained at cache {row['cache']}, workers {row['workers']})"
+
+
 def _full_front_table(results: StudyResults, full: Any) -> Table:
     # A setting stays for speed only with a lead beyond the epoch time's spread: the title says so.
     speed = f", epoch time beyond its {100 * SPEED_SPREAD:.0f}% spread" if results.speed_counts else ""
@@ -216,6 +226,7 @@ def report(
     columns += ["s/epoch", "status" if all_trials else "within noise of"]
     for column in columns:
         table.add_column(column, justify="right")
+    elsewhere: list[str] = []  # front rows shown at a setting their trial was not trained at
     for _, row in shown.iterrows():
         on_front = bool(row["pareto"])
         # The same rule as the plot: a front point, or a training on a subset, shows its full config's
@@ -224,7 +235,11 @@ def report(
         peak = row["config_peak_host_bytes"] if whole else row["peak_host_bytes"]
         epoch = row["config_epoch_seconds"] if whole else row["epoch_seconds"]
         source = row["memory_source"] if whole and not _missing(row["memory_source"]) else "training"
+        if source == "probe" and not _missing(row["config_probe"]):
+            source = f"probe {int(row['config_probe'])}"
         cache, workers = (row["config_cache"], row["config_workers"]) if on_front else (None, None)
+        if (trained_at := trained_elsewhere(row)) is not None:
+            elsewhere.append(trained_at)
         last = row["status"]
         if not all_trials:
             last = _ties_text(row)
@@ -250,6 +265,11 @@ def report(
     # With --json - or --csv - stdout carries the data: the table goes to stderr.
     shown_on = console if "-" in (str(csv), str(json_path)) else out
     shown_on.print(table)
+    if elsewhere:
+        shown_on.print(
+            "a front row is its accuracy config (its first trial named) at its leanest measured system "
+            f"setting, which 'from' measured: trial {', '.join(elsewhere)}"
+        )
     counts = results.status_counts()
     volume = results.hypervolume()
     of_gpu = "" if spec.memory_axis == "host" else " of GPU memory"

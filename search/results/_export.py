@@ -218,11 +218,15 @@ def nothing_fits_text(choice: ExportChoice) -> str:
     nearest, least = choice.closest, choice.least_gpu_bytes
     if nearest is not None:
         knobs = nearest.to_dict()
+        trial = f"trial {int(nearest['number'])}"
         if isinstance(nearest.get("config_cache"), str):  # the system setting its figures are of
-            knobs["cache"], knobs["workers"] = nearest["config_cache"], nearest["config_workers"]
+            setting = (nearest["config_cache"], nearest["config_workers"])
+            if setting != (nearest["cache"], nearest["workers"]):
+                trial += "'s accuracy config at another setting"
+            knobs["cache"], knobs["workers"] = setting
         words = PEAK_WORDS.get(str(nearest.get("memory_source")), "measured peak")
         hint = (
-            f"; closest: trial {int(nearest['number'])} ({config_text(knobs)}) needs "
+            f"; closest: {trial} ({config_text(knobs)}) needs "
             f"{format_bytes(nearest['config_peak_host_bytes'])} ({words})"
         )
     elif choice.max_gpu_bytes is not None and least is not None:

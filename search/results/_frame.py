@@ -11,7 +11,8 @@ column ``pareto`` marks one row per front point, the first trial of the config's
 system setting, whose memory and speed are ``config_peak_host_bytes`` and ``config_epoch_seconds``,
 on the whole dataset, with ``memory_source`` saying where they come from (``training``: medians over
 that full config's trainings; ``probe``: a probe's; ``model``: trained on a subset only, predicted)
-and ``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`);
+and ``config_cache``/``config_workers`` the system setting they are of (:mod:`search.probe`),
+``config_probe`` the probe that measured it (None: not probed);
 ``equivalent_to`` names the cheaper front point it is equivalent to within noise, ``memory_tie`` a
 more accurate point whose memory figure is no higher but not shown lower (the point stays because it
 may need less, :func:`search.accuracy.needs_no_more_memory`). A study with a third objective
@@ -74,6 +75,7 @@ FRAME_COLUMNS = [
     "memory_source",
     "config_cache",
     "config_workers",
+    "config_probe",
     "cache_used",
     "imgsz_used",
     "train_images",
@@ -202,6 +204,7 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
             "memory_source": None if system is None else system.source,
             "config_cache": None if system is None else system.config["cache"],
             "config_workers": None if system is None else system.config["workers"],
+            "config_probe": None if system is None else system.probe,
             "pareto": point is not None,
             "equivalent_to": None if point is None or point.equivalent_to is None
             else first_trial[point.equivalent_to],
@@ -212,7 +215,9 @@ def apply_estimates(frame: pd.DataFrame, estimates: AccuracyEstimates) -> None:
         for name in _ESTIMATE_COLUMNS:
             columns[name].append(values[name])
     for name, column in columns.items():
-        text = name in ("equivalent_to", "memory_tie", "memory_source", "config_cache", "config_workers")
+        text = name in (
+            "equivalent_to", "memory_tie", "memory_source", "config_cache", "config_workers", "config_probe"
+        )  # fmt: skip
         frame[name] = pd.Series(column, index=frame.index, dtype=object if text else None)
 
 
@@ -227,6 +232,7 @@ _ESTIMATE_COLUMNS = (
     "memory_source",
     "config_cache",
     "config_workers",
+    "config_probe",
     "pareto",
     "equivalent_to",
     "memory_tie",
