@@ -71,6 +71,8 @@ def test_the_bounded_loader_keeps_the_full_length_and_reads_the_peak_file(tmp_pa
         summary["batches"] == 5 and summary["batches_total"] == 30 and summary["stop_reason"] == "max_batches"
     )
     assert {peak for _, peak in loader.peaks} == {123456}
+    assert list(loader) == [0, 1, 2, 3, 4]  # the next epoch runs to its own bound
+    assert loader.summary()["passes"] == 2 and loader.summary()["batches"] == 10
 
 
 def test_the_bounded_training_loop_ends_with_a_full_collection() -> None:
@@ -172,6 +174,7 @@ def test_the_probe_command_writes_json_and_a_table(tiny_data: Path, tmp_path: Pa
     assert result["val"]["stop_reason"] == "whole pass"  # by default, one whole validation pass
     assert "peak host memory" in done.stderr and "projected epoch" in done.stderr
     assert "the pass of a barely trained model" in " ".join(done.stderr.split())  # what validation is
+    assert f"in 2 passes of {result['train']['batches_total']}" in done.stderr  # two bounded epochs
     assert not list(Path(tiny_data).parent.rglob("*.npy"))  # cache=disk files are the probe's, removed
 
 

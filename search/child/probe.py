@@ -108,6 +108,7 @@ class BoundedLoader:
         self.durations: list[float] = []
         self.peaks: list[tuple[float, int]] = []
         self.stop_reason: str | None = None
+        self.passes = 0
 
     def __len__(self) -> int:
         return len(self._loader)
@@ -118,6 +119,7 @@ class BoundedLoader:
     def __iter__(self) -> Iterator[Any]:
         last = clock()
         self.peaks = []  # each epoch runs to its own plateau; ``durations`` spans them all
+        self.passes += 1
         batches = iter(self._loader)
         for batch in batches:
             yield batch
@@ -145,6 +147,7 @@ class BoundedLoader:
         return {
             "batches": len(self.durations),
             "batches_total": len(self._loader),
+            "passes": self.passes,
             "seconds": sum(self.durations),
             "seconds_per_batch": self.steady_seconds(),
             "stop_reason": self.stop_reason,

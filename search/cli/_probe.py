@@ -76,11 +76,19 @@ def print_probe(result: Any, *, target: Console | None = None) -> None:
         if loop:
             table.add_row(
                 f"{name} batches",
-                f"{loop['batches']} of {loop['batches_total']} ({loop['stop_reason']}), "
+                f"{_batches_text(loop)} ({loop['stop_reason']}), "
                 f"{_milliseconds(loop.get('seconds_per_batch'))} each",
             )
     table.add_row("probe took", format_seconds(result.seconds))
     (target or console).print(table)
+
+
+def _batches_text(loop: dict[str, Any]) -> str:
+    """``20 in 2 passes of 10`` (each epoch's loop runs to its own plateau), or ``8 of 10``."""
+    passes = int(loop.get("passes") or 1)
+    if passes > 1:
+        return f"{loop['batches']} in {passes} passes of {loop['batches_total']}"
+    return f"{loop['batches']} of {loop['batches_total']}"
 
 
 def probe(
