@@ -66,9 +66,12 @@ def largest_fitting(
                 high = middle - 1
         return best
 
+    # yolov5 and ultralytics cap the batch at the training images: a larger one changes nothing.
+    images = train_images or len(stats.train_sizes) or 4096
     return {
         "budget_bytes": budget,
-        "largest_batch": largest(list(range(1, 4097)), "batch"),
+        "largest_batch": largest(list(range(1, min(4096, images) + 1)), "batch"),
+        "batch_cap": min(4096, images),
         "largest_imgsz": largest(list(range(64, 4097, 32)), "imgsz"),
         "cache_modes": {mode: fits(cache=mode) for mode in ("none", "ram", "disk")},
     }
@@ -152,8 +155,11 @@ def predict(
         fitting = largest_fitting(memory_model, stats, knobs, budget=budget, train_images=images, rules=rules)
         payload["fits"] = fitting
         modes = ", ".join(m for m, ok in fitting["cache_modes"].items() if ok) or "none of them"
+        batch_text = str(fitting["largest_batch"] or "-")
+        if fitting["largest_batch"] is not None and fitting["largest_batch"] == fitting["batch_cap"]:
+            batch_text += " (every training image: no larger batch)"
         tables.print(
-            f"within {format_bytes(budget)}: largest batch {fitting['largest_batch'] or '-'} "
+            f"within {format_bytes(budget)}: largest batch {batch_text} "
             f"(at imgsz {imgsz}), largest imgsz {fitting['largest_imgsz'] or '-'} (at batch {batch}); "
             f"cache modes that fit: {modes}"
         )
