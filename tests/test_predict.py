@@ -135,7 +135,9 @@ def test_predict_command(tiny_data: Path, tmp_path: Path) -> None:
     assert "largest_batch" in payload["fits"] and "cache_modes" in payload["fits"]
     assert "total" in done.stdout
     # 16 training images: the frameworks cap the batch there, so no larger one is suggested.
-    small = run_cli("predict", "--data", str(tiny_data), "--batch", "4", "--imgsz", "64", "--max-memory", "64GiB")
+    small = run_cli(
+        "predict", "--data", str(tiny_data), "--batch", "4", "--imgsz", "64", "--max-memory", "64GiB"
+    )
     assert small.returncode == 0, small.stderr
     assert "largest batch 16 (every training image: no larger batch)" in " ".join(small.stdout.split())
 
