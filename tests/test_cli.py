@@ -86,6 +86,7 @@ def test_trial_command_prints_summary_and_writes_json(tiny_data: Path, tmp_path:
         (["--amp", "maybe"], "--amp"),
         (["--model", "nowhere.pt"], "not found"),
         (["--model", "yolov5n.txt"], "model must be"),
+        (["--device", "gpu"], "device 'gpu': expected cpu, a CUDA index such as 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tiny_data: Path, args: list[str], message: str) -> None:
@@ -265,3 +266,13 @@ def test_a_mistyped_command_is_one_line_with_one_suggestion() -> None:
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "Did you mean 'report'" in lines[0]
     assert lines[0].count("Did you mean") == 1
+
+
+@pytest.mark.parametrize("command", ["trial", "train", "probe", "predict", "calibrate"])
+def test_a_device_this_machine_lacks_is_refused_before_anything_starts(tiny_data: Path, command: str) -> None:
+    # No GPU here: CUDA device 7 exists on no machine of this project's.
+    data = [] if command == "calibrate" else ["--data", str(tiny_data)]
+    done = run_cli(command, *data, "--device", "7", timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "device 7: CUDA device 7 does not exist here" in lines[0]

@@ -49,6 +49,16 @@ def fail(message: str) -> NoReturn:
     raise InputError(message)
 
 
+def device_option(value: str | None) -> None:
+    """Refuses a ``--device`` that is malformed or names a CUDA device this machine lacks, before
+    anything starts (a trial would fail on it only after its imports)."""
+    if value is None or value == "cpu":
+        return
+    from search.measure._footprint import check_device
+
+    check_device(value)
+
+
 def size_option(value: str | None, flag: str) -> int | None:
     """Parses a size flag, naming the flag on error."""
     if value is None:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from search.cli._options import FrameworkOption, output_path, size_option, switch_option
+from search.cli._options import FrameworkOption, device_option, output_path, size_option, switch_option
 from search.errors import InputError
 from search.frameworks import resolve_framework
 from search.model._predict import TERMS, DatasetStats, MemoryModel, features
@@ -107,6 +107,7 @@ def predict(
     """Predict a configuration's peak host memory, term by term, without training."""
     from search.data._dataset import load_dataset
 
+    device_option(device)
     use_amp = switch_option(amp, "--amp")  # checked as `trial` checks it
     for flag, given, minimum in (("--batch", batch, 1), ("--imgsz", imgsz, 1), ("--workers", workers, 0)):
         if given < minimum:
@@ -181,6 +182,8 @@ def calibrate(
 
     def on_run(index: int, count: int, knobs: dict[str, Any]) -> None:
         console.print(f"calibration run {index + 1}/{count}: {knobs}")
+
+    device_option(device)
 
     framework, model = resolve_framework(framework, model)
     calibration = run_calibration(model=model, device=device, framework=framework, force=force, on_run=on_run)

@@ -22,6 +22,7 @@ from search.cli._options import (
     HypOption,
     MemoryLimitOption,
     TimeLimitOption,
+    device_option,
     duration_option,
     output_path,
     size_option,
@@ -136,6 +137,8 @@ def probe(
     """
     use_amp = switch_option(amp, "--amp")
     knobs = {"batch": batch, "imgsz": imgsz, "cache": cache, "workers": workers, "amp": use_amp}
+    if study_file is None:
+        device_option(device)
     if study_file is not None:
         given = {
             "--data": data, "--model": model, "--framework": framework, "--hyp": hyp,

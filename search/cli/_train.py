@@ -20,6 +20,7 @@ from search.cli._options import (
     HypOption,
     MemoryLimitOption,
     TimeLimitOption,
+    device_option,
     duration_option,
     fail,
     output_path,
@@ -109,6 +110,7 @@ def trial(
     json_path: RecordJsonOption = None,
 ) -> None:
     """Run one measured YOLO training trial in a child process."""
+    device_option(device)
     use_amp = switch_option(amp, "--amp")
     try:
         config = TrialConfig(
@@ -168,6 +170,7 @@ def train(
     json_path: RecordJsonOption = None,
 ) -> None:
     """Run a full training with memfront's adaptations (what `export` prints)."""
+    device_option(device)
     options: dict[str, Any] = {}
     loaded: dict[str, Any] = {}
     if config is not None:

@@ -19,7 +19,17 @@ from typing import Any
 from search.child.compat import MODEL_YAML_SUFFIXES
 from search.errors import InputError
 
-__all__ = ["MODEL_YAML_SUFFIXES", "Framework", "package_folder", "package_version"]
+__all__ = ["MODEL_YAML_SUFFIXES", "Framework", "check_device_text", "package_folder", "package_version"]
+
+
+def check_device_text(device: str) -> None:
+    """Raises :class:`InputError` unless ``device`` reads as ``cpu``, a CUDA index (``0``, ``cuda:0``)
+    or indices (``0,1``); whether those exist here is :func:`search.measure.check_device`'s."""
+    if device == "cpu":
+        return
+    indices = device.removeprefix("cuda:").split(",")
+    if not all(index.strip().isdigit() for index in indices):
+        raise InputError(f"device {device!r}: expected cpu, a CUDA index such as 0, or indices such as 0,1")
 
 
 def package_folder(name: str) -> Path | None:

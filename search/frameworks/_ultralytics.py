@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from search.errors import InputError
-from search.frameworks._base import MODEL_YAML_SUFFIXES, Framework, package_folder
+from search.frameworks._base import MODEL_YAML_SUFFIXES, Framework, check_device_text, package_folder
 
 __all__ = ["Ultralytics"]
 
@@ -91,6 +91,7 @@ class Ultralytics(Framework):
         return resolved
 
     def check_device(self, device: str) -> None:
+        check_device_text(device)
         if "," in device:
             # Several devices start ultralytics' DDP in new processes, outside the measured trainer.
             raise InputError(f"device {device}: an ultralytics trial trains on one device (use --devices)")

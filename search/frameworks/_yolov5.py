@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from search.errors import InputError
-from search.frameworks._base import MODEL_YAML_SUFFIXES, Framework, package_folder
+from search.frameworks._base import MODEL_YAML_SUFFIXES, Framework, check_device_text, package_folder
 
 __all__ = ["YOLOv5"]
 
@@ -59,6 +59,7 @@ class YOLOv5(Framework):
         return _HYPS / "demo.yaml"
 
     def check_device(self, device: str) -> None:
+        check_device_text(device)
         if "," in device:
             # yolov5's DataParallel spreads the batch over the devices, while a trial's GPU memory
             # is measured and capped on one.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework
+from search.frameworks._base import check_device_text
 from search.measure._snippet import run_snippet
 from search.model._calibration import cache_dir, calibration_key, write_cache
 
@@ -72,9 +73,8 @@ def check_device(device: str) -> None:
     """
     if device == "cpu":
         return
+    check_device_text(device)
     indices = device.removeprefix("cuda:").split(",")
-    if not all(index.strip().isdigit() for index in indices):
-        raise InputError(f"device {device!r}: expected cpu, a CUDA index such as 0, or indices such as 0,1")
     count = int(run_snippet(_CUDA_SNIPPET, what="import torch to count the CUDA devices"))
     missing = [index.strip() for index in indices if int(index) >= count]
     if missing:

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from search.errors import InputError
 from search.frameworks import DEFAULT_FRAMEWORK, get_framework, resolve_framework
 from search.model._predict import DatasetStats, MemoryModel, features
 from search.trial._config import TrialConfig, TrialLimits
@@ -188,6 +189,7 @@ def calibrate(
     from search.trial._supervisor import run_trial
 
     rows: list[tuple[dict[str, float], float]] = []
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="memfront-calibration-") as tmp:
         most = max(run[4] for run in runs)
         data_yaml = make_demo_dataset(Path(tmp) / "data", images=most, val_images=16, size=320, seed=7)
@@ -208,6 +210,10 @@ def calibrate(
                 ),
                 limits=TrialLimits(time_limit_s=600),
             )
+            if record.status == "interrupted":
+                raise KeyboardInterrupt  # the trial took the Ctrl-C; nothing is cached
+            if record.status != "ok":
+                failures.append(record.error_line() or record.status)
             if record.status == "ok" and record.peak_host_bytes:
                 rows.append(
                     (
@@ -217,6 +223,10 @@ def calibrate(
                         float(record.peak_host_bytes),
                     )
                 )
+    if not rows:
+        raise InputError(
+            f"every calibration run failed ({failures[0] if failures else 'no run'}): nothing to fit"
+        )
     calibration = Calibration(rows=rows, model=MemoryModel.prior().fit(rows))
     path = cache_dir() / "calibration" / f"{calibration_key(model, device, framework=framework)}.json"
     write_cache(path, json.dumps(calibration.to_dict(), indent=2) + "\n")
