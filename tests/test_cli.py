@@ -252,6 +252,14 @@ def test_demo_data_command(tmp_path: Path) -> None:
     under_a_file = run_cli("demo-data", str(tmp_path / "list.yaml" / "d"), "--images", "4")
     assert under_a_file.returncode == 2 and len(under_a_file.stderr.strip().splitlines()) == 1
     assert "cannot write the dataset" in under_a_file.stderr
+    # An existing dataset is never overwritten (same names, another kind of image), nor a huge one made.
+    again = run_cli("demo-data", str(tmp_path / "shapes"), "--images", "2")
+    assert again.returncode == 2 and again.stderr.strip().endswith(
+        "shapes is not empty: give a new or empty folder"
+    )
+    assert len(list((tmp_path / "shapes" / "images" / "train").iterdir())) == 4
+    huge = run_cli("demo-data", str(tmp_path / "huge"), "--size", "100000", "--images", "1")
+    assert huge.returncode == 2 and "--size: images of 16 to 4096 pixels a side, not 100000" in huge.stderr
 
 
 def test_plot_help_lists_every_format_it_writes() -> None:
@@ -268,6 +276,7 @@ def test_a_mistyped_command_is_one_line_with_one_suggestion() -> None:
     assert lines[0].count("Did you mean") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["trial", "train", "probe", "predict", "calibrate"])
 def test_a_device_this_machine_lacks_is_refused_before_anything_starts(tiny_data: Path, command: str) -> None:
     # No GPU here: CUDA device 7 exists on no machine of this project's.

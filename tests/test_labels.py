@@ -159,3 +159,18 @@ def test_a_row_both_frameworks_reject_is_a_note_naming_the_file_and_why(tmp_path
     label.write_text(LABELS["four columns"])
     (note,) = label_notes(dataset, get_framework("ultralytics"))
     assert f"{label}: a row of 4 values, not 5" in note
+
+
+def test_every_training_label_rejected_is_an_error_not_a_note(tmp_path: Path) -> None:
+    # The framework would refuse the training ("No labels found") after its start-up: say it first.
+    data = make_demo_dataset(tmp_path / "d", images=3, val_images=2, size=32)
+    dataset = load_dataset(data)
+    for image in dataset.train_images:
+        label_path(image).write_text("garbage line here\n")
+    with pytest.raises(
+        InputError, match=r"every training image's label file has a row yolov5 rejects \(e.g. "
+    ):
+        label_notes(dataset, get_framework("yolov5"))
+    label_path(dataset.train_images[0]).write_text("0 0.5 0.5 0.2 0.2\n")  # one left: a note again
+    (note,) = label_notes(dataset, get_framework("yolov5"))
+    assert note.startswith(f"data yaml {data}: 2 label files have a row yolov5 rejects")

@@ -133,6 +133,12 @@ def test_report_shows_a_predicted_trials_cache_as_asked_and_json_on_stdout(store
     csv = run_cli("report", str(stored_study), "--all", "--csv", "-", timeout=120)
     assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("number,")
     assert len(csv.stdout.splitlines()) == 4
+    both = run_cli("report", str(stored_study), "--csv", "-", "--json", "-", timeout=120)
+    assert both.returncode == 2 and both.stdout == ""
+    assert (
+        both.stderr.strip()
+        == "memfront: error: --csv and --json both write to standard output: give each its own"
+    )
 
 
 @pytest.mark.slow

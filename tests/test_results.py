@@ -92,6 +92,17 @@ def test_a_study_not_run_yet_is_an_input_error(tmp_path: Path, tiny_data: Path) 
     with pytest.raises(search.InputError, match="run it first"):
         search.load_study(path)
     assert not (tmp_path / "never.db").exists()  # read-only: no storage created
+    # Arguments of the wrong kind, and storages that keep no study: memfront's errors, not Python's.
+    with pytest.raises(
+        search.InputError, match=r"the study file is a path such as 'studies/demo\.yaml', not None"
+    ):
+        search.load_study(None)  # type: ignore[arg-type]
+    with pytest.raises(search.InputError, match="storage is a URL such as"):
+        search.load_study(path, storage=5)  # type: ignore[arg-type]
+    with pytest.raises(search.InputError, match="memfront keeps studies in"):
+        search.load_study(path, storage="http://example.com/db")
+    with pytest.raises(search.StorageError, match="cannot be opened"):
+        search.load_study(path, storage="mysql://u@127.0.0.1:1/db")  # no driver installed
     # A storage file that holds no study (empty, or a user's own SQLite database) is left as it was:
     # opening it as Optuna's would create Optuna's tables in it.
     empty, foreign = tmp_path / "empty.db", tmp_path / "foreign.db"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -11,11 +12,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.errors import InputError
+from search.errors import InputError, StorageError
 from search.study._heartbeats import HEARTBEAT_ATTR, fail_stale_trials
 from search.study._storage import (
     ask,
+    check_sql_url,
+    database_tables,
     default_storage_url,
+    foreign_tables,
     is_concurrent_safe,
     journal_damage,
     make_storage,
@@ -24,7 +28,7 @@ from search.study._storage import (
     url_beside,
 )
 
-from .conftest import ROOT, run_cli, scale_study
+from .conftest import ROOT, TINY_STUDY, run_cli, scale_study
 from .postgres import PostgresServer
 
 
@@ -264,3 +268,72 @@ def test_workers_started_at_once_on_an_empty_database_all_open_it(postgres: Post
     assert [start.returncode for start in starts] == [0] * 4, errors
     storage = make_storage(url, heartbeat_interval=1, grace_period=2)
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example.com/db", "memfront keeps studies in sqlite:///file.db, journal:file.journal, or a"),
+        ("ftp:///x.db", "not ftp"),
+        ("sqlite://", "is a database in memory, gone when the command ends: name a file"),
+        ("sqlite:///", "is a database in memory"),
+        ("sqlite:///:memory:", "is a database in memory"),
+        ("mine.db", "storage 'mine.db' is not a storage URL: a file is sqlite:///mine.db"),
+    ],
+)
+def test_a_url_that_keeps_no_study_is_refused_before_anything_opens(url: str, message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(message)):
+        check_sql_url(url)
+    with pytest.raises(InputError, match=re.escape(message)):
+        database_tables(url)
+
+
+def test_a_scheme_whose_driver_is_missing_is_a_storage_error_not_a_traceback() -> None:
+    # No MySQL driver is installed here: memfront's one-line error, not the driver's import error.
+    with pytest.raises(StorageError, match=r"storage mysql://u:\*\*\*@127.0.0.1:1/db cannot be opened: "):
+        database_tables("mysql://u:p@127.0.0.1:1/db")
+
+
+def test_a_users_own_database_is_not_a_studys(tmp_path: Path) -> None:
+    import sqlite3
+
+    own = tmp_path / "own.db"
+    with sqlite3.connect(own) as connection:
+        connection.execute("create table mine(x)")
+    assert foreign_tables(f"sqlite:///{own}") == {"mine"}
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert foreign_tables(f"sqlite:///{empty}") == set()
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert foreign_tables(f"sqlite:///{tmp_path / 'study.db'}") == set()
+    assert foreign_tables(f"journal:{tmp_path / 'x.journal'}") == set()
+
+
+def test_run_refuses_a_users_own_database_and_a_foreign_study_of_the_same_name(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    own = tmp_path / "own.db"
+    with sqlite3.connect(own) as connection:
+        connection.execute("create table mine(x)")
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY_STUDY.format(data=tiny_data) + "storage: sqlite:///own.db\n")
+    done = run_cli("run", str(study), timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "is a database of other tables (mine), not a study's: name an empty or new database" in lines[0]
+    read = run_cli("report", str(study), timeout=60)
+    assert read.returncode == 2 and "no study named 'tiny'" in read.stderr, read.stderr
+    assert foreign_tables(f"sqlite:///{own}") == {"mine"}  # no Optuna table was added
+    # A study of the same name that Optuna made with one objective: not memfront's two.
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'other.db'}", direction="maximize")
+    study.write_text(TINY_STUDY.format(data=tiny_data) + "storage: sqlite:///other.db\n")
+    for command in ("run", "report"):
+        done = run_cli(command, str(study), timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert (
+            "study 'tiny' in sqlite:///" in done.stderr
+            and "is not a memfront study of these objectives" in (done.stderr)
+        )
+    assert optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'other.db'}").trials == []

@@ -29,6 +29,9 @@ app = typer.Typer(
 )
 
 
+_MAX_DEMO_SIZE = 4096
+
+
 @app.command("demo-data")
 def demo_data(
     folder: Annotated[Path, typer.Argument(help="Folder to write the dataset to.")],
@@ -42,6 +45,11 @@ def demo_data(
 
     if folder.exists() and not folder.is_dir():
         fail(f"{folder} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        # It would overwrite images and labels of the same names, leaving a dataset of two kinds.
+        fail(f"{folder} is not empty: give a new or empty folder")
+    if not 16 <= size <= _MAX_DEMO_SIZE:
+        fail(f"--size: images of 16 to {_MAX_DEMO_SIZE} pixels a side, not {size}")
     try:
         data_yaml = make_demo_dataset(folder, images=images, val_images=val_images, size=size, seed=seed)
     except ValueError as error:
@@ -119,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         # every trial it holds was stored whole, and a run resumes from them.
         from search.study._storage import error_line
 
+        line = error_line(failed)
+        # Running again cannot help a file this user may not write: say what to change instead.
+        again = "make it writable" if "readonly database" in line else "run the command again"
         print(
-            f"memfront: error: the study's storage failed: {error_line(failed)}; "
-            "what it stored is kept: run the command again",
+            f"memfront: error: the study's storage failed: {line}; what it stored is kept: {again}",
             file=sys.stderr,
         )
         return 1

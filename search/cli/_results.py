@@ -15,6 +15,7 @@ from rich.table import Table
 
 from search.accuracy._front import SPEED_SPREAD
 from search.cli._options import output_path, spare_the_study
+from search.errors import InputError
 from search.results._command import write_text
 from search.results._export import noise_text
 from search.results._render import PLOT_FORMATS
@@ -41,6 +42,11 @@ def open_results(study_file: Path, storage: str | None, *outputs: Path | None) -
     """The study's results, once no output file would overwrite what the study stored."""
     from search.results._load import load_study
 
+    given = [str(path) for path in outputs if path is not None]
+    if len(given) != len(set(given)):
+        repeated = next(path for path in given if given.count(path) > 1)
+        where = "standard output" if repeated == "-" else repeated
+        raise InputError(f"--csv and --json both write to {where}: give each its own")
     spare_the_study(study_file, storage, *outputs)
     return load_study(study_file, storage=storage)
 

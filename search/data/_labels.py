@@ -47,7 +47,8 @@ def label_notes(
         unreadable: Images that cannot be read (both frameworks skip them with their labels).
 
     Raises:
-        InputError: If any label has a class not in ``names`` and ``framework`` fails a training on it.
+        InputError: If any label has a class not in ``names`` and ``framework`` fails a training on it,
+            or every training image's label file is rejected.
     """
     check = label_class_check(dataset, skip=unreadable)
     notes = []
@@ -58,6 +59,14 @@ def label_notes(
         notes.append(f"{unknown}: {framework.name} skips their images as corrupt")
     if check.rejected:
         path, why = check.rejected[0]
+        rejected = {label for label, _ in check.rejected}
+        skipped = set(unreadable)
+        train = [Path(label_file(str(image))) for image in dataset.train_images if image not in skipped]
+        if train and all(label in rejected for label in train):
+            raise InputError(
+                f"data yaml {dataset.yaml_path}: every training image's label file has a row "
+                f"{framework.name} rejects (e.g. {path}: {why}): no labels would be left to train on"
+            )
         count = len(check.rejected)
         files = "1 label file has" if count == 1 else f"{count} label files have"
         notes.append(

@@ -44,6 +44,10 @@ def load_study(path: str | Path, *, storage: str | None = None) -> StudyResults:
     from search.study._prepare import open_study, record_files, storage_url
     from search.study._spec import load_study_spec
 
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"load_study: the study file is a path such as 'studies/demo.yaml', not {path!r}")
+    if storage is not None and not isinstance(storage, str):
+        raise InputError(f"load_study: storage is a URL such as 'sqlite:///study.db', not {storage!r}")
     study_file = Path(path)
     spec = load_study_spec(study_file)
     study = open_study(spec, storage_url(spec, study_file, storage), create=False)

@@ -57,6 +57,13 @@ def _check_same_objectives(study: optuna.Study, spec: StudySpec, url: str) -> No
     """Refuses a study file whose objectives are not the study's: every stored value is of its own
     objectives, and a view read with others would rank one memory under the other's name."""
     stored = study.user_attrs.get(StudyKeys.OBJECTIVES)
+    directions = [d.name.lower() for d in study.directions]
+    if stored is None and directions != spec.directions:
+        # A study of the same name made by something else (Optuna itself, another tool).
+        raise InputError(
+            f"study {spec.name!r} in {safe_url(url)} is not a memfront study of these objectives (its "
+            f"directions: {', '.join(directions)}): rename the study or use another storage"
+        )
     if stored is not None and stored != spec.objectives:
         raise InputError(
             f"study {spec.name!r} in {safe_url(url)} has objectives {stored}, not {spec.objectives}: "

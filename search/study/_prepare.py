@@ -28,6 +28,7 @@ from search.study._spec import StudySpec, path_beside
 from search.study._storage import (
     default_storage_url,
     error_line,
+    foreign_tables,
     holds_optuna_tables,
     is_concurrent_safe,
     journal_damage,
@@ -110,6 +111,11 @@ def open_study(
         # any database: a read-only command must leave nothing behind (an empty journal beside the
         # study file would hide its SQLite file from every later command).
         raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
+    if create and (file is None or file.is_file()) and (own := foreign_tables(url)):
+        raise InputError(
+            f"storage {safe_url(url)} is a database of other tables ({', '.join(sorted(own)[:3])}"
+            f"{', ...' if len(own) > 3 else ''}), not a study's: name an empty or new database"
+        )
     storage = make_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.heartbeat_grace)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]

@@ -96,6 +96,11 @@ class IntRange(BaseModel):
         return list(range(self.low, self.high + 1, self.step))
 
 
+_STRIDE = 32
+"""The stride of the YOLO detection models (P6 models: 64): the frameworks round imgsz up to a
+multiple of their model's."""
+
+
 class SearchSpace(BaseModel):
     """The knobs the study searches. A list is a set of choices; a mapping an integer range; a
     single value (``imgsz: 640``) the one choice."""
@@ -127,6 +132,13 @@ class SearchSpace(BaseModel):
             values = self.choices(name)
             if min(values) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {min(values)}")
+        # The frameworks round imgsz up to a multiple of the model's stride (32): 70 would train as
+        # 96, one config under two names, whose trainings would not pool.
+        odd = [size for size in self.choices("imgsz") if size % _STRIDE]
+        if odd:
+            size = odd[0]
+            rounded = -(-size // _STRIDE) * _STRIDE
+            raise ValueError(f"imgsz {size} is not a multiple of {_STRIDE}: it would train as {rounded}")
         return self
 
     def choices(self, name: str) -> list[Any]:

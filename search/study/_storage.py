@@ -34,8 +34,11 @@ from search.study._heartbeats import HeartbeatJournalStorage, HeartbeatRDBStorag
 __all__ = [
     "StorageClock",
     "ask",
+    "check_sql_url",
+    "database_tables",
     "default_storage_url",
     "error_line",
+    "foreign_tables",
     "holds_optuna_tables",
     "is_concurrent_safe",
     "journal_damage",
@@ -285,11 +288,7 @@ def _make_storage(url: str, *, heartbeat_interval: float, grace_period: float) -
                 path, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                 stale_trial_callback=retry,
             )  # fmt: skip
-        if "://" not in url:
-            raise InputError(
-                f"storage {url!r} is not a storage URL: a file is sqlite:///{url} or journal:{url}, a "
-                "server e.g. postgresql://user@host/db"
-            )
+        check_sql_url(url)
         engine_kwargs = _engine_kwargs(url)
         for attempt in range(_SCHEMA_ATTEMPTS):
             try:
@@ -324,15 +323,69 @@ def holds_optuna_tables(url: str) -> bool:
     Raises:
         StorageError: If the database cannot be read.
     """
-    if journal_path(url) is not None or "://" not in url:
+    if journal_path(url) is not None:
         return True
-    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    return database_tables(url) >= _OPTUNA_TABLES
+
+
+def database_tables(url: str) -> set[str]:
+    """The tables of the SQL database at ``url``, read without writing.
+
+    Raises:
+        InputError: For a URL that names no database memfront can keep a study in.
+        StorageError: If the database cannot be read (no server, no driver for its scheme).
+    """
+    check_sql_url(url)
     try:
-        return set(sqlalchemy.inspect(engine).get_table_names()) >= _OPTUNA_TABLES
+        engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    except Exception as error:  # a driver that is not installed, a malformed URL
+        raise StorageError(f"storage {safe_url(url)} cannot be opened: {error_line(error)}") from None
+    try:
+        return set(sqlalchemy.inspect(engine).get_table_names())
     except Exception as error:
         raise StorageError(f"storage {safe_url(url)} cannot be read: {error_line(error)}") from None
     finally:
         engine.dispose()
+
+
+def foreign_tables(url: str) -> set[str]:
+    """Tables of a SQL database that holds no Optuna schema: a user's own database, which a study
+    must not be written into (opening it as a storage would add Optuna's tables beside them)."""
+    if journal_path(url) is not None:
+        return set()
+    tables = database_tables(url)
+    return set() if tables >= _OPTUNA_TABLES else tables
+
+
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def check_sql_url(url: str) -> None:
+    """Refuses a URL that is not a SQL database memfront can keep a study in: another scheme, or a
+    SQLite database in memory (gone when the command ends, with everything it stored).
+
+    Raises:
+        InputError: Saying what a storage URL looks like.
+    """
+    examples = "sqlite:///file.db, journal:file.journal, or a server such as postgresql://user@host/db"
+    if "://" not in url:
+        raise InputError(
+            f"storage {url!r} is not a storage URL: a file is sqlite:///{url} or journal:{url}, a "
+            "server e.g. postgresql://user@host/db"
+        )
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _SQL_SCHEMES:
+        raise InputError(f"storage {safe_url(url)}: memfront keeps studies in {examples}, not {scheme}")
+    if scheme == "sqlite":
+        try:
+            database = sqlalchemy.engine.make_url(url).database
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            return  # opening it says what is wrong
+        if not database or database == ":memory:" or "mode=memory" in database:
+            raise InputError(
+                f"storage {safe_url(url)} is a database in memory, gone when the command ends: name a "
+                "file, e.g. sqlite:///study.db"
+            )
 
 
 # Tables every Optuna schema has: a database with a table of one of these names only (a user's own
