@@ -149,6 +149,8 @@ def test_predict_command(tiny_data: Path, tmp_path: Path) -> None:
         (["--images", "0"], "--images"),
         (["--max-memory", "lots"], "--max-memory"),
         (["--amp", "maybe"], "--amp"),
+        (["--model", "/nonexistent.pt"], "model checkpoint not found: /nonexistent.pt"),
+        (["--device", "gpu"], "device 'gpu': expected cpu"),
     ],
 )
 def test_predict_bad_input(tiny_data: Path, args: list[str], message: str) -> None:

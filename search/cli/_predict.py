@@ -13,7 +13,7 @@ from rich.table import Table
 
 from search.cli._options import FrameworkOption, device_option, output_path, size_option, switch_option
 from search.errors import InputError
-from search.frameworks import resolve_framework
+from search.frameworks import get_framework, resolve_framework
 from search.model._predict import TERMS, DatasetStats, MemoryModel, features
 from search.model._start import load_starting_model
 from search.units import format_bytes
@@ -120,6 +120,7 @@ def predict(
     json_to_stdout = json_path is not None and str(json_path) == "-"
     tables = err_out if json_to_stdout else out
     framework, model = resolve_framework(framework, model)
+    get_framework(framework).resolve_model(model)  # a checkpoint that is not here, as trial refuses it
     stats = DatasetStats.read(load_dataset(data))
     if stats.unreadable_note is not None:
         console.print(stats.unreadable_note)
