@@ -115,6 +115,21 @@ def test_a_bad_train_config_names_its_file_and_key(
     assert done.returncode == 2 and done.stderr == f"memfront: error: {message.format(config=config)}\n"
 
 
+def test_a_train_config_without_data_or_a_folder_for_one_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "best.yaml"
+    config.write_text("batch: 8\nimgsz: 64\n")
+    done = run_cli("train", "--config", str(config), timeout=60)
+    assert (
+        done.returncode == 2
+        and done.stderr == f"memfront: error: {config}: no data: give data: in it, or --data\n"
+    )
+    folder = run_cli("train", "--config", str(tmp_path), timeout=60)
+    assert (
+        folder.returncode == 2
+        and folder.stderr == f"memfront: error: --config: {tmp_path} is a folder, not a file\n"
+    )
+
+
 def _in_training(cli_pid: int) -> bool:
     """Whether the trial that command ``cli_pid`` runs has written its training phase."""
     for path in Path(tempfile.gettempdir()).glob(f"memfront-trial-{cli_pid}-*/events.jsonl"):

@@ -174,6 +174,8 @@ def train(
     options: dict[str, Any] = {}
     loaded: dict[str, Any] = {}
     if config is not None:
+        if config.is_dir():
+            fail(f"--config: {config} is a folder, not a file")
         if not config.is_file():
             fail(f"--config: file not found: {config}")
         try:
@@ -201,7 +203,9 @@ def train(
     }
     options.update({k: v for k, v in flags.items() if v is not None})
     if "data" not in options:
-        fail("give --config or --data")
+        fail(
+            "give --config or --data" if config is None else f"{config}: no data: give data: in it, or --data"
+        )
     try:
         trial_config = TrialConfig(**options)
     except ValidationError as error:
