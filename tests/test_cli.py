@@ -300,3 +300,12 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_starts(tiny_data
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "device 7: CUDA device 7 does not exist here" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["trial", "train", "probe"])
+def test_a_missing_data_yaml_is_the_only_line_no_bar_before_it(command: str) -> None:
+    done = run_cli(command, "--data", "/nonexistent/data.yaml", timeout=60)
+    assert (
+        done.returncode == 2
+        and done.stderr == "memfront: error: data yaml not found: /nonexistent/data.yaml\n"
+    )

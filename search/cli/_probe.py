@@ -166,8 +166,10 @@ def probe(
         gpu_memory_limit_bytes=size_option(gpu_memory_limit, "--gpu-memory-limit"),
         time_limit_s=duration_option(time_limit, "--time-limit"),
     )
+    from search.data._dataset import load_dataset
     from search.probe._run import run_probe
 
+    load_dataset(config.data)  # a data yaml that cannot be read says so before a bar is drawn
     with _progress() as show:
         result = run_probe(config, limits=limits, on_progress=show)
     print_probe(result)

@@ -258,7 +258,10 @@ def _new_run_folder(project: Path, name: str) -> Path:
 
 
 def _run_with_bar(config: TrialConfig, limits: TrialLimits, **options: Any) -> TrialRecord:
+    from search.data._dataset import load_dataset
     from search.trial._supervisor import run_trial
+
+    load_dataset(config.data)  # a data yaml that cannot be read says so before a bar is drawn
 
     with Progress(
         TextColumn("[bold]training[/]"),
