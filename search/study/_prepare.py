@@ -106,10 +106,17 @@ def open_study(
             or exists with different objectives.
     """
     file = storage_file(url)
-    if not create and ((file is not None and not file.is_file()) or not holds_optuna_tables(url)):
-        # Opening a SQLite or journal file creates it, and an RDB storage creates Optuna's tables in
-        # any database: a read-only command must leave nothing behind (an empty journal beside the
-        # study file would hide its SQLite file from every later command).
+    if not create and file is not None and not file.is_file():
+        # Opening a SQLite or journal file creates it: a read-only command must leave nothing behind
+        # (an empty journal beside the study file would hide its SQLite file from every later command).
+        missing = (
+            "does not exist"
+            if file.parent.is_dir()
+            else f"is in a folder that does not exist ({file.parent})"
+        )
+        raise InputError(f"no study named {spec.name!r}: its storage file {file} {missing}: run it first")
+    if not create and not holds_optuna_tables(url):
+        # An RDB storage creates Optuna's tables in any database: a read-only command must not.
         raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
     if create and (file is None or file.is_file()) and (own := foreign_tables(url)):
         raise InputError(
