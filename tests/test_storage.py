@@ -221,7 +221,7 @@ def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:
         make_storage(f"journal:{tmp_path / 'missing' / 'x.journal'}", heartbeat_interval=1, grace_period=2)
     with pytest.raises(InputError, match="journal:relative/path or journal:///absolute/path"):
         make_storage("journal://host/x", heartbeat_interval=1, grace_period=2)
-    with pytest.raises(InputError, match="cannot be opened"):
+    with pytest.raises(InputError, match="memfront keeps studies in sqlite:.*, not nosuchdb"):
         make_storage("nosuchdb://x", heartbeat_interval=1, grace_period=2)
 
 
