@@ -125,6 +125,19 @@ def test_differences_below_the_resolution_never_count() -> None:
     assert estimates.noise.known
     assert not estimates.signal
     assert "(the best under 0.0001): the trainings learned next to nothing" in str(estimates.signal_text())
+    # Trainings that learned: 0.300 against 0.302, a gap below the resolution, is no finding either.
+    learned = [
+        _training(0, knobs(8, 96), 0, 0.300, 1.17),
+        _training(1, knobs(8, 96), 1, 0.3001, 1.17),
+        _training(2, knobs(16, 96), 0, 0.302, 1.12),
+        _training(3, knobs(16, 96), 1, 0.3021, 1.12),
+        _training(4, knobs(16, 96), 2, 0.3019, 1.12),
+    ]
+    estimates = estimate_accuracy(learned)
+    assert estimates.noise.known and not estimates.signal and not estimates.learned_little
+    assert "trials too short to rank accuracy: no accuracy difference exceeds the noise (±" in str(
+        estimates.signal_text()
+    )
 
 
 def _study() -> list[Training]:

@@ -319,3 +319,37 @@ def test_before_the_noise_is_known_a_new_config_comes_between_replicates_and_rea
     plan = _plan(two, running=busy)
     assert plan is not None and plan.replicate and (plan.fixed["batch"], plan.fixed["imgsz"]) == (8, 96)
     assert plan.reason == "replicate: the accuracy noise is not measured yet"
+
+
+def test_a_config_that_failed_in_this_run_is_not_planned_again_in_it_but_is_in_the_next() -> None:
+    import optuna
+
+    from search.accuracy import NoiseRules
+    from search.study._stored import read_trials
+
+    from .synthetic import stored_trial
+
+    # The leanest config failed (a crash, no verdict on it); another config trained.
+    frozen = [
+        stored_trial(config=knobs(8, 96), values=None, violation=None, status="failed"),
+        stored_trial(config=knobs(8, 128), values=[0.3, 1.1 * GIB], violation=-GIB),
+    ]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for trial in frozen:
+        study.add_trial(trial)
+    stored = read_trials(study.get_trials())
+    assert not stored[0].counts_toward_n_trials
+
+    def plan(failed_here: set[int]):  # type: ignore[no-untyped-def]
+        state = TrainingState.of(
+            stored, accuracy="map50_95", first_seed=0, rules=NoiseRules(), failed_here=failed_here
+        )
+        return state.plan(choices=CHOICES, max_replicates=3, fix_system=True, explore_directly=False)
+
+    in_this_run = plan({0})
+    assert in_this_run is not None and in_this_run.fixed == {
+        "cache": "none",
+        "workers": 0,
+    }  # the sampler's turn
+    next_run = plan(set())
+    assert next_run is not None and next_run.fixed == {"batch": 8, "imgsz": 96, "cache": "none", "workers": 0}

@@ -205,7 +205,8 @@ def test_report_json_gives_each_front_entry_its_interval_and_says_when_nothing_r
     study = stored_study_file(tmp_path / "flat", name="flat", data=tiny_data, limit=LIMIT, trials=flat)
     done = run_cli("report", str(study), "--json", "-", timeout=120)
     payload = json.loads(done.stdout)
-    assert payload["accuracy_signal"] is False and "trials too short to rank accuracy" in done.stderr
+    assert payload["accuracy_signal"] is False
+    assert "the trainings learned next to nothing, so accuracy is not ranked" in " ".join(done.stderr.split())
     assert len(payload["front"]) == 2
     export = run_cli("export", str(study), "--max-memory", "1.5GiB", timeout=120)
     assert export.returncode == 0 and "picked on memory and speed alone" in export.stderr

@@ -14,6 +14,7 @@ import pytest
 
 from search.errors import InputError, StorageError
 from search.study._heartbeats import HEARTBEAT_ATTR, fail_stale_trials
+from search.study._journal import journal_damage
 from search.study._storage import (
     ask,
     check_sql_url,
@@ -21,7 +22,6 @@ from search.study._storage import (
     default_storage_url,
     foreign_tables,
     is_concurrent_safe,
-    journal_damage,
     make_storage,
     safe_url,
     storage_file,
@@ -221,7 +221,7 @@ def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:
         make_storage(f"journal:{tmp_path / 'missing' / 'x.journal'}", heartbeat_interval=1, grace_period=2)
     with pytest.raises(InputError, match="journal:relative/path or journal:///absolute/path"):
         make_storage("journal://host/x", heartbeat_interval=1, grace_period=2)
-    with pytest.raises(InputError, match="memfront keeps studies in sqlite:.*, not nosuchdb"):
+    with pytest.raises(InputError, match=r"memfront keeps studies in sqlite:.*, not nosuchdb"):
         make_storage("nosuchdb://x", heartbeat_interval=1, grace_period=2)
 
 

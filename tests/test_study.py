@@ -339,7 +339,7 @@ def test_limit_below_the_framework_footprint_is_bad_input(tiny_data: Path, tmp_p
         ("space: {imgsz: {low: 96, high: 160, step: 0}}", "space.imgsz.step: Input should be greater than 0"),
         ("space: {imgsz: {low: 96, high: 160, stp: 32}}", "space.imgsz.stp: unknown key"),
         ("space: {imgsz: abc}", "space.imgsz: expected a list of values or a range {low, high, step}"),
-        ("space: {imgsz: [64, 100]}", "imgsz 100 is not a multiple of 32: it would train as 128"),
+        ("space: {imgsz: [64, 100]}", "space.imgsz: 100 is not a multiple of 32: it would train as 128"),
         ("space: [a]", "space: expected a mapping of keys"),
         ("accuracy_noise_prior: 3", "accuracy_noise_prior: expected a mapping of keys"),
         (

@@ -133,6 +133,13 @@ def test_over_the_limit_at_the_spaces_leanest_config_asks_for_a_higher_limit_not
     assert "narrow the space" not in line
     heavier = unranked_lines(read_trials([_ended(knobs(8, 64), "memory_limit")]), _spec(space=space))[1]
     assert "narrow the space (a smaller batch or imgsz" in heavier
+    # Predicted over it (not measured), or a CUDA out-of-memory error (its host peak below the limit):
+    # no measured need to quote.
+    predicted = unranked_lines(read_trials([_ended(knobs(4, 64), "predicted")]), _spec(space=space))[1]
+    assert "narrow the space" in predicted and "needs at least" not in predicted
+    oom = stored_trial(config=knobs(4, 64), values=[0.0, GIB], violation=1.0, status="memory_limit",
+                       peak_host_bytes=GIB)  # fmt: skip
+    assert "needs at least" not in unranked_lines(read_trials([oom]), _spec(space=space))[1]
 
 
 def test_the_remedy_for_a_cut_training_follows_the_study_file_as_it_is_now() -> None:

@@ -202,6 +202,12 @@ class AccuracyEstimates:
         keys = list(self.configs)
         return any(self.distinguishable(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :])
 
+    @property
+    def learned_little(self) -> bool:
+        """Whether every accuracy config's mean is below 1% of the metric: the trainings learned next
+        to nothing, whatever their noise."""
+        return bool(self.configs) and max(e.mean for e in self.configs.values()) < _LEARNED_LITTLE
+
     def signal_text(self) -> str | None:
         """What to tell a user when accuracy cannot rank the configs; None when it can."""
         if self.signal:
@@ -213,8 +219,8 @@ class AccuracyEstimates:
                 "every training scored 0: trials too short to rank accuracy; raise epochs, train on more "
                 "images, or fine-tune from weights"
             )
-        best = max(e.mean for e in self.configs.values())
-        if best < _LEARNED_LITTLE:
+        if self.learned_little:
+            best = max(e.mean for e in self.configs.values())
             best_text = f"{best:.4f}" if best >= 0.0001 else "under 0.0001"
             return (
                 f"every accuracy config scored below {_LEARNED_LITTLE:g} (the best {best_text}): the "

@@ -43,9 +43,9 @@ _RESULT_ATTR = "memfront:probe"
 _CLAIMED_ATTR = "memfront:claimed_at"
 _WORKER_ATTR = "memfront:worker"
 _DISCARDED_ATTR = "memfront:discarded"
-# How a probe measures: a probe stored by another method (before two validation passes: 1) is not
-# this one's figure, so it is taken again.
-_METHOD = 2
+# How a probe measures: a probe stored by another method (before two validation passes: 1; ended
+# before its last checkpoint was saved: 2) is not this one's figure, so it is taken again.
+_METHOD = 3
 _KNOBS = ("batch", "imgsz", "cache", "workers", "amp")
 _DISTRIBUTIONS = {
     "batch": IntDistribution(1, 1 << 20),

@@ -331,6 +331,8 @@ def noise_text(estimates: AccuracyEstimates) -> str:
     note = estimates.signal_text()
     if note is None and len(estimates.configs) < 2:
         return measured
+    if note is not None and estimates.learned_little:
+        return f"{measured}; {note}"  # what is wrong is the trainings, not the noise
     if not noise.known:  # the note would say again what the noise is: say only what it means
         note = (
             "accuracy differences are not ranked"

@@ -168,7 +168,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
     clock = WorkerClock()
     trained = duplicates = skipped = 0
     failures: list[str] = []  # this worker's last trainings' errors, while they fail
-    failed_count = 0  # this worker's failed trainings in this run
+    failed_here: set[int] = set()  # this worker's failed trainings in this run
     stopped_failing = False
     guard = ProposalGuard()
     refused = 0  # sampler proposals of measured configs in a row
@@ -194,7 +194,9 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             retried = [t for t in stored if t.cut_short(retry_below_s(spec))]
             retried_numbers = {t.number for t in retried}
             judged = [t for t in stored if t.number not in retried_numbers]
-            judged_done = [t for t in judged if t.counts_toward_n_trials]
+            # A config that failed in this run is not trained again in this run (told the failure
+            # instead), though failures count toward nothing: the next run, fixed, trains it.
+            judged_done = [t for t in judged if t.counts_toward_n_trials or t.number in failed_here]
             finished = len(done) >= spec.n_trials
             # What each config's training may take, those not trained yet bounded from the trainings so
             # far: the timeout must not cut whatever the sampler proposes.
@@ -211,6 +213,7 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
             state = TrainingState.of(
                 judged, accuracy=spec.objectives[0], first_seed=spec.seed,
                 rules=spec.noise_rules, roles=prepared.roles, systems_of=figures, memory=spec.memory_axis,
+                failed_here=failed_here,
             )  # fmt: skip
             queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
             if prepared.probes is not None and not queued:
@@ -293,10 +296,10 @@ def run_worker(prepared: PreparedStudy, *, events: StudyEvents | None = None) ->
                         continue
                     if record.status == "failed":
                         failures.append(record.error_line() or "?")
-                        failed_count += 1
+                        failed_here.add(trial.number)
                     else:
                         failures = []
-                    why_stop = failing_stop(failures, failed_count, n_trials=spec.n_trials)
+                    why_stop = failing_stop(failures, len(failed_here), n_trials=spec.n_trials)
                     if why_stop is not None:
                         stop_reason, stopped_failing = why_stop, True
                         break

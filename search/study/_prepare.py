@@ -21,6 +21,7 @@ from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
 from search.study._compatible import check_compatible, setup_of
+from search.study._journal import journal_damage, journal_holds_records
 from search.study._probes import StudyProbes
 from search.study._record_files import RecordFiles
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, make_sampler
@@ -31,8 +32,6 @@ from search.study._storage import (
     foreign_tables,
     holds_optuna_tables,
     is_concurrent_safe,
-    journal_damage,
-    journal_holds_records,
     journal_path,
     make_storage,
     quiet_optuna,
@@ -118,6 +117,8 @@ def open_study(
     if not create and not holds_optuna_tables(url):
         # An RDB storage creates Optuna's tables in any database: a read-only command must not.
         raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
+    if create and file is not None and not file.exists() and (off_stride := spec.space.off_stride()):
+        raise InputError(off_stride)  # a new study, refused before its storage is made
     if create and (file is None or file.is_file()) and (own := foreign_tables(url)):
         raise InputError(
             f"storage {safe_url(url)} is a database of other tables ({', '.join(sorted(own)[:3])}"
@@ -145,6 +146,8 @@ def open_study(
     if spec.name in names:
         existing = optuna.load_study(study_name=spec.name, storage=storage)
         check_compatible(existing, spec, url, space=space)
+    elif (off_stride := spec.space.off_stride()) is not None:
+        raise InputError(off_stride)
     with quiet_optuna():
         study = optuna.create_study(
             study_name=spec.name,

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from search.study._stored import COUNTED_STATUSES
 from search.trial._record import TrialRecord
 from search.units import format_bytes, format_seconds
 
@@ -177,7 +178,8 @@ def _run_with_progress(prepared: PreparedStudy, console: Console) -> StudyOutcom
 
         def on_end(number: int, record: TrialRecord, note: str | None) -> None:
             bar.console.print(trial_line(number, record, note))
-            bar.advance(task)
+            if record.status in COUNTED_STATUSES:  # the bar counts toward n_trials, as the summary does
+                bar.advance(task)
 
         def on_notes(notes: tuple[str, ...]) -> None:
             for note in notes:

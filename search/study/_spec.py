@@ -132,14 +132,17 @@ class SearchSpace(BaseModel):
             values = self.choices(name)
             if min(values) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {min(values)}")
-        # The frameworks round imgsz up to a multiple of the model's stride (32): 70 would train as
-        # 96, one config under two names, whose trainings would not pool.
-        odd = [size for size in self.choices("imgsz") if size % _STRIDE]
-        if odd:
-            size = odd[0]
-            rounded = -(-size // _STRIDE) * _STRIDE
-            raise ValueError(f"imgsz {size} is not a multiple of {_STRIDE}: it would train as {rounded}")
         return self
+
+    def off_stride(self) -> str | None:
+        """Why an imgsz choice is not one a new study takes, or None: the frameworks round imgsz up to
+        a multiple of the model's stride (32), so 70 would train as 96, one config under two names
+        whose trainings would not pool. (A study stored with one keeps it: its file must still load.)"""
+        odd = [size for size in self.choices("imgsz") if size % _STRIDE]
+        if not odd:
+            return None
+        rounded = -(-odd[0] // _STRIDE) * _STRIDE
+        return f"space.imgsz: {odd[0]} is not a multiple of {_STRIDE}: it would train as {rounded}"
 
     def choices(self, name: str) -> list[Any]:
         """The values a knob can take, in order."""

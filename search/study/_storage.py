@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import json
 import math
 import os
 import random
@@ -30,6 +29,7 @@ import sqlalchemy
 
 from search.errors import InputError, StorageError
 from search.study._heartbeats import HeartbeatJournalStorage, HeartbeatRDBStorage, retry_lost_trial
+from search.study._journal import journal_holds_records
 
 __all__ = [
     "StorageClock",
@@ -41,8 +41,6 @@ __all__ = [
     "foreign_tables",
     "holds_optuna_tables",
     "is_concurrent_safe",
-    "journal_damage",
-    "journal_holds_records",
     "journal_path",
     "make_storage",
     "quiet_optuna",
@@ -54,7 +52,6 @@ __all__ = [
 
 # A PostgreSQL host that does not answer must fail a command in seconds, not after TCP's minutes.
 _CONNECT_TIMEOUT_S = 10
-_JOURNAL_CHUNK = 1 << 16
 _SCHEMA_ATTEMPTS = 5
 
 
@@ -127,63 +124,6 @@ def url_beside(url: str, folder: Path) -> str:
     # "~" as in the study file's other paths (SQLite itself would read it as a folder's name).
     absolute = str((folder / Path(str(sqlite.database)).expanduser()).resolve())
     return sqlite.set(database=absolute).render_as_string(hide_password=False)
-
-
-def journal_holds_records(path: Path) -> bool:
-    """Whether a journal file exists and is not empty (an empty one is what a killed first open
-    leaves: it holds no study)."""
-    return path.is_file() and path.stat().st_size > 0
-
-
-def journal_damage(path: Path) -> str | None:
-    """What is wrong with a journal file's last line, if it is not a whole Optuna journal record; None
-    when it is one (or the file is missing or empty).
-
-    Optuna reads past a last line that does not decode or does not end in a newline (a write in
-    progress, or cut short by a crash) but writes after it, which makes it a line in the middle:
-    from then on the journal cannot be read at all. A line seen damaged is read again a second
-    later, since another worker may have been writing it.
-    """
-    damage = None
-    for attempt in range(2):
-        if attempt:
-            time.sleep(1.0)
-        last = _last_line(path)
-        if last is None:
-            return None
-        if not last.endswith(b"\n"):
-            damage = "its last line is not whole (no newline ends it)"
-        elif not last.strip():
-            damage = "it ends with an empty line"
-        else:
-            try:
-                record = json.loads(last)
-            except ValueError as error:
-                damage = f"its last line is not an Optuna journal record ({error})"
-            else:
-                damage = None if isinstance(record, dict) else "its last line is not an Optuna journal record"
-        if damage is None:
-            return None
-    return damage
-
-
-def _last_line(path: Path) -> bytes | None:
-    """The file's last line with its newline, if any (read from the end: a journal may be large);
-    None for a missing or empty file."""
-    try:
-        with path.open("rb") as file:
-            end = file.seek(0, os.SEEK_END)
-            tail = b""
-            while end > 0:
-                start = max(0, end - _JOURNAL_CHUNK)
-                file.seek(start)
-                tail = file.read(end - start) + tail
-                end = start
-                if b"\n" in tail[:-1] or end == 0:
-                    return tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1 :]
-    except OSError:
-        pass
-    return None
 
 
 def default_storage_url(folder: Path, name: str, *, jobs: int = 1) -> str:
@@ -354,10 +294,12 @@ def foreign_tables(url: str) -> set[str]:
     if journal_path(url) is not None:
         return set()
     tables = database_tables(url)
-    return set() if tables >= _OPTUNA_TABLES else tables
+    # Optuna's own tables (all of its schema, or part of it while another worker creates it) and
+    # Alembic's record of its version: whatever else is there is not Optuna's.
+    return set() if tables >= _OPTUNA_TABLES else tables - _OPTUNA_SCHEMA
 
 
-_SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle")  # SQLAlchemy's dialects
 
 
 def check_sql_url(url: str) -> None:
@@ -391,6 +333,11 @@ def check_sql_url(url: str) -> None:
 # Tables every Optuna schema has: a database with a table of one of these names only (a user's own
 # "studies") is not a study's storage.
 _OPTUNA_TABLES = {"studies", "trials", "version_info"}
+_OPTUNA_SCHEMA = {
+    "alembic_version", "studies", "study_directions", "study_system_attributes", "study_user_attributes",
+    "trial_heartbeats", "trial_intermediate_values", "trial_params", "trial_system_attributes",
+    "trial_user_attributes", "trial_values", "trials", "version_info",
+}  # fmt: skip
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

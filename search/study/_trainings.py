@@ -9,7 +9,7 @@ whether a configuration the sampler proposed trains (a new config, or a replicat
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from optuna.trial import TrialState
@@ -111,10 +111,14 @@ class TrainingState:
         roles: KnobRoles = DEFAULT_ROLES,
         systems_of: SystemsOf | None = None,
         memory: MemoryAxis = "host",
+        failed_here: Collection[int] = (),
     ) -> TrainingState:
         """Reads the state from a study's stored trials (``roles``: the study's framework's;
         ``systems_of``: the whole-dataset figures report and export rank on, when they are not the
-        trainings' own; ``memory``: the memory its front ranks, :attr:`StudySpec.memory_axis`)."""
+        trainings' own; ``memory``: the memory its front ranks, :attr:`StudySpec.memory_axis`;
+        ``failed_here``: trials that failed in this worker's run, attempts without a result, so that
+        the planner does not plan their configs again in this run, though they count toward nothing
+        and a later run, the failure fixed, trains them)."""
         trainings = trainings_of(trials, accuracy=accuracy, default_seed=first_seed)
         feasible = {t.number for t in trainings}
         attempts = []
@@ -122,7 +126,7 @@ class TrainingState:
         for t in trials:
             in_progress = t.state == TrialState.RUNNING and not t.proposal_only
             running += in_progress
-            if t.config is not None and (in_progress or t.counts_toward_n_trials):
+            if t.config is not None and (in_progress or t.counts_toward_n_trials or t.number in failed_here):
                 seed = first_seed if t.seed is None else t.seed
                 attempts.append(
                     Running(

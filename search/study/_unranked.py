@@ -114,11 +114,16 @@ def _memory_remedy(over: Sequence[StoredTrial], spec: StudySpec) -> str:
     keep = "under a new study name (a study keeps the limit its trials were judged by)"
     choices = effective_space(spec).choices
     leanest = {**leanest_accuracy(choices), **leanest_system(choices)}
-    at_leanest = [t for t in over if t.config and all(t.config.get(k) == leanest[k] for k in KNOBS)]
+    # Measured over the host limit (not predicted by pre-flight, nor a CUDA out-of-memory error,
+    # which is stored as over the limit with its host peak below it).
+    at_leanest = [
+        peak for t in over
+        if t.config and all(t.config.get(k) == leanest[k] for k in KNOBS) and t.status == "memory_limit"
+        and (peak := t.figures["peak_host_bytes"]) is not None and peak >= spec.memory_limit
+    ]  # fmt: skip
     if at_leanest and spec.memory_axis == "host" and spec.gpu_memory_limit is None:
         # Narrowing the space cannot help: nothing in it needs less than what went over.
-        peaks = [t.figures["peak_host_bytes"] for t in at_leanest if t.figures["peak_host_bytes"]]
-        needs = f" needs at least {format_bytes(max(peaks))}" if peaks else " does not fit"
+        needs = f" needs at least {format_bytes(max(at_leanest))}"
         knobs = ", ".join(f"{k} {_knob_text(leanest[k])}" for k in KNOBS)
         return f"{limits}{predicted}): the space's leanest config ({knobs}){needs}: raise memory_limit {keep}"
     return f"{limits}{predicted}): narrow the space ({levers}) or raise {raise_keys} {keep}"

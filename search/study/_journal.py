@@ -1,0 +1,69 @@
+"""A journal storage's file as memfront checks it before Optuna opens it: holds records, or is damaged."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+__all__ = ["journal_damage", "journal_holds_records"]
+
+_JOURNAL_CHUNK = 1 << 16
+
+
+def journal_holds_records(path: Path) -> bool:
+    """Whether a journal file exists and is not empty (an empty one is what a killed first open
+    leaves: it holds no study)."""
+    return path.is_file() and path.stat().st_size > 0
+
+
+def journal_damage(path: Path) -> str | None:
+    """What is wrong with a journal file's last line, if it is not a whole Optuna journal record; None
+    when it is one (or the file is missing or empty).
+
+    Optuna reads past a last line that does not decode or does not end in a newline (a write in
+    progress, or cut short by a crash) but writes after it, which makes it a line in the middle:
+    from then on the journal cannot be read at all. A line seen damaged is read again a second
+    later, since another worker may have been writing it.
+    """
+    damage = None
+    for attempt in range(2):
+        if attempt:
+            time.sleep(1.0)
+        last = _last_line(path)
+        if last is None:
+            return None
+        if not last.endswith(b"\n"):
+            damage = "its last line is not whole (no newline ends it)"
+        elif not last.strip():
+            damage = "it ends with an empty line"
+        else:
+            try:
+                record = json.loads(last)
+            except ValueError as error:
+                damage = f"its last line is not an Optuna journal record ({error})"
+            else:
+                damage = None if isinstance(record, dict) else "its last line is not an Optuna journal record"
+        if damage is None:
+            return None
+    return damage
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The file's last line with its newline, if any (read from the end: a journal may be large);
+    None for a missing or empty file."""
+    try:
+        with path.open("rb") as file:
+            end = file.seek(0, os.SEEK_END)
+            tail = b""
+            while end > 0:
+                start = max(0, end - _JOURNAL_CHUNK)
+                file.seek(start)
+                tail = file.read(end - start) + tail
+                end = start
+                if b"\n" in tail[:-1] or end == 0:
+                    return tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1 :]
+    except OSError:
+        pass
+    return None
