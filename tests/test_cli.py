@@ -303,9 +303,8 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_starts(tiny_data
 
 
 @pytest.mark.parametrize("command", ["trial", "train", "probe"])
-def test_a_missing_data_yaml_is_the_only_line_no_bar_before_it(command: str) -> None:
-    done = run_cli(command, "--data", "/nonexistent/data.yaml", timeout=60)
-    assert (
-        done.returncode == 2
-        and done.stderr == "memfront: error: data yaml not found: /nonexistent/data.yaml\n"
-    )
+def test_a_missing_data_yaml_is_the_only_line_no_bar_before_it(command: str, tmp_path: Path) -> None:
+    done = run_cli(command, "--data", "/nonexistent/data.yaml", timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == "memfront: error: data yaml not found: /nonexistent/data.yaml\n"
+    assert list(tmp_path.iterdir()) == []  # train made no runs/ folder for it

@@ -514,7 +514,7 @@ def test_missing_study_for_report(tiny_data: Path, tmp_path: Path) -> None:
     study.write_text(TINY_STUDY.format(data=tiny_data))
     done = run_cli("report", str(study), timeout=60)
     assert done.returncode == 2 and "run it first" in done.stderr
-    assert f"its storage file {tmp_path / 'new.db'} does not exist" in done.stderr
+    assert f"its storage file {tmp_path / 'tiny.db'} does not exist" in done.stderr
     done = run_cli("status", str(study), "--storage", f"journal:{tmp_path / 'new.journal'}", timeout=60)
     assert done.returncode == 2 and "run it first" in done.stderr
     nowhere = run_cli("status", str(study), "--storage", "sqlite:////nonexistent/dir/x.db", timeout=60)

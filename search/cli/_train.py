@@ -216,6 +216,9 @@ def train(
             fail(f"{config}: {message}")  # the file said it, not a flag
         fail(f"--{message.replace('_', '-')}")
     limits = TrialLimits(memory_limit_bytes=size_option(memory_limit, "--memory-limit"))
+    from search.data._dataset import load_dataset
+
+    load_dataset(trial_config.data)  # a data yaml that cannot be read leaves no run folder behind
     destination = _new_run_folder(project, name)
     not_kept = None
     try:
