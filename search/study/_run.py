@@ -37,7 +37,8 @@ def run_study(
         progress: Show a live progress bar and a line per trial (on stderr, or in the notebook).
 
     Returns:
-        How the run ended: trials trained, the stop reason, times. Read the results with
+        How the run ended: trials trained, the stop reason, times, and ``failed`` when it stopped
+        because its trainings kept failing (a setup to fix). Read the results with
         :func:`search.load_study`.
 
     Raises:
