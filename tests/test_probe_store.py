@@ -172,6 +172,19 @@ def test_a_config_predicted_over_the_limit_on_the_whole_dataset_leaves_the_front
     assert [p.estimate.key for p in noise_front(estimates)] == [(8, 96, False)]
 
 
+def _frame(trainings: list[Any], estimates: Any) -> pd.DataFrame:
+    """The trials frame of these ok trainings, with the estimates' columns (as report reads it)."""
+    rows = [
+        {**{c: None for c in FRAME_COLUMNS}, "number": t.number, "state": "COMPLETE", "status": "ok",
+         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy,
+         "peak_host_bytes": t.peak_host_bytes}
+        for t in trainings
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    apply_estimates(frame, estimates)
+    return frame
+
+
 def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
     lean = knobs(8, 96)
     trainings = [_training(0, lean, 0, 0.30, 0.9), _training(1, lean, 1, 0.31, 0.9)]
@@ -181,14 +194,7 @@ def test_export_may_pick_a_system_setting_that_only_a_probe_measured() -> None:
         predict_full=lambda k: GIB, subset_scale=10.0,
     )  # fmt: skip
     estimates = estimate_accuracy(trainings, systems_of=figures)
-    rows = [
-        {**{c: None for c in FRAME_COLUMNS}, "number": t.number, "state": "COMPLETE", "status": "ok",
-         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy,
-         "peak_host_bytes": t.peak_host_bytes}
-        for t in trainings
-    ]  # fmt: skip
-    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    apply_estimates(frame, estimates)
+    frame = _frame(trainings, estimates)
     front = frame[frame["pareto"].astype(bool)]
     assert list(front["memory_source"]) == ["probe"] and float(
         front["config_peak_host_bytes"].iloc[0]
@@ -262,14 +268,7 @@ def test_what_came_closest_says_when_its_setting_is_not_its_trials_own() -> None
         limit_bytes=LIMIT, predict_full=lambda k: GIB, subset_scale=10.0,
     )  # fmt: skip
     estimates = estimate_accuracy(trainings, systems_of=figures)
-    rows = [
-        {**{c: None for c in FRAME_COLUMNS}, "number": t.number, "state": "COMPLETE", "status": "ok",
-         "feasible": True, **t.config, "seed": t.seed, "map50_95": t.accuracy,
-         "peak_host_bytes": t.peak_host_bytes}
-        for t in trainings
-    ]  # fmt: skip
-    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
-    apply_estimates(frame, estimates)
+    frame = _frame(trainings, estimates)
     front = frame[frame["pareto"].astype(bool)]
     assert (front["config_cache"].iloc[0], front["config_probe"].iloc[0]) == ("none", 0)  # the first probe
     # The report's front table names the trial, and says where it trained.
