@@ -7,7 +7,15 @@ import operator
 import re
 from typing import Any
 
-__all__ = ["format_bytes", "format_seconds", "format_size", "parse_duration", "parse_size", "whole_number"]
+__all__ = [
+    "format_bytes",
+    "format_seconds",
+    "format_size",
+    "parse_duration",
+    "parse_size",
+    "plural",
+    "whole_number",
+]
 
 # The units a size may be written in, as the error that lists them spells them (any case is
 # accepted); a decimal unit's first letter alone is that unit too (``1.5G``), and no unit is bytes.
@@ -152,6 +160,11 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an ``s`` unless there is exactly one: ``1 training``, ``0 trainings``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def whole_number(value: Any) -> int | None:

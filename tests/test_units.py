@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.units import format_bytes, format_size, parse_duration, parse_size, whole_number
+from search.units import format_bytes, format_size, parse_duration, parse_size, plural, whole_number
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,7 @@ def test_a_size_written_in_decimal_units_is_shown_in_them_too() -> None:
     assert format_size(parse_size("1GB")) == "954 MiB (1 GB)"
     assert format_size(parse_size("16GiB")) == "16.00 GiB"  # binary: as written already
     assert format_size(parse_size("1.3GiB")) == "1.30 GiB"
+
+
+def test_plural_adds_an_s_unless_there_is_exactly_one() -> None:
+    assert [plural(n, "training") for n in (0, 1, 2)] == ["0 trainings", "1 training", "2 trainings"]

@@ -23,6 +23,8 @@ import dataclasses
 import functools
 import math
 
+from search.units import plural
+
 __all__ = [
     "DEFAULT_CONFIDENCE",
     "DEFAULT_FAMILY_WISE",
@@ -40,7 +42,7 @@ DEFAULT_FAMILY_WISE = False
 
 def degrees_of_freedom(count: int) -> str:
     """``1 degree of freedom``, ``3 degrees of freedom``."""
-    return f"{count} degree{'' if count == 1 else 's'} of freedom"
+    return f"{plural(count, 'degree')} of freedom"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

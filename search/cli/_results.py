@@ -20,7 +20,7 @@ from search.results._command import write_text
 from search.results._export import noise_text
 from search.results._render import PLOT_FORMATS
 from search.study._space import KNOBS
-from search.units import format_bytes, format_seconds
+from search.units import format_bytes, format_seconds, plural
 
 if TYPE_CHECKING:
     from search.results._results import StudyResults
@@ -302,7 +302,7 @@ def report(
     if results.probes:
         over = sum(1 for p in results.probes if not p.ok)
         shown_on.print(
-            f"probes: {len(results.probes)} full config{'' if len(results.probes) == 1 else 's'} measured "
+            f"probes: {plural(len(results.probes), 'full config')} measured "
             "on the whole dataset on this machine"
             + (f" ({over} stopped at their memory limit)" if over else "")
         )

@@ -23,7 +23,7 @@ import pandas as pd
 from search.errors import InputError
 from search.results import _plot_layout as plot_layout
 from search.study._spec import ACCURACY_OBJECTIVES, MemoryAxis
-from search.units import format_bytes, format_seconds
+from search.units import format_bytes, format_seconds, plural
 
 if TYPE_CHECKING:
     pass
@@ -212,13 +212,9 @@ def _step_line(front: pd.DataFrame) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int, noise: str) -> str:
     text = (
-        f"front: {_plural(int(points['pareto'].sum()), 'accuracy config')}, mean and interval over their "
+        f"front: {plural(int(points['pareto'].sum()), 'accuracy config')}, mean and interval over their "
         "replicates "
         f"({int(points['equivalent'].sum())} marked ≈: within noise of a leaner one"
         + (
@@ -227,7 +223,7 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int,
             else ""
         )
         + "); "
-        f"{_plural(int(points['dominated'].sum()), 'other training')} faded; "
+        f"{plural(int(points['dominated'].sum()), 'other training')} faded; "
         f"{int(points['infeasible'].sum())} over the memory limit"
     )
     if clipped := int(points["clipped"].sum()):
@@ -235,7 +231,7 @@ def _caption(points: pd.DataFrame, not_plotted: dict[str, int], duplicates: int,
     if not_plotted:
         text += "; not plotted: " + ", ".join(f"{n} {status}" for status, n in sorted(not_plotted.items()))
     if duplicates:
-        text += f"; {_plural(duplicates, 'duplicate proposal')} skipped"
+        text += f"; {plural(duplicates, 'duplicate proposal')} skipped"
     return f"{text}\n{noise}"
 
 

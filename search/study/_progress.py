@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from search.study._stored import COUNTED_STATUSES
 from search.trial._record import TrialRecord
-from search.units import format_bytes, format_seconds
+from search.units import format_bytes, format_seconds, plural
 
 if TYPE_CHECKING:
     from search.study._optimize import StudyOutcome
@@ -111,7 +111,7 @@ def outcome_lines(spec: StudySpec, outcome: StudyOutcome) -> list[str]:
             f"; {outcome.probes_failed} failed (their lines above say why)" if outcome.probes_failed else ""
         )
         lines.append(
-            f"probes: {outcome.probes} full config{'' if outcome.probes == 1 else 's'} measured on the "
+            f"probes: {plural(outcome.probes, 'full config')} measured on the "
             f"whole dataset in {format_seconds(outcome.probe_seconds)}{failed}"
         )
     if outcome.preflight_skipped:

@@ -14,6 +14,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from search.frameworks import get_framework
 from search.study._spec import IntRange, StudySpec
 from search.study._stored import write_capped_workers, write_fixed_knob
+from search.units import plural
 
 __all__ = [
     "ACCURACY_KNOBS",
@@ -171,7 +172,7 @@ def _unreachable_noise(spec: StudySpec, choices: dict[str, list[Any]]) -> str | 
     if configs < 2 or reachable >= spec.accuracy_min_df:
         return None
     why = (
-        f"n_trials {spec.n_trials} leaves {by_trials} training{'' if by_trials == 1 else 's'} for replicates "
+        f"n_trials {spec.n_trials} leaves {plural(by_trials, 'training')} for replicates "
         "after the first two configs"
         if by_trials <= by_replicates
         else f"{configs} accuracy configs x (max_replicates {spec.max_replicates} - 1)"

@@ -17,7 +17,7 @@ from search.study._space import KNOBS, KnobRoles, effective_space, leanest_accur
 from search.study._spec import StudySpec
 from search.study._stored import INFEASIBLE_STATUSES, StoredTrial
 from search.trial._record import error_line
-from search.units import format_bytes, format_seconds
+from search.units import format_bytes, format_seconds, plural
 
 __all__ = ["unranked_lines"]
 
@@ -46,7 +46,7 @@ def unranked_lines(trials: Sequence[StoredTrial], spec: StudySpec) -> list[str]:
             return []
         knobs = ", ".join(roles.accuracy)
         return [
-            f"not on the front: {len(configs)} accuracy config{_s(len(configs))} ({knobs}) whose "
+            f"not on the front: {plural(len(configs), 'accuracy config')} ({knobs}) whose "
             f"trainings were all cut by a time limit; {_time_remedy(only_cut, spec, counted)}"
         ]
     causes = []
@@ -152,8 +152,4 @@ def _error_line(trial: StoredTrial) -> str | None:
 
 
 def _count(trials: Sequence[StoredTrial]) -> str:
-    return f"{len(trials)} training{_s(len(trials))}"
-
-
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"
+    return plural(len(trials), "training")
