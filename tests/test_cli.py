@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from search.cli._app import _os_error_line
 from search.trial._outcome import ChildEvents
 
 from .conftest import ROOT, TINY_STUDY, run_cli, trainer_processes
@@ -308,3 +309,8 @@ def test_a_missing_data_yaml_is_the_only_line_no_bar_before_it(command: str, tmp
     assert done.returncode == 2
     assert done.stderr == "memfront: error: data yaml not found: /nonexistent/data.yaml\n"
     assert list(tmp_path.iterdir()) == []  # train made no runs/ folder for it
+
+
+def test_a_refusal_of_the_system_reads_file_first_without_pythons_errno() -> None:
+    assert _os_error_line(PermissionError(13, "Permission denied", "out.csv")) == "out.csv: Permission denied"
+    assert _os_error_line(OSError(28, "No space left on device")) == "No space left on device"

@@ -136,6 +136,15 @@ def test_report_json_csv_and_table(tiny_study: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root passes the folder's permission check to the write")
+def test_a_file_the_system_refuses_at_the_write_is_named_in_one_line(tiny_study: Path) -> None:
+    # /sys refuses new files even to root, whom the check before any work lets through.
+    done = run_cli("report", str(tiny_study), "--csv", "/sys/memfront.csv")
+    assert (done.returncode, done.stderr) == (1, "memfront: error: /sys/memfront.csv: Permission denied\n")
+    assert tiny_study.with_name("tiny.db").exists()
+
+
+@pytest.mark.slow
 def test_export_runs_as_printed(tiny_study: Path, tmp_path: Path) -> None:
     done = run_cli("export", str(tiny_study), "--max-memory", "8GiB")
     assert done.returncode == 0, done.stderr

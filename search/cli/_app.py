@@ -78,6 +78,14 @@ def _terminate(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt
 
 
+def _os_error_line(error: OSError) -> str:
+    """The system's refusal as a user reads it, the file first (``out.csv: Permission denied``), not
+    Python's ``[Errno 13] Permission denied: 'out.csv'``."""
+    reason = error.strerror or str(error)
+    files = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{' -> '.join(files)}: {reason}" if files else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; bad input is one line on stderr and exit code 2."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         # A file or folder the system refused (full disk, permissions) after the checks: one line,
         # as for bad input, but not exit 2 (the input may have been right).
-        print(f"memfront: error: {error}", file=sys.stderr)
+        print(f"memfront: error: {_os_error_line(error)}", file=sys.stderr)
         return 1
     except Exception as error:
         failed = _storage_failure(error)
