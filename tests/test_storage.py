@@ -216,6 +216,33 @@ def test_a_journal_whose_last_line_is_damaged_is_refused_and_left_as_it_is(tmp_p
         assert journal.read_bytes() == ending
 
 
+def test_a_journal_url_on_a_file_that_is_no_journal_is_refused_and_left_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    from search.errors import StorageError
+    from search.study._prepare import open_study
+    from search.study._spec import StudySpec
+
+    spec = StudySpec.model_validate({"name": "s", "data": "demo", "memory_limit": "2GiB"})
+    database = tmp_path / "s.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{database}")
+    # A JSON-lines log: its last line would pass as a record, and Optuna would append to it.
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    refusals = {
+        database: f"is an SQLite database, not a journal: write sqlite:///{database}",
+        log: "is not an Optuna journal (its first line is no journal record)",
+    }
+    for file, said in refusals.items():
+        before = file.read_bytes()
+        for create in (False, True):
+            with pytest.raises(StorageError, match=re.escape(said)):
+                open_study(spec, f"journal:///{str(file).lstrip('/')}", create=create)
+        assert file.read_bytes() == before
+    with sqlite3.connect(database) as connection:  # still the study it was
+        assert connection.execute("select study_name from studies").fetchall() == [("s",)]
+
+
 def test_bad_storage_urls_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         make_storage(f"journal:{tmp_path / 'missing' / 'x.journal'}", heartbeat_interval=1, grace_period=2)

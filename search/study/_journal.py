@@ -7,15 +7,43 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["journal_damage", "journal_holds_records"]
+__all__ = ["journal_damage", "journal_holds_records", "not_a_journal"]
 
 _JOURNAL_CHUNK = 1 << 16
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def journal_holds_records(path: Path) -> bool:
     """Whether a journal file exists and is not empty (an empty one is what a killed first open
     leaves: it holds no study)."""
     return path.is_file() and path.stat().st_size > 0
+
+
+def not_a_journal(path: Path) -> str | None:
+    """Why a file that holds something is no Optuna journal at all (an SQLite database, any other
+    file), judged by its first line; None for a journal, or a missing or empty file.
+
+    Optuna reads such a file as a journal of no study, and would append its records to it.
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(_JOURNAL_CHUNK)
+    except OSError:
+        return None
+    if not head:
+        return None
+    if head.startswith(_SQLITE_HEADER):
+        return f"{path} is an SQLite database, not a journal: write sqlite:///{path.resolve()}"
+    first = head.split(b"\n", 1)[0]
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if isinstance(record, dict) and "op_code" in record:
+        return None
+    if b"\n" not in head and len(head) == _JOURNAL_CHUNK:
+        return None  # a first record longer than what was read: judged by its last line instead
+    return f"{path} is not an Optuna journal (its first line is no journal record): name the study's journal"
 
 
 def journal_damage(path: Path) -> str | None:

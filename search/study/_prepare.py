@@ -21,7 +21,7 @@ from search.model._predict import DatasetStats
 from search.model._preflight import Preflight
 from search.probe._store import PROBE_STUDY, ProbeKey, ProbeStore
 from search.study._compatible import check_compatible, setup_of
-from search.study._journal import journal_damage, journal_holds_records
+from search.study._journal import journal_damage, journal_holds_records, not_a_journal
 from search.study._probes import StudyProbes
 from search.study._record_files import RecordFiles
 from search.study._space import EffectiveSpace, KnobRoles, effective_space, make_sampler
@@ -114,6 +114,9 @@ def open_study(
             else f"is in a folder that does not exist ({file.parent})"
         )
         raise InputError(f"no study named {spec.name!r}: its storage file {file} {missing}: run it first")
+    journal = journal_path(url)
+    if journal is not None and (foreign := not_a_journal(journal)) is not None:
+        raise StorageError(f"storage {url}: {foreign}")
     if not create and not holds_optuna_tables(url):
         # An RDB storage creates Optuna's tables in any database: a read-only command must not.
         raise InputError(f"no study named {spec.name!r} in {safe_url(url)}: run it first")
@@ -136,7 +139,6 @@ def open_study(
         check_compatible(loaded, spec, url)
         return loaded
     space = space or effective_space(spec)
-    journal = journal_path(url)
     damage = None if journal is None else journal_damage(journal)
     if damage is not None:
         raise StorageError(
