@@ -262,3 +262,11 @@ def test_ctrl_z_and_ctrl_c_on_jobs_reach_every_job_and_its_trial(tiny_data: Path
     stopped = [t for t in study.get_trials() if t.user_attrs.get("status") == "interrupted"]
     assert len(stopped) == 2, [(t.number, t.user_attrs.get("status")) for t in study.get_trials()]
     assert trainer_processes() == [] and all(leftovers_of(job) == [] for job in jobs)
+
+
+def test_a_job_that_ended_early_is_told_apart_from_one_killed() -> None:
+    from search.cli._run import _exit_text
+
+    # A job exits 1 on purpose (trainings that kept failing) after saying why; a killed one cannot.
+    assert _exit_text(1) == "exit 1: its last lines above say why"
+    assert _exit_text(-9) == "killed by SIGKILL"

@@ -96,7 +96,7 @@ def _run_jobs(
     lost = [f"job {i} ({_exit_text(code)})" for i, code in codes if code not in (0, EXIT_INTERRUPTED)]
     console.print(
         f"{spec.name}: {done}/{spec.n_trials} trainings done by {len(pinned)} jobs in "
-        f"{format_seconds(outcome.wall_seconds)}" + (f"; ended abnormally: {', '.join(lost)}" if lost else "")
+        f"{format_seconds(outcome.wall_seconds)}" + (f"; ended early: {', '.join(lost)}" if lost else "")
     )
     if outcome.interrupted:
         console.print("interrupted: everything finished is stored; run the same command to continue")
@@ -110,7 +110,7 @@ def _exit_text(code: int) -> str:
         import signal
 
         return f"killed by {signal.Signals(-code).name}"
-    return f"exit {code}"
+    return f"exit {code}: its last lines above say why"
 
 
 def status(
