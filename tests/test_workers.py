@@ -78,7 +78,7 @@ def _assert_complete(trial: optuna.trial.FrozenTrial) -> None:
 def test_three_workers_share_one_postgresql_study(
     postgres: PostgresServer, tiny_data: Path, tmp_path: Path
 ) -> None:
-    spec = scale_study(tmp_path, tiny_data, n_trials=6)
+    spec = scale_study(tmp_path, tiny_data, n_trials=4)
     url = postgres.new_database()
     # The study is created first, as a user's first worker would; the others join it.
     workers = [start_cli("run", str(spec), "--storage", url) for _ in range(3)]
@@ -87,11 +87,11 @@ def test_three_workers_share_one_postgresql_study(
 
     study = _study(spec, url)
     counted = _counted(study)
-    assert len(counted) == 6  # n_trials is a total across workers, not per worker
+    assert len(counted) == 4  # n_trials is a total across workers, not per worker
     # No training repeated: a configuration trains again only as a replicate, with another seed
     # (another random stream).
     streams = [replicate_identity(t.user_attrs["config"], t.user_attrs["seed"]) for t in counted]
-    assert len(set(streams)) == 6, _timeline(study)
+    assert len(set(streams)) == 4, _timeline(study)
     for trial in counted:
         _assert_complete(trial)
     assert not [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
@@ -101,7 +101,7 @@ def test_three_workers_share_one_postgresql_study(
 
     status = run_cli("status", str(spec), "--storage", url)
     assert status.returncode == 0, status.stderr
-    assert "6/6 done, 0 running" in status.stdout
+    assert "4/4 done, 0 running" in status.stdout
     assert all(str(w.pid) in status.stdout for w in workers)  # each worker listed, seen recently
     assert trainer_processes() == []
 
