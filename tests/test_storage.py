@@ -239,6 +239,11 @@ def test_a_journal_url_on_a_file_that_is_no_journal_is_refused_and_left_alone(tm
             with pytest.raises(StorageError, match=re.escape(said)):
                 open_study(spec, f"journal:///{str(file).lstrip('/')}", create=create)
         assert file.read_bytes() == before
+    # A first write cut short is a damaged journal, told how to mend, not a foreign file.
+    cut = tmp_path / "cut.journal"
+    cut.write_bytes(b'{"op_code": 0, "worker_id"')
+    with pytest.raises(StorageError, match="its last line is not whole"):
+        open_study(spec, f"journal:///{str(cut).lstrip('/')}", create=True)
     with sqlite3.connect(database) as connection:  # still the study it was
         assert connection.execute("select study_name from studies").fetchall() == [("s",)]
 

@@ -34,15 +34,16 @@ def not_a_journal(path: Path) -> str | None:
         return None
     if head.startswith(_SQLITE_HEADER):
         return f"{path} is an SQLite database, not a journal: write sqlite:///{path.resolve()}"
-    first = head.split(b"\n", 1)[0]
+    if b"\n" not in head:
+        # One unfinished line (a first write cut short, or a record longer than was read): what
+        # journal_damage judges, and tells how to mend.
+        return None
     try:
-        record = json.loads(first)
+        record = json.loads(head.split(b"\n", 1)[0])
     except ValueError:
         record = None
     if isinstance(record, dict) and "op_code" in record:
         return None
-    if b"\n" not in head and len(head) == _JOURNAL_CHUNK:
-        return None  # a first record longer than what was read: judged by its last line instead
     return f"{path} is not an Optuna journal (its first line is no journal record): name the study's journal"
 
 
